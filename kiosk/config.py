@@ -1,0 +1,262 @@
+"""Typed settings: one YAML file plus KIOSK__SECTION__KEY environment overrides, validated strictly.
+
+Every number a site would tune lives here with a default and a comment on what it trades.
+Unknown or mistyped keys, wrong types and out-of-range values are errors that name the key
+and, where the YAML file gave it, the line.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import time
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "KIOSK__"
+CONFIG_ENV = "KIOSK_CONFIG"
+
+
+class ConfigError(Exception):
+    """A user-fixable problem with the configuration; str() is the message to show."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SiteSettings(_Section):
+    name: str = "Office"
+    # IANA time zone; the attendance day starts at local midnight in this zone.
+    timezone: str = "UTC"
+    # Arrivals after this local time (plus grace) count as late.
+    workday_start: time = time(9, 0)
+    # Minutes after workday_start before an arrival counts as late.
+    late_grace_minutes: int = Field(5, ge=0, le=240)
+    # Recorded on every event, to tell kiosks apart when several share one database.
+    device_id: str = "kiosk-1"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)") from exc
+        return value
+
+
+class DatabaseSettings(_Section):
+    # SQLite file; created on first use. Relative paths are relative to the working directory.
+    path: Path = Path("var/kiosk.db")
+    # Copies of the database taken before a migration; how many to keep.
+    backups_kept: int = Field(3, ge=0, le=100)
+
+
+class FaceQualitySettings(_Section):
+    # Faces smaller than this (box height in pixels) are ignored: too far away to trust.
+    min_face_px: int = Field(80, ge=20, le=2000)
+    # Variance of the Laplacian on the grey face crop; below this the face is too blurred.
+    # Higher rejects more soft frames (fewer mistakes, more retries at the door).
+    min_sharpness: float = Field(20.0, ge=0.0)
+    # Largest head turn accepted, estimated from landmarks as |nose offset| / eye distance.
+    # Lower demands a more frontal face (better matches, more "please look at the camera").
+    max_yaw_ratio: float = Field(0.35, ge=0.0, le=2.0)
+
+
+class RecognitionSettings(_Section):
+    # Detector: "hog" (CPU, fast) or "cnn" (dlib CNN, slow without CUDA).
+    detector: Literal["hog", "cnn"] = "hog"
+    # Times the detector upsamples the image; 1 finds smaller faces at ~4x the cost.
+    upsample: int = Field(1, ge=0, le=3)
+    # Random re-samplings averaged per embedding; more is steadier and linearly slower.
+    num_jitters: int = Field(1, ge=1, le=100)
+    # Accept a match only when the best distance is at most this. Lower: fewer strangers
+    # accepted, more enrolled people missed. Calibrated on ../shared/data/faces.
+    max_distance: float = Field(0.45, ge=0.0, le=2.0)
+    # The best person must beat the second-best person by this much distance.
+    # Higher: fewer people taken for a look-alike colleague, more misses.
+    min_margin: float = Field(0.0, ge=0.0, le=2.0)
+    # Enrolment refuses a face within this distance of another person (unless --force).
+    duplicate_distance: float = Field(0.45, ge=0.0, le=2.0)
+    quality: FaceQualitySettings = FaceQualitySettings()
+
+
+class ExpressionSettings(_Section):
+    # Emotion inference at work is banned in the EU (AI Act Art. 5(1)(f)). When false the
+    # model is never loaded and no expression data is stored anywhere.
+    enabled: bool = True
+    # int8 TFLite model; empty means the model shipped with the package.
+    model: Path | None = None
+    # Check its SHA-256 against the .sha256 file beside it before loading.
+    verify_checksum: bool = True
+
+
+class AttendanceSettings(_Section):
+    # first_last: first sighting of the day is "in", every later one "out" (the last counts).
+    # toggle: sightings alternate in, out, in, out.
+    mode: Literal["first_last", "toggle"] = "first_last"
+    # Repeated sightings of one person within this many seconds make one event.
+    cooldown_s: float = Field(60.0, ge=0.0, le=86400.0)
+    # Frames analysed per check-in; more is steadier and slower at the door.
+    frames_per_checkin: int = Field(3, ge=1, le=30)
+
+
+class CameraSettings(_Section):
+    # picamera2 (Pi camera), opencv (USB index or stream URL) or replay (folder / video file).
+    type: Literal["picamera2", "opencv", "replay"] = "replay"
+    # Backend options as a plain dict, e.g. {index: 0} or {path: frames/, fps: 5}.
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class RetentionSettings(_Section):
+    # Attendance events older than this are purged daily (payroll usually needs a year or more).
+    attendance_days: int = Field(400, ge=1, le=36500)
+    # Expression scores are stripped from events older than this; shorter is kinder.
+    expression_days: int = Field(30, ge=1, le=36500)
+    # Keep enrolment photos after their templates are computed (for re-enrolment with a new
+    # model). False stores only the 128-d templates: less biometric data held.
+    keep_enrolment_images: bool = False
+
+
+class WebSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    # Team expression figures are hidden when fewer people than this contribute.
+    min_group_size: int = Field(5, ge=1, le=1000)
+
+
+class Settings(_Section):
+    site: SiteSettings = SiteSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    recognition: RecognitionSettings = RecognitionSettings()
+    expression: ExpressionSettings = ExpressionSettings()
+    attendance: AttendanceSettings = AttendanceSettings()
+    camera: CameraSettings = CameraSettings()
+    retention: RetentionSettings = RetentionSettings()
+    web: WebSettings = WebSettings()
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The site's time zone."""
+        return ZoneInfo(self.site.timezone)
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that remembers the line of every mapping key."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
+    mapping = loader.construct_mapping(node, deep=True)
+    lines = {str(key_node.value): key_node.start_mark.line + 1 for key_node, _ in node.value}
+    return _LineDict(mapping, lines)
+
+
+class _LineDict(dict):
+    """A dict that also knows the YAML line of each key."""
+
+    def __init__(self, data: dict[str, Any], lines: dict[str, int]) -> None:
+        super().__init__(data)
+        self.lines = lines
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _line_of(data: Any, loc: tuple[Any, ...]) -> int | None:
+    line = None
+    node = data
+    for part in loc:
+        if isinstance(node, _LineDict) and str(part) in node.lines:
+            line = node.lines[str(part)]
+            node = node.get(part)
+        else:
+            break
+    return line
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """KIOSK__SECTION__KEY=value (value parsed as YAML) -> nested dict."""
+    result: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__") if p]
+        if not parts:
+            continue
+        node = result
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+    return result
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _format_errors(exc: ValidationError, data: Any, source: str) -> str:
+    messages = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        line = _line_of(data, loc)
+        where = f"{source}, line {line}" if line else source
+        if err["type"] == "extra_forbidden":
+            text = "unknown key (check the spelling; see `kiosk config show` for valid keys)"
+        else:
+            text = err["msg"]
+        messages.append(f"{where}: {key}: {text}")
+    return "\n".join(messages)
+
+
+def load_settings(path: Path | str | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read settings from a YAML file (or defaults when None) plus environment overrides.
+
+    Raises ConfigError with a message naming the key and line on any problem.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    if path is None and environ.get(CONFIG_ENV):
+        path = environ[CONFIG_ENV]
+    data: Any = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        try:
+            data = yaml.load(text, Loader=_LineLoader) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f", line {mark.line + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections (site:, database:, ...)")
+    overrides = _env_overrides(environ)
+    merged = _merge(data, overrides) if overrides else data
+    if overrides and isinstance(data, _LineDict):
+        merged = _LineDict(merged, data.lines)
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, merged, source)) from None
+
+
+def settings_as_yaml(settings: Settings) -> str:
+    """The effective settings as YAML text."""
+    return yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False)
