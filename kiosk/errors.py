@@ -7,3 +7,53 @@ class KioskError(Exception):
 
 class ModelError(KioskError):
     """A model file is missing, corrupted or of the wrong shape."""
+
+
+class ImageError(KioskError):
+    """An image file is missing, corrupt or not an image, or an array is not RGB uint8 HxWx3."""
+
+
+class NoFaceError(KioskError):
+    """No usable face was found where one was needed (e.g. an enrolment photo)."""
+
+
+class GalleryError(KioskError):
+    """A gallery operation got bad input (wrong embedding shape, unknown person)."""
+
+
+# --- database layer (kiosk/store) -------------------------------------------------------
+
+
+class StoreError(KioskError):
+    """A problem with the attendance database."""
+
+
+class NotAKioskDatabase(StoreError):
+    """The file is not SQLite, or is SQLite without the kiosk schema."""
+
+
+class DatabaseTooNew(StoreError):
+    """The database was migrated by a newer kiosk version than this one."""
+
+
+class DatabaseOutdated(StoreError):
+    """The database schema is behind the code; `kiosk db upgrade` fixes it."""
+
+
+class PersonNotFound(StoreError):
+    """No person with the given id or employee id."""
+
+
+class DuplicatePerson(StoreError):
+    """An employee id (or username) is already taken."""
+
+
+class InvalidTemplate(StoreError):
+    """A face template is not a finite 128-d float vector."""
+
+
+# --- reports ------------------------------------------------------------------------------
+
+
+class ReportError(KioskError):
+    """A report cannot be produced as asked (bad date range, unknown format)."""
