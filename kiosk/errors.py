@@ -57,3 +57,18 @@ class InvalidTemplate(StoreError):
 
 class ReportError(KioskError):
     """A report cannot be produced as asked (bad date range, unknown format)."""
+
+
+# --- camera (kiosk/camera) ----------------------------------------------------------------
+
+
+class CameraError(KioskError):
+    """The camera cannot be used as configured (bad options, missing software, missing file)."""
+
+
+class CameraUnavailableError(CameraError):
+    """The camera is not there right now (unplugged, busy, not detected); retrying may help."""
+
+
+class CameraLostError(CameraUnavailableError):
+    """An open camera stopped delivering frames; close it and open it again."""
