@@ -1,0 +1,1 @@
+"""Evaluations of the kiosk's models on labelled data (face identification)."""

@@ -1,0 +1,163 @@
+"""Face identification evaluation on a folder of people/<Name>/*.jpg and strangers/*.jpg.
+
+Protocol: for each person the first `enrol_photos` photos in name order are enrolled (one
+template each, in one gallery of everybody), the remaining photos are probes that should be
+identified as that person; every stranger photo is a probe that should be rejected.
+Rates: identified / wrong_person / missed are fractions of the enrolled people's probes
+(they add up to 1; a probe with no usable face counts as missed); stranger_accepted is the
+fraction of strangers taken for anybody; no_face is the fraction of all images without a
+usable face (none detected or rejected by the quality checks).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kiosk.config import RecognitionSettings
+from kiosk.errors import KioskError
+from kiosk.gallery import Gallery
+from kiosk.vision.faces import FaceAnalyzer, load_image
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+Progress = Callable[[int, int], None]
+RESULT_KEYS = ("people", "templates", "probes", "strangers", "identified", "wrong_person",
+               "missed", "stranger_accepted", "no_face")
+
+
+class EvaluationDataError(KioskError):
+    """The evaluation folder does not have the people/<Name>/*.jpg + strangers/*.jpg layout."""
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def list_dataset(data_dir: Path) -> tuple[dict[str, list[Path]], list[Path]]:
+    """({person name: photos in name order}, stranger photos) of an evaluation folder."""
+    data_dir = Path(data_dir)
+    people_dir = data_dir / "people"
+    if not people_dir.is_dir():
+        raise EvaluationDataError(f"{data_dir}: expected a people/<Name>/*.jpg folder inside")
+    people = {d.name: _images(d) for d in sorted(people_dir.iterdir()) if d.is_dir()}
+    people = {name: photos for name, photos in people.items() if photos}
+    if not people:
+        raise EvaluationDataError(f"{people_dir}: no person folders with photos")
+    strangers_dir = data_dir / "strangers"
+    strangers = _images(strangers_dir) if strangers_dir.is_dir() else []
+    return people, strangers
+
+
+def half_of(name: str) -> str:
+    """Deterministic half "A" or "B" of a person name or stranger file stem (CRC-32 parity)."""
+    return "A" if zlib.crc32(name.encode("utf-8")) % 2 == 0 else "B"
+
+
+def make_half_split(src: Path, dst: Path, half: str = "B") -> Path:
+    """Make dst/people/<Name> and dst/strangers/*.jpg symlinks to one half of src; returns dst."""
+    if half not in ("A", "B"):
+        raise ValueError("half must be 'A' or 'B'")
+    people, strangers = list_dataset(Path(src))
+    dst = Path(dst)
+    (dst / "people").mkdir(parents=True, exist_ok=True)
+    (dst / "strangers").mkdir(parents=True, exist_ok=True)
+    for name, photos in people.items():
+        if half_of(name) != half:
+            continue
+        link = dst / "people" / name
+        if not link.exists():
+            os.symlink(photos[0].parent.resolve(), link)
+    for photo in strangers:
+        if half_of(photo.stem) != half:
+            continue
+        link = dst / "strangers" / photo.name
+        if not link.exists():
+            os.symlink(photo.resolve(), link)
+    return dst
+
+
+def score_protocol(people: Mapping[str, Sequence[np.ndarray | None]],
+                   strangers: Sequence[np.ndarray | None], enrol_photos: int,
+                   settings: RecognitionSettings, gallery_people: Sequence[str] | None = None,
+                   ) -> dict[str, Any]:
+    """The protocol on precomputed embeddings ((128,) float32 or None = no usable face), in photo order.
+
+    gallery_people: who is enrolled (default: everybody in people); only their probes are scored.
+    """
+    if enrol_photos < 1:
+        raise ValueError("enrol_photos must be at least 1")
+    enrolled = list(people) if gallery_people is None else list(gallery_people)
+    gallery = Gallery(settings)
+    for name in enrolled:
+        templates = [e for e in people[name][:enrol_photos] if e is not None]
+        if templates:
+            gallery.add(name, np.stack(templates))
+    probes = [(name, e) for name in enrolled for e in people[name][enrol_photos:]]
+    identified = wrong = missed = 0
+    for name, emb in probes:
+        if emb is None:
+            missed += 1
+            continue
+        who = gallery.identify(emb).person_id
+        if who is None:
+            missed += 1
+        elif who == name:
+            identified += 1
+        else:
+            wrong += 1
+    accepted = sum(1 for e in strangers if e is not None and gallery.identify(e).known)
+    all_images = [e for name in enrolled for e in people[name]] + list(strangers)
+    n_probes = max(len(probes), 1)
+    return {
+        "people": len(enrolled),
+        "templates": len(gallery),
+        "probes": len(probes),
+        "strangers": len(strangers),
+        "identified": identified / n_probes,
+        "wrong_person": wrong / n_probes,
+        "missed": missed / n_probes,
+        "stranger_accepted": accepted / max(len(strangers), 1),
+        "no_face": sum(1 for e in all_images if e is None) / max(len(all_images), 1),
+    }
+
+
+def evaluate_faces(data_dir: Path, enrol_photos: int = 3, settings: RecognitionSettings | None = None,
+                   analyzer: FaceAnalyzer | None = None, progress: Progress | None = None,
+                   ) -> dict[str, Any]:
+    """Run the protocol on data_dir (people/<Name>/*.jpg, strangers/*.jpg); returns RESULT_KEYS.
+
+    Every photo is analysed once with the analyzer (default: the dlib one from settings); the
+    largest face that passes the quality checks is used. progress(done, total) is called per photo.
+    """
+    settings = settings or RecognitionSettings()
+    people, strangers = list_dataset(Path(data_dir))
+    if analyzer is None:
+        from kiosk.vision.faces import make_analyzer
+        analyzer = make_analyzer(settings)
+    total = sum(len(p) for p in people.values()) + len(strangers)
+    done = 0
+
+    def embed(path: Path) -> np.ndarray | None:
+        nonlocal done
+        face = analyzer.largest_face(load_image(path))
+        done += 1
+        if progress is not None:
+            progress(done, total)
+        if face is None or face.embedding is None or face.rejected_reason is not None:
+            logger.debug("%s: no usable face (%s)", path, face.rejected_reason if face else "none found")
+            return None
+        return face.embedding
+
+    people_emb = {name: [embed(p) for p in photos] for name, photos in people.items()}
+    stranger_emb = [embed(p) for p in strangers]
+    result = score_protocol(people_emb, stranger_emb, enrol_photos, settings)
+    logger.info("face evaluation on %s: %s", data_dir, result)
+    return result

@@ -1,0 +1,201 @@
+"""Enrolled face templates as one float32 matrix and the identification decision rule.
+
+All templates live in one (N, 128) float32 matrix with a parallel array of person indices, so
+identifying a face is one matrix product: about 0.3 ms for 10,000 people x 3 templates.
+A person may have several templates (photos); their distance to a probe is the smallest one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from kiosk.config import RecognitionSettings
+from kiosk.errors import GalleryError
+
+logger = logging.getLogger(__name__)
+
+EMBEDDING_SIZE = 128
+PersonId = Hashable
+
+
+@dataclass(frozen=True)
+class Match:
+    """Result of identify(): person_id is None for "unknown".
+
+    distance: Euclidean distance to the best person's nearest template (inf when the gallery is empty).
+    margin: second-best person's distance minus the best one's (inf with fewer than two people).
+    score: 0..1 confidence; 0 at the rejection boundary, 1 for a perfect match.
+    """
+
+    person_id: PersonId | None
+    distance: float
+    margin: float
+    score: float
+    candidate: PersonId | None = None
+
+    @property
+    def known(self) -> bool:
+        """True when the face was identified as an enrolled person."""
+        return self.person_id is not None
+
+
+def _as_matrix(embeddings: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
+    arr = np.asarray(embeddings, dtype=np.float32)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] != EMBEDDING_SIZE:
+        raise GalleryError(f"expected 128-d embeddings, got an array of shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise GalleryError("embeddings contain NaN or infinite values")
+    return np.ascontiguousarray(arr)
+
+
+class Gallery:
+    """Enrolled templates (N, 128) float32 with a parallel person array; identify() applies the rule."""
+
+    def __init__(self, settings: RecognitionSettings | None = None) -> None:
+        self.settings = settings or RecognitionSettings()
+        self._templates = np.zeros((0, EMBEDDING_SIZE), dtype=np.float32)
+        self._sq_norms = np.zeros(0, dtype=np.float32)
+        self._labels = np.zeros(0, dtype=np.int32)  # index into self._people per template
+        self._people: list[PersonId] = []
+        self._index: dict[PersonId, int] = {}
+
+    # -- contents ------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        """Number of templates."""
+        return int(self._templates.shape[0])
+
+    def __contains__(self, person_id: object) -> bool:
+        return person_id in self._index and bool(np.any(self._labels == self._index[person_id]))
+
+    @property
+    def people(self) -> list[PersonId]:
+        """Enrolled person ids, in enrolment order."""
+        return [p for p in self._people if p in self]
+
+    @property
+    def templates(self) -> np.ndarray:
+        """All templates, (N, 128) float32 (read-only view)."""
+        view = self._templates.view()
+        view.flags.writeable = False
+        return view
+
+    @property
+    def person_ids(self) -> list[PersonId]:
+        """The person of each template row, length N."""
+        return [self._people[i] for i in self._labels]
+
+    def templates_of(self, person_id: PersonId) -> np.ndarray:
+        """A person's templates, (k, 128) float32; raises GalleryError for an unknown person."""
+        if person_id not in self:
+            raise GalleryError(f"unknown person: {person_id!r}")
+        return self._templates[self._labels == self._index[person_id]].copy()
+
+    def add(self, person_id: PersonId, embeddings: np.ndarray | Iterable[np.ndarray]) -> None:
+        """Add one (128,) or several (k, 128) templates for a person (new or already enrolled)."""
+        mat = _as_matrix(embeddings)
+        if person_id not in self._index:
+            self._index[person_id] = len(self._people)
+            self._people.append(person_id)
+        label = self._index[person_id]
+        self._templates = np.concatenate([self._templates, mat])
+        self._sq_norms = np.concatenate([self._sq_norms, np.einsum("ij,ij->i", mat, mat)])
+        self._labels = np.concatenate([self._labels, np.full(len(mat), label, dtype=np.int32)])
+
+    def remove(self, person_id: PersonId) -> int:
+        """Drop all templates of a person; returns how many were removed (0 if unknown)."""
+        if person_id not in self._index:
+            return 0
+        keep = self._labels != self._index[person_id]
+        removed = int((~keep).sum())
+        self._templates = self._templates[keep]
+        self._sq_norms = self._sq_norms[keep]
+        self._labels = self._labels[keep]
+        return removed
+
+    @classmethod
+    def from_arrays(cls, templates: np.ndarray, person_ids: Iterable[PersonId],
+                    settings: RecognitionSettings | None = None) -> Gallery:
+        """Build from an (N, 128) matrix and N person ids (e.g. rows loaded from the store)."""
+        gallery = cls(settings)
+        mat = _as_matrix(templates) if len(templates) else np.zeros((0, EMBEDDING_SIZE), np.float32)
+        ids = list(person_ids)
+        if len(ids) != len(mat):
+            raise GalleryError(f"{len(mat)} templates but {len(ids)} person ids")
+        for pid in ids:
+            if pid not in gallery._index:
+                gallery._index[pid] = len(gallery._people)
+                gallery._people.append(pid)
+        gallery._templates = mat
+        gallery._sq_norms = np.einsum("ij,ij->i", mat, mat)
+        gallery._labels = np.fromiter((gallery._index[p] for p in ids), dtype=np.int32, count=len(ids))
+        return gallery
+
+    # -- search --------------------------------------------------------------------------------
+    def distances(self, embeddings: np.ndarray) -> np.ndarray:
+        """Euclidean distances, (M, 128) or (128,) probes x N templates -> (M, N) float32."""
+        probes = _as_matrix(embeddings)
+        sq = np.einsum("ij,ij->i", probes, probes)[:, None] + self._sq_norms[None, :]
+        sq -= 2.0 * (probes @ self._templates.T)
+        np.maximum(sq, 0.0, out=sq)
+        return np.sqrt(sq, out=sq)
+
+    def _template_distances(self, embeddings: np.ndarray) -> np.ndarray:
+        """(N,) distances of the probe(s) to each template; several probes are averaged."""
+        return self.distances(embeddings).mean(axis=0)
+
+    def _best_two(self, dist: np.ndarray, exclude: int | None = None) -> tuple[int, float, float]:
+        """(best label, its distance, second-best person's distance) from per-template distances."""
+        d = dist if exclude is None else np.where(self._labels == exclude, np.inf, dist)
+        i1 = int(np.argmin(d))
+        best = float(d[i1])
+        if not np.isfinite(best):
+            return -1, float("inf"), float("inf")
+        label = int(self._labels[i1])
+        others = d[self._labels != label]
+        second = float(others.min()) if others.size else float("inf")
+        return label, best, second
+
+    def identify(self, embeddings: np.ndarray) -> Match:
+        """Who is this? One (128,) embedding or several frames (M, 128) of the same face.
+
+        Rule: accept the nearest person when distance <= max_distance and the second-best
+        person is at least min_margin further away; otherwise person_id is None.
+        """
+        if len(self) == 0:
+            _as_matrix(embeddings)
+            return Match(None, float("inf"), float("inf"), 0.0)
+        dist = self._template_distances(embeddings)
+        label, best, second = self._best_two(dist)
+        margin = second - best
+        s = self.settings
+        accepted = best <= s.max_distance and margin >= s.min_margin
+        score = 0.0
+        if accepted:
+            score = float(np.clip(1.0 - best / s.max_distance, 0.0, 1.0)) if s.max_distance > 0 else 1.0
+        candidate = self._people[label]
+        return Match(candidate if accepted else None, best, margin, score, candidate)
+
+    def nearest_other_person(self, embeddings: np.ndarray,
+                             exclude: PersonId | None = None) -> tuple[PersonId | None, float]:
+        """(nearest person other than exclude, distance) for duplicate checks; (None, inf) if none."""
+        if len(self) == 0:
+            return None, float("inf")
+        dist = self._template_distances(embeddings)
+        excl = self._index.get(exclude) if exclude is not None else None
+        label, best, _ = self._best_two(dist, excl)
+        if label < 0:
+            return None, float("inf")
+        return self._people[label], best
+
+    def is_duplicate(self, embeddings: np.ndarray, exclude: PersonId | None = None) -> tuple[PersonId | None, float]:
+        """(other person, distance) when the face is within duplicate_distance of someone else, else (None, d)."""
+        pid, dist = self.nearest_other_person(embeddings, exclude)
+        if pid is not None and dist <= self.settings.duplicate_distance:
+            return pid, dist
+        return None, dist

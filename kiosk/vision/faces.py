@@ -1,0 +1,226 @@
+"""Face detection, landmarks, quality checks and 128-d embeddings with face_recognition (dlib).
+
+Images are RGB uint8 HxWx3 numpy arrays; boxes are (top, right, bottom, left) pixels, as in
+face_recognition. Each face is detected once; its box is reused for landmarks and embedding.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import cv2
+import numpy as np
+
+from kiosk.config import RecognitionSettings
+from kiosk.errors import ImageError
+
+logger = logging.getLogger(__name__)
+
+Box = tuple[int, int, int, int]
+Landmarks = dict[str, list[tuple[int, int]]]
+
+EMBEDDING_SIZE = 128
+# The grey face crop is resized to this square before measuring sharpness, so the
+# threshold does not depend on how many pixels the face covers.
+SHARPNESS_CROP_PX = 128
+
+# face_recognition's names for ranges of the 68 dlib points.
+_PARTS_68: dict[str, range] = {
+    "chin": range(0, 17),
+    "left_eyebrow": range(17, 22),
+    "right_eyebrow": range(22, 27),
+    "nose_bridge": range(27, 31),
+    "nose_tip": range(31, 36),
+    "left_eye": range(36, 42),
+    "right_eye": range(42, 48),
+    "top_lip": range(48, 55),
+    "bottom_lip": range(60, 67),
+}
+
+
+@dataclass
+class FaceObservation:
+    """One detected face: box (top, right, bottom, left) px, 68-point landmarks, 128-d float32 embedding."""
+
+    box: Box
+    landmarks: Landmarks
+    embedding: np.ndarray | None
+    quality: float
+    sharpness: float
+    yaw_ratio: float
+    rejected_reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def height(self) -> int:
+        """Box height in pixels."""
+        return self.box[2] - self.box[0]
+
+    @property
+    def accepted(self) -> bool:
+        """True when the face passed the quality checks and has an embedding."""
+        return self.rejected_reason is None and self.embedding is not None
+
+
+class FaceAnalyzer(Protocol):
+    """Finds faces in an RGB uint8 HxWx3 image and describes them."""
+
+    def analyze(self, image: np.ndarray) -> list[FaceObservation]: ...
+
+    def largest_face(self, image: np.ndarray) -> FaceObservation | None: ...
+
+
+def load_image(path: Path | str) -> np.ndarray:
+    """Read a photo file -> RGB uint8 HxWx3 (EXIF orientation applied, grey made RGB)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"image not found: {path}")
+    if not path.is_file():
+        raise ImageError(f"not a file: {path}")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            img = ImageOps.exif_transpose(img) or img
+            rgb = img.convert("RGB")
+    except UnidentifiedImageError:
+        raise ImageError(f"not an image file (or an unknown format): {path}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"cannot read image {path}: corrupt or truncated ({exc})") from None
+    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise ImageError("expected an RGB uint8 numpy image")
+    if image.ndim == 2:
+        image = np.stack([image] * 3, axis=-1)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ImageError(f"expected an RGB HxWx3 image, got shape {image.shape}")
+    return np.ascontiguousarray(image)
+
+
+def sharpness_of(image: np.ndarray, box: Box) -> float:
+    """Variance of the Laplacian of the grey face crop resized to 128x128 (higher = sharper)."""
+    top, right, bottom, left = box
+    crop = image[max(top, 0):max(bottom, 0), max(left, 0):max(right, 0)]
+    if crop.size == 0:
+        return 0.0
+    grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+    interp = cv2.INTER_AREA if grey.shape[0] > SHARPNESS_CROP_PX else cv2.INTER_LINEAR
+    grey = cv2.resize(grey, (SHARPNESS_CROP_PX, SHARPNESS_CROP_PX), interpolation=interp)
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+
+def yaw_ratio_of(landmarks: Landmarks) -> float:
+    """Head turn estimate: |nose tip offset from the eye midpoint along the eye axis| / eye distance.
+
+    0 for a frontal face; about 0.5 when the nose sits under one eye.
+    """
+    try:
+        left = np.mean(np.asarray(landmarks["left_eye"], dtype=np.float64), axis=0)
+        right = np.mean(np.asarray(landmarks["right_eye"], dtype=np.float64), axis=0)
+        nose_pts = np.asarray(landmarks["nose_tip"], dtype=np.float64)
+    except KeyError:
+        return 0.0
+    # The middle point of the 68-point nose_tip row is the tip; the 5-point model has one point.
+    nose = nose_pts[len(nose_pts) // 2]
+    axis = right - left
+    dist = float(np.hypot(*axis))
+    if dist < 1e-6:
+        return 0.0
+    offset = float(np.dot(nose - (left + right) / 2.0, axis / dist))
+    return abs(offset) / dist
+
+
+def _shape_to_landmarks(shape: Any) -> Landmarks:
+    points = [(int(shape.part(i).x), int(shape.part(i).y)) for i in range(shape.num_parts)]
+    if shape.num_parts == 68:
+        out = {name: [points[i] for i in idx] for name, idx in _PARTS_68.items()}
+        # face_recognition closes the lips with these extra points.
+        out["top_lip"] += [points[64], points[63], points[62], points[61], points[60]]
+        out["bottom_lip"] = [points[i] for i in range(54, 60)] + [points[48], points[60]] + [
+            points[67], points[66], points[65], points[64]]
+        return out
+    return {"nose_tip": [points[4]], "left_eye": points[2:4], "right_eye": points[0:2]}
+
+
+class DlibFaceAnalyzer:
+    """FaceAnalyzer on face_recognition's dlib models (HOG or CNN detector, ResNet embeddings)."""
+
+    def __init__(self, settings: RecognitionSettings | None = None) -> None:
+        self.settings = settings or RecognitionSettings()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import dlib
+            import face_recognition.api as fr_api
+        self._dlib = dlib
+        self._api = fr_api
+
+    # -- detection ---------------------------------------------------------------------------
+    def detect(self, image: np.ndarray) -> list[Box]:
+        """Face boxes (top, right, bottom, left) px in an RGB uint8 HxWx3 image."""
+        image = _check_image(image)
+        s = self.settings
+        return self._api.face_locations(image, s.upsample, s.detector)
+
+    def describe(self, image: np.ndarray, box: Box, embed_rejected: bool = False) -> FaceObservation:
+        """Landmarks, quality and (unless rejected) the 128-d float32 embedding of the face in box."""
+        image = _check_image(image)
+        s = self.settings
+        q = s.quality
+        rect = self._api._css_to_rect(box)
+        shape68 = self._api.pose_predictor_68_point(image, rect)
+        landmarks = _shape_to_landmarks(shape68)
+        height = box[2] - box[0]
+        sharp = sharpness_of(image, box)
+        yaw = yaw_ratio_of(landmarks)
+        reason: str | None = None
+        if height < q.min_face_px:
+            reason = f"face too small ({height} px < {q.min_face_px} px): come closer"
+        elif sharp < q.min_sharpness:
+            reason = f"face blurred (sharpness {sharp:.0f} < {q.min_sharpness:.0f}): hold still"
+        elif yaw > q.max_yaw_ratio:
+            reason = f"face turned away (yaw {yaw:.2f} > {q.max_yaw_ratio:.2f}): look at the camera"
+        quality = (
+            min(1.0, height / (2.0 * max(q.min_face_px, 1)))
+            * min(1.0, sharp / (4.0 * max(q.min_sharpness, 1e-6)))
+            * max(0.0, 1.0 - yaw / (2.0 * max(q.max_yaw_ratio, 1e-6)))
+        )
+        embedding = None
+        if reason is None or embed_rejected:
+            if s.landmark_model == "large":
+                shape = shape68
+            else:
+                shape = self._api.pose_predictor_5_point(image, rect)
+            desc = self._api.face_encoder.compute_face_descriptor(image, shape, s.num_jitters)
+            embedding = np.asarray(desc, dtype=np.float32)
+        return FaceObservation(box=tuple(int(v) for v in box), landmarks=landmarks,  # type: ignore[arg-type]
+                               embedding=embedding, quality=float(quality), sharpness=sharp,
+                               yaw_ratio=yaw, rejected_reason=reason)
+
+    # -- FaceAnalyzer ------------------------------------------------------------------------
+    def analyze(self, image: np.ndarray) -> list[FaceObservation]:
+        """All faces in an RGB uint8 HxWx3 image, largest first."""
+        image = _check_image(image)
+        boxes = sorted(self.detect(image), key=lambda b: -(b[2] - b[0]) * (b[1] - b[3]))
+        return [self.describe(image, b) for b in boxes]
+
+    def largest_face(self, image: np.ndarray) -> FaceObservation | None:
+        """The largest face in an RGB uint8 HxWx3 image (only it is embedded), or None."""
+        image = _check_image(image)
+        boxes = self.detect(image)
+        if not boxes:
+            return None
+        box = max(boxes, key=lambda b: (b[2] - b[0]) * (b[1] - b[3]))
+        return self.describe(image, box)
+
+
+def make_analyzer(settings: RecognitionSettings | None = None) -> DlibFaceAnalyzer:
+    """The face analyzer configured by settings (loads the dlib models once, ~0.5 s)."""
+    return DlibFaceAnalyzer(settings)
