@@ -74,6 +74,9 @@ class RecognitionSettings(_Section):
     upsample: int = Field(1, ge=0, le=3)
     # Random re-samplings averaged per embedding; more is steadier and linearly slower.
     num_jitters: int = Field(1, ge=1, le=100)
+    # Landmarks used to align the face before embedding: "small" (5 points, what
+    # face_recognition uses by default) or "large" (68 points).
+    landmark_model: Literal["small", "large"] = "small"
     # Accept a match only when the best distance is at most this. Lower: fewer strangers
     # accepted, more enrolled people missed. Calibrated on ../shared/data/faces.
     max_distance: float = Field(0.45, ge=0.0, le=2.0)
