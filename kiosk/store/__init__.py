@@ -1,0 +1,59 @@
+"""The kiosk database: SQLAlchemy models, engine setup, migrations and the only queries.
+
+Import from here; nothing outside kiosk.store imports SQLAlchemy.
+"""
+
+from kiosk.store.db import (
+    Database,
+    UpgradeResult,
+    backup_database,
+    current_revision,
+    head_revision,
+    open_database,
+    upgrade,
+)
+from kiosk.store.repo import (
+    AuditInfo,
+    EraseResult,
+    EventInfo,
+    PersonInfo,
+    PurgeResult,
+    TemplateInfo,
+    UserInfo,
+    add_enrolment_image,
+    add_person,
+    add_templates,
+    add_user,
+    all_templates,
+    audit,
+    deactivate,
+    enrolment_images,
+    erase_person,
+    events_between,
+    export_person,
+    get_person,
+    get_person_by_employee_id,
+    get_user,
+    last_event_for,
+    list_audit,
+    list_people,
+    list_templates,
+    list_users,
+    local_day_bounds,
+    people_by_id,
+    purge_expired,
+    record_event,
+    set_active,
+    set_consent,
+)
+
+__all__ = [
+    "AuditInfo", "Database", "EraseResult", "EventInfo", "PersonInfo", "PurgeResult",
+    "TemplateInfo", "UpgradeResult", "UserInfo", "add_enrolment_image", "add_person",
+    "add_templates", "add_user", "all_templates", "audit", "backup_database", "current_revision",
+    "deactivate", "enrolment_images", "erase_person", "events_between", "export_person",
+    "get_person", "get_person_by_employee_id", "get_user", "head_revision", "last_event_for",
+    "list_audit", "list_people", "list_templates", "list_users", "local_day_bounds",
+    "open_database", "people_by_id", "purge_expired", "record_event", "set_active",
+    "set_consent", "upgrade",
+]

@@ -1,0 +1,267 @@
+"""Engine setup (SQLite, WAL, synchronous=FULL, foreign keys on) and schema migrations.
+
+open_database() refuses files that are not kiosk databases, databases newer than this code
+and databases behind it (run upgrade() / `kiosk db upgrade` first). A missing or empty file
+is created at the newest schema.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from kiosk.errors import DatabaseOutdated, DatabaseTooNew, NotAKioskDatabase, StoreError
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+DEFAULT_BUSY_TIMEOUT_MS = 5000
+_BACKUP_RE = re.compile(r"\.bak-(\d{8}T\d{6}\d*Z)$")
+
+
+def _alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("path_separator", "os")
+    return cfg
+
+
+def head_revision() -> str:
+    """The newest schema revision this code knows, e.g. "0001"."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def _known_revisions() -> set[str]:
+    script = ScriptDirectory.from_config(_alembic_config())
+    return {rev.revision for rev in script.walk_revisions()}
+
+
+def _make_engine(path: Path, busy_timeout_ms: int, foreign_keys: bool) -> Engine:
+    engine = create_engine(f"sqlite:///{path}", future=True)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:  # pragma: no branch
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            cur.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit is on disk before it returns (power cuts at the door lose nothing).
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+            # Deleted content (erased templates) is overwritten with zeros, not left in free pages.
+            cur.execute("PRAGMA secure_delete=ON")
+        finally:
+            cur.close()
+
+    return engine
+
+
+def _is_sqlite_file(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(16) == b"SQLite format 3\x00"
+
+
+def _inspect_revision(path: Path) -> tuple[str | None, bool]:
+    """(alembic revision or None, whether the DB has any tables); raises NotAKioskDatabase."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None, False
+    if not _is_sqlite_file(path):
+        raise NotAKioskDatabase(f"{path} is not an SQLite database (not a kiosk database)")
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            tables = set(inspect(conn).get_table_names())
+            rev = MigrationContext.configure(conn).get_current_revision()
+    except DatabaseError as exc:
+        raise NotAKioskDatabase(f"{path} cannot be read as a database: {exc.orig}") from None
+    finally:
+        engine.dispose()
+    if rev is None and tables - {"alembic_version"}:
+        raise NotAKioskDatabase(
+            f"{path} is an SQLite database without a kiosk schema version "
+            f"(tables: {', '.join(sorted(tables)[:5])}); refusing to touch it"
+        )
+    if rev is not None and rev not in _known_revisions():
+        raise DatabaseTooNew(
+            f"{path} has schema revision {rev}, newer than this kiosk version knows "
+            f"(newest known: {head_revision()}); update the software or restore a backup"
+        )
+    return rev, bool(tables)
+
+
+def current_revision(path: Path | str) -> str | None:
+    """The database's schema revision ("0001"...), or None for a missing/empty file."""
+    return _inspect_revision(Path(path))[0]
+
+
+@dataclass(frozen=True)
+class UpgradeResult:
+    """What upgrade() did: revisions before/after and the backup file it wrote (if any)."""
+
+    before: str | None
+    after: str
+    backup: Path | None
+
+    @property
+    def changed(self) -> bool:
+        """True when a migration ran."""
+        return self.before != self.after
+
+
+def backup_database(path: Path, backups_kept: int, now: datetime | None = None) -> Path | None:
+    """Copy the DB (consistently, WAL included) to <name>.bak-<UTC timestamp>; prune old copies.
+
+    Returns the new backup's path, or None when backups_kept is 0 (backups disabled).
+    """
+    if backups_kept <= 0:
+        return None
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.bak-{stamp}")
+    n = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}.bak-{stamp[:-1]}{n:02d}Z")
+        n += 1
+    src = sqlite3.connect(path)
+    try:
+        dst = sqlite3.connect(target)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    logger.info("database backed up to %s", target)
+    backups = sorted(
+        (p for p in path.parent.glob(f"{path.name}.bak-*") if _BACKUP_RE.search(p.name)),
+        key=lambda p: p.name,
+    )
+    for old in backups[:-backups_kept]:
+        logger.info("removing old backup %s", old)
+        old.unlink()
+    return target
+
+
+def upgrade(
+    path: Path | str,
+    backup: bool = True,
+    backups_kept: int = 3,
+    busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+    revision: str = "head",
+) -> UpgradeResult:
+    """Migrate the database at path to `revision` (default newest), creating it if missing.
+
+    A non-empty database that is behind is first copied to <name>.bak-<timestamp> (when
+    backup is true; the newest backups_kept copies are kept). Refuses (NotAKioskDatabase,
+    DatabaseTooNew) files it must not touch. A database already at the target is left alone.
+    """
+    path = Path(path)
+    before, has_tables = _inspect_revision(path)
+    target = head_revision() if revision == "head" else revision
+    if before == target:
+        logger.info("database %s already at revision %s", path, target)
+        return UpgradeResult(before, target, None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    backup_path = None
+    if backup and before is not None and has_tables:
+        backup_path = backup_database(path, backups_kept)
+    # Foreign keys OFF while migrating: SQLite batch migrations drop and recreate tables, and
+    # with foreign keys on, dropping `people` would cascade-delete every child row.
+    engine = _make_engine(path, busy_timeout_ms, foreign_keys=False)
+    try:
+        with engine.begin() as conn:
+            cfg = _alembic_config()
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, target)
+        with engine.connect() as conn:
+            problems = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if problems:
+            raise StoreError(
+                f"migration of {path} left {len(problems)} broken foreign keys; "
+                f"restore {backup_path or 'a backup'}"
+            )
+    except OperationalError as exc:
+        raise StoreError(f"cannot migrate {path}: {exc.orig}") from None
+    finally:
+        engine.dispose()
+    logger.info("database %s migrated %s -> %s", path, before, target)
+    return UpgradeResult(before, target, backup_path)
+
+
+class Database:
+    """An open kiosk database: engine + session factory. Use the functions in kiosk.store."""
+
+    def __init__(self, path: Path, engine: Engine) -> None:
+        self.path = path
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session committed on success (durably: synchronous=FULL), rolled back on error."""
+        with self._sessions() as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def vacuum(self) -> None:
+        """Rewrite the file without free pages and empty the WAL (erased bytes leave the disk)."""
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM")
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def pragma(self, name: str) -> Any:
+        """The value of a PRAGMA on a pooled connection (for checks and tests)."""
+        with self.engine.connect() as conn:
+            return conn.execute(text(f"PRAGMA {name}")).scalar()
+
+    def close(self) -> None:
+        """Release all connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_database(
+    path: Path | str, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, create: bool = True
+) -> Database:
+    """Open the kiosk database at path (creating it at the newest schema if missing and create).
+
+    Raises DatabaseOutdated when its schema is behind (run `kiosk db upgrade`), DatabaseTooNew
+    or NotAKioskDatabase when it must not be used, StoreError when it does not exist and not create.
+    """
+    path = Path(path)
+    rev, _ = _inspect_revision(path)
+    if rev is None:
+        if not create:
+            raise StoreError(f"no kiosk database at {path} (run `kiosk db upgrade` to create it)")
+        upgrade(path, backup=False, busy_timeout_ms=busy_timeout_ms)
+    elif rev != head_revision():
+        raise DatabaseOutdated(
+            f"{path} has schema revision {rev}, this version needs {head_revision()}; "
+            "run `kiosk db upgrade` (it backs the file up first)"
+        )
+    return Database(path, _make_engine(path, busy_timeout_ms, foreign_keys=True))

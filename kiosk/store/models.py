@@ -1,0 +1,179 @@
+"""SQLAlchemy 2.0 typed models of the kiosk database.
+
+Times are stored as naive UTC (SQLite text "YYYY-MM-DD HH:MM:SS.ffffff", sorts correctly)
+and come back as aware UTC datetimes through UTCDateTime; naive input is refused.
+The schema itself is owned by the Alembic migrations in kiosk/store/migrations/versions;
+these models must match head (tests/test_migrations.py compares them).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+EMBEDDING_DIM = 128
+"""Length of a face template (dlib / face_recognition embedding)."""
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetime <-> naive UTC column; naive values are refused."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+            raise ValueError(f"naive datetime {value.isoformat()} given to the database")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Person(Base):
+    """An enrolled employee. erased_at set = biometric data erased, row kept for payroll events."""
+
+    __tablename__ = "people"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    employee_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expression_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    consent_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    consent_changed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class FaceTemplate(Base):
+    """One 128-d float32 face embedding (512 bytes little-endian) of a person."""
+
+    __tablename__ = "face_templates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    person_id: Mapped[int] = mapped_column(
+        ForeignKey("people.id", ondelete="CASCADE"), index=True
+    )
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Photo file name only (no directory), e.g. "IMG_0012.jpg".
+    source: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # Enrolment quality figure (e.g. sharpness); higher is better; None when unknown.
+    quality: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class EnrolmentImage(Base):
+    """An enrolment photo (encoded JPEG/PNG bytes); only kept when retention allows it."""
+
+    __tablename__ = "enrolment_images"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    person_id: Mapped[int] = mapped_column(
+        ForeignKey("people.id", ondelete="CASCADE"), index=True
+    )
+    image: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    source: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class ConsentChange(Base):
+    """History of a person's expression-analysis consent (granted or withdrawn, by whom)."""
+
+    __tablename__ = "consent_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    person_id: Mapped[int] = mapped_column(
+        ForeignKey("people.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    granted: Mapped[bool] = mapped_column(Boolean)
+    changed_by: Mapped[str] = mapped_column(String(100))
+
+
+class AttendanceEvent(Base):
+    """A check-in/out (or an unknown face: person_id NULL, kind 'unknown')."""
+
+    __tablename__ = "attendance_events"
+    __table_args__ = (
+        CheckConstraint("kind IN ('in', 'out', 'unknown')", name="kind"),
+        Index("ix_attendance_events_person_id_occurred_at", "person_id", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # CASCADE: an event only disappears with its person row, and erase_person keeps the
+    # row (see repo.erase_person), so events follow retention, not erasure.
+    person_id: Mapped[int | None] = mapped_column(
+        ForeignKey("people.id", ondelete="CASCADE"), nullable=True
+    )
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    device_id: Mapped[str] = mapped_column(String(64))
+    expression_label: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # Per-class scores {"happy": 0.7, ...}, summing to ~1.
+    expression_scores: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    expression_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Face-embedding distance to the matched person (lower is closer) and its score.
+    match_distance: Mapped[float | None] = mapped_column(Float, nullable=True)
+    match_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class AuditEntry(Base):
+    """Who did what to whom; details never hold biometric data."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class User(Base):
+    """A web-app login (password_hash is computed by the web layer)."""
+
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint("role IN ('admin', 'manager')", name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
