@@ -1,0 +1,518 @@
+"""Attendance reports from the store: daily and date-range figures, rendered as text table,
+CSV, JSON or a standalone HTML page. All times are shown in the site's time zone.
+
+Time present per person and day:
+  first_last  last "out" minus first "in" (breaks are not subtracted; the kiosk sees only
+              the ends of the day).
+  toggle      the sum of in->out pairs; an "in" without a later "out" adds nothing and
+              marks the day "open" (forgotten check-out), as does first_last without an out.
+Lateness: first "in" after workday_start + grace; minutes late count from workday_start.
+Expression (only when expression.enabled): per person only for people who currently consent;
+the team distribution counts labelled events of consenting people and is hidden when fewer
+than web.min_group_size people contribute (the report says so instead).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import logging
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from kiosk.attendance import lateness
+from kiosk.config import Settings
+from kiosk.errors import ReportError
+from kiosk.store import Database, EventInfo, PersonInfo, events_between, local_day_bounds
+from kiosk.store import list_people, people_by_id
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("table", "csv", "json", "html")
+CSV_COLUMNS = [
+    "date", "employee_id", "name", "first_in", "last_out", "hours", "late", "minutes_late",
+    "status",
+]
+"""Columns of the daily and range CSV (payroll): one row per person and day; times are
+local ISO 8601 with UTC offset; hours decimal (2 places); late yes/no; status present/open/absent."""
+MAX_RANGE_DAYS = 1000
+
+
+@dataclass(frozen=True)
+class PersonDay:
+    """One person's figures for one local day; times are aware, in the site zone."""
+
+    person_id: int
+    employee_id: str
+    name: str
+    day: date
+    first_in: datetime | None
+    last_out: datetime | None
+    present_minutes: int
+    open: bool
+    late: bool
+    minutes_late: int
+    events: int
+    expression: dict[str, int] | None = None
+
+    @property
+    def hours(self) -> float:
+        """Time present in decimal hours, 2 places."""
+        return round(self.present_minutes / 60.0, 2)
+
+    @property
+    def status(self) -> str:
+        """"open" when the last check-in has no check-out, else "present"."""
+        return "open" if self.open else "present"
+
+
+@dataclass(frozen=True)
+class TeamExpression:
+    """Team expression counts; counts None (and hidden_reason set) below the minimum group."""
+
+    contributors: int
+    min_group_size: int
+    counts: dict[str, int] | None
+    hidden_reason: str | None
+
+    @property
+    def shares(self) -> dict[str, float] | None:
+        """counts as fractions of all labelled events (None when hidden)."""
+        if not self.counts:
+            return None
+        total = sum(self.counts.values())
+        return {k: v / total for k, v in self.counts.items()}
+
+
+@dataclass(frozen=True)
+class DailyReport:
+    """Everything about one local day at the site."""
+
+    site: str
+    day: date
+    timezone: str
+    mode: str
+    rows: list[PersonDay]
+    absent: list[PersonInfo]
+    unknown_faces: int
+    team_expression: TeamExpression | None
+
+
+@dataclass(frozen=True)
+class PersonTotals:
+    """One person's totals over a range."""
+
+    person_id: int
+    employee_id: str
+    name: str
+    days_present: int
+    present_minutes: int
+    times_late: int
+    minutes_late: int
+
+    @property
+    def hours(self) -> float:
+        """Time present in decimal hours, 2 places."""
+        return round(self.present_minutes / 60.0, 2)
+
+
+@dataclass(frozen=True)
+class RangeReport:
+    """Per person per day rows (days with events only) and per person totals, start..end inclusive."""
+
+    site: str
+    start: date
+    end: date
+    timezone: str
+    mode: str
+    rows: list[PersonDay]
+    totals: list[PersonTotals]
+    unknown_faces: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --- computing ------------------------------------------------------------------------------
+
+
+def _person_day(
+    person: PersonInfo, day: date, events: list[EventInfo], settings: Settings, with_expr: bool
+) -> PersonDay:
+    tz = settings.tz
+    ins = [e.occurred_at for e in events if e.kind == "in"]
+    outs = [e.occurred_at for e in events if e.kind == "out"]
+    first_in = min(ins) if ins else None
+    last_out = max((t for t in outs if first_in is None or t > first_in), default=None)
+    seconds = 0.0
+    open_ = False
+    if settings.attendance.mode == "first_last":
+        if first_in is not None and last_out is not None:
+            seconds = (last_out - first_in).total_seconds()
+        open_ = first_in is not None and last_out is None
+    else:
+        opened: datetime | None = None
+        for e in events:
+            if e.kind == "in" and opened is None:
+                opened = e.occurred_at
+            elif e.kind == "out" and opened is not None:
+                seconds += (e.occurred_at - opened).total_seconds()
+                opened = None
+        open_ = opened is not None
+    late, minutes_late = (False, 0)
+    if first_in is not None:
+        late, minutes_late = lateness(
+            first_in, tz, settings.site.workday_start, settings.site.late_grace_minutes
+        )
+    expression = None
+    if with_expr and person.expression_consent:
+        expression = dict(Counter(e.expression_label for e in events if e.expression_label))
+    return PersonDay(
+        person_id=person.id,
+        employee_id=person.employee_id,
+        name=person.name,
+        day=day,
+        first_in=first_in.astimezone(tz) if first_in else None,
+        last_out=last_out.astimezone(tz) if last_out else None,
+        present_minutes=int(seconds // 60),
+        open=open_,
+        late=late,
+        minutes_late=minutes_late,
+        events=len(events),
+        expression=expression,
+    )
+
+
+def _group(
+    events: list[EventInfo], tz: ZoneInfo
+) -> tuple[dict[tuple[int, date], list[EventInfo]], Counter[date]]:
+    """Events by (person, local day), and unknown-face counts by local day."""
+    by_key: dict[tuple[int, date], list[EventInfo]] = defaultdict(list)
+    unknown: Counter[date] = Counter()
+    for e in events:
+        d = e.occurred_at.astimezone(tz).date()
+        if e.person_id is None:
+            unknown[d] += 1
+        else:
+            by_key[(e.person_id, d)].append(e)
+    return by_key, unknown
+
+
+def _sort_key(row: PersonDay) -> tuple[date, str, str]:
+    return (row.day, row.name.casefold(), row.employee_id)
+
+
+def daily_report(db: Database, settings: Settings, day: date) -> DailyReport:
+    """Attendance, lateness, absences, unknown faces and expressions for one local day."""
+    tz = settings.tz
+    start, end = local_day_bounds(day, tz)
+    events = events_between(db, start, end)
+    by_key, unknown = _group(events, tz)
+    people = people_by_id(db, {pid for pid, _ in by_key})
+    with_expr = settings.expression.enabled
+    rows = sorted(
+        (_person_day(people[pid], d, evs, settings, with_expr) for (pid, d), evs in by_key.items()),
+        key=_sort_key,
+    )
+    present = {pid for pid, _ in by_key}
+    absent = [
+        p for p in list_people(db, include_inactive=False)
+        if p.id not in present and p.created_at < end
+    ]
+    team = None
+    if with_expr:
+        counts: Counter[str] = Counter()
+        contributors = set()
+        for e in events:
+            if e.person_id is None or not e.expression_label:
+                continue
+            if not people[e.person_id].expression_consent:
+                continue
+            counts[e.expression_label] += 1
+            contributors.add(e.person_id)
+        k = settings.web.min_group_size
+        if len(contributors) < k:
+            reason = (
+                f"hidden: {len(contributors)} people contributed expression data, "
+                f"fewer than the minimum group size {k}"
+            )
+            team = TeamExpression(len(contributors), k, None, reason)
+        else:
+            team = TeamExpression(len(contributors), k, dict(counts.most_common()), None)
+    return DailyReport(
+        site=settings.site.name,
+        day=day,
+        timezone=settings.site.timezone,
+        mode=settings.attendance.mode,
+        rows=rows,
+        absent=absent,
+        unknown_faces=unknown[day],
+        team_expression=team,
+    )
+
+
+def range_report(db: Database, settings: Settings, start: date, end: date) -> RangeReport:
+    """Per person per day rows and totals for local days start..end inclusive (no expressions)."""
+    if end < start:
+        raise ReportError(f"report range ends ({end}) before it starts ({start})")
+    if (end - start).days >= MAX_RANGE_DAYS:
+        raise ReportError(f"report range longer than {MAX_RANGE_DAYS} days; split it")
+    tz = settings.tz
+    utc_from, _ = local_day_bounds(start, tz)
+    _, utc_to = local_day_bounds(end, tz)
+    events = events_between(db, utc_from, utc_to)
+    by_key, unknown = _group(events, tz)
+    people = people_by_id(db, {pid for pid, _ in by_key})
+    rows = sorted(
+        (_person_day(people[pid], d, evs, settings, False) for (pid, d), evs in by_key.items()),
+        key=_sort_key,
+    )
+    acc: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for r in rows:
+        a = acc[r.person_id]
+        a[0] += 1
+        a[1] += r.present_minutes
+        a[2] += int(r.late)
+        a[3] += r.minutes_late
+    totals = sorted(
+        (
+            PersonTotals(pid, people[pid].employee_id, people[pid].name, *a)
+            for pid, a in acc.items()
+        ),
+        key=lambda t: (t.name.casefold(), t.employee_id),
+    )
+    return RangeReport(
+        site=settings.site.name, start=start, end=end, timezone=settings.site.timezone,
+        mode=settings.attendance.mode, rows=rows, totals=totals,
+        unknown_faces=sum(unknown.values()),
+    )
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+
+def _hm(t: datetime | None) -> str:
+    return t.strftime("%H:%M") if t else "-"
+
+
+def _iso(t: datetime | None) -> str:
+    return t.isoformat(timespec="seconds") if t else ""
+
+
+def _csv_row(r: PersonDay) -> list[str]:
+    return [r.day.isoformat(), r.employee_id, r.name, _iso(r.first_in), _iso(r.last_out),
+            f"{r.hours:.2f}", "yes" if r.late else "no", str(r.minutes_late), r.status]
+
+
+def _absent_csv_row(day: date, p: PersonInfo) -> list[str]:
+    return [day.isoformat(), p.employee_id, p.name, "", "", "0.00", "no", "0", "absent"]
+
+
+def _csv(rows: list[list[str]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _expr_text(counts: dict[str, int] | None) -> str:
+    if not counts:
+        return "-"
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _person_day_json(r: PersonDay) -> dict[str, Any]:
+    return {
+        "date": r.day.isoformat(), "person_id": r.person_id, "employee_id": r.employee_id,
+        "name": r.name, "first_in": _iso(r.first_in) or None, "last_out": _iso(r.last_out) or None,
+        "present_minutes": r.present_minutes, "hours": r.hours, "open": r.open, "late": r.late,
+        "minutes_late": r.minutes_late, "events": r.events, "expression": r.expression,
+    }
+
+
+def daily_as_dict(report: DailyReport) -> dict[str, Any]:
+    """The daily report as JSON-ready data."""
+    team = report.team_expression
+    return {
+        "site": report.site, "date": report.day.isoformat(), "timezone": report.timezone,
+        "mode": report.mode,
+        "people": [_person_day_json(r) for r in report.rows],
+        "absent": [{"employee_id": p.employee_id, "name": p.name} for p in report.absent],
+        "unknown_faces": report.unknown_faces,
+        "team_expression": None if team is None else {
+            "contributors": team.contributors, "min_group_size": team.min_group_size,
+            "counts": team.counts, "shares": team.shares, "hidden_reason": team.hidden_reason,
+        },
+    }
+
+
+def range_as_dict(report: RangeReport) -> dict[str, Any]:
+    """The range report as JSON-ready data."""
+    return {
+        "site": report.site, "start": report.start.isoformat(), "end": report.end.isoformat(),
+        "timezone": report.timezone, "mode": report.mode,
+        "days": [_person_day_json(r) for r in report.rows],
+        "totals": [
+            {"person_id": t.person_id, "employee_id": t.employee_id, "name": t.name,
+             "days_present": t.days_present, "present_minutes": t.present_minutes,
+             "hours": t.hours, "times_late": t.times_late, "minutes_late": t.minutes_late}
+            for t in report.totals
+        ],
+        "unknown_faces": report.unknown_faces,
+    }
+
+
+_DAY_HEADERS = ["Employee", "Name", "In", "Out", "Hours", "Late", "Status"]
+
+
+def _day_cells(r: PersonDay, with_date: bool = False) -> list[str]:
+    late = f"{r.minutes_late} min" if r.late else "no"
+    cells = [r.employee_id, r.name, _hm(r.first_in), _hm(r.last_out), f"{r.hours:.2f}", late,
+             r.status]
+    return ([r.day.isoformat()] if with_date else []) + cells
+
+
+def _team_text(team: TeamExpression) -> str:
+    if team.counts is None:
+        return f"Team expression: {team.hidden_reason}"
+    return f"Team expression ({team.contributors} people): {_expr_text(team.counts)}"
+
+
+def _daily_table(report: DailyReport) -> str:
+    with_expr = report.team_expression is not None
+    headers = _DAY_HEADERS + (["Expression"] if with_expr else [])
+    rows = [_day_cells(r) + ([_expr_text(r.expression)] if with_expr else []) for r in report.rows]
+    parts = [
+        f"{report.site} - attendance on {report.day.isoformat()} ({report.timezone}, {report.mode})",
+        "",
+        _table(headers, rows) if rows else "No one checked in.",
+        "",
+        "Absent: " + (", ".join(f"{p.name} ({p.employee_id})" for p in report.absent) or "none"),
+        f"Unknown faces: {report.unknown_faces}",
+    ]
+    if report.team_expression is not None:
+        parts.append(_team_text(report.team_expression))
+    return "\n".join(parts) + "\n"
+
+
+def _range_table(report: RangeReport) -> str:
+    days = _table(["Date", *_DAY_HEADERS], [_day_cells(r, True) for r in report.rows])
+    totals = _table(
+        ["Employee", "Name", "Days", "Hours", "Times late", "Minutes late"],
+        [[t.employee_id, t.name, str(t.days_present), f"{t.hours:.2f}", str(t.times_late),
+          str(t.minutes_late)] for t in report.totals],
+    )
+    return (
+        f"{report.site} - attendance {report.start.isoformat()} to {report.end.isoformat()} "
+        f"({report.timezone}, {report.mode})\n\n{days}\n\nTotals\n{totals}\n"
+        f"\nUnknown faces: {report.unknown_faces}\n"
+    )
+
+
+_HTML_HEAD = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+th,td{{border:1px solid #bbb;padding:.25em .6em;text-align:left}}th{{background:#eee}}
+.late{{color:#a00}}</style></head><body>
+<h1>{title}</h1>
+"""
+
+
+def _html_table(headers: list[str], rows: list[list[str]]) -> str:
+    e = html.escape
+    head = "".join(f"<th>{e(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>\n" for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>\n"
+
+
+def _daily_html(report: DailyReport) -> str:
+    e = html.escape
+    title = f"{report.site} - attendance on {report.day.isoformat()}"
+    with_expr = report.team_expression is not None
+    headers = _DAY_HEADERS + (["Expression"] if with_expr else [])
+    rows = [_day_cells(r) + ([_expr_text(r.expression)] if with_expr else []) for r in report.rows]
+    out = [_HTML_HEAD.format(title=e(title)),
+           f"<p>Times in {e(report.timezone)}; mode {e(report.mode)}.</p>\n",
+           _html_table(headers, rows) if rows else "<p>No one checked in.</p>\n",
+           "<h2>Absent</h2>\n<ul>\n"
+           + "".join(f"<li>{e(p.name)} ({e(p.employee_id)})</li>\n" for p in report.absent)
+           + "</ul>\n",
+           f"<p>Unknown faces: {report.unknown_faces}</p>\n"]
+    if report.team_expression is not None:
+        out.append(f"<p>{e(_team_text(report.team_expression))}</p>\n")
+    out.append("</body></html>\n")
+    return "".join(out)
+
+
+def _range_html(report: RangeReport) -> str:
+    e = html.escape
+    title = f"{report.site} - attendance {report.start.isoformat()} to {report.end.isoformat()}"
+    return "".join([
+        _HTML_HEAD.format(title=e(title)),
+        f"<p>Times in {e(report.timezone)}; mode {e(report.mode)}.</p>\n<h2>Totals</h2>\n",
+        _html_table(
+            ["Employee", "Name", "Days", "Hours", "Times late", "Minutes late"],
+            [[t.employee_id, t.name, str(t.days_present), f"{t.hours:.2f}", str(t.times_late),
+              str(t.minutes_late)] for t in report.totals],
+        ),
+        "<h2>Days</h2>\n",
+        _html_table(["Date", *_DAY_HEADERS], [_day_cells(r, True) for r in report.rows]),
+        f"<p>Unknown faces: {report.unknown_faces}</p>\n</body></html>\n",
+    ])
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise ReportError(f"unknown report format {fmt!r} (choose from {', '.join(FORMATS)})")
+
+
+def render_daily(report: DailyReport, fmt: str = "table") -> str:
+    """The daily report as text: table, csv (CSV_COLUMNS, absent people included), json or html."""
+    _check_format(fmt)
+    if fmt == "csv":
+        return _csv([_csv_row(r) for r in report.rows]
+                    + [_absent_csv_row(report.day, p) for p in report.absent])
+    if fmt == "json":
+        return json.dumps(daily_as_dict(report), indent=2, ensure_ascii=False) + "\n"
+    if fmt == "html":
+        return _daily_html(report)
+    return _daily_table(report)
+
+
+def render_range(report: RangeReport, fmt: str = "table") -> str:
+    """The range report as text: table, csv (payroll: CSV_COLUMNS per person-day), json or html."""
+    _check_format(fmt)
+    if fmt == "csv":
+        return _csv([_csv_row(r) for r in report.rows])
+    if fmt == "json":
+        return json.dumps(range_as_dict(report), indent=2, ensure_ascii=False) + "\n"
+    if fmt == "html":
+        return _range_html(report)
+    return _range_table(report)
+
+
+def parse_day(text: str, settings: Settings, now: datetime | None = None) -> date:
+    """"today", "yesterday" or YYYY-MM-DD -> a local date (ReportError otherwise)."""
+    value = text.strip().lower()
+    if value in ("today", "yesterday"):
+        ref = (now or datetime.now(settings.tz)).astimezone(settings.tz).date()
+        return ref if value == "today" else ref - timedelta(days=1)
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ReportError(f"not a date: {text!r} (use YYYY-MM-DD, today or yesterday)") from None
