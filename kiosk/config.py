@@ -14,7 +14,15 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "KIOSK__"
 CONFIG_ENV = "KIOSK_CONFIG"
@@ -111,8 +119,35 @@ class AttendanceSettings(_Section):
 class CameraSettings(_Section):
     # picamera2 (Pi camera), opencv (USB index or stream URL) or replay (folder / video file).
     type: Literal["picamera2", "opencv", "replay"] = "replay"
-    # Backend options as a plain dict, e.g. {index: 0} or {path: frames/, fps: 5}.
+    # Backend options as a plain dict, e.g. {device: 0} or {path: frames/, fps: 5};
+    # each type's valid keys are in kiosk/camera/options.py.
     options: dict[str, Any] = Field(default_factory=dict)
+    # Seconds before the first attempt to reopen a missing or lost camera; the wait doubles
+    # after each failed attempt. Shorter recovers sooner, longer probes the device less.
+    retry_initial_s: float = Field(0.5, gt=0.0, le=60.0)
+    # Longest wait between reopen attempts. Shorter notices a replugged camera sooner at
+    # the cost of more failed opens (and log lines) while it stays unplugged.
+    retry_max_s: float = Field(10.0, gt=0.0, le=600.0)
+
+    @field_validator("options")
+    @classmethod
+    def _valid_options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from pydantic_core import PydanticCustomError
+
+        from kiosk.camera.options import options_problem
+
+        camera_type = info.data.get("type")
+        if camera_type is not None:
+            problem = options_problem(camera_type, value)
+            if problem is not None:
+                raise PydanticCustomError("camera_options", "{problem}", {"problem": problem})
+        return value
+
+    @model_validator(mode="after")
+    def _retry_order(self) -> CameraSettings:
+        if self.retry_max_s < self.retry_initial_s:
+            raise ValueError("retry_max_s must be at least retry_initial_s")
+        return self
 
 
 class RetentionSettings(_Section):

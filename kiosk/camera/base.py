@@ -1,0 +1,108 @@
+"""The Camera seam: a Frame type, the Camera protocol and helpers shared by the backends."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
+
+import numpy as np
+
+from kiosk.errors import CameraError
+
+logger = logging.getLogger(__name__)
+
+MonotonicClock = Callable[[], float]
+"""Returns monotonic seconds (time.monotonic or a fake)."""
+
+Sleep = Callable[[float], None]
+"""Blocks for the given seconds (time.sleep or a fake that advances a fake clock)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One camera image: RGB uint8 HxWx3, monotonic capture time in seconds, running index from 0."""
+
+    image: np.ndarray
+    timestamp: float
+    index: int
+
+
+@runtime_checkable
+class Camera(Protocol):
+    """A frame source. read() gives the next Frame, or None when none is available now.
+
+    None also means "finished" for a finite source; such sources set `ended = True`.
+    read() raises CameraLostError when the device went away (close, then open again);
+    open() raises CameraUnavailableError when the device is missing now (retrying may help)
+    and CameraError for problems retrying cannot fix (bad options, missing software).
+    open() on an open camera does nothing; close() on a closed one does nothing.
+    """
+
+    def open(self) -> None:
+        """Acquire the device or file."""
+        ...
+
+    def read(self) -> Frame | None:
+        """The next frame (RGB uint8 HxWx3), or None."""
+        ...
+
+    def close(self) -> None:
+        """Release the device or file."""
+        ...
+
+    def __enter__(self) -> Self:
+        """open() and return self."""
+        ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """close()."""
+        ...
+
+
+class CameraBase:
+    """Mixin giving a camera the context-manager half of the protocol."""
+
+    def open(self) -> None:  # pragma: no cover - overridden
+        """Acquire the device or file."""
+        raise NotImplementedError
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        """Release the device or file."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        """open() and return self."""
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """close()."""
+        self.close()
+
+
+def bgr_to_rgb(image: np.ndarray, source: str) -> np.ndarray:
+    """OpenCV image (BGR HxWx3, BGRA HxWx4 or grey HxW, uint8) -> contiguous RGB uint8 HxWx3."""
+    import cv2
+
+    if image.dtype != np.uint8:
+        raise CameraError(f"{source}: frames are {image.dtype}, expected 8-bit images")
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    raise CameraError(f"{source}: frames have shape {image.shape}, expected HxW, HxWx3 or HxWx4")
