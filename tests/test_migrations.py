@@ -1,0 +1,169 @@
+"""Schema migrations: create, no-op at head, a second revision on a filled DB, refusals."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine
+
+import kiosk.store.db as store_db
+from kiosk.errors import DatabaseOutdated, DatabaseTooNew, NotAKioskDatabase
+from kiosk.store import (
+    add_person,
+    add_templates,
+    all_templates,
+    current_revision,
+    head_revision,
+    list_people,
+    open_database,
+    record_event,
+    upgrade,
+)
+from kiosk.store.models import Base
+
+T0 = datetime(2026, 6, 15, 7, 0, tzinfo=UTC)
+
+SECOND_REVISION = '''
+"""Test-only second revision: adds people.note (exercises SQLite batch mode)."""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("people") as batch:
+        batch.add_column(sa.Column("note", sa.String(100), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("people") as batch:
+        batch.drop_column("note")
+'''
+
+
+def _fill(path: Path) -> None:
+    db = open_database(path)
+    p = add_person(db, "E1", "Ann", now=T0)
+    add_templates(db, p.id, np.ones((2, 128), np.float32), now=T0)
+    record_event(db, p.id, T0, "in", "kiosk-1")
+    db.close()
+
+
+@pytest.fixture
+def two_revisions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the shipped migrations plus a second revision, used as the code's head."""
+    mig = tmp_path / "migrations"
+    shutil.copytree(store_db.MIGRATIONS_DIR, mig, ignore=shutil.ignore_patterns("__pycache__"))
+    (mig / "versions" / "0002_note.py").write_text(SECOND_REVISION)
+    monkeypatch.setattr(store_db, "MIGRATIONS_DIR", mig)
+    return mig
+
+
+def test_empty_database_is_created_at_head(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "kiosk.db"
+    result = upgrade(path)
+    assert result.before is None and result.after == head_revision() and result.backup is None
+    assert current_revision(path) == head_revision() == "0001"
+    assert list(tmp_path.glob("sub/*.bak-*")) == []
+
+
+def test_models_match_migrations(tmp_path: Path) -> None:
+    path = tmp_path / "kiosk.db"
+    upgrade(path)
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
+    assert diff == []
+
+
+def test_upgrade_filled_db_at_head_is_a_noop(tmp_path: Path) -> None:
+    path = tmp_path / "kiosk.db"
+    _fill(path)
+    before = path.read_bytes()
+    result = upgrade(path, backup=True)
+    assert not result.changed and result.backup is None
+    assert list(tmp_path.glob("*.bak-*")) == []
+    assert path.read_bytes() == before
+    db = open_database(path)
+    assert [p.name for p in list_people(db)] == ["Ann"]
+    db.close()
+
+
+def test_second_revision_on_filled_db_backs_up_and_keeps_data(
+    tmp_path: Path, two_revisions: Path
+) -> None:
+    path = tmp_path / "kiosk.db"
+    upgrade(path, revision="0001")
+    with pytest.raises(DatabaseOutdated, match="kiosk db upgrade"):
+        open_database(path)
+    # open_database refuses a DB that is behind, so fill it through the bare engine setup
+    engine = store_db._make_engine(path, 1000, foreign_keys=True)
+    db = store_db.Database(path, engine)
+    p = add_person(db, "E1", "Ann", now=T0)
+    add_templates(db, p.id, np.ones((2, 128), np.float32), now=T0)
+    record_event(db, p.id, T0, "in", "kiosk-1")
+    db.close()
+
+    results = [upgrade(path, backups_kept=2)]
+    assert results[0].before == "0001" and results[0].after == "0002"
+    assert results[0].backup is not None and results[0].backup.exists()
+    assert current_revision(results[0].backup) == "0001"  # the backup is the old DB
+    db = open_database(path)
+    ids, matrix = all_templates(db)  # batch copy of `people` did not cascade to templates
+    assert ids.tolist() == [p.id, p.id] and matrix.shape == (2, 128)
+    assert [x.name for x in list_people(db)] == ["Ann"]
+    db.close()
+    con = sqlite3.connect(path)
+    assert "note" in [r[1] for r in con.execute("PRAGMA table_info(people)")]
+    assert con.execute("SELECT count(*) FROM attendance_events").fetchone() == (1,)
+    con.close()
+
+
+def test_backups_are_pruned(tmp_path: Path) -> None:
+    path = tmp_path / "kiosk.db"
+    _fill(path)
+    made = [store_db.backup_database(path, 2, now=datetime(2026, 1, d, tzinfo=UTC))
+            for d in (1, 2, 3)]
+    left = sorted(p.name for p in tmp_path.glob("kiosk.db.bak-*"))
+    assert left == [made[1].name, made[2].name]  # type: ignore[union-attr]
+    assert store_db.backup_database(path, 0) is None
+
+
+def test_newer_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "kiosk.db"
+    _fill(path)
+    con = sqlite3.connect(path)
+    con.execute("UPDATE alembic_version SET version_num = '9999'")
+    con.commit()
+    con.close()
+    with pytest.raises(DatabaseTooNew, match="9999"):
+        open_database(path)
+    with pytest.raises(DatabaseTooNew):
+        upgrade(path)
+
+
+def test_foreign_files_are_refused(tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE stuff (x)")
+    con.commit()
+    con.close()
+    with pytest.raises(NotAKioskDatabase, match="without a kiosk schema"):
+        upgrade(other)
+    text = tmp_path / "notes.db"
+    text.write_text("hello, this is not a database at all")
+    with pytest.raises(NotAKioskDatabase, match="not an SQLite database"):
+        open_database(text)
+    assert text.read_text() == "hello, this is not a database at all"
