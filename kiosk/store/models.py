@@ -145,7 +145,10 @@ class AttendanceEvent(Base):
     device_id: Mapped[str] = mapped_column(String(64))
     expression_label: Mapped[str | None] = mapped_column(String(32), nullable=True)
     # Per-class scores {"happy": 0.7, ...}, summing to ~1.
-    expression_scores: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # none_as_null: None is SQL NULL, not the JSON text 'null' (so IS NULL finds stripped rows).
+    expression_scores: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON(none_as_null=True), nullable=True
+    )
     expression_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
     # Face-embedding distance to the matched person (lower is closer) and its score.
     match_distance: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -162,7 +165,9 @@ class AuditEntry(Base):
     actor: Mapped[str] = mapped_column(String(100))
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    details: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    details: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON(none_as_null=True), nullable=True
+    )
 
 
 class User(Base):
