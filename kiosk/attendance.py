@@ -191,7 +191,8 @@ class Attendance:
         """Record an unknown face (no identity, no expression), at most one per cooldown_s."""
         at = as_utc(at or self.clock.now())
         cooldown = self.settings.attendance.cooldown_s
-        if self._last_unknown is not None and abs((at - self._last_unknown).total_seconds()) < cooldown:
+        last = self._last_unknown
+        if last is not None and abs((at - last).total_seconds()) < cooldown:
             return None
         self._last_unknown = at
         return self.log.record(None, at, "unknown")

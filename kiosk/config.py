@@ -60,8 +60,12 @@ class SiteSettings(_Section):
 class DatabaseSettings(_Section):
     # SQLite file; created on first use. Relative paths are relative to the working directory.
     path: Path = Path("var/kiosk.db")
-    # Copies of the database taken before a migration; how many to keep.
+    # Copies of the database taken before a migration; how many to keep (0: no backups).
+    # Backups hold biometric templates too, and erasure cannot reach them: keep few.
     backups_kept: int = Field(3, ge=0, le=100)
+    # How long a writer waits for another process's lock before failing, in milliseconds.
+    # Longer rides out the web app and the kiosk writing at once; shorter fails faster.
+    busy_timeout_ms: int = Field(5000, ge=0, le=600_000)
 
 
 class FaceQualitySettings(_Section):

@@ -28,8 +28,15 @@ from zoneinfo import ZoneInfo
 from kiosk.attendance import lateness
 from kiosk.config import Settings
 from kiosk.errors import ReportError
-from kiosk.store import Database, EventInfo, PersonInfo, events_between, local_day_bounds
-from kiosk.store import list_people, people_by_id
+from kiosk.store import (
+    Database,
+    EventInfo,
+    PersonInfo,
+    events_between,
+    list_people,
+    local_day_bounds,
+    people_by_id,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +45,8 @@ CSV_COLUMNS = [
     "date", "employee_id", "name", "first_in", "last_out", "hours", "late", "minutes_late",
     "status",
 ]
-"""Columns of the daily and range CSV (payroll): one row per person and day; times are
-local ISO 8601 with UTC offset; hours decimal (2 places); late yes/no; status present/open/absent."""
+"""Columns of the daily and range CSV (payroll): one row per person and day; times are local
+ISO 8601 with UTC offset; hours decimal (2 places); late yes/no; status present/open/absent."""
 MAX_RANGE_DAYS = 1000
 
 
@@ -123,7 +130,7 @@ class PersonTotals:
 
 @dataclass(frozen=True)
 class RangeReport:
-    """Per person per day rows (days with events only) and per person totals, start..end inclusive."""
+    """Per person per day rows (days with events only) and per person totals; end inclusive."""
 
     site: str
     start: date
@@ -396,7 +403,8 @@ def _daily_table(report: DailyReport) -> str:
     headers = _DAY_HEADERS + (["Expression"] if with_expr else [])
     rows = [_day_cells(r) + ([_expr_text(r.expression)] if with_expr else []) for r in report.rows]
     parts = [
-        f"{report.site} - attendance on {report.day.isoformat()} ({report.timezone}, {report.mode})",
+        f"{report.site} - attendance on {report.day.isoformat()} "
+        f"({report.timezone}, {report.mode})",
         "",
         _table(headers, rows) if rows else "No one checked in.",
         "",

@@ -1,4 +1,4 @@
-"""Attendance rules with an injected clock on a real database: cooldown, modes, day boundary, lateness."""
+"""Attendance rules with an injected clock on a real DB: cooldown, modes, day boundary, lateness."""
 
 from __future__ import annotations
 
@@ -147,7 +147,8 @@ def test_expression_only_stored_with_consent(db: Database) -> None:
                           "expression_confidence": 0.9, "match_distance": 0.33}
     a = att.sighting(ann.id, **kw).event
     b = att.sighting(bob.id, **kw).event
-    assert a is not None and a.expression_label == "happy" and a.match_distance == pytest.approx(0.33)
+    assert a is not None and a.expression_label == "happy"
+    assert a.match_distance == pytest.approx(0.33)
     assert b is not None and b.expression_label is None and b.expression_scores is None
 
 

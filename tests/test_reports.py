@@ -81,7 +81,7 @@ def test_daily_report_hand_computed(day_db: Database) -> None:
     ann, bob, cat = rows["Ann"], rows["Bob"], rows["Cat"]
     # Ann 08:50 -> 17:20 = 8 h 30 min = 510 min, on time
     assert (ann.first_in, ann.last_out) == (at(15, 8, 50), at(15, 17, 20))
-    assert ann.first_in.utcoffset().total_seconds() == 7200  # shown in local time  # type: ignore[union-attr]
+    assert ann.first_in.utcoffset().total_seconds() == 7200  # type: ignore[union-attr]
     assert (ann.present_minutes, ann.hours, ann.late, ann.events) == (510, 8.5, False, 3)
     assert ann.expression == {"happy": 2, "neutral": 1}
     # Bob 09:05 -> 17:00 = 7 h 55 min = 475 min; 09:05 is not after 09:00 + 5 min

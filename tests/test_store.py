@@ -1,4 +1,4 @@
-"""Repository functions on real SQLite files: pragmas, people, templates, events, erasure, retention."""
+"""Repository functions on real SQLite files: pragmas, people, templates, events, erasure."""
 
 from __future__ import annotations
 
@@ -263,3 +263,16 @@ def test_users(db: Database) -> None:
         add_user(db, "boss", "h", "manager")
     with pytest.raises(StoreError):
         add_user(db, "x", "h", "root")
+
+
+def test_open_and_upgrade_from_settings(tmp_path: Path) -> None:
+    from kiosk.config import Settings
+    from kiosk.store import open_from_settings, upgrade_from_settings
+
+    s = Settings.model_validate(
+        {"database": {"path": str(tmp_path / "var" / "k.db"), "busy_timeout_ms": 1234}}
+    )
+    assert upgrade_from_settings(s).before is None
+    db = open_from_settings(s)
+    assert db.pragma("busy_timeout") == 1234
+    db.close()

@@ -10,7 +10,9 @@ from kiosk.store.db import (
     current_revision,
     head_revision,
     open_database,
+    open_from_settings,
     upgrade,
+    upgrade_from_settings,
 )
 from kiosk.store.repo import (
     AuditInfo,
@@ -54,6 +56,7 @@ __all__ = [
     "deactivate", "enrolment_images", "erase_person", "events_between", "export_person",
     "get_person", "get_person_by_employee_id", "get_user", "head_revision", "last_event_for",
     "list_audit", "list_people", "list_templates", "list_users", "local_day_bounds",
-    "open_database", "people_by_id", "purge_expired", "record_event", "set_active",
-    "set_consent", "upgrade",
+    "open_database", "open_from_settings", "people_by_id", "purge_expired", "record_event",
+    "set_active",
+    "set_consent", "upgrade", "upgrade_from_settings",
 ]

@@ -25,6 +25,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from kiosk.config import Settings
 from kiosk.errors import DatabaseOutdated, DatabaseTooNew, NotAKioskDatabase, StoreError
 
 logger = logging.getLogger(__name__)
@@ -265,3 +266,15 @@ def open_database(
             "run `kiosk db upgrade` (it backs the file up first)"
         )
     return Database(path, _make_engine(path, busy_timeout_ms, foreign_keys=True))
+
+
+def open_from_settings(settings: Settings) -> Database:
+    """open_database() with database.path and database.busy_timeout_ms from settings."""
+    return open_database(settings.database.path, busy_timeout_ms=settings.database.busy_timeout_ms)
+
+
+def upgrade_from_settings(settings: Settings, backup: bool = True) -> UpgradeResult:
+    """upgrade() of database.path keeping database.backups_kept backups (`kiosk db upgrade`)."""
+    db = settings.database
+    return upgrade(db.path, backup=backup, backups_kept=db.backups_kept,
+                   busy_timeout_ms=db.busy_timeout_ms)

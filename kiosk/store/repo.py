@@ -408,7 +408,9 @@ def add_templates(
     if emb.ndim == 1:
         emb = emb[None, :]
     if emb.ndim != 2 or emb.shape[1] != EMBEDDING_DIM:
-        raise InvalidTemplate(f"face templates must have shape (N, {EMBEDDING_DIM}), got {emb.shape}")
+        raise InvalidTemplate(
+            f"face templates must have shape (N, {EMBEDDING_DIM}), got {emb.shape}"
+        )
     if not np.all(np.isfinite(emb)):
         raise InvalidTemplate("face template contains NaN or infinity")
     n = emb.shape[0]
@@ -450,7 +452,9 @@ def list_templates(db: Database, person_id: int) -> list[TemplateInfo]:
     """Metadata of a person's templates, oldest first."""
     with db.session() as s:
         rows = s.scalars(
-            select(FaceTemplate).where(FaceTemplate.person_id == person_id).order_by(FaceTemplate.id)
+            select(FaceTemplate)
+            .where(FaceTemplate.person_id == person_id)
+            .order_by(FaceTemplate.id)
         ).all()
         return [TemplateInfo(r.id, r.person_id, r.created_at, r.source, r.quality) for r in rows]
 
@@ -561,7 +565,8 @@ def events_between(
     """Events with utc_from <= occurred_at < utc_to (aware datetimes), oldest first."""
     with db.session() as s:
         stmt = select(AttendanceEvent).where(
-            AttendanceEvent.occurred_at >= _now(utc_from), AttendanceEvent.occurred_at < _now(utc_to)
+            AttendanceEvent.occurred_at >= _now(utc_from),
+            AttendanceEvent.occurred_at < _now(utc_to),
         )
         if person_id is not None:
             stmt = stmt.where(AttendanceEvent.person_id == person_id)
@@ -585,7 +590,9 @@ def last_event_for(
         stmt = select(AttendanceEvent).where(AttendanceEvent.person_id == person_id)
         if day is not None:
             start, end = local_day_bounds(day, tz)
-            stmt = stmt.where(AttendanceEvent.occurred_at >= start, AttendanceEvent.occurred_at < end)
+            stmt = stmt.where(
+                AttendanceEvent.occurred_at >= start, AttendanceEvent.occurred_at < end
+            )
         row = s.scalars(
             stmt.order_by(AttendanceEvent.occurred_at.desc(), AttendanceEvent.id.desc()).limit(1)
         ).first()
@@ -662,11 +669,13 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def export_person(db: Database, person_id: int) -> dict[str, Any]:
-    """Everything held about a person, JSON-serialisable (templates as float lists, photos base64)."""
+    """Everything held about a person, JSON-ready (templates as float lists, photos base64)."""
     with db.session() as s:
         p = _get(s, person_id)
         templates = s.scalars(
-            select(FaceTemplate).where(FaceTemplate.person_id == person_id).order_by(FaceTemplate.id)
+            select(FaceTemplate)
+            .where(FaceTemplate.person_id == person_id)
+            .order_by(FaceTemplate.id)
         ).all()
         images = s.scalars(
             select(EnrolmentImage).where(EnrolmentImage.person_id == person_id)
