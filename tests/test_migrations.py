@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
 
 import kiosk.store.db as store_db
-from kiosk.errors import DatabaseOutdated, DatabaseTooNew, NotAKioskDatabase
+from kiosk.errors import DatabaseOutdated, DatabaseTooNew, NotAKioskDatabase, StoreError
 from kiosk.store import (
     add_person,
     add_templates,
@@ -167,3 +167,26 @@ def test_foreign_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(NotAKioskDatabase, match="not an SQLite database"):
         open_database(text)
     assert text.read_text() == "hello, this is not a database at all"
+
+
+def test_failed_migration_changes_nothing(tmp_path: Path, two_revisions: Path) -> None:
+    broken = SECOND_REVISION.replace(
+        'batch.add_column(sa.Column("note", sa.String(100), nullable=True))',
+        'batch.add_column(sa.Column("note", sa.String(100), nullable=True))\n'
+        '    op.execute("DELETE FROM face_templates")\n'
+        '    op.execute("SELECT no_such_function()")',
+    )
+    (two_revisions / "versions" / "0002_note.py").write_text(broken)
+    path = tmp_path / "kiosk.db"
+    upgrade(path, revision="0001")
+    db = store_db.Database(path, store_db._make_engine(path, 1000, foreign_keys=True))
+    p = add_person(db, "E1", "Ann", now=T0)
+    add_templates(db, p.id, np.ones((2, 128), np.float32), now=T0)
+    db.close()
+    with pytest.raises(StoreError, match="nothing changed.*no_such_function"):
+        upgrade(path)
+    assert current_revision(path) == "0001"
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT count(*) FROM face_templates").fetchone() == (2,)
+    assert "note" not in [r[1] for r in con.execute("PRAGMA table_info(people)")]
+    con.close()

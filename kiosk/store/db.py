@@ -54,11 +54,17 @@ def _known_revisions() -> set[str]:
     return {rev.revision for rev in script.walk_revisions()}
 
 
-def _make_engine(path: Path, busy_timeout_ms: int, foreign_keys: bool) -> Engine:
+def _make_engine(
+    path: Path, busy_timeout_ms: int, foreign_keys: bool, transactional_ddl: bool = False
+) -> Engine:
     engine = create_engine(f"sqlite:///{path}", future=True)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:  # pragma: no branch
+        if transactional_ddl:
+            # Let SQLAlchemy, not the sqlite3 module, decide where transactions start, so that
+            # CREATE/ALTER/DROP are inside them too and a failed migration rolls back whole.
+            dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         try:
             cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
@@ -70,6 +76,12 @@ def _make_engine(path: Path, busy_timeout_ms: int, foreign_keys: bool) -> Engine
             cur.execute("PRAGMA secure_delete=ON")
         finally:
             cur.close()
+
+    if transactional_ddl:
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -184,7 +196,7 @@ def upgrade(
         backup_path = backup_database(path, backups_kept)
     # Foreign keys OFF while migrating: SQLite batch migrations drop and recreate tables, and
     # with foreign keys on, dropping `people` would cascade-delete every child row.
-    engine = _make_engine(path, busy_timeout_ms, foreign_keys=False)
+    engine = _make_engine(path, busy_timeout_ms, foreign_keys=False, transactional_ddl=True)
     try:
         with engine.begin() as conn:
             cfg = _alembic_config()
@@ -198,7 +210,7 @@ def upgrade(
                 f"restore {backup_path or 'a backup'}"
             )
     except OperationalError as exc:
-        raise StoreError(f"cannot migrate {path}: {exc.orig}") from None
+        raise StoreError(f"cannot migrate {path} (nothing changed): {exc.orig}") from None
     finally:
         engine.dispose()
     logger.info("database %s migrated %s -> %s", path, before, target)
@@ -228,7 +240,10 @@ class Database:
         """Rewrite the file without free pages and empty the WAL (erased bytes leave the disk)."""
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM")
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy and busy[0]:
+            logger.warning("WAL not fully checkpointed (another process is reading); "
+                           "old pages leave the -wal file at its next checkpoint")
 
     def pragma(self, name: str) -> Any:
         """The value of a PRAGMA on a pooled connection (for checks and tests)."""
