@@ -1,0 +1,425 @@
+"""The `kiosk` command: parse arguments, call the package, print. User errors exit non-zero with one message."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kiosk.config import ConfigError, Settings, load_settings, settings_as_yaml
+from kiosk.errors import KioskError
+
+logger = logging.getLogger(__name__)
+
+EXIT_USER_ERROR = 1
+EXIT_CONFIG_ERROR = 2
+
+
+def _fail(message: str, code: int = EXIT_USER_ERROR) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the errors a user can cause into one message and a non-zero exit."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            _fail(str(exc), EXIT_CONFIG_ERROR)
+        except KioskError as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+
+    return wrapper
+
+
+class Context:
+    """What subcommands share: the config file path, and settings loaded on first use."""
+
+    def __init__(self, config_path: Path | None) -> None:
+        self.config_path = config_path
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path)
+        return self._settings
+
+    def open_db(self):
+        from kiosk import store
+
+        return store.open_from_settings(self.settings)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None, envvar="KIOSK_CONFIG",
+              help="YAML settings file (default: built-in defaults; env KIOSK_CONFIG).")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(package_name="kiosk")
+@click.pass_context
+def main(click_ctx: click.Context, config_path: Path | None, verbose: int) -> None:
+    """Attendance kiosk: face recognition check-in, records in SQLite, reports."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    click_ctx.obj = Context(config_path)
+
+
+# --- config -----------------------------------------------------------------------------------
+
+
+@main.group()
+def config() -> None:
+    """Check or show the settings."""
+
+
+@config.command("check")
+@click.argument("file", required=False, type=click.Path(path_type=Path))
+@pass_ctx
+@friendly
+def config_check(ctx: Context, file: Path | None) -> None:
+    """Validate FILE (or --config); exit 2 with the key and line of each problem."""
+    load_settings(file or ctx.config_path)
+    click.echo(f"{file or ctx.config_path or 'defaults'}: ok")
+
+
+@config.command("show")
+@pass_ctx
+@friendly
+def config_show(ctx: Context) -> None:
+    """Print the effective settings (file + environment + defaults) as YAML."""
+    click.echo(settings_as_yaml(ctx.settings), nl=False)
+
+
+# --- database ---------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@pass_ctx
+@friendly
+def db_upgrade(ctx: Context) -> None:
+    """Create the database or migrate it to the newest schema (backing it up first)."""
+    from kiosk import store
+
+    result = store.upgrade_from_settings(ctx.settings, backup=True)
+    where = ctx.settings.database.path
+    if result.changed:
+        backup = f"; backup at {result.backup}" if result.backup else ""
+        click.echo(f"{where}: schema {result.before or 'none'} -> {result.after}{backup}")
+    else:
+        click.echo(f"{where}: schema {result.after} is current")
+
+
+@db.command("status")
+@pass_ctx
+@friendly
+def db_status(ctx: Context) -> None:
+    """Show the schema revision of the database and of this version."""
+    from kiosk import store
+
+    path = ctx.settings.database.path
+    click.echo(f"{path}: schema {store.current_revision(path) or 'none'} (this version: {store.head_revision()})")
+
+
+# --- enrolment and people ---------------------------------------------------------------------
+
+
+def _print_verdicts(verdicts) -> None:
+    for verdict in verdicts:
+        mark = "ok " if verdict.ok else "NO "
+        click.echo(f"  {mark} {verdict.describe()}")
+
+
+@main.command("enroll")
+@click.option("--name", required=True, help="The person's full name.")
+@click.option("--employee-id", required=True, help="Unique employee id (payroll key).")
+@click.option("--force", is_flag=True, help="Enrol even if a face looks like another enrolled person.")
+@click.option("--replace", is_flag=True, help="Re-enrol an existing employee id with these photos only.")
+@click.option("--consent", is_flag=True, help="The person consents to expression analysis (recorded).")
+@click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path))
+@pass_ctx
+@friendly
+def enroll(ctx: Context, name: str, employee_id: str, force: bool, replace: bool, consent: bool,
+           photos: tuple[Path, ...]) -> None:
+    """Enrol a person from PHOTOS (files or folders); each must show exactly one usable face."""
+    from kiosk.enrolment import EnrolmentError, enrol, load_photos
+    from kiosk.vision.faces import make_analyzer
+
+    settings = ctx.settings
+    images, unreadable = load_photos(photos)
+    with ctx.open_db() as database:
+        try:
+            result = enrol(database, settings, make_analyzer(settings.recognition), name=name,
+                           employee_id=employee_id, photos=images, force=force, replace=replace,
+                           expression_consent=consent, unreadable=unreadable)
+        except EnrolmentError as exc:
+            if exc.result is not None:
+                click.echo(f"{name} ({employee_id}): not enrolled", err=True)
+                _print_verdicts(exc.result.verdicts)
+            raise
+    verb = "re-enrolled" if result.replaced else "enrolled"
+    click.echo(f"{name} ({employee_id}): {verb} with {result.templates_added} photo(s)")
+    _print_verdicts(result.verdicts)
+
+
+@main.group()
+def people() -> None:
+    """List, show, change or remove enrolled people."""
+
+
+def _person(database, employee_id: str):
+    from kiosk import store
+
+    return store.get_person_by_employee_id(database, employee_id)
+
+
+@people.command("list")
+@click.option("--all", "include_inactive", is_flag=True, help="Include deactivated people.")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
+@pass_ctx
+@friendly
+def people_list(ctx: Context, include_inactive: bool, as_json: bool) -> None:
+    """Enrolled people: employee id, name, photos, consent, active."""
+    from kiosk import store
+
+    with ctx.open_db() as database:
+        rows = store.list_people(database, include_inactive=include_inactive)
+    if as_json:
+        click.echo(json.dumps([{"employee_id": p.employee_id, "name": p.name, "templates": p.template_count,
+                                "expression_consent": p.expression_consent, "active": p.active}
+                               for p in rows], indent=2))
+        return
+    if not rows:
+        click.echo("nobody enrolled yet (kiosk enroll --name NAME --employee-id ID PHOTO...)")
+        return
+    click.echo(f"{'EMPLOYEE ID':<14}{'NAME':<28}{'PHOTOS':>7}  {'CONSENT':<8}ACTIVE")
+    for p in rows:
+        click.echo(f"{p.employee_id:<14}{p.name[:27]:<28}{p.template_count:>7}  "
+                   f"{'yes' if p.expression_consent else 'no':<8}{'yes' if p.active else 'no'}")
+
+
+@people.command("show")
+@click.argument("employee_id")
+@click.option("--export", "export_path", type=click.Path(path_type=Path), default=None,
+              help="Also write everything held about the person to this JSON file.")
+@pass_ctx
+@friendly
+def people_show(ctx: Context, employee_id: str, export_path: Path | None) -> None:
+    """One person: enrolment, consent, templates and last event."""
+    from kiosk import store
+
+    with ctx.open_db() as database:
+        p = _person(database, employee_id)
+        templates = store.list_templates(database, p.id)
+        last = store.last_event_for(database, p.id)
+        if export_path is not None:
+            export_path.write_text(json.dumps(store.export_person(database, p.id), indent=2, default=str))
+    tz = ctx.settings.tz
+    click.echo(f"{p.name} ({p.employee_id}){'' if p.active else ' [inactive]'}")
+    click.echo(f"  enrolled:   {p.created_at.astimezone(tz):%Y-%m-%d %H:%M}")
+    consent = "yes" if p.expression_consent else "no"
+    if p.consent_changed_at:
+        consent += f" (changed {p.consent_changed_at.astimezone(tz):%Y-%m-%d} by {p.consent_changed_by})"
+    click.echo(f"  expression consent: {consent}")
+    click.echo(f"  face templates: {len(templates)} ({', '.join(t.source or '?' for t in templates)})")
+    if last is not None:
+        click.echo(f"  last event: {last.kind} at {last.occurred_at.astimezone(tz):%Y-%m-%d %H:%M}")
+    if export_path is not None:
+        click.echo(f"  exported to {export_path}")
+
+
+@people.command("remove")
+@click.argument("employee_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--with-events", is_flag=True,
+              help="Also delete their attendance history now (default: kept until retention expires).")
+@pass_ctx
+@friendly
+def people_remove(ctx: Context, employee_id: str, yes: bool, with_events: bool) -> None:
+    """Erase a person's face templates and photos for good (attendance follows retention)."""
+    from kiosk import store
+
+    with ctx.open_db() as database:
+        p = _person(database, employee_id)
+        if not yes and not click.confirm(f"Erase all biometric data of {p.name} ({p.employee_id})?"):
+            _fail("nothing removed")
+        result = store.erase_person(database, p.id, actor="cli", keep_events=not with_events)
+    click.echo(f"{p.name} ({p.employee_id}): erased {result.templates_deleted} template(s), "
+               f"{result.images_deleted} photo(s)"
+               + ("" if with_events else f"; attendance kept for {ctx.settings.retention.attendance_days} days"))
+
+
+@people.command("consent")
+@click.argument("employee_id")
+@click.option("--grant/--withdraw", required=True, help="Record consent to expression analysis, or withdraw it.")
+@pass_ctx
+@friendly
+def people_consent(ctx: Context, employee_id: str, grant: bool) -> None:
+    """Record or withdraw a person's consent to expression analysis (withdrawal deletes past results)."""
+    from kiosk import store
+
+    with ctx.open_db() as database:
+        p = _person(database, employee_id)
+        store.set_consent(database, p.id, grant, actor="cli")
+    click.echo(f"{p.name} ({p.employee_id}): expression consent {'granted' if grant else 'withdrawn'}")
+
+
+@people.command("deactivate")
+@click.argument("employee_id")
+@pass_ctx
+@friendly
+def people_deactivate(ctx: Context, employee_id: str) -> None:
+    """Stop recognising a person without erasing them (e.g. long leave)."""
+    from kiosk import store
+
+    with ctx.open_db() as database:
+        p = _person(database, employee_id)
+        store.deactivate(database, p.id, actor="cli")
+    click.echo(f"{p.name} ({p.employee_id}): deactivated")
+
+
+# --- reports ----------------------------------------------------------------------------------
+
+
+@main.group()
+def report() -> None:
+    """Attendance reports (table, CSV for payroll, JSON, HTML)."""
+
+
+FORMAT_OPTION = click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "html"]),
+                             default="table", show_default=True)
+
+
+@report.command("daily")
+@click.option("--date", "day", default="today", show_default=True, help="YYYY-MM-DD, today or yesterday.")
+@FORMAT_OPTION
+@pass_ctx
+@friendly
+def report_daily(ctx: Context, day: str, fmt: str) -> None:
+    """One day: first in, last out, time present, late, absent, team mood."""
+    from kiosk.reports import daily_report, parse_day, render_daily
+
+    with ctx.open_db() as database:
+        rendered = render_daily(daily_report(database, ctx.settings, parse_day(day, ctx.settings)), fmt)
+    click.echo(rendered, nl=False)
+
+
+@report.command("range")
+@click.option("--from", "start", required=True, help="First day, YYYY-MM-DD.")
+@click.option("--to", "end", required=True, help="Last day, YYYY-MM-DD (inclusive).")
+@FORMAT_OPTION
+@pass_ctx
+@friendly
+def report_range(ctx: Context, start: str, end: str, fmt: str) -> None:
+    """A period: one row per person and day plus totals (CSV for payroll)."""
+    from kiosk.reports import parse_day, range_report, render_range
+
+    s = ctx.settings
+    with ctx.open_db() as database:
+        rendered = render_range(range_report(database, s, parse_day(start, s), parse_day(end, s)), fmt)
+    click.echo(rendered, nl=False)
+
+
+# --- evaluation and training -----------------------------------------------------------------
+
+
+@main.group()
+def evaluate() -> None:
+    """Measure recognition and expression accuracy on a labelled folder."""
+
+
+def _progress(done: int, total: int) -> None:
+    click.echo(f"  {done}/{total}", err=True)
+
+
+@evaluate.command("faces")
+@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
+              help="Folder with people/<Name>/*.jpg and strangers/*.jpg.")
+@click.option("--enrol-photos", default=3, show_default=True, type=click.IntRange(1, 50),
+              help="Photos per person enrolled (first in name order); the rest are probes.")
+@pass_ctx
+@friendly
+def evaluate_faces_cmd(ctx: Context, data_dir: Path, enrol_photos: int) -> None:
+    """Identification and stranger rejection rates; last line is JSON."""
+    from kiosk.evaluation.faces import evaluate_faces
+
+    result = evaluate_faces(data_dir, enrol_photos, ctx.settings.recognition, progress=_progress)
+    click.echo(json.dumps(result))
+
+
+@evaluate.command("expressions")
+@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
+              help="Folder with <class>/*.jpg.")
+@click.option("--faces-cropped", is_flag=True, help="Images are already face crops (FER2013).")
+@click.option("--model", "model", type=click.Path(path_type=Path), default=None,
+              help="A .tflite model (default: expression.model or the shipped one).")
+@pass_ctx
+@friendly
+def evaluate_expressions_cmd(ctx: Context, data_dir: Path, faces_cropped: bool, model: Path | None) -> None:
+    """Accuracy, macro-F1 and per-class recall; last line is JSON."""
+    from kiosk.evaluation.expressions import evaluate_expressions
+    from kiosk.vision.expression import TFLiteExpressionClassifier, model_path
+
+    s = ctx.settings.expression
+    path = model or model_path(s)
+    classifier = TFLiteExpressionClassifier(path, check=s.verify_checksum and model is None)
+    analyzer = None
+    if not faces_cropped:
+        from kiosk.vision.faces import make_analyzer
+
+        analyzer = make_analyzer(ctx.settings.recognition)
+    result = evaluate_expressions(data_dir, classifier, faces_cropped=faces_cropped, analyzer=analyzer,
+                                  progress=_progress)
+    result.pop("confusion")
+    click.echo(json.dumps(result))
+
+
+@main.group()
+def train() -> None:
+    """Train models (needs: pip install -e .[train])."""
+
+
+@train.command("expressions")
+@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
+              help="Training folder with <class>/*.jpg (e.g. fer2013/train).")
+@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path),
+              help="Where to write the int8 .tflite (and .sha256, report).")
+@click.option("--work-dir", type=click.Path(path_type=Path), default=None,
+              help="Checkpoints; re-running with the same folder resumes (default: OUT's folder/train-work).")
+@click.option("--epochs", type=click.IntRange(1, 1000), default=None, help="Override the epoch count.")
+@click.option("--limit-per-class", type=click.IntRange(1), default=None, help="Use at most N images per class.")
+@click.option("--test-data", type=click.Path(path_type=Path), default=None,
+              help="Also evaluate float and int8 models on this folder for the report.")
+@friendly
+def train_expressions(data_dir: Path, out_path: Path, work_dir: Path | None, epochs: int | None,
+                      limit_per_class: int | None, test_data: Path | None) -> None:
+    """Train the expression CNN, export it to int8 TFLite and write an evaluation report."""
+    try:
+        from kiosk.training.pipeline import train_and_export
+    except ImportError as exc:
+        raise KioskError(f"training needs the train extra: pip install -e '.[train]' ({exc})") from None
+    report = train_and_export(data_dir, out_path, work_dir=work_dir, epochs=epochs,
+                              limit_per_class=limit_per_class, test_dir=test_data)
+    click.echo(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
