@@ -11,6 +11,7 @@ usable face (none detected or rejected by the quality checks).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import zlib
@@ -129,35 +130,89 @@ def score_protocol(people: Mapping[str, Sequence[np.ndarray | None]],
     }
 
 
+def cache_key(settings: RecognitionSettings, analyzer: object | None = None) -> str:
+    """The settings that change an image's usable embedding, as a JSON string (cache validity)."""
+    fields = settings.model_dump(mode="json", include={"detector", "upsample", "num_jitters",
+                                                       "landmark_model", "quality"})
+    fields["analyzer"] = type(analyzer).__name__ if analyzer is not None else "DlibFaceAnalyzer"
+    return json.dumps(fields, sort_keys=True)
+
+
+def load_embedding_cache(path: Path, key: str) -> dict[str, np.ndarray | None]:
+    """{relative photo path: (128,) float32 or None} from a cache .npz made with the same key, else {}."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["key"]) != key:
+                logger.info("embedding cache %s was made with other settings; ignoring it", path)
+                return {}
+            paths = [str(p) for p in data["paths"]]
+            embeddings = data["embeddings"].astype(np.float32)
+    except (OSError, KeyError, ValueError) as exc:
+        logger.warning("ignoring unreadable embedding cache %s: %s", path, exc)
+        return {}
+    return {p: (None if np.isnan(e[0]) else e) for p, e in zip(paths, embeddings, strict=True)}
+
+
+def save_embedding_cache(path: Path, key: str, entries: Mapping[str, np.ndarray | None]) -> None:
+    """Write {relative photo path: (128,) float32 or None} to a cache .npz (NaN rows mean None)."""
+    paths = sorted(entries)
+    mat = np.full((len(paths), 128), np.nan, dtype=np.float32)
+    for i, p in enumerate(paths):
+        if entries[p] is not None:
+            mat[i] = entries[p]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(path).with_suffix(".tmp.npz")
+    np.savez(tmp, key=np.array(key), paths=np.array(paths), embeddings=mat)
+    os.replace(tmp, path)
+
+
 def evaluate_faces(data_dir: Path, enrol_photos: int = 3, settings: RecognitionSettings | None = None,
                    analyzer: FaceAnalyzer | None = None, progress: Progress | None = None,
-                   ) -> dict[str, Any]:
+                   cache: Path | None = None) -> dict[str, Any]:
     """Run the protocol on data_dir (people/<Name>/*.jpg, strangers/*.jpg); returns RESULT_KEYS.
 
     Every photo is analysed once with the analyzer (default: the dlib one from settings); the
     largest face that passes the quality checks is used. progress(done, total) is called per photo.
+    cache: optional .npz of embeddings keyed by the photo's path relative to data_dir, reused when
+    it was made with the same detection/embedding/quality settings and updated with new photos.
     """
     settings = settings or RecognitionSettings()
-    people, strangers = list_dataset(Path(data_dir))
-    if analyzer is None:
-        from kiosk.vision.faces import make_analyzer
-        analyzer = make_analyzer(settings)
+    data_dir = Path(data_dir)
+    people, strangers = list_dataset(data_dir)
+    key = cache_key(settings, analyzer)
+    cached = load_embedding_cache(cache, key) if cache is not None else {}
+    fresh: dict[str, np.ndarray | None] = {}
     total = sum(len(p) for p in people.values()) + len(strangers)
     done = 0
 
     def embed(path: Path) -> np.ndarray | None:
-        nonlocal done
-        face = analyzer.largest_face(load_image(path))
+        nonlocal done, analyzer
+        rel = path.relative_to(data_dir).as_posix()
+        if rel in cached:
+            emb = cached[rel]
+        else:
+            if analyzer is None:
+                from kiosk.vision.faces import make_analyzer
+                analyzer = make_analyzer(settings)
+            face = analyzer.largest_face(load_image(path))
+            emb = None
+            if face is None or face.embedding is None or face.rejected_reason is not None:
+                logger.debug("%s: no usable face (%s)", path, face.rejected_reason if face else "none found")
+            else:
+                emb = np.asarray(face.embedding, dtype=np.float32)
+            fresh[rel] = emb
         done += 1
         if progress is not None:
             progress(done, total)
-        if face is None or face.embedding is None or face.rejected_reason is not None:
-            logger.debug("%s: no usable face (%s)", path, face.rejected_reason if face else "none found")
-            return None
-        return face.embedding
+        return emb
 
     people_emb = {name: [embed(p) for p in photos] for name, photos in people.items()}
     stranger_emb = [embed(p) for p in strangers]
+    if cache is not None and fresh:
+        save_embedding_cache(cache, key, {**cached, **fresh})
     result = score_protocol(people_emb, stranger_emb, enrol_photos, settings)
     logger.info("face evaluation on %s: %s", data_dir, result)
     return result

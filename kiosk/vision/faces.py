@@ -76,8 +76,11 @@ class FaceAnalyzer(Protocol):
 
 def load_image(path: Path | str) -> np.ndarray:
     """Read a photo file -> RGB uint8 HxWx3 (EXIF orientation applied, grey made RGB)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+    # face_recognition switches truncated-file tolerance on for everybody; a cut-off
+    # upload must be an error here, not half a grey photo.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     path = Path(path)
     if not path.exists():
         raise ImageError(f"image not found: {path}")
@@ -167,7 +170,12 @@ class DlibFaceAnalyzer:
         """Face boxes (top, right, bottom, left) px in an RGB uint8 HxWx3 image."""
         image = _check_image(image)
         s = self.settings
-        return self._api.face_locations(image, s.upsample, s.detector)
+        boxes = self._api.face_locations(image, s.upsample, s.detector)
+        if not boxes and s.upsample > 0:
+            # Without upsampling the HOG pyramid finds some large faces the upsampled one
+            # misses (~1/3 of LFW's misses), for a quarter of the cost.
+            boxes = self._api.face_locations(image, 0, s.detector)
+        return boxes
 
     def describe(self, image: np.ndarray, box: Box, embed_rejected: bool = False) -> FaceObservation:
         """Landmarks, quality and (unless rejected) the 128-d float32 embedding of the face in box."""

@@ -1,0 +1,116 @@
+"""Face analyzer on real committed photos with the real dlib models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from kiosk.errors import ImageError, KioskError
+from kiosk.vision.faces import DlibFaceAnalyzer, FaceAnalyzer, load_image, make_analyzer, yaw_ratio_of
+
+FACES = Path(__file__).parent / "data" / "faces"
+MISC = FACES / "misc"
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> DlibFaceAnalyzer:
+    return make_analyzer()
+
+
+def _a_photo() -> Path:
+    return sorted((FACES / "people").glob("*/*.jpg"))[0]
+
+
+def test_protocol_is_satisfied(analyzer: DlibFaceAnalyzer) -> None:
+    seam: FaceAnalyzer = analyzer
+    assert seam is analyzer
+
+
+def test_one_face_with_embedding(analyzer: DlibFaceAnalyzer) -> None:
+    image = load_image(_a_photo())
+    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+    faces = analyzer.analyze(image)
+    assert len(faces) == 1
+    face = faces[0]
+    top, right, bottom, left = face.box
+    assert 0 <= top < bottom <= image.shape[0] and 0 <= left < right <= image.shape[1]
+    assert face.embedding is not None
+    assert face.embedding.shape == (128,) and face.embedding.dtype == np.float32
+    assert 0.0 < face.quality <= 1.0 and face.rejected_reason is None and face.accepted
+    # 68-point landmarks for the expression module's eye alignment.
+    assert len(face.landmarks["left_eye"]) == 6 and len(face.landmarks["right_eye"]) == 6
+    assert len(face.landmarks["chin"]) == 17
+    again = analyzer.largest_face(image)
+    assert again is not None and again.box == face.box
+    np.testing.assert_allclose(again.embedding, face.embedding, atol=1e-6)
+
+
+def test_same_person_is_nearer_than_other_person(analyzer: DlibFaceAnalyzer) -> None:
+    people = sorted((FACES / "people").iterdir())
+    a1, a2 = (analyzer.largest_face(load_image(p)).embedding for p in sorted(people[0].glob("*.jpg"))[:2])
+    b1 = analyzer.largest_face(load_image(sorted(people[1].glob("*.jpg"))[0])).embedding
+    assert np.linalg.norm(a1 - a2) < 0.5 < np.linalg.norm(a1 - b1)
+
+
+def test_no_face(analyzer: DlibFaceAnalyzer) -> None:
+    image = load_image(MISC / "no_face.jpg")
+    assert analyzer.analyze(image) == []
+    assert analyzer.largest_face(image) is None
+
+
+def test_two_faces_largest_first(analyzer: DlibFaceAnalyzer) -> None:
+    image = load_image(MISC / "two_faces.jpg")
+    faces = analyzer.analyze(image)
+    assert len(faces) == 2
+    assert faces[0].height >= faces[1].height
+    assert all(f.embedding is not None for f in faces)
+    largest = analyzer.largest_face(image)
+    assert largest is not None and largest.box == faces[0].box
+
+
+@pytest.mark.parametrize("name", ["corrupt.jpg", "not_an_image.jpg", "missing.jpg"])
+def test_bad_files_raise_clear_error(name: str) -> None:
+    with pytest.raises(ImageError) as info:
+        load_image(MISC / name)
+    assert isinstance(info.value, KioskError)
+    assert name in str(info.value) and "\n" not in str(info.value)
+
+
+def test_grey_image_becomes_rgb(tmp_path: Path) -> None:
+    from PIL import Image
+
+    path = tmp_path / "grey.png"
+    Image.fromarray(np.full((20, 30), 77, np.uint8)).save(path)
+    image = load_image(path)
+    assert image.shape == (20, 30, 3) and image.dtype == np.uint8
+
+
+def test_blurred_face_rejected(analyzer: DlibFaceAnalyzer) -> None:
+    blurred = cv2.GaussianBlur(load_image(_a_photo()), (0, 0), 5)
+    face = analyzer.largest_face(blurred)
+    assert face is not None and face.embedding is None and not face.accepted
+    assert face.rejected_reason is not None and "blurred" in face.rejected_reason
+
+
+def test_small_face_rejected(analyzer: DlibFaceAnalyzer) -> None:
+    small = cv2.resize(load_image(_a_photo()), None, fx=0.22, fy=0.22, interpolation=cv2.INTER_AREA)
+    canvas = np.full((320, 320, 3), 128, np.uint8)
+    canvas[100:100 + small.shape[0], 100:100 + small.shape[1]] = small
+    face = analyzer.largest_face(canvas)
+    assert face is not None and face.height < analyzer.settings.quality.min_face_px
+    assert face.rejected_reason is not None and "too small" in face.rejected_reason
+
+
+def test_yaw_ratio() -> None:
+    frontal = {"left_eye": [(40, 50)], "right_eye": [(80, 50)], "nose_tip": [(60, 70)]}
+    turned = {"left_eye": [(40, 50)], "right_eye": [(80, 50)], "nose_tip": [(76, 70)]}
+    assert yaw_ratio_of(frontal) == pytest.approx(0.0)
+    assert yaw_ratio_of(turned) == pytest.approx(0.4)
+
+
+def test_wrong_array_type(analyzer: DlibFaceAnalyzer) -> None:
+    with pytest.raises(ImageError):
+        analyzer.analyze(np.zeros((10, 10, 3), np.float32))
