@@ -183,6 +183,31 @@ class WebSettings(_Section):
     port: int = Field(8080, ge=1, le=65535)
     # Team expression figures are hidden when fewer people than this contribute.
     min_group_size: int = Field(5, ge=1, le=1000)
+    # Send the session cookie only over https (set true behind a TLS proxy); false lets the
+    # app work over plain http on the office network, where the cookie can be sniffed.
+    secure_cookies: bool = False
+    # A login lasts this many hours; longer is more convenient, shorter limits a stolen cookie.
+    session_hours: float = Field(12.0, gt=0.0, le=24.0 * 30)
+    # Failed logins allowed per client address (and per username) within login_window_s
+    # before further attempts are refused until the window passes. Lower slows guessing
+    # more and locks out a clumsy typist sooner.
+    login_attempts: int = Field(5, ge=1, le=1000)
+    login_window_s: int = Field(300, ge=10, le=86400)
+    # Enrolment uploads: photos per person, bytes per photo and pixels per photo. Larger
+    # accepts phone photos unchanged; smaller bounds memory and decoding time on the Pi.
+    max_photos: int = Field(12, ge=1, le=50)
+    max_photo_mb: float = Field(10.0, gt=0.0, le=100.0)
+    max_photo_megapixels: float = Field(40.0, gt=0.0, le=200.0)
+    # Signing key for session cookies; created (random, mode 0600) on first start.
+    # Empty means "web_secret.key" beside the database file.
+    secret_key_file: Path | None = None
+    # The kiosk service's status file is "stale" (service shown as not running) when it
+    # was last written more than this many seconds ago.
+    status_stale_s: float = Field(120.0, gt=0.0, le=86400.0)
+    # `kiosk serve` runs the retention purge (retention.*) at start and then every day.
+    daily_purge: bool = True
+    # Worker threads of the production server (waitress); more serves more browsers at once.
+    threads: int = Field(4, ge=1, le=64)
 
 
 class Settings(_Section):

@@ -72,3 +72,14 @@ class CameraUnavailableError(CameraError):
 
 class CameraLostError(CameraUnavailableError):
     """An open camera stopped delivering frames; close it and open it again."""
+
+
+# --- web app (kiosk/web) ------------------------------------------------------------------
+
+
+class WebError(KioskError):
+    """A problem with a web-app request or account (bad password, bad form value)."""
+
+
+class UploadError(WebError):
+    """An uploaded photo is refused (too big, too many, not an image, bad file name)."""

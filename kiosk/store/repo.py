@@ -776,3 +776,98 @@ def people_by_id(db: Database, ids: Iterable[int] | None = None) -> dict[int, Pe
         if ids is not None:
             stmt = stmt.where(Person.id.in_(list(ids)))
         return {p.id: _person_info(p) for p in s.scalars(stmt).all()}
+
+
+# --- web app: accounts and searches (kiosk/web) ------------------------------------------
+
+
+def get_user_by_id(db: Database, user_id: int) -> UserInfo | None:
+    """The account with this id, or None."""
+    with db.session() as s:
+        user = s.get(User, user_id)
+        return None if user is None else _user_info(user)
+
+
+def set_user_active(
+    db: Database, username: str, active: bool, *, actor: str, now: datetime | None = None
+) -> UserInfo:
+    """Enable or disable a web account (a disabled account cannot log in; its sessions end)."""
+    now = _now(now)
+    with db.session() as s:
+        user = s.scalar(select(User).where(User.username == username))
+        if user is None:
+            raise StoreError(f"no user {username!r}")
+        if user.active != active:
+            user.active = active
+            _audit(s, actor, "user.enable" if active else "user.disable", f"user:{username}",
+                   None, now)
+        return _user_info(user)
+
+
+def set_user_password(
+    db: Database, username: str, password_hash: str, *, actor: str, now: datetime | None = None
+) -> UserInfo:
+    """Replace an account's password hash (hashed by the caller); its sessions end."""
+    now = _now(now)
+    with db.session() as s:
+        user = s.scalar(select(User).where(User.username == username))
+        if user is None:
+            raise StoreError(f"no user {username!r}")
+        user.password_hash = password_hash
+        _audit(s, actor, "user.password", f"user:{username}", None, now)
+        return _user_info(user)
+
+
+def count_admins(db: Database) -> int:
+    """Number of active admin accounts."""
+    with db.session() as s:
+        return s.scalar(
+            select(func.count()).select_from(User)
+            .where(User.role == "admin", User.active.is_(True))
+        ) or 0
+
+
+def _like(text_: str) -> str:
+    escaped = text_.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def search_people(
+    db: Database, text_: str, *, include_inactive: bool = True, limit: int = 500
+) -> list[PersonInfo]:
+    """People (not erased) whose name or employee id contains text_ (case-insensitive)."""
+    pattern = _like(text_.strip())
+    with db.session() as s:
+        stmt = select(Person).where(
+            Person.erased_at.is_(None),
+            Person.name.ilike(pattern, escape="\\") | Person.employee_id.ilike(pattern, escape="\\"),
+        )
+        if not include_inactive:
+            stmt = stmt.where(Person.active.is_(True))
+        rows = s.scalars(stmt.order_by(Person.name, Person.id).limit(limit)).all()
+        return [_person_info(p, _template_count(s, p.id)) for p in rows]
+
+
+def search_audit(db: Database, text_: str = "", *, limit: int = 200) -> list[AuditInfo]:
+    """Newest audit lines first whose actor, action or target contains text_ (all when empty)."""
+    with db.session() as s:
+        stmt = select(AuditEntry)
+        if text_.strip():
+            pattern = _like(text_.strip())
+            stmt = stmt.where(
+                AuditEntry.actor.ilike(pattern, escape="\\")
+                | AuditEntry.action.ilike(pattern, escape="\\")
+                | AuditEntry.target.ilike(pattern, escape="\\")
+            )
+        rows = s.scalars(stmt.order_by(AuditEntry.id.desc()).limit(limit)).all()
+        return [AuditInfo(r.id, r.at, r.actor, r.action, r.target, r.details) for r in rows]
+
+
+def latest_events(db: Database, limit: int = 20) -> list[EventInfo]:
+    """The newest events (any kind), newest first."""
+    with db.session() as s:
+        rows = s.scalars(
+            select(AttendanceEvent)
+            .order_by(AttendanceEvent.occurred_at.desc(), AttendanceEvent.id.desc()).limit(limit)
+        ).all()
+        return [_event_info(e) for e in rows]

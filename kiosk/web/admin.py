@@ -1,0 +1,300 @@
+"""Admin pages: enrol, re-enrol, consent, deactivate, delete (erasure), export, audit log,
+privacy settings, retention purge, web accounts and the kiosk status. All under /admin/.
+
+Expression analysis on/off is the config key expression.enabled (not a DB override): the
+privacy page shows its state and how to change it, because the kiosk service only reads
+it at start (turning it off must also keep the model from being loaded).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+
+from kiosk.errors import KioskError, PersonNotFound, UploadError, WebError
+from kiosk.store import (
+    PersonInfo,
+    audit,
+    erase_person,
+    export_person,
+    get_person,
+    list_users,
+    purge_expired,
+    set_active,
+    set_consent,
+)
+from kiosk.store.repo import count_admins, latest_events, search_audit, set_user_active
+from kiosk.web import auth
+from kiosk.web.context import WebContext, actor, admin_only, ctx, current_user
+from kiosk.web.status import disk_usage, read_status, status_path, versions
+from kiosk.web.uploads import Photo, UploadLimits, decode_photos
+from kiosk.web.views import csv_response, text_download
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.before_request
+def _admins_only() -> None:
+    """Second line of defence: every /admin/ route needs an admin, whatever its decorator."""
+    user = current_user()
+    if user is None:
+        abort(401)
+    if user.role != "admin":
+        abort(403)
+
+
+def _person_or_404(person_id: int) -> PersonInfo:
+    try:
+        return get_person(ctx().db, person_id)
+    except PersonNotFound:
+        abort(404)
+
+
+def _limits() -> UploadLimits:
+    web = ctx().settings.web
+    return UploadLimits(max_files=web.max_photos, max_bytes=int(web.max_photo_mb * 1024 * 1024),
+                        max_pixels=int(web.max_photo_megapixels * 1e6))
+
+
+def _uploaded_photos() -> list[Photo]:
+    files = [(f.filename, f.read(_limits().max_bytes + 1)) for f in request.files.getlist("photos")]
+    photos = decode_photos(files, _limits())
+    seen: dict[str, int] = {}
+    unique = []
+    for p in photos:  # enrolment keys photos by name: make names unique
+        n = seen.get(p.name, 0)
+        seen[p.name] = n + 1
+        unique.append(p if n == 0 else Photo(f"{n + 1}-{p.name}", p.image, p.data))
+    return unique
+
+
+def _run_enrol(form: dict[str, str], *, replace: bool) -> tuple[Any, str | None]:
+    """Run kiosk.enrolment.enrol on the uploaded photos -> (result or None, error message)."""
+    from kiosk.enrolment import EnrolmentError, enrol
+
+    c = ctx()
+    try:
+        photos = _uploaded_photos()
+    except UploadError as exc:
+        return None, str(exc)
+    try:
+        result = enrol(c.db, c.settings, c.face_analyzer(), name=form["name"],
+                       employee_id=form["employee_id"],
+                       photos=[(p.name, p.image) for p in photos],
+                       force=form.get("force") == "1", replace=replace,
+                       expression_consent=form.get("consent") == "1", actor=actor())
+    except EnrolmentError as exc:
+        return exc.result, str(exc)
+    return result, None
+
+
+@bp.route("/enrol", methods=["GET", "POST"])
+@admin_only
+def enrol_page() -> Any:
+    """Add a person from uploaded photos; shows each photo's verdict."""
+    form = {k: request.form.get(k, "").strip()[:200]
+            for k in ("name", "employee_id", "force", "consent")}
+    result = error = None
+    status = 200
+    if request.method == "POST":
+        result, error = _run_enrol(form, replace=False)
+        if error is None and result is not None:
+            flash(f"Enrolled {result.name} ({result.employee_id}) with "
+                  f"{result.templates_added} photo(s).")
+        else:
+            status = 400
+    return render_template("enrol.html", form=form, result=result, error=error, person=None,
+                           limits=_limits()), status
+
+
+@bp.route("/people/<int:person_id>/reenrol", methods=["GET", "POST"])
+@admin_only
+def reenrol(person_id: int) -> Any:
+    """Replace a person's templates with new photos."""
+    p = _person_or_404(person_id)
+    if p.erased_at is not None:
+        raise WebError("this person was erased; enrol them again under a new employee id")
+    form = {"name": p.name, "employee_id": p.employee_id,
+            "force": request.form.get("force", ""), "consent": ""}
+    result = error = None
+    status = 200
+    if request.method == "POST":
+        result, error = _run_enrol(form, replace=True)
+        if error is None and result is not None:
+            flash(f"Re-enrolled {p.name} with {result.templates_added} photo(s).")
+        else:
+            status = 400
+    return render_template("enrol.html", form=form, result=result, error=error, person=p,
+                           limits=_limits()), status
+
+
+@bp.route("/people/<int:person_id>/consent", methods=["POST"])
+@admin_only
+def consent(person_id: int) -> Any:
+    """Grant or withdraw expression-analysis consent (withdrawal strips past expression data)."""
+    p = _person_or_404(person_id)
+    granted = request.form.get("granted") == "1"
+    set_consent(ctx().db, p.id, granted, actor=actor())
+    flash(f"Consent {'recorded' if granted else 'withdrawn'} for {p.name}.")
+    return redirect(url_for("reports.person", person_id=p.id))
+
+
+@bp.route("/people/<int:person_id>/active", methods=["POST"])
+@admin_only
+def activate(person_id: int) -> Any:
+    """Deactivate (not recognised, not counted absent) or reactivate a person."""
+    p = _person_or_404(person_id)
+    active = request.form.get("active") == "1"
+    set_active(ctx().db, p.id, active, actor=actor())
+    flash(f"{p.name} is now {'active' if active else 'inactive'}.")
+    return redirect(url_for("reports.person", person_id=p.id))
+
+
+@bp.route("/people/<int:person_id>/delete", methods=["GET", "POST"])
+@admin_only
+def delete(person_id: int) -> Any:
+    """Erase a person's biometric data (templates, photos, consent, expressions)."""
+    p = _person_or_404(person_id)
+    if request.method == "POST":
+        if request.form.get("confirm", "").strip() != p.employee_id:
+            flash("Type the employee id exactly to confirm.", "error")
+            return render_template("delete.html", p=p), 400
+        keep = request.form.get("delete_events") != "1"
+        result = erase_person(ctx().db, p.id, actor=actor(), keep_events=keep)
+        flash(f"Erased {p.name}: {result.templates_deleted} face template(s), "
+              f"{result.images_deleted} photo(s) deleted; {result.events_kept} attendance "
+              "record(s) kept for payroll." if keep else
+              f"Erased {p.name} and all {result.events_deleted} attendance record(s).")
+        return redirect(url_for("reports.people"))
+    return render_template("delete.html", p=p)
+
+
+@bp.route("/people/<int:person_id>/export.json")
+@admin_only
+def export(person_id: int) -> Response:
+    """Everything held about a person, as a JSON download (subject access request)."""
+    p = _person_or_404(person_id)
+    data = export_person(ctx().db, p.id)
+    audit(ctx().db, actor(), "person.export", f"person:{p.id}", None)
+    return text_download(f"person-{p.employee_id}.json",
+                         json.dumps(data, indent=2, ensure_ascii=False), "application/json")
+
+
+@bp.route("/audit")
+@admin_only
+def audit_log() -> str:
+    """The audit log, newest first, with a search field."""
+    q = request.args.get("q", "").strip()[:100]
+    return render_template("audit.html", entries=search_audit(ctx().db, q, limit=300), q=q)
+
+
+@bp.route("/audit.csv")
+@admin_only
+def audit_csv() -> Response:
+    """The (searched) audit log as CSV."""
+    q = request.args.get("q", "").strip()[:100]
+    tz = ctx().settings.tz
+    return csv_response("audit-log.csv", ["at", "actor", "action", "target", "details"],
+                        [[a.at.astimezone(tz).isoformat(timespec="seconds"), a.actor, a.action,
+                          a.target or "", json.dumps(a.details) if a.details else ""]
+                         for a in search_audit(ctx().db, q, limit=100_000)])
+
+
+def run_purge(c: WebContext, who: str) -> Any:
+    """Apply the retention settings now (store.purge_expired); returns its PurgeResult."""
+    return purge_expired(c.db, c.clock.now(), c.settings.retention, actor=who)
+
+
+@bp.route("/privacy")
+@admin_only
+def privacy() -> str:
+    """Expression analysis state, retention periods, consent overview."""
+    from kiosk.store import list_people
+
+    people = list_people(ctx().db)
+    return render_template("privacy.html", retention=ctx().settings.retention,
+                           expression=ctx().settings.expression,
+                           consenting=sum(p.expression_consent for p in people),
+                           total=len(people))
+
+
+@bp.route("/purge", methods=["POST"])
+@admin_only
+def purge() -> Any:
+    """Run the retention purge now."""
+    r = run_purge(ctx(), actor())
+    flash(f"Retention purge: {r.events_deleted} old event(s) deleted, {r.expression_stripped} "
+          f"expression record(s) stripped, {r.images_deleted} photo(s) and "
+          f"{r.people_removed} erased person row(s) removed.")
+    return redirect(url_for("admin.privacy"))
+
+
+@bp.route("/status")
+@admin_only
+def status() -> str:
+    """Kiosk service state, last events, today's recognition counts, disk, versions."""
+    c = ctx()
+    now = c.clock.now()
+    st = read_status(c.settings, now)
+    events = latest_events(c.db, 20)
+    from kiosk.store import events_between, local_day_bounds, people_by_id
+
+    start, end = local_day_bounds(c.today(), c.settings.tz)
+    today_events = events_between(c.db, start, end)
+    counts = {"known": sum(1 for e in today_events if e.person_id is not None),
+              "unknown": sum(1 for e in today_events if e.person_id is None)}
+    names = people_by_id(c.db, {e.person_id for e in events if e.person_id is not None})
+    from kiosk.store import current_revision
+
+    model = c.settings.expression.model
+    return render_template(
+        "status.html", st=st, status_file=status_path(c.settings), events=events, names=names,
+        counts=counts, disk=disk_usage(c.settings), versions=versions(),
+        schema=current_revision(c.settings.database.path) if c.settings.database.path.exists()
+        else None, recognition=c.settings.recognition, expression=c.settings.expression,
+        model=str(model) if model else "built-in model", tz=c.settings.tz,
+        stale_after=timedelta(seconds=c.settings.web.status_stale_s))
+
+
+@bp.route("/users", methods=["GET", "POST"])
+@admin_only
+def users() -> Any:
+    """Web accounts: list, add."""
+    c = ctx()
+    if request.method == "POST":
+        username = request.form.get("username", "")
+        password = request.form.get("password", "")
+        role = request.form.get("role", "manager")
+        try:
+            auth.create_user(c.db, username, password, role, actor=actor())
+        except KioskError as exc:
+            flash(str(exc), "error")
+        else:
+            flash(f"Account {username.strip()} ({role}) created.")
+        return redirect(url_for("admin.users"))
+    return render_template("users.html", users=list_users(c.db))
+
+
+@bp.route("/users/<username>/active", methods=["POST"])
+@admin_only
+def user_active(username: str) -> Any:
+    """Enable or disable an account (never the last admin)."""
+    c = ctx()
+    active = request.form.get("active") == "1"
+    me = current_user()
+    if not active and me is not None and me.username == username:
+        raise WebError("you cannot disable your own account")
+    target = next((u for u in list_users(c.db) if u.username == username), None)
+    if target is None:
+        abort(404)
+    if not active and target.role == "admin" and count_admins(c.db) <= 1:
+        raise WebError("this is the last admin account; create another admin first")
+    set_user_active(c.db, username, active, actor=actor())
+    flash(f"Account {username} {'enabled' if active else 'disabled'}.")
+    return redirect(url_for("admin.users"))

@@ -1,0 +1,90 @@
+"""Kiosk status for the admin page: the service's status.json, disk space, versions."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from kiosk import __version__
+from kiosk.config import Settings
+
+logger = logging.getLogger(__name__)
+
+STATUS_FILE = "status.json"
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """What the kiosk service last reported; running False when missing, unreadable or stale."""
+
+    path: Path
+    running: bool
+    message: str
+    updated_at: datetime | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def status_path(settings: Settings) -> Path:
+    """service.status_file when set (newer configs), else <database dir>/status.json."""
+    service = getattr(settings, "service", None)
+    configured = getattr(service, "status_file", None) if service is not None else None
+    if configured:
+        return Path(configured)
+    return Path(settings.database.path).resolve().parent / STATUS_FILE
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def read_status(settings: Settings, now: datetime) -> ServiceStatus:
+    """Read the service status file; stale after web.status_stale_s without an update."""
+    path = status_path(settings)
+    if not path.is_file():
+        return ServiceStatus(path, False, "service not running (no status file)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        return ServiceStatus(path, False, f"service status unreadable: {exc}")
+    updated = _parse_time(data.get("updated_at")) or datetime.fromtimestamp(
+        path.stat().st_mtime, UTC)
+    age = (now - updated).total_seconds()
+    if age > settings.web.status_stale_s:
+        return ServiceStatus(path, False, f"service not running (last status {age / 60:.0f} "
+                                          "minutes ago)", updated, data)
+    return ServiceStatus(path, True, "running", updated, data)
+
+
+def disk_usage(settings: Settings) -> dict[str, float]:
+    """Free/total GB and percent used of the filesystem holding the database."""
+    folder = Path(settings.database.path).resolve().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    usage = shutil.disk_usage(folder)
+    return {"free_gb": usage.free / 1e9, "total_gb": usage.total / 1e9,
+            "used_pct": 100.0 * usage.used / max(usage.total, 1)}
+
+
+def versions() -> dict[str, str]:
+    """Versions of the kiosk and the libraries that decide recognition results."""
+    out = {"kiosk": __version__}
+    for dist in ("dlib-bin", "face_recognition_models", "ai-edge-litert", "Flask"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out

@@ -1,0 +1,352 @@
+"""Pages for managers (and admins): today's board, any day, ranges, mood, people, history.
+
+Every table has a CSV twin. Day and range CSVs are the payroll format of kiosk.reports.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections import Counter
+from datetime import date, timedelta
+from typing import Any
+
+from flask import Blueprint, Response, abort, render_template, request
+
+from kiosk.errors import PersonNotFound, ReportError
+from kiosk.reports import (
+    DailyReport,
+    PersonDay,
+    daily_report,
+    parse_day,
+    range_report,
+    render_daily,
+    render_range,
+)
+from kiosk.store import events_between, get_person, list_people, local_day_bounds
+from kiosk.store.repo import search_people
+from kiosk.web.charts import bar_chart, colour_of, hbar_chart, stacked_shares
+from kiosk.web.context import ctx
+
+bp = Blueprint("reports", __name__)
+
+MAX_MOOD_DAYS = 92
+EXPRESSION_ORDER = ["happy", "neutral", "surprise", "sad", "angry", "fear", "disgust"]
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: Any) -> str:
+    """A CSV cell that spreadsheets will not run as a formula ('=cmd' -> "'=cmd")."""
+    text = "" if value is None else str(value)
+    if text.startswith(_FORMULA_START) and not _is_number(text):
+        return "'" + text
+    return text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def csv_response(filename: str, header: list[str], rows: list[list[Any]]) -> Response:
+    """A CSV download (UTF-8, header row, formula-safe cells)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([[safe_cell(c) for c in r] for r in rows])
+    return text_download(filename, buf.getvalue(), "text/csv")
+
+
+def text_download(filename: str, text: str, mimetype: str) -> Response:
+    """A download of text with a safe file name."""
+    filename = re.sub(r"[^A-Za-z0-9._-]", "_", filename)[:150]
+    return Response(text, mimetype=f"{mimetype}; charset=utf-8", headers={
+        "Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def day_arg(name: str, default: date) -> date:
+    """A YYYY-MM-DD (or today/yesterday) query parameter; ReportError when malformed."""
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return default
+    return parse_day(raw[:20], ctx().settings, ctx().clock.now())
+
+
+def range_args(default_days: int | None = None) -> tuple[date, date]:
+    """start/end query parameters (default: this week, Monday to today, or the last N days)."""
+    today = ctx().today()
+    default_start = (today - timedelta(days=default_days - 1) if default_days
+                     else today - timedelta(days=today.weekday()))
+    start, end = day_arg("start", default_start), day_arg("end", today)
+    if end < start:
+        raise ReportError(f"the range ends ({end}) before it starts ({start})")
+    return start, end
+
+
+def _hm(row_time: Any) -> str:
+    return row_time.strftime("%H:%M") if row_time else ""
+
+
+def _arrivals_chart(report: DailyReport) -> Any:
+    """Bar chart of first arrivals in 30-minute bins over the working morning."""
+    minutes = [r.first_in.hour * 60 + r.first_in.minute for r in report.rows if r.first_in]
+    lo = min([6 * 60, *minutes]) // 60 * 60
+    hi = (max([12 * 60, *minutes]) // 60 + 1) * 60
+    bins = list(range(lo, hi, 30))
+    counts = [sum(1 for m in minutes if b <= m < b + 30) for b in bins]
+    labels = [f"{b // 60:02d}:{b % 60:02d}" for b in bins]
+    return bar_chart(labels, counts, f"Arrivals on {report.day}", " people", every=2)
+
+
+def _board_context(day: date) -> dict[str, Any]:
+    c = ctx()
+    report = daily_report(c.db, c.settings, day)
+    rows = report.rows
+    team = report.team_expression
+    team_chart = None
+    if team is not None and team.shares:
+        shares = team.shares
+        team_chart = hbar_chart([(k, round(100 * v)) for k, v in
+                                 sorted(shares.items(), key=lambda kv: -kv[1])],
+                                "Team expression", "%")
+    return {
+        "report": report, "day": day, "today": c.today(),
+        "inside": [r for r in rows if r.open],
+        "left": [r for r in rows if not r.open and r.last_out],
+        "late": [r for r in rows if r.late],
+        "absent": report.absent,
+        "arrivals_chart": _arrivals_chart(report),
+        "team": team, "team_chart": team_chart,
+        "expression_enabled": c.settings.expression.enabled,
+        "prev_day": day - timedelta(days=1), "next_day": day + timedelta(days=1),
+        "hm": _hm,
+    }
+
+
+@bp.route("/")
+def board() -> str:
+    """Today's board: who is in, who left, who was late, who is absent."""
+    return render_template("board.html", **_board_context(ctx().today()))
+
+
+@bp.route("/day")
+def day() -> str:
+    """The board for any day (?date=YYYY-MM-DD)."""
+    return render_template("board.html", **_board_context(day_arg("date", ctx().today())))
+
+
+@bp.route("/day.csv")
+def day_csv() -> Response:
+    """The day as payroll CSV (absent people included)."""
+    c = ctx()
+    d = day_arg("date", c.today())
+    return text_download(f"attendance-{d}.csv",
+                         _safe_csv(render_daily(daily_report(c.db, c.settings, d), "csv")),
+                         "text/csv")
+
+
+def _safe_csv(text: str) -> str:
+    """Re-write a CSV with formula-safe cells (names like '=HYPERLINK(...)' stay text)."""
+    rows = list(csv.reader(io.StringIO(text)))
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([[safe_cell(x) for x in r] for r in rows])
+    return buf.getvalue()
+
+
+def _weeks(start: date, end: date) -> list[tuple[date, date]]:
+    monday = start - timedelta(days=start.weekday())
+    out = []
+    while monday <= end:
+        out.append((max(monday, start), min(monday + timedelta(days=6), end)))
+        monday += timedelta(days=7)
+    return out
+
+
+@bp.route("/range")
+def range_page() -> str:
+    """Totals and days over a date range, with hours per person per week."""
+    c = ctx()
+    start, end = range_args()
+    report = range_report(c.db, c.settings, start, end)
+    week_charts = []
+    weeks = _weeks(start, end)
+    for w_start, w_end in weeks[-8:]:
+        hours: Counter[str] = Counter()
+        for r in report.rows:
+            if w_start <= r.day <= w_end:
+                hours[r.name] += r.present_minutes
+        rows = sorted(((n, round(m / 60, 1)) for n, m in hours.items()), key=lambda kv: kv[0])
+        week_charts.append((w_start, w_end, hbar_chart(
+            rows, f"Hours per person, {w_start} to {w_end}", " h")))
+    return render_template("range.html", report=report, start=start, end=end,
+                           week_charts=week_charts, weeks_cut=len(weeks) > 8, hm=_hm)
+
+
+@bp.route("/range.csv")
+def range_csv() -> Response:
+    """Per person per day rows over the range (payroll CSV)."""
+    c = ctx()
+    start, end = range_args()
+    return text_download(f"attendance-{start}-to-{end}.csv",
+                         _safe_csv(render_range(range_report(c.db, c.settings, start, end),
+                                                "csv")), "text/csv")
+
+
+@bp.route("/range-totals.csv")
+def range_totals_csv() -> Response:
+    """Per person totals over the range."""
+    c = ctx()
+    start, end = range_args()
+    report = range_report(c.db, c.settings, start, end)
+    return csv_response(
+        f"totals-{start}-to-{end}.csv",
+        ["employee_id", "name", "days_present", "hours", "times_late", "minutes_late"],
+        [[t.employee_id, t.name, t.days_present, f"{t.hours:.2f}", t.times_late, t.minutes_late]
+         for t in report.totals])
+
+
+def _mood_columns(start: date, end: date) -> list[dict[str, Any]]:
+    c = ctx()
+    out = []
+    d = start
+    while d <= end:
+        team = daily_report(c.db, c.settings, d).team_expression
+        out.append({"day": d, "team": team})
+        d += timedelta(days=1)
+    return out
+
+
+@bp.route("/mood")
+def mood() -> str:
+    """Team expression distribution per day (consenting people; hidden for small groups)."""
+    c = ctx()
+    if not c.settings.expression.enabled:
+        return render_template("mood.html", enabled=False, start=None, end=None)
+    start, end = range_args(default_days=14)
+    if (end - start).days >= MAX_MOOD_DAYS:
+        raise ReportError(f"choose at most {MAX_MOOD_DAYS} days for the mood chart")
+    columns = _mood_columns(start, end)
+    classes = [k for k in EXPRESSION_ORDER]
+    for col in columns:
+        team = col["team"]
+        for k in (team.counts or {}) if team else {}:
+            if k not in classes:
+                classes.append(k)
+    chart = stacked_shares(
+        [(col["day"].strftime("%d %b"), col["team"].shares if col["team"] else None)
+         for col in columns], classes, f"Team expression {start} to {end}")
+    legend = [(k, colour_of(k, i)) for i, k in enumerate(classes)]
+    return render_template("mood.html", enabled=True, start=start, end=end, columns=columns,
+                           chart=chart, legend=legend, classes=classes,
+                           min_group=c.settings.web.min_group_size)
+
+
+@bp.route("/mood.csv")
+def mood_csv() -> Response:
+    """Team expression counts per day; hidden days have empty counts and a reason."""
+    c = ctx()
+    if not c.settings.expression.enabled:
+        raise ReportError("expression analysis is turned off for this site")
+    start, end = range_args(default_days=14)
+    if (end - start).days >= MAX_MOOD_DAYS:
+        raise ReportError(f"choose at most {MAX_MOOD_DAYS} days")
+    rows = []
+    for col in _mood_columns(start, end):
+        team = col["team"]
+        counts = (team.counts or {}) if team else {}
+        rows.append([col["day"].isoformat(), team.contributors if team else 0,
+                     *[counts.get(k, "") for k in EXPRESSION_ORDER],
+                     (team.hidden_reason or "") if team else ""])
+    return csv_response(f"team-expression-{start}-to-{end}.csv",
+                        ["date", "contributors", *EXPRESSION_ORDER, "hidden"], rows)
+
+
+@bp.route("/people")
+def people() -> str:
+    """Everyone enrolled, with a search field."""
+    c = ctx()
+    q = request.args.get("q", "").strip()[:100]
+    found = search_people(c.db, q) if q else list_people(c.db)
+    return render_template("people.html", people=found, q=q)
+
+
+@bp.route("/people.csv")
+def people_csv() -> Response:
+    """The people list as CSV."""
+    c = ctx()
+    return csv_response("people.csv", ["employee_id", "name", "active", "templates",
+                                       "expression_consent", "enrolled_at"],
+                        [[p.employee_id, p.name, "yes" if p.active else "no", p.template_count,
+                          "yes" if p.expression_consent else "no",
+                          p.created_at.astimezone(c.settings.tz).isoformat(timespec="minutes")]
+                         for p in list_people(c.db)])
+
+
+def _history(person_id: int, start: date, end: date) -> list[PersonDay]:
+    c = ctx()
+    report = range_report(c.db, c.settings, start, end)
+    return [r for r in report.rows if r.person_id == person_id]
+
+
+def _expression_counts(person_id: int, start: date, end: date) -> dict[str, int]:
+    c = ctx()
+    utc_from, _ = local_day_bounds(start, c.settings.tz)
+    _, utc_to = local_day_bounds(end, c.settings.tz)
+    events = events_between(c.db, utc_from, utc_to, person_id=person_id)
+    return dict(Counter(e.expression_label for e in events if e.expression_label).most_common())
+
+
+@bp.route("/people/<int:person_id>")
+def person(person_id: int) -> str:
+    """One person's history (and expressions, only with their consent)."""
+    c = ctx()
+    try:
+        p = get_person(c.db, person_id)
+    except PersonNotFound:
+        abort(404)
+    start, end = range_args(default_days=30)
+    rows = _history(person_id, start, end)
+    show_expr = c.settings.expression.enabled and p.expression_consent
+    expr_counts = _expression_counts(person_id, start, end) if show_expr else {}
+    expr_chart = None
+    if expr_counts:
+        total = sum(expr_counts.values())
+        expr_chart = hbar_chart([(k, round(100 * v / total)) for k, v in expr_counts.items()],
+                                f"Expressions of {p.name}", "%")
+    hours = round(sum(r.present_minutes for r in rows) / 60, 2)
+    extra: dict[str, Any] = {}
+    from kiosk.web.context import current_user
+
+    user = current_user()
+    if user is not None and user.role == "admin":
+        from kiosk.store import list_audit, list_templates
+
+        extra = {"templates": list_templates(c.db, person_id),
+                 "audit": list_audit(c.db, target=f"person:{person_id}", limit=20)}
+    return render_template("person.html", p=p, rows=rows, start=start, end=end,
+                           show_expr=show_expr, expr_counts=expr_counts, expr_chart=expr_chart,
+                           hours=hours, hm=_hm, **extra)
+
+
+@bp.route("/people/<int:person_id>/history.csv")
+def person_csv(person_id: int) -> Response:
+    """One person's days as CSV (the payroll columns)."""
+    c = ctx()
+    try:
+        p = get_person(c.db, person_id)
+    except PersonNotFound:
+        abort(404)
+    start, end = range_args(default_days=30)
+    rows = _history(person_id, start, end)
+    return csv_response(
+        f"history-{p.employee_id}-{start}-to-{end}.csv".replace('"', ""),
+        ["date", "employee_id", "name", "first_in", "last_out", "hours", "late", "minutes_late",
+         "status"],
+        [[r.day.isoformat(), r.employee_id, r.name,
+          r.first_in.isoformat(timespec="seconds") if r.first_in else "",
+          r.last_out.isoformat(timespec="seconds") if r.last_out else "",
+          f"{r.hours:.2f}", "yes" if r.late else "no", r.minutes_late, r.status] for r in rows])
