@@ -65,7 +65,8 @@ def _sample_weights(labels: np.ndarray, power: float) -> dict[int, float]:
     return class_weights(labels, power) if power > 0 else {i: 1.0 for i in range(len(CLASSES))}
 
 
-def train(data_dir: Path, work_dir: Path, config: TrainConfig | None = None) -> keras.Model:
+def train(data_dir: Path, work_dir: Path, config: TrainConfig | None = None,
+          extra_callbacks: list | None = None) -> keras.Model:
     """Train on data_dir (Kaggle layout <class>/*.jpg); checkpoints in work_dir; returns the best model.
 
     Re-running with the same work_dir resumes from the last finished epoch.
@@ -105,11 +106,12 @@ def train(data_dir: Path, work_dir: Path, config: TrainConfig | None = None) -> 
         keras.callbacks.ModelCheckpoint(str(best_path), monitor="val_accuracy", mode="max", save_best_only=True),
         keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience),
         keras.callbacks.CSVLogger(str(work_dir / "history.csv"), append=True),
+        *(extra_callbacks or []),
     ]
     started = time.monotonic()
     model.fit(
         train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks,
-        class_weight=_sample_weights(train_data.labels, config.class_weight_power), verbose=2,
+        class_weight=_sample_weights(train_data.labels, config.class_weight_power), verbose=2, shuffle=False,
     )
     (work_dir / "train_seconds.txt").open("a").write(f"{time.monotonic() - started:.0f}\n")
     return keras.models.load_model(best_path) if best_path.exists() else model

@@ -1,0 +1,29 @@
+"""Shared test fixtures: paths to committed test data and the optional large data sets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_DATA = ROOT / "tests" / "data"
+SHARED_DATA = Path(os.environ.get("KIOSK_SHARED_DATA", ROOT.parent / "shared" / "data"))
+MODEL = ROOT / "models" / "expression_int8.tflite"
+
+
+def need_shared(*parts: str) -> Path:
+    """The path under ../shared/data, or skip the test with the reason when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs the large data set at {path} (../shared/data is absent on this machine)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shipped_model() -> Path:
+    """The shipped int8 expression model."""
+    if not MODEL.exists():
+        pytest.fail(f"the shipped model {MODEL} is missing")
+    return MODEL
