@@ -1,0 +1,272 @@
+"""`kiosk bench`: our pipeline against the naive per-frame baseline on the same replayed frames.
+
+Ours: the Pipeline (cheap presence check on every frame; landmarks + embedding only for the
+burst frames of a steady face) plus the event write to a scratch SQLite file. Baseline: what
+face_recognition's Raspberry Pi example does, on every full frame: HOG detection with one
+upsample, then an embedding of every face found, then a gallery search.
+
+Figures, each for both on the same frames:
+  per frame      every frame of the stream (what the CPU does all day);
+  per check-in   all frames from the face's arrival to the decision (the work behind one
+                 check-in; this is ours_p95_ms / baseline_p95_ms / speedup);
+  burst only     just the frames ours analysed fully (the embedding both must compute
+                 dominates here, so this ratio is the smallest).
+Also: gallery search time at 100, 1,000 and 10,000 enrolled people (random unit vectors,
+3 templates each).
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from kiosk import store
+from kiosk.config import Settings
+from kiosk.errors import KioskError
+from kiosk.gallery import EMBEDDING_SIZE, Gallery
+from kiosk.pipeline import Pipeline
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+SEARCH_SIZES = (100, 1000, 10_000)
+# Frames outside check-ins on which the (slow) baseline also runs, for its per-frame figures.
+BASELINE_EXTRA_FRAMES = 12
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 2) if values else None
+
+
+def _summary(values: list[float]) -> dict[str, float | None]:
+    return {"p50": _pct(values, 50), "p95": _pct(values, 95), "n": len(values)}
+
+
+def load_frames(frames_dir: Path) -> list[np.ndarray]:
+    """The images of a replay folder in name order, RGB uint8 HxWx3; KioskError when none."""
+    files = sorted(p for p in Path(frames_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
+        if Path(frames_dir).is_dir() else []
+    frames = []
+    for path in files:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is not None:
+            frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    if not frames:
+        raise KioskError(f"no replay frames (jpg/png) in {frames_dir}")
+    return frames
+
+
+def search_times(sizes: tuple[int, ...] = SEARCH_SIZES, templates_per_person: int = 3,
+                 probes: int = 200, settings: Settings | None = None) -> dict[str, dict[str, float | None]]:
+    """Gallery.identify() time per probe (ms p50/p95) at each gallery size (people)."""
+    rng = np.random.default_rng(0)
+    out: dict[str, dict[str, float | None]] = {}
+    for n in sizes:
+        mat = rng.normal(size=(n * templates_per_person, EMBEDDING_SIZE)).astype(np.float32)
+        mat /= np.linalg.norm(mat, axis=1, keepdims=True)
+        ids = np.repeat(np.arange(n), templates_per_person).tolist()
+        gallery = Gallery.from_arrays(mat, ids, settings.recognition if settings else None)
+        queries = rng.normal(size=(probes + 10, EMBEDDING_SIZE)).astype(np.float32)
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        times = []
+        for i, q in enumerate(queries):
+            start = time.perf_counter()
+            gallery.identify(q)
+            if i >= 10:  # warm-up (first call builds the search matrix)
+                times.append((time.perf_counter() - start) * 1000.0)
+        out[str(n)] = _summary(times)
+    return out
+
+
+def _gallery_from_db(settings: Settings) -> Gallery:
+    path = Path(settings.database.path)
+    if not path.exists():
+        logger.warning("no database at %s: benchmarking with an empty gallery (all faces unknown)", path)
+        return Gallery(settings.recognition)
+    with store.open_from_settings(settings) as db:
+        ids, matrix = store.all_templates(db)
+    return Gallery.from_arrays(matrix, ids.tolist(), settings.recognition)
+
+
+def run_bench(
+    settings: Settings,
+    frames_dir: Path,
+    json_out: bool = False,
+    *,
+    gallery: Gallery | None = None,
+    fps: float = 5.0,
+    search_sizes: tuple[int, ...] = SEARCH_SIZES,
+    analyzer: Any = None,
+) -> dict[str, Any]:
+    """Benchmark on the replay frames in frames_dir; returns a JSON-ready dict (see module doc).
+
+    gallery: enrolled templates (default: those in the configured database). json_out only
+    quietens progress logging. Keys include baseline_p95_ms, ours_p95_ms (per check-in),
+    speedup (baseline / ours) and search_10k_ms (p50).
+    """
+    import face_recognition
+
+    from kiosk.vision.faces import make_analyzer
+
+    log = logger.debug if json_out else logger.info
+    frames = load_frames(frames_dir)
+    analyzer = analyzer or make_analyzer(settings.recognition)
+    gallery = gallery if gallery is not None else _gallery_from_db(settings)
+    classifier = None
+    if settings.expression.enabled:
+        from kiosk.vision.expression import load_classifier
+
+        try:
+            classifier = load_classifier(settings.expression)
+        except KioskError as exc:
+            logger.warning("expression stage skipped: %s", exc)
+    log("bench: %d frames, %d enrolled people", len(frames), len(gallery.people))
+
+    # -- ours ----------------------------------------------------------------------------------
+    pipeline = Pipeline(analyzer, gallery, classifier, settings, consent=lambda _pid: True)
+    frame_ms: list[float] = []
+    presence_ms: list[float] = []
+    checkins: list[dict[str, Any]] = []
+    rechecks = 0
+    burst: list[int] = []
+    visit: list[int] = []
+    t0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+    with tempfile.TemporaryDirectory(prefix="kiosk-bench-") as tmp:
+        db = store.open_database(Path(tmp) / "bench.db")
+        try:
+            person = store.add_person(db, "BENCH", "Bench Person")
+            for i, image in enumerate(frames):
+                start = time.perf_counter()
+                decision = pipeline.process(image, i / fps)
+                store_ms = 0.0
+                if decision is not None:
+                    s0 = time.perf_counter()
+                    # A real, durable write (synchronous=FULL) of one event per decision.
+                    store.record_event(db, person.id if decision.known else None,
+                                       t0 + timedelta(seconds=i / fps),
+                                       "in" if decision.known else "unknown", "bench",
+                                       match_distance=decision.distance if decision.known else None)
+                    store_ms = (time.perf_counter() - s0) * 1000.0
+                frame_ms.append((time.perf_counter() - start) * 1000.0)
+                presence_ms.append(pipeline.last_frame_ms["presence"])
+                if "embed" in pipeline.last_frame_ms:
+                    burst.append(i)
+                if decision is not None or pipeline.state != "idle":
+                    visit.append(i)
+                if decision is not None:
+                    if decision.recheck:
+                        rechecks += 1
+                    else:
+                        stages = dict(decision.timings_ms)
+                        stages.pop("total", None)
+                        stages["store"] = store_ms
+                        checkins.append({"burst": list(burst), "visit": list(visit), "stages": stages,
+                                         "burst_total": sum(stages.values()), "known": decision.known,
+                                         "visit_total": sum(frame_ms[j] for j in visit)})
+                    burst, visit = [], []
+                elif pipeline.state in ("idle", "done"):
+                    burst, visit = [], []
+        finally:
+            db.close()
+    if not checkins:
+        raise KioskError(f"no check-in happened in {frames_dir}: no steady face large enough "
+                         f"(min {settings.recognition.quality.min_face_px} px) in the frames")
+    log("ours: %d check-ins", len(checkins))
+
+    # -- naive baseline ------------------------------------------------------------------------
+    used = sorted({i for c in checkins for i in c["visit"] + c["burst"]})
+    others = [i for i in range(len(frames)) if i not in set(used)]
+    step = max(1, len(others) // BASELINE_EXTRA_FRAMES)
+    baseline_frames = sorted(set(used) | set(others[::step][:BASELINE_EXTRA_FRAMES]))
+    base_ms: dict[int, float] = {}
+    base_stage: dict[str, list[float]] = {"detect": [], "embed": [], "match": []}
+    for i in baseline_frames:
+        image = frames[i]
+        s0 = time.perf_counter()
+        boxes = face_recognition.face_locations(image, 1, "hog")
+        s1 = time.perf_counter()
+        encodings = face_recognition.face_encodings(image, boxes)
+        s2 = time.perf_counter()
+        for enc in encodings:
+            gallery.identify(np.asarray(enc, dtype=np.float32))
+        s3 = time.perf_counter()
+        base_ms[i] = (s3 - s0) * 1000.0
+        base_stage["detect"].append((s1 - s0) * 1000.0)
+        base_stage["embed"].append((s2 - s1) * 1000.0)
+        base_stage["match"].append((s3 - s2) * 1000.0)
+    log("baseline: %d frames", len(baseline_frames))
+
+    stage_names = ("detect", "embed", "expression", "match", "store")
+    result: dict[str, Any] = {
+        "frames": len(frames),
+        "frame_size": f"{frames[0].shape[1]}x{frames[0].shape[0]}",
+        "checkins": len(checkins),
+        "checkins_known": sum(c["known"] for c in checkins),
+        "rechecks": rechecks,
+        "burst_frames_mean": round(float(np.mean([len(c["burst"]) for c in checkins])), 2),
+        "visit_frames_mean": round(float(np.mean([len(c["visit"]) for c in checkins])), 2),
+        "ours": {
+            "frame_ms": _summary(frame_ms),
+            "presence_ms": _summary(presence_ms),
+            "checkin_ms": _summary([c["visit_total"] for c in checkins]),
+            "burst_ms": _summary([c["burst_total"] for c in checkins]),
+            "burst_stage_ms": {k: _summary([c["stages"].get(k, 0.0) for c in checkins]) for k in stage_names},
+        },
+        "baseline": {
+            "frame_ms": _summary(list(base_ms.values())),
+            "checkin_ms": _summary([sum(base_ms[i] for i in c["visit"]) for c in checkins]),
+            "burst_ms": _summary([sum(base_ms[i] for i in c["burst"]) for c in checkins]),
+            "frame_stage_ms": {k: _summary(v) for k, v in base_stage.items()},
+        },
+        "search_ms": search_times(search_sizes, settings=settings),
+        "machine": {"python": platform.python_version(), "machine": platform.machine(),
+                    "processor": platform.processor() or platform.machine()},
+    }
+    ours, base = result["ours"], result["baseline"]
+    result["ours_p95_ms"] = ours["checkin_ms"]["p95"]
+    result["baseline_p95_ms"] = base["checkin_ms"]["p95"]
+    result["speedup"] = _ratio(base["checkin_ms"]["p95"], ours["checkin_ms"]["p95"])
+    result["burst_ours_p95_ms"] = ours["burst_ms"]["p95"]
+    result["burst_baseline_p95_ms"] = base["burst_ms"]["p95"]
+    result["burst_speedup"] = _ratio(base["burst_ms"]["p95"], ours["burst_ms"]["p95"])
+    result["frame_speedup"] = _ratio(base["frame_ms"]["p50"], ours["frame_ms"]["p50"])
+    result["search_10k_ms"] = result["search_ms"].get("10000", {}).get("p50")
+    return result
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a and b else None
+
+
+def format_bench(result: dict[str, Any]) -> str:
+    """A short human-readable table of a run_bench() result."""
+    ours, base = result["ours"], result["baseline"]
+    rows = [
+        ("per frame (stream)", ours["frame_ms"], base["frame_ms"], result["frame_speedup"]),
+        ("per check-in (arrival..decision)", ours["checkin_ms"], base["checkin_ms"], result["speedup"]),
+        ("per check-in burst only", ours["burst_ms"], base["burst_ms"], result["burst_speedup"]),
+    ]
+    lines = [
+        f"{result['frames']} frames ({result['frame_size']}), {result['checkins']} check-ins "
+        f"({result['checkins_known']} recognised); per check-in {result['visit_frames_mean']} frames "
+        f"from arrival to decision, {result['burst_frames_mean']} of them analysed",
+        f"{'ms':34}{'ours p50':>10}{'p95':>9}{'naive p50':>11}{'p95':>9}{'x (p95)':>9}",
+    ]
+    for name, o, b, x in rows:
+        lines.append(f"{name:34}{o['p50']:>10}{o['p95']:>9}{b['p50']:>11}{b['p95']:>9}{x!s:>9}")
+    lines.append("ours, per check-in burst: " + ", ".join(
+        f"{k} {v['p50']}/{v['p95']}" for k, v in ours["burst_stage_ms"].items()) + " (p50/p95 ms)")
+    lines.append("naive, per frame: " + ", ".join(
+        f"{k} {v['p50']}/{v['p95']}" for k, v in base["frame_stage_ms"].items()) + " (p50/p95 ms)")
+    for size, summary in result["search_ms"].items():
+        lines.append(f"gallery search, {int(size):>6} people x 3 templates: "
+                     f"p50 {summary['p50']} ms, p95 {summary['p95']} ms")
+    return "\n".join(lines)

@@ -1,0 +1,322 @@
+"""Frames -> check-in decisions: cheap presence check, steady-face tracking, burst analysis. No I/O.
+
+Per frame (RGB uint8 HxWx3) the Pipeline runs only a cheap face-presence check (dlib HOG,
+no upsampling, on a grey copy shrunk to attendance.presence_width). When one face is large
+enough (recognition.quality.min_face_px) and holds still for attendance.steady_frames frames,
+the next frames are analysed fully, but only that face: its presence box scaled back to the
+frame is reused for landmarks and the 128-d embedding at full resolution, then one gallery
+search, and expression scores only for people who consented. After frames_per_checkin usable frames
+(or earlier when the majority is settled) it returns a CheckinDecision. The same face staying
+in front triggers nothing more until it leaves (absent for leave_s) or recheck_s passes.
+
+Identity rule over a burst: the accepted frames vote; the decision is that person only when
+all frames that named someone named the same person and they are a majority. Disagreeing
+names restart the burst once, then give "unknown". A re-check of a known face that comes
+back "unknown" is dropped (no stranger event for a colleague who turned their head).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from kiosk.config import Settings
+from kiosk.gallery import Gallery
+from kiosk.vision.expression import ExpressionClassifier, FusedExpression, fuse
+from kiosk.vision.faces import Box, DlibFaceAnalyzer, FaceObservation
+
+logger = logging.getLogger(__name__)
+
+PipelineState = Literal["idle", "approaching", "analysing", "done"]
+STAGES = ("presence", "detect", "embed", "expression", "match")
+
+
+@dataclass(frozen=True)
+class CheckinDecision:
+    """Outcome of one check-in burst; person_id None = unknown face.
+
+    distance/score: gallery match over the agreeing frames (inf/0 when unknown); expression:
+    fused scores (None when disabled, no consent or unknown); timings_ms: per stage summed
+    over the burst (detect, embed, expression, match) plus "total"; t: frame time (s).
+    """
+
+    person_id: int | None
+    distance: float
+    score: float
+    expression: FusedExpression | None
+    frames_used: int
+    frames_analysed: int
+    timings_ms: dict[str, float]
+    t: float
+    recheck: bool = False
+    box: Box | None = None
+
+    @property
+    def known(self) -> bool:
+        """True when an enrolled person was recognised."""
+        return self.person_id is not None
+
+
+@dataclass
+class _FrameResult:
+    person_id: int | None
+    distance: float
+    quality: float
+    embedding: np.ndarray
+    scores: np.ndarray | None
+
+
+@dataclass
+class _Track:
+    box: Box
+    steady: int = 1
+    last_seen: float = 0.0
+    started: float = 0.0
+    analysed: int = 0
+    results: list[_FrameResult] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    retried: bool = False
+    decided_at: float | None = None
+    person_id: int | None = None
+    known_before: bool = False
+    decisions: int = 0
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two (top, right, bottom, left) boxes, 0..1."""
+    top, bottom = max(a[0], b[0]), min(a[2], b[2])
+    left, right = max(a[3], b[3]), min(a[1], b[1])
+    inter = max(0, bottom - top) * max(0, right - left)
+    area = (a[2] - a[0]) * (a[1] - a[3]) + (b[2] - b[0]) * (b[1] - b[3]) - inter
+    return inter / area if area > 0 else 0.0
+
+
+class PresenceDetector:
+    """Cheap "where is a face?": dlib HOG (no upsampling) on a grey copy shrunk to `width` px.
+
+    HOG's window is 80 px, so it finds faces at least 80 * frame width / width px tall; boxes
+    come back scaled to the full frame, in the same convention the landmark models expect.
+    """
+
+    def __init__(self, width: int = 400) -> None:
+        import dlib
+
+        self._detector = dlib.get_frontal_face_detector()
+        self.width = width
+
+    def detect(self, image: np.ndarray) -> list[Box]:
+        """Face boxes (top, right, bottom, left) in full-frame px of an RGB uint8 HxWx3 frame."""
+        height, width = image.shape[:2]
+        scale = min(1.0, self.width / width)
+        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        if scale < 1.0:
+            grey = cv2.resize(grey, (self.width, max(1, round(height * scale))),
+                              interpolation=cv2.INTER_AREA)
+        boxes: list[Box] = []
+        for rect in self._detector(grey, 0):
+            top, bottom = max(0, rect.top()), min(grey.shape[0], rect.bottom())
+            left, right = max(0, rect.left()), min(grey.shape[1], rect.right())
+            boxes.append((round(top / scale), round(right / scale), round(bottom / scale), round(left / scale)))
+        return boxes
+
+
+class Pipeline:
+    """Turns a stream of frames into check-in decisions (see the module docstring)."""
+
+    def __init__(
+        self,
+        analyzer: DlibFaceAnalyzer,
+        gallery: Gallery,
+        classifier: ExpressionClassifier | None,
+        settings: Settings,
+        consent: Callable[[int], bool] = lambda _pid: False,
+    ) -> None:
+        self.analyzer = analyzer
+        self.gallery = gallery
+        self.classifier = classifier
+        self.settings = settings
+        self.consent = consent
+        a = settings.attendance
+        self.presence = PresenceDetector(a.presence_width)
+        self._track: _Track | None = None
+        # Stage times of the latest frame: "presence" always, "embed" when it was analysed.
+        self.last_frame_ms: dict[str, float] = {}
+        self.hint: str | None = None  # e.g. "come closer", for the door screen
+
+    # -- public ------------------------------------------------------------------------------
+    @property
+    def state(self) -> PipelineState:
+        """idle (no face), approaching (face not yet steady/large), analysing, or done."""
+        track = self._track
+        if track is None:
+            return "idle"
+        if track.decided_at is not None:
+            return "done"
+        if track.analysed:
+            return "analysing"
+        return "approaching"
+
+    def reset(self) -> None:
+        """Forget the current face (e.g. after the camera was lost)."""
+        self._track = None
+        self.hint = None
+
+    def set_gallery(self, gallery: Gallery) -> None:
+        """Swap in a reloaded gallery (the current burst restarts)."""
+        self.gallery = gallery
+        if self._track is not None and self._track.decided_at is None:
+            self._track.results.clear()
+            self._track.analysed = 0
+
+    def process(self, image: np.ndarray, t: float | None = None) -> CheckinDecision | None:
+        """Feed one RGB uint8 HxWx3 frame taken at t seconds (monotonic; default now)."""
+        t = time.monotonic() if t is None else t
+        self.last_frame_ms = {}
+        start = time.perf_counter()
+        boxes = self.presence.detect(image)
+        self.last_frame_ms["presence"] = (time.perf_counter() - start) * 1000.0
+        box = self._pick(boxes)
+        track = self._track
+        if box is None:
+            if track is not None and t - track.last_seen >= self.settings.attendance.leave_s:
+                logger.debug("face left after %.1f s", t - track.started)
+                self._track = None
+                self.hint = None
+            return None
+        if track is None:
+            self._track = _Track(box=box, last_seen=t, started=t)
+            return self._maybe_analyse(image, t)
+        same = iou(box, track.box) >= 0.2 or t - track.last_seen < 0.5
+        if not same:  # a different face took over
+            self._track = _Track(box=box, last_seen=t, started=t)
+            return self._maybe_analyse(image, t)
+        track.steady = track.steady + 1 if iou(box, track.box) >= self.settings.attendance.steady_iou else 1
+        track.box = box
+        track.last_seen = t
+        return self._maybe_analyse(image, t)
+
+    # -- internals ---------------------------------------------------------------------------
+    def _pick(self, boxes: list[Box]) -> Box | None:
+        if not boxes:
+            return None
+        return max(boxes, key=lambda b: (b[2] - b[0]) * (b[1] - b[3]))
+
+    def _maybe_analyse(self, image: np.ndarray, t: float) -> CheckinDecision | None:
+        track = self._track
+        assert track is not None
+        a = self.settings.attendance
+        q = self.settings.recognition.quality
+        if track.decided_at is not None:
+            if t - track.decided_at < a.recheck_s:
+                return None
+            # Re-check a lingering face: a fresh burst; attendance cooldown keeps it to one event.
+            track.known_before = track.person_id is not None
+            track.decided_at = None
+            track.results.clear()
+            track.timings.clear()
+            track.analysed = 0
+            track.retried = False
+        height = track.box[2] - track.box[0]
+        if height < q.min_face_px * 0.9:
+            self.hint = "come closer"
+            return None
+        if track.analysed == 0 and track.steady < a.steady_frames:
+            return None
+        self.hint = None
+        result = self._analyse(image, track)
+        track.analysed += 1
+        if result is not None:
+            track.results.append(result)
+        return self._decide(track, t)
+
+    def _analyse(self, image: np.ndarray, track: _Track) -> _FrameResult | None:
+        timings = track.timings
+        # The presence box (scaled back to the frame) is reused: no second detection.
+        timings["detect"] = timings.get("detect", 0.0) + self.last_frame_ms.get("presence", 0.0)
+        face_box = track.box
+        start = time.perf_counter()
+        obs: FaceObservation = self.analyzer.describe(image, face_box)
+        embed_ms = (time.perf_counter() - start) * 1000.0
+        timings["embed"] = timings.get("embed", 0.0) + embed_ms
+        self.last_frame_ms["embed"] = embed_ms
+        if not obs.accepted:
+            self.hint = obs.rejected_reason.split(": ")[-1] if obs.rejected_reason else None
+            logger.debug("frame rejected: %s", obs.rejected_reason)
+            return None
+        assert obs.embedding is not None
+        start = time.perf_counter()
+        match = self.gallery.identify(obs.embedding)
+        timings["match"] = timings.get("match", 0.0) + (time.perf_counter() - start) * 1000.0
+        person = match.person_id
+        scores = None
+        if self.classifier is not None and person is not None and self.consent(int(person)):
+            start = time.perf_counter()
+            scores = self.classifier.scores_for_face(image, obs.landmarks)
+            timings["expression"] = timings.get("expression", 0.0) + (time.perf_counter() - start) * 1000.0
+        return _FrameResult(None if person is None else int(person), match.distance, obs.quality,
+                            obs.embedding, scores)
+
+    def _decide(self, track: _Track, t: float) -> CheckinDecision | None:
+        a = self.settings.attendance
+        n = a.frames_per_checkin
+        results = track.results
+        votes = Counter(r.person_id for r in results)
+        need = n // 2 + 1  # majority of a full burst
+        named = [p for p in votes if p is not None]
+        settled = False
+        if len(named) > 1:
+            if not track.retried:
+                logger.info("burst frames disagree (%s); retrying", dict(votes))
+                track.retried = True
+                results.clear()
+                return None
+            settled = True
+        elif a.early_decision and max(votes.values(), default=0) >= need:
+            settled = True
+        elif len(results) >= n:
+            settled = True
+        if not settled:
+            if track.analysed >= a.max_burst_frames:
+                logger.info("no usable face in %d frames; waiting for the person to leave", track.analysed)
+                track.decided_at = t  # wait for leave/recheck, no event
+                track.person_id = None
+            return None
+        person: int | None = None
+        if len(named) == 1 and votes[named[0]] >= need and votes[named[0]] * 2 > len(results):
+            person = named[0]
+        agreeing = [r for r in results if r.person_id == person] if person is not None else results
+        timings = {k: round(track.timings.get(k, 0.0), 3) for k in STAGES[1:]}
+        start = time.perf_counter()
+        distance, score = float("inf"), 0.0
+        if person is not None:
+            match = self.gallery.identify(np.stack([r.embedding for r in agreeing]))
+            if match.person_id == person:
+                distance, score = match.distance, match.score
+            else:  # averaged probes fall just outside the rule: keep the best frame's figures
+                best = min(agreeing, key=lambda r: r.distance)
+                distance = best.distance
+                score = float(np.clip(1.0 - distance / max(self.settings.recognition.max_distance, 1e-9), 0, 1))
+        timings["match"] += (time.perf_counter() - start) * 1000.0
+        expression = None
+        if person is not None:
+            scored = [r for r in agreeing if r.scores is not None]
+            if scored:
+                expression = fuse([r.scores for r in scored], [r.quality for r in scored])
+        timings["total"] = round(sum(timings.values()), 3)
+        recheck = track.decisions > 0
+        track.decisions += 1
+        track.decided_at = t
+        prior_known = track.known_before
+        track.person_id = person if person is not None else track.person_id
+        if person is None and prior_known:
+            logger.debug("re-check of a known face gave unknown; dropped")
+            return None
+        return CheckinDecision(person, distance, score, expression, len(agreeing), track.analysed,
+                               timings, t, recheck=recheck, box=track.box)

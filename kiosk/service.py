@@ -1,0 +1,443 @@
+"""The long-running kiosk loop (`kiosk run`, under systemd): camera -> pipeline -> attendance -> screen.
+
+One thread does everything that touches the database (events, purge, gallery reloads); the
+door screen is served from a daemon thread that only reads a ScreenState. SIGTERM/SIGINT set
+a flag: the frame in hand is finished (its event committed), then the loop ends and the
+process exits 0. Every committed event is followed by an atomic rewrite of the status file
+(service.status_file, default <database dir>/status.json) for the admin page.
+
+Time: with service.clock "system" events carry the wall-clock time. With "replay" (tests,
+demos) frame i happens at service.replay_start + i / service.replay_fps: a replayed morning
+runs as fast as the CPU allows yet cooldowns, re-checks and greetings see scene time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import signal
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from kiosk import __version__, sdnotify, store
+from kiosk.attendance import Attendance, StoreEventLog
+from kiosk.camera import Frame, RetryingCamera, open_retrying_camera
+from kiosk.clock import Clock, SystemClock
+from kiosk.config import ConfigError, Settings, load_settings
+from kiosk.errors import KioskError, StoreError
+from kiosk.gallery import Gallery
+from kiosk.pipeline import CheckinDecision, Pipeline
+from kiosk.screen import ScreenServer, ScreenState, display_name, message_for
+
+logger = logging.getLogger(__name__)
+
+STATUS_FILE = "status.json"
+RECENT_DECISIONS = 10
+
+
+class ReplayClock:
+    """Scene time for replays: start + frame index / fps (aware UTC)."""
+
+    def __init__(self, start: datetime, fps: float) -> None:
+        self.start = start.astimezone(UTC)
+        self.fps = fps
+        self.index = 0
+
+    def now(self) -> datetime:
+        """The time of the latest frame."""
+        return self.start + timedelta(seconds=self.index / self.fps)
+
+
+def status_path(settings: Settings) -> Path:
+    """service.status_file, or status.json beside the database."""
+    if settings.service.status_file:
+        return Path(settings.service.status_file)
+    return Path(settings.database.path).resolve().parent / STATUS_FILE
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON to a temp file in the same folder, fsync, rename over path (readers never see half)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=1, default=str)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o640)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def rss_mb() -> float:
+    """Resident memory of this process in MB (from /proc; peak RSS elsewhere)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            pages = int(handle.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+
+
+class KioskService:
+    """The kiosk loop; build, start(), run(), close(). Analyzer/classifier/camera are injectable."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        analyzer: Any = None,
+        classifier: Any = None,
+        camera: RetryingCamera | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self._monotonic = monotonic
+        svc = settings.service
+        self.replay_clock: ReplayClock | None = None
+        if clock is None and svc.clock == "replay":
+            self.replay_clock = ReplayClock(svc.replay_start or datetime.now(UTC), svc.replay_fps)
+            clock = self.replay_clock
+        self.clock: Clock = clock or SystemClock()
+        self._analyzer = analyzer
+        self._classifier = classifier
+        self.camera = camera
+        self.db: store.Database | None = None
+        self.pipeline: Pipeline | None = None
+        self.attendance: Attendance | None = None
+        self.screen = ScreenState(settings.screen.message_s)
+        self.screen_server: ScreenServer | None = None
+        self.people: dict[int, store.PersonInfo] = {}
+        self.gallery_signature: tuple[Any, ...] = ()
+        self.started_at = datetime.now(UTC)
+        self.counts = {"frames": 0, "decisions": 0, "recognised": 0, "unknown": 0, "ignored": 0,
+                       "events": 0, "errors": 0, "gallery_reloads": 0}
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_DECISIONS)
+        self.last_frame_at: datetime | None = None
+        self.last_purge_day: date | None = None
+        self.rss_start_mb = 0.0
+        self._stop = False
+        self._stop_reason = ""
+        self._next_status = 0.0
+        self._next_gallery_check = 0.0
+        self._next_gallery_reload = 0.0
+        self._next_watchdog = 0.0
+        self._watchdog_s = sdnotify.watchdog_interval()
+        self._state = "starting"
+
+    # -- life cycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Migrate/open the database, load models and gallery, open camera and screen; READY=1."""
+        s = self.settings
+        sdnotify.status("starting: database")
+        result = store.upgrade_from_settings(s, backup=True)
+        if result.changed:
+            logger.info("database upgraded %s -> %s (backup %s)", result.before, result.after, result.backup)
+        self.db = store.open_from_settings(s)
+        sdnotify.status("starting: loading models")
+        if self._analyzer is None:
+            from kiosk.vision.faces import make_analyzer
+
+            self._analyzer = make_analyzer(s.recognition)
+        if self._classifier is None and s.expression.enabled:
+            from kiosk.vision.expression import load_classifier
+
+            self._classifier = load_classifier(s.expression)
+        self.attendance = Attendance(StoreEventLog(self.db, s.site.device_id), s, self.clock)
+        self.pipeline = Pipeline(self._analyzer, Gallery(s.recognition), self._classifier, s, self._consent)
+        self.reload_gallery()
+        self.purge_if_due()
+        if s.screen.enabled:
+            self.screen_server = ScreenServer(self.screen, s.screen.host, s.screen.port, s.site.name).start()
+        if self.camera is None:
+            self.camera = open_retrying_camera(s.camera)
+        self.rss_start_mb = rss_mb()
+        self._state = "running"
+        self.write_status()
+        sdnotify.ready(self._status_line())
+        logger.info("kiosk running: %d people, camera %s, expression %s, rss %.0f MB",
+                    len(self.people), s.camera.type, "on" if self._classifier else "off", self.rss_start_mb)
+
+    def request_stop(self, reason: str = "requested") -> None:
+        """Ask the loop to end after the frame in hand (signal-safe: only sets a flag)."""
+        self._stop = True
+        self._stop_reason = reason
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT -> request_stop()."""
+
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            self.request_stop(signal.Signals(signum).name)
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def run(self, stop_after: int | None = None) -> int:
+        """Process frames until stopped, the replay ends, or stop_after frames; returns exit code 0."""
+        assert self.camera is not None and self.pipeline is not None
+        camera = self.camera
+        while not self._stop:
+            self.housekeeping()
+            frame = camera.read()
+            if frame is None:
+                if camera.ended:
+                    self._stop_reason = "end of replay"
+                    break
+                if camera.state in ("lost", "retrying"):
+                    if self.pipeline.state != "idle":
+                        self.pipeline.reset()
+                    self.screen.set_offline(True)
+                continue
+            self.screen.set_offline(False)
+            self.handle_frame(frame)
+            if stop_after is not None and self.counts["frames"] >= stop_after:
+                self._stop_reason = f"stop after {stop_after} frames"
+                break
+        return 0
+
+    def close(self) -> None:
+        """Stop the screen, release the camera and database, write the final status."""
+        logger.info("stopping (%s)", self._stop_reason or "done")
+        sdnotify.stopping(f"stopping: {self._stop_reason or 'done'}")
+        self._state = "stopped"
+        if self.camera is not None:
+            self.camera.close()
+        if self.screen_server is not None:
+            self.screen_server.stop()
+            self.screen_server = None
+        try:
+            self.write_status()
+        except OSError as exc:
+            logger.warning("cannot write status file: %s", exc)
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+    # -- per frame -------------------------------------------------------------------------------
+    def handle_frame(self, frame: Frame) -> CheckinDecision | None:
+        """Run one frame through the pipeline and act on a decision."""
+        assert self.pipeline is not None
+        if self.replay_clock is not None:
+            self.replay_clock.index = frame.index
+            t = frame.index / self.replay_clock.fps
+        else:
+            t = frame.timestamp
+        self.counts["frames"] += 1
+        self.last_frame_at = self.clock.now()
+        decision = self.pipeline.process(frame.image, t)
+        self.screen.set_hint(self.pipeline.hint if self.pipeline.state in ("approaching", "analysing") else None)
+        if decision is not None:
+            try:
+                self.act(decision)
+            except StoreError as exc:  # e.g. locked beyond busy_timeout: keep the kiosk alive
+                self.counts["errors"] += 1
+                logger.error("could not record a check-in: %s", exc)
+        return decision
+
+    def act(self, decision: CheckinDecision) -> None:
+        """Hand a decision to the attendance rules, update the screen, the counts and the status."""
+        assert self.attendance is not None
+        at = self.clock.now()
+        tz = self.settings.tz
+        self.counts["decisions"] += 1
+        entry: dict[str, Any] = {"at": at.isoformat(), "person_id": decision.person_id,
+                                 "distance": None if decision.person_id is None else round(decision.distance, 3),
+                                 "frames": decision.frames_used, "recheck": decision.recheck,
+                                 "timings_ms": {k: round(v, 1) for k, v in decision.timings_ms.items()}}
+        recorded = False
+        if decision.person_id is None:
+            self.counts["unknown"] += 1
+            event = self.attendance.unknown_face(at)
+            entry["result"] = "unknown" if event else "unknown (cooldown)"
+            if event is not None:
+                recorded = True
+                entry["event_id"] = event.id
+            if not decision.recheck:
+                self.screen.show(message_for("unknown", None, at.astimezone(tz)))
+        else:
+            pid = int(decision.person_id)
+            expr = decision.expression
+            result = self.attendance.sighting(
+                pid, at,
+                expression_label=expr.label if expr else None,
+                expression_scores=expr.scores if expr else None,
+                expression_confidence=expr.confidence if expr else None,
+                match_distance=decision.distance, match_score=decision.score,
+            )
+            person = self.people.get(pid)
+            name = display_name(person.name, self.settings.screen.first_name_only) if person else "there"
+            if result.recorded and result.event is not None:
+                recorded = True
+                self.counts["recognised"] += 1
+                entry.update(result=result.kind, event_id=result.event.id, late=result.late)
+                self.screen.show(message_for(result.kind, name, at.astimezone(tz)))  # type: ignore[arg-type]
+            else:
+                self.counts["ignored"] += 1
+                entry["result"] = "ignored"
+                if not decision.recheck:
+                    self.screen.show(message_for("again", name, at.astimezone(tz)))
+        self.recent.append(entry)
+        if recorded:
+            self.counts["events"] += 1
+            # The event is committed; say so durably (the status file never runs ahead of the DB).
+            self.write_status()
+            logger.info("event recorded: id=%s %s person=%s events=%d", entry.get("event_id"),
+                        entry["result"], decision.person_id, self.counts["events"])
+
+    # -- housekeeping ------------------------------------------------------------------------------
+    def housekeeping(self) -> None:
+        """Watchdog, status file, gallery check/reload and the daily purge, each when due."""
+        now = self._monotonic()
+        if self._watchdog_s and now >= self._next_watchdog:
+            sdnotify.watchdog()
+            self._next_watchdog = now + min(self._watchdog_s / 3.0, 10.0)
+        svc = self.settings.service
+        if now >= self._next_gallery_check:
+            self._next_gallery_check = now + svc.gallery_check_s
+            force = now >= self._next_gallery_reload
+            try:
+                self.reload_gallery(force=force)
+            except StoreError as exc:
+                logger.warning("gallery check failed: %s", exc)
+            self.purge_if_due()
+        if now >= self._next_status:
+            self._next_status = now + svc.status_interval_s
+            try:
+                self.write_status()
+            except OSError as exc:
+                logger.warning("cannot write status file: %s", exc)
+            sdnotify.status(self._status_line())
+
+    def _consent(self, person_id: int) -> bool:
+        person = self.people.get(int(person_id))
+        return bool(person and person.expression_consent and person.erased_at is None)
+
+    def reload_gallery(self, force: bool = True) -> bool:
+        """Reload templates when people/templates/consent changed (or force); True when reloaded."""
+        assert self.db is not None and self.pipeline is not None
+        people = store.list_people(self.db, include_inactive=True)
+        signature = tuple((p.id, p.active, p.template_count, p.expression_consent) for p in people)
+        self.people = {p.id: p for p in people}
+        if not force and signature == self.gallery_signature:
+            return False
+        ids, matrix = store.all_templates(self.db)
+        gallery = Gallery.from_arrays(matrix, ids.tolist(), self.settings.recognition)
+        self.pipeline.set_gallery(gallery)
+        self.gallery_signature = signature
+        self._next_gallery_reload = self._monotonic() + self.settings.service.gallery_reload_s
+        self.counts["gallery_reloads"] += 1
+        logger.info("gallery loaded: %d templates of %d people", len(gallery), len(gallery.people))
+        return True
+
+    def purge_if_due(self) -> None:
+        """Apply retention once per local day (at start and after midnight)."""
+        assert self.db is not None
+        today = self.clock.now().astimezone(self.settings.tz).date()
+        if self.last_purge_day == today:
+            return
+        self.last_purge_day = today
+        try:
+            store.purge_expired(self.db, self.clock.now(), self.settings.retention, actor="kiosk")
+        except StoreError as exc:
+            logger.warning("retention purge failed (retried tomorrow): %s", exc)
+
+    def _status_line(self) -> str:
+        cam = self.camera.state if self.camera is not None else "closed"
+        return (f"camera {cam}, {self.counts['events']} events, {len(self.people)} people, "
+                f"{self.counts['frames']} frames")
+
+    def status(self) -> dict[str, Any]:
+        """The status-file content (no names: person ids only)."""
+        camera: dict[str, Any] = {"state": "closed"}
+        if self.camera is not None:
+            camera = self.camera.status().as_dict()
+            camera["since_s_ago"] = round(self._monotonic() - camera.pop("since"), 1)
+        s = self.settings
+        gallery = self.pipeline.gallery if self.pipeline else None
+        return {
+            "service": "kiosk",
+            "version": __version__,
+            "pid": os.getpid(),
+            "state": self._state,
+            "stop_reason": self._stop_reason or None,
+            "started_at": self.started_at.isoformat(),
+            "updated_at": datetime.now(UTC).isoformat(),
+            "clock": s.service.clock,
+            "now": self.clock.now().isoformat(),
+            "last_frame_at": self.last_frame_at.isoformat() if self.last_frame_at else None,
+            "device_id": s.site.device_id,
+            "camera": camera,
+            "pipeline": self.pipeline.state if self.pipeline else None,
+            "counts": dict(self.counts),
+            "gallery": {"templates": len(gallery) if gallery else 0,
+                        "people": len(gallery.people) if gallery else 0},
+            "model": {"detector": s.recognition.detector, "presence_width": s.attendance.presence_width,
+                      "expression": bool(self._classifier),
+                      "expression_model": str(getattr(self._classifier, "path", "")) or None},
+            "screen": self.screen_server.url if self.screen_server else None,
+            "rss_mb": round(rss_mb(), 1),
+            "rss_start_mb": round(self.rss_start_mb, 1),
+            "recent": list(self.recent),
+        }
+
+    def write_status(self) -> None:
+        """Atomically rewrite the status file."""
+        write_json_atomic(status_path(self.settings), self.status())
+
+
+def run_service(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    stop_after: int | None = None,
+    install_signals: bool = True,
+    camera: RetryingCamera | None = None,
+) -> int:
+    """`kiosk run`: start, loop until SIGTERM/SIGINT (or replay end / stop_after frames), close; 0.
+
+    Raises KioskError (config, database, model, camera setup) before READY=1; the CLI shows it.
+    """
+    service = KioskService(settings, clock=clock, camera=camera)
+    if install_signals:
+        service.install_signal_handlers()
+    try:
+        service.start()
+        return service.run(stop_after=stop_after)
+    finally:
+        service.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Process entry `python -m kiosk.service --config FILE` (the same as `kiosk --config FILE run`)."""
+    parser = argparse.ArgumentParser(prog="python -m kiosk.service", description=main.__doc__)
+    parser.add_argument("--config", type=Path, default=None, help="YAML settings file")
+    parser.add_argument("--stop-after", type=int, default=None, help="stop after this many frames")
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO - 10 * min(args.verbose, 1),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return run_service(load_settings(args.config), stop_after=args.stop_after)
+    except ConfigError as exc:
+        logger.error("%s", exc)
+        return 2
+    except KioskError as exc:
+        logger.error("%s", exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Shared by the live-kiosk tests: enrolled people, a door scene of replay frames, a config file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from kiosk import store
+from kiosk.config import Settings, load_settings
+from kiosk.replay_scenes import Visit, make_scene
+from kiosk.vision.faces import DlibFaceAnalyzer, load_image
+
+FACES = Path(__file__).parent / "data" / "faces"
+# Enrolled with photos 2-4; photo 1 walks up to the camera.
+PEOPLE = ("Debbie_Reynolds", "Hu_Jintao")
+STRANGER = "Adelina_Avila_0001.jpg"
+REPLAY_START = "2026-03-02T08:55:00+01:00"  # a Monday morning in Berlin
+FPS = 5.0
+
+
+def person_photos(name: str) -> list[Path]:
+    """The committed photos of a test person, in name order."""
+    return sorted((FACES / "people" / name).glob("*.jpg"))
+
+
+def enrol_people(db_path: Path, analyzer: DlibFaceAnalyzer, consent: bool = False) -> dict[str, int]:
+    """Create the database and enrol PEOPLE (photos 2-4 each); {name: person id}."""
+    ids = {}
+    with store.open_database(db_path) as db:
+        for i, name in enumerate(PEOPLE):
+            faces = [analyzer.largest_face(load_image(p)) for p in person_photos(name)[1:]]
+            embeddings = np.stack([f.embedding for f in faces if f is not None and f.accepted])
+            person = store.add_person(db, f"E{i + 1}", name.replace("_", " "), expression_consent=consent)
+            store.add_templates(db, person.id, embeddings)
+            ids[name] = person.id
+    return ids
+
+
+@dataclass(frozen=True)
+class DoorScene:
+    """Frames folder plus the visits in it (A, B lingering, stranger, A again)."""
+
+    frames: Path
+    visits: list[Visit]
+
+
+def door_scene(out_dir: Path, linger_s: float = 120.0) -> DoorScene:
+    """A arrives; B arrives and stays linger_s; a stranger; A comes back (later than the cooldown)."""
+    a, b = PEOPLE
+    photos = [person_photos(a)[0], person_photos(b)[0], FACES / "strangers" / STRANGER, person_photos(a)[0]]
+    visits = make_scene(photos, None, out_dir, FPS, linger={1: linger_s},
+                        labels=[a, b, "stranger", a])
+    # The stranger is a visit like the others here (make_scene's own stranger slot stays empty).
+    visits = [v if v.label != "stranger" else Visit(v.label, v.photo, True, v.first_frame, v.steady_from,
+                                                    v.last_frame, v.fps) for v in visits]
+    return DoorScene(out_dir, visits)
+
+
+def write_config(path: Path, db_path: Path, frames: Path, **camera_options: object) -> Settings:
+    """A YAML config for a replayed morning (scene time, expression off, free screen port)."""
+    data = {
+        "site": {"timezone": "Europe/Berlin", "device_id": "door-test", "workday_start": "09:00"},
+        "database": {"path": str(db_path)},
+        "expression": {"enabled": False},
+        "camera": {"type": "replay", "options": {"path": str(frames), "fps": 0, **camera_options},
+                   "retry_initial_s": 0.2, "retry_max_s": 1.0},
+        "service": {"clock": "replay", "replay_start": REPLAY_START, "replay_fps": FPS,
+                    "status_interval_s": 0.5},
+        "screen": {"port": 0},
+    }
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return load_settings(path, environ={})

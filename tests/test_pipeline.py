@@ -1,0 +1,136 @@
+"""Pipeline on replayed door scenes made from real committed photos, with the real dlib models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from door_helpers import FACES, PEOPLE, STRANGER, person_photos
+
+from kiosk.config import Settings
+from kiosk.gallery import Gallery
+from kiosk.pipeline import CheckinDecision, Pipeline, PresenceDetector, iou
+from kiosk.replay_scenes import background, compose, make_scene
+from kiosk.vision.faces import DlibFaceAnalyzer, load_image, make_analyzer
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> DlibFaceAnalyzer:
+    return make_analyzer()
+
+
+@pytest.fixture(scope="module")
+def gallery(analyzer: DlibFaceAnalyzer) -> Gallery:
+    """PEOPLE enrolled as ids 1, 2 from photos 2-4 (photo 1 is what the camera sees)."""
+    g = Gallery(Settings().recognition)
+    for pid, name in enumerate(PEOPLE, 1):
+        faces = [analyzer.largest_face(load_image(p)) for p in person_photos(name)[1:]]
+        g.add(pid, np.stack([f.embedding for f in faces if f is not None and f.accepted]))
+    return g
+
+
+def _settings(**attendance: object) -> Settings:
+    s = Settings()
+    s.expression.enabled = False
+    for key, value in attendance.items():
+        setattr(s.attendance, key, value)
+    return s
+
+
+def _run(pipeline: Pipeline, frames_dir: Path, fps: float) -> list[tuple[int, CheckinDecision]]:
+    out = []
+    for i, path in enumerate(sorted(frames_dir.glob("*.jpg"))):
+        image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        decision = pipeline.process(image, i / fps)
+        if decision is not None:
+            out.append((i, decision))
+    return out
+
+
+def test_iou() -> None:
+    assert iou((0, 10, 10, 0), (0, 10, 10, 0)) == 1.0
+    assert iou((0, 10, 10, 0), (20, 30, 30, 20)) == 0.0
+    assert iou((0, 10, 10, 0), (0, 10, 10, 5)) == pytest.approx(0.5)
+
+
+def test_presence_finds_a_near_face_and_scales_the_box_back() -> None:
+    photo = load_image(person_photos(PEOPLE[0])[0])
+    frame = compose(background(), photo, 300, (320, 240))
+    boxes = PresenceDetector(400).detect(frame)
+    assert len(boxes) == 1
+    top, right, bottom, left = boxes[0]
+    assert 100 <= bottom - top <= 300 and left < 320 < right and top < 240 < bottom
+    assert PresenceDetector(400).detect(background()) == []
+
+
+def test_one_decision_per_visit_with_the_right_identity(
+    analyzer: DlibFaceAnalyzer, gallery: Gallery, tmp_path: Path
+) -> None:
+    photos = [person_photos(n)[0] for n in PEOPLE]
+    visits = make_scene(photos, FACES / "strangers" / STRANGER, tmp_path, fps=5.0, steady_s=2.0)
+    pipeline = Pipeline(analyzer, gallery, None, _settings())
+    decisions = _run(pipeline, tmp_path, 5.0)
+    assert [d.person_id for _, d in decisions] == [1, 2, None]
+    for (frame, decision), visit in zip(decisions, visits, strict=True):
+        assert visit.first_frame <= frame <= visit.last_frame
+        assert not decision.recheck
+        assert decision.frames_used >= 2 and decision.frames_analysed >= decision.frames_used
+        assert set(decision.timings_ms) == {"detect", "embed", "expression", "match", "total"}
+        assert decision.expression is None
+    known = [d for _, d in decisions if d.known]
+    assert all(d.distance <= 0.45 and 0.0 < d.score <= 1.0 for d in known)
+    assert pipeline.state == "idle"
+
+
+def test_a_lingering_face_is_rechecked_only_every_recheck_s(
+    analyzer: DlibFaceAnalyzer, gallery: Gallery, tmp_path: Path
+) -> None:
+    # 1 frame per second keeps this cheap: 65 s in front of the camera.
+    make_scene([person_photos(PEOPLE[1])[0]], None, tmp_path, fps=1.0, steady_s=65.0)
+    pipeline = Pipeline(analyzer, gallery, None, _settings(recheck_s=30.0, steady_frames=1))
+    decisions = _run(pipeline, tmp_path, 1.0)
+    assert [d.person_id for _, d in decisions] == [2, 2, 2]
+    assert [d.recheck for _, d in decisions] == [False, True, True]
+    times = [d.t for _, d in decisions]
+    assert times[1] - times[0] == pytest.approx(30.0, abs=2.0)
+    assert times[2] - times[1] == pytest.approx(30.0, abs=2.0)
+
+
+def test_small_faces_far_away_are_never_analysed(analyzer: DlibFaceAnalyzer, gallery: Gallery) -> None:
+    photo = load_image(person_photos(PEOPLE[0])[0])
+    frame = compose(background(), photo, 80, (320, 240))  # face ~60 px: too far away
+    pipeline = Pipeline(analyzer, gallery, None, _settings())
+    assert all(pipeline.process(frame, i * 0.2) is None for i in range(6))
+    assert "embed" not in pipeline.last_frame_ms
+
+
+def test_reset_and_new_gallery_start_a_new_visit(analyzer: DlibFaceAnalyzer, gallery: Gallery) -> None:
+    photo = load_image(person_photos(PEOPLE[0])[0])
+    frame = compose(background(), photo, 300, (320, 240))
+    pipeline = Pipeline(analyzer, Gallery(), None, _settings(steady_frames=1))
+    first = [pipeline.process(frame, i * 0.2) for i in range(4)]
+    assert [d.person_id for d in first if d] == [None]  # empty gallery: unknown
+    pipeline.set_gallery(gallery)
+    pipeline.reset()
+    again = [pipeline.process(frame, 1 + i * 0.2) for i in range(4)]
+    assert [d.person_id for d in again if d] == [1]
+
+
+def test_expression_only_for_people_who_consented(analyzer: DlibFaceAnalyzer, gallery: Gallery) -> None:
+    from kiosk.vision.expression import DEFAULT_MODEL, TFLiteExpressionClassifier
+
+    if not DEFAULT_MODEL.exists():
+        pytest.skip(f"no expression model at {DEFAULT_MODEL}")
+    classifier = TFLiteExpressionClassifier(DEFAULT_MODEL, check=False)
+    frame = compose(background(), load_image(person_photos(PEOPLE[0])[0]), 300, (320, 240))
+    for consent, expect in ((True, True), (False, False)):
+        pipeline = Pipeline(analyzer, gallery, classifier, _settings(steady_frames=1),
+                            consent=lambda _pid, c=consent: c)
+        decisions = [d for i in range(4) if (d := pipeline.process(frame, i * 0.2))]
+        assert len(decisions) == 1 and decisions[0].person_id == 1
+        assert (decisions[0].expression is not None) is expect
+        if expect:
+            assert sum(decisions[0].expression.scores.values()) == pytest.approx(1.0, abs=1e-3)
+            assert decisions[0].timings_ms["expression"] > 0
