@@ -107,6 +107,7 @@ def enrol_page() -> Any:
         if error is None and result is not None:
             flash(f"Enrolled {result.name} ({result.employee_id}) with "
                   f"{result.templates_added} photo(s).")
+            form = {k: "" for k in form}  # ready for the next person
         else:
             status = 400
     return render_template("enrol.html", form=form, result=result, error=error, person=None,

@@ -40,7 +40,7 @@ def _nice_max(value: float) -> float:
 def bar_chart(labels: Sequence[str], values: Sequence[float], title: str, unit: str = "",
               every: int = 1) -> Markup:
     """Vertical bars, one per label (x-axis label shown for every `every`-th bar)."""
-    w, h, left, bottom, top = 640, 220, 36, 28, 24
+    w, h, left, bottom, top = 640, 180, 36, 28, 16
     n = max(len(values), 1)
     vmax = _nice_max(max(values, default=0))
     plot_w, plot_h = w - left - 8, h - bottom - top
@@ -51,7 +51,9 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], title: str, unit: 
     for frac in (0, 0.5, 1):
         y = top + plot_h * (1 - frac)
         parts.append(f'<line x1="{left}" x2="{w - 8}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
-        parts.append(_t(left - 4, y + 4, f"{vmax * frac:g}", "axis", "end"))
+        tick = vmax * frac
+        if tick == int(tick):
+            parts.append(_t(left - 4, y + 4, f"{tick:g}", "axis", "end"))
     for i, (label, v) in enumerate(zip(labels, values, strict=True)):
         bh = plot_h * (v / vmax)
         x = left + i * bw
@@ -97,7 +99,7 @@ def stacked_shares(columns: Sequence[tuple[str, dict[str, float] | None]], class
     n = max(len(columns), 1)
     plot_w, plot_h = w - left - 8, h - bottom - top
     bw = plot_w / n
-    every = max(1, n // 10)
+    every = max(1, -(-n // 8))
     parts = [f'<svg class="chart" viewBox="0 0 {w} {h}" role="img" '
              f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
              f"<title>{escape(title)}</title>"]

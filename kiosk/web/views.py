@@ -220,6 +220,13 @@ def _mood_columns(start: date, end: date) -> list[dict[str, Any]]:
     return out
 
 
+def _shares_or_hidden(team: Any) -> dict[str, float] | None:
+    """Shares to draw; {} (nothing) when nobody contributed; None (grey) when hidden."""
+    if team is None or (team.counts is None and team.contributors == 0):
+        return {}
+    return team.shares
+
+
 @bp.route("/mood")
 def mood() -> str:
     """Team expression distribution per day (consenting people; hidden for small groups)."""
@@ -237,8 +244,8 @@ def mood() -> str:
             if k not in classes:
                 classes.append(k)
     chart = stacked_shares(
-        [(col["day"].strftime("%d %b"), col["team"].shares if col["team"] else None)
-         for col in columns], classes, f"Team expression {start} to {end}")
+        [(col["day"].strftime("%d %b"), _shares_or_hidden(col["team"])) for col in columns],
+        classes, f"Team expression {start} to {end}")
     legend = [(k, colour_of(k, i)) for i, k in enumerate(classes)]
     return render_template("mood.html", enabled=True, start=start, end=end, columns=columns,
                            chart=chart, legend=legend, classes=classes,
