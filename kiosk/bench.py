@@ -86,6 +86,32 @@ def search_times(sizes: tuple[int, ...] = SEARCH_SIZES, templates_per_person: in
     return out
 
 
+SAMPLE_FACES = Path(__file__).resolve().parents[1] / "tests" / "data" / "faces"
+
+
+def sample_scene(out_dir: Path, analyzer: Any, settings: Settings, faces: Path = SAMPLE_FACES) -> Gallery:
+    """Replay frames of everyone in faces/people walking up (photo 1) plus a stranger; the
+    gallery enrols their other photos. Needs a source checkout (tests/data/faces)."""
+    from kiosk.replay_scenes import make_scene
+    from kiosk.vision.faces import load_image
+
+    people = sorted(p for p in (faces / "people").iterdir() if p.is_dir()) if (faces / "people").is_dir() else []
+    strangers = sorted((faces / "strangers").glob("*.jpg"))
+    if not people:
+        raise KioskError(f"no sample faces at {faces}: give a folder of replay frames (--frames)")
+    gallery = Gallery(settings.recognition)
+    first_photos = []
+    for pid, folder in enumerate(people, 1):
+        photos = sorted(folder.glob("*.jpg"))
+        faces_found = [analyzer.largest_face(load_image(p)) for p in photos[1:]]
+        embeddings = [f.embedding for f in faces_found if f is not None and f.embedding is not None]
+        if embeddings:
+            gallery.add(pid, np.stack(embeddings))
+            first_photos.append(photos[0])
+    make_scene(first_photos, strangers[0] if strangers else None, out_dir, 5.0)
+    return gallery
+
+
 def _gallery_from_db(settings: Settings) -> Gallery:
     path = Path(settings.database.path)
     if not path.exists():
@@ -98,7 +124,7 @@ def _gallery_from_db(settings: Settings) -> Gallery:
 
 def run_bench(
     settings: Settings,
-    frames_dir: Path,
+    frames_dir: Path | None,
     json_out: bool = False,
     *,
     gallery: Gallery | None = None,
@@ -108,8 +134,9 @@ def run_bench(
 ) -> dict[str, Any]:
     """Benchmark on the replay frames in frames_dir; returns a JSON-ready dict (see module doc).
 
-    gallery: enrolled templates (default: those in the configured database). json_out only
-    quietens progress logging. Keys include baseline_p95_ms, ours_p95_ms (per check-in),
+    frames_dir None: a sample scene from tests/data/faces (source checkout) with its people
+    enrolled in memory. gallery: enrolled templates (default: the sample's, else those in the
+    configured database). json_out only quietens progress logging. Keys include baseline_p95_ms, ours_p95_ms (per check-in),
     speedup (baseline / ours) and search_10k_ms (p50).
     """
     import face_recognition
@@ -117,8 +144,13 @@ def run_bench(
     from kiosk.vision.faces import make_analyzer
 
     log = logger.debug if json_out else logger.info
-    frames = load_frames(frames_dir)
     analyzer = analyzer or make_analyzer(settings.recognition)
+    if frames_dir is None:
+        with tempfile.TemporaryDirectory(prefix="kiosk-bench-frames-") as tmp:
+            sample_gallery = sample_scene(Path(tmp), analyzer, settings)
+            return run_bench(settings, Path(tmp), json_out, gallery=gallery or sample_gallery, fps=fps,
+                             search_sizes=search_sizes, analyzer=analyzer)
+    frames = load_frames(frames_dir)
     gallery = gallery if gallery is not None else _gallery_from_db(settings)
     classifier = None
     if settings.expression.enabled:

@@ -125,6 +125,7 @@ def make_scene(
     linger: dict[int, float] | None = None,
     size: tuple[int, int] = FRAME_SIZE,
     labels: list[str] | None = None,
+    tail_s: float = 0.0,
 ) -> list[Visit]:
     """Write a scene of arrivals as numbered JPEG frames into out_dir; returns the visits in order.
 
@@ -132,6 +133,7 @@ def make_scene(
     steady_s: seconds each face holds still; linger {visit index: seconds} overrides it for
     some visits (a person staying in front of the camera). empty_s: empty frames between visits.
     labels: names for the visits (default: the photo's parent folder name, "stranger").
+    tail_s: extra seconds of empty frames at the end.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("frame_*.jpg"):
@@ -171,5 +173,7 @@ def make_scene(
         label = labels[i] if labels and i < len(labels) else (
             "stranger" if is_stranger else Path(photo_path).parent.name)
         visits.append(Visit(label, Path(photo_path), is_stranger, first, steady_from, last, fps))
+    for _ in range(round(tail_s * fps)):
+        writer.write(bg, key=-1)
     logger.info("scene: %d frames, %d visits in %s", writer.count, len(visits), out_dir)
     return visits

@@ -160,6 +160,7 @@ class KioskService:
         self.pipeline = Pipeline(self._analyzer, Gallery(s.recognition), self._classifier, s, self._consent)
         self.reload_gallery()
         self.purge_if_due()
+        self._next_gallery_check = self._monotonic() + s.service.gallery_check_s
         if s.screen.enabled:
             self.screen_server = ScreenServer(self.screen, s.screen.host, s.screen.port, s.site.name).start()
         if self.camera is None:

@@ -47,24 +47,26 @@ class DoorScene:
     visits: list[Visit]
 
 
-def door_scene(out_dir: Path, linger_s: float = 120.0) -> DoorScene:
+def door_scene(out_dir: Path, linger_s: float = 120.0, tail_s: float = 20.0) -> DoorScene:
     """A arrives; B arrives and stays linger_s; a stranger; A comes back (later than the cooldown)."""
     a, b = PEOPLE
     photos = [person_photos(a)[0], person_photos(b)[0], FACES / "strangers" / STRANGER, person_photos(a)[0]]
     visits = make_scene(photos, None, out_dir, FPS, linger={1: linger_s},
-                        labels=[a, b, "stranger", a])
+                        labels=[a, b, "stranger", a], tail_s=tail_s)
     # The stranger is a visit like the others here (make_scene's own stranger slot stays empty).
     visits = [v if v.label != "stranger" else Visit(v.label, v.photo, True, v.first_frame, v.steady_from,
                                                     v.last_frame, v.fps) for v in visits]
     return DoorScene(out_dir, visits)
 
 
-def write_config(path: Path, db_path: Path, frames: Path, **camera_options: object) -> Settings:
+def write_config(path: Path, db_path: Path, frames: Path, cooldown_s: float = 60.0,
+                 **camera_options: object) -> Settings:
     """A YAML config for a replayed morning (scene time, expression off, free screen port)."""
     data = {
         "site": {"timezone": "Europe/Berlin", "device_id": "door-test", "workday_start": "09:00"},
         "database": {"path": str(db_path)},
         "expression": {"enabled": False},
+        "attendance": {"cooldown_s": cooldown_s},
         "camera": {"type": "replay", "options": {"path": str(frames), "fps": 0, **camera_options},
                    "retry_initial_s": 0.2, "retry_max_s": 1.0},
         "service": {"clock": "replay", "replay_start": REPLAY_START, "replay_fps": FPS,
