@@ -227,10 +227,6 @@ def create_app(
         return render_template("error.html", title=titles.get(code, exc.name),
                                message=messages.get(code, exc.description)), code
 
-    @app.teardown_appcontext
-    def _noop(_exc: BaseException | None) -> None:
-        return None
-
     return app
 
 

@@ -153,7 +153,7 @@ def test_browser_end_to_end(browser: object, tmp_path: Path) -> None:
     kiosk_db = open_from_settings(settings)  # the kiosk service's own connection
     create_user(kiosk_db, *ADMIN, "admin")
     create_user(kiosk_db, *MANAGER, "manager")
-    absent = add_person(kiosk_db, "E-200", "Absent Person")
+    add_person(kiosk_db, "E-200", "Absent Person")
     late = add_person(kiosk_db, "E-300", "Late Person")
     status_file = Path(settings.database.path).parent / "status.json"
     status_file.write_text(json.dumps({
