@@ -63,6 +63,11 @@ def read_status(settings: Settings, now: datetime) -> ServiceStatus:
     updated = _parse_time(data.get("updated_at")) or datetime.fromtimestamp(
         path.stat().st_mtime, UTC)
     age = (now - updated).total_seconds()
+    state = data.get("state")
+    if state == "stopped":
+        reason = data.get("stop_reason")
+        return ServiceStatus(path, False, "service stopped" + (f" ({reason})" if reason else ""),
+                             updated, data)
     if age > settings.web.status_stale_s:
         return ServiceStatus(path, False, f"service not running (last status {age / 60:.0f} "
                                           "minutes ago)", updated, data)

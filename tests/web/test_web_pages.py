@@ -190,6 +190,10 @@ def test_status_page_states(admin_client: tuple[FlaskClient, str], settings, clo
                                   "counts": {"frames": 10}}))
     html = client.get("/admin/status").get_data(as_text=True)
     assert "Service running" in html and "frames: 10" in html
+    status.write_text(json.dumps({"updated_at": NOW.isoformat(), "state": "stopped",
+                                  "stop_reason": "SIGTERM", "recent": [{"kind": "in"}]}))
+    html = client.get("/admin/status").get_data(as_text=True)
+    assert "Service stopped (SIGTERM)" in html and "kind: in" in html
     status.write_text("{not json")
     assert "unreadable" in client.get("/admin/status").get_data(as_text=True)
 
