@@ -421,5 +421,23 @@ def train_expressions(data_dir: Path, out_path: Path, work_dir: Path | None, epo
     click.echo(json.dumps(report))
 
 
+# --- demo -------------------------------------------------------------------------------------
+
+
+@main.command("demo")
+@click.option("--dir", "folder", type=click.Path(path_type=Path), default=None,
+              help="Empty folder for the demo database and frames (default: a new temporary folder).")
+@click.option("--no-expression", is_flag=True, help="Run with expression analysis switched off.")
+@friendly
+def demo(folder: Path | None, no_expression: bool) -> None:
+    """Enrol three people from shipped photos, replay a day at the door, print log and report."""
+    import tempfile
+
+    from kiosk.demo import run_demo
+
+    folder = folder or Path(tempfile.mkdtemp(prefix="kiosk-demo-"))
+    run_demo(folder, say=click.echo, expression=not no_expression)
+
+
 if __name__ == "__main__":
     main()
