@@ -16,7 +16,7 @@ import numpy as np
 
 from kiosk import store
 from kiosk.config import Settings
-from kiosk.errors import ImageError, KioskError
+from kiosk.errors import ImageError, KioskError, PersonNotFound
 from kiosk.gallery import Gallery
 from kiosk.vision.faces import FaceAnalyzer, load_image
 
@@ -159,7 +159,7 @@ def enrol(
     existing: store.PersonInfo | None
     try:
         existing = store.get_person_by_employee_id(db, employee_id)
-    except store.PersonNotFound:
+    except PersonNotFound:
         existing = None
     if existing is not None and existing.erased_at is None and not replace:
         raise EnrolmentError(f"employee id {employee_id} is already enrolled as {existing.name}; "
