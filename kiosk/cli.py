@@ -355,13 +355,15 @@ def _progress(done: int, total: int) -> None:
               help="Folder with people/<Name>/*.jpg and strangers/*.jpg.")
 @click.option("--enrol-photos", default=3, show_default=True, type=click.IntRange(1, 50),
               help="Photos per person enrolled (first in name order); the rest are probes.")
+@click.option("--cache", "cache", type=click.Path(path_type=Path), default=None,
+              help="Embedding cache .npz: reused when made with the same settings, updated with new photos.")
 @pass_ctx
 @friendly
-def evaluate_faces_cmd(ctx: Context, data_dir: Path, enrol_photos: int) -> None:
+def evaluate_faces_cmd(ctx: Context, data_dir: Path, enrol_photos: int, cache: Path | None) -> None:
     """Identification and stranger rejection rates; last line is JSON."""
     from kiosk.evaluation.faces import evaluate_faces
 
-    result = evaluate_faces(data_dir, enrol_photos, ctx.settings.recognition, progress=_progress)
+    result = evaluate_faces(data_dir, enrol_photos, ctx.settings.recognition, progress=_progress, cache=cache)
     click.echo(json.dumps(result))
 
 
@@ -419,6 +421,56 @@ def train_expressions(data_dir: Path, out_path: Path, work_dir: Path | None, epo
     report = train_and_export(data_dir, out_path, work_dir=work_dir, epochs=epochs,
                               limit_per_class=limit_per_class, test_dir=test_data)
     click.echo(json.dumps(report))
+
+
+# --- web app and accounts ---------------------------------------------------------------------
+
+
+@main.command("serve")
+@pass_ctx
+@friendly
+def serve(ctx: Context) -> None:
+    """Run the manager/admin web app on web.host:web.port until stopped."""
+    from kiosk.web import serve as serve_web
+
+    click.echo(f"serving on http://{ctx.settings.web.host}:{ctx.settings.web.port}/ (Ctrl+C stops)", err=True)
+    serve_web(ctx.settings)
+
+
+@main.group()
+def users() -> None:
+    """Web app accounts (admins enrol and erase; managers read reports)."""
+
+
+@users.command("add")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["admin", "manager"]), required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (for scripts).")
+@pass_ctx
+@friendly
+def users_add(ctx: Context, username: str, role: str, password_stdin: bool) -> None:
+    """Create a web account; asks for the password twice (at least 10 characters)."""
+    from kiosk.web import create_user
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with ctx.open_db() as database:
+        user = create_user(database, username, password, role, actor="cli")
+    click.echo(f"{user.username}: {user.role} account created")
+
+
+@users.command("list")
+@pass_ctx
+@friendly
+def users_list(ctx: Context) -> None:
+    """Web accounts with their roles."""
+    from kiosk import store
+
+    with ctx.open_db() as database:
+        for user in store.list_users(database):
+            click.echo(f"{user.username:<24}{user.role:<9}{'active' if user.active else 'disabled'}")
 
 
 # --- demo -------------------------------------------------------------------------------------

@@ -114,7 +114,7 @@ def _check_consistency(verdicts: list[PhotoVerdict]) -> None:
         return
     matrix = np.stack([v.embedding for v in good])
     dist = np.linalg.norm(matrix[:, None, :] - matrix[None, :, :], axis=2)
-    median = np.median(np.where(np.eye(len(good), dtype=bool), np.nan, dist), axis=1)
+    median = np.nanmedian(np.where(np.eye(len(good), dtype=bool), np.nan, dist), axis=1)
     for verdict, spread in zip(good, median):
         if spread > SAME_PERSON_DISTANCE:
             verdict.ok = False
@@ -185,10 +185,13 @@ def enrol(
                 verdict.ok = False
                 verdict.reason = (f"looks like {verdict.duplicate_of}, already enrolled "
                                   f"(distance {distance:.2f}); use --force if they are different people")
+    duplicates = sorted({v.duplicate_of for v in verdicts if v.duplicate_of and not v.ok})
+    if duplicates:
+        raise EnrolmentError(f"nothing enrolled for {name}: a photo shows {', '.join(duplicates)}, who is "
+                             "already enrolled (use --force if they really are different people)", result)
     good = [v for v in verdicts if v.ok]
     if not good:
-        details = "; ".join(v.describe() for v in verdicts) or "no photos given"
-        raise EnrolmentError(f"nothing enrolled for {name}: no usable photo ({details})", result)
+        raise EnrolmentError(f"nothing enrolled for {name}: no photo has one usable face", result)
 
     embeddings = np.stack([v.embedding for v in good]).astype(np.float32)
     if existing is None:
