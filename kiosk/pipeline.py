@@ -7,7 +7,8 @@ the next frames are analysed fully, but only that face: its presence box scaled 
 frame is reused for landmarks and the 128-d embedding at full resolution, then one gallery
 search, and expression scores only for people who consented. After frames_per_checkin usable frames
 (or earlier when the majority is settled) it returns a CheckinDecision. The same face staying
-in front triggers nothing more until it leaves (absent for leave_s) or recheck_s passes.
+in front triggers nothing more until it leaves (absent for leave_s), recheck_s passes, or it
+moves and settles again (the next person in a queue stepping into the same spot).
 
 Identity rule over a burst: the accepted frames vote; the decision is that person only when
 all frames that named someone named the same person and they are a majority. Disagreeing
@@ -87,6 +88,7 @@ class _Track:
     person_id: int | None = None
     known_before: bool = False
     decisions: int = 0
+    moved: bool = False  # the face moved after the decision (maybe someone else stepped in)
 
 
 def iou(a: Box, b: Box) -> float:
@@ -197,7 +199,11 @@ class Pipeline:
         if not same:  # a different face took over
             self._track = _Track(box=box, last_seen=t, started=t)
             return self._maybe_analyse(image, t)
-        track.steady = track.steady + 1 if iou(box, track.box) >= self.settings.attendance.steady_iou else 1
+        if iou(box, track.box) >= self.settings.attendance.steady_iou:
+            track.steady += 1
+        else:
+            track.steady = 1
+            track.moved = track.decided_at is not None
         track.box = box
         track.last_seen = t
         return self._maybe_analyse(image, t)
@@ -214,9 +220,12 @@ class Pipeline:
         a = self.settings.attendance
         q = self.settings.recognition.quality
         if track.decided_at is not None:
-            if t - track.decided_at < a.recheck_s:
+            # A face that moved and settled again may be the next person in the queue.
+            swapped = track.moved and track.steady >= a.steady_frames and t - track.decided_at >= 1.0
+            if t - track.decided_at < a.recheck_s and not swapped:
                 return None
-            # Re-check a lingering face: a fresh burst; attendance cooldown keeps it to one event.
+            # Re-check: a fresh burst; the attendance cooldown keeps a lingering person to one event.
+            track.moved = False
             track.known_before = track.person_id is not None
             track.decided_at = None
             track.results.clear()
@@ -310,7 +319,8 @@ class Pipeline:
             if scored:
                 expression = fuse([r.scores for r in scored], [r.quality for r in scored])
         timings["total"] = round(sum(timings.values()), 3)
-        recheck = track.decisions > 0
+        # A re-check that names someone else is a new arrival (greeted), not a re-check.
+        recheck = track.decisions > 0 and (person is None or person == track.person_id)
         track.decisions += 1
         track.decided_at = t
         prior_known = track.known_before

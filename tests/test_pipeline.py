@@ -89,7 +89,7 @@ def test_a_lingering_face_is_rechecked_only_every_recheck_s(
 ) -> None:
     # 1 frame per second keeps this cheap: 65 s in front of the camera.
     make_scene([person_photos(PEOPLE[1])[0]], None, tmp_path, fps=1.0, steady_s=65.0)
-    pipeline = Pipeline(analyzer, gallery, None, _settings(recheck_s=30.0, steady_frames=1))
+    pipeline = Pipeline(analyzer, gallery, None, _settings(recheck_s=30.0))
     decisions = _run(pipeline, tmp_path, 1.0)
     assert [d.person_id for _, d in decisions] == [2, 2, 2]
     assert [d.recheck for _, d in decisions] == [False, True, True]
@@ -134,3 +134,14 @@ def test_expression_only_for_people_who_consented(analyzer: DlibFaceAnalyzer, ga
         if expect:
             assert sum(decisions[0].expression.scores.values()) == pytest.approx(1.0, abs=1e-3)
             assert decisions[0].timings_ms["expression"] > 0
+
+
+def test_next_person_in_a_queue_is_not_taken_for_the_last(
+    analyzer: DlibFaceAnalyzer, gallery: Gallery, tmp_path: Path
+) -> None:
+    # B steps in 0.2 s after A walks off: shorter than leave_s, so the face "never left".
+    photos = [person_photos(n)[0] for n in PEOPLE]
+    make_scene(photos, None, tmp_path, fps=5.0, steady_s=2.0, empty_s=0.2)
+    pipeline = Pipeline(analyzer, gallery, None, _settings())
+    decisions = _run(pipeline, tmp_path, 5.0)
+    assert [(d.person_id, d.recheck) for _, d in decisions] == [(1, False), (2, False)]
