@@ -269,6 +269,8 @@ def run_bench(
     result["burst_ours_p95_ms"] = ours["burst_ms"]["p95"]
     result["burst_baseline_p95_ms"] = base["burst_ms"]["p95"]
     result["burst_speedup"] = _ratio(base["burst_ms"]["p95"], ours["burst_ms"]["p95"])
+    result["ours_frame_p95_ms"] = ours["frame_ms"]["p95"]
+    result["baseline_frame_p95_ms"] = base["frame_ms"]["p95"]
     result["frame_speedup"] = _ratio(base["frame_ms"]["p50"], ours["frame_ms"]["p50"])
     result["search_10k_ms"] = result["search_ms"].get("10000", {}).get("p50")
     return result
