@@ -26,14 +26,15 @@ def person_photos(name: str) -> list[Path]:
     return sorted((FACES / "people" / name).glob("*.jpg"))
 
 
-def enrol_people(db_path: Path, analyzer: DlibFaceAnalyzer, consent: bool = False) -> dict[str, int]:
-    """Create the database and enrol PEOPLE (photos 2-4 each); {name: person id}."""
+def enrol_people(db_path: Path, analyzer: DlibFaceAnalyzer, consent: tuple[str, ...] = ()) -> dict[str, int]:
+    """Create the database and enrol PEOPLE (photos 2-4 each; consent: names who agreed to
+    expression analysis); {name: person id}."""
     ids = {}
     with store.open_database(db_path) as db:
         for i, name in enumerate(PEOPLE):
             faces = [analyzer.largest_face(load_image(p)) for p in person_photos(name)[1:]]
             embeddings = np.stack([f.embedding for f in faces if f is not None and f.accepted])
-            person = store.add_person(db, f"E{i + 1}", name.replace("_", " "), expression_consent=consent)
+            person = store.add_person(db, f"E{i + 1}", name.replace("_", " "), expression_consent=name in consent)
             store.add_templates(db, person.id, embeddings)
             ids[name] = person.id
     return ids
@@ -60,12 +61,12 @@ def door_scene(out_dir: Path, linger_s: float = 120.0, tail_s: float = 20.0) -> 
 
 
 def write_config(path: Path, db_path: Path, frames: Path, cooldown_s: float = 60.0,
-                 **camera_options: object) -> Settings:
+                 expression: bool = False, **camera_options: object) -> Settings:
     """A YAML config for a replayed morning (scene time, expression off, free screen port)."""
     data = {
         "site": {"timezone": "Europe/Berlin", "device_id": "door-test", "workday_start": "09:00"},
         "database": {"path": str(db_path)},
-        "expression": {"enabled": False},
+        "expression": {"enabled": expression},
         "attendance": {"cooldown_s": cooldown_s},
         "camera": {"type": "replay", "options": {"path": str(frames), "fps": 0, **camera_options},
                    "retry_initial_s": 0.2, "retry_max_s": 1.0},

@@ -24,6 +24,7 @@ from door_helpers import PEOPLE, REPLAY_START, DoorScene, door_scene, enrol_peop
 from kiosk import store
 from kiosk.clock import ManualClock
 from kiosk.service import KioskService, status_path
+from kiosk.vision.expression import DEFAULT_MODEL
 from kiosk.vision.faces import DlibFaceAnalyzer, make_analyzer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,9 +119,12 @@ def _integrity(db_path: Path) -> str:
 
 def test_replayed_morning_end_to_end(morning: DoorScene, analyzer: DlibFaceAnalyzer, tmp_path: Path) -> None:
     db_path = tmp_path / "kiosk.db"
-    ids = enrol_people(db_path, analyzer)
+    # Only A agreed to expression analysis (when the model is there to run it).
+    expression = DEFAULT_MODEL.exists()
+    ids = enrol_people(db_path, analyzer, consent=(PEOPLE[0],))
     # The camera disappears for 2 s in the middle of B's two minutes in front of it.
-    settings = write_config(tmp_path / "kiosk.yaml", db_path, morning.frames, gap_after=300, gap_s=2.0)
+    settings = write_config(tmp_path / "kiosk.yaml", db_path, morning.frames, expression=expression,
+                            gap_after=300, gap_s=2.0)
     status_file = status_path(settings)
     log = tmp_path / "kiosk.log"
     proc = _start(tmp_path / "kiosk.yaml", log)
@@ -143,8 +147,11 @@ def test_replayed_morning_end_to_end(morning: DoorScene, analyzer: DlibFaceAnaly
     for event, visit in zip(events, visits, strict=True):
         offset = (event.occurred_at - start).total_seconds()
         assert visit.start_s <= offset <= visit.last_frame / visit.fps, (event, visit)
-        assert event.device_id == "door-test" and event.expression_label is None
+        assert event.device_id == "door-test"
         assert (event.match_distance is not None) is (event.person_id is not None)
+        has_expression = expression and event.person_id == a
+        assert (event.expression_label is not None) is has_expression, event
+        assert (event.expression_scores is not None) is has_expression
     assert _integrity(db_path) == "ok"
 
     status = _status(status_file)
@@ -152,6 +159,7 @@ def test_replayed_morning_end_to_end(morning: DoorScene, analyzer: DlibFaceAnaly
     assert status["counts"]["events"] == 4 and status["counts"]["frames"] == len(list(morning.frames.iterdir()))
     assert status["camera"]["reconnects"] == 1
     assert status["gallery"] == {"templates": 6, "people": 2}
+    assert status["model"]["expression"] is expression
     assert "Debbie" not in json.dumps(status)  # no names in the status file
 
     shown = [watcher.history[k] for k in sorted(watcher.history)]
