@@ -1,0 +1,148 @@
+"""The `kiosk` command as a real process: config errors, enrol, people, reports, erasure, bad input."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import TEST_DATA
+
+PEOPLE = TEST_DATA / "faces" / "people"
+
+
+def kiosk(*args: str, config: Path | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "kiosk.cli"] + (["--config", str(config)] if config else []) + list(args)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK")}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, input=stdin, env=env)
+
+
+@pytest.fixture
+def config(tmp_path) -> Path:
+    path = tmp_path / "kiosk.yaml"
+    path.write_text(f"site:\n  timezone: Europe/Berlin\ndatabase:\n  path: {tmp_path / 'k.db'}\n")
+    return path
+
+
+def test_config_errors_name_key_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("site:\n  name: HQ\n  timezon: Europe/Berlin\nattendance:\n  cooldown_s: -5\n")
+    proc = kiosk("config", "check", str(bad))
+    assert proc.returncode == 2
+    assert "line 3: site.timezon: unknown key" in proc.stderr
+    assert "line 5: attendance.cooldown_s" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("site: [1, 2\n", "not valid YAML"),
+    ("- a\n- b\n", "top level must be a mapping"),
+    ("recognition:\n  max_distance: lots\n", "recognition.max_distance"),
+    ("site:\n  timezone: Mars/Olympus\n", "unknown time zone"),
+])
+def test_config_mistakes_exit_2(tmp_path, text, expected):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    proc = kiosk("--config", str(bad), "people", "list")
+    assert proc.returncode == 2 and expected in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_config_file(tmp_path):
+    proc = kiosk("config", "check", str(tmp_path / "nope.yaml"))
+    assert proc.returncode == 2 and "config file not found" in proc.stderr
+
+
+def test_environment_overrides_the_file(config):
+    env_proc = subprocess.run([sys.executable, "-m", "kiosk.cli", "--config", str(config), "config", "show"],
+                              capture_output=True, text=True, timeout=60,
+                              env=os.environ | {"KIOSK__ATTENDANCE__COOLDOWN_S": "42"})
+    assert "cooldown_s: 42.0" in env_proc.stdout
+
+
+def test_enrol_list_show_report_remove(config, tmp_path):
+    photos = sorted((PEOPLE / "Venus_Williams").glob("*.jpg"))
+    proc = kiosk("enroll", "--name", "Venus Williams", "--employee-id", "E2", "--consent",
+                 *map(str, photos[:3]), config=config)
+    assert proc.returncode == 0, proc.stderr
+    assert "enrolled with 3 photo(s)" in proc.stdout
+
+    # A second, different employee id with the same face is refused and nothing changes.
+    dup = kiosk("enroll", "--name", "V. Williams", "--employee-id", "E9", str(photos[3]), config=config)
+    assert dup.returncode == 1 and "Venus Williams (E2)" in dup.stderr and "Traceback" not in dup.stderr
+
+    listed = json.loads(kiosk("people", "list", "--json", config=config).stdout)
+    assert listed == [{"employee_id": "E2", "name": "Venus Williams", "templates": 3,
+                       "expression_consent": True, "active": True}]
+    shown = kiosk("people", "show", "E2", "--export", str(tmp_path / "e2.json"), config=config)
+    assert "face templates: 3" in shown.stdout
+    exported = json.loads((tmp_path / "e2.json").read_text())
+    assert exported["person"]["employee_id"] == "E2"
+
+    report = kiosk("report", "daily", "--date", "today", "--format", "csv", config=config)
+    rows = list(csv.DictReader(io.StringIO(report.stdout)))
+    assert [r["employee_id"] for r in rows] == ["E2"] and rows[0]["status"] == "absent"
+
+    blob = sqlite3.connect(tmp_path / "k.db").execute("SELECT embedding FROM face_templates LIMIT 1").fetchone()[0]
+    removed = kiosk("people", "remove", "E2", "--yes", config=config)
+    assert removed.returncode == 0 and "erased 3 template(s)" in removed.stdout
+    con = sqlite3.connect(tmp_path / "k.db")
+    assert con.execute("SELECT count(*) FROM face_templates").fetchone()[0] == 0
+    con.close()
+    raw = (tmp_path / "k.db").read_bytes()
+    wal = tmp_path / "k.db-wal"
+    assert blob not in raw and (not wal.exists() or blob not in wal.read_bytes())
+    assert "nobody enrolled" in kiosk("people", "list", config=config).stdout
+
+
+def test_unknown_person_and_bad_paths_are_one_message(config):
+    for args in (["people", "show", "E404"], ["people", "remove", "E404", "--yes"],
+                 ["enroll", "--name", "X", "--employee-id", "E1", "/no/such/photo.jpg"],
+                 ["report", "daily", "--date", "31.02.2026"],
+                 ["evaluate", "faces", "--data", "/no/such/dir"]):
+        proc = kiosk(*args, config=config)
+        assert proc.returncode == 1, (args, proc.stderr)
+        assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+
+
+def test_not_a_database_is_refused_and_left_alone(tmp_path):
+    notes = tmp_path / "notes.db"
+    notes.write_text("my precious notes")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"database:\n  path: {notes}\n")
+    proc = kiosk("people", "list", config=cfg)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert notes.read_text() == "my precious notes"
+
+
+def test_evaluate_faces_prints_json_last(config):
+    proc = kiosk("evaluate", "faces", "--data", str(TEST_DATA / "faces"), config=config)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(result) == {"people", "templates", "probes", "strangers", "identified", "wrong_person",
+                           "missed", "stranger_accepted", "no_face"}
+    assert result["people"] == 4 and result["strangers"] == 2
+    assert result["wrong_person"] == 0 and result["stranger_accepted"] == 0
+
+
+def test_evaluate_expressions_on_fer_sample(config):
+    proc = kiosk("evaluate", "expressions", "--data", str(TEST_DATA / "fer_sample" / "test"), "--faces-cropped",
+                 config=config)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["n"] == 21 and 0 <= result["accuracy"] <= 1 and set(result["recall"]) == {
+        "angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"}
+
+
+def test_users_add_rejects_short_password(config):
+    proc = kiosk("users", "add", "alice", "--role", "admin", "--password-stdin", config=config, stdin="short\n")
+    assert proc.returncode == 1 and "at least 10" in proc.stderr
+    ok = kiosk("users", "add", "alice", "--role", "admin", "--password-stdin", config=config,
+               stdin="correct horse battery\n")
+    assert ok.returncode == 0 and "admin account created" in ok.stdout
