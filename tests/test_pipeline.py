@@ -65,6 +65,19 @@ def test_presence_finds_a_near_face_and_scales_the_box_back() -> None:
     assert PresenceDetector(400).detect(background()) == []
 
 
+def test_single_frame_fast_path_only_for_close_matches(
+    analyzer: DlibFaceAnalyzer, gallery: Gallery, tmp_path: Path
+) -> None:
+    photos = [person_photos(n)[0] for n in PEOPLE]
+    make_scene(photos, None, tmp_path, fps=5.0, steady_s=2.0)
+    fast = _run(Pipeline(analyzer, gallery, None, _settings()), tmp_path, 5.0)
+    voted = _run(Pipeline(analyzer, gallery, None, _settings(single_frame_distance=0.0)), tmp_path, 5.0)
+    assert [d.person_id for _, d in fast] == [d.person_id for _, d in voted] == [1, 2]
+    assert all(d.frames_analysed == 1 for _, d in fast)  # enrolled photo: distance well under 0.36
+    assert all(d.frames_used >= 2 for _, d in voted)
+    assert all(f[1].timings_ms["embed"] < v[1].timings_ms["embed"] for f, v in zip(fast, voted))
+
+
 def test_one_decision_per_visit_with_the_right_identity(
     analyzer: DlibFaceAnalyzer, gallery: Gallery, tmp_path: Path
 ) -> None:
@@ -76,7 +89,9 @@ def test_one_decision_per_visit_with_the_right_identity(
     for (frame, decision), visit in zip(decisions, visits, strict=True):
         assert visit.first_frame <= frame <= visit.last_frame
         assert not decision.recheck
-        assert decision.frames_used >= 2 and decision.frames_analysed >= decision.frames_used
+        # A close match decides on one frame (fast path); unknown faces always take the vote.
+        assert decision.frames_used >= (1 if decision.known else 2)
+        assert decision.frames_analysed >= decision.frames_used
         assert set(decision.timings_ms) == {"detect", "embed", "expression", "match", "total"}
         assert decision.expression is None
     known = [d for _, d in decisions if d.known]
