@@ -132,8 +132,8 @@ def score_protocol(people: Mapping[str, Sequence[np.ndarray | None]],
 
 def cache_key(settings: RecognitionSettings, analyzer: object | None = None) -> str:
     """The settings that change an image's usable embedding, as a JSON string (cache validity)."""
-    fields = settings.model_dump(mode="json", include={"detector", "upsample", "num_jitters",
-                                                       "landmark_model", "quality"})
+    fields = settings.model_dump(mode="json", include={"detector", "upsample", "edge_pad", "num_jitters",
+                                                       "landmark_model", "mirror_tta", "quality"})
     fields["analyzer"] = type(analyzer).__name__ if analyzer is not None else "DlibFaceAnalyzer"
     return json.dumps(fields, sort_keys=True)
 

@@ -2,6 +2,8 @@
 
 Images are RGB uint8 HxWx3 numpy arrays; boxes are (top, right, bottom, left) pixels, as in
 face_recognition. Each face is detected once; its box is reused for landmarks and embedding.
+With RecognitionSettings.mirror_tta the embedding is the mean of the face's and its mirror
+image's embeddings (test-time augmentation).
 """
 
 from __future__ import annotations
@@ -175,7 +177,51 @@ class DlibFaceAnalyzer:
             # Without upsampling the HOG pyramid finds some large faces the upsampled one
             # misses (~1/3 of LFW's misses), for a quarter of the cost.
             boxes = self._api.face_locations(image, 0, s.detector)
+        if not boxes and s.edge_pad > 0:
+            boxes = self._detect_padded(image, s.edge_pad)
         return boxes
+
+    def _detect_padded(self, image: np.ndarray, fraction: float) -> list[Box]:
+        """Boxes found on a copy with a black border of fraction x the longer side, clipped to the image."""
+        height, width = image.shape[:2]
+        pad = int(round(fraction * max(height, width)))
+        padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        boxes: list[Box] = []
+        for top, right, bottom, left in self._api.face_locations(padded, 0, self.settings.detector):
+            box = (max(top - pad, 0), min(right - pad, width), min(bottom - pad, height), max(left - pad, 0))
+            if box[2] > box[0] and box[1] > box[3]:
+                boxes.append(box)
+        return boxes
+
+    def embed(self, image: np.ndarray, box: Box) -> np.ndarray:
+        """128-d float32 embedding of the face in box (top, right, bottom, left) px of an RGB uint8 HxWx3 image.
+
+        With mirror_tta the mirrored image (box mirrored too) is embedded as well and the two
+        embeddings are averaged (2x the time); no quality checks.
+        """
+        return self._embed(_check_image(image), box)
+
+    def _embed(self, image: np.ndarray, box: Box, shape68: Any = None) -> np.ndarray:
+        s = self.settings
+        embedding = self._embed_once(image, box, shape68 if s.landmark_model == "large" else None)
+        if s.mirror_tta:
+            width = image.shape[1]
+            top, right, bottom, left = box
+            mirrored_box = (top, width - 1 - left, bottom, width - 1 - right)
+            mirrored = self._embed_once(np.ascontiguousarray(image[:, ::-1]), mirrored_box)
+            embedding = (embedding + mirrored) / 2.0
+        return embedding.astype(np.float32)
+
+    def _embed_once(self, image: np.ndarray, box: Box, shape: Any = None) -> np.ndarray:
+        s = self.settings
+        if shape is None:
+            rect = self._api._css_to_rect(box)
+            if s.landmark_model == "large":
+                shape = self._api.pose_predictor_68_point(image, rect)
+            else:
+                shape = self._api.pose_predictor_5_point(image, rect)
+        desc = self._api.face_encoder.compute_face_descriptor(image, shape, s.num_jitters)
+        return np.asarray(desc, dtype=np.float32)
 
     def describe(self, image: np.ndarray, box: Box, embed_rejected: bool = False) -> FaceObservation:
         """Landmarks, quality and (unless rejected) the 128-d float32 embedding of the face in box."""
@@ -202,12 +248,7 @@ class DlibFaceAnalyzer:
         )
         embedding = None
         if reason is None or embed_rejected:
-            if s.landmark_model == "large":
-                shape = shape68
-            else:
-                shape = self._api.pose_predictor_5_point(image, rect)
-            desc = self._api.face_encoder.compute_face_descriptor(image, shape, s.num_jitters)
-            embedding = np.asarray(desc, dtype=np.float32)
+            embedding = self._embed(image, box, shape68)
         return FaceObservation(box=tuple(int(v) for v in box), landmarks=landmarks,  # type: ignore[arg-type]
                                embedding=embedding, quality=float(quality), sharpness=sharp,
                                yaw_ratio=yaw, rejected_reason=reason)
