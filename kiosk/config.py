@@ -93,7 +93,7 @@ class RecognitionSettings(_Section):
     # of this fraction of the longer side: HOG needs some background around a face, so faces
     # that fill the frame or touch its edge (someone very close to the camera, tightly cropped
     # enrolment photos) are otherwise missed. 0 turns it off. On ../shared/data/faces 0.25 finds
-    # 26 of the 49 faces missed without it (0.5% of photos); costs ~0.6x an upsampled search,
+    # 26 of the 49 faces missed without it (0.5% of photos); costs ~0.65x an upsampled search,
     # only on images where nothing was found (the door pipeline's frames have a presence box).
     edge_pad: float = Field(0.25, ge=0.0, le=1.0)
     # Random re-samplings averaged per embedding; more is steadier and linearly slower.
@@ -104,10 +104,11 @@ class RecognitionSettings(_Section):
     # Also embed the mirrored face and average the two embeddings (test-time augmentation),
     # for every photo and camera frame. Same-person distances shrink more than
     # different-person ones: on held-out half B of ../shared/data/faces it cuts misses from
-    # 13% to 9% at the same max_distance/max_ratio and stranger acceptance. Costs a second
-    # landmark + embedding pass: about 2x the embedding time per face (the detection is shared).
-    # Templates stored with one setting must not be compared with faces embedded with the
-    # other (re-enrol everybody after changing it).
+    # 12.8% to 8.7% at the same max_distance/max_ratio and stranger acceptance (0.7%).
+    # Costs a second landmark + embedding pass: describe() ~1.9x, a whole photo ~1.6x
+    # (+80 ms per face on a busy x86 core; the detection is shared).
+    # Templates enrolled without it still match (on half A plain templates with mirrored
+    # probes miss 8.5%, mirrored ones 7.3%); re-enrol for the full gain.
     mirror_tta: bool = True
     # How a person's templates are compared with a face: "mean" (their average, one row per
     # person; on LFW 3-4 points fewer misses than "min" at the same stranger acceptance)
@@ -115,10 +116,11 @@ class RecognitionSettings(_Section):
     template_aggregation: Literal["mean", "min"] = "mean"
     # Accept a match only when the best distance is at most this. Lower: fewer strangers
     # accepted, more enrolled people missed. Tuned on half A of ../shared/data/faces (3
-    # enrolment photos, one probe photo); on the held-out half B, 0.45 with max_ratio 0.9
-    # accepts 0.7% of strangers, takes 0% for someone else and misses 13% (3 points of
-    # that: no usable face). 0.47 misses 10% but accepts 2% of strangers; face_recognition's
-    # usual 0.6 (nearest template) misses 3% but accepts 76% of strangers as somebody.
+    # enrolment photos, one probe photo; re-tuned with mirror_tta and edge_pad: still best,
+    # 0.46 accepts 2% of half A's strangers); on the held-out half B, 0.45 with max_ratio 0.9
+    # accepts 0.7% of strangers, takes 0.14% for someone else and misses 8.7% (2.3 points of
+    # that: no usable face). Without mirror_tta it missed 13%; face_recognition's usual 0.6
+    # (nearest template) misses 3% but accepts 76% of strangers as somebody.
     max_distance: float = Field(0.45, ge=0.0, le=2.0)
     # The best distance divided by the second-best person's must be at most this (1 turns
     # the check off). Lower: fewer people taken for a look-alike colleague and fewer

@@ -22,7 +22,8 @@ ROOT = Path(__file__).parents[1]
 FACES = Path(__file__).parent / "data" / "faces"
 SHARED_FACES = ROOT / ".." / "shared" / "data" / "faces"
 # Embeddings of all shared photos under the default settings, written by an earlier live run of
-# evaluate_faces(..., cache=...) (see the README); a live run of half B takes about 5 minutes.
+# evaluate_faces(..., cache=...) (see the README); a live run of half B takes about 9 minutes
+# (mirror_tta embeds every face twice).
 EMBEDDING_CACHE = ROOT / "work-cache" / "faces_embeddings.npz"
 
 
@@ -42,6 +43,15 @@ def test_evaluate_on_committed_photos(tmp_path: Path) -> None:
     assert len(load_embedding_cache(cache, cache_key(RecognitionSettings()))) == len(calls)
     again = evaluate_faces(FACES, enrol_photos=3, cache=cache, analyzer=None)
     assert again == result
+
+
+def test_cache_key_changes_with_embedding_settings() -> None:
+    default = cache_key(RecognitionSettings())
+    assert cache_key(RecognitionSettings(mirror_tta=False)) != default
+    assert cache_key(RecognitionSettings(edge_pad=0.0)) != default
+    assert cache_key(RecognitionSettings(upsample=2)) != default
+    # The decision rule is applied after the cache: changing it keeps the embeddings.
+    assert cache_key(RecognitionSettings(max_distance=0.4, max_ratio=0.8)) == default
 
 
 def test_bad_folder(tmp_path: Path) -> None:
@@ -64,7 +74,7 @@ def test_calibration_targets_on_held_out_half(tmp_path: Path) -> None:
     if not SHARED_FACES.is_dir():
         pytest.skip(f"needs the shared face data at {SHARED_FACES.resolve()}")
     if not EMBEDDING_CACHE.is_file() and not os.environ.get("KIOSK_LIVE_CALIBRATION"):
-        pytest.skip(f"no embedding cache at {EMBEDDING_CACHE} (a live run takes ~5 min: "
+        pytest.skip(f"no embedding cache at {EMBEDDING_CACHE} (a live run takes ~9 min: "
                     "set KIOSK_LIVE_CALIBRATION=1 to run it)")
     half_b = make_half_split(SHARED_FACES, tmp_path / "faces_B", half="B")
     result = evaluate_faces(half_b, enrol_photos=3, cache=EMBEDDING_CACHE)
@@ -72,6 +82,6 @@ def test_calibration_targets_on_held_out_half(tmp_path: Path) -> None:
     # Targets, on people and strangers the rule was not tuned on (half A tuned it).
     assert result["stranger_accepted"] <= 0.01
     assert result["wrong_person"] <= 0.005
-    # The goal is <= 10% missed; measured 13.1% (no usable face: ~3%, rule: ~10%). Every
-    # rule tried that misses fewer accepts more than 1% of strangers (see RecognitionSettings).
-    assert result["missed"] <= 0.14
+    # Measured with mirror_tta and edge_pad (rule 0.45 / 0.9, unchanged, as picked on half A):
+    # missed 8.7%, wrong person 0.14%, strangers 0.68%; without them missed was 13.1%.
+    assert result["missed"] <= 0.10
