@@ -251,8 +251,12 @@ class Pipeline:
         # The presence box (scaled back to the frame) is reused: no second detection.
         timings["detect"] = timings.get("detect", 0.0) + self.last_frame_ms.get("presence", 0.0)
         face_box = track.box
+        # Fast path: the burst's first frame is embedded once, without the mirror pass; a close
+        # match decides on it alone. Otherwise the mirror half is added, giving exactly the
+        # mirror_tta embedding the rule was calibrated with, so nothing is computed twice.
+        split_tta = self._fast_path_on() and not track.results and self.analyzer.settings.mirror_tta
         start = time.perf_counter()
-        obs: FaceObservation = self.analyzer.describe(image, face_box)
+        obs: FaceObservation = self.analyzer.describe(image, face_box, mirror=False if split_tta else None)
         embed_ms = (time.perf_counter() - start) * 1000.0
         timings["embed"] = timings.get("embed", 0.0) + embed_ms
         self.last_frame_ms["embed"] = embed_ms
@@ -264,6 +268,13 @@ class Pipeline:
         start = time.perf_counter()
         match = self.gallery.identify(obs.embedding)
         timings["match"] = timings.get("match", 0.0) + (time.perf_counter() - start) * 1000.0
+        if split_tta and not self._close(match.person_id, match.distance):
+            start = time.perf_counter()
+            obs.embedding = (obs.embedding + self.analyzer.mirror_embedding(image, face_box)) / 2.0
+            timings["embed"] += (time.perf_counter() - start) * 1000.0
+            start = time.perf_counter()
+            match = self.gallery.identify(obs.embedding)
+            timings["match"] += (time.perf_counter() - start) * 1000.0
         person = match.person_id
         scores = None
         if self.classifier is not None and person is not None and self.consent(int(person)):
@@ -273,11 +284,16 @@ class Pipeline:
         return _FrameResult(None if person is None else int(person), match.distance, obs.quality,
                             obs.embedding, scores)
 
+    def _fast_path_on(self) -> bool:
+        a = self.settings.attendance
+        return a.early_decision and a.single_frame_distance > 0
+
+    def _close(self, person_id: object, distance: float) -> bool:
+        return person_id is not None and distance <= self.settings.attendance.single_frame_distance
+
     def _confident(self, results: list[_FrameResult]) -> bool:
         """One named frame so close to its person that a second embedding would add nothing."""
-        limit = self.settings.attendance.single_frame_distance
-        return (len(results) == 1 and results[0].person_id is not None
-                and results[0].distance <= limit)
+        return len(results) == 1 and self._close(results[0].person_id, results[0].distance)
 
     def _decide(self, track: _Track, t: float) -> CheckinDecision | None:
         a = self.settings.attendance
@@ -296,7 +312,7 @@ class Pipeline:
             settled = True
         elif a.early_decision and max(votes.values(), default=0) >= need:
             settled = True
-        elif a.early_decision and self._confident(results):
+        elif self._fast_path_on() and self._confident(results):
             settled = True
             need = 1
         elif len(results) >= n:

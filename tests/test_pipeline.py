@@ -78,6 +78,18 @@ def test_single_frame_fast_path_only_for_close_matches(
     assert all(f[1].timings_ms["embed"] < v[1].timings_ms["embed"] for f, v in zip(fast, voted))
 
 
+def test_split_mirror_pass_gives_the_calibrated_embedding(
+    analyzer: DlibFaceAnalyzer, gallery: Gallery, tmp_path: Path
+) -> None:
+    """When the first frame is not close enough, adding the mirror half equals the full mirror_tta embedding."""
+    assert analyzer.settings.mirror_tta
+    photos = [person_photos(n)[1] for n in PEOPLE]
+    make_scene(photos, None, tmp_path, fps=5.0, steady_s=2.0)
+    split = _run(Pipeline(analyzer, gallery, None, _settings(single_frame_distance=0.01)), tmp_path, 5.0)
+    whole = _run(Pipeline(analyzer, gallery, None, _settings(single_frame_distance=0.0)), tmp_path, 5.0)
+    assert [(f, d.person_id, d.distance) for f, d in split] == [(f, d.person_id, d.distance) for f, d in whole]
+
+
 def test_one_decision_per_visit_with_the_right_identity(
     analyzer: DlibFaceAnalyzer, gallery: Gallery, tmp_path: Path
 ) -> None:

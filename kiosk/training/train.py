@@ -23,6 +23,8 @@ from kiosk.vision.preprocess import CLASSES  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
+DONE_MARKER = "DONE"  # written when fit() ends; a later run with the same work_dir only exports
+
 
 @dataclass
 class TrainConfig:
@@ -69,7 +71,8 @@ def train(data_dir: Path, work_dir: Path, config: TrainConfig | None = None,
           extra_callbacks: list | None = None) -> keras.Model:
     """Train on data_dir (Kaggle layout <class>/*.jpg); checkpoints in work_dir; returns the best model.
 
-    Re-running with the same work_dir resumes from the last finished epoch.
+    Re-running with the same work_dir resumes from the last finished epoch; once training has
+    finished (DONE marker), it returns the best checkpoint without training again.
     """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -80,6 +83,10 @@ def train(data_dir: Path, work_dir: Path, config: TrainConfig | None = None,
         config = TrainConfig(**saved)
         logger.info("resuming with saved config %s", config_path)
     config = config or TrainConfig()
+    best_path = work_dir / "best.keras"
+    if (work_dir / DONE_MARKER).exists() and best_path.exists():
+        logger.info("training in %s already finished; using %s", work_dir, best_path)
+        return keras.models.load_model(best_path)
     config_path.write_text(json.dumps(asdict(config), indent=2))
     keras.utils.set_random_seed(config.seed)
 
@@ -100,7 +107,6 @@ def train(data_dir: Path, work_dir: Path, config: TrainConfig | None = None,
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
-    best_path = work_dir / "best.keras"
     callbacks = [
         keras.callbacks.BackupAndRestore(str(work_dir / "backup")),
         keras.callbacks.ModelCheckpoint(str(best_path), monitor="val_accuracy", mode="max", save_best_only=True),
@@ -113,7 +119,9 @@ def train(data_dir: Path, work_dir: Path, config: TrainConfig | None = None,
         train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks,
         class_weight=_sample_weights(train_data.labels, config.class_weight_power), verbose=2, shuffle=False,
     )
-    (work_dir / "train_seconds.txt").open("a").write(f"{time.monotonic() - started:.0f}\n")
+    with (work_dir / "train_seconds.txt").open("a") as log:
+        log.write(f"{time.monotonic() - started:.0f}\n")
+    (work_dir / DONE_MARKER).write_text("training finished; delete this file to train again\n")
     return keras.models.load_model(best_path) if best_path.exists() else model
 
 

@@ -201,16 +201,19 @@ class DlibFaceAnalyzer:
         """
         return self._embed(_check_image(image), box)
 
-    def _embed(self, image: np.ndarray, box: Box, shape68: Any = None) -> np.ndarray:
+    def _embed(self, image: np.ndarray, box: Box, shape68: Any = None, mirror: bool | None = None) -> np.ndarray:
         s = self.settings
         embedding = self._embed_once(image, box, shape68 if s.landmark_model == "large" else None)
-        if s.mirror_tta:
-            width = image.shape[1]
-            top, right, bottom, left = box
-            mirrored_box = (top, width - 1 - left, bottom, width - 1 - right)
-            mirrored = self._embed_once(np.ascontiguousarray(image[:, ::-1]), mirrored_box)
-            embedding = (embedding + mirrored) / 2.0
+        if s.mirror_tta if mirror is None else mirror:
+            embedding = (embedding + self.mirror_embedding(image, box)) / 2.0
         return embedding.astype(np.float32)
+
+    def mirror_embedding(self, image: np.ndarray, box: Box) -> np.ndarray:
+        """128-d float32 embedding of the mirrored face: (plain + this) / 2 is the mirror_tta embedding."""
+        width = image.shape[1]
+        top, right, bottom, left = box
+        mirrored_box = (top, width - 1 - left, bottom, width - 1 - right)
+        return self._embed_once(np.ascontiguousarray(image[:, ::-1]), mirrored_box)
 
     def _embed_once(self, image: np.ndarray, box: Box, shape: Any = None) -> np.ndarray:
         s = self.settings
@@ -223,8 +226,12 @@ class DlibFaceAnalyzer:
         desc = self._api.face_encoder.compute_face_descriptor(image, shape, s.num_jitters)
         return np.asarray(desc, dtype=np.float32)
 
-    def describe(self, image: np.ndarray, box: Box, embed_rejected: bool = False) -> FaceObservation:
-        """Landmarks, quality and (unless rejected) the 128-d float32 embedding of the face in box."""
+    def describe(self, image: np.ndarray, box: Box, embed_rejected: bool = False,
+                 mirror: bool | None = None) -> FaceObservation:
+        """Landmarks, quality and (unless rejected) the 128-d float32 embedding of the face in box.
+
+        mirror overrides settings.mirror_tta for this call (False: one embedding pass only).
+        """
         image = _check_image(image)
         s = self.settings
         q = s.quality
@@ -248,7 +255,7 @@ class DlibFaceAnalyzer:
         )
         embedding = None
         if reason is None or embed_rejected:
-            embedding = self._embed(image, box, shape68)
+            embedding = self._embed(image, box, shape68, mirror)
         return FaceObservation(box=tuple(int(v) for v in box), landmarks=landmarks,  # type: ignore[arg-type]
                                embedding=embedding, quality=float(quality), sharpness=sharp,
                                yaw_ratio=yaw, rejected_reason=reason)
