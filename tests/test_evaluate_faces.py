@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -73,9 +72,8 @@ def test_half_split_is_deterministic(tmp_path: Path) -> None:
 def test_calibration_targets_on_held_out_half(tmp_path: Path) -> None:
     if not SHARED_FACES.is_dir():
         pytest.skip(f"needs the shared face data at {SHARED_FACES.resolve()}")
-    if not EMBEDDING_CACHE.is_file() and not os.environ.get("KIOSK_LIVE_CALIBRATION"):
-        pytest.skip(f"no embedding cache at {EMBEDDING_CACHE} (a live run takes ~9 min: "
-                    "set KIOSK_LIVE_CALIBRATION=1 to run it)")
+    # Without a cache (a fresh clone, CI) the embeddings are computed live: ~5 min on one core.
+    EMBEDDING_CACHE.parent.mkdir(parents=True, exist_ok=True)
     half_b = make_half_split(SHARED_FACES, tmp_path / "faces_B", half="B")
     result = evaluate_faces(half_b, enrol_photos=3, cache=EMBEDDING_CACHE)
     assert result["people"] > 100 and result["strangers"] > 100
