@@ -788,15 +788,21 @@ def get_user_by_id(db: Database, user_id: int) -> UserInfo | None:
         return None if user is None else _user_info(user)
 
 
+def _require_user(s: Session, username: str) -> User:
+    """The account row with this username; StoreError when there is none."""
+    user = s.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise StoreError(f"no user {username!r}")
+    return user
+
+
 def set_user_active(
     db: Database, username: str, active: bool, *, actor: str, now: datetime | None = None
 ) -> UserInfo:
     """Enable or disable a web account (a disabled account cannot log in; its sessions end)."""
     now = _now(now)
     with db.session() as s:
-        user = s.scalar(select(User).where(User.username == username))
-        if user is None:
-            raise StoreError(f"no user {username!r}")
+        user = _require_user(s, username)
         if user.active != active:
             user.active = active
             _audit(s, actor, "user.enable" if active else "user.disable", f"user:{username}",
@@ -810,9 +816,7 @@ def set_user_password(
     """Replace an account's password hash (hashed by the caller); its sessions end."""
     now = _now(now)
     with db.session() as s:
-        user = s.scalar(select(User).where(User.username == username))
-        if user is None:
-            raise StoreError(f"no user {username!r}")
+        user = _require_user(s, username)
         user.password_hash = password_hash
         _audit(s, actor, "user.password", f"user:{username}", None, now)
         return _user_info(user)
