@@ -15,13 +15,11 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 
-from kiosk.errors import KioskError, PersonNotFound, UploadError, WebError
+from kiosk.errors import KioskError, UploadError, WebError
 from kiosk.store import (
-    PersonInfo,
     audit,
     erase_person,
     export_person,
-    get_person,
     list_users,
     purge_expired,
     set_active,
@@ -32,7 +30,7 @@ from kiosk.web import auth
 from kiosk.web.context import WebContext, actor, admin_only, ctx, current_user
 from kiosk.web.status import disk_usage, read_status, status_path, versions
 from kiosk.web.uploads import Photo, UploadLimits, decode_photos
-from kiosk.web.views import csv_response, text_download
+from kiosk.web.views import csv_response, person_or_404, text_download
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +45,6 @@ def _admins_only() -> None:
         abort(401)
     if user.role != "admin":
         abort(403)
-
-
-def _person_or_404(person_id: int) -> PersonInfo:
-    try:
-        return get_person(ctx().db, person_id)
-    except PersonNotFound:
-        abort(404)
 
 
 def _limits() -> UploadLimits:
@@ -118,7 +109,7 @@ def enrol_page() -> Any:
 @admin_only
 def reenrol(person_id: int) -> Any:
     """Replace a person's templates with new photos."""
-    p = _person_or_404(person_id)
+    p = person_or_404(person_id)
     if p.erased_at is not None:
         raise WebError("this person was erased; enrol them again under a new employee id")
     form = {"name": p.name, "employee_id": p.employee_id,
@@ -139,7 +130,7 @@ def reenrol(person_id: int) -> Any:
 @admin_only
 def consent(person_id: int) -> Any:
     """Grant or withdraw expression-analysis consent (withdrawal strips past expression data)."""
-    p = _person_or_404(person_id)
+    p = person_or_404(person_id)
     granted = request.form.get("granted") == "1"
     set_consent(ctx().db, p.id, granted, actor=actor())
     flash(f"Consent {'recorded' if granted else 'withdrawn'} for {p.name}.")
@@ -150,7 +141,7 @@ def consent(person_id: int) -> Any:
 @admin_only
 def activate(person_id: int) -> Any:
     """Deactivate (not recognised, not counted absent) or reactivate a person."""
-    p = _person_or_404(person_id)
+    p = person_or_404(person_id)
     active = request.form.get("active") == "1"
     set_active(ctx().db, p.id, active, actor=actor())
     flash(f"{p.name} is now {'active' if active else 'inactive'}.")
@@ -161,7 +152,7 @@ def activate(person_id: int) -> Any:
 @admin_only
 def delete(person_id: int) -> Any:
     """Erase a person's biometric data (templates, photos, consent, expressions)."""
-    p = _person_or_404(person_id)
+    p = person_or_404(person_id)
     if request.method == "POST":
         if request.form.get("confirm", "").strip() != p.employee_id:
             flash("Type the employee id exactly to confirm.", "error")
@@ -180,7 +171,7 @@ def delete(person_id: int) -> Any:
 @admin_only
 def export(person_id: int) -> Response:
     """Everything held about a person, as a JSON download (subject access request)."""
-    p = _person_or_404(person_id)
+    p = person_or_404(person_id)
     data = export_person(ctx().db, p.id)
     audit(ctx().db, actor(), "person.export", f"person:{p.id}", None)
     return text_download(f"person-{p.employee_id}.json",

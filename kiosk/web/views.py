@@ -24,7 +24,7 @@ from kiosk.reports import (
     render_daily,
     render_range,
 )
-from kiosk.store import events_between, get_person, list_people, local_day_bounds
+from kiosk.store import PersonInfo, events_between, get_person, list_people, local_day_bounds
 from kiosk.store.repo import search_people
 from kiosk.web.charts import bar_chart, colour_of, hbar_chart, stacked_shares
 from kiosk.web.context import ctx
@@ -299,6 +299,21 @@ def _history(person_id: int, start: date, end: date) -> list[PersonDay]:
     return [r for r in report.rows if r.person_id == person_id]
 
 
+def person_or_404(person_id: int) -> PersonInfo:
+    """The person with this id (erased included); aborts with 404 when there is none."""
+    try:
+        return get_person(ctx().db, person_id)
+    except PersonNotFound:
+        abort(404)
+
+
+def _person_history(person_id: int) -> tuple[PersonInfo, date, date, list[PersonDay]]:
+    """The person (or 404), the requested range (default last 30 days) and their days in it."""
+    p = person_or_404(person_id)
+    start, end = range_args(default_days=30)
+    return p, start, end, _history(person_id, start, end)
+
+
 def _expression_counts(person_id: int, start: date, end: date) -> dict[str, int]:
     c = ctx()
     utc_from, _ = local_day_bounds(start, c.settings.tz)
@@ -311,12 +326,7 @@ def _expression_counts(person_id: int, start: date, end: date) -> dict[str, int]
 def person(person_id: int) -> str:
     """One person's history (and expressions, only with their consent)."""
     c = ctx()
-    try:
-        p = get_person(c.db, person_id)
-    except PersonNotFound:
-        abort(404)
-    start, end = range_args(default_days=30)
-    rows = _history(person_id, start, end)
+    p, start, end, rows = _person_history(person_id)
     show_expr = c.settings.expression.enabled and p.expression_consent
     expr_counts = _expression_counts(person_id, start, end) if show_expr else {}
     expr_chart = None
@@ -342,13 +352,7 @@ def person(person_id: int) -> str:
 @bp.route("/people/<int:person_id>/history.csv")
 def person_csv(person_id: int) -> Response:
     """One person's days as CSV (the payroll columns)."""
-    c = ctx()
-    try:
-        p = get_person(c.db, person_id)
-    except PersonNotFound:
-        abort(404)
-    start, end = range_args(default_days=30)
-    rows = _history(person_id, start, end)
+    p, start, end, rows = _person_history(person_id)
     return csv_response(
         f"history-{p.employee_id}-{start}-to-{end}.csv".replace('"', ""),
         ["date", "employee_id", "name", "first_in", "last_out", "hours", "late", "minutes_late",
