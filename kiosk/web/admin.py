@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 
 from kiosk.errors import KioskError, UploadError, WebError
 from kiosk.store import (
+    PersonInfo,
     audit,
     erase_person,
     export_person,
@@ -126,26 +128,32 @@ def reenrol(person_id: int) -> Any:
                            limits=_limits()), status
 
 
+def _set_flag(
+    person_id: int, field: str, setter: Callable[..., PersonInfo],
+    message: Callable[[PersonInfo, bool], str],
+) -> Any:
+    """Set a person's yes/no flag from form field (value "1" = yes), flash, back to their page."""
+    p = person_or_404(person_id)
+    on = request.form.get(field) == "1"
+    setter(ctx().db, p.id, on, actor=actor())
+    flash(message(p, on))
+    return redirect(url_for("reports.person", person_id=p.id))
+
+
 @bp.route("/people/<int:person_id>/consent", methods=["POST"])
 @admin_only
 def consent(person_id: int) -> Any:
     """Grant or withdraw expression-analysis consent (withdrawal strips past expression data)."""
-    p = person_or_404(person_id)
-    granted = request.form.get("granted") == "1"
-    set_consent(ctx().db, p.id, granted, actor=actor())
-    flash(f"Consent {'recorded' if granted else 'withdrawn'} for {p.name}.")
-    return redirect(url_for("reports.person", person_id=p.id))
+    return _set_flag(person_id, "granted", set_consent,
+                     lambda p, on: f"Consent {'recorded' if on else 'withdrawn'} for {p.name}.")
 
 
 @bp.route("/people/<int:person_id>/active", methods=["POST"])
 @admin_only
 def activate(person_id: int) -> Any:
     """Deactivate (not recognised, not counted absent) or reactivate a person."""
-    p = person_or_404(person_id)
-    active = request.form.get("active") == "1"
-    set_active(ctx().db, p.id, active, actor=actor())
-    flash(f"{p.name} is now {'active' if active else 'inactive'}.")
-    return redirect(url_for("reports.person", person_id=p.id))
+    return _set_flag(person_id, "active", set_active,
+                     lambda p, on: f"{p.name} is now {'active' if on else 'inactive'}.")
 
 
 @bp.route("/people/<int:person_id>/delete", methods=["GET", "POST"])
