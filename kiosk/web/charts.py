@@ -6,7 +6,7 @@ Content-Security-Policy can forbid inline styles.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from html import escape
 
 from markupsafe import Markup
@@ -37,6 +37,37 @@ def _nice_max(value: float) -> float:
     return float(value)
 
 
+def _svg_open(w: int, h: float, title: str) -> list[str]:
+    """The opening <svg> tag and its <title>, as the first parts of a chart."""
+    return [f'<svg class="chart" viewBox="0 0 {w} {h}" role="img" '
+            f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
+            f"<title>{escape(title)}</title>"]
+
+
+def _svg_close(parts: list[str]) -> Markup:
+    """Close the <svg> and join its parts."""
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def _grid(w: int, left: int, top: int, plot_h: int, tick: Callable[[float], str | None]) -> list[str]:
+    """Horizontal grid lines at 0, 1/2 and 1 of the plot height, labelled by tick(frac) if not None."""
+    parts = []
+    for frac in (0, 0.5, 1):
+        y = top + plot_h * (1 - frac)
+        parts.append(f'<line x1="{left}" x2="{w - 8}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
+        text = tick(frac)
+        if text is not None:
+            parts.append(_t(left - 4, y + 4, text, "axis", "end"))
+    return parts
+
+
+def _column(x: float, y: float, bw: float, height: float, attr: str, tip: str) -> str:
+    """One vertical bar of a column chart (1 px gap each side) with an escaped tooltip."""
+    return (f'<rect x="{x + 1:.1f}" y="{y:.1f}" width="{max(bw - 2, 1):.1f}" '
+            f'height="{height:.1f}" {attr}><title>{escape(tip)}</title></rect>')
+
+
 def bar_chart(labels: Sequence[str], values: Sequence[float], title: str, unit: str = "",
               every: int = 1) -> Markup:
     """Vertical bars, one per label (x-axis label shown for every `every`-th bar)."""
@@ -45,26 +76,21 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], title: str, unit: 
     vmax = _nice_max(max(values, default=0))
     plot_w, plot_h = w - left - 8, h - bottom - top
     bw = plot_w / n
-    parts = [f'<svg class="chart" viewBox="0 0 {w} {h}" role="img" '
-             f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
-             f"<title>{escape(title)}</title>"]
-    for frac in (0, 0.5, 1):
-        y = top + plot_h * (1 - frac)
-        parts.append(f'<line x1="{left}" x2="{w - 8}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
-        tick = vmax * frac
-        if tick == int(tick):
-            parts.append(_t(left - 4, y + 4, f"{tick:g}", "axis", "end"))
+
+    def tick(frac: float) -> str | None:
+        v = vmax * frac
+        return f"{v:g}" if v == int(v) else None
+
+    parts = _svg_open(w, h, title) + _grid(w, left, top, plot_h, tick)
     for i, (label, v) in enumerate(zip(labels, values, strict=True)):
         bh = plot_h * (v / vmax)
         x = left + i * bw
         if v > 0:
-            parts.append(f'<rect x="{x + 1:.1f}" y="{top + plot_h - bh:.1f}" '
-                         f'width="{max(bw - 2, 1):.1f}" height="{bh:.1f}" class="bar">'
-                         f"<title>{escape(label)}: {v:g}{escape(unit)}</title></rect>")
+            parts.append(_column(x, top + plot_h - bh, bw, bh, 'class="bar"',
+                                 f"{label}: {v:g}{unit}"))
         if i % every == 0:
             parts.append(_t(x + bw / 2, h - 10, label, "axis", "middle"))
-    parts.append("</svg>")
-    return Markup("".join(parts))
+    return _svg_close(parts)
 
 
 def hbar_chart(rows: Sequence[tuple[str, float]], title: str, unit: str = "") -> Markup:
@@ -74,9 +100,7 @@ def hbar_chart(rows: Sequence[tuple[str, float]], title: str, unit: str = "") ->
     h = top * 2 + row_h * max(len(rows), 1)
     vmax = _nice_max(max((v for _, v in rows), default=0))
     plot_w = w - left - right
-    parts = [f'<svg class="chart" viewBox="0 0 {w} {h}" role="img" '
-             f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
-             f"<title>{escape(title)}</title>"]
+    parts = _svg_open(w, h, title)
     for i, (label, v) in enumerate(rows):
         y = top + i * row_h
         bw = plot_w * (v / vmax)
@@ -88,8 +112,7 @@ def hbar_chart(rows: Sequence[tuple[str, float]], title: str, unit: str = "") ->
         parts.append(_t(left + bw + 4, y + row_h * 0.7, f"{v:g}{unit}", "axis"))
     if not rows:
         parts.append(_t(w / 2, top + row_h * 0.7, "no data", "axis", "middle"))
-    parts.append("</svg>")
-    return Markup("".join(parts))
+    return _svg_close(parts)
 
 
 def stacked_shares(columns: Sequence[tuple[str, dict[str, float] | None]], classes: Sequence[str],
@@ -100,13 +123,8 @@ def stacked_shares(columns: Sequence[tuple[str, dict[str, float] | None]], class
     plot_w, plot_h = w - left - 8, h - bottom - top
     bw = plot_w / n
     every = max(1, -(-n // 8))
-    parts = [f'<svg class="chart" viewBox="0 0 {w} {h}" role="img" '
-             f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
-             f"<title>{escape(title)}</title>"]
-    for frac in (0, 0.5, 1):
-        y = top + plot_h * (1 - frac)
-        parts.append(f'<line x1="{left}" x2="{w - 8}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
-        parts.append(_t(left - 4, y + 4, f"{int(frac * 100)}%", "axis", "end"))
+    parts = _svg_open(w, h, title) + _grid(w, left, top, plot_h,
+                                           lambda frac: f"{int(frac * 100)}%")
     for i, (label, shares) in enumerate(columns):
         x = left + i * bw
         if shares is None:
@@ -121,10 +139,8 @@ def stacked_shares(columns: Sequence[tuple[str, dict[str, float] | None]], class
                     continue
                 sh = plot_h * share
                 y -= sh
-                parts.append(f'<rect x="{x + 1:.1f}" y="{y:.1f}" width="{max(bw - 2, 1):.1f}" '
-                             f'height="{sh:.1f}" fill="{colour_of(cls, j)}">'
-                             f"<title>{escape(label)} {escape(cls)}: {share:.0%}</title></rect>")
+                parts.append(_column(x, y, bw, sh, f'fill="{colour_of(cls, j)}"',
+                                     f"{label} {cls}: {share:.0%}"))
         if i % every == 0:
             parts.append(_t(x + bw / 2, h - 10, label, "axis", "middle"))
-    parts.append("</svg>")
-    return Markup("".join(parts))
+    return _svg_close(parts)
