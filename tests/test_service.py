@@ -175,16 +175,23 @@ def test_replayed_morning_end_to_end(morning: DoorScene, analyzer: DlibFaceAnaly
     assert "offline" in watcher.kinds_seen or status["camera"]["reconnects"] == 1
 
 
-def test_sigkill_loses_no_committed_event(short_loop: DoorScene, analyzer: DlibFaceAnalyzer,
-                                          tmp_path: Path) -> None:
+def _start_looping(scene: DoorScene, analyzer: DlibFaceAnalyzer, tmp_path: Path, events: int,
+                   what: str) -> tuple[Path, Path, Path, subprocess.Popen[bytes]]:
+    """Enrol, start the service on the looping scene, wait for `events` events; (db, status, log, proc)."""
     db_path = tmp_path / "kiosk.db"
     enrol_people(db_path, analyzer)
-    settings = write_config(tmp_path / "kiosk.yaml", db_path, short_loop.frames, cooldown_s=5.0, loop=True)
+    settings = write_config(tmp_path / "kiosk.yaml", db_path, scene.frames, cooldown_s=5.0, loop=True)
     status_file = status_path(settings)
     log = tmp_path / "kiosk.log"
     proc = _start(tmp_path / "kiosk.yaml", log)
-    _wait_for(lambda: _status(status_file).get("counts", {}).get("events", 0) >= 6, proc, 240,
-              "6 events", log)
+    _wait_for(lambda: _status(status_file).get("counts", {}).get("events", 0) >= events, proc, 240,
+              what, log)
+    return db_path, status_file, log, proc
+
+
+def test_sigkill_loses_no_committed_event(short_loop: DoorScene, analyzer: DlibFaceAnalyzer,
+                                          tmp_path: Path) -> None:
+    db_path, status_file, log, proc = _start_looping(short_loop, analyzer, tmp_path, 6, "6 events")
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
@@ -198,13 +205,7 @@ def test_sigkill_loses_no_committed_event(short_loop: DoorScene, analyzer: DlibF
 
 def test_sigterm_finishes_and_exits_zero(short_loop: DoorScene, analyzer: DlibFaceAnalyzer,
                                          tmp_path: Path) -> None:
-    db_path = tmp_path / "kiosk.db"
-    enrol_people(db_path, analyzer)
-    settings = write_config(tmp_path / "kiosk.yaml", db_path, short_loop.frames, cooldown_s=5.0, loop=True)
-    status_file = status_path(settings)
-    log = tmp_path / "kiosk.log"
-    proc = _start(tmp_path / "kiosk.yaml", log)
-    _wait_for(lambda: _status(status_file).get("counts", {}).get("events", 0) >= 1, proc, 240, "an event", log)
+    db_path, status_file, log, proc = _start_looping(short_loop, analyzer, tmp_path, 1, "an event")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0, log.read_text()[-2000:]
     status = _status(status_file)
