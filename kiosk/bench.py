@@ -33,10 +33,10 @@ from kiosk.config import Settings
 from kiosk.errors import KioskError
 from kiosk.gallery import EMBEDDING_SIZE, Gallery
 from kiosk.pipeline import Pipeline
+from kiosk.vision.faces import IMAGE_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 SEARCH_SIZES = (100, 1000, 10_000)
 # Frames outside check-ins on which the (slow) baseline also runs, for its per-frame figures.
 BASELINE_EXTRA_FRAMES = 12

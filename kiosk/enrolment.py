@@ -18,11 +18,10 @@ from kiosk import store
 from kiosk.config import Settings
 from kiosk.errors import ImageError, KioskError, PersonNotFound
 from kiosk.gallery import Gallery
-from kiosk.vision.faces import FaceAnalyzer, load_image
+from kiosk.vision.faces import IMAGE_SUFFIXES, FaceAnalyzer, load_image
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 # Two photos of one person rarely lie further apart than this (face_recognition distance);
 # a larger gap means a photo of somebody else slipped in.
 SAME_PERSON_DISTANCE = 0.6

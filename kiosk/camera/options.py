@@ -54,7 +54,7 @@ class OpenCVOptions(_Options):
 class ReplayOptions(_Options):
     """Options for type: replay (a folder of images in name order, or a video file)."""
 
-    # Folder of .jpg/.jpeg/.png/.bmp images, or a video file OpenCV can read (mp4, avi, ...).
+    # Folder of .jpg/.jpeg/.png/.bmp/.webp images, or a video file OpenCV can read (mp4, avi, ...).
     path: Path
     # Frames per second to deliver; 0 delivers them as fast as they are asked for.
     fps: float = Field(0.0, ge=0.0, le=1000.0)

@@ -12,10 +12,9 @@ import numpy as np
 from kiosk.camera.base import CameraBase, Frame, MonotonicClock, Sleep, bgr_to_rgb
 from kiosk.camera.options import ReplayOptions
 from kiosk.errors import CameraError, CameraLostError, CameraUnavailableError
+from kiosk.vision.faces import IMAGE_SUFFIXES
 
 logger = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 class ReplayCamera(CameraBase):
@@ -54,7 +53,7 @@ class ReplayCamera(CameraBase):
             files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
                 raise CameraError(
-                    f"{self._source}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder"
+                    f"{self._source}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the folder"
                 )
             self._files = files
         elif path.is_file():

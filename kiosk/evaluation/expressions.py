@@ -12,12 +12,10 @@ import numpy as np
 from kiosk.errors import KioskError
 from kiosk.evaluation.metrics import confusion_matrix, summarise
 from kiosk.vision.expression import TFLiteExpressionClassifier
-from kiosk.vision.faces import FaceAnalyzer, load_image
+from kiosk.vision.faces import IMAGE_SUFFIXES, FaceAnalyzer, load_image
 from kiosk.vision.preprocess import CLASSES
 
 logger = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
 
 def labelled_images(data_dir: Path) -> list[tuple[Path, int]]:

@@ -24,11 +24,10 @@ import numpy as np
 from kiosk.config import RecognitionSettings
 from kiosk.errors import KioskError
 from kiosk.gallery import Gallery
-from kiosk.vision.faces import FaceAnalyzer, load_image
+from kiosk.vision.faces import IMAGE_SUFFIXES, FaceAnalyzer, load_image
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 Progress = Callable[[int, int], None]
 RESULT_KEYS = ("people", "templates", "probes", "strangers", "identified", "wrong_person",
                "missed", "stranger_accepted", "no_face")

@@ -25,6 +25,10 @@ logger = logging.getLogger(__name__)
 Box = tuple[int, int, int, int]
 Landmarks = dict[str, list[tuple[int, int]]]
 
+# Lower-case suffixes of the photo files the project reads from folders (enrolment, replay,
+# evaluations, bench); load_image (Pillow) and cv2.imread both decode all of them.
+IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+
 EMBEDDING_SIZE = 128
 # The grey face crop is resized to this square before measuring sharpness, so the
 # threshold does not depend on how many pixels the face covers.
