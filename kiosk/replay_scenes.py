@@ -154,7 +154,7 @@ def make_scene(
         first = writer.count
         # Walking up: the face grows and slides to the middle.
         approach = [0.45, 0.6, 0.75, 0.9]
-        for k, f in enumerate(approach):
+        for f in approach:
             c = (int(centre[0] + (1 - f) * width * 0.4), centre[1] + int((1 - f) * 30))
             writer.write(compose(bg, photo, int(side * f), c))
         steady_from = writer.count
