@@ -10,11 +10,10 @@ import cv2
 import numpy as np
 
 from kiosk.errors import KioskError
+from kiosk.vision.faces import IMAGE_SUFFIXES
 from kiosk.vision.preprocess import CLASSES, prepare_fer_crop
 
 logger = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
 
 @dataclass
