@@ -43,6 +43,8 @@ def test_prepare_fer_crop_resizes_any_size():
 
 def test_align_face_levels_the_eyes():
     image, face = _face_photo()
+    o_left, o_right = eye_centres(face.landmarks)
+    original = np.degrees(np.arctan2(o_right[1] - o_left[1], o_right[0] - o_left[0]))
     # Rotate the photo by 12 degrees; after alignment the eye line must be level again.
     h, w = image.shape[:2]
     rot = cv2.warpAffine(image, cv2.getRotationMatrix2D((w / 2, h / 2), 12, 1.0), (w, h),
@@ -52,7 +54,7 @@ def test_align_face_levels_the_eyes():
     rotated_face = make_analyzer().largest_face(rot)
     assert rotated_face is not None
     left, right = eye_centres(rotated_face.landmarks)
-    assert abs(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0]))) > 8
+    assert abs(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0])) - original) > 8
     crop = align_face(rot, rotated_face.landmarks)
     big = np.dstack([cv2.resize(crop, (192, 192), interpolation=cv2.INTER_CUBIC)] * 3)
     import face_recognition
