@@ -115,11 +115,18 @@ def wait_for(driver: object, css: str, timeout: float = 60) -> object:
         ec.presence_of_element_located((By.CSS_SELECTOR, css)))
 
 
+def submit(driver: object, element_id: str) -> None:
+    """Click a button that loads a new page, and wait until the old page is gone (no stale reads)."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(By.ID, element_id).click()
+    WebDriverWait(driver, 60).until(ec.staleness_of(old))
+
+
 def sign_in(driver: object, base: str, username: str, password: str) -> None:
     driver.get(base + "/login")
     driver.find_element(By.ID, "username").send_keys(username)
     driver.find_element(By.ID, "password").send_keys(password)
-    driver.find_element(By.ID, "login-button").click()
+    submit(driver, "login-button")
     wait_for(driver, "#count-in")
 
 
@@ -176,7 +183,7 @@ def test_browser_end_to_end(browser: object, tmp_path: Path) -> None:
         driver.find_element(By.ID, "employee_id").send_keys("E-100")
         photos = sorted((PEOPLE / "Hu_Jintao").glob("*.jpg"))
         driver.find_element(By.ID, "photos").send_keys("\n".join(str(p) for p in photos))
-        driver.find_element(By.ID, "enrol-submit").click()
+        submit(driver, "enrol-submit")
         table = wait_for(driver, "#table-verdicts")
         rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
         assert len(rows) == len(photos)
@@ -215,7 +222,7 @@ def test_browser_end_to_end(browser: object, tmp_path: Path) -> None:
         # --- consent: given, expression recorded and shown; withdrawn, gone -------------------
         driver.get(f"{base}/people/{person.id}")
         assert driver.find_elements(By.ID, "expr-none")  # no consent: nothing shown
-        driver.find_element(By.ID, "consent-give").click()
+        submit(driver, "consent-give")
         assert wait_for(driver, "#consent-state").text == "given"
         clock.set(at(12, 30))
         attendance.sighting(person.id, at(12, 30), expression_label="happy",
@@ -230,7 +237,7 @@ def test_browser_end_to_end(browser: object, tmp_path: Path) -> None:
         shot(driver, "05-mood")
 
         driver.get(f"{base}/people/{person.id}")
-        driver.find_element(By.ID, "consent-withdraw").click()
+        submit(driver, "consent-withdraw")
         assert wait_for(driver, "#consent-state").text == "not given"
         assert driver.find_elements(By.ID, "expr-none")
         assert not driver.find_elements(By.ID, "expr-summary")
@@ -260,7 +267,7 @@ def test_browser_end_to_end(browser: object, tmp_path: Path) -> None:
         driver.get(f"{base}/people/{person.id}")
         driver.find_element(By.ID, "delete").click()
         driver.find_element(By.ID, "confirm").send_keys("E-100")
-        driver.find_element(By.ID, "delete-submit").click()
+        submit(driver, "delete-submit")
         wait_for(driver, "#table-people")
         assert "Erased Hu Jintao" in driver.page_source
         assert "Hu Jintao" not in driver.find_element(By.ID, "table-people").text
@@ -301,7 +308,7 @@ def test_manager_in_browser_sees_no_admin_pages(browser: object, tmp_path: Path)
         driver.get(server.url + "/admin/enrol")
         assert "Admins only" in driver.page_source
         shot(driver, "12-manager-refused")
-        driver.find_element(By.ID, "logout").click()
+        submit(driver, "logout")
         wait_for(driver, "#login-button")
         driver.get(server.url + "/")
         assert "/login" in driver.current_url
