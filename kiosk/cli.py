@@ -382,7 +382,8 @@ def evaluate_expressions_cmd(ctx: Context, data_dir: Path, faces_cropped: bool, 
 
     s = ctx.settings.expression
     path = model or model_path(s)
-    classifier = TFLiteExpressionClassifier(path, check=s.verify_checksum and model is None)
+    classifier = TFLiteExpressionClassifier(path, check=s.verify_checksum and model is None,
+                                            mirror=s.mirror_tta)
     analyzer = None
     if not faces_cropped:
         from kiosk.vision.faces import make_analyzer
@@ -522,7 +523,8 @@ def bench_expressions(ctx: Context, data_dir: Path, model: Path | None, limit: i
     from kiosk.evaluation.peer import compare_with_peer
     from kiosk.vision.expression import model_path
 
-    result = compare_with_peer(data_dir, model or model_path(ctx.settings.expression), limit)
+    result = compare_with_peer(data_dir, model or model_path(ctx.settings.expression), limit,
+                               mirror=ctx.settings.expression.mirror_tta)
     click.echo(f"{'model':<10}{'accuracy':>10}{'macro-F1':>10}{'ms/face':>9}{'bytes':>10}   (n={result['n']})")
     for name in ("ours", "fer_peer"):
         r = result[name]

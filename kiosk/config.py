@@ -142,6 +142,9 @@ class ExpressionSettings(_Section):
     model: Path | None = None
     # Check its SHA-256 against the .sha256 file beside it before loading.
     verify_checksum: bool = True
+    # Also classify the mirrored face and average the two score vectors: a steadier label for
+    # a second model invoke (about 1 ms here). Chosen on the validation split; see models/README.md.
+    mirror_tta: bool = True
 
 
 class AttendanceSettings(_Section):

@@ -130,3 +130,11 @@ def test_photo_and_its_fer_crop_agree(shipped_model):
         agree += int(a.argmax() == b.argmax())
     assert total >= 5
     assert agree / total >= 0.75
+
+
+def test_mirror_averages_the_crop_and_its_mirror_image(shipped_model):
+    plain = TFLiteExpressionClassifier(shipped_model)
+    mirrored = TFLiteExpressionClassifier(shipped_model, mirror=True)
+    crop = np.tile(np.linspace(0, 255, 48, dtype=np.uint8), (48, 1))
+    expected = (plain.scores_for_crop(crop) + plain.scores_for_crop(crop[:, ::-1].copy())) / 2
+    assert np.allclose(mirrored.scores_for_crop(crop), expected, atol=1e-6)

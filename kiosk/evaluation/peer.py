@@ -65,8 +65,11 @@ def _run(predict: Callable[[np.ndarray], np.ndarray], images: list[np.ndarray], 
     return {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"], "ms_per_face": round(ms, 3)}
 
 
-def compare_with_peer(data_dir: Path, our_model: Path, limit: int | None = None) -> dict:
-    """{n, ours: {...}, fer_peer: {...}} on data_dir/<class>/*.jpg face crops (limit: first N per class)."""
+def compare_with_peer(data_dir: Path, our_model: Path, limit: int | None = None, mirror: bool = True) -> dict:
+    """{n, ours: {...}, fer_peer: {...}} on data_dir/<class>/*.jpg face crops (limit: first N per class).
+
+    mirror: ours averages the crop's and its mirror image's scores, as the kiosk does by default.
+    """
     items = labelled_images(data_dir)
     if limit:
         per_class: dict[int, int] = {}
@@ -80,10 +83,11 @@ def compare_with_peer(data_dir: Path, our_model: Path, limit: int | None = None)
     if any(img is None for img in images):
         raise KioskError(f"{data_dir}: some images could not be read")
     labels = np.array([label for _, label in items])
-    ours = TFLiteExpressionClassifier(our_model)
+    ours = TFLiteExpressionClassifier(our_model, mirror=mirror)
     peer = FerPeer()
     return {
         "n": len(items),
-        "ours": _run(ours.scores_for_fer_image, images, labels) | {"bytes": Path(our_model).stat().st_size},
+        "ours": _run(ours.scores_for_fer_image, images, labels) | {"bytes": Path(our_model).stat().st_size,
+                                                                   "mirror": mirror},
         "fer_peer": _run(peer.scores_for_fer_image, images, labels) | {"bytes": peer.bytes},
     }

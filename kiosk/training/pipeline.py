@@ -67,12 +67,17 @@ def evaluation_report(model, tflite_path: Path, data: ExpressionData, name: str,
     classifier = TFLiteExpressionClassifier(tflite_path)
     f_scores = float_scores(model, data)
     q_scores, ms = int8_scores(classifier, data)
+    m_scores, m_ms = int8_scores(TFLiteExpressionClassifier(tflite_path, mirror=True), data)
     f_fig, _ = _figures(f_scores, data.labels)
     q_fig, q_matrix = _figures(q_scores, data.labels)
+    m_fig, m_matrix = _figures(m_scores, data.labels)
+    draw_confusion(m_matrix, out_dir / f"confusion_{name}_mirror.png",
+                   f"int8 model + mirror on {name} (n={len(data)})")
     png = draw_confusion(q_matrix, out_dir / f"confusion_{name}.png", f"int8 model on {name} (n={len(data)})")
     return {
         "float": f_fig,
         "int8": q_fig,
+        "int8_mirror": m_fig | {"ms_per_face": round(m_ms, 3)},
         "agreement": round(float((f_scores.argmax(1) == q_scores.argmax(1)).mean()), 4),
         "int8_ms_per_face": round(ms, 3),
         "confusion_png": png.name,

@@ -47,8 +47,10 @@ class TFLiteExpressionClassifier:
 
     classes: tuple[str, ...] = CLASSES
 
-    def __init__(self, model_path: Path | str, *, check: bool = True, prefer_runtime: str | None = None) -> None:
+    def __init__(self, model_path: Path | str, *, check: bool = True, prefer_runtime: str | None = None,
+                 mirror: bool = False) -> None:
         self.path = Path(model_path)
+        self.mirror = mirror
         self.interpreter, self.runtime = load_interpreter(self.path, check=check, prefer=prefer_runtime)
         inp = self.interpreter.get_input_details()[0]
         out = self.interpreter.get_output_details()[0]
@@ -69,7 +71,16 @@ class TFLiteExpressionClassifier:
         return np.clip(q, info.min, info.max).astype(self._in_dtype)
 
     def scores_for_crop(self, crop: np.ndarray) -> np.ndarray:
-        """Model input grey uint8 48x48 (see preprocess) -> probabilities float32 (7,) in CLASSES order."""
+        """Model input grey uint8 48x48 (see preprocess) -> probabilities float32 (7,) in CLASSES order.
+
+        With mirror, the mean of the crop's and its mirror image's scores (2 invokes).
+        """
+        scores = self._invoke(crop)
+        if self.mirror:
+            scores = (scores + self._invoke(np.ascontiguousarray(crop[:, ::-1]))) / 2.0
+        return scores
+
+    def _invoke(self, crop: np.ndarray) -> np.ndarray:
         self.interpreter.set_tensor(self._in_index, self._quantise(crop))
         self.interpreter.invoke()
         raw = self.interpreter.get_tensor(self._out_index)[0]
@@ -99,7 +110,8 @@ def load_classifier(settings: ExpressionSettings) -> TFLiteExpressionClassifier 
     if not settings.enabled:
         logger.info("expression analysis disabled: model not loaded")
         return None
-    return TFLiteExpressionClassifier(model_path(settings), check=settings.verify_checksum)
+    return TFLiteExpressionClassifier(model_path(settings), check=settings.verify_checksum,
+                                      mirror=settings.mirror_tta)
 
 
 def fuse(scores: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> FusedExpression:
