@@ -171,7 +171,12 @@ class AttendanceSettings(_Section):
     # mean template, and passing the ratio test) decides at once: one embedding instead of two,
     # about half the check-in time. Lower sends more check-ins through the two-frame vote;
     # 0 disables the fast path. Well inside recognition.max_distance by design.
-    single_frame_distance: float = Field(0.36, ge=0.0, le=2.0)
+    single_frame_distance: float = Field(0.40, ge=0.0, le=2.0)
+    # A first frame at least this far from everyone (one embedding, before the mirror pass)
+    # decides "unknown" at once: strangers get their answer in one embedding. Lower answers
+    # more faces fast but may turn away an enrolled person seen badly in that one frame (their
+    # next visit to the camera is a fresh try); 2 or more disables it.
+    single_frame_reject_distance: float = Field(0.55, ge=0.0, le=2.0)
     # Analysed frames after which a burst with too few usable faces (blurred, turned) gives
     # up until the face leaves or recheck_s passes. More retries; fewer "please look" waits.
     max_burst_frames: int = Field(10, ge=1, le=300)

@@ -13,8 +13,10 @@ moves and settles again (the next person in a queue stepping into the same spot)
 Identity rule over a burst: the accepted frames vote; the decision is that person only when
 all frames that named someone named the same person and they are a majority. Disagreeing
 names restart the burst once, then give "unknown". A first frame within
-attendance.single_frame_distance of one person decides alone (one embedding). A re-check of a known face that comes
-back "unknown" is dropped (no stranger event for a colleague who turned their head).
+attendance.single_frame_distance of one person, or single_frame_reject_distance from everyone,
+decides alone (one embedding). A re-check of a known face that comes
+back "unknown" is dropped (no stranger event for a colleague who turned their head, nor a
+second one for a stranger who stays).
 """
 
 from __future__ import annotations
@@ -268,7 +270,7 @@ class Pipeline:
         start = time.perf_counter()
         match = self.gallery.identify(obs.embedding)
         timings["match"] = timings.get("match", 0.0) + (time.perf_counter() - start) * 1000.0
-        if split_tta and not self._close(match.person_id, match.distance):
+        if split_tta and not self._close(match.person_id, match.distance) and not self._far(match.distance):
             start = time.perf_counter()
             obs.embedding = (obs.embedding + self.analyzer.mirror_embedding(image, face_box)) / 2.0
             timings["embed"] += (time.perf_counter() - start) * 1000.0
@@ -291,9 +293,15 @@ class Pipeline:
     def _close(self, person_id: object, distance: float) -> bool:
         return person_id is not None and distance <= self.settings.attendance.single_frame_distance
 
+    def _far(self, distance: float) -> bool:
+        return distance >= self.settings.attendance.single_frame_reject_distance
+
     def _confident(self, results: list[_FrameResult]) -> bool:
-        """One named frame so close to its person that a second embedding would add nothing."""
-        return len(results) == 1 and self._close(results[0].person_id, results[0].distance)
+        """One frame so close to one person, or so far from everyone, that more frames would add nothing."""
+        if len(results) != 1:
+            return False
+        first = results[0]
+        return self._close(first.person_id, first.distance) or (first.person_id is None and self._far(first.distance))
 
     def _decide(self, track: _Track, t: float) -> CheckinDecision | None:
         a = self.settings.attendance
@@ -351,8 +359,8 @@ class Pipeline:
         track.decided_at = t
         prior_known = track.known_before
         track.person_id = person if person is not None else track.person_id
-        if person is None and prior_known:
-            logger.debug("re-check of a known face gave unknown; dropped")
+        if person is None and recheck:
+            logger.debug("re-check gave unknown (known before: %s); dropped", prior_known)
             return None
         return CheckinDecision(person, distance, score, expression, len(agreeing), track.analysed,
                                timings, t, recheck=recheck, box=track.box)

@@ -78,6 +78,17 @@ def test_single_frame_fast_path_only_for_close_matches(
     assert all(f[1].timings_ms["embed"] < v[1].timings_ms["embed"] for f, v in zip(fast, voted))
 
 
+def test_clear_stranger_is_decided_on_one_frame_only_when_far(
+    analyzer: DlibFaceAnalyzer, gallery: Gallery, tmp_path: Path
+) -> None:
+    make_scene([], FACES / "strangers" / STRANGER, tmp_path, fps=5.0, steady_s=2.0)
+    fast = _run(Pipeline(analyzer, gallery, None, _settings()), tmp_path, 5.0)
+    voted = _run(Pipeline(analyzer, gallery, None, _settings(single_frame_reject_distance=2.0)), tmp_path, 5.0)
+    assert [d.person_id for _, d in fast] == [d.person_id for _, d in voted] == [None]
+    assert fast[0][1].frames_analysed == 1  # this stranger is > 0.55 from every enrolled person
+    assert voted[0][1].frames_analysed >= 2
+
+
 def test_split_mirror_pass_gives_the_calibrated_embedding(
     analyzer: DlibFaceAnalyzer, gallery: Gallery, tmp_path: Path
 ) -> None:
@@ -101,8 +112,8 @@ def test_one_decision_per_visit_with_the_right_identity(
     for (frame, decision), visit in zip(decisions, visits, strict=True):
         assert visit.first_frame <= frame <= visit.last_frame
         assert not decision.recheck
-        # A close match decides on one frame (fast path); unknown faces always take the vote.
-        assert decision.frames_used >= (1 if decision.known else 2)
+        # A close match, or a face far from everyone, decides on one frame (fast paths).
+        assert decision.frames_used >= 1
         assert decision.frames_analysed >= decision.frames_used
         assert set(decision.timings_ms) == {"detect", "embed", "expression", "match", "total"}
         assert decision.expression is None
