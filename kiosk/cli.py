@@ -483,8 +483,11 @@ def users_list(ctx: Context) -> None:
 @friendly
 def run(ctx: Context, stop_after: int | None) -> None:
     """The door service: camera -> recognition -> attendance events -> door screen (systemd runs this)."""
+    from kiosk.camera.options import parse_options
     from kiosk.service import run_service
 
+    camera = ctx.settings.camera
+    parse_options(camera.type, camera.options)  # a camera mistake stops us before anything starts
     logging.getLogger("kiosk").setLevel(min(logging.getLogger().level, logging.INFO))
     sys.exit(run_service(ctx.settings, stop_after=stop_after))
 

@@ -146,3 +146,13 @@ def test_users_add_rejects_short_password(config):
     ok = kiosk("users", "add", "alice", "--role", "admin", "--password-stdin", config=config,
                stdin="correct horse battery\n")
     assert ok.returncode == 0 and "admin account created" in ok.stdout
+
+
+def test_run_without_a_camera_configured_stops_before_touching_anything(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK")}
+    proc = subprocess.run([sys.executable, "-m", "kiosk.cli", "run"], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path, env=env)
+    assert proc.returncode == 1
+    assert "camera.options: path: required for camera type replay" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []  # no database, no status file
