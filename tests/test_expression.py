@@ -138,3 +138,13 @@ def test_mirror_averages_the_crop_and_its_mirror_image(shipped_model):
     crop = np.tile(np.linspace(0, 255, 48, dtype=np.uint8), (48, 1))
     expected = (plain.scores_for_crop(crop) + plain.scores_for_crop(crop[:, ::-1].copy())) / 2
     assert np.allclose(mirrored.scores_for_crop(crop), expected, atol=1e-6)
+
+
+def test_model_is_found_in_a_checkout_or_an_installed_venv():
+    import sys
+    from pathlib import Path
+
+    from kiosk.vision import expression
+
+    assert expression.DEFAULT_MODEL.is_file()
+    assert expression.MODEL_LOCATIONS[1] == Path(sys.prefix) / "share" / "kiosk" / "models" / "expression_int8.tflite"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +18,14 @@ from kiosk.vision.runtime import load_interpreter
 
 logger = logging.getLogger(__name__)
 
-# The shipped model lives in the repository's top-level models/ folder (installed editable).
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "expression_int8.tflite"
+MODEL_NAME = "expression_int8.tflite"
+# The shipped model: the repository's models/ folder (source checkout, editable install), or
+# <venv>/share/kiosk/models/ where a regular install puts it (pyproject data-files).
+MODEL_LOCATIONS = (
+    Path(__file__).resolve().parents[2] / "models" / MODEL_NAME,
+    Path(sys.prefix) / "share" / "kiosk" / "models" / MODEL_NAME,
+)
+DEFAULT_MODEL = next((p for p in MODEL_LOCATIONS if p.is_file()), MODEL_LOCATIONS[0])
 
 Landmarks = Mapping[str, Sequence[Sequence[float]]]
 
