@@ -50,6 +50,25 @@ ISO 8601 with UTC offset; hours decimal (2 places); late yes/no; status present/
 MAX_RANGE_DAYS = 1000
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: Any) -> str:
+    """A CSV cell that spreadsheets will not run as a formula ('=cmd' -> "'=cmd")."""
+    text = "" if value is None else str(value)
+    if text.startswith(_FORMULA_START) and not _is_number(text):
+        return "'" + text
+    return text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class PersonDay:
     """One person's figures for one local day; times are aware, in the site zone."""
@@ -322,7 +341,7 @@ def _csv(rows: list[list[str]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    writer.writerows(rows)
+    writer.writerows([[safe_cell(c) for c in r] for r in rows])
     return buf.getvalue()
 
 

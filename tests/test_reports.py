@@ -200,3 +200,11 @@ def test_parse_day() -> None:
     assert parse_day("2026-01-02", s) == date(2026, 1, 2)
     with pytest.raises(ReportError):
         parse_day("15/06/2026", s)
+
+
+def test_csv_cells_cannot_become_spreadsheet_formulas():
+    from kiosk.reports import safe_cell
+
+    assert safe_cell("=HYPERLINK(\"x\")") == "'=HYPERLINK(\"x\")"
+    assert safe_cell("@SUM(A1)") == "'@SUM(A1)" and safe_cell("+1 555") == "'+1 555"
+    assert safe_cell("-3.5") == "-3.5" and safe_cell("Ada") == "Ada" and safe_cell(None) == ""

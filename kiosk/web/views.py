@@ -23,6 +23,7 @@ from kiosk.reports import (
     range_report,
     render_daily,
     render_range,
+    safe_cell,
 )
 from kiosk.store import PersonInfo, events_between, get_person, list_people, local_day_bounds
 from kiosk.store.repo import search_people
@@ -33,25 +34,6 @@ bp = Blueprint("reports", __name__)
 
 MAX_MOOD_DAYS = 92
 EXPRESSION_ORDER = ["happy", "neutral", "surprise", "sad", "angry", "fear", "disgust"]
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def safe_cell(value: Any) -> str:
-    """A CSV cell that spreadsheets will not run as a formula ('=cmd' -> "'=cmd")."""
-    text = "" if value is None else str(value)
-    if text.startswith(_FORMULA_START) and not _is_number(text):
-        return "'" + text
-    return text
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def csv_response(filename: str, header: list[str], rows: list[list[Any]]) -> Response:
     """A CSV download (UTF-8, header row, formula-safe cells)."""
     buf = io.StringIO()
