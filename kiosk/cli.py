@@ -357,13 +357,23 @@ def _progress(done: int, total: int) -> None:
               help="Photos per person enrolled (first in name order); the rest are probes.")
 @click.option("--cache", "cache", type=click.Path(path_type=Path), default=None,
               help="Embedding cache .npz: reused when made with the same settings, updated with new photos.")
+@click.option("--half", type=click.Choice(["A", "B"]), default=None,
+              help="Only one half of the people and strangers (split by CRC-32 of the name; the rule "
+                   "was tuned on A, B is held out).")
 @pass_ctx
 @friendly
-def evaluate_faces_cmd(ctx: Context, data_dir: Path, enrol_photos: int, cache: Path | None) -> None:
+def evaluate_faces_cmd(ctx: Context, data_dir: Path, enrol_photos: int, cache: Path | None,
+                       half: str | None) -> None:
     """Identification and stranger rejection rates; last line is JSON."""
-    from kiosk.evaluation.faces import evaluate_faces
+    import tempfile
 
-    result = evaluate_faces(data_dir, enrol_photos, ctx.settings.recognition, progress=_progress, cache=cache)
+    from kiosk.evaluation.faces import evaluate_faces, make_half_split
+
+    with tempfile.TemporaryDirectory(prefix="kiosk-half-") as scratch:
+        if half is not None:
+            data_dir = make_half_split(data_dir, Path(scratch) / f"faces_{half}", half=half)
+        result = evaluate_faces(data_dir, enrol_photos, ctx.settings.recognition, progress=_progress,
+                                cache=cache)
     click.echo(json.dumps(result))
 
 
