@@ -117,8 +117,19 @@ def wait_for(driver: object, css: str, timeout: float = 60) -> object:
 
 def submit(driver: object, element_id: str) -> None:
     """Click a button that loads a new page, and wait until the old page is gone (no stale reads)."""
-    old = driver.find_element(By.TAG_NAME, "html")
-    driver.find_element(By.ID, element_id).click()
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    for attempt in range(3):  # the previous navigation may still be settling (seen once in CI)
+        WebDriverWait(driver, 60).until(
+            lambda d: d.execute_script("return document.readyState") == "complete")
+        try:
+            old = driver.find_element(By.TAG_NAME, "html")
+            driver.find_element(By.ID, element_id).click()
+            break
+        except (StaleElementReferenceException, WebDriverException):
+            if attempt == 2:
+                raise
+            time.sleep(0.5)
     WebDriverWait(driver, 60).until(ec.staleness_of(old))
 
 
