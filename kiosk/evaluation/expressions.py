@@ -18,8 +18,8 @@ from kiosk.vision.preprocess import CLASSES
 logger = logging.getLogger(__name__)
 
 
-def labelled_images(data_dir: Path) -> list[tuple[Path, int]]:
-    """(path, class index) for every image under data_dir/<class>/, classes in CLASSES order."""
+def labelled_images(data_dir: Path, limit_per_class: int | None = None) -> list[tuple[Path, int]]:
+    """(path, class index) for every image (or the first limit_per_class) under data_dir/<class>/, classes in name order."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise KioskError(f"data folder not found: {data_dir}")
@@ -28,7 +28,8 @@ def labelled_images(data_dir: Path) -> list[tuple[Path, int]]:
         name = folder.name.lower()
         if name not in CLASSES:
             raise KioskError(f"{folder}: unknown class folder; expected some of {list(CLASSES)}")
-        items += [(p, CLASSES.index(name)) for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+        files = [p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+        items += [(p, CLASSES.index(name)) for p in files[:limit_per_class]]
     if not items:
         raise KioskError(f"{data_dir}: no images found in <class>/ folders")
     return items

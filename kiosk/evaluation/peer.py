@@ -70,15 +70,7 @@ def compare_with_peer(data_dir: Path, our_model: Path, limit: int | None = None,
 
     mirror: ours averages the crop's and its mirror image's scores, as the kiosk does by default.
     """
-    items = labelled_images(data_dir)
-    if limit:
-        per_class: dict[int, int] = {}
-        kept = []
-        for path, label in items:
-            per_class[label] = per_class.get(label, 0) + 1
-            if per_class[label] <= limit:
-                kept.append((path, label))
-        items = kept
+    items = labelled_images(data_dir, limit)
     images = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p, _ in items]
     if any(img is None for img in images):
         raise KioskError(f"{data_dir}: some images could not be read")

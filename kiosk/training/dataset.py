@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from kiosk.errors import KioskError
-from kiosk.vision.faces import IMAGE_SUFFIXES
+from kiosk.evaluation.expressions import labelled_images
 from kiosk.vision.preprocess import CLASSES, prepare_fer_crop
 
 logger = logging.getLogger(__name__)
@@ -32,37 +32,19 @@ class ExpressionData:
         return ExpressionData(self.images[index], self.labels[index], [self.paths[i] for i in index])
 
 
-def class_dirs(root: Path) -> dict[str, Path]:
-    """The class folders under root, checked against CLASSES; raises KioskError if none match."""
-    root = Path(root)
-    if not root.is_dir():
-        raise KioskError(f"data folder not found: {root}")
-    found = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
-    unknown = sorted(set(found) - set(CLASSES))
-    if unknown:
-        raise KioskError(f"{root}: unknown class folder(s) {unknown}; expected some of {list(CLASSES)}")
-    if not found:
-        raise KioskError(f"{root}: no class folders; expected <class>/*.jpg with classes {list(CLASSES)}")
-    return found
-
-
 def load_split(root: Path, limit_per_class: int | None = None) -> ExpressionData:
-    """Read every image under root/<class>/ as a 48x48 preprocessed grey crop."""
+    """Read every image under root/<class>/ (or the first limit_per_class) as a 48x48 preprocessed grey crop."""
     images: list[np.ndarray] = []
     labels: list[int] = []
     paths: list[str] = []
-    for name, folder in sorted(class_dirs(root).items()):
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if limit_per_class is not None:
-            files = files[:limit_per_class]
-        for path in files:
-            grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-            if grey is None:
-                logger.warning("skipping unreadable image %s", path)
-                continue
-            images.append(prepare_fer_crop(grey))
-            labels.append(CLASSES.index(name))
-            paths.append(f"{name}/{path.name}")
+    for path, label in labelled_images(Path(root), limit_per_class):
+        grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if grey is None:
+            logger.warning("skipping unreadable image %s", path)
+            continue
+        images.append(prepare_fer_crop(grey))
+        labels.append(label)
+        paths.append(f"{CLASSES[label]}/{path.name}")
     if not images:
         raise KioskError(f"{root}: no readable images")
     return ExpressionData(np.stack(images), np.asarray(labels, dtype=np.int64), paths)
