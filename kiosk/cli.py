@@ -421,16 +421,22 @@ def train() -> None:
 @click.option("--limit-per-class", type=click.IntRange(1), default=None, help="Use at most N images per class.")
 @click.option("--test-data", type=click.Path(path_type=Path), default=None,
               help="Also evaluate float and int8 models on this folder for the report.")
+@click.option("--init-from", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="Continue from the weights of an int8 .tflite of the same architecture (a later stage).")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Peak learning rate (default 2e-3; lower when continuing with --init-from).")
 @friendly
 def train_expressions(data_dir: Path, out_path: Path, work_dir: Path | None, epochs: int | None,
-                      limit_per_class: int | None, test_data: Path | None) -> None:
+                      limit_per_class: int | None, test_data: Path | None, init_from: Path | None,
+                      learning_rate: float | None) -> None:
     """Train the expression CNN, export it to int8 TFLite and write an evaluation report."""
     try:
         from kiosk.training.pipeline import train_and_export
     except ImportError as exc:
         raise KioskError(f"training needs the train extra: pip install -e '.[train]' ({exc})") from None
     report = train_and_export(data_dir, out_path, work_dir=work_dir, epochs=epochs,
-                              limit_per_class=limit_per_class, test_dir=test_data)
+                              limit_per_class=limit_per_class, test_dir=test_data, init_from=init_from,
+                              learning_rate=learning_rate)
     click.echo(json.dumps(report))
 
 

@@ -114,7 +114,7 @@ def _check_consistency(verdicts: list[PhotoVerdict]) -> None:
     matrix = np.stack([v.embedding for v in good])
     dist = np.linalg.norm(matrix[:, None, :] - matrix[None, :, :], axis=2)
     median = np.nanmedian(np.where(np.eye(len(good), dtype=bool), np.nan, dist), axis=1)
-    for verdict, spread in zip(good, median):
+    for verdict, spread in zip(good, median, strict=True):
         if spread > SAME_PERSON_DISTANCE:
             verdict.ok = False
             verdict.reason = (f"face differs from the other photos (distance {spread:.2f}); "

@@ -10,7 +10,14 @@ import cv2
 import numpy as np
 import pytest
 
-from kiosk.camera import Camera, Frame, RetryingCamera, create_camera, open_camera, open_retrying_camera
+from kiosk.camera import (
+    Camera,
+    Frame,
+    RetryingCamera,
+    create_camera,
+    open_camera,
+    open_retrying_camera,
+)
 from kiosk.camera.options import ReplayOptions
 from kiosk.camera.picam import NOT_INSTALLED
 from kiosk.camera.replay import ReplayCamera

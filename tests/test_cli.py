@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import TEST_DATA
 
 PEOPLE = TEST_DATA / "faces" / "people"

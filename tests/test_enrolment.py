@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import TEST_DATA
+
 from kiosk import store
 from kiosk.config import Settings
 from kiosk.enrolment import EnrolmentError, enrol, load_photos

@@ -8,8 +8,8 @@ import types
 
 import numpy as np
 import pytest
-
 from conftest import TEST_DATA
+
 from kiosk.config import ExpressionSettings
 from kiosk.errors import ModelError
 from kiosk.vision import runtime

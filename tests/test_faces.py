@@ -10,7 +10,13 @@ import pytest
 
 from kiosk.config import RecognitionSettings
 from kiosk.errors import ImageError, KioskError
-from kiosk.vision.faces import DlibFaceAnalyzer, FaceAnalyzer, load_image, make_analyzer, yaw_ratio_of
+from kiosk.vision.faces import (
+    DlibFaceAnalyzer,
+    FaceAnalyzer,
+    load_image,
+    make_analyzer,
+    yaw_ratio_of,
+)
 
 FACES = Path(__file__).parent / "data" / "faces"
 MISC = FACES / "misc"

@@ -75,7 +75,7 @@ def test_single_frame_fast_path_only_for_close_matches(
     assert [d.person_id for _, d in fast] == [d.person_id for _, d in voted] == [1, 2]
     assert all(d.frames_analysed == 1 for _, d in fast)  # enrolled photo: distance well under 0.36
     assert all(d.frames_used >= 2 for _, d in voted)
-    assert all(f[1].timings_ms["embed"] < v[1].timings_ms["embed"] for f, v in zip(fast, voted))
+    assert all(f[1].timings_ms["embed"] < v[1].timings_ms["embed"] for f, v in zip(fast, voted, strict=True))
 
 
 def test_clear_stranger_is_decided_on_one_frame_only_when_far(

@@ -5,10 +5,16 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-
 from conftest import TEST_DATA, need_shared
+
 from kiosk.vision import preprocess
-from kiosk.vision.preprocess import INPUT_SIZE, align_face, eye_centres, normalise_intensity, prepare_fer_crop
+from kiosk.vision.preprocess import (
+    INPUT_SIZE,
+    align_face,
+    eye_centres,
+    normalise_intensity,
+    prepare_fer_crop,
+)
 
 
 def _face_photo():

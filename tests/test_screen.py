@@ -15,7 +15,14 @@ import cv2
 import numpy as np
 import pytest
 
-from kiosk.screen import Message, ScreenServer, ScreenState, display_name, greeting_word, message_for
+from kiosk.screen import (
+    Message,
+    ScreenServer,
+    ScreenState,
+    display_name,
+    greeting_word,
+    message_for,
+)
 
 BERLIN = ZoneInfo("Europe/Berlin")
 SCREENSHOT_DIR = Path(__file__).resolve().parents[1] / "work-cache" / "screenshots"

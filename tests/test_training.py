@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import TEST_DATA
+
 from kiosk.training.dataset import class_weights  # no TensorFlow needed
 from kiosk.vision.preprocess import CLASSES
 
@@ -71,3 +71,45 @@ def test_training_resumes_after_a_stop(tmp_path):
     train(FER_SAMPLE / "train", work)  # same work dir: picks up the saved config and epoch
     epochs = [line.split(",")[0] for line in (work / "history.csv").read_text().strip().splitlines()[1:]]
     assert epochs == ["0", "1", "2"]
+
+
+@pytest.mark.train
+def test_warm_start_reproduces_the_shipped_model(shipped_model):
+    from kiosk.training.dataset import load_split
+    from kiosk.training.model import build_model
+    from kiosk.training.train import TrainConfig
+    from kiosk.training.warm_start import init_from_tflite
+    from kiosk.vision.expression import TFLiteExpressionClassifier
+
+    crops = load_split(FER_SAMPLE / "train").images
+    config = TrainConfig()
+    model = build_model(config.widths, config.convs_per_block)
+    init_from_tflite(model, shipped_model, crops)
+    float_scores = np.asarray(model.predict(crops[..., None].astype(np.float32), verbose=0))
+    int8 = TFLiteExpressionClassifier(shipped_model)
+    int8_scores = np.stack([int8.scores_for_crop(crop) for crop in crops])
+    assert (float_scores.argmax(1) == int8_scores.argmax(1)).mean() >= 0.9
+    assert np.abs(float_scores - int8_scores).mean() < 0.05
+
+
+@pytest.mark.train
+def test_warm_start_refuses_another_architecture(shipped_model):
+    from kiosk.errors import KioskError
+    from kiosk.training.model import build_model
+    from kiosk.training.warm_start import init_from_tflite
+
+    with pytest.raises(KioskError, match="do not fit"):
+        init_from_tflite(build_model((16, 32, 64, 96)), shipped_model, np.zeros((4, 48, 48), np.uint8))
+
+
+@pytest.mark.train
+def test_continued_run_records_where_it_started(tmp_path, shipped_model):
+    from kiosk.training.pipeline import train_and_export
+    from kiosk.vision.runtime import sha256_of
+
+    out = tmp_path / "continued.tflite"
+    train_and_export(FER_SAMPLE / "train", out, work_dir=tmp_path / "work", epochs=1, init_from=shipped_model,
+                     learning_rate=1e-4)
+    saved = json.loads((tmp_path / "continued.report.json").read_text())["train_config"]
+    assert saved["init_sha256"] == sha256_of(shipped_model) and saved["learning_rate"] == 1e-4
+    assert saved["init_from"] == str(shipped_model)

@@ -30,5 +30,5 @@ def summarise(matrix: np.ndarray, classes: Sequence[str]) -> dict:
         "n": int(n),
         "accuracy": round(float(diag.sum() / n), 4) if n else 0.0,
         "macro_f1": round(float(f1[present].mean()), 4) if present.any() else 0.0,
-        "recall": {c: round(float(r), 4) for c, r, p in zip(classes, recall, present) if p},
+        "recall": {c: round(float(r), 4) for c, r, p in zip(classes, recall, present, strict=True) if p},
     }

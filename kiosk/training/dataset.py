@@ -27,7 +27,7 @@ class ExpressionData:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, index: np.ndarray) -> "ExpressionData":
+    def subset(self, index: np.ndarray) -> ExpressionData:
         """The rows at index (int array)."""
         return ExpressionData(self.images[index], self.labels[index], [self.paths[i] for i in index])
 

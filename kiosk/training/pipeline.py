@@ -15,8 +15,10 @@ from kiosk.evaluation.metrics import confusion_matrix, summarise
 from kiosk.training.dataset import ExpressionData, load_split
 from kiosk.training.export import export_int8
 from kiosk.training.train import TrainConfig, train, validation_data
+from kiosk.training.warm_start import read_tflite_layers
 from kiosk.vision.expression import TFLiteExpressionClassifier
 from kiosk.vision.preprocess import CLASSES
+from kiosk.vision.runtime import sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +88,12 @@ def evaluation_report(model, tflite_path: Path, data: ExpressionData, name: str,
 
 
 def train_and_export(data_dir: Path, out_path: Path, *, work_dir: Path | None = None, epochs: int | None = None,
-                     limit_per_class: int | None = None, test_dir: Path | None = None) -> dict:
-    """Train (resumable in work_dir), export int8 to out_path, write out_path.stem + '.report.json'."""
+                     limit_per_class: int | None = None, test_dir: Path | None = None,
+                     init_from: Path | None = None, learning_rate: float | None = None) -> dict:
+    """Train (resumable in work_dir), export int8 to out_path, write out_path.stem + '.report.json'.
+
+    init_from: an int8 .tflite of the same architecture to continue from (its sha256 goes in the report).
+    """
     out_path = Path(out_path)
     work_dir = Path(work_dir) if work_dir else out_path.parent / "train-work"
     config = TrainConfig()
@@ -95,6 +101,11 @@ def train_and_export(data_dir: Path, out_path: Path, *, work_dir: Path | None = 
         config = replace(config, epochs=epochs)
     if limit_per_class is not None:
         config = replace(config, limit_per_class=limit_per_class)
+    if learning_rate is not None:
+        config = replace(config, learning_rate=learning_rate)
+    if init_from is not None:
+        read_tflite_layers(Path(init_from))  # a file that is no TFLite model fails here, before loading data
+        config = replace(config, init_from=str(init_from), init_sha256=sha256_of(Path(init_from)))
     model = train(Path(data_dir), work_dir, config)
     train_data, val_data = validation_data(Path(data_dir), work_dir)
     export_int8(model, train_data.images, out_path)

@@ -19,6 +19,7 @@ import tensorflow as tf  # noqa: E402
 from kiosk.training.augment import NOISE_STDDEV, augmenter  # noqa: E402
 from kiosk.training.dataset import ExpressionData, class_weights, load_split, split_validation  # noqa: E402
 from kiosk.training.model import build_model  # noqa: E402
+from kiosk.training.warm_start import init_from_tflite  # noqa: E402
 from kiosk.vision.preprocess import CLASSES  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ class TrainConfig:
     patience: int = 10
     seed: int = 13
     limit_per_class: int | None = None
+    init_from: str | None = None  # an int8 .tflite of the same widths to start from (see warm_start)
+    init_sha256: str | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -102,6 +105,9 @@ def train(data_dir: Path, work_dir: Path, config: TrainConfig | None = None,
         warmup_steps=max(1, steps // 20),
     )
     model = build_model(config.widths, config.convs_per_block)
+    if config.init_from:
+        sample = train_data.images[np.random.default_rng(config.seed).permutation(len(train_data))[:2048]]
+        init_from_tflite(model, Path(config.init_from), sample)
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
@@ -110,7 +116,8 @@ def train(data_dir: Path, work_dir: Path, config: TrainConfig | None = None,
     callbacks = [
         keras.callbacks.BackupAndRestore(str(work_dir / "backup")),
         keras.callbacks.ModelCheckpoint(str(best_path), monitor="val_accuracy", mode="max", save_best_only=True),
-        keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience),
+        keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience,
+                                      start_from_epoch=config.epochs // 2),
         keras.callbacks.CSVLogger(str(work_dir / "history.csv"), append=True),
         *(extra_callbacks or []),
     ]

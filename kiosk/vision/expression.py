@@ -133,4 +133,4 @@ def fuse(scores: Sequence[np.ndarray], weights: Sequence[float] | None = None) -
     fused /= max(fused.sum(), 1e-12)
     best = int(np.argmax(fused))
     return FusedExpression(CLASSES[best], float(fused[best]),
-                           {name: round(float(v), 4) for name, v in zip(CLASSES, fused)})
+                           {name: round(float(v), 4) for name, v in zip(CLASSES, fused, strict=True)})

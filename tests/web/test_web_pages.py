@@ -17,6 +17,7 @@ from flask.testing import FlaskClient
 from web_helpers import ADMIN, NOW, csrf_of, login, make_settings
 
 from kiosk.clock import ManualClock
+from kiosk.errors import PersonNotFound
 from kiosk.store import (
     Database,
     add_person,
@@ -72,7 +73,7 @@ def test_enrol_verdicts_duplicates_and_reenrol(
     html = r.get_data(as_text=True)
     assert r.status_code == 400
     assert "Venus Williams (V-1)" in html and 'id="enrol-error"' in html
-    with pytest.raises(Exception):
+    with pytest.raises(PersonNotFound):
         get_person_by_employee_id(db, "X-9")
 
     # a taken employee id is refused by the enrol page (re-enrol is its own page)

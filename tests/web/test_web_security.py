@@ -12,8 +12,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
-
 from web_helpers import ADMIN, MANAGER, NOW, csrf_of, login
+
 from kiosk.store import Database, add_person, add_templates, get_person, record_event
 from kiosk.web.context import required_role
 from kiosk.web.uploads import UploadLimits, decode_photo
@@ -182,6 +182,7 @@ def test_bad_uploads_are_refused_cleanly(admin_client: tuple[FlaskClient, str], 
 
 def test_huge_upload_is_refused(tmp_path, db: Database, clock) -> None:
     from web_helpers import make_settings
+
     from kiosk.web import create_app, create_user
 
     settings = make_settings(tmp_path, max_photo_mb=0.05, max_photos=2)
@@ -294,6 +295,7 @@ def test_session_cookie_flags_and_headers(app: Flask) -> None:
 
 def test_secure_cookie_setting(tmp_path, db: Database, clock) -> None:
     from web_helpers import make_settings
+
     from kiosk.web import create_app, create_user
 
     create_user(db, "sec", "secure-password-1", "admin")
