@@ -329,9 +329,8 @@ class KioskService:
     def reload_gallery(self, force: bool = True) -> bool:
         """Reload templates when people/templates/consent changed (or force); True when reloaded."""
         assert self.db is not None and self.pipeline is not None
-        people = store.list_people(self.db, include_inactive=True)
-        signature = tuple((p.id, p.active, p.template_count, p.expression_consent) for p in people)
-        self.people = {p.id: p for p in people}
+        self.people = {p.id: p for p in store.list_people(self.db, include_inactive=True)}
+        signature = store.gallery_signature(self.db)
         if not force and signature == self.gallery_signature:
             return False
         ids, matrix = store.all_templates(self.db)

@@ -264,6 +264,12 @@ def test_gallery_reload_consent_and_daily_purge(morning: DoorScene, analyzer: Dl
         mono.now += settings.service.gallery_check_s
         service.housekeeping()  # nothing changed: no reload
         assert service.counts["gallery_reloads"] == reloads
+        with store.open_database(db_path) as db:  # re-enrolment with as many photos as before
+            store.add_templates(db, first.id, [[0.03] * 128, [0.04] * 128], replace=True)
+        mono.now += settings.service.gallery_check_s
+        service.housekeeping()
+        assert service.counts["gallery_reloads"] == reloads + 1
+        assert service.pipeline.gallery.templates_of(first.id).min() > 0.025  # the old ones are gone
         clock.advance(timedelta(days=1).total_seconds())
         mono.now += settings.service.gallery_check_s
         service.housekeeping()

@@ -27,6 +27,7 @@ from kiosk.store.repo import (
     add_templates,
     add_user,
     all_templates,
+    gallery_signature,
     audit,
     deactivate,
     enrolment_images,
@@ -52,7 +53,7 @@ from kiosk.store.repo import (
 __all__ = [
     "AuditInfo", "Database", "EraseResult", "EventInfo", "PersonInfo", "PurgeResult",
     "TemplateInfo", "UpgradeResult", "UserInfo", "add_enrolment_image", "add_person",
-    "add_templates", "add_user", "all_templates", "audit", "backup_database", "current_revision",
+    "add_templates", "add_user", "all_templates", "audit", "backup_database", "current_revision", "gallery_signature",
     "deactivate", "enrolment_images", "erase_person", "events_between", "export_person",
     "get_person", "get_person_by_employee_id", "get_user", "head_revision", "last_event_for",
     "list_audit", "list_people", "list_templates", "list_users", "local_day_bounds",

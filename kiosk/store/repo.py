@@ -475,6 +475,27 @@ def all_templates(db: Database) -> tuple[np.ndarray, np.ndarray]:
     return ids, matrix
 
 
+def gallery_signature(db: Database) -> tuple[Any, ...]:
+    """A value that changes whenever the recognisable gallery or consent changes.
+
+    Per person: id, active, erased, consent, template count, newest template id and time, so a
+    re-enrolment with as many photos as before is noticed too (SQLite may reuse freed row ids).
+    """
+    with db.session() as s:
+        templates = {
+            row[0]: tuple(row[1:])
+            for row in s.execute(
+                select(FaceTemplate.person_id, func.count(), func.max(FaceTemplate.id),
+                       func.max(FaceTemplate.created_at))
+                .group_by(FaceTemplate.person_id)
+            )
+        }
+        people = s.execute(
+            select(Person.id, Person.active, Person.erased_at, Person.expression_consent).order_by(Person.id)
+        ).all()
+    return tuple((*person, templates.get(person[0])) for person in people)
+
+
 def add_enrolment_image(
     db: Database,
     person_id: int,
