@@ -57,17 +57,14 @@ def test_tiny_run_exports_valid_int8(tmp_path):
 
 @pytest.mark.train
 def test_training_resumes_after_a_stop(tmp_path):
-    import keras
-
     from kiosk.training.train import TrainConfig, train
 
-    class StopAfterFirstEpoch(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            raise KeyboardInterrupt  # the session ended mid-training
+    def stop_after_first_epoch(epoch, logs):
+        raise KeyboardInterrupt  # the session ended mid-training
 
     work = tmp_path / "work"
     with pytest.raises(KeyboardInterrupt):
-        train(FER_SAMPLE / "train", work, TrainConfig(epochs=3, patience=5), [StopAfterFirstEpoch()])
+        train(FER_SAMPLE / "train", work, TrainConfig(epochs=3, patience=5), [stop_after_first_epoch])
     train(FER_SAMPLE / "train", work)  # same work dir: picks up the saved config and epoch
     epochs = [line.split(",")[0] for line in (work / "history.csv").read_text().strip().splitlines()[1:]]
     assert epochs == ["0", "1", "2"]
@@ -76,16 +73,15 @@ def test_training_resumes_after_a_stop(tmp_path):
 @pytest.mark.train
 def test_warm_start_reproduces_the_shipped_model(shipped_model):
     from kiosk.training.dataset import load_split
-    from kiosk.training.model import build_model
-    from kiosk.training.train import TrainConfig
+    from kiosk.training.net import ExpressionNet
+    from kiosk.training.train import predict_probabilities
     from kiosk.training.warm_start import init_from_tflite
     from kiosk.vision.expression import TFLiteExpressionClassifier
 
     crops = load_split(FER_SAMPLE / "train").images
-    config = TrainConfig()
-    model = build_model(config.widths, config.convs_per_block)
-    init_from_tflite(model, shipped_model, crops)
-    float_scores = np.asarray(model.predict(crops[..., None].astype(np.float32), verbose=0))
+    net = ExpressionNet()
+    init_from_tflite(net, shipped_model, crops)
+    float_scores = predict_probabilities(net, crops)
     int8 = TFLiteExpressionClassifier(shipped_model)
     int8_scores = np.stack([int8.scores_for_crop(crop) for crop in crops])
     assert (float_scores.argmax(1) == int8_scores.argmax(1)).mean() >= 0.9
@@ -95,11 +91,55 @@ def test_warm_start_reproduces_the_shipped_model(shipped_model):
 @pytest.mark.train
 def test_warm_start_refuses_another_architecture(shipped_model):
     from kiosk.errors import KioskError
-    from kiosk.training.model import build_model
+    from kiosk.training.net import ExpressionNet
     from kiosk.training.warm_start import init_from_tflite
 
     with pytest.raises(KioskError, match="do not fit"):
-        init_from_tflite(build_model((16, 32, 64, 96)), shipped_model, np.zeros((4, 48, 48), np.uint8))
+        init_from_tflite(ExpressionNet((16, 32, 64, 96)), shipped_model, np.zeros((4, 48, 48), np.uint8))
+
+
+@pytest.mark.train
+def test_keras_twin_gives_the_nets_scores():
+    import torch
+
+    from kiosk.training.model import keras_twin
+    from kiosk.training.net import ExpressionNet
+    from kiosk.training.train import predict_probabilities
+
+    torch.manual_seed(0)
+    net = ExpressionNet()
+    with torch.no_grad():  # make the BatchNorm statistics matter
+        for _, norm in net.conv_norm_pairs():
+            norm.running_mean.uniform_(-0.5, 0.5)
+            norm.running_var.uniform_(0.5, 2.0)
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.2, 0.2)
+    crops = np.random.default_rng(1).integers(0, 256, (16, 48, 48), dtype=np.uint8)
+    theirs = np.asarray(keras_twin(net).predict(crops[..., None].astype(np.float32), verbose=0))
+    np.testing.assert_allclose(theirs, predict_probabilities(net, crops), atol=1e-5)
+
+
+def test_augmentation_keeps_shape_range_and_is_seeded():
+    torch = pytest.importorskip("torch")
+    from kiosk.training.augment import augment_batch
+
+    crops = load_split_sample()
+    pixels = torch.from_numpy(crops).float().unsqueeze(1)
+    a = augment_batch(pixels, torch.Generator().manual_seed(3))
+    b = augment_batch(pixels, torch.Generator().manual_seed(3))
+    c = augment_batch(pixels, torch.Generator().manual_seed(4))
+    assert a.shape == pixels.shape and float(a.min()) >= 0 and float(a.max()) <= 255
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    changed = (a - pixels).abs().mean(dim=(1, 2, 3))
+    assert float(changed.median()) > 5  # every copy differs from its original ...
+    brightness_shift = (a.mean(dim=(1, 2, 3)) - pixels.mean(dim=(1, 2, 3))).abs()
+    assert float(brightness_shift.mean()) < 8  # ... but keeps its overall brightness
+
+
+def load_split_sample() -> np.ndarray:
+    from kiosk.training.dataset import load_split
+
+    return load_split(FER_SAMPLE / "train").images
 
 
 @pytest.mark.train

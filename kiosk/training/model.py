@@ -1,34 +1,56 @@
-"""The expression CNN: a compact VGG-style net for 48x48 grey faces (Keras; training only)."""
+"""The Keras twin of net.ExpressionNet, used only for the int8 TFLite export (training runs in PyTorch)."""
 
 from __future__ import annotations
 
 import keras
 from keras import layers
 
+from kiosk.training.architecture import (
+    BN_EPSILON,
+    BN_MOMENTUM_KERAS,
+    CONVS_PER_BLOCK,
+    DEFAULT_WIDTHS,
+    HEAD_DROPOUT,
+    PIXEL_SCALE,
+    block_dropout,
+    convs_in_block,
+)
 from kiosk.vision.preprocess import CLASSES, INPUT_SIZE
 
 
 def _conv_block(x, filters: int, convs: int, dropout: float, name: str):
     for i in range(convs):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i + 1}")(x)
-        x = layers.BatchNormalization(name=f"{name}_bn{i + 1}")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM_KERAS, epsilon=BN_EPSILON, name=f"{name}_bn{i + 1}")(x)
         x = layers.ReLU(name=f"{name}_relu{i + 1}")(x)
     x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
     return layers.Dropout(dropout, name=f"{name}_drop")(x) if dropout else x
 
 
-def build_model(widths: tuple[int, ...] = (32, 64, 128, 256), convs_per_block: int = 2) -> keras.Model:
+def build_model(widths: tuple[int, ...] = DEFAULT_WIDTHS, convs_per_block: int = CONVS_PER_BLOCK) -> keras.Model:
     """Input float32 N x 48 x 48 x 1 with pixel values 0..255; output N x 7 softmax over CLASSES.
 
-    Scaling to 0..1 happens inside the model, so the int8 export takes raw pixels with
-    scale 1/255 and zero point -128 (int8 = pixel - 128).
+    Scaling to 0..1 happens inside the model; the int8 export folds it into the first conv, so the
+    exported model takes raw pixels (int8 = pixel - 128, scale 1).
     """
     inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="face")
-    x = layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
+    x = layers.Rescaling(PIXEL_SCALE, name="scale")(inputs)
     for i, width in enumerate(widths):
-        convs = 1 if i == 0 else convs_per_block
-        x = _conv_block(x, width, convs, dropout=0.1 + 0.05 * i, name=f"block{i + 1}")
+        x = _conv_block(x, width, convs_in_block(i, convs_per_block), block_dropout(i), name=f"block{i + 1}")
     x = layers.GlobalAveragePooling2D(name="gap")(x)
-    x = layers.Dropout(0.4, name="head_drop")(x)
+    x = layers.Dropout(HEAD_DROPOUT, name="head_drop")(x)
     outputs = layers.Dense(len(CLASSES), activation="softmax", name="scores")(x)
     return keras.Model(inputs, outputs, name="kiosk_expression")
+
+
+def keras_twin(net) -> keras.Model:
+    """The Keras model with net's weights (a net.ExpressionNet): same outputs, softmax included."""
+    model = build_model(net.widths, net.convs_per_block)
+    convs = [layer for layer in model.layers if isinstance(layer, layers.Conv2D)]
+    for keras_conv, (conv, norm) in zip(convs, net.conv_norm_pairs(), strict=True):
+        keras_conv.set_weights([conv.weight.detach().cpu().numpy().transpose(2, 3, 1, 0)])
+        model.get_layer(keras_conv.name.replace("_conv", "_bn")).set_weights(
+            [t.detach().cpu().numpy() for t in (norm.weight, norm.bias, norm.running_mean, norm.running_var)])
+    model.get_layer("scores").set_weights([net.classifier.weight.detach().cpu().numpy().T,
+                                           net.classifier.bias.detach().cpu().numpy()])
+    return model

@@ -14,6 +14,7 @@ import numpy as np
 from kiosk.evaluation.metrics import confusion_matrix, summarise
 from kiosk.training.dataset import ExpressionData, load_split
 from kiosk.training.export import export_int8
+from kiosk.training.model import keras_twin
 from kiosk.training.train import TrainConfig, train, validation_data
 from kiosk.training.warm_start import read_tflite_layers
 from kiosk.vision.expression import TFLiteExpressionClassifier
@@ -106,7 +107,7 @@ def train_and_export(data_dir: Path, out_path: Path, *, work_dir: Path | None = 
     if init_from is not None:
         read_tflite_layers(Path(init_from))  # a file that is no TFLite model fails here, before loading data
         config = replace(config, init_from=str(init_from), init_sha256=sha256_of(Path(init_from)))
-    model = train(Path(data_dir), work_dir, config)
+    model = keras_twin(train(Path(data_dir), work_dir, config))  # the Keras twin converts to TFLite
     train_data, val_data = validation_data(Path(data_dir), work_dir)
     export_int8(model, train_data.images, out_path)
     report: dict = {

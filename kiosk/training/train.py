@@ -1,30 +1,39 @@
-"""Train the expression CNN with early stopping and resumable checkpoints (needs the train extra)."""
+"""Train the expression CNN (PyTorch) with early stopping and resumable checkpoints (train extra).
+
+A run keeps everything in its work dir: train_config.json (the hyper-parameters; a resumed run
+uses the saved ones), last.pt (weights, optimiser, epoch, random state; written after every
+epoch), best.pt (best validation accuracy), history.csv, train_seconds.txt, and DONE at the end.
+Runs on CUDA when PyTorch sees a GPU, else on the CPU (channels-last, all cores).
+"""
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
+import math
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from kiosk.training.augment import NOISE_STDDEV, augmenter  # noqa: E402
-from kiosk.training.dataset import ExpressionData, class_weights, load_split, split_validation  # noqa: E402
-from kiosk.training.model import build_model  # noqa: E402
-from kiosk.training.warm_start import init_from_tflite  # noqa: E402
-from kiosk.vision.preprocess import CLASSES  # noqa: E402
+from kiosk.training.architecture import CONVS_PER_BLOCK, DEFAULT_WIDTHS
+from kiosk.training.augment import augment_batch
+from kiosk.training.dataset import ExpressionData, class_weights, load_split, split_validation
+from kiosk.training.net import ExpressionNet
+from kiosk.training.warm_start import init_from_tflite
+from kiosk.vision.preprocess import CLASSES
 
 logger = logging.getLogger(__name__)
 
-DONE_MARKER = "DONE"  # written when fit() ends; a later run with the same work_dir only exports
+DONE_MARKER = "DONE"  # written when training ends; a later run with the same work_dir only exports
+HISTORY_FIELDS = ("epoch", "accuracy", "loss", "val_accuracy", "val_loss", "learning_rate", "seconds")
+EpochCallback = Callable[[int, dict], None]  # called with (epoch, logs) after each saved epoch
 
 
 @dataclass
@@ -33,14 +42,14 @@ class TrainConfig:
 
     epochs: int = 30
     batch_size: int = 128
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
+    learning_rate: float = 2e-3  # peak, after a linear warm-up over the first 5 % of steps; cosine to 0
+    weight_decay: float = 1e-4  # AdamW, decoupled
     label_smoothing: float = 0.05
     class_weight_power: float = 0.5
-    widths: tuple[int, ...] = (32, 64, 128, 192)
-    convs_per_block: int = 2
+    widths: tuple[int, ...] = DEFAULT_WIDTHS
+    convs_per_block: int = CONVS_PER_BLOCK
     validation_fraction: float = 0.1
-    patience: int = 10
+    patience: int = 10  # epochs without a better validation accuracy, counted from half way
     seed: int = 13
     limit_per_class: int | None = None
     init_from: str | None = None  # an int8 .tflite of the same widths to start from (see warm_start)
@@ -48,88 +57,170 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
 
-def _dataset(data: ExpressionData, batch: int, shuffle: bool, seed: int, augment: bool) -> tf.data.Dataset:
-    x = data.images[..., None].astype(np.float32)
-    y = keras.utils.to_categorical(data.labels, len(CLASSES)).astype(np.float32)
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if shuffle:
-        ds = ds.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch)
-    if augment:
-        aug = augmenter(seed)
-
-        def _augment(a: tf.Tensor, b: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            a = aug(a, training=True) + tf.random.normal(tf.shape(a), stddev=NOISE_STDDEV)
-            return tf.clip_by_value(a, 0.0, 255.0), b
-
-        ds = ds.map(_augment, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+def learning_rate_at(step: int, total_steps: int, peak: float) -> float:
+    """Linear warm-up from 0 over 5 % of total_steps, then cosine decay to 0 at total_steps."""
+    warmup = max(1, total_steps // 20)
+    if step < warmup:
+        return peak * step / warmup
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def _sample_weights(labels: np.ndarray, power: float) -> dict[int, float]:
-    return class_weights(labels, power) if power > 0 else {i: 1.0 for i in range(len(CLASSES))}
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _as_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 N x 48 x 48 -> float32 N x 1 x 48 x 48 on device."""
+    return torch.from_numpy(images).to(device=device, dtype=torch.float32).unsqueeze(1)
+
+
+def _prepare(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return tensor.contiguous(memory_format=torch.channels_last) if device.type == "cpu" else tensor
+
+
+@torch.no_grad()
+def predict_probabilities(net: ExpressionNet, images: np.ndarray, batch: int = 512) -> np.ndarray:
+    """Softmax scores float32 N x 7 of net (eval mode) for uint8 N x 48 x 48 crops."""
+    net.eval()
+    device = next(net.parameters()).device
+    out = [F.softmax(net(_prepare(_as_tensor(images[i:i + batch], device), device)), dim=1).cpu()
+           for i in range(0, len(images), batch)]
+    return torch.cat(out).numpy() if out else np.zeros((0, len(CLASSES)), np.float32)
+
+
+def _validate(net: ExpressionNet, data: ExpressionData, smoothing: float) -> tuple[float, float]:
+    scores = torch.from_numpy(predict_probabilities(net, data.images))
+    labels = torch.from_numpy(data.labels)
+    loss = F.nll_loss(torch.log(scores.clamp_min(1e-7)), labels)
+    loss = (1 - smoothing) * loss - smoothing * torch.log(scores.clamp_min(1e-7)).mean()
+    return float((scores.argmax(1) == labels).float().mean()), float(loss)
+
+
+def _load_config(config_path: Path, config: TrainConfig | None) -> TrainConfig:
+    if config_path.exists():
+        saved = json.loads(config_path.read_text())
+        saved["widths"] = tuple(saved["widths"])
+        logger.info("resuming with saved config %s", config_path)
+        return TrainConfig(**saved)
+    config = config or TrainConfig()
+    config_path.write_text(json.dumps(asdict(config), indent=2))
+    return config
+
+
+def _save_atomically(state: dict, path: Path) -> None:
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
+def load_net(path: Path, config: TrainConfig) -> ExpressionNet:
+    """An ExpressionNet (CPU, eval mode) with the weights saved at path (best.pt or last.pt)."""
+    net = ExpressionNet(config.widths, config.convs_per_block)
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    net.load_state_dict(state["model"] if "model" in state else state)
+    return net.eval()
 
 
 def train(data_dir: Path, work_dir: Path, config: TrainConfig | None = None,
-          extra_callbacks: list | None = None) -> keras.Model:
-    """Train on data_dir (Kaggle layout <class>/*.jpg); checkpoints in work_dir; returns the best model.
+          extra_callbacks: Sequence[EpochCallback] | None = None) -> ExpressionNet:
+    """Train on data_dir (Kaggle layout <class>/*.jpg); checkpoints in work_dir; returns the best net (CPU).
 
-    Re-running with the same work_dir resumes from the last finished epoch; once training has
+    Re-running with the same work_dir resumes after the last finished epoch; once training has
     finished (DONE marker), it returns the best checkpoint without training again.
     """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    config_path = work_dir / "train_config.json"
-    if config_path.exists():
-        saved = json.loads(config_path.read_text())
-        saved["widths"] = tuple(saved["widths"])
-        config = TrainConfig(**saved)
-        logger.info("resuming with saved config %s", config_path)
-    config = config or TrainConfig()
-    best_path = work_dir / "best.keras"
+    config = _load_config(work_dir / "train_config.json", config)
+    best_path, last_path = work_dir / "best.pt", work_dir / "last.pt"
     if (work_dir / DONE_MARKER).exists() and best_path.exists():
         logger.info("training in %s already finished; using %s", work_dir, best_path)
-        return keras.models.load_model(best_path)
-    config_path.write_text(json.dumps(asdict(config), indent=2))
-    keras.utils.set_random_seed(config.seed)
+        return load_net(best_path, config)
 
+    torch.manual_seed(config.seed)
     data = load_split(Path(data_dir), config.limit_per_class)
     train_data, val_data = split_validation(data, config.validation_fraction, config.seed)
     logger.info("train %d images, validation %d", len(train_data), len(val_data))
-    train_ds = _dataset(train_data, config.batch_size, True, config.seed, augment=True)
-    val_ds = _dataset(val_data, 256, False, config.seed, augment=False)
-
-    steps = int(np.ceil(len(train_data) / config.batch_size)) * config.epochs
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=max(1, steps - steps // 20), warmup_target=config.learning_rate,
-        warmup_steps=max(1, steps // 20),
-    )
-    model = build_model(config.widths, config.convs_per_block)
-    if config.init_from:
+    device = _device()
+    net = ExpressionNet(config.widths, config.convs_per_block)
+    if config.init_from and not last_path.exists():
         sample = train_data.images[np.random.default_rng(config.seed).permutation(len(train_data))[:2048]]
-        init_from_tflite(model, Path(config.init_from), sample)
-    model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=["accuracy"],
-    )
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(work_dir / "backup")),
-        keras.callbacks.ModelCheckpoint(str(best_path), monitor="val_accuracy", mode="max", save_best_only=True),
-        keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience,
-                                      start_from_epoch=config.epochs // 2),
-        keras.callbacks.CSVLogger(str(work_dir / "history.csv"), append=True),
-        *(extra_callbacks or []),
-    ]
+        init_from_tflite(net, Path(config.init_from), sample)
+    net = net.to(device=device, memory_format=torch.channels_last if device.type == "cpu" else torch.preserve_format)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay,
+                                  eps=1e-7)
+    generator = torch.Generator().manual_seed(config.seed)
+    progress = {"epoch": 0, "step": 0, "best_val": -1.0, "best_epoch": -1}
+    if last_path.exists():
+        state = torch.load(last_path, map_location=device, weights_only=False)
+        net.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        generator.set_state(state["generator"])
+        progress = state["progress"]
+        logger.info("resuming after epoch %d of %d", progress["epoch"], config.epochs)
+
+    weights = class_weights(train_data.labels, config.class_weight_power) if config.class_weight_power > 0 else {}
+    loss_weight = torch.tensor([weights.get(i, 1.0) for i in range(len(CLASSES))], device=device)
+    images = _as_tensor(train_data.images, device)
+    labels = torch.from_numpy(train_data.labels).to(device)
+    steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    history = work_dir / "history.csv"
     started = time.monotonic()
-    model.fit(
-        train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks,
-        class_weight=_sample_weights(train_data.labels, config.class_weight_power), verbose=2, shuffle=False,
-    )
-    with (work_dir / "train_seconds.txt").open("a") as log:
-        log.write(f"{time.monotonic() - started:.0f}\n")
+    try:
+        while progress["epoch"] < config.epochs:
+            epoch, epoch_started = progress["epoch"], time.monotonic()
+            net.train()
+            order = torch.randperm(len(train_data), generator=generator).to(device)
+            seen, correct, loss_sum = 0, 0, 0.0
+            for start in range(0, len(order), config.batch_size):
+                rows = order[start:start + config.batch_size]
+                lr = learning_rate_at(progress["step"], total_steps, config.learning_rate)
+                for group in optimiser.param_groups:
+                    group["lr"] = lr
+                batch = _prepare(augment_batch(images[rows], generator), device)
+                logits = net(batch)
+                per_image = F.cross_entropy(logits, labels[rows], reduction="none",
+                                            label_smoothing=config.label_smoothing)
+                loss = (per_image * loss_weight[labels[rows]]).mean()
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                progress["step"] += 1
+                seen += len(rows)
+                correct += int((logits.argmax(1) == labels[rows]).sum())
+                loss_sum += float(loss.detach()) * len(rows)
+            val_accuracy, val_loss = _validate(net, val_data, config.label_smoothing)
+            logs = {"epoch": epoch, "accuracy": round(correct / seen, 4), "loss": round(loss_sum / seen, 4),
+                    "val_accuracy": round(val_accuracy, 4), "val_loss": round(val_loss, 4),
+                    "learning_rate": f"{lr:.3g}", "seconds": round(time.monotonic() - epoch_started)}
+            progress["epoch"] = epoch + 1
+            if val_accuracy > progress["best_val"]:
+                progress["best_val"], progress["best_epoch"] = val_accuracy, epoch
+                _save_atomically({"model": net.state_dict()}, best_path)
+            _save_atomically({"model": net.state_dict(), "optimiser": optimiser.state_dict(),
+                              "generator": generator.get_state(), "progress": progress}, last_path)
+            _append_history(history, logs)
+            logger.info("epoch %d/%d %s", epoch + 1, config.epochs, logs)
+            for callback in extra_callbacks or ():
+                callback(epoch, logs)
+            if epoch >= config.epochs // 2 and epoch - progress["best_epoch"] >= config.patience:
+                logger.info("early stop: no better validation accuracy for %d epochs", config.patience)
+                break
+    finally:
+        with (work_dir / "train_seconds.txt").open("a") as log:
+            log.write(f"{time.monotonic() - started:.0f}\n")
     (work_dir / DONE_MARKER).write_text("training finished; delete this file to train again\n")
-    return keras.models.load_model(best_path) if best_path.exists() else model
+    return load_net(best_path, config)
+
+
+def _append_history(path: Path, logs: dict) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow(logs)
 
 
 def validation_data(data_dir: Path, work_dir: Path) -> tuple[ExpressionData, ExpressionData]:

@@ -1,7 +1,8 @@
 """Start training from the weights of a shipped int8 .tflite model (dequantised; train extra only).
 
-The int8 export folds each BatchNormalization into its convolution (and the input Rescaling into
-the first one), so the Keras model gets the folded kernel (the first one divided by the Rescaling), and its BatchNormalization is set from data statistics so that the layer passes
+The int8 export folds each BatchNormalization into its convolution (and the pixel scaling into
+the first one), so the net gets the folded kernel (the first one divided by the scaling), and
+its BatchNormalization is set from data statistics so that the layer passes
 the convolution's output through unchanged (plus the folded bias) in training and in inference:
 moving mean/variance = the batch's mean/variance of the conv output, gamma = its std, beta = mean + bias.
 """
@@ -12,8 +13,11 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from kiosk.errors import KioskError
+from kiosk.training.architecture import PIXEL_SCALE
+from kiosk.training.net import ExpressionNet
 
 logger = logging.getLogger(__name__)
 
@@ -59,29 +63,53 @@ def read_tflite_layers(path: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
     return layers
 
 
-def init_from_tflite(model, path: Path, sample: np.ndarray) -> None:
-    """Load path's weights into model (built by build_model with the same widths).
+class _Captured(Exception):
+    """Carries a layer's output out of a forward pass that need not go further."""
+
+    def __init__(self, output: torch.Tensor) -> None:
+        super().__init__("captured")
+        self.output = output
+
+
+def _output_of(net: ExpressionNet, layer: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    def hook(_module, _inputs, output):
+        raise _Captured(output)
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        net(pixels)
+    except _Captured as captured:
+        return captured.output
+    finally:
+        handle.remove()
+    raise RuntimeError("layer was not reached")  # pragma: no cover - every conv is on the path
+
+
+@torch.no_grad()
+def init_from_tflite(net: ExpressionNet, path: Path, sample: np.ndarray) -> None:
+    """Load path's weights into net (an ExpressionNet of the same widths).
 
     sample: uint8 N x 48 x 48 training crops (a few thousand) for the BatchNormalization statistics.
     """
-    import keras
-    from keras import layers as kl
-
     found = read_tflite_layers(path)
-    convs = [layer for layer in model.layers if isinstance(layer, kl.Conv2D)]
-    denses = [layer for layer in model.layers if isinstance(layer, kl.Dense)]
-    wanted = [layer.kernel.shape for layer in convs + denses]
-    got = [kernel.shape for _, kernel, _ in found]
-    if [tuple(s) for s in wanted] != [tuple(s) for s in got]:
+    pairs = net.conv_norm_pairs()
+    wanted = [(3, 3, conv.in_channels, conv.out_channels) for conv, _ in pairs]
+    wanted.append((net.classifier.in_features, net.classifier.out_features))
+    got = [tuple(kernel.shape) for _, kernel, _ in found]
+    if wanted != got:
         raise KioskError(f"{path}: its layers {got} do not fit this model's {wanted}; use the same widths")
-    x = sample[..., None].astype(np.float32)
-    pixel_scale = float(model.get_layer("scale").scale)  # folded into the first conv by the converter
-    for i, (conv, (_, kernel, bias)) in enumerate(zip(convs, found[: len(convs)], strict=True)):
-        conv.kernel.assign(kernel / pixel_scale if i == 0 else kernel)
-        norm = model.get_layer(conv.name.replace("_conv", "_bn"))
-        outputs = np.asarray(keras.Model(model.input, conv.output)(x, training=False))
-        mean, var = outputs.mean(axis=(0, 1, 2)), outputs.var(axis=(0, 1, 2))
-        norm.set_weights([np.sqrt(var + norm.epsilon), mean + bias, mean, var])
-    dense, (_, kernel, bias) = denses[0], found[-1]
-    dense.set_weights([kernel, bias])
+    net.eval()
+    pixels = torch.from_numpy(sample).float().unsqueeze(1)
+    for i, ((conv, norm), (_, kernel, bias)) in enumerate(zip(pairs, found[: len(pairs)], strict=True)):
+        kernel = kernel / PIXEL_SCALE if i == 0 else kernel  # the converter folded the scaling into it
+        conv.weight.copy_(torch.from_numpy(kernel.transpose(3, 2, 0, 1)))
+        outputs = _output_of(net, conv, pixels)
+        mean, var = outputs.mean(dim=(0, 2, 3)), outputs.var(dim=(0, 2, 3), unbiased=False)
+        norm.running_mean.copy_(mean)
+        norm.running_var.copy_(var)
+        norm.weight.copy_(torch.sqrt(var + norm.eps))
+        norm.bias.copy_(mean + torch.from_numpy(bias))
+    _, kernel, bias = found[-1]
+    net.classifier.weight.copy_(torch.from_numpy(kernel.T))
+    net.classifier.bias.copy_(torch.from_numpy(bias))
     logger.info("started from %s (%d layers, BatchNorm statistics from %d crops)", path, len(found), len(sample))
