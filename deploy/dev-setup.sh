@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up a development/demo environment in .venv (idempotent).
 #   bash deploy/dev-setup.sh          runtime only (enough for `kiosk demo`)
-#   bash deploy/dev-setup.sh --test   also pytest, the train extra (TensorFlow) and, as root on
+#   bash deploy/dev-setup.sh --test   also pytest, the train extra (PyTorch, TensorFlow) and, as root on
 #                                     Debian, chromium + chromedriver + systemd + shellcheck for the
 #                                     browser, unit-file and script tests
 # face-recognition is installed with --no-deps: it names the source `dlib` package (15 minutes

@@ -434,6 +434,7 @@ def train_expressions(data_dir: Path, out_path: Path, work_dir: Path | None, epo
         from kiosk.training.pipeline import train_and_export
     except ImportError as exc:
         raise KioskError(f"training needs the train extra: pip install -e '.[train]' ({exc})") from None
+    logging.getLogger("kiosk.training").setLevel(min(logging.getLogger().level, logging.INFO))  # epoch lines
     report = train_and_export(data_dir, out_path, work_dir=work_dir, epochs=epochs,
                               limit_per_class=limit_per_class, test_dir=test_data, init_from=init_from,
                               learning_rate=learning_rate)

@@ -8,7 +8,7 @@ and, where the YAML file gave it, the line.
 from __future__ import annotations
 
 import os
-from datetime import datetime, time
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -36,6 +36,10 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # date.weekday() order
+
+
 class SiteSettings(_Section):
     name: str = "Office"
     # IANA time zone; the attendance day starts at local midnight in this zone.
@@ -46,6 +50,14 @@ class SiteSettings(_Section):
     late_grace_minutes: int = Field(5, ge=0, le=240)
     # Recorded on every event, to tell kiosks apart when several share one database.
     device_id: str = "kiosk-1"
+    # Days people are expected in; reports count a missed one as an absence (mon..sun).
+    work_days: list[Weekday] = Field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
+    # Dates nobody is expected in (public holidays, office closed), e.g. ["2026-12-25"].
+    holidays: list[date] = Field(default_factory=list)
+
+    def is_work_day(self, day: date) -> bool:
+        """True when people are expected in on this local date."""
+        return WEEKDAYS[day.weekday()] in self.work_days and day not in self.holidays
 
     @field_validator("timezone")
     @classmethod

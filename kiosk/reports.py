@@ -140,6 +140,9 @@ class PersonTotals:
     present_minutes: int
     times_late: int
     minutes_late: int
+    # Finished work days in the range (from the enrolment day on) with no event; None for
+    # people no longer active (the store does not know since when).
+    days_absent: int | None = None
 
     @property
     def hours(self) -> float:
@@ -280,8 +283,19 @@ def daily_report(db: Database, settings: Settings, day: date) -> DailyReport:
     )
 
 
-def range_report(db: Database, settings: Settings, start: date, end: date) -> RangeReport:
-    """Per person per day rows and totals for local days start..end inclusive (no expressions)."""
+def finished_work_days(settings: Settings, start: date, end: date, today: date) -> list[date]:
+    """Local dates start..end inclusive that are work days (site.work_days, not holidays) and before today."""
+    days = (start + timedelta(days=i) for i in range((end - start).days + 1))
+    return [d for d in days if d < today and settings.site.is_work_day(d)]
+
+
+def range_report(db: Database, settings: Settings, start: date, end: date,
+                 today: date | None = None) -> RangeReport:
+    """Per person per day rows and totals for local days start..end inclusive (no expressions).
+
+    Totals list every active person (absent all range too) and people with events; absences
+    count finished work days (before today, local) from the person's enrolment day on.
+    """
     if end < start:
         raise ReportError(f"report range ends ({end}) before it starts ({start})")
     if (end - start).days >= MAX_RANGE_DAYS:
@@ -303,10 +317,25 @@ def range_report(db: Database, settings: Settings, start: date, end: date) -> Ra
         a[1] += r.present_minutes
         a[2] += int(r.late)
         a[3] += r.minutes_late
+    today = today or datetime.now(tz).date()
+    work_days = finished_work_days(settings, start, end, today)
+    present_days: dict[int, set[date]] = defaultdict(set)
+    for pid, d in by_key:
+        present_days[pid].add(d)
+    enrolled_by_end = {p.id: p for p in list_people(db, include_inactive=False)
+                       if p.created_at.astimezone(tz).date() <= end}
+    everyone = enrolled_by_end | people
+
+    def absences(p: PersonInfo) -> int | None:
+        if not p.active or p.erased_at is not None:
+            return None
+        enrolled = p.created_at.astimezone(tz).date()
+        return sum(1 for d in work_days if d >= enrolled and d not in present_days[p.id])
+
     totals = sorted(
         (
-            PersonTotals(pid, people[pid].employee_id, people[pid].name, *a)
-            for pid, a in acc.items()
+            PersonTotals(p.id, p.employee_id, p.name, *acc.get(p.id, [0, 0, 0, 0]), absences(p))
+            for p in everyone.values()
         ),
         key=lambda t: (t.name.casefold(), t.employee_id),
     )
@@ -394,7 +423,8 @@ def range_as_dict(report: RangeReport) -> dict[str, Any]:
         "totals": [
             {"person_id": t.person_id, "employee_id": t.employee_id, "name": t.name,
              "days_present": t.days_present, "present_minutes": t.present_minutes,
-             "hours": t.hours, "times_late": t.times_late, "minutes_late": t.minutes_late}
+             "hours": t.hours, "times_late": t.times_late, "minutes_late": t.minutes_late,
+             "days_absent": t.days_absent}
             for t in report.totals
         ],
         "unknown_faces": report.unknown_faces,
@@ -402,6 +432,16 @@ def range_as_dict(report: RangeReport) -> dict[str, Any]:
 
 
 _DAY_HEADERS = ["Employee", "Name", "In", "Out", "Hours", "Late", "Status"]
+TOTALS_HEADERS = ["Employee", "Name", "Days", "Hours", "Times late", "Minutes late", "Days absent"]
+TOTALS_CSV_COLUMNS = ["employee_id", "name", "days_present", "hours", "times_late", "minutes_late",
+                      "days_absent"]
+
+
+def totals_cells(t: PersonTotals) -> list[str]:
+    """One totals row as text, in TOTALS_HEADERS / TOTALS_CSV_COLUMNS order ("" = not known)."""
+    absent = "" if t.days_absent is None else str(t.days_absent)
+    return [t.employee_id, t.name, str(t.days_present), f"{t.hours:.2f}", str(t.times_late),
+            str(t.minutes_late), absent]
 
 
 def _day_cells(r: PersonDay, with_date: bool = False) -> list[str]:
@@ -437,11 +477,7 @@ def _daily_table(report: DailyReport) -> str:
 
 def _range_table(report: RangeReport) -> str:
     days = _table(["Date", *_DAY_HEADERS], [_day_cells(r, True) for r in report.rows])
-    totals = _table(
-        ["Employee", "Name", "Days", "Hours", "Times late", "Minutes late"],
-        [[t.employee_id, t.name, str(t.days_present), f"{t.hours:.2f}", str(t.times_late),
-          str(t.minutes_late)] for t in report.totals],
-    )
+    totals = _table(TOTALS_HEADERS, [totals_cells(t) for t in report.totals])
     return (
         f"{report.site} - attendance {report.start.isoformat()} to {report.end.isoformat()} "
         f"({report.timezone}, {report.mode})\n\n{days}\n\nTotals\n{totals}\n"
@@ -492,11 +528,7 @@ def _range_html(report: RangeReport) -> str:
     return "".join([
         _HTML_HEAD.format(title=e(title)),
         f"<p>Times in {e(report.timezone)}; mode {e(report.mode)}.</p>\n<h2>Totals</h2>\n",
-        _html_table(
-            ["Employee", "Name", "Days", "Hours", "Times late", "Minutes late"],
-            [[t.employee_id, t.name, str(t.days_present), f"{t.hours:.2f}", str(t.times_late),
-              str(t.minutes_late)] for t in report.totals],
-        ),
+        _html_table(TOTALS_HEADERS, [totals_cells(t) for t in report.totals]),
         "<h2>Days</h2>\n",
         _html_table(["Date", *_DAY_HEADERS], [_day_cells(r, True) for r in report.rows]),
         f"<p>Unknown faces: {report.unknown_faces}</p>\n</body></html>\n",

@@ -152,6 +152,8 @@ def test_range_report_and_payroll_csv(day_db: Database) -> None:
     assert (totals["Ann"].days_present, totals["Ann"].present_minutes) == (2, 510)
     assert (totals["Bob"].days_present, totals["Bob"].hours) == (2, 7.92)
     assert (totals["Cat"].times_late, totals["Cat"].minutes_late) == (1, 47)
+    # work days Mon 15 and Tue 16 (Sun 14 is not one); Dan never came; Eve is inactive, no events
+    assert {n: t.days_absent for n, t in totals.items()} == {"Ann": 1, "Bob": 0, "Cat": 1, "Dan": 2}
     assert r.unknown_faces == 3
     rows = list(csv.reader(io.StringIO(render_range(r, "csv"))))
     assert rows[0] == CSV_COLUMNS == ["date", "employee_id", "name", "first_in", "last_out",
@@ -208,3 +210,40 @@ def test_csv_cells_cannot_become_spreadsheet_formulas():
     assert safe_cell("=HYPERLINK(\"x\")") == "'=HYPERLINK(\"x\")"
     assert safe_cell("@SUM(A1)") == "'@SUM(A1)" and safe_cell("+1 555") == "'+1 555"
     assert safe_cell("-3.5") == "-3.5" and safe_cell("Ada") == "Ada" and safe_cell(None) == ""
+
+
+def test_range_absences_follow_work_days_holidays_enrolment_and_today(tmp_path: Path) -> None:
+    db = open_database(tmp_path / "kiosk.db")
+    s = settings()
+    s.site.holidays = [date(2026, 6, 18)]  # Thursday
+    ann = add_person(db, "E1", "Ann", now=CREATED)
+    bob = add_person(db, "E2", "Bob", now=CREATED)
+    add_person(db, "E3", "Cat", now=datetime(2026, 6, 17, 6, 0, tzinfo=UTC))  # enrolled Wednesday
+    add_person(db, "E4", "Dan", now=datetime(2026, 6, 30, tzinfo=UTC))  # enrolled after the range
+    leaver = add_person(db, "E5", "Eve", now=CREATED)
+    for pid, day in [(ann.id, 15), (ann.id, 16), (bob.id, 15), (bob.id, 20), (leaver.id, 15)]:
+        record_event(db, pid, at(day, 9, 0), "in", "door-1")
+    deactivate(db, leaver.id, actor="admin")
+    week = (date(2026, 6, 15), date(2026, 6, 21))  # Monday..Sunday
+    # work days Mon 15, Tue 16, Wed 17, Fri 19 (Thu 18 holiday, weekend off); the week is over
+    totals = {t.name: t for t in range_report(db, s, *week, today=date(2026, 6, 22)).totals}
+    assert {n: t.days_absent for n, t in totals.items()} == {"Ann": 2, "Bob": 3, "Cat": 2, "Eve": None}
+    assert totals["Bob"].days_present == 2  # the Saturday counts as present, not as a work day
+    # mid-week: only finished days count (Mon, Tue before Wednesday)
+    totals = {t.name: t for t in range_report(db, s, *week, today=date(2026, 6, 17)).totals}
+    assert {n: t.days_absent for n, t in totals.items()} == {"Ann": 0, "Bob": 1, "Cat": 0, "Eve": None}
+    s.site.work_days = ["mon", "tue", "wed", "thu", "fri", "sat"]
+    totals = {t.name: t for t in range_report(db, s, *week, today=date(2026, 6, 22)).totals}
+    assert totals["Ann"].days_absent == 3 and totals["Bob"].days_absent == 3
+    text = render_range(range_report(db, s, *week, today=date(2026, 6, 22)), "table")
+    assert "Days absent" in text
+    db.close()
+
+
+def test_work_days_must_be_weekday_names() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="mon"):
+        Settings.model_validate({"site": {"work_days": ["monday"]}})
+    with pytest.raises(ValidationError):
+        Settings.model_validate({"site": {"holidays": ["Christmas"]}})

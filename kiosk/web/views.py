@@ -16,6 +16,7 @@ from flask import Blueprint, Response, abort, render_template, request
 
 from kiosk.errors import PersonNotFound, ReportError
 from kiosk.reports import (
+    TOTALS_CSV_COLUMNS,
     DailyReport,
     PersonDay,
     daily_report,
@@ -24,6 +25,7 @@ from kiosk.reports import (
     render_daily,
     render_range,
     safe_cell,
+    totals_cells,
 )
 from kiosk.store import PersonInfo, events_between, get_person, list_people, local_day_bounds
 from kiosk.store.repo import search_people
@@ -184,11 +186,8 @@ def range_totals_csv() -> Response:
     c = ctx()
     start, end = range_args()
     report = range_report(c.db, c.settings, start, end)
-    return csv_response(
-        f"totals-{start}-to-{end}.csv",
-        ["employee_id", "name", "days_present", "hours", "times_late", "minutes_late"],
-        [[t.employee_id, t.name, t.days_present, f"{t.hours:.2f}", t.times_late, t.minutes_late]
-         for t in report.totals])
+    return csv_response(f"totals-{start}-to-{end}.csv", TOTALS_CSV_COLUMNS,
+                        [totals_cells(t) for t in report.totals])
 
 
 def _mood_columns(start: date, end: date) -> list[dict[str, Any]]:
