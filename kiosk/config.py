@@ -120,7 +120,8 @@ class RecognitionSettings(_Section):
     # Costs a second landmark + embedding pass: describe() ~1.9x, a whole photo ~1.6x
     # (+80 ms per face on a busy x86 core; the detection is shared).
     # Templates enrolled without it still match (on half A plain templates with mirrored
-    # probes miss 8.5%, mirrored ones 7.3%); re-enrol for the full gain.
+    # probes miss 8.5%, mirrored ones 7.3%); re-enrol for the full gain. Each template records
+    # how it was made; the service log and the admin status page list whom to re-enrol.
     mirror_tta: bool = True
     # How a person's templates are compared with a face: "mean" (their average, one row per
     # person; on LFW 3-4 points fewer misses than "min" at the same stranger acceptance)
@@ -144,6 +145,11 @@ class RecognitionSettings(_Section):
     # Enrolment refuses a face within this distance of another person (unless --force).
     duplicate_distance: float = Field(0.45, ge=0.0, le=2.0)
     quality: FaceQualitySettings = FaceQualitySettings()
+
+    def embedder_id(self) -> str:
+        """How embeddings are made under these settings (stored with each template)."""
+        mirror = "on" if self.mirror_tta else "off"
+        return f"dlib-resnet-v1 landmarks={self.landmark_model} mirror={mirror} jitters={self.num_jitters}"
 
 
 class ExpressionSettings(_Section):

@@ -199,7 +199,8 @@ def enrol(
         person = existing
     try:
         store.add_templates(db, person.id, embeddings, sources=[v.source for v in good],
-                            qualities=[v.quality for v in good], replace=existing is not None, actor=actor)
+                            qualities=[v.quality for v in good], replace=existing is not None,
+                            embedder=settings.recognition.embedder_id(), actor=actor)
         if settings.retention.keep_enrolment_images:
             images = dict(photos)
             for v in good:

@@ -122,6 +122,7 @@ class KioskService:
         self.screen_server: ScreenServer | None = None
         self.people: dict[int, store.PersonInfo] = {}
         self.gallery_signature: tuple[Any, ...] = ()
+        self.stale_templates: dict[int, int] = {}  # person id -> templates made with other settings
         self.started_at = datetime.now(UTC)
         self.counts = {"frames": 0, "decisions": 0, "recognised": 0, "unknown": 0, "ignored": 0,
                        "events": 0, "errors": 0, "gallery_reloads": 0}
@@ -340,6 +341,11 @@ class KioskService:
         self._next_gallery_reload = self._monotonic() + self.settings.service.gallery_reload_s
         self.counts["gallery_reloads"] += 1
         logger.info("gallery loaded: %d templates of %d people", len(gallery), len(gallery.people))
+        self.stale_templates = store.templates_not_made_by(self.db, self.settings.recognition.embedder_id())
+        if self.stale_templates:
+            logger.warning("%d people have templates made with other recognition settings (or before the "
+                           "kiosk recorded them): re-enrol them for the calibrated accuracy (person ids %s)",
+                           len(self.stale_templates), sorted(self.stale_templates)[:20])
         return True
 
     def purge_if_due(self) -> None:
@@ -383,7 +389,8 @@ class KioskService:
             "pipeline": self.pipeline.state if self.pipeline else None,
             "counts": dict(self.counts),
             "gallery": {"templates": len(gallery) if gallery else 0,
-                        "people": len(gallery.people) if gallery else 0},
+                        "people": len(gallery.people) if gallery else 0,
+                        "people_to_re_enrol": sorted(self.stale_templates)},
             "model": {"detector": s.recognition.detector, "presence_width": s.attendance.presence_width,
                       "expression": bool(self._classifier),
                       "expression_model": str(getattr(self._classifier, "path", "")) or None},

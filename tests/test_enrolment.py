@@ -41,6 +41,7 @@ def test_good_photos_enrol(env, analyzer):
     assert matrix.shape == (4, 128) and matrix.dtype == np.float32 and set(ids) == {result.person_id}
     assert [t.source for t in store.list_templates(db, result.person_id)] == [p.name for p in
                                                                              sorted((PEOPLE / "Ray_Romano").glob("*.jpg"))]
+    assert {t.embedder for t in store.list_templates(db, result.person_id)} == {settings.recognition.embedder_id()}
 
 
 def test_bad_photos_get_one_verdict_each_and_store_nothing(env, analyzer):

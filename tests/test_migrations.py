@@ -22,8 +22,10 @@ from kiosk.store import (
     current_revision,
     head_revision,
     list_people,
+    list_templates,
     open_database,
     record_event,
+    templates_not_made_by,
     upgrade,
 )
 from kiosk.store.models import Base
@@ -31,12 +33,12 @@ from kiosk.store.models import Base
 T0 = datetime(2026, 6, 15, 7, 0, tzinfo=UTC)
 
 SECOND_REVISION = '''
-"""Test-only second revision: adds people.note (exercises SQLite batch mode)."""
+"""Test-only next revision: adds people.note (exercises SQLite batch mode)."""
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0099"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
@@ -65,7 +67,7 @@ def two_revisions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of the shipped migrations plus a second revision, used as the code's head."""
     mig = tmp_path / "migrations"
     shutil.copytree(store_db.MIGRATIONS_DIR, mig, ignore=shutil.ignore_patterns("__pycache__"))
-    (mig / "versions" / "0002_note.py").write_text(SECOND_REVISION)
+    (mig / "versions" / "0099_note.py").write_text(SECOND_REVISION)
     monkeypatch.setattr(store_db, "MIGRATIONS_DIR", mig)
     return mig
 
@@ -74,7 +76,7 @@ def test_empty_database_is_created_at_head(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "kiosk.db"
     result = upgrade(path)
     assert result.before is None and result.after == head_revision() and result.backup is None
-    assert current_revision(path) == head_revision() == "0001"
+    assert current_revision(path) == head_revision() == "0002"
     assert list(tmp_path.glob("sub/*.bak-*")) == []
 
 
@@ -105,7 +107,7 @@ def test_second_revision_on_filled_db_backs_up_and_keeps_data(
     tmp_path: Path, two_revisions: Path
 ) -> None:
     path = tmp_path / "kiosk.db"
-    upgrade(path, revision="0001")
+    upgrade(path, revision="0002")
     with pytest.raises(DatabaseOutdated, match="kiosk db upgrade"):
         open_database(path)
     # open_database refuses a DB that is behind, so fill it through the bare engine setup
@@ -117,9 +119,9 @@ def test_second_revision_on_filled_db_backs_up_and_keeps_data(
     db.close()
 
     results = [upgrade(path, backups_kept=2)]
-    assert results[0].before == "0001" and results[0].after == "0002"
+    assert results[0].before == "0002" and results[0].after == "0099"
     assert results[0].backup is not None and results[0].backup.exists()
-    assert current_revision(results[0].backup) == "0001"  # the backup is the old DB
+    assert current_revision(results[0].backup) == "0002"  # the backup is the old DB
     db = open_database(path)
     ids, matrix = all_templates(db)  # batch copy of `people` did not cascade to templates
     assert ids.tolist() == [p.id, p.id] and matrix.shape == (2, 128)
@@ -176,17 +178,40 @@ def test_failed_migration_changes_nothing(tmp_path: Path, two_revisions: Path) -
         '    op.execute("DELETE FROM face_templates")\n'
         '    op.execute("SELECT no_such_function()")',
     )
-    (two_revisions / "versions" / "0002_note.py").write_text(broken)
+    (two_revisions / "versions" / "0099_note.py").write_text(broken)
     path = tmp_path / "kiosk.db"
-    upgrade(path, revision="0001")
+    upgrade(path, revision="0002")
     db = store_db.Database(path, store_db._make_engine(path, 1000, foreign_keys=True))
     p = add_person(db, "E1", "Ann", now=T0)
     add_templates(db, p.id, np.ones((2, 128), np.float32), now=T0)
     db.close()
     with pytest.raises(StoreError, match="nothing changed.*no_such_function"):
         upgrade(path)
-    assert current_revision(path) == "0001"
+    assert current_revision(path) == "0002"
     con = sqlite3.connect(path)
     assert con.execute("SELECT count(*) FROM face_templates").fetchone() == (2,)
     assert "note" not in [r[1] for r in con.execute("PRAGMA table_info(people)")]
     con.close()
+
+
+def test_0002_records_template_embedder_and_keeps_old_templates(tmp_path: Path) -> None:
+    path = tmp_path / "kiosk.db"
+    upgrade(path, revision="0001")
+    con = sqlite3.connect(path)  # a database filled by the 0001 code: raw rows, no embedder column
+    con.execute("INSERT INTO people (id, employee_id, name, active, created_at, expression_consent) "
+                "VALUES (1, 'E1', 'Ann', 1, '2026-06-15 07:00:00', 0)")
+    con.execute("INSERT INTO face_templates (person_id, embedding, created_at) VALUES (1, ?, ?)",
+                (np.ones(128, "<f4").tobytes(), "2026-06-15 07:00:00"))
+    con.commit()
+    con.close()
+    result = upgrade(path, backups_kept=1)
+    assert (result.before, result.after) == ("0001", "0002") and result.backup is not None
+    db = open_database(path)
+    ids, matrix = all_templates(db)
+    assert ids.tolist() == [1] and np.allclose(matrix, 1.0)
+    assert list_templates(db, 1)[0].embedder is None
+    assert templates_not_made_by(db, "any") == {1: 1}  # unknown counts as made otherwise
+    add_templates(db, 1, np.zeros((1, 128), np.float32), embedder="today", replace=True)
+    assert list_templates(db, 1)[0].embedder == "today"
+    assert templates_not_made_by(db, "today") == {}
+    db.close()

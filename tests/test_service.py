@@ -245,6 +245,7 @@ def test_gallery_reload_consent_and_daily_purge(morning: DoorScene, analyzer: Dl
     try:
         assert service.pipeline is not None
         assert service.pipeline.gallery.people == [first.id]
+        assert service.stale_templates == {first.id: 2}  # stored without saying how they were made
         assert service.last_purge_day == clock.now().astimezone(BERLIN).date()
         with store.open_database(db_path) as db:  # another process (the web app) enrols someone
             second = store.add_person(db, "E2", "Second Person")
@@ -276,6 +277,7 @@ def test_gallery_reload_consent_and_daily_purge(morning: DoorScene, analyzer: Dl
         assert service.last_purge_day == clock.now().astimezone(BERLIN).date()
         status = json.loads(status_path(settings).read_text())
         assert status["state"] == "running" and status["gallery"]["people"] == 2
+        assert status["gallery"]["people_to_re_enrol"] == sorted([first.id, second.id])
     finally:
         service.close()
     assert json.loads(status_path(settings).read_text())["state"] == "stopped"

@@ -48,6 +48,7 @@ from kiosk.store.repo import (
     record_event,
     set_active,
     set_consent,
+    templates_not_made_by,
 )
 
 __all__ = [
@@ -59,5 +60,5 @@ __all__ = [
     "list_audit", "list_people", "list_templates", "list_users", "local_day_bounds",
     "open_database", "open_from_settings", "people_by_id", "purge_expired", "record_event",
     "set_active",
-    "set_consent", "upgrade", "upgrade_from_settings",
+    "set_consent", "templates_not_made_by", "upgrade", "upgrade_from_settings",
 ]

@@ -95,6 +95,8 @@ class FaceTemplate(Base):
     source: Mapped[str | None] = mapped_column(String(255), nullable=True)
     # Enrolment quality figure (e.g. sharpness); higher is better; None when unknown.
     quality: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # How the embedding was made (vision.faces.embedder_id); None: before schema 0002.
+    embedder: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
 class EnrolmentImage(Base):

@@ -98,6 +98,7 @@ class TemplateInfo:
     created_at: datetime
     source: str | None
     quality: float | None
+    embedder: str | None = None
 
 
 @dataclass(frozen=True)
@@ -396,13 +397,14 @@ def add_templates(
     sources: Sequence[str | None] | None = None,
     qualities: Sequence[float | None] | None = None,
     replace: bool = False,
+    embedder: str | None = None,
     actor: str = "system",
     now: datetime | None = None,
 ) -> list[int]:
     """Store face templates, embeddings (N,128) or (128,) float -> stored float32; returns ids.
 
     sources are photo file names (any directory part is dropped); replace=True first deletes
-    the person's existing templates (re-enrolment).
+    the person's existing templates (re-enrolment); embedder says how they were made.
     """
     emb = np.asarray(embeddings, dtype=np.float32)
     if emb.ndim == 1:
@@ -432,6 +434,7 @@ def add_templates(
                 created_at=now,
                 source=_basename(sources[i]),
                 quality=None if qualities[i] is None else float(qualities[i]),  # type: ignore[arg-type]
+                embedder=embedder,
             )
             for i in range(n)
         ]
@@ -456,7 +459,7 @@ def list_templates(db: Database, person_id: int) -> list[TemplateInfo]:
             .where(FaceTemplate.person_id == person_id)
             .order_by(FaceTemplate.id)
         ).all()
-        return [TemplateInfo(r.id, r.person_id, r.created_at, r.source, r.quality) for r in rows]
+        return [TemplateInfo(r.id, r.person_id, r.created_at, r.source, r.quality, r.embedder) for r in rows]
 
 
 def all_templates(db: Database) -> tuple[np.ndarray, np.ndarray]:
@@ -473,6 +476,19 @@ def all_templates(db: Database) -> tuple[np.ndarray, np.ndarray]:
     for i, (_, blob) in enumerate(rows):
         matrix[i] = np.frombuffer(blob, dtype="<f4")
     return ids, matrix
+
+
+def templates_not_made_by(db: Database, embedder: str) -> dict[int, int]:
+    """{person id: templates made otherwise (or unknown how)} for active, non-erased people."""
+    with db.session() as s:
+        rows = s.execute(
+            select(FaceTemplate.person_id, func.count())
+            .join(Person, Person.id == FaceTemplate.person_id)
+            .where(Person.active.is_(True), Person.erased_at.is_(None),
+                   (FaceTemplate.embedder != embedder) | FaceTemplate.embedder.is_(None))
+            .group_by(FaceTemplate.person_id)
+        ).all()
+    return {int(pid): int(n) for pid, n in rows}
 
 
 def gallery_signature(db: Database) -> tuple[Any, ...]:

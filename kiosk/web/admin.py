@@ -250,12 +250,16 @@ def status() -> str:
     counts = {"known": sum(1 for e in today_events if e.person_id is not None),
               "unknown": sum(1 for e in today_events if e.person_id is None)}
     names = people_by_id(c.db, {e.person_id for e in events if e.person_id is not None})
-    from kiosk.store import current_revision
+    from kiosk.store import current_revision, templates_not_made_by
+
+    stale = templates_not_made_by(c.db, c.settings.recognition.embedder_id())
+    to_re_enrol = sorted(people_by_id(c.db, stale).values(), key=lambda p: p.name.casefold())
 
     model = c.settings.expression.model
     return render_template(
         "status.html", st=st, status_file=status_path(c.settings), events=events, names=names,
-        counts=counts, disk=disk_usage(c.settings), versions=versions(),
+        counts=counts, disk=disk_usage(c.settings), versions=versions(), to_re_enrol=to_re_enrol,
+        embedder=c.settings.recognition.embedder_id(),
         schema=current_revision(c.settings.database.path) if c.settings.database.path.exists()
         else None, recognition=c.settings.recognition, expression=c.settings.expression,
         model=str(model) if model else "built-in model", tz=c.settings.tz,

@@ -11,6 +11,7 @@ import stat
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -21,6 +22,7 @@ from kiosk.errors import PersonNotFound
 from kiosk.store import (
     Database,
     add_person,
+    add_templates,
     get_person,
     get_person_by_employee_id,
     list_audit,
@@ -197,6 +199,21 @@ def test_status_page_states(admin_client: tuple[FlaskClient, str], settings, clo
     assert "Service stopped (SIGTERM)" in html and "kind: in" in html
     status.write_text("{not json")
     assert "unreadable" in client.get("/admin/status").get_data(as_text=True)
+
+
+def test_status_page_lists_people_to_re_enrol(admin_client: tuple[FlaskClient, str], db: Database,
+                                               settings) -> None:
+    client, _ = admin_client
+    current = add_person(db, "E-1", "Cora Current")
+    add_templates(db, current.id, np.zeros((1, 128), np.float32), embedder=settings.recognition.embedder_id())
+    old = add_person(db, "E-2", "Olaf Older")
+    add_templates(db, old.id, np.zeros((1, 128), np.float32), embedder="dlib-resnet-v1 mirror=off")
+    html = client.get("/admin/status").get_data(as_text=True)
+    listed = html.split('id="re-enrol"')[1].split("</ul>")[0]
+    assert "Olaf Older" in listed and "Cora Current" not in listed
+    add_templates(db, old.id, np.zeros((1, 128), np.float32), embedder=settings.recognition.embedder_id(),
+                  replace=True)
+    assert 'id="re-enrol"' not in client.get("/admin/status").get_data(as_text=True)
 
 
 def test_purge_button_applies_retention(admin_client: tuple[FlaskClient, str], db: Database,
