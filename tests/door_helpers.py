@@ -35,7 +35,7 @@ def enrol_people(db_path: Path, analyzer: DlibFaceAnalyzer, consent: tuple[str, 
             faces = [analyzer.largest_face(load_image(p)) for p in person_photos(name)[1:]]
             embeddings = np.stack([f.embedding for f in faces if f is not None and f.accepted])
             person = store.add_person(db, f"E{i + 1}", name.replace("_", " "), expression_consent=name in consent)
-            store.add_templates(db, person.id, embeddings)
+            store.add_templates(db, person.id, embeddings, embedder=analyzer.settings.embedder_id())
             ids[name] = person.id
     return ids
 

@@ -158,7 +158,7 @@ def test_replayed_morning_end_to_end(morning: DoorScene, analyzer: DlibFaceAnaly
     assert status["state"] == "stopped" and status["stop_reason"] == "end of replay"
     assert status["counts"]["events"] == 4 and status["counts"]["frames"] == len(list(morning.frames.iterdir()))
     assert status["camera"]["reconnects"] == 1
-    assert status["gallery"] == {"templates": 6, "people": 2}
+    assert status["gallery"] == {"templates": 6, "people": 2, "people_to_re_enrol": []}
     assert status["model"]["expression"] is expression
     assert "Debbie" not in json.dumps(status)  # no names in the status file
 

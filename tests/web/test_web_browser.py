@@ -257,6 +257,9 @@ def test_browser_end_to_end(browser: object, tmp_path: Path) -> None:
         assert not driver.find_elements(By.CSS_SELECTOR, "#team-mood svg")
 
         # --- other pages, for the reviewer ----------------------------------------------------
+        status_file.write_text(json.dumps({  # the service keeps writing it as the (test) clock moves on
+            "updated_at": clock.now().isoformat(), "camera": "ok", "last_frame_at": clock.now().isoformat(),
+            "counts": {"frames": 1234, "faces": 56, "recognised": 7, "unknown": 1}}))
         for path, name, marker in (("/range", "06-week", "#table-totals"),
                                    ("/people", "07-people", "#table-people"),
                                    ("/admin/status", "08-status", "#service-state"),
