@@ -154,16 +154,26 @@ def _print_verdicts(verdicts) -> None:
 @click.option("--force", is_flag=True, help="Enrol even if a face looks like another enrolled person.")
 @click.option("--replace", is_flag=True, help="Re-enrol an existing employee id with these photos only.")
 @click.option("--consent", is_flag=True, help="The person consents to expression analysis (recorded).")
-@click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--at-kiosk", is_flag=True,
+              help="No PHOTOS: the running door service photographs the person standing at the kiosk.")
+@click.argument("photos", nargs=-1, type=click.Path(path_type=Path))
 @pass_ctx
 @friendly
 def enroll(ctx: Context, name: str, employee_id: str, force: bool, replace: bool, consent: bool,
-           photos: tuple[Path, ...]) -> None:
-    """Enrol a person from PHOTOS (files or folders); each must show exactly one usable face."""
+           at_kiosk: bool, photos: tuple[Path, ...]) -> None:
+    """Enrol a person from PHOTOS (files or folders; each must show exactly one usable face),
+    or with --at-kiosk from photos the kiosk camera takes."""
     from kiosk.enrolment import EnrolmentError, enrol, load_photos
     from kiosk.vision.faces import make_analyzer
 
+    if at_kiosk and photos:
+        raise click.UsageError("give PHOTOS or --at-kiosk, not both")
+    if not at_kiosk and not photos:
+        raise click.UsageError("give PHOTOS (files or folders), or --at-kiosk to take them with the kiosk camera")
     settings = ctx.settings
+    if at_kiosk:
+        _enrol_at_kiosk(ctx, name, employee_id, force=force, replace=replace, consent=consent)
+        return
     images, unreadable = load_photos(photos)
     with ctx.open_db() as database:
         try:
@@ -178,6 +188,40 @@ def enroll(ctx: Context, name: str, employee_id: str, force: bool, replace: bool
     verb = "re-enrolled" if result.replaced else "enrolled"
     click.echo(f"{name} ({employee_id}): {verb} with {result.templates_added} photo(s)")
     _print_verdicts(result.verdicts)
+
+
+def _enrol_at_kiosk(ctx: Context, name: str, employee_id: str, *, force: bool, replace: bool,
+                    consent: bool) -> None:
+    """Queue a capture request, wait for the door service to take the photos, print the outcome."""
+    from datetime import UTC, datetime
+
+    from kiosk import store
+    from kiosk.capture import wait_for_capture
+    from kiosk.enrolment import check_employee_id
+    from kiosk.web.status import read_status
+
+    settings = ctx.settings
+    with ctx.open_db() as database:
+        check_employee_id(database, name, employee_id, replace=replace)
+        service = read_status(settings, datetime.now(UTC))
+        if not service.running:
+            raise KioskError(f"the kiosk service is not running ({service.message}); start it "
+                             "(systemctl start kiosk) or enrol from photo files")
+        request = store.request_capture(database, employee_id=employee_id, name=name, actor="cli",
+                                        timeout_s=settings.enrolment.capture_timeout_s,
+                                        expression_consent=consent, replace=replace, force=force)
+        click.echo(f"{name} ({employee_id}): stand at the door and look into the camera "
+                   f"(waiting up to {settings.enrolment.capture_timeout_s:.0f} s; Ctrl-C cancels)")
+        wanted = settings.enrolment.capture_photos
+
+        def show(current: store.CaptureInfo) -> None:
+            if current.active:
+                click.echo(f"  {current.status}: {current.photos_taken} of {wanted} photos")
+
+        final = wait_for_capture(database, request.id, show)
+    if final.status != "done":
+        raise KioskError(f"{name} ({employee_id}): not enrolled ({final.status}): {final.message or ''}".rstrip(": "))
+    click.echo(f"{name} ({employee_id}): {final.message}")
 
 
 @main.group()

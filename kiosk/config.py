@@ -249,6 +249,17 @@ class RetentionSettings(_Section):
     keep_enrolment_images: bool = False
 
 
+class EnrolmentSettings(_Section):
+    # Enrolment at the kiosk: an admin asks (web app or `kiosk enroll --at-kiosk`), the person
+    # stands at the door and the kiosk's own camera takes the photos.
+    # Photos taken. More cover more of the small pose changes at the door; fewer are quicker.
+    capture_photos: int = Field(5, ge=3, le=20)
+    # Least seconds between two photos taken, so they differ a little (pose, expression).
+    capture_interval_s: float = Field(0.5, ge=0.0, le=10.0)
+    # A request is dropped when the photos are not taken within this many seconds of asking.
+    capture_timeout_s: float = Field(120.0, ge=10.0, le=3600.0)
+
+
 class WebSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
@@ -326,6 +337,7 @@ class Settings(_Section):
     attendance: AttendanceSettings = AttendanceSettings()
     camera: CameraSettings = CameraSettings()
     retention: RetentionSettings = RetentionSettings()
+    enrolment: EnrolmentSettings = EnrolmentSettings()
     web: WebSettings = WebSettings()
     service: ServiceSettings = ServiceSettings()
     screen: ScreenSettings = ScreenSettings()

@@ -133,6 +133,24 @@ def _display(person: store.PersonInfo) -> str:
     return f"{person.name} ({person.employee_id})"
 
 
+def check_employee_id(db: store.Database, name: str, employee_id: str, *,
+                      replace: bool) -> store.PersonInfo | None:
+    """The person to re-enrol (replace) or None for a new one; EnrolmentError when the id cannot be used."""
+    if not name.strip() or not employee_id.strip():
+        raise EnrolmentError("a name and an employee id are required")
+    existing: store.PersonInfo | None
+    try:
+        existing = store.get_person_by_employee_id(db, employee_id.strip())
+    except PersonNotFound:
+        existing = None
+    if existing is not None and existing.erased_at is not None:
+        raise EnrolmentError(f"employee id {employee_id} belonged to an erased person; use a new id")
+    if existing is not None and not replace:
+        raise EnrolmentError(f"employee id {employee_id} is already enrolled as {existing.name}; "
+                             "use --replace to re-enrol them with new photos")
+    return existing
+
+
 def enrol(
     db: store.Database,
     settings: Settings,
@@ -153,18 +171,7 @@ def enrol(
     another enrolled person (unless force), or when the employee id exists (unless replace).
     """
     name, employee_id = name.strip(), employee_id.strip()
-    if not name or not employee_id:
-        raise EnrolmentError("a name and an employee id are required")
-    existing: store.PersonInfo | None
-    try:
-        existing = store.get_person_by_employee_id(db, employee_id)
-    except PersonNotFound:
-        existing = None
-    if existing is not None and existing.erased_at is None and not replace:
-        raise EnrolmentError(f"employee id {employee_id} is already enrolled as {existing.name}; "
-                             "use --replace to re-enrol them with new photos")
-    if existing is not None and existing.erased_at is not None:
-        raise EnrolmentError(f"employee id {employee_id} belonged to an erased person; use a new id")
+    existing = check_employee_id(db, name, employee_id, replace=replace)
 
     verdicts = list(unreadable) + [_judge(analyzer, source, image) for source, image in photos]
     _check_consistency(verdicts)

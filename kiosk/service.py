@@ -32,6 +32,7 @@ from typing import Any
 from kiosk import __version__, sdnotify, store
 from kiosk.attendance import Attendance, StoreEventLog
 from kiosk.camera import Frame, RetryingCamera, open_retrying_camera
+from kiosk.capture import DoorEnrolment
 from kiosk.clock import Clock, SystemClock
 from kiosk.config import ConfigError, Settings, load_settings
 from kiosk.errors import KioskError, StoreError
@@ -117,6 +118,7 @@ class KioskService:
         self.camera = camera
         self.db: store.Database | None = None
         self.pipeline: Pipeline | None = None
+        self.door_enrolment: DoorEnrolment | None = None
         self.attendance: Attendance | None = None
         self.screen = ScreenState(settings.screen.message_s)
         self.screen_server: ScreenServer | None = None
@@ -125,7 +127,8 @@ class KioskService:
         self.stale_templates: dict[int, int] = {}  # person id -> templates made with other settings
         self.started_at = datetime.now(UTC)
         self.counts = {"frames": 0, "decisions": 0, "recognised": 0, "unknown": 0, "ignored": 0,
-                       "events": 0, "errors": 0, "gallery_reloads": 0}
+                       "events": 0, "errors": 0, "gallery_reloads": 0,
+                       "enrolled_at_kiosk": 0}
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_DECISIONS)
         self.last_frame_at: datetime | None = None
         self.last_purge_day: date | None = None
@@ -159,6 +162,7 @@ class KioskService:
             self._classifier = load_classifier(s.expression)
         self.attendance = Attendance(StoreEventLog(self.db, s.site.device_id), s, self.clock)
         self.pipeline = Pipeline(self._analyzer, Gallery(s.recognition), self._classifier, s, self._consent)
+        self.door_enrolment = DoorEnrolment(self.db, s, self._analyzer, self.screen, self._monotonic)
         self.reload_gallery()
         self.purge_if_due()
         self._next_gallery_check = self._monotonic() + s.service.gallery_check_s
@@ -239,6 +243,9 @@ class KioskService:
             t = frame.timestamp
         self.counts["frames"] += 1
         self.last_frame_at = self.clock.now()
+        if self.door_enrolment is not None and self.door_enrolment.active:
+            self._enrolment_frame(frame, t)
+            return None
         decision = self.pipeline.process(frame.image, t)
         self.screen.set_hint(self.pipeline.hint if self.pipeline.state in ("approaching", "analysing") else None)
         if decision is not None:
@@ -248,6 +255,19 @@ class KioskService:
                 self.counts["errors"] += 1
                 logger.error("could not record a check-in: %s", exc)
         return decision
+
+    def _enrolment_frame(self, frame: Frame, t: float) -> None:
+        """A capture request is active: the frame is for its photos, not for check-ins."""
+        assert self.pipeline is not None and self.door_enrolment is not None
+        if self.pipeline.state != "idle":
+            self.pipeline.reset()
+        self.screen.set_hint(None)
+        if self.door_enrolment.handle(frame.image, t):
+            self.counts["enrolled_at_kiosk"] += 1
+            try:
+                self.reload_gallery(force=True)
+            except StoreError as exc:
+                logger.warning("gallery reload after enrolment failed (retried at the next check): %s", exc)
 
     def act(self, decision: CheckinDecision) -> None:
         """Hand a decision to the attendance rules, update the screen, the counts and the status."""
@@ -307,6 +327,8 @@ class KioskService:
             sdnotify.watchdog()
             self._next_watchdog = now + min(self._watchdog_s / 3.0, 10.0)
         svc = self.settings.service
+        if self.door_enrolment is not None:
+            self.door_enrolment.poll()
         if now >= self._next_gallery_check:
             self._next_gallery_check = now + svc.gallery_check_s
             force = now >= self._next_gallery_reload
@@ -387,6 +409,8 @@ class KioskService:
             "device_id": s.site.device_id,
             "camera": camera,
             "pipeline": self.pipeline.state if self.pipeline else None,
+            "capture_request": (self.door_enrolment.request.id
+                                if self.door_enrolment is not None and self.door_enrolment.request else None),
             "counts": dict(self.counts),
             "gallery": {"templates": len(gallery) if gallery else 0,
                         "people": len(gallery.people) if gallery else 0,

@@ -18,7 +18,7 @@ PAGE_HTML = """<!doctype html>
   footer { position: fixed; bottom: 2vh; width: 100%; text-align: center; font-size: 3vh; opacity: 0.6; }
   .idle { background: #1d2330; } .in { background: #1e7d46; } .out { background: #1f5f99; }
   .again { background: #3f5a6e; } .unknown { background: #a05a12; } .hint { background: #4a3f73; }
-  .offline { background: #7a1f1f; }
+  .offline { background: #7a1f1f; } .enrol { background: #6a4c93; }
 </style>
 </head>
 <body>
@@ -30,7 +30,7 @@ PAGE_HTML = """<!doctype html>
 <footer><span id="clock"></span> &middot; {{TITLE}}</footer>
 <script>
   var ICONS = {idle: "\\u263A", "in": "\\u2714", out: "\\u2714", again: "\\u2714",
-               unknown: "?", hint: "\\u2192", offline: "!"};
+               unknown: "?", hint: "\\u2192", offline: "!", enrol: "\\u25C9"};
   var failures = 0;
   function show(s) {
     document.getElementById("screen").className = s.kind;

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-MessageKind = Literal["idle", "in", "out", "again", "unknown", "hint", "offline"]
+MessageKind = Literal["idle", "in", "out", "again", "unknown", "hint", "offline", "enrol"]
 
 IDLE_TITLE = "Look at the camera"
 IDLE_SUB = "to check in or out"
@@ -70,6 +70,7 @@ class ScreenState:
         self._history: deque[dict[str, Any]] = deque(maxlen=history)
         self._hint: str | None = None
         self._offline = False
+        self._enrolment: Message | None = None
 
     def show(self, message: Message) -> None:
         """Put a greeting/notice on screen now (kept for message_s seconds)."""
@@ -84,6 +85,11 @@ class ScreenState:
         with self._lock:
             self._hint = hint
 
+    def set_enrolment(self, message: Message | None) -> None:
+        """Enrolment at the kiosk in progress: this stays up (instead of idle or a hint) until None."""
+        with self._lock:
+            self._enrolment = message
+
     def set_offline(self, offline: bool) -> None:
         """Camera missing: say so instead of "look at the camera"."""
         with self._lock:
@@ -97,6 +103,8 @@ class ScreenState:
                 message = self._current
             elif self._offline:
                 message = Message("offline", "Camera offline", "Please see the admin")
+            elif self._enrolment:
+                message = self._enrolment
             elif self._hint:
                 message = Message("hint", self._hint[:1].upper() + self._hint[1:], "")
             else:

@@ -3,6 +3,17 @@
 Import from here; nothing outside kiosk.store imports SQLAlchemy.
 """
 
+from kiosk.store.captures import (
+    CaptureBusy,
+    CaptureInfo,
+    CaptureNotFound,
+    capture_progress,
+    finish_capture,
+    get_capture,
+    latest_captures,
+    request_capture,
+    take_capture,
+)
 from kiosk.store.db import (
     Database,
     UpgradeResult,
@@ -61,4 +72,6 @@ __all__ = [
     "open_database", "open_from_settings", "people_by_id", "purge_expired", "record_event",
     "set_active",
     "set_consent", "templates_not_made_by", "upgrade", "upgrade_from_settings",
+    "CaptureBusy", "CaptureInfo", "CaptureNotFound", "capture_progress", "finish_capture", "get_capture",
+    "latest_captures", "request_capture", "take_capture",
 ]

@@ -184,3 +184,37 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class CaptureRequest(Base):
+    """An admin's request that the kiosk camera take a person's enrolment photos.
+
+    Lifecycle: waiting -> capturing -> done | failed; waiting or capturing -> expired | cancelled.
+    Holds no biometric data; finished requests are deleted a day later (purge_expired).
+    """
+
+    __tablename__ = "capture_requests"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('waiting', 'capturing', 'done', 'failed', 'expired', 'cancelled')", name="status"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    employee_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    expression_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Re-enrol an existing person (their templates are replaced) instead of adding a new one.
+    replace: Mapped[bool] = mapped_column(Boolean, default=False)
+    force: Mapped[bool] = mapped_column(Boolean, default=False)
+    requested_by: Mapped[str] = mapped_column(String(100))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    # Progress or outcome for the admin, e.g. "photo 2 of 5" or why enrolment was refused.
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    photos_taken: Mapped[int] = mapped_column(Integer, default=0)
+    person_id: Mapped[int | None] = mapped_column(
+        ForeignKey("people.id", ondelete="SET NULL"), nullable=True
+    )
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -33,6 +33,7 @@ from kiosk.store.models import (
     EMBEDDING_DIM,
     AttendanceEvent,
     AuditEntry,
+    CaptureRequest,
     ConsentChange,
     EnrolmentImage,
     FaceTemplate,
@@ -44,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 EVENT_KINDS = ("in", "out", "unknown")
 USER_ROLES = ("admin", "manager")
+CAPTURES_ACTIVE = ("waiting", "capturing")  # capture requests (store.captures) not finished yet
+KEEP_FINISHED_CAPTURES = timedelta(days=1)  # an admin can still read the outcome the next morning
 
 
 def _now(now: datetime | None) -> datetime:
@@ -353,6 +356,8 @@ def erase_person(
         n_consent = s.execute(
             delete(ConsentChange).where(ConsentChange.person_id == person_id)
         ).rowcount
+        # capture requests name the person (no biometric data): none outlive the erasure
+        s.execute(delete(CaptureRequest).where(CaptureRequest.employee_id == person.employee_id))
         n_events = s.scalar(
             select(func.count()).select_from(AttendanceEvent)
             .where(AttendanceEvent.person_id == person_id)
@@ -689,6 +694,8 @@ def purge_expired(
             delete(Person).where(Person.erased_at.is_not(None), ~has_events.exists())
             .execution_options(synchronize_session=False)
         ).rowcount or 0
+        s.execute(delete(CaptureRequest).where(CaptureRequest.status.not_in(CAPTURES_ACTIVE),
+                                               CaptureRequest.finished_at < now - KEEP_FINISHED_CAPTURES))
         result = PurgeResult(n_events, n_stripped, n_images, n_people)
         if any(asdict(result).values()):
             _audit(s, actor, "retention.purge", None, asdict(result), now)

@@ -18,12 +18,16 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 
 from kiosk.errors import KioskError, UploadError, WebError
 from kiosk.store import (
+    CaptureNotFound,
     PersonInfo,
     audit,
     erase_person,
     export_person,
+    finish_capture,
+    get_capture,
     list_users,
     purge_expired,
+    request_capture,
     set_active,
     set_consent,
 )
@@ -67,6 +71,12 @@ def _uploaded_photos() -> list[Photo]:
     return unique
 
 
+def _enrol_form(form: dict[str, str], result: Any, error: str | None, person: PersonInfo | None) -> str:
+    """The enrol / re-enrol page (person set: re-enrol) with a result or an error."""
+    return render_template("enrol.html", form=form, result=result, error=error, person=person,
+                           limits=_limits(), enrolment=ctx().settings.enrolment)
+
+
 def _run_enrol(form: dict[str, str], *, replace: bool) -> tuple[Any, str | None]:
     """Run kiosk.enrolment.enrol on the uploaded photos -> (result or None, error message)."""
     from kiosk.enrolment import EnrolmentError, enrol
@@ -103,8 +113,67 @@ def enrol_page() -> Any:
             form = {k: "" for k in form}  # ready for the next person
         else:
             status = 400
-    return render_template("enrol.html", form=form, result=result, error=error, person=None,
-                           limits=_limits()), status
+    return _enrol_form(form, result, error, None), status
+
+
+def _ask_kiosk(form: dict[str, str], *, person: PersonInfo | None) -> Any:
+    """Queue a capture request (the kiosk camera takes the photos); its page, or the form with the error."""
+    from kiosk.enrolment import check_employee_id
+
+    c = ctx()
+    try:
+        check_employee_id(c.db, form["name"], form["employee_id"], replace=person is not None)
+        request_ = request_capture(c.db, employee_id=form["employee_id"], name=form["name"],
+                                   timeout_s=c.settings.enrolment.capture_timeout_s, actor=actor(),
+                                   expression_consent=form.get("consent") == "1", replace=person is not None,
+                                   force=form.get("force") == "1")
+    except KioskError as exc:
+        return _enrol_form(form, None, str(exc), person), 400
+    return redirect(url_for("admin.capture", capture_id=request_.id))
+
+
+@bp.route("/enrol/at-kiosk", methods=["POST"])
+@admin_only
+def enrol_at_kiosk() -> Any:
+    """Ask the kiosk camera to take a new person's photos."""
+    form = {k: request.form.get(k, "").strip()[:200] for k in ("name", "employee_id", "force", "consent")}
+    return _ask_kiosk(form, person=None)
+
+
+@bp.route("/people/<int:person_id>/reenrol/at-kiosk", methods=["POST"])
+@admin_only
+def reenrol_at_kiosk(person_id: int) -> Any:
+    """Ask the kiosk camera to take new photos of an enrolled person (replacing the old ones)."""
+    p = person_or_404(person_id)
+    form = {"name": p.name, "employee_id": p.employee_id, "force": request.form.get("force", ""), "consent": ""}
+    return _ask_kiosk(form, person=p)
+
+
+@bp.route("/captures/<int:capture_id>")
+@admin_only
+def capture(capture_id: int) -> str:
+    """A capture request's progress (the page reloads itself every 2 s while it is active)."""
+    c = ctx()
+    try:
+        request_ = get_capture(c.db, capture_id)
+    except CaptureNotFound:
+        abort(404)
+    return render_template("capture.html", req=request_, st=read_status(c.settings, c.clock.now()),
+                           wanted=c.settings.enrolment.capture_photos, tz=c.settings.tz)
+
+
+@bp.route("/captures/<int:capture_id>/cancel", methods=["POST"])
+@admin_only
+def cancel_capture(capture_id: int) -> Any:
+    """Stop a capture request that is still waiting or capturing."""
+    c = ctx()
+    try:
+        done = finish_capture(c.db, capture_id, "cancelled", message=f"cancelled by {actor()}", actor=actor())
+    except CaptureNotFound:
+        abort(404)
+    if done.status == "cancelled":
+        flash("Cancelled: the kiosk goes back to check-ins.")
+    return redirect(url_for("admin.capture", capture_id=capture_id))
 
 
 @bp.route("/people/<int:person_id>/reenrol", methods=["GET", "POST"])
@@ -124,8 +193,7 @@ def reenrol(person_id: int) -> Any:
             flash(f"Re-enrolled {p.name} with {result.templates_added} photo(s).")
         else:
             status = 400
-    return render_template("enrol.html", form=form, result=result, error=error, person=p,
-                           limits=_limits()), status
+    return _enrol_form(form, result, error, p), status
 
 
 def _set_flag(

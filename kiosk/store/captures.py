@@ -1,0 +1,186 @@
+"""Capture requests: an admin asks the kiosk camera to take a person's enrolment photos.
+
+The web app or the CLI adds a request (request_capture); the door service takes the oldest
+waiting one (take_capture), reports progress (capture_progress) and the outcome
+(finish_capture). One request is active (waiting or capturing) at a time: there is one door.
+Times are real UTC time on both sides (not a replay's scene time): a person walks to the door.
+Requests hold no biometric data; finished ones are deleted a day later (purge_expired).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from kiosk.errors import StoreError
+from kiosk.store.db import Database
+from kiosk.store.models import CaptureRequest
+from kiosk.store.repo import CAPTURES_ACTIVE as ACTIVE
+from kiosk.store.repo import _audit, _now
+
+logger = logging.getLogger(__name__)
+
+
+
+class CaptureBusy(StoreError):
+    """Another capture request is still waiting or being captured."""
+
+
+class CaptureNotFound(StoreError):
+    """No capture request with this id."""
+
+
+@dataclass(frozen=True)
+class CaptureInfo:
+    """A capture request as stored; times aware UTC."""
+
+    id: int
+    employee_id: str
+    name: str
+    expression_consent: bool
+    replace: bool
+    force: bool
+    requested_by: str
+    requested_at: datetime
+    expires_at: datetime
+    status: str
+    message: str | None
+    photos_taken: int
+    person_id: int | None
+    finished_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        """Still waiting for the person or being photographed."""
+        return self.status in ACTIVE
+
+
+def _info(r: CaptureRequest) -> CaptureInfo:
+    return CaptureInfo(r.id, r.employee_id, r.name, r.expression_consent, r.replace, r.force,
+                       r.requested_by, r.requested_at, r.expires_at, r.status, r.message,
+                       r.photos_taken, r.person_id, r.finished_at)
+
+
+def _finish(s: Session, r: CaptureRequest, status: str, message: str | None, actor: str, now: datetime) -> None:
+    r.status, r.message, r.finished_at = status, message, now
+    _audit(s, actor, f"capture.{status}", f"capture:{r.id}", {"employee_id": r.employee_id}, now)
+
+
+def _expire(s: Session, now: datetime) -> None:
+    for r in s.scalars(select(CaptureRequest).where(CaptureRequest.status.in_(ACTIVE),
+                                                    CaptureRequest.expires_at <= now)):
+        waited = "nobody stood at the kiosk" if r.status == "waiting" else "the photos were not all taken"
+        _finish(s, r, "expired", f"timed out: {waited} before {r.expires_at:%H:%M:%S} UTC", "kiosk", now)
+
+
+def _active(s: Session) -> CaptureRequest | None:
+    return s.scalars(select(CaptureRequest).where(CaptureRequest.status.in_(ACTIVE))
+                     .order_by(CaptureRequest.id).limit(1)).first()
+
+
+def request_capture(
+    db: Database,
+    *,
+    employee_id: str,
+    name: str,
+    timeout_s: float,
+    actor: str,
+    expression_consent: bool = False,
+    replace: bool = False,
+    force: bool = False,
+    now: datetime | None = None,
+) -> CaptureInfo:
+    """Queue a request that expires timeout_s seconds from now; CaptureBusy if one is active."""
+    employee_id, name = employee_id.strip(), name.strip()
+    if not employee_id or not name:
+        raise StoreError("a name and an employee id are required")
+    now = _now(now)
+    with db.session() as s:
+        _expire(s, now)
+        busy = _active(s)
+        if busy is not None:
+            raise CaptureBusy(f"the kiosk is already taking photos for {busy.name} ({busy.employee_id}), "
+                              f"asked by {busy.requested_by}; wait until {busy.expires_at:%H:%M:%S} UTC "
+                              "or cancel that request")
+        r = CaptureRequest(employee_id=employee_id, name=name, expression_consent=expression_consent,
+                           replace=replace, force=force, requested_by=actor, requested_at=now,
+                           expires_at=now + timedelta(seconds=timeout_s), status="waiting",
+                           photos_taken=0)
+        s.add(r)
+        s.flush()
+        _audit(s, actor, "capture.request", f"capture:{r.id}",
+               {"employee_id": employee_id, "replace": replace}, now)
+        return _info(r)
+
+
+def get_capture(db: Database, capture_id: int, now: datetime | None = None) -> CaptureInfo:
+    """The request (expired first if its time is up); CaptureNotFound otherwise."""
+    now = _now(now)
+    with db.session() as s:
+        _expire(s, now)
+        r = s.get(CaptureRequest, capture_id)
+        if r is None:
+            raise CaptureNotFound(f"no capture request {capture_id} (finished ones are kept for a day)")
+        return _info(r)
+
+
+def take_capture(db: Database, now: datetime | None = None) -> CaptureInfo | None:
+    """For the door service: the oldest active request, now marked capturing; None if none.
+
+    One door per database: a request already capturing was left by a service that stopped
+    mid-way, and the photos start again.
+    """
+    now = _now(now)
+    with db.session() as s:
+        _expire(s, now)
+        r = _active(s)
+        if r is None:
+            return None
+        r.status = "capturing"
+        _audit(s, "kiosk", "capture.start", f"capture:{r.id}", {"employee_id": r.employee_id}, now)
+        return _info(r)
+
+
+def capture_progress(db: Database, capture_id: int, photos_taken: int, message: str | None,
+                     now: datetime | None = None) -> CaptureInfo:
+    """Record progress of an active request; returns it as stored (status shows a cancel or expiry)."""
+    now = _now(now)
+    with db.session() as s:
+        _expire(s, now)
+        s.execute(update(CaptureRequest)
+                  .where(CaptureRequest.id == capture_id, CaptureRequest.status == "capturing")
+                  .values(photos_taken=photos_taken, message=message))
+        r = s.get(CaptureRequest, capture_id)
+        if r is None:
+            raise CaptureNotFound(f"no capture request {capture_id}")
+        return _info(r)
+
+
+def finish_capture(db: Database, capture_id: int, status: str, *, message: str | None = None,
+                   person_id: int | None = None, actor: str = "kiosk",
+                   now: datetime | None = None) -> CaptureInfo:
+    """End an active request as done, failed or cancelled; a finished one is returned unchanged."""
+    if status not in ("done", "failed", "cancelled"):
+        raise ValueError(f"cannot finish a capture as {status!r}")
+    now = _now(now)
+    with db.session() as s:
+        r = s.get(CaptureRequest, capture_id)
+        if r is None:
+            raise CaptureNotFound(f"no capture request {capture_id}")
+        if r.status in ACTIVE:
+            r.person_id = person_id if person_id is not None else r.person_id
+            _finish(s, r, status, message, actor, now)
+        return _info(r)
+
+
+def latest_captures(db: Database, limit: int = 5, now: datetime | None = None) -> list[CaptureInfo]:
+    """The newest requests first (active and those finished within the last day)."""
+    now = _now(now)
+    with db.session() as s:
+        _expire(s, now)
+        rows = s.scalars(select(CaptureRequest).order_by(CaptureRequest.id.desc()).limit(limit))
+        return [_info(r) for r in rows]
