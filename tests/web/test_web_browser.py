@@ -36,6 +36,7 @@ pytestmark = pytest.mark.slow
 
 try:
     from selenium import webdriver
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -202,6 +203,18 @@ def test_browser_end_to_end(browser: object, tmp_path: Path) -> None:
         shot(driver, "02-enrol-result")
         person = get_person_by_employee_id(kiosk_db, "E-100")
         assert person.template_count >= 3 and not person.expression_consent
+
+        # --- or ask the kiosk camera to take the photos; then think better of it -------------
+        driver.get(base + "/admin/enrol")
+        driver.find_element(By.ID, "name").send_keys("Ray Romano")
+        driver.find_element(By.ID, "employee_id").send_keys("E-400")
+        submit(driver, "kiosk-submit")  # no photo files: the kiosk takes them
+        wait_for(driver, "#capture-status[data-status='waiting']")  # the page reloads itself every 2 s
+        assert "0 of 5" in WebDriverWait(driver, 30, ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda d: d.find_element(By.ID, "capture-photos").text)
+        shot(driver, "02b-capture-waiting")
+        submit(driver, "capture-cancel")
+        wait_for(driver, "#capture-status[data-status='cancelled']")
 
         # --- replayed check-ins (the kiosk's attendance code with a manual clock) -------------
         attendance = Attendance(StoreEventLog(kiosk_db, settings.site.device_id), settings, clock)
