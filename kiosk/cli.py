@@ -308,6 +308,7 @@ def people_remove(ctx: Context, employee_id: str, yes: bool, with_events: bool) 
         result = store.erase_person(database, p.id, actor="cli", keep_events=not with_events)
     click.echo(f"{p.name} ({p.employee_id}): erased {result.templates_deleted} template(s), "
                f"{result.images_deleted} photo(s)"
+               + (f", also in {result.backups_scrubbed} database backup(s)" if result.backups_scrubbed else "")
                + ("" if with_events else f"; attendance kept for {ctx.settings.retention.attendance_days} days"))
 
 

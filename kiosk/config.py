@@ -73,7 +73,8 @@ class DatabaseSettings(_Section):
     # SQLite file; created on first use. Relative paths are relative to the working directory.
     path: Path = Path("var/kiosk.db")
     # Copies of the database taken before a migration; how many to keep (0: no backups).
-    # Backups hold biometric templates too, and erasure cannot reach them: keep few.
+    # Backups hold biometric templates too; erasing a person erases them from the backups beside
+    # the database as well, but copies moved elsewhere are out of reach.
     backups_kept: int = Field(3, ge=0, le=100)
     # How long a writer waits for another process's lock before failing, in milliseconds.
     # Longer rides out the web app and the kiosk writing at once; shorter fails faster.

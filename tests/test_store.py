@@ -276,3 +276,53 @@ def test_open_and_upgrade_from_settings(tmp_path: Path) -> None:
     db = open_from_settings(s)
     assert db.pragma("busy_timeout") == 1234
     db.close()
+
+
+def test_erasure_reaches_the_upgrade_backups(tmp_path: Path) -> None:
+    """A backup made before an upgrade holds the same templates; erasure scrubs it too, also one
+    written by an older schema revision (no capture_requests table)."""
+    from kiosk.store.db import backup_database, upgrade
+
+    path = tmp_path / "kiosk.db"
+    old = tmp_path / "old.db"
+    upgrade(old, revision="0001")
+    emb = (np.arange(128, dtype=np.float32) * 0.0321 + 0.555).astype(np.float32)
+    con = sqlite3.connect(old)
+    con.execute("INSERT INTO people (id, employee_id, name, active, created_at, expression_consent) "
+                "VALUES (1, 'E1', 'Ann', 1, '2026-06-15 07:00:00', 1)")
+    con.execute("INSERT INTO face_templates (person_id, embedding, created_at) VALUES (1, ?, ?)",
+                (emb.tobytes(), "2026-06-15 07:00:00"))
+    con.execute("INSERT INTO attendance_events (person_id, occurred_at, kind, device_id, expression_label, "
+                "match_distance) VALUES (1, '2026-06-15 07:00:00', 'in', 'k1', 'happy', 0.3)")
+    con.commit()
+    con.close()
+    old.rename(tmp_path / "kiosk.db.bak-20260615T070000Z")
+    db = open_database(path)
+    ann = add_person(db, "E1", "Ann", expression_consent=True)
+    add_templates(db, ann.id, np.stack([emb, emb * 2]))
+    record_event(db, ann.id, T0, "in", "k1", expression_label="happy", match_distance=0.3)
+    bob = add_person(db, "E2", "Bob")
+    add_templates(db, bob.id, np.ones(128))
+    db.close()
+    newer = backup_database(path, backups_kept=3)
+    assert newer is not None
+    db = open_database(path)
+    backups = sorted(tmp_path.glob("kiosk.db.bak-*"))
+    assert len(backups) == 2 and all(emb.tobytes()[:64] in _raw_bytes(b) for b in backups)
+
+    result = erase_person(db, ann.id, actor="admin")
+    assert result.backups_scrubbed == 2
+    for backup in backups:
+        assert emb.tobytes()[:64] not in _raw_bytes(backup) and (emb * 2).tobytes()[:64] not in _raw_bytes(backup)
+        con = sqlite3.connect(backup)
+        assert con.execute("SELECT count(*) FROM face_templates WHERE person_id = 1").fetchone() == (0,)
+        assert con.execute("SELECT erased_at IS NOT NULL, active FROM people WHERE id = 1").fetchone() == (1, 0)
+        assert con.execute("SELECT expression_label, match_distance FROM attendance_events "
+                           "WHERE person_id = 1").fetchall() == [(None, None)]  # kept for payroll, stripped
+        con.close()
+    con = sqlite3.connect(newer)  # Bob is untouched in the backup
+    assert con.execute("SELECT count(*) FROM face_templates WHERE person_id = ?", (bob.id,)).fetchone() == (1,)
+    con.close()
+    assert [a.details for a in list_audit(db) if a.action == "person.erase_backups"][0]["backups"] == \
+        [b.name for b in backups]
+    db.close()

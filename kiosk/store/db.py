@@ -161,14 +161,68 @@ def backup_database(path: Path, backups_kept: int, now: datetime | None = None) 
     finally:
         src.close()
     logger.info("database backed up to %s", target)
-    backups = sorted(
-        (p for p in path.parent.glob(f"{path.name}.bak-*") if _BACKUP_RE.search(p.name)),
-        key=lambda p: p.name,
-    )
-    for old in backups[:-backups_kept]:
+    for old in backups_of(path)[:-backups_kept]:
         logger.info("removing old backup %s", old)
         old.unlink()
     return target
+
+
+def backups_of(path: Path) -> list[Path]:
+    """The upgrade backups of the database at path (<name>.bak-<UTC timestamp>), oldest first."""
+    path = Path(path)
+    return sorted((p for p in path.parent.glob(f"{path.name}.bak-*") if _BACKUP_RE.search(p.name)),
+                  key=lambda p: p.name)
+
+
+# Rows of one person that erasure removes from every copy: (table, column holding the person id).
+_BIOMETRIC_TABLES = (("face_templates", "person_id"), ("enrolment_images", "person_id"),
+                     ("consent_history", "person_id"))
+
+
+def scrub_backups(path: Path, person_id: int, employee_id: str, *, delete_events: bool) -> list[Path]:
+    """Erase one person from every upgrade backup of the database at path, as erase_person does in
+    the live file (templates, photos, consent, capture requests, expression and match data; with
+    delete_events their events and row too), then VACUUM each backup; returns the backups changed.
+
+    Works on any schema revision a backup may have (raw SQL on the tables that exist there).
+    """
+    changed = []
+    for backup in backups_of(path):
+        con = sqlite3.connect(backup)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            before = con.total_changes
+            for table, column in _BIOMETRIC_TABLES:
+                if table in tables:
+                    con.execute(f"DELETE FROM {table} WHERE {column} = ?", (person_id,))
+            if "capture_requests" in tables:
+                con.execute("DELETE FROM capture_requests WHERE employee_id = ?", (employee_id,))
+            if "attendance_events" in tables:
+                if delete_events:
+                    con.execute("DELETE FROM attendance_events WHERE person_id = ?", (person_id,))
+                else:
+                    con.execute("UPDATE attendance_events SET expression_label = NULL, expression_scores = NULL, "
+                                "expression_confidence = NULL, match_distance = NULL, match_score = NULL "
+                                "WHERE person_id = ?", (person_id,))
+            if "people" in tables:
+                if delete_events:
+                    con.execute("DELETE FROM people WHERE id = ?", (person_id,))
+                else:
+                    con.execute("UPDATE people SET active = 0, expression_consent = 0, consent_changed_at = NULL, "
+                                "consent_changed_by = NULL, erased_at = COALESCE(erased_at, CURRENT_TIMESTAMP) "
+                                "WHERE id = ?", (person_id,))
+            con.commit()
+            if con.total_changes != before:
+                con.execute("VACUUM")
+                changed.append(backup)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot erase person {person_id} from the backup {backup}: {exc}; "
+                             "delete that backup file by hand") from None
+        finally:
+            con.close()
+    for backup in changed:
+        logger.info("erased person %s from backup %s", person_id, backup)
+    return changed
 
 
 def upgrade(

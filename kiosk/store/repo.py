@@ -5,8 +5,8 @@ durable on return: WAL with synchronous=FULL). Times in and out are aware UTC da
 
 Erasure (erase_person): templates, enrolment images, consent history, expression data and
 match scores of the person's events are deleted, then the file is VACUUMed and the WAL
-truncated so no copy of the bytes remains in the database files (backups made by upgrade
-are outside its reach: keep database.backups_kept small). The person's attendance events are
+truncated so no copy of the bytes remains in the database files; the same rows go from every
+upgrade backup beside it (db.scrub_backups), whatever its schema revision. The person's attendance events are
 employment records with their own retention (retention.attendance_days), so by default they
 and the bare people row (employee id, name, erased_at) stay until purge_expired() removes the
 events; the row then goes too. erase_person(keep_events=False) deletes everything at once.
@@ -18,6 +18,7 @@ import base64
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from dataclasses import replace as dataclass_replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from kiosk.config import RetentionSettings
 from kiosk.errors import DuplicatePerson, InvalidTemplate, PersonNotFound, StoreError
-from kiosk.store.db import Database
+from kiosk.store.db import Database, scrub_backups
 from kiosk.store.models import (
     EMBEDDING_DIM,
     AttendanceEvent,
@@ -139,6 +140,7 @@ class EraseResult:
     events_deleted: int
     events_kept: int
     row_deleted: bool
+    backups_scrubbed: int = 0  # upgrade backups of the database the person was erased from too
 
 
 @dataclass(frozen=True)
@@ -381,12 +383,19 @@ def erase_person(
             person.consent_changed_by = None
             person.erased_at = now
             events_deleted, events_kept = 0, n_events
+        employee_id = person.employee_id
         result = EraseResult(person_id, n_templates, n_images, n_consent,
                              events_deleted, events_kept, row_deleted)
         details = asdict(result)
-        del details["person_id"]
+        del details["person_id"], details["backups_scrubbed"]
         _audit(s, actor, "person.erase", f"person:{person_id}", details, now)
     db.vacuum()
+    scrubbed = scrub_backups(db.path, person_id, employee_id, delete_events=row_deleted)
+    if scrubbed:
+        result = dataclass_replace(result, backups_scrubbed=len(scrubbed))
+        with db.session() as s:
+            _audit(s, actor, "person.erase_backups", f"person:{person_id}",
+                   {"backups": [b.name for b in scrubbed]}, now)
     logger.info("erased person %s: %s", person_id, result)
     return result
 

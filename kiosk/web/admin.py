@@ -235,10 +235,11 @@ def delete(person_id: int) -> Any:
             return render_template("delete.html", p=p), 400
         keep = request.form.get("delete_events") != "1"
         result = erase_person(ctx().db, p.id, actor=actor(), keep_events=keep)
+        backups = f" (also from {result.backups_scrubbed} database backup(s))" if result.backups_scrubbed else ""
         flash(f"Erased {p.name}: {result.templates_deleted} face template(s), "
-              f"{result.images_deleted} photo(s) deleted; {result.events_kept} attendance "
+              f"{result.images_deleted} photo(s) deleted{backups}; {result.events_kept} attendance "
               "record(s) kept for payroll." if keep else
-              f"Erased {p.name} and all {result.events_deleted} attendance record(s).")
+              f"Erased {p.name} and all {result.events_deleted} attendance record(s){backups}.")
         return redirect(url_for("reports.people"))
     return render_template("delete.html", p=p)
 
