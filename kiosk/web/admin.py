@@ -25,6 +25,7 @@ from kiosk.store import (
     export_person,
     finish_capture,
     get_capture,
+    latest_captures,
     list_users,
     purge_expired,
     request_capture,
@@ -328,6 +329,7 @@ def status() -> str:
     return render_template(
         "status.html", st=st, status_file=status_path(c.settings), events=events, names=names,
         counts=counts, disk=disk_usage(c.settings), versions=versions(), to_re_enrol=to_re_enrol,
+        captures=latest_captures(c.db),
         embedder=c.settings.recognition.embedder_id(),
         schema=current_revision(c.settings.database.path) if c.settings.database.path.exists()
         else None, recognition=c.settings.recognition, expression=c.settings.expression,

@@ -76,6 +76,8 @@ def test_capture_request_can_be_cancelled(admin_client: tuple[FlaskClient, str],
     html = r.get_data(as_text=True)
     assert 'data-status="cancelled"' in html and "cancelled by web:alice" in html
     assert store.take_capture(db) is None  # the kiosk has nothing to do
+    status_page = client.get("/admin/status").get_data(as_text=True)  # the admin finds it again there
+    assert 'id="captures"' in status_page and f"/admin/captures/{capture_id}" in status_page
     assert client.get("/admin/captures/999").status_code == 404
     r = client.post(f"/admin/captures/{capture_id}/cancel", data={}, follow_redirects=False)
     assert r.status_code in (400, 403)  # no CSRF token: refused
