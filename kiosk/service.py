@@ -350,12 +350,12 @@ class KioskService:
         return bool(person and person.expression_consent and person.erased_at is None)
 
     def reload_gallery(self, force: bool = True) -> bool:
-        """Reload templates when people/templates/consent changed (or force); True when reloaded."""
+        """Reload people and templates when either changed (names, consent, photos) or force; True when reloaded."""
         assert self.db is not None and self.pipeline is not None
-        self.people = {p.id: p for p in store.list_people(self.db, include_inactive=True)}
         signature = store.gallery_signature(self.db)
         if not force and signature == self.gallery_signature:
             return False
+        self.people = {p.id: p for p in store.list_people(self.db, include_inactive=True)}
         ids, matrix = store.all_templates(self.db)
         gallery = Gallery.from_arrays(matrix, ids.tolist(), self.settings.recognition)
         self.pipeline.set_gallery(gallery)

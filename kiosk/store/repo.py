@@ -508,7 +508,7 @@ def templates_not_made_by(db: Database, embedder: str) -> dict[int, int]:
 def gallery_signature(db: Database) -> tuple[Any, ...]:
     """A value that changes whenever the recognisable gallery or consent changes.
 
-    Per person: id, active, erased, consent, template count, newest template id and time, so a
+    Per person: id, name, active, erased, consent, template count, newest template id and time, so a
     re-enrolment with as many photos as before is noticed too (SQLite may reuse freed row ids).
     """
     with db.session() as s:
@@ -521,7 +521,8 @@ def gallery_signature(db: Database) -> tuple[Any, ...]:
             )
         }
         people = s.execute(
-            select(Person.id, Person.active, Person.erased_at, Person.expression_consent).order_by(Person.id)
+            select(Person.id, Person.name, Person.active, Person.erased_at, Person.expression_consent)
+            .order_by(Person.id)
         ).all()
     return tuple((*person, templates.get(person[0])) for person in people)
 
