@@ -126,6 +126,17 @@ def _door(tmp_path: Path, photo: Path, analyzer: DlibFaceAnalyzer, linger_s: flo
     return db_path, settings
 
 
+def _run_door(settings, analyzer: DlibFaceAnalyzer) -> tuple[KioskService, list[str]]:
+    """Run the door service (in process) to the end of the replay; (service, screen titles shown)."""
+    service = KioskService(settings, analyzer=analyzer)
+    service.start()
+    try:
+        service.run()
+        return service, [m["title"] for m in service.screen.snapshot()["history"]]
+    finally:
+        service.close()
+
+
 @pytest.mark.slow
 def test_service_takes_the_photos_and_enrols_the_person_at_the_door(tmp_path: Path,
                                                                    analyzer: DlibFaceAnalyzer) -> None:
@@ -134,13 +145,7 @@ def test_service_takes_the_photos_and_enrols_the_person_at_the_door(tmp_path: Pa
     with store.open_database(db_path) as db:
         request = store.request_capture(db, employee_id="E9", name="Ray Romano", timeout_s=120, actor="ann",
                                         expression_consent=True)
-    service = KioskService(settings, analyzer=analyzer)
-    service.start()
-    try:
-        service.run()
-        history = [m["title"] for m in service.screen.snapshot()["history"]]
-    finally:
-        service.close()
+    service, history = _run_door(settings, analyzer)
     assert service.counts["enrolled_at_kiosk"] == 1
     assert "Welcome, Ray" in history
     with store.open_database(db_path) as db:
@@ -167,13 +172,7 @@ def test_enrolment_at_the_door_refuses_someone_already_enrolled(tmp_path: Path,
     db_path, settings = _door(tmp_path, person_photos(PEOPLE[0])[0], analyzer)
     with store.open_database(db_path) as db:
         request = store.request_capture(db, employee_id="E9", name="Somebody Else", timeout_s=120, actor="ann")
-    service = KioskService(settings, analyzer=analyzer)
-    service.start()
-    try:
-        service.run()
-        history = [m["title"] for m in service.screen.snapshot()["history"]]
-    finally:
-        service.close()
+    service, history = _run_door(settings, analyzer)
     assert "Enrolment not finished" in history and service.counts["enrolled_at_kiosk"] == 0
     with store.open_database(db_path) as db:
         failed = store.get_capture(db, request.id)
