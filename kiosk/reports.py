@@ -43,10 +43,11 @@ logger = logging.getLogger(__name__)
 FORMATS = ("table", "csv", "json", "html")
 CSV_COLUMNS = [
     "date", "employee_id", "name", "first_in", "last_out", "hours", "late", "minutes_late",
-    "status",
+    "status", "corrected",
 ]
 """Columns of the daily and range CSV (payroll): one row per person and day; times are local
-ISO 8601 with UTC offset; hours decimal (2 places); late yes/no; status present/open/absent."""
+ISO 8601 with UTC offset; hours decimal (2 places); late yes/no; status present/open/absent;
+corrected yes/no (an event of the day was entered by hand)."""
 MAX_RANGE_DAYS = 1000
 
 
@@ -85,6 +86,7 @@ class PersonDay:
     minutes_late: int
     events: int
     expression: dict[str, int] | None = None
+    corrected: bool = False  # an event of the day was entered by hand (store.corrections)
 
     @property
     def hours(self) -> float:
@@ -212,6 +214,7 @@ def _person_day(
         minutes_late=minutes_late,
         events=len(events),
         expression=expression,
+        corrected=any(e.manual for e in events),
     )
 
 
@@ -357,13 +360,15 @@ def _iso(t: datetime | None) -> str:
     return t.isoformat(timespec="seconds") if t else ""
 
 
-def _csv_row(r: PersonDay) -> list[str]:
+def day_csv_cells(r: PersonDay) -> list[str]:
+    """One person-day as CSV cells in CSV_COLUMNS order."""
     return [r.day.isoformat(), r.employee_id, r.name, _iso(r.first_in), _iso(r.last_out),
-            f"{r.hours:.2f}", "yes" if r.late else "no", str(r.minutes_late), r.status]
+            f"{r.hours:.2f}", "yes" if r.late else "no", str(r.minutes_late), r.status,
+            "yes" if r.corrected else "no"]
 
 
 def _absent_csv_row(day: date, p: PersonInfo) -> list[str]:
-    return [day.isoformat(), p.employee_id, p.name, "", "", "0.00", "no", "0", "absent"]
+    return [day.isoformat(), p.employee_id, p.name, "", "", "0.00", "no", "0", "absent", "no"]
 
 
 def _csv(rows: list[list[str]]) -> str:
@@ -395,6 +400,7 @@ def _person_day_json(r: PersonDay) -> dict[str, Any]:
         "name": r.name, "first_in": _iso(r.first_in) or None, "last_out": _iso(r.last_out) or None,
         "present_minutes": r.present_minutes, "hours": r.hours, "open": r.open, "late": r.late,
         "minutes_late": r.minutes_late, "events": r.events, "expression": r.expression,
+        "corrected": r.corrected,
     }
 
 
@@ -447,7 +453,7 @@ def totals_cells(t: PersonTotals) -> list[str]:
 def _day_cells(r: PersonDay, with_date: bool = False) -> list[str]:
     late = f"{r.minutes_late} min" if r.late else "no"
     cells = [r.employee_id, r.name, _hm(r.first_in), _hm(r.last_out), f"{r.hours:.2f}", late,
-             r.status]
+             r.status + (" (corrected)" if r.corrected else "")]
     return ([r.day.isoformat()] if with_date else []) + cells
 
 
@@ -544,7 +550,7 @@ def render_daily(report: DailyReport, fmt: str = "table") -> str:
     """The daily report as text: table, csv (CSV_COLUMNS, absent people included), json or html."""
     _check_format(fmt)
     if fmt == "csv":
-        return _csv([_csv_row(r) for r in report.rows]
+        return _csv([day_csv_cells(r) for r in report.rows]
                     + [_absent_csv_row(report.day, p) for p in report.absent])
     if fmt == "json":
         return json.dumps(daily_as_dict(report), indent=2, ensure_ascii=False) + "\n"
@@ -557,7 +563,7 @@ def render_range(report: RangeReport, fmt: str = "table") -> str:
     """The range report as text: table, csv (payroll: CSV_COLUMNS per person-day), json or html."""
     _check_format(fmt)
     if fmt == "csv":
-        return _csv([_csv_row(r) for r in report.rows])
+        return _csv([day_csv_cells(r) for r in report.rows])
     if fmt == "json":
         return json.dumps(range_as_dict(report), indent=2, ensure_ascii=False) + "\n"
     if fmt == "html":

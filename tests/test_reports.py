@@ -157,11 +157,11 @@ def test_range_report_and_payroll_csv(day_db: Database) -> None:
     assert r.unknown_faces == 3
     rows = list(csv.reader(io.StringIO(render_range(r, "csv"))))
     assert rows[0] == CSV_COLUMNS == ["date", "employee_id", "name", "first_in", "last_out",
-                                      "hours", "late", "minutes_late", "status"]
+                                      "hours", "late", "minutes_late", "status", "corrected"]
     assert rows[2] == ["2026-06-15", "E1", "Ann", "2026-06-15T08:50:00+02:00",
-                       "2026-06-15T17:20:00+02:00", "8.50", "no", "0", "present"]
+                       "2026-06-15T17:20:00+02:00", "8.50", "no", "0", "present", "no"]
     assert rows[4] == ["2026-06-15", "E3", "Cat", "2026-06-15T09:47:30+02:00", "", "0.00",
-                       "yes", "47", "open"]
+                       "yes", "47", "open", "no"]
     with pytest.raises(ReportError):
         range_report(day_db, settings(), date(2026, 6, 16), date(2026, 6, 14))
 

@@ -14,6 +14,7 @@ from kiosk.store.captures import (
     request_capture,
     take_capture,
 )
+from kiosk.store.corrections import EventNotFound, add_correction, remove_event
 from kiosk.store.db import (
     Database,
     UpgradeResult,
@@ -73,5 +74,5 @@ __all__ = [
     "set_active",
     "set_consent", "templates_not_made_by", "upgrade", "upgrade_from_settings",
     "CaptureBusy", "CaptureInfo", "CaptureNotFound", "capture_progress", "finish_capture", "get_capture",
-    "latest_captures", "request_capture", "take_capture",
+    "latest_captures", "request_capture", "take_capture", "EventNotFound", "add_correction", "remove_event",
 ]

@@ -155,6 +155,9 @@ class AttendanceEvent(Base):
     # Face-embedding distance to the matched person (lower is closer) and its score.
     match_distance: Mapped[float | None] = mapped_column(Float, nullable=True)
     match_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # None: seen by the kiosk camera. Else the admin who entered it by hand (a correction), and why.
+    recorded_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class AuditEntry(Base):

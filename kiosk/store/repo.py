@@ -91,6 +91,13 @@ class EventInfo:
     expression_confidence: float | None = None
     match_distance: float | None = None
     match_score: float | None = None
+    recorded_by: str | None = None  # None: the kiosk camera; else who corrected by hand
+    note: str | None = None
+
+    @property
+    def manual(self) -> bool:
+        """Entered by hand (a correction), not seen by the camera."""
+        return self.recorded_by is not None
 
 
 @dataclass(frozen=True)
@@ -180,6 +187,8 @@ def _event_info(e: AttendanceEvent) -> EventInfo:
         expression_confidence=e.expression_confidence,
         match_distance=e.match_distance,
         match_score=e.match_score,
+        recorded_by=e.recorded_by,
+        note=e.note,
     )
 
 

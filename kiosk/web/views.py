@@ -16,10 +16,12 @@ from flask import Blueprint, Response, abort, render_template, request
 
 from kiosk.errors import PersonNotFound, ReportError
 from kiosk.reports import (
+    CSV_COLUMNS,
     TOTALS_CSV_COLUMNS,
     DailyReport,
     PersonDay,
     daily_report,
+    day_csv_cells,
     parse_day,
     range_report,
     render_daily,
@@ -336,9 +338,4 @@ def person_csv(person_id: int) -> Response:
     p, start, end, rows = _person_history(person_id)
     return csv_response(
         f"history-{p.employee_id}-{start}-to-{end}.csv".replace('"', ""),
-        ["date", "employee_id", "name", "first_in", "last_out", "hours", "late", "minutes_late",
-         "status"],
-        [[r.day.isoformat(), r.employee_id, r.name,
-          r.first_in.isoformat(timespec="seconds") if r.first_in else "",
-          r.last_out.isoformat(timespec="seconds") if r.last_out else "",
-          f"{r.hours:.2f}", "yes" if r.late else "no", r.minutes_late, r.status] for r in rows])
+        CSV_COLUMNS, [day_csv_cells(r) for r in rows])

@@ -1,0 +1,75 @@
+"""Attendance corrections by hand: add a missed check-in or check-out, remove a wrong event.
+
+Every correction names who made it and why: added events carry recorded_by and note (reports
+mark those days as corrected), removals leave an audit entry with the event's time, kind and
+the reason. The camera's own events are never edited in place.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from kiosk.errors import StoreError
+from kiosk.store.db import Database
+from kiosk.store.models import AttendanceEvent
+from kiosk.store.repo import EventInfo, _audit, _event_info, _get, _now
+
+logger = logging.getLogger(__name__)
+
+MANUAL_DEVICE = "manual"  # device_id of events entered by hand
+FUTURE_SLACK = timedelta(minutes=5)  # clocks differ a little; later than this is a typo
+
+
+class EventNotFound(StoreError):
+    """No attendance event with this id."""
+
+
+def _reason(note: str) -> str:
+    note = " ".join(note.split())
+    if not note:
+        raise StoreError("a reason is required for a correction (e.g. 'forgot to check out, confirmed by HR')")
+    return note[:500]
+
+
+def add_correction(db: Database, person_id: int, at: datetime, kind: str, *, actor: str, note: str,
+                   now: datetime | None = None) -> EventInfo:
+    """Add a check-in ('in') or check-out ('out') at `at` (aware) for a person, entered by actor."""
+    if kind not in ("in", "out"):
+        raise StoreError(f"a correction is a check-in or a check-out ('in' or 'out'), not {kind!r}")
+    note = _reason(note)
+    now, at = _now(now), _now(at)
+    if at > now + FUTURE_SLACK:
+        raise StoreError(f"{at:%Y-%m-%d %H:%M} UTC is in the future; corrections record what happened")
+    with db.session() as s:
+        person = _get(s, person_id)
+        if person.erased_at is not None:
+            raise StoreError(f"{person.name} was erased; their attendance cannot be changed any more")
+        event = AttendanceEvent(person_id=person_id, occurred_at=at, kind=kind, device_id=MANUAL_DEVICE,
+                                recorded_by=actor, note=note)
+        s.add(event)
+        s.flush()
+        _audit(s, actor, "event.add", f"person:{person_id}",
+               {"event_id": event.id, "kind": kind, "at": at.isoformat(), "note": note}, now)
+        logger.info("%s added a %s event for person %s at %s", actor, kind, person_id, at.isoformat())
+        return _event_info(event)
+
+
+def remove_event(db: Database, event_id: int, *, actor: str, reason: str,
+                 now: datetime | None = None) -> EventInfo:
+    """Delete a wrong attendance event (a camera one or a correction); the audit log keeps what it was."""
+    reason = _reason(reason)
+    now = _now(now)
+    with db.session() as s:
+        event = s.get(AttendanceEvent, event_id)
+        if event is None:
+            raise EventNotFound(f"no attendance event {event_id}")
+        if event.person_id is not None and _get(s, event.person_id).erased_at is not None:
+            raise StoreError("the person was erased; their attendance cannot be changed any more")
+        info = _event_info(event)
+        s.delete(event)
+        _audit(s, actor, "event.remove", f"person:{event.person_id}" if event.person_id else None,
+               {"event_id": event_id, "kind": info.kind, "at": info.occurred_at.isoformat(),
+                "device_id": info.device_id, "recorded_by": info.recorded_by, "reason": reason}, now)
+        logger.info("%s removed event %s (%s at %s)", actor, event_id, info.kind, info.occurred_at.isoformat())
+        return info
