@@ -341,6 +341,74 @@ def people_deactivate(ctx: Context, employee_id: str) -> None:
     click.echo(f"{p.name} ({p.employee_id}): deactivated")
 
 
+# --- attendance corrections -------------------------------------------------------------------
+
+
+@main.group()
+def events() -> None:
+    """List a person's attendance events; correct them by hand (audited, marked in reports)."""
+
+
+@events.command("list")
+@click.argument("employee_id")
+@click.option("--date", "day_text", default="today", show_default=True, help="Local day: YYYY-MM-DD, today, yesterday.")
+@pass_ctx
+@friendly
+def events_list(ctx: Context, employee_id: str, day_text: str) -> None:
+    """EMPLOYEE_ID's events on one day: id, time, kind, who recorded it."""
+    from kiosk import store
+    from kiosk.reports import parse_day
+
+    day = parse_day(day_text, ctx.settings)
+    with ctx.open_db() as database:
+        p = _person(database, employee_id)
+        start, end = store.local_day_bounds(day, ctx.settings.tz)
+        rows = store.events_between(database, start, end, person_id=p.id)
+    if not rows:
+        click.echo(f"{p.name} ({p.employee_id}): no events on {day}")
+    for e in rows:
+        by = f"by hand ({e.recorded_by}: {e.note})" if e.manual else f"camera {e.device_id}"
+        click.echo(f"{e.id:>8}  {e.occurred_at.astimezone(ctx.settings.tz):%Y-%m-%d %H:%M}  {e.kind:<4} {by}")
+
+
+@events.command("add")
+@click.argument("employee_id")
+@click.option("--kind", type=click.Choice(["in", "out"]), required=True, help="Check-in or check-out.")
+@click.option("--at", "at_text", required=True, help='Local time "YYYY-MM-DD HH:MM" (site time zone).')
+@click.option("--note", required=True, help="Why (kept with the event and in the audit log).")
+@pass_ctx
+@friendly
+def events_add(ctx: Context, employee_id: str, kind: str, at_text: str, note: str) -> None:
+    """Add a missed check-in or check-out for EMPLOYEE_ID."""
+    from datetime import datetime
+
+    from kiosk import store
+
+    try:
+        at = datetime.strptime(at_text.strip(), "%Y-%m-%d %H:%M").replace(tzinfo=ctx.settings.tz)
+    except ValueError:
+        raise KioskError(f'not a time: {at_text!r} (use "YYYY-MM-DD HH:MM", local time)') from None
+    with ctx.open_db() as database:
+        p = _person(database, employee_id)
+        event = store.add_correction(database, p.id, at, kind, actor="cli", note=note)
+    click.echo(f"{p.name} ({p.employee_id}): check-{kind} at {at:%Y-%m-%d %H:%M} added (event {event.id})")
+
+
+@events.command("remove")
+@click.argument("event_id", type=int)
+@click.option("--reason", required=True, help="Why the event is wrong (kept in the audit log).")
+@pass_ctx
+@friendly
+def events_remove(ctx: Context, event_id: int, reason: str) -> None:
+    """Delete the wrong event EVENT_ID (see `kiosk events list`)."""
+    from kiosk import store
+
+    with ctx.open_db() as database:
+        removed = store.remove_event(database, event_id, actor="cli", reason=reason)
+    click.echo(f"event {event_id} removed: check-{removed.kind} at "
+               f"{removed.occurred_at.astimezone(ctx.settings.tz):%Y-%m-%d %H:%M}")
+
+
 # --- reports ----------------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,30 @@ def test_run_without_a_camera_configured_stops_before_touching_anything(tmp_path
     assert "camera.options: path: required for camera type replay" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert list(tmp_path.iterdir()) == []  # no database, no status file
+
+
+def test_events_add_list_remove_by_hand(config, tmp_path):
+    """A missed check-out added and a wrong check-in removed from the command line, with mistakes."""
+    from kiosk import store
+
+    with store.open_database(tmp_path / "k.db") as db:
+        ann = store.add_person(db, "E1", "Ann")
+        wrong = store.record_event(db, ann.id, datetime(2026, 6, 15, 4, 0, tzinfo=UTC), "in", "door-1")
+    added = kiosk("events", "add", "E1", "--kind", "out", "--at", "2026-06-15 17:30", "--note", "forgot",
+                  config=config)
+    assert added.returncode == 0, added.stderr
+    assert "check-out at 2026-06-15 17:30 added" in added.stdout
+    listed = kiosk("events", "list", "E1", "--date", "2026-06-15", config=config)
+    assert f"{wrong.id:>8}  2026-06-15 06:00  in   camera door-1" in listed.stdout
+    assert "out  by hand (cli: forgot)" in listed.stdout
+    report = kiosk("report", "daily", "--date", "2026-06-15", "--format", "csv", config=config)
+    row = next(csv.DictReader(io.StringIO(report.stdout)))
+    assert (row["hours"], row["corrected"]) == ("11.50", "yes")
+    removed = kiosk("events", "remove", str(wrong.id), "--reason", "not Ann", config=config)
+    assert removed.returncode == 0 and "check-in at 2026-06-15 06:00" in removed.stdout
+    bad = kiosk("events", "add", "E1", "--kind", "in", "--at", "15.06.2026 9:00", "--note", "x", config=config)
+    assert bad.returncode == 1 and 'use "YYYY-MM-DD HH:MM"' in bad.stderr and "Traceback" not in bad.stderr
+    again = kiosk("events", "remove", str(wrong.id), "--reason", "x", config=config)
+    assert again.returncode == 1 and f"no attendance event {wrong.id}" in again.stderr
+    nobody = kiosk("events", "list", "E404", config=config)
+    assert nobody.returncode == 1 and "Traceback" not in nobody.stderr

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
@@ -19,7 +19,9 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from kiosk.errors import KioskError, UploadError, WebError
 from kiosk.store import (
     CaptureNotFound,
+    EventNotFound,
     PersonInfo,
+    add_correction,
     audit,
     erase_person,
     export_person,
@@ -28,6 +30,7 @@ from kiosk.store import (
     latest_captures,
     list_users,
     purge_expired,
+    remove_event,
     request_capture,
     set_active,
     set_consent,
@@ -215,6 +218,44 @@ def consent(person_id: int) -> Any:
     """Grant or withdraw expression-analysis consent (withdrawal strips past expression data)."""
     return _set_flag(person_id, "granted", set_consent,
                      lambda p, on: f"Consent {'recorded' if on else 'withdrawn'} for {p.name}.")
+
+
+def _local_time(day_text: str, time_text: str) -> datetime:
+    """Form date (YYYY-MM-DD) and time (HH:MM) in the site's zone -> aware datetime; WebError if bad."""
+    try:
+        naive = datetime.combine(date.fromisoformat(day_text.strip()), time.fromisoformat(time_text.strip()))
+    except ValueError:
+        raise WebError(f"not a date and time: {day_text!r} {time_text!r} (use YYYY-MM-DD and HH:MM)") from None
+    return naive.replace(tzinfo=ctx().settings.tz)
+
+
+@bp.route("/people/<int:person_id>/events", methods=["POST"])
+@admin_only
+def add_event(person_id: int) -> Any:
+    """Add a missed check-in or check-out by hand (with a reason; audited, marked in reports)."""
+    p = person_or_404(person_id)
+    at = _local_time(request.form.get("date", ""), request.form.get("time", ""))
+    kind = request.form.get("kind", "")
+    add_correction(ctx().db, p.id, at, kind, actor=actor(), note=request.form.get("note", ""))
+    flash(f"Added a check-{kind} for {p.name} at {at:%d %b %Y %H:%M}.")
+    return redirect(url_for("reports.person", person_id=p.id, start=at.date().isoformat(),
+                            end=max(at.date(), ctx().today()).isoformat()))
+
+
+@bp.route("/events/<int:event_id>/remove", methods=["POST"])
+@admin_only
+def remove_event_page(event_id: int) -> Any:
+    """Delete a wrong attendance event (with a reason; the audit log keeps what it was)."""
+    try:
+        removed = remove_event(ctx().db, event_id, actor=actor(), reason=request.form.get("reason", ""))
+    except EventNotFound:
+        abort(404)
+    local = removed.occurred_at.astimezone(ctx().settings.tz)
+    flash(f"Removed the check-{removed.kind} of {local:%d %b %Y %H:%M}.")
+    if removed.person_id is None:
+        return redirect(url_for("admin.status"))
+    return redirect(url_for("reports.person", person_id=removed.person_id, start=local.date().isoformat(),
+                            end=max(local.date(), ctx().today()).isoformat()))
 
 
 @bp.route("/people/<int:person_id>/active", methods=["POST"])

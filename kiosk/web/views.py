@@ -325,8 +325,12 @@ def person(person_id: int) -> str:
     if user is not None and user.role == "admin":
         from kiosk.store import list_audit, list_templates
 
+        utc_from, _ = local_day_bounds(start, c.settings.tz)
+        _, utc_to = local_day_bounds(end, c.settings.tz)
         extra = {"templates": list_templates(c.db, person_id),
-                 "audit": list_audit(c.db, target=f"person:{person_id}", limit=20)}
+                 "audit": list_audit(c.db, target=f"person:{person_id}", limit=20),
+                 "events": events_between(c.db, utc_from, utc_to, person_id=person_id),
+                 "today": c.today()}
     return render_template("person.html", p=p, rows=rows, start=start, end=end,
                            show_expr=show_expr, expr_counts=expr_counts, expr_chart=expr_chart,
                            hours=hours, hm=_hm, **extra)
