@@ -112,7 +112,8 @@ class DoorEnrolment:
                 current = store.get_capture(self.db, self.request.id)
                 if not current.active:
                     logger.info("capture request %d ended: %s", current.id, current.status)
-                    self._stop(Message("unknown", "Enrolment stopped", current.message or current.status))
+                    why = {"cancelled": "Cancelled by the admin", "expired": "Timed out"}.get(current.status, "")
+                    self._stop(Message("unknown", "Enrolment stopped", why))
         except StoreError as exc:
             logger.warning("capture request check failed: %s", exc)
 

@@ -17,7 +17,7 @@ import pytest
 from door_helpers import PEOPLE, enrol_people, person_photos, write_config
 
 from kiosk import store
-from kiosk.capture import PhotoCollector, crop_around, wait_for_capture
+from kiosk.capture import DoorEnrolment, PhotoCollector, crop_around, wait_for_capture
 from kiosk.config import RetentionSettings
 from kiosk.errors import PersonNotFound
 from kiosk.replay_scenes import make_scene
@@ -238,3 +238,28 @@ def test_waiting_reports_progress_and_ctrl_c_cancels(db: store.Database) -> None
     assert seen == [("waiting", 0), ("capturing", 0)]
     cancelled = store.get_capture(db, request.id)
     assert cancelled.status == "cancelled" and cancelled.message == "cancelled from the command line"
+
+
+def test_door_notices_a_cancel_and_goes_back_to_check_ins(db: store.Database, analyzer: DlibFaceAnalyzer) -> None:
+    from kiosk.config import Settings
+    from kiosk.screen import ScreenState
+
+    clock = [100.0]
+    screen = ScreenState(message_s=5.0, clock=lambda: clock[0])
+    door = DoorEnrolment(db, Settings(), analyzer, screen, monotonic=lambda: clock[0])
+    door.poll()
+    assert not door.active and screen.snapshot()["kind"] == "idle"
+    request = _ask(db, now=datetime.now(UTC))
+    door.poll()  # not due yet: checks once a second
+    assert not door.active
+    clock[0] += 1.0
+    door.poll()
+    assert door.active and screen.snapshot()["title"] == "Enrolment: Ray"
+    assert store.get_capture(db, request.id).status == "capturing"
+    store.finish_capture(db, request.id, "cancelled", message="cancelled by web:ann", actor="web:ann")
+    clock[0] += 1.0
+    door.poll()
+    shown = screen.snapshot()
+    assert not door.active and (shown["title"], shown["subtitle"]) == ("Enrolment stopped", "Cancelled by the admin")
+    clock[0] += 6.0
+    assert screen.snapshot()["kind"] == "idle"
