@@ -327,6 +327,21 @@ def people_consent(ctx: Context, employee_id: str, grant: bool) -> None:
     click.echo(f"{p.name} ({p.employee_id}): expression consent {'granted' if grant else 'withdrawn'}")
 
 
+@people.command("rename")
+@click.argument("employee_id")
+@click.argument("name")
+@pass_ctx
+@friendly
+def people_rename(ctx: Context, employee_id: str, name: str) -> None:
+    """Correct the NAME of EMPLOYEE_ID (reports and the door screen use it from then on)."""
+    from kiosk import store
+
+    with ctx.open_db() as database:
+        p = _person(database, employee_id)
+        renamed = store.rename_person(database, p.id, name, actor="cli")
+    click.echo(f"{p.employee_id}: renamed from {p.name!r} to {renamed.name!r}")
+
+
 @people.command("deactivate")
 @click.argument("employee_id")
 @pass_ctx

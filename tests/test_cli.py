@@ -181,5 +181,7 @@ def test_events_add_list_remove_by_hand(config, tmp_path):
     assert bad.returncode == 1 and 'use "YYYY-MM-DD HH:MM"' in bad.stderr and "Traceback" not in bad.stderr
     again = kiosk("events", "remove", str(wrong.id), "--reason", "x", config=config)
     assert again.returncode == 1 and f"no attendance event {wrong.id}" in again.stderr
+    renamed = kiosk("people", "rename", "E1", "Ann Other", config=config)
+    assert renamed.returncode == 0 and "renamed from 'Ann' to 'Ann Other'" in renamed.stdout
     nobody = kiosk("events", "list", "E404", config=config)
     assert nobody.returncode == 1 and "Traceback" not in nobody.stderr

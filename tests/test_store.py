@@ -37,6 +37,7 @@ from kiosk.store import (
     open_database,
     purge_expired,
     record_event,
+    rename_person,
     set_consent,
 )
 
@@ -326,3 +327,15 @@ def test_erasure_reaches_the_upgrade_backups(tmp_path: Path) -> None:
     assert [a.details for a in list_audit(db) if a.action == "person.erase_backups"][0]["backups"] == \
         [b.name for b in backups]
     db.close()
+
+
+def test_rename_person_keeps_the_id_and_audits(db: Database) -> None:
+    ann = add_person(db, "E1", "Anne Smiht")
+    renamed = rename_person(db, ann.id, "  Anne   Smith ", actor="admin")
+    assert (renamed.name, renamed.employee_id) == ("Anne Smith", "E1")
+    assert get_person(db, ann.id).name == "Anne Smith"
+    entry = [a for a in list_audit(db) if a.action == "person.rename"][0]
+    assert entry.details == {"from": "Anne Smiht", "to": "Anne Smith"}
+    with pytest.raises(StoreError, match="1 to 200 characters"):
+        rename_person(db, ann.id, "   ", actor="admin")
+    assert get_person(db, ann.id).name == "Anne Smith"

@@ -58,6 +58,7 @@ from kiosk.store.repo import (
     people_by_id,
     purge_expired,
     record_event,
+    rename_person,
     set_active,
     set_consent,
     templates_not_made_by,
@@ -75,4 +76,5 @@ __all__ = [
     "set_consent", "templates_not_made_by", "upgrade", "upgrade_from_settings",
     "CaptureBusy", "CaptureInfo", "CaptureNotFound", "capture_progress", "finish_capture", "get_capture",
     "latest_captures", "request_capture", "take_capture", "EventNotFound", "add_correction", "remove_event",
+    "rename_person",
 ]

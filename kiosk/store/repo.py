@@ -324,6 +324,24 @@ def set_active(
         return _person_info(person, _template_count(s, person_id))
 
 
+def rename_person(
+    db: Database, person_id: int, name: str, *, actor: str, now: datetime | None = None
+) -> PersonInfo:
+    """Correct a person's name (the employee id stays: it is the payroll key); audited."""
+    name = " ".join(name.split())
+    if not name or len(name) > 200:
+        raise StoreError("a name must have 1 to 200 characters")
+    now = _now(now)
+    with db.session() as s:
+        person = _get(s, person_id)
+        if person.erased_at is not None:
+            raise StoreError(f"person {person_id} has been erased")
+        if person.name != name:
+            _audit(s, actor, "person.rename", f"person:{person_id}", {"from": person.name, "to": name}, now)
+            person.name = name
+        return _person_info(person, _template_count(s, person_id))
+
+
 def deactivate(
     db: Database, person_id: int, *, actor: str, now: datetime | None = None
 ) -> PersonInfo:

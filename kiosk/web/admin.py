@@ -31,6 +31,7 @@ from kiosk.store import (
     list_users,
     purge_expired,
     remove_event,
+    rename_person,
     request_capture,
     set_active,
     set_consent,
@@ -256,6 +257,16 @@ def remove_event_page(event_id: int) -> Any:
         return redirect(url_for("admin.status"))
     return redirect(url_for("reports.person", person_id=removed.person_id, start=local.date().isoformat(),
                             end=max(local.date(), ctx().today()).isoformat()))
+
+
+@bp.route("/people/<int:person_id>/rename", methods=["POST"])
+@admin_only
+def rename(person_id: int) -> Any:
+    """Correct a person's name (the employee id stays)."""
+    p = person_or_404(person_id)
+    renamed = rename_person(ctx().db, p.id, request.form.get("name", ""), actor=actor())
+    flash(f"Renamed {p.name} to {renamed.name}.")
+    return redirect(url_for("reports.person", person_id=p.id))
 
 
 @bp.route("/people/<int:person_id>/active", methods=["POST"])

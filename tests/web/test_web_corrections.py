@@ -41,6 +41,9 @@ def test_admin_corrects_a_day_on_the_person_page(admin_client: tuple[FlaskClient
     rows = list(csv.DictReader(io.StringIO(csv_text)))
     assert [(r["first_in"][11:16], r["last_out"][11:16], r["hours"], r["corrected"]) for r in rows] == [
         ("09:02", "17:32", "8.50", "yes")]
+    r = client.post(f"/admin/people/{ann.id}/rename", data={"csrf_token": token, "name": "Ann Exampel-Smith"},
+                    follow_redirects=True)
+    assert r.status_code == 200 and '<h1 id="person-name">Ann Exampel-Smith</h1>' in r.get_data(as_text=True)
     audit = {a.action: a for a in store.list_audit(db, target=f"person:{ann.id}")}
     assert audit["event.remove"].details["reason"] == "the cleaner"
 
