@@ -90,10 +90,11 @@ def predict_probabilities(net: ExpressionNet, images: np.ndarray, batch: int = 5
 
 
 def _validate(net: ExpressionNet, data: ExpressionData, smoothing: float) -> tuple[float, float]:
+    """(accuracy, label-smoothed cross-entropy) of net on data, as in training (no class weights)."""
     scores = torch.from_numpy(predict_probabilities(net, data.images))
     labels = torch.from_numpy(data.labels)
-    loss = F.nll_loss(torch.log(scores.clamp_min(1e-7)), labels)
-    loss = (1 - smoothing) * loss - smoothing * torch.log(scores.clamp_min(1e-7)).mean()
+    log_scores = torch.log(scores.clamp_min(1e-7))
+    loss = (1 - smoothing) * F.nll_loss(log_scores, labels) - smoothing * log_scores.mean()
     return float((scores.argmax(1) == labels).float().mean()), float(loss)
 
 
