@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from kiosk.errors import StoreError
 from kiosk.store.db import Database
 from kiosk.store.models import AttendanceEvent
-from kiosk.store.repo import EventInfo, _audit, _event_info, _get, _now
+from kiosk.store.repo import EventInfo, _audit, _event_info, _get_unerased, _now
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +42,7 @@ def add_correction(db: Database, person_id: int, at: datetime, kind: str, *, act
     if at > now + FUTURE_SLACK:
         raise StoreError(f"{at:%Y-%m-%d %H:%M} UTC is in the future; corrections record what happened")
     with db.session() as s:
-        person = _get(s, person_id)
-        if person.erased_at is not None:
-            raise StoreError(f"{person.name} was erased; their attendance cannot be changed any more")
+        _get_unerased(s, person_id)
         event = AttendanceEvent(person_id=person_id, occurred_at=at, kind=kind, device_id=MANUAL_DEVICE,
                                 recorded_by=actor, note=note)
         s.add(event)
@@ -64,8 +62,8 @@ def remove_event(db: Database, event_id: int, *, actor: str, reason: str,
         event = s.get(AttendanceEvent, event_id)
         if event is None:
             raise EventNotFound(f"no attendance event {event_id}")
-        if event.person_id is not None and _get(s, event.person_id).erased_at is not None:
-            raise StoreError("the person was erased; their attendance cannot be changed any more")
+        if event.person_id is not None:
+            _get_unerased(s, event.person_id)
         info = _event_info(event)
         s.delete(event)
         _audit(s, actor, "event.remove", f"person:{event.person_id}" if event.person_id else None,

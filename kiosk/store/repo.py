@@ -206,6 +206,15 @@ def _get(s: Session, person_id: int) -> Person:
     return person
 
 
+def _get_unerased(s: Session, person_id: int) -> Person:
+    """The person row; StoreError when their biometric data was erased (nothing may be added)."""
+    person = _get(s, person_id)
+    if person.erased_at is not None:
+        raise StoreError(f"{person.name} (person {person_id}) has been erased; enrol them again "
+                         "under a new employee id")
+    return person
+
+
 def _template_count(s: Session, person_id: int) -> int:
     return s.scalar(
         select(func.count()).select_from(FaceTemplate).where(FaceTemplate.person_id == person_id)
@@ -333,9 +342,7 @@ def rename_person(
         raise StoreError("a name must have 1 to 200 characters")
     now = _now(now)
     with db.session() as s:
-        person = _get(s, person_id)
-        if person.erased_at is not None:
-            raise StoreError(f"person {person_id} has been erased")
+        person = _get_unerased(s, person_id)
         if person.name != name:
             _audit(s, actor, "person.rename", f"person:{person_id}", {"from": person.name, "to": name}, now)
             person.name = name
@@ -463,9 +470,7 @@ def add_templates(
         raise InvalidTemplate("sources/qualities must have one entry per template")
     now = _now(now)
     with db.session() as s:
-        person = _get(s, person_id)
-        if person.erased_at is not None:
-            raise StoreError(f"person {person_id} has been erased; enrol them again")
+        _get_unerased(s, person_id)
         if replace:
             s.execute(delete(FaceTemplate).where(FaceTemplate.person_id == person_id))
         rows = [
