@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -50,9 +51,14 @@ class PhotoCollector:
         self._last_taken: float | None = None
 
     @property
+    def taken(self) -> int:
+        """Photos kept so far."""
+        return len(self.photos)
+
+    @property
     def complete(self) -> bool:
         """All wanted photos taken."""
-        return len(self.photos) >= self.wanted
+        return self.taken >= self.wanted
 
     def offer(self, image: np.ndarray, t: float) -> str:
         """Look at one RGB uint8 HxWx3 frame taken at t seconds; keep a crop if it is usable.
@@ -81,8 +87,10 @@ class DoorEnrolment:
     """The door service's side of capture requests: take one up, photograph, enrol, report."""
 
     def __init__(self, db: store.Database, settings: Settings, analyzer: FaceAnalyzer, screen: ScreenState,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.db = db
+        self._wall_clock = wall_clock  # real time (aware UTC), for the request's deadline
         self.settings = settings
         self.analyzer = analyzer
         self.screen = screen
@@ -109,13 +117,24 @@ class DoorEnrolment:
                 if request is not None:
                     self._start(request)
             else:
-                current = store.get_capture(self.db, self.request.id)
-                if not current.active:
-                    logger.info("capture request %d ended: %s", current.id, current.status)
-                    why = {"cancelled": "Cancelled by the admin", "expired": "Timed out"}.get(current.status, "")
-                    self._stop(Message("unknown", "Enrolment stopped", why))
+                self._still_wanted()
         except StoreError as exc:
             logger.warning("capture request check failed: %s", exc)
+
+    def _still_wanted(self) -> bool:
+        """End the capture (False) when the admin cancelled it or its deadline passed."""
+        assert self.request is not None
+        current = store.get_capture(self.db, self.request.id)
+        if current.active and self._wall_clock() >= current.expires_at:
+            current = store.finish_capture(self.db, current.id, "expired", message=(
+                f"timed out: the photos were not all taken by {current.expires_at:%H:%M:%S} UTC "
+                f"({self.collector.taken if self.collector else 0} of {self.settings.enrolment.capture_photos})"))
+        if current.active:
+            return True
+        logger.info("capture request %d ended: %s", current.id, current.status)
+        why = {"cancelled": "Cancelled by the admin", "expired": "Timed out"}.get(current.status, "")
+        self._stop(Message("unknown", "Enrolment stopped", why))
+        return False
 
     def _start(self, request: store.CaptureInfo) -> None:
         e = self.settings.enrolment
@@ -153,6 +172,11 @@ class DoorEnrolment:
                     logger.warning("cannot record capture progress: %s", exc)
         if not collector.complete:
             return False
+        try:
+            if not self._still_wanted():  # cancelled or timed out while the photos were taken
+                return False
+        except StoreError as exc:
+            logger.warning("capture request check failed (enrolling anyway): %s", exc)
         return self._enrol(request, collector.photos)
 
     def _enrol(self, request: store.CaptureInfo, photos: list[tuple[str, np.ndarray]]) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from door_helpers import PEOPLE, enrol_people, person_photos, write_config
 
 from kiosk import store
@@ -59,7 +60,7 @@ def test_request_lifecycle_one_at_a_time(db: store.Database) -> None:
     actions = [a.action for a in store.list_audit(db)]
     assert {"capture.request", "capture.start", "capture.done"} <= set(actions)
     with pytest.raises(ValueError):
-        store.finish_capture(db, second.id, "expired")
+        store.finish_capture(db, second.id, "waiting")
     with pytest.raises(store.CaptureNotFound):
         store.get_capture(db, 999)
 
@@ -195,6 +196,9 @@ def test_cli_enrols_at_the_kiosk_with_the_service_running(tmp_path: Path, analyz
     db_path, _ = _door(tmp_path, person_photos("Ray_Romano")[0], analyzer, linger_s=6.0)
     config = tmp_path / "kiosk.yaml"
     settings = write_config(config, db_path, tmp_path / "frames", loop=True)
+    data = yaml.safe_load(config.read_text())
+    data["enrolment"] = {"capture_timeout_s": 900}  # a loaded test machine can be very slow
+    config.write_text(yaml.safe_dump(data))
     args = ("enroll", "--name", "Ray Romano", "--employee-id", "R-1", "--at-kiosk")
     refused = _kiosk_cli(config, *args)  # no service yet: one clear message, nothing queued
     assert refused.returncode == 1 and "the kiosk service is not running" in refused.stderr
@@ -263,3 +267,35 @@ def test_door_notices_a_cancel_and_goes_back_to_check_ins(db: store.Database, an
     assert not door.active and (shown["title"], shown["subtitle"]) == ("Enrolment stopped", "Cancelled by the admin")
     clock[0] += 6.0
     assert screen.snapshot()["kind"] == "idle"
+
+
+def test_door_ends_a_capture_at_its_deadline(db: store.Database, analyzer: DlibFaceAnalyzer) -> None:
+    from kiosk.config import Settings
+    from kiosk.screen import ScreenState
+
+    mono, wall = [100.0], [datetime.now(UTC)]
+    screen = ScreenState(clock=lambda: mono[0])
+    door = DoorEnrolment(db, Settings(), analyzer, screen, monotonic=lambda: mono[0], wall_clock=lambda: wall[0])
+    request = _ask(db, now=wall[0])
+    door.poll()
+    assert door.active
+    wall[0] += timedelta(seconds=121)  # nobody stood still long enough
+    mono[0] += 1.0
+    door.poll()
+    ended = store.get_capture(db, request.id)
+    assert not door.active and ended.status == "expired"
+    assert "the photos were not all taken" in (ended.message or "") and "(0 of 5)" in (ended.message or "")
+    assert screen.snapshot()["subtitle"] == "Timed out"
+
+
+def test_a_capture_in_progress_is_not_expired_by_the_store_and_done_always_wins(db: store.Database) -> None:
+    request = _ask(db)
+    store.take_capture(db, now=T0 + timedelta(seconds=1))
+    late = T0 + timedelta(seconds=150)  # past the deadline: the door service decides, not the reader
+    assert store.get_capture(db, request.id, now=late).status == "capturing"
+    orphaned = store.get_capture(db, request.id, now=T0 + timedelta(seconds=181))
+    assert orphaned.status == "expired" and "kiosk service stopped" in (orphaned.message or "")
+    done = store.finish_capture(db, request.id, "done", message="enrolled with 5 photo(s)", person_id=None,
+                                now=T0 + timedelta(seconds=182))
+    assert done.status == "done" and done.message == "enrolled with 5 photo(s) (the request had been expired meanwhile)"
+    assert store.finish_capture(db, request.id, "cancelled").status == "done"

@@ -24,6 +24,8 @@ from kiosk.store.repo import _audit, _now
 
 logger = logging.getLogger(__name__)
 
+ORPHANED_AFTER = timedelta(seconds=60)  # a capture still running this long after its deadline lost its service
+
 
 
 class CaptureBusy(StoreError):
@@ -71,10 +73,14 @@ def _finish(s: Session, r: CaptureRequest, status: str, message: str | None, act
 
 
 def _expire(s: Session, now: datetime) -> None:
-    for r in s.scalars(select(CaptureRequest).where(CaptureRequest.status.in_(ACTIVE),
-                                                    CaptureRequest.expires_at <= now)):
-        waited = "nobody stood at the kiosk" if r.status == "waiting" else "the photos were not all taken"
-        _finish(s, r, "expired", f"timed out: {waited} before {r.expires_at:%H:%M:%S} UTC", "kiosk", now)
+    """Expire waiting requests past their deadline, and capturing ones ORPHANED_AFTER later (the
+    door service ends its own capture at the deadline; one still capturing then has lost its service)."""
+    late = (((CaptureRequest.status == "waiting") & (CaptureRequest.expires_at <= now))
+            | ((CaptureRequest.status == "capturing") & (CaptureRequest.expires_at <= now - ORPHANED_AFTER)))
+    for r in s.scalars(select(CaptureRequest).where(late)):
+        why = ("nobody stood at the kiosk" if r.status == "waiting"
+               else "the kiosk service stopped before the photos were taken")
+        _finish(s, r, "expired", f"timed out: {why} (deadline {r.expires_at:%H:%M:%S} UTC)", "kiosk", now)
 
 
 def _active(s: Session) -> CaptureRequest | None:
@@ -163,15 +169,19 @@ def capture_progress(db: Database, capture_id: int, photos_taken: int, message: 
 def finish_capture(db: Database, capture_id: int, status: str, *, message: str | None = None,
                    person_id: int | None = None, actor: str = "kiosk",
                    now: datetime | None = None) -> CaptureInfo:
-    """End an active request as done, failed or cancelled; a finished one is returned unchanged."""
-    if status not in ("done", "failed", "cancelled"):
+    """End an active request as done, failed, expired or cancelled; a finished one is returned
+    unchanged, except that "done" always wins: the request must say that the person was enrolled
+    (a cancel or an expiry that came while the enrolment was being stored)."""
+    if status not in ("done", "failed", "expired", "cancelled"):
         raise ValueError(f"cannot finish a capture as {status!r}")
     now = _now(now)
     with db.session() as s:
         r = s.get(CaptureRequest, capture_id)
         if r is None:
             raise CaptureNotFound(f"no capture request {capture_id}")
-        if r.status in ACTIVE:
+        if r.status in ACTIVE or (status == "done" and r.status in ("expired", "cancelled")):
+            if r.status not in ACTIVE:
+                message = f"{message} (the request had been {r.status} meanwhile)"
             r.person_id = person_id if person_id is not None else r.person_id
             _finish(s, r, status, message, actor, now)
         return _info(r)
