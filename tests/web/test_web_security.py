@@ -14,7 +14,15 @@ from flask.testing import FlaskClient
 from PIL import Image
 from web_helpers import ADMIN, MANAGER, NOW, csrf_of, login
 
-from kiosk.store import Database, add_person, add_templates, get_person, record_event
+from kiosk.store import (
+    Database,
+    add_person,
+    add_templates,
+    get_capture,
+    get_person,
+    record_event,
+    request_capture,
+)
 from kiosk.web.context import required_role
 from kiosk.web.uploads import UploadLimits, decode_photo
 
@@ -24,7 +32,8 @@ SKIP_METHODS = {"HEAD", "OPTIONS"}
 def _url(rule, person_id: int) -> str:
     values = {}
     for arg in rule.arguments:
-        values[arg] = person_id if arg == "person_id" else {"username": MANAGER[0]}.get(arg, "x")
+        # person 1 has capture request 1 (see the person_id fixture): every *_id is that 1
+        values[arg] = person_id if arg.endswith("_id") else {"username": MANAGER[0]}.get(arg, "x")
     return rule.rule if not values else _build(rule, values)
 
 
@@ -42,7 +51,11 @@ def _rules(app: Flask):
 
 @pytest.fixture
 def person_id(db: Database) -> int:
-    return add_person(db, "E1", "Erin Example").id
+    """Person 1, with capture request 1 (waiting) so that /admin/captures/<id> has one to show."""
+    person = add_person(db, "E1", "Erin Example")
+    request = request_capture(db, employee_id="E2", name="Nova New", timeout_s=600, actor="test")
+    assert person.id == request.id == 1
+    return person.id
 
 
 def test_admin_routes_are_all_marked_admin(app: Flask) -> None:
@@ -79,6 +92,7 @@ def test_every_admin_route_refuses_anonymous_and_manager(
     # and nothing changed
     p = get_person(db, person_id)
     assert p.active and not p.expression_consent and p.erased_at is None
+    assert get_capture(db, 1).status == "waiting"  # not cancelled
     from kiosk.store import get_user
 
     assert get_user(db, "mallory") is None
