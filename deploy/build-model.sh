@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data/fer2013}
 WORK=${2:-work-cache/build-model}
 # epochs:peak learning rate of each stage, in order (models/README.md says which produced the shipped model)
-STAGES=("30:2e-3" "32:1e-3")
+STAGES=("30:2e-3" "32:1e-3" "36:1e-3")
 
 previous=""
 for i in "${!STAGES[@]}"; do
