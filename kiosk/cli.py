@@ -205,7 +205,7 @@ def _enrol_at_kiosk(ctx: Context, name: str, employee_id: str, *, force: bool, r
         check_employee_id(database, name, employee_id, replace=replace)
         service = read_status(settings, datetime.now(UTC))
         if not service.running:
-            raise KioskError(f"the kiosk service is not running ({service.message}); start it "
+            raise KioskError(f"nobody can take the photos: {service.message}; start the kiosk service "
                              "(systemctl start kiosk) or enrol from photo files")
         request = store.request_capture(database, employee_id=employee_id, name=name, actor="cli",
                                         timeout_s=settings.enrolment.capture_timeout_s,

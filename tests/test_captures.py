@@ -201,7 +201,7 @@ def test_cli_enrols_at_the_kiosk_with_the_service_running(tmp_path: Path, analyz
     config.write_text(yaml.safe_dump(data))
     args = ("enroll", "--name", "Ray Romano", "--employee-id", "R-1", "--at-kiosk")
     refused = _kiosk_cli(config, *args)  # no service yet: one clear message, nothing queued
-    assert refused.returncode == 1 and "the kiosk service is not running" in refused.stderr
+    assert refused.returncode == 1 and "nobody can take the photos: service not running" in refused.stderr
     assert "Traceback" not in refused.stderr
     both = _kiosk_cli(config, *args, str(person_photos("Ray_Romano")[1]))
     assert both.returncode == 2 and "not both" in both.stderr

@@ -38,9 +38,9 @@ def add_correction(db: Database, person_id: int, at: datetime, kind: str, *, act
     if kind not in ("in", "out"):
         raise StoreError(f"a correction is a check-in or a check-out ('in' or 'out'), not {kind!r}")
     note = _reason(note)
-    now, at = _now(now), _now(at)
+    given, now, at = at, _now(now), _now(at)
     if at > now + FUTURE_SLACK:
-        raise StoreError(f"{at:%Y-%m-%d %H:%M} UTC is in the future; corrections record what happened")
+        raise StoreError(f"{given:%Y-%m-%d %H:%M} is in the future; corrections record what happened")
     with db.session() as s:
         _get_unerased(s, person_id)
         event = AttendanceEvent(person_id=person_id, occurred_at=at, kind=kind, device_id=MANUAL_DEVICE,
