@@ -46,7 +46,8 @@ CSV_COLUMNS = [
     "status", "corrected",
 ]
 """Columns of the daily and range CSV (payroll): one row per person and day; times are local
-ISO 8601 with UTC offset; hours decimal (2 places); late yes/no; status present/open/absent;
+ISO 8601 with UTC offset; hours decimal (2 places); late yes/no; status present/open/absent
+(open: a check-in without check-out or the other way round, hours not known);
 corrected yes/no (an event of the day was entered by hand)."""
 MAX_RANGE_DAYS = 1000
 
@@ -95,7 +96,7 @@ class PersonDay:
 
     @property
     def status(self) -> str:
-        """"open" when the last check-in has no check-out, else "present"."""
+        """"open" when a check-in has no check-out (or a check-out no check-in), else "present"."""
         return "open" if self.open else "present"
 
 
@@ -193,6 +194,8 @@ def _person_day(
                 seconds += (e.occurred_at - opened).total_seconds()
                 opened = None
         open_ = opened is not None
+    if outs and not ins:  # a check-out with no check-in (one removed, or never recorded): incomplete too
+        open_ = True
     late, minutes_late = (False, 0)
     if first_in is not None:
         late, minutes_late = lateness(

@@ -87,3 +87,14 @@ def test_bad_corrections_are_refused_and_change_nothing(db: store.Database) -> N
     with pytest.raises(StoreError, match="erased"):
         store.add_correction(db, ann.id, _at(17, 0), "out", actor="a", note="x", now=NOW)
     assert len(store.events_between(db, _at(0, 0), _at(23, 59))) == 1
+
+
+def test_a_check_out_without_check_in_is_an_open_day(db: store.Database) -> None:
+    ann = store.add_person(db, "E1", "Ann")
+    wrong = store.record_event(db, ann.id, _at(8, 55), "in", "door-1")
+    store.add_correction(db, ann.id, _at(17, 0), "out", actor="alice", note="left by the back door", now=NOW)
+    store.remove_event(db, wrong.id, actor="alice", reason="that was her twin", now=NOW)
+    for mode in ("first_last", "toggle"):
+        settings = SETTINGS.model_copy(update={"attendance": SETTINGS.attendance.model_copy(update={"mode": mode})})
+        day = daily_report(db, settings, _at(0, 0).date()).rows[0]
+        assert (day.first_in, day.status, day.hours) == (None, "open", 0), mode  # needs a check-in added
