@@ -553,10 +553,14 @@ def train() -> None:
               help="Continue from the weights of an int8 .tflite of the same architecture (a later stage).")
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Peak learning rate (default 2e-3; lower when continuing with --init-from).")
+@click.option("--distill-from", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="Mix this int8 .tflite's scores (same architecture) into the training targets.")
+@click.option("--distill-weight", type=click.FloatRange(0, 1), default=None,
+              help="Share of --distill-from's scores in each target (default 0.5).")
 @friendly
 def train_expressions(data_dir: Path, out_path: Path, work_dir: Path | None, epochs: int | None,
                       limit_per_class: int | None, test_data: Path | None, init_from: Path | None,
-                      learning_rate: float | None) -> None:
+                      learning_rate: float | None, distill_from: Path | None, distill_weight: float | None) -> None:
     """Train the expression CNN, export it to int8 TFLite and write an evaluation report."""
     try:
         from kiosk.training.pipeline import train_and_export
@@ -565,7 +569,8 @@ def train_expressions(data_dir: Path, out_path: Path, work_dir: Path | None, epo
     logging.getLogger("kiosk.training").setLevel(min(logging.getLogger().level, logging.INFO))  # epoch lines
     report = train_and_export(data_dir, out_path, work_dir=work_dir, epochs=epochs,
                               limit_per_class=limit_per_class, test_dir=test_data, init_from=init_from,
-                              learning_rate=learning_rate)
+                              learning_rate=learning_rate, distill_from=distill_from,
+                              distill_weight=distill_weight)
     click.echo(json.dumps(report))
 
 

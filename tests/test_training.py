@@ -149,7 +149,43 @@ def test_continued_run_records_where_it_started(tmp_path, shipped_model):
 
     out = tmp_path / "continued.tflite"
     train_and_export(FER_SAMPLE / "train", out, work_dir=tmp_path / "work", epochs=1, init_from=shipped_model,
-                     learning_rate=1e-4)
+                     learning_rate=1e-4, distill_from=shipped_model, distill_weight=0.3)
     saved = json.loads((tmp_path / "continued.report.json").read_text())["train_config"]
     assert saved["init_sha256"] == sha256_of(shipped_model) and saved["learning_rate"] == 1e-4
     assert saved["init_from"] == str(shipped_model)
+    assert saved["distill_sha256"] == sha256_of(shipped_model) and saved["distill_weight"] == 0.3
+
+
+def test_distilled_loss_mixes_label_and_teacher():
+    import torch
+    import torch.nn.functional as F
+
+    from kiosk.training.distill import mixed_loss
+
+    logits = torch.tensor([[2.0, 0.5, -1.0, 0.0, 0.3, 0.1, -0.2], [0.0, 0.0, 3.0, 0.0, 0.0, 1.0, 0.0]])
+    labels = torch.tensor([0, 5])
+    hard = F.cross_entropy(logits, labels, reduction="none", label_smoothing=0.05)
+    assert torch.allclose(mixed_loss(logits, labels, None, 0.5, 0.05), hard)
+    one_hot = F.one_hot(labels, 7).float()
+    plain = F.cross_entropy(logits, labels, reduction="none")
+    assert torch.allclose(mixed_loss(logits, labels, one_hot, 0.5, 0.0), plain)  # a teacher that agrees fully
+    teacher = torch.full((2, 7), 1 / 7)
+    mixed = mixed_loss(logits, labels, teacher, 0.25, 0.0)
+    uniform = -F.log_softmax(logits, dim=1).mean(dim=1)
+    assert torch.allclose(mixed, 0.75 * plain + 0.25 * uniform)
+
+
+def test_teacher_targets_ignore_mirroring():
+    from kiosk.training.distill import teacher_targets
+
+    def lopsided(images: np.ndarray) -> np.ndarray:  # scores that depend on the left half only
+        left = images[:, :, :24].mean(axis=(1, 2)) / 255.0
+        scores = np.stack([left, 1.0 - left] + [np.zeros_like(left)] * 5, axis=1)
+        return scores
+
+    crops = load_split_sample()[:6]
+    targets = teacher_targets(lopsided, crops)
+    mirrored = teacher_targets(lopsided, crops[:, :, ::-1].copy())
+    assert targets.shape == (6, 7) and targets.dtype == np.float32
+    assert np.allclose(targets, mirrored) and np.allclose(targets.sum(axis=1), 1.0)
+    assert not np.allclose(lopsided(crops), lopsided(crops[:, :, ::-1].copy()))

@@ -90,10 +90,13 @@ def evaluation_report(model, tflite_path: Path, data: ExpressionData, name: str,
 
 def train_and_export(data_dir: Path, out_path: Path, *, work_dir: Path | None = None, epochs: int | None = None,
                      limit_per_class: int | None = None, test_dir: Path | None = None,
-                     init_from: Path | None = None, learning_rate: float | None = None) -> dict:
+                     init_from: Path | None = None, learning_rate: float | None = None,
+                     distill_from: Path | None = None, distill_weight: float | None = None) -> dict:
     """Train (resumable in work_dir), export int8 to out_path, write out_path.stem + '.report.json'.
 
     init_from: an int8 .tflite of the same architecture to continue from (its sha256 goes in the report).
+    distill_from: an int8 .tflite of the same architecture whose scores are mixed into the targets,
+    distill_weight of them (see kiosk.training.distill).
     """
     out_path = Path(out_path)
     work_dir = Path(work_dir) if work_dir else out_path.parent / "train-work"
@@ -107,6 +110,11 @@ def train_and_export(data_dir: Path, out_path: Path, *, work_dir: Path | None = 
     if init_from is not None:
         read_tflite_layers(Path(init_from))  # a file that is no TFLite model fails here, before loading data
         config = replace(config, init_from=str(init_from), init_sha256=sha256_of(Path(init_from)))
+    if distill_from is not None:
+        read_tflite_layers(Path(distill_from))
+        config = replace(config, distill_from=str(distill_from), distill_sha256=sha256_of(Path(distill_from)))
+    if distill_weight is not None:
+        config = replace(config, distill_weight=distill_weight)
     model = keras_twin(train(Path(data_dir), work_dir, config))  # the Keras twin converts to TFLite
     train_data, val_data = validation_data(Path(data_dir), work_dir)
     export_int8(model, train_data.images, out_path)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from kiosk.training.architecture import CONVS_PER_BLOCK, DEFAULT_WIDTHS
 from kiosk.training.augment import augment_batch
 from kiosk.training.dataset import ExpressionData, class_weights, load_split, split_validation
+from kiosk.training.distill import mixed_loss, teacher_targets
 from kiosk.training.net import ExpressionNet
 from kiosk.training.warm_start import init_from_tflite
 from kiosk.vision.preprocess import CLASSES
@@ -54,6 +55,9 @@ class TrainConfig:
     limit_per_class: int | None = None
     init_from: str | None = None  # an int8 .tflite of the same widths to start from (see warm_start)
     init_sha256: str | None = None
+    distill_from: str | None = None  # an int8 .tflite whose scores are mixed into the labels (see distill)
+    distill_sha256: str | None = None
+    distill_weight: float = 0.5  # share of the teacher's scores in each image's target
     extra: dict = field(default_factory=dict)
 
 
@@ -144,9 +148,16 @@ def train(data_dir: Path, work_dir: Path, config: TrainConfig | None = None,
     logger.info("train %d images, validation %d", len(train_data), len(val_data))
     device = _device()
     net = ExpressionNet(config.widths, config.convs_per_block)
+    sample = train_data.images[np.random.default_rng(config.seed).permutation(len(train_data))[:2048]]
     if config.init_from and not last_path.exists():
-        sample = train_data.images[np.random.default_rng(config.seed).permutation(len(train_data))[:2048]]
         init_from_tflite(net, Path(config.init_from), sample)
+    soft_targets = None
+    if config.distill_from:
+        teacher = ExpressionNet(config.widths, config.convs_per_block)
+        init_from_tflite(teacher, Path(config.distill_from), sample)
+        soft_targets = torch.from_numpy(teacher_targets(lambda x: predict_probabilities(teacher, x), train_data.images)).to(device)
+        logger.info("teacher %s agrees with %.1f %% of the training labels", config.distill_from,
+                    100.0 * float((soft_targets.argmax(1).cpu() == torch.from_numpy(train_data.labels)).float().mean()))
     net = net.to(device=device, memory_format=torch.channels_last if device.type == "cpu" else torch.preserve_format)
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay,
                                   eps=1e-7)
@@ -181,8 +192,8 @@ def train(data_dir: Path, work_dir: Path, config: TrainConfig | None = None,
                     group["lr"] = lr
                 batch = _prepare(augment_batch(images[rows], generator), device)
                 logits = net(batch)
-                per_image = F.cross_entropy(logits, labels[rows], reduction="none",
-                                            label_smoothing=config.label_smoothing)
+                per_image = mixed_loss(logits, labels[rows], None if soft_targets is None else soft_targets[rows],
+                                       config.distill_weight, config.label_smoothing)
                 loss = (per_image * loss_weight[labels[rows]]).mean()
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
