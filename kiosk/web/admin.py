@@ -239,8 +239,13 @@ def add_event(person_id: int) -> Any:
     kind = request.form.get("kind", "")
     add_correction(ctx().db, p.id, at, kind, actor=actor(), note=request.form.get("note", ""))
     flash(f"Added a check-{kind} for {p.name} at {at:%d %b %Y %H:%M}.")
-    return redirect(url_for("reports.person", person_id=p.id, start=at.date().isoformat(),
-                            end=max(at.date(), ctx().today()).isoformat()))
+    return _person_page_from(p.id, at.date())
+
+
+def _person_page_from(person_id: int, day: date) -> Any:
+    """Redirect to the person's page showing day (local) up to today."""
+    return redirect(url_for("reports.person", person_id=person_id, start=day.isoformat(),
+                            end=max(day, ctx().today()).isoformat()))
 
 
 @bp.route("/events/<int:event_id>/remove", methods=["POST"])
@@ -255,8 +260,7 @@ def remove_event_page(event_id: int) -> Any:
     flash(f"Removed the check-{removed.kind} of {local:%d %b %Y %H:%M}.")
     if removed.person_id is None:
         return redirect(url_for("admin.status"))
-    return redirect(url_for("reports.person", person_id=removed.person_id, start=local.date().isoformat(),
-                            end=max(local.date(), ctx().today()).isoformat()))
+    return _person_page_from(removed.person_id, local.date())
 
 
 @bp.route("/people/<int:person_id>/rename", methods=["POST"])
