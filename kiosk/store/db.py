@@ -177,6 +177,17 @@ def backups_of(path: Path) -> list[Path]:
 # Rows of one person that erasure removes from every copy: (table, column holding the person id).
 _BIOMETRIC_TABLES = (("face_templates", "person_id"), ("enrolment_images", "person_id"),
                      ("consent_history", "person_id"))
+# table: (SQL when the person is deleted, SQL when only their biometric and expression data go)
+_PERSON_ROWS = {
+    "attendance_events": (
+        "DELETE FROM attendance_events WHERE person_id = ?",
+        "UPDATE attendance_events SET expression_label = NULL, expression_scores = NULL, "
+        "expression_confidence = NULL, match_distance = NULL, match_score = NULL WHERE person_id = ?"),
+    "people": (
+        "DELETE FROM people WHERE id = ?",
+        "UPDATE people SET active = 0, expression_consent = 0, consent_changed_at = NULL, consent_changed_by = NULL, "
+        "erased_at = COALESCE(erased_at, CURRENT_TIMESTAMP) WHERE id = ?"),
+}
 
 
 def scrub_backups(path: Path, person_id: int, employee_id: str, *, delete_events: bool) -> list[Path]:
@@ -197,20 +208,9 @@ def scrub_backups(path: Path, person_id: int, employee_id: str, *, delete_events
                     con.execute(f"DELETE FROM {table} WHERE {column} = ?", (person_id,))
             if "capture_requests" in tables:
                 con.execute("DELETE FROM capture_requests WHERE employee_id = ?", (employee_id,))
-            if "attendance_events" in tables:
-                if delete_events:
-                    con.execute("DELETE FROM attendance_events WHERE person_id = ?", (person_id,))
-                else:
-                    con.execute("UPDATE attendance_events SET expression_label = NULL, expression_scores = NULL, "
-                                "expression_confidence = NULL, match_distance = NULL, match_score = NULL "
-                                "WHERE person_id = ?", (person_id,))
-            if "people" in tables:
-                if delete_events:
-                    con.execute("DELETE FROM people WHERE id = ?", (person_id,))
-                else:
-                    con.execute("UPDATE people SET active = 0, expression_consent = 0, consent_changed_at = NULL, "
-                                "consent_changed_by = NULL, erased_at = COALESCE(erased_at, CURRENT_TIMESTAMP) "
-                                "WHERE id = ?", (person_id,))
+            for table, (delete_sql, strip_sql) in _PERSON_ROWS.items():
+                if table in tables:
+                    con.execute(delete_sql if delete_events else strip_sql, (person_id,))
             con.commit()
             if con.total_changes != before:
                 con.execute("VACUUM")
