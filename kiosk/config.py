@@ -348,6 +348,13 @@ class Settings(_Section):
         """The site's time zone."""
         return ZoneInfo(self.site.timezone)
 
+    @property
+    def status_path(self) -> Path:
+        """Where the door service writes its status: service.status_file, or status.json beside the database."""
+        if self.service.status_file:
+            return Path(self.service.status_file)
+        return Path(self.database.path).resolve().parent / "status.json"
+
 
 class _LineLoader(yaml.SafeLoader):
     """SafeLoader that remembers the line of every mapping key."""

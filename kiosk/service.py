@@ -42,7 +42,6 @@ from kiosk.screen import ScreenServer, ScreenState, display_name, message_for
 
 logger = logging.getLogger(__name__)
 
-STATUS_FILE = "status.json"
 RECENT_DECISIONS = 10
 
 
@@ -57,13 +56,6 @@ class ReplayClock:
     def now(self) -> datetime:
         """The time of the latest frame."""
         return self.start + timedelta(seconds=self.index / self.fps)
-
-
-def status_path(settings: Settings) -> Path:
-    """service.status_file, or status.json beside the database."""
-    if settings.service.status_file:
-        return Path(settings.service.status_file)
-    return Path(settings.database.path).resolve().parent / STATUS_FILE
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -426,7 +418,7 @@ class KioskService:
 
     def write_status(self) -> None:
         """Atomically rewrite the status file."""
-        write_json_atomic(status_path(self.settings), self.status())
+        write_json_atomic(self.settings.status_path, self.status())
 
 
 def run_service(

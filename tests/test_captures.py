@@ -22,7 +22,7 @@ from kiosk.capture import DoorEnrolment, PhotoCollector, crop_around, wait_for_c
 from kiosk.config import RetentionSettings
 from kiosk.errors import PersonNotFound
 from kiosk.replay_scenes import make_scene
-from kiosk.service import KioskService, status_path
+from kiosk.service import KioskService
 from kiosk.vision.faces import DlibFaceAnalyzer, load_image, make_analyzer
 
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
@@ -210,7 +210,7 @@ def test_cli_enrols_at_the_kiosk_with_the_service_running(tmp_path: Path, analyz
     service = subprocess.Popen([sys.executable, "-m", "kiosk.service", "--config", str(config)],
                                stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        status = status_path(settings)
+        status = settings.status_path
         deadline = time.monotonic() + 120
         while not (status.exists() and json.loads(status.read_text()).get("state") == "running"):
             assert service.poll() is None and time.monotonic() < deadline, (tmp_path / "service.log").read_text()

@@ -23,7 +23,7 @@ from door_helpers import PEOPLE, REPLAY_START, DoorScene, door_scene, enrol_peop
 
 from kiosk import store
 from kiosk.clock import ManualClock
-from kiosk.service import KioskService, status_path
+from kiosk.service import KioskService
 from kiosk.vision.expression import DEFAULT_MODEL
 from kiosk.vision.faces import DlibFaceAnalyzer, make_analyzer
 
@@ -125,7 +125,7 @@ def test_replayed_morning_end_to_end(morning: DoorScene, analyzer: DlibFaceAnaly
     # The camera disappears for 2 s in the middle of B's two minutes in front of it.
     settings = write_config(tmp_path / "kiosk.yaml", db_path, morning.frames, expression=expression,
                             gap_after=300, gap_s=2.0)
-    status_file = status_path(settings)
+    status_file = settings.status_path
     log = tmp_path / "kiosk.log"
     proc = _start(tmp_path / "kiosk.yaml", log)
     watcher = ScreenWatcher(status_file)
@@ -181,7 +181,7 @@ def _start_looping(scene: DoorScene, analyzer: DlibFaceAnalyzer, tmp_path: Path,
     db_path = tmp_path / "kiosk.db"
     enrol_people(db_path, analyzer)
     settings = write_config(tmp_path / "kiosk.yaml", db_path, scene.frames, cooldown_s=5.0, loop=True)
-    status_file = status_path(settings)
+    status_file = settings.status_path
     log = tmp_path / "kiosk.log"
     proc = _start(tmp_path / "kiosk.yaml", log)
     _wait_for(lambda: _status(status_file).get("counts", {}).get("events", 0) >= events, proc, 240,
@@ -275,9 +275,9 @@ def test_gallery_reload_consent_and_daily_purge(morning: DoorScene, analyzer: Dl
         mono.now += settings.service.gallery_check_s
         service.housekeeping()
         assert service.last_purge_day == clock.now().astimezone(BERLIN).date()
-        status = json.loads(status_path(settings).read_text())
+        status = json.loads(settings.status_path.read_text())
         assert status["state"] == "running" and status["gallery"]["people"] == 2
         assert status["gallery"]["people_to_re_enrol"] == sorted([first.id, second.id])
     finally:
         service.close()
-    assert json.loads(status_path(settings).read_text())["state"] == "stopped"
+    assert json.loads(settings.status_path.read_text())["state"] == "stopped"

@@ -39,7 +39,7 @@ from kiosk.store import (
 from kiosk.store.repo import count_admins, latest_events, search_audit, set_user_active
 from kiosk.web import auth
 from kiosk.web.context import WebContext, actor, admin_only, ctx, current_user
-from kiosk.web.status import disk_usage, read_status, status_path, versions
+from kiosk.web.status import disk_usage, read_status, versions
 from kiosk.web.uploads import Photo, UploadLimits, decode_photos
 from kiosk.web.views import csv_response, person_or_404, text_download
 
@@ -383,7 +383,7 @@ def status() -> str:
 
     model = c.settings.expression.model
     return render_template(
-        "status.html", st=st, status_file=status_path(c.settings), events=events, names=names,
+        "status.html", st=st, status_file=c.settings.status_path, events=events, names=names,
         counts=counts, disk=disk_usage(c.settings), versions=versions(), to_re_enrol=to_re_enrol,
         captures=latest_captures(c.db),
         embedder=c.settings.recognition.embedder_id(),

@@ -16,9 +16,6 @@ from kiosk.config import Settings
 
 logger = logging.getLogger(__name__)
 
-STATUS_FILE = "status.json"
-
-
 @dataclass(frozen=True)
 class ServiceStatus:
     """What the kiosk service last reported; running False when missing, unreadable or stale."""
@@ -28,15 +25,6 @@ class ServiceStatus:
     message: str
     updated_at: datetime | None = None
     data: dict[str, Any] = field(default_factory=dict)
-
-
-def status_path(settings: Settings) -> Path:
-    """service.status_file when set (newer configs), else <database dir>/status.json."""
-    service = getattr(settings, "service", None)
-    configured = getattr(service, "status_file", None) if service is not None else None
-    if configured:
-        return Path(configured)
-    return Path(settings.database.path).resolve().parent / STATUS_FILE
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -51,7 +39,7 @@ def _parse_time(value: Any) -> datetime | None:
 
 def read_status(settings: Settings, now: datetime) -> ServiceStatus:
     """Read the service status file; stale after web.status_stale_s without an update."""
-    path = status_path(settings)
+    path = settings.status_path
     if not path.is_file():
         return ServiceStatus(path, False, "service not running (no status file)")
     try:
