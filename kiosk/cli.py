@@ -562,6 +562,8 @@ def train_expressions(data_dir: Path, out_path: Path, work_dir: Path | None, epo
                       limit_per_class: int | None, test_data: Path | None, init_from: Path | None,
                       learning_rate: float | None, distill_from: Path | None, distill_weight: float | None) -> None:
     """Train the expression CNN, export it to int8 TFLite and write an evaluation report."""
+    if distill_weight is not None and distill_from is None:
+        raise click.UsageError("--distill-weight needs --distill-from (the teacher model)")
     try:
         from kiosk.training.pipeline import train_and_export
     except ImportError as exc:

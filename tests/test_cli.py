@@ -185,3 +185,16 @@ def test_events_add_list_remove_by_hand(config, tmp_path):
     assert renamed.returncode == 0 and "renamed from 'Ann' to 'Ann Other'" in renamed.stdout
     nobody = kiosk("events", "list", "E404", config=config)
     assert nobody.returncode == 1 and "Traceback" not in nobody.stderr
+
+
+def test_train_refuses_a_teacher_that_is_no_model(tmp_path):
+    pytest.importorskip("tensorflow", reason="the train extra is not installed (pip install -e '.[train]')")
+    out = tmp_path / "out" / "m.tflite"
+    fer = str(TEST_DATA / "fer_sample" / "train")
+    not_a_model = tmp_path / "teacher.tflite"
+    not_a_model.write_text("not a model")
+    proc = kiosk("train", "expressions", "--data", fer, "--out", str(out), "--distill-from", str(not_a_model))
+    assert proc.returncode == 1 and "not a TFLite model" in proc.stderr and "Traceback" not in proc.stderr
+    proc = kiosk("train", "expressions", "--data", fer, "--out", str(out), "--distill-weight", "0.3")
+    assert proc.returncode == 2 and "--distill-weight needs --distill-from" in proc.stderr
+    assert not out.exists()
