@@ -10,23 +10,26 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data/fer2013}
 WORK=${2:-work-cache/build-model}
-# epochs:peak learning rate of each stage, in order (models/README.md says which produced the shipped model)
+KIOSK=${KIOSK:-.venv/bin/kiosk}  # the kiosk command, and where the result goes (tests change both)
+MODELS=${MODELS:-models}
+# epochs:peak learning rate[:distill] of each stage, in order (models/README.md says which produced the
+# shipped model); ":distill" mixes the stage before's scores into the targets (--distill-from)
 STAGES=("30:2e-3" "32:1e-3" "36:1e-3")
 
 previous=""
 for i in "${!STAGES[@]}"; do
-    epochs=${STAGES[$i]%%:*}
-    rate=${STAGES[$i]##*:}
+    IFS=: read -r epochs rate distill <<< "${STAGES[$i]}"
     out="$WORK/stage$((i + 1))/expression_int8.tflite"
     args=(--data "$DATA/train" --out "$out" --work-dir "$WORK/stage$((i + 1))-work"
           --epochs "$epochs" --learning-rate "$rate")
     [[ -n $previous ]] && args+=(--init-from "$previous")
+    [[ ${distill:-} == distill ]] && args+=(--distill-from "$previous")
     [[ $i == $((${#STAGES[@]} - 1)) ]] && args+=(--test-data "$DATA/test")
     echo "stage $((i + 1)): ${args[*]}" >&2
-    .venv/bin/kiosk -v train expressions "${args[@]}"
+    "$KIOSK" -v train expressions "${args[@]}"
     previous=$out
 done
-cp "$previous" models/expression_int8.tflite
-cp "$previous.sha256" models/expression_int8.tflite.sha256
-cp "$(dirname "$previous")"/expression_int8.report.json "$(dirname "$previous")"/confusion_*.png models/
-.venv/bin/kiosk evaluate expressions --data "$DATA/test" --faces-cropped
+cp "$previous" "$MODELS/expression_int8.tflite"
+cp "$previous.sha256" "$MODELS/expression_int8.tflite.sha256"
+cp "$(dirname "$previous")"/expression_int8.report.json "$(dirname "$previous")"/confusion_*.png "$MODELS/"
+"$KIOSK" evaluate expressions --data "$DATA/test" --faces-cropped
