@@ -22,9 +22,10 @@ from kiosk import store
 from kiosk.config import Settings
 from kiosk.enrolment import EnrolmentError, enrol
 from kiosk.errors import KioskError, StoreError
+from kiosk.pipeline import PresenceDetector
 from kiosk.screen import ScreenState, display_name
 from kiosk.screen.state import Message
-from kiosk.vision.faces import Box, FaceAnalyzer
+from kiosk.vision.faces import Box, DlibFaceAnalyzer
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +42,16 @@ def crop_around(image: np.ndarray, box: Box, margin: float = 0.8) -> np.ndarray:
 
 
 class PhotoCollector:
-    """Keeps up to `wanted` face crops from frames, one per interval_s of frame time."""
+    """Keeps up to `wanted` face crops from frames, one per interval_s of frame time.
 
-    def __init__(self, analyzer: FaceAnalyzer, wanted: int, interval_s: float) -> None:
+    Per frame only the door's cheap presence detector and a quality check run (no embedding):
+    the kept crops are analysed fully once, when the person is enrolled from them.
+    """
+
+    def __init__(self, analyzer: DlibFaceAnalyzer, find_faces: Callable[[np.ndarray], list[Box]], wanted: int,
+                 interval_s: float) -> None:
         self.analyzer = analyzer
+        self.find_faces = find_faces  # RGB uint8 HxWx3 frame -> face boxes (top, right, bottom, left) px
         self.wanted = wanted
         self.interval_s = interval_s
         self.photos: list[tuple[str, np.ndarray]] = []
@@ -67,14 +74,14 @@ class PhotoCollector:
             return "all photos taken"
         if self._last_taken is not None and t - self._last_taken < self.interval_s:
             return self._progress()
-        faces = self.analyzer.analyze(image)
-        if not faces:
+        boxes = self.find_faces(image)
+        if not boxes:
             return "look at the camera"
-        if len(faces) > 1:
+        if len(boxes) > 1:
             return "one person at a time, please"
-        face = faces[0]
-        if not face.accepted:
-            return (face.rejected_reason or "face not usable").split(": ")[-1]
+        face = self.analyzer.describe(image, boxes[0], embed=False)
+        if face.rejected_reason:
+            return face.rejected_reason.split(": ")[-1]
         self.photos.append((f"kiosk-{len(self.photos) + 1}.jpg", crop_around(image, face.box)))
         self._last_taken = t
         return self._progress()
@@ -86,10 +93,13 @@ class PhotoCollector:
 class DoorEnrolment:
     """The door service's side of capture requests: take one up, photograph, enrol, report."""
 
-    def __init__(self, db: store.Database, settings: Settings, analyzer: FaceAnalyzer, screen: ScreenState,
+    def __init__(self, db: store.Database, settings: Settings, analyzer: DlibFaceAnalyzer, screen: ScreenState,
                  monotonic: Callable[[], float] = time.monotonic,
-                 wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 find_faces: Callable[[np.ndarray], list[Box]] | None = None) -> None:
         self.db = db
+        # The door pipeline's presence detector (the service passes it), or one of the same width.
+        self.find_faces = find_faces or PresenceDetector(settings.attendance.presence_width).detect
         self._wall_clock = wall_clock  # real time (aware UTC), for the request's deadline
         self.settings = settings
         self.analyzer = analyzer
@@ -139,7 +149,7 @@ class DoorEnrolment:
     def _start(self, request: store.CaptureInfo) -> None:
         e = self.settings.enrolment
         self.request = request
-        self.collector = PhotoCollector(self.analyzer, e.capture_photos, e.capture_interval_s)
+        self.collector = PhotoCollector(self.analyzer, self.find_faces, e.capture_photos, e.capture_interval_s)
         self._prompt = ""
         logger.info("capture request %d: taking %d photos for %s", request.id, e.capture_photos,
                     request.employee_id)

@@ -154,7 +154,8 @@ class KioskService:
             self._classifier = load_classifier(s.expression)
         self.attendance = Attendance(StoreEventLog(self.db, s.site.device_id), s, self.clock)
         self.pipeline = Pipeline(self._analyzer, Gallery(s.recognition), self._classifier, s, self._consent)
-        self.door_enrolment = DoorEnrolment(self.db, s, self._analyzer, self.screen, self._monotonic)
+        self.door_enrolment = DoorEnrolment(self.db, s, self._analyzer, self.screen, self._monotonic,
+                                            find_faces=self.pipeline.presence.detect)
         self.reload_gallery()
         self.purge_if_due()
         self._next_gallery_check = self._monotonic() + s.service.gallery_check_s

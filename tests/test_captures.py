@@ -21,6 +21,7 @@ from kiosk import store
 from kiosk.capture import DoorEnrolment, PhotoCollector, crop_around, wait_for_capture
 from kiosk.config import RetentionSettings
 from kiosk.errors import PersonNotFound
+from kiosk.pipeline import PresenceDetector
 from kiosk.replay_scenes import make_scene
 from kiosk.service import KioskService
 from kiosk.vision.faces import DlibFaceAnalyzer, load_image, make_analyzer
@@ -99,7 +100,7 @@ def analyzer() -> DlibFaceAnalyzer:
 
 def test_collector_keeps_one_face_crops_spaced_in_time(analyzer: DlibFaceAnalyzer) -> None:
     photo = load_image(person_photos("Ray_Romano")[0])
-    collector = PhotoCollector(analyzer, wanted=2, interval_s=0.5)
+    collector = PhotoCollector(analyzer, PresenceDetector().detect, wanted=2, interval_s=0.5)
     assert collector.offer(np.zeros((480, 640, 3), np.uint8), 0.0) == "look at the camera"
     two = np.concatenate([photo, load_image(person_photos("Hu_Jintao")[0])], axis=1)
     assert collector.offer(two, 0.1) == "one person at a time, please"

@@ -231,10 +231,11 @@ class DlibFaceAnalyzer:
         return np.asarray(desc, dtype=np.float32)
 
     def describe(self, image: np.ndarray, box: Box, embed_rejected: bool = False,
-                 mirror: bool | None = None) -> FaceObservation:
+                 mirror: bool | None = None, embed: bool = True) -> FaceObservation:
         """Landmarks, quality and (unless rejected) the 128-d float32 embedding of the face in box.
 
-        mirror overrides settings.mirror_tta for this call (False: one embedding pass only).
+        mirror overrides settings.mirror_tta for this call (False: one embedding pass only);
+        embed=False only checks the quality (no embedding, so the result is never `accepted`).
         """
         image = _check_image(image)
         s = self.settings
@@ -258,7 +259,7 @@ class DlibFaceAnalyzer:
             * max(0.0, 1.0 - yaw / (2.0 * max(q.max_yaw_ratio, 1e-6)))
         )
         embedding = None
-        if reason is None or embed_rejected:
+        if embed and (reason is None or embed_rejected):
             embedding = self._embed(image, box, shape68, mirror)
         return FaceObservation(box=tuple(int(v) for v in box), landmarks=landmarks,  # type: ignore[arg-type]
                                embedding=embedding, quality=float(quality), sharpness=sharp,
