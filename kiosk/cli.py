@@ -139,6 +139,26 @@ def db_status(ctx: Context) -> None:
     click.echo(f"{path}: schema {store.current_revision(path) or 'none'} (this version: {store.head_revision()})")
 
 
+@db.command("backup")
+@click.argument("dest", type=click.Path(path_type=Path, dir_okay=False))
+@pass_ctx
+@friendly
+def db_backup(ctx: Context, dest: Path) -> None:
+    """Copy the database to DEST (e.g. a USB stick or network share) for safe keeping, without
+    biometric data: face templates, enrolment photos and expression data are left out, so the
+    copy can live where erasure cannot reach. After restoring it, enrol the faces again."""
+    from kiosk import store
+
+    source = Path(ctx.settings.database.path)
+    if not source.is_file():
+        raise KioskError(f"{source}: no database to copy")
+    with store.open_from_settings(ctx.settings) as database:  # refuses a file that is no kiosk database
+        copy = store.write_offsite_copy(source, dest)
+        store.audit(database, "cli", "db.backup", str(copy.path), {"people": copy.people, "events": copy.events})
+    click.echo(f"{copy.path}: {copy.people} people, {copy.events} attendance events "
+               "(no face templates, photos or expression data)")
+
+
 # --- enrolment and people ---------------------------------------------------------------------
 
 

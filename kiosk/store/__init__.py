@@ -26,6 +26,7 @@ from kiosk.store.db import (
     upgrade,
     upgrade_from_settings,
 )
+from kiosk.store.offsite import OffsiteCopy, write_offsite_copy
 from kiosk.store.repo import (
     AuditInfo,
     EraseResult,
@@ -76,5 +77,5 @@ __all__ = [
     "set_consent", "templates_not_made_by", "upgrade", "upgrade_from_settings",
     "CaptureBusy", "CaptureInfo", "CaptureNotFound", "capture_progress", "finish_capture", "get_capture",
     "latest_captures", "request_capture", "take_capture", "EventNotFound", "add_correction", "remove_event",
-    "rename_person",
+    "rename_person", "OffsiteCopy", "write_offsite_copy",
 ]

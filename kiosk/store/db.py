@@ -177,12 +177,16 @@ def backups_of(path: Path) -> list[Path]:
 # Rows of one person that erasure removes from every copy: (table, column holding the person id).
 _BIOMETRIC_TABLES = (("face_templates", "person_id"), ("enrolment_images", "person_id"),
                      ("consent_history", "person_id"))
+# Columns of an attendance event that hold expression or face-match data (blanked by erasure and
+# in off-site copies; the event's time and kind stay).
+EVENT_EXPRESSION_AND_MATCH_COLUMNS = ("expression_label", "expression_scores", "expression_confidence",
+                                      "match_distance", "match_score")
+_BLANK_EVENT_COLUMNS = ", ".join(f"{c} = NULL" for c in EVENT_EXPRESSION_AND_MATCH_COLUMNS)
 # table: (SQL when the person is deleted, SQL when only their biometric and expression data go)
 _PERSON_ROWS = {
     "attendance_events": (
         "DELETE FROM attendance_events WHERE person_id = ?",
-        "UPDATE attendance_events SET expression_label = NULL, expression_scores = NULL, "
-        "expression_confidence = NULL, match_distance = NULL, match_score = NULL WHERE person_id = ?"),
+        f"UPDATE attendance_events SET {_BLANK_EVENT_COLUMNS} WHERE person_id = ?"),
     "people": (
         "DELETE FROM people WHERE id = ?",
         "UPDATE people SET active = 0, expression_consent = 0, consent_changed_at = NULL, consent_changed_by = NULL, "

@@ -1,0 +1,93 @@
+"""Copies of the database to keep somewhere else (off the Pi's SD card), without biometric data.
+
+Erasure (`kiosk people remove`) reaches the live file and its upgrade backups beside it, but not a
+copy on another disk. So these copies hold only what payroll and the audit trail need: people
+(name, employee id, consent records), attendance events, audit log and web accounts. Face
+templates, enrolment photos and capture requests are left out, and every event's expression and
+match data are blanked. After restoring one, faces are enrolled again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from kiosk.errors import StoreError
+from kiosk.store.db import EVENT_EXPRESSION_AND_MATCH_COLUMNS
+
+logger = logging.getLogger(__name__)
+
+LEFT_OUT_TABLES = ("face_templates", "enrolment_images", "capture_requests")
+
+
+@dataclass(frozen=True)
+class OffsiteCopy:
+    """What a copy holds: its path and the people and attendance events in it."""
+
+    path: Path
+    people: int
+    events: int
+
+
+def write_offsite_copy(database: Path, dest: Path) -> OffsiteCopy:
+    """Write a consistent copy of database (WAL included) to dest without biometric or expression data.
+
+    Refuses an existing dest (nothing is overwritten); the copy appears under its name only when complete.
+    """
+    database, dest = Path(database), Path(dest)
+    if not database.is_file():
+        raise StoreError(f"{database}: no database to copy")
+    if dest.exists():
+        raise StoreError(f"{dest} exists; choose a new file name (nothing was overwritten)")
+    if not dest.parent.is_dir():
+        raise StoreError(f"{dest.parent}: no such folder")
+    partial = dest.with_name(dest.name + ".partial")
+    try:
+        _copy(database, partial)
+        people, events = _strip(partial)
+        os.replace(partial, dest)
+    except (sqlite3.Error, OSError) as exc:
+        partial.unlink(missing_ok=True)
+        raise StoreError(f"cannot write {dest}: {exc}") from None
+    logger.info("off-site copy written to %s (%d people, %d events)", dest, people, events)
+    return OffsiteCopy(dest, people, events)
+
+
+def _copy(database: Path, target: Path) -> None:
+    src = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        dst = sqlite3.connect(target)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+
+
+def _strip(path: Path) -> tuple[int, int]:
+    """Remove the left-out rows and blank the event columns in the copy at path, then VACUUM; (people, events)."""
+    con = sqlite3.connect(path)
+    try:
+        con.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
+        con.execute("PRAGMA secure_delete = ON")  # deleted rows are overwritten, not just unlinked
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for table in LEFT_OUT_TABLES:
+            if table in tables:
+                con.execute(f"DELETE FROM {table}")
+        if "attendance_events" in tables:
+            present = {r[1] for r in con.execute("PRAGMA table_info(attendance_events)")}
+            blanked = [c for c in EVENT_EXPRESSION_AND_MATCH_COLUMNS if c in present]
+            if blanked:
+                con.execute(f"UPDATE attendance_events SET {', '.join(f'{c} = NULL' for c in blanked)}")
+        con.commit()
+        con.execute("VACUUM")  # the deleted pages must not stay in the file
+        people = con.execute("SELECT count(*) FROM people").fetchone()[0] if "people" in tables else 0
+        events = con.execute("SELECT count(*) FROM attendance_events").fetchone()[0] \
+            if "attendance_events" in tables else 0
+        return people, events
+    finally:
+        con.close()
