@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
@@ -36,12 +38,13 @@ from kiosk.store import (
     set_active,
     set_consent,
 )
+from kiosk.store.offsite import write_offsite_copy
 from kiosk.store.repo import count_admins, latest_events, search_audit, set_user_active
 from kiosk.web import auth
 from kiosk.web.context import WebContext, actor, admin_only, ctx, current_user
 from kiosk.web.status import disk_usage, read_status, versions
 from kiosk.web.uploads import Photo, UploadLimits, decode_photos
-from kiosk.web.views import csv_response, person_or_404, text_download
+from kiosk.web.views import csv_response, file_download, person_or_404, text_download
 
 logger = logging.getLogger(__name__)
 
@@ -359,6 +362,19 @@ def purge() -> Any:
           f"expression record(s) stripped, {r.images_deleted} photo(s) and "
           f"{r.people_removed} erased person row(s) removed.")
     return redirect(url_for("admin.privacy"))
+
+
+@bp.route("/backup", methods=["POST"])
+@admin_only
+def backup() -> Response:
+    """The database as a download for safe keeping, without biometric data (store.write_offsite_copy)."""
+    c = ctx()
+    with tempfile.TemporaryDirectory(prefix="kiosk-backup-") as folder:
+        copy = write_offsite_copy(Path(c.settings.database.path), Path(folder) / "kiosk.db")
+        body = copy.path.read_bytes()
+    audit(c.db, actor(), "db.backup", "download", {"people": copy.people, "events": copy.events})
+    stamp = c.clock.now().astimezone(c.settings.tz).strftime("%Y%m%d-%H%M")
+    return file_download(f"kiosk-backup-{stamp}.db", body, "application/vnd.sqlite3")
 
 
 @bp.route("/status")

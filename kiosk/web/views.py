@@ -49,9 +49,13 @@ def csv_response(filename: str, header: list[str], rows: list[list[Any]]) -> Res
 
 def text_download(filename: str, text: str, mimetype: str) -> Response:
     """A download of text with a safe file name."""
+    return file_download(filename, text, f"{mimetype}; charset=utf-8")
+
+
+def file_download(filename: str, body: str | bytes, mimetype: str) -> Response:
+    """A download of body (text or bytes) with a safe file name."""
     filename = re.sub(r"[^A-Za-z0-9._-]", "_", filename)[:150]
-    return Response(text, mimetype=f"{mimetype}; charset=utf-8", headers={
-        "Content-Disposition": f'attachment; filename="{filename}"'})
+    return Response(body, mimetype=mimetype, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 def day_arg(name: str, default: date) -> date:
