@@ -76,6 +76,11 @@ class DatabaseSettings(_Section):
     # Backups hold biometric templates too; erasing a person erases them from the backups beside
     # the database as well, but copies moved elsewhere are out of reach.
     backups_kept: int = Field(3, ge=0, le=100)
+    # A folder on another disk (USB stick, network share) where `kiosk serve` writes a copy of the
+    # database every day, without biometric or expression data (see `kiosk db backup`); empty: none.
+    offsite_dir: Path | None = None
+    # Daily copies kept in offsite_dir; older ones are deleted. More is a longer history to go back to.
+    offsite_kept: int = Field(14, ge=1, le=3650)
     # How long a writer waits for another process's lock before failing, in milliseconds.
     # Longer rides out the web app and the kiosk writing at once; shorter fails faster.
     busy_timeout_ms: int = Field(5000, ge=0, le=600_000)

@@ -83,3 +83,22 @@ def test_backup_mistakes_are_one_message_and_overwrite_nothing(site, tmp_path):
     proc = kiosk("db", "backup", str(tmp_path / "x.db"), config=missing)
     assert proc.returncode == 1 and "no database" in proc.stderr
     assert not (tmp_path / "none.db").exists() and not (tmp_path / "x.db").exists()
+
+
+def test_daily_copies_are_written_once_a_day_and_pruned(site, tmp_path):
+    from datetime import date
+
+    _, db_path, _ = site
+    folder = tmp_path / "share"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not ours")
+    (folder / "kiosk-old.db").write_text("not a daily copy name")
+    for day in range(1, 6):
+        copy = store.write_daily_copy(db_path, folder, 3, date(2026, 3, day))
+        assert copy is not None and copy.path.name == f"kiosk-2026-03-0{day}.db" and copy.events == 2
+    again = store.write_daily_copy(db_path, folder, 3, date(2026, 3, 5))
+    assert again is None  # today's copy exists: not written twice
+    assert [p.name for p in store.daily_copies(folder)] == ["kiosk-2026-03-03.db", "kiosk-2026-03-04.db",
+                                                            "kiosk-2026-03-05.db"]
+    assert (folder / "notes.txt").read_text() == "not ours" and (folder / "kiosk-old.db").exists()
+    assert _rows(folder / "kiosk-2026-03-05.db", "SELECT count(*) FROM face_templates") == [(0,)]

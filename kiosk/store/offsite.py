@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from kiosk.errors import StoreError
@@ -20,6 +22,7 @@ from kiosk.store.db import EVENT_EXPRESSION_AND_MATCH_COLUMNS
 
 logger = logging.getLogger(__name__)
 
+DAILY_NAME = re.compile(r"^kiosk-\d{4}-\d{2}-\d{2}\.db$")  # the daily copies: kiosk-YYYY-MM-DD.db
 LEFT_OUT_TABLES = ("face_templates", "enrolment_images", "capture_requests")
 
 
@@ -54,6 +57,22 @@ def write_offsite_copy(database: Path, dest: Path) -> OffsiteCopy:
         raise StoreError(f"cannot write {dest}: {exc}") from None
     logger.info("off-site copy written to %s (%d people, %d events)", dest, people, events)
     return OffsiteCopy(dest, people, events)
+
+
+def daily_copies(folder: Path) -> list[Path]:
+    """The daily copies in folder (kiosk-YYYY-MM-DD.db), oldest first; other files are not touched."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if DAILY_NAME.match(p.name)) if folder.is_dir() else []
+
+
+def write_daily_copy(database: Path, folder: Path, kept: int, day: date) -> OffsiteCopy | None:
+    """Write folder/kiosk-<day>.db (None when it exists already), then keep only the newest `kept` copies."""
+    dest = Path(folder) / f"kiosk-{day.isoformat()}.db"
+    copy = None if dest.exists() else write_offsite_copy(database, dest)
+    for old in daily_copies(Path(folder))[:-kept]:
+        logger.info("removing old daily copy %s", old)
+        old.unlink()
+    return copy
 
 
 def _copy(database: Path, target: Path) -> None:

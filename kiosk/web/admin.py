@@ -38,7 +38,7 @@ from kiosk.store import (
     set_active,
     set_consent,
 )
-from kiosk.store.offsite import write_offsite_copy
+from kiosk.store.offsite import OffsiteCopy, daily_copies, write_daily_copy, write_offsite_copy
 from kiosk.store.repo import count_admins, latest_events, search_audit, set_user_active
 from kiosk.web import auth
 from kiosk.web.context import WebContext, actor, admin_only, ctx, current_user
@@ -340,6 +340,17 @@ def run_purge(c: WebContext, who: str) -> Any:
     return purge_expired(c.db, c.clock.now(), c.settings.retention, actor=who)
 
 
+def run_daily_copy(c: WebContext, who: str) -> OffsiteCopy | None:
+    """Write today's copy to database.offsite_dir when set (store.write_daily_copy); None if none was due."""
+    d = c.settings.database
+    if d.offsite_dir is None:
+        return None
+    copy = write_daily_copy(Path(d.path), d.offsite_dir, d.offsite_kept, c.today())
+    if copy is not None:
+        audit(c.db, who, "db.backup", str(copy.path), {"people": copy.people, "events": copy.events})
+    return copy
+
+
 @bp.route("/privacy")
 @admin_only
 def privacy() -> str:
@@ -401,7 +412,8 @@ def status() -> str:
     return render_template(
         "status.html", st=st, status_file=c.settings.status_path, events=events, names=names,
         counts=counts, disk=disk_usage(c.settings), versions=versions(), to_re_enrol=to_re_enrol,
-        captures=latest_captures(c.db),
+        captures=latest_captures(c.db), offsite_dir=c.settings.database.offsite_dir,
+        offsite=daily_copies(c.settings.database.offsite_dir) if c.settings.database.offsite_dir else [],
         embedder=c.settings.recognition.embedder_id(),
         schema=current_revision(c.settings.database.path) if c.settings.database.path.exists()
         else None, recognition=c.settings.recognition, expression=c.settings.expression,

@@ -21,6 +21,7 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -305,28 +306,35 @@ def account() -> Any:
 def serve(settings: Settings) -> None:
     """Run the web app with waitress on web.host:web.port until stopped (`kiosk serve`).
 
-    With web.daily_purge, the retention purge runs at start and then every 24 hours.
+    Daily jobs run at start and then every 24 hours: the retention purge (web.daily_purge) and
+    the off-site copy (database.offsite_dir).
     """
     import threading
 
     import waitress
 
-    from kiosk.web.admin import run_purge
+    from kiosk.web.admin import run_daily_copy, run_purge
 
     app = create_app(settings)
     c: WebContext = app.extensions["kiosk"]
+    jobs: list[tuple[str, Callable[[], object]]] = []
     if settings.web.daily_purge:
+        jobs.append(("retention purge", lambda: run_purge(c, "system:daily-purge")))
+    if settings.database.offsite_dir is not None:
+        jobs.append(("off-site copy", lambda: run_daily_copy(c, "system:daily-backup")))
+    if jobs:
         stop = threading.Event()
 
-        def _purge_loop() -> None:
+        def _daily_loop() -> None:
             while not stop.is_set():
-                try:
-                    run_purge(c, "system:daily-purge")
-                except Exception:  # keep serving; the next day tries again
-                    logger.exception("daily retention purge failed")
+                for name, job in jobs:
+                    try:
+                        job()
+                    except Exception:  # keep serving; the next day tries again
+                        logger.exception("daily %s failed", name)
                 stop.wait(24 * 3600)
 
-        threading.Thread(target=_purge_loop, name="daily-purge", daemon=True).start()
+        threading.Thread(target=_daily_loop, name="daily-jobs", daemon=True).start()
     logger.info("web app on http://%s:%d/", settings.web.host, settings.web.port)
     try:
         waitress.serve(app, host=settings.web.host, port=settings.web.port,

@@ -48,3 +48,18 @@ def test_managers_and_forged_posts_get_no_backup(manager_client: tuple[FlaskClie
     assert manager.post("/admin/backup", data={"csrf_token": token}).status_code == 403
     admin, _ = admin_client
     assert admin.post("/admin/backup", data={"csrf_token": "forged"}).status_code in (400, 403)
+
+
+def test_daily_copies_show_on_the_status_page(admin_client: tuple[FlaskClient, str], app, settings,
+                                              tmp_path: Path) -> None:
+    from kiosk.web.admin import run_daily_copy
+
+    client, _ = admin_client
+    assert "No daily copies: set" in client.get("/admin/status").get_data(as_text=True)
+    settings.database.offsite_dir = tmp_path / "usb"
+    settings.database.offsite_dir.mkdir()
+    copy = run_daily_copy(app.extensions["kiosk"], "system:daily-backup")
+    assert copy is not None and copy.path.name == f"kiosk-{NOW.date().isoformat()}.db"
+    assert run_daily_copy(app.extensions["kiosk"], "system:daily-backup") is None  # once a day
+    html = client.get("/admin/status").get_data(as_text=True)
+    assert "Daily copies in" in html and f"newest {copy.path.name}" in html

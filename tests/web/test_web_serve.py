@@ -23,8 +23,11 @@ def _free_port() -> int:
 
 def test_serve_runs_waitress_and_answers(tmp_path: Path) -> None:
     port = _free_port()
+    share = tmp_path / "share"  # database.offsite_dir: the daily copy is written at start
+    share.mkdir()
     env = {**os.environ, "KIOSK__DATABASE__PATH": str(tmp_path / "kiosk.db"),
-           "KIOSK__WEB__PORT": str(port), "KIOSK__WEB__HOST": "127.0.0.1"}
+           "KIOSK__WEB__PORT": str(port), "KIOSK__WEB__HOST": "127.0.0.1",
+           "KIOSK__DATABASE__OFFSITE_DIR": str(share)}
     env.pop("KIOSK_CONFIG", None)
     code = ("import logging; logging.basicConfig(level=logging.INFO);"
             "from kiosk.config import load_settings; from kiosk.web import serve;"
@@ -51,6 +54,10 @@ def test_serve_runs_waitress_and_answers(tmp_path: Path) -> None:
             urllib.request.urlopen(urllib.request.Request(
                 f"http://127.0.0.1:{port}/admin/purge", method="POST", data=b""), timeout=5)
         assert err.value.code == 401
+        while not list(share.glob("kiosk-*.db")) and time.time() < deadline:
+            time.sleep(0.2)
+        copies = list(share.glob("kiosk-*.db"))
+        assert len(copies) == 1 and copies[0].read_bytes().startswith(b"SQLite format 3")
     finally:
         proc.terminate()
         proc.wait(10)
