@@ -138,6 +138,19 @@ class UpgradeResult:
         return self.before != self.after
 
 
+def copy_database(path: Path, target: Path) -> None:
+    """Copy the SQLite file at path to target consistently (WAL included, other writers may go on)."""
+    src = sqlite3.connect(path)
+    try:
+        dst = sqlite3.connect(target)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+
+
 def backup_database(path: Path, backups_kept: int, now: datetime | None = None) -> Path | None:
     """Copy the DB (consistently, WAL included) to <name>.bak-<UTC timestamp>; prune old copies.
 
@@ -151,15 +164,7 @@ def backup_database(path: Path, backups_kept: int, now: datetime | None = None) 
     while target.exists():
         target = path.with_name(f"{path.name}.bak-{stamp[:-1]}{n:02d}Z")
         n += 1
-    src = sqlite3.connect(path)
-    try:
-        dst = sqlite3.connect(target)
-        try:
-            src.backup(dst)
-        finally:
-            dst.close()
-    finally:
-        src.close()
+    copy_database(path, target)
     logger.info("database backed up to %s", target)
     for old in backups_of(path)[:-backups_kept]:
         logger.info("removing old backup %s", old)

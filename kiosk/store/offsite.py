@@ -18,7 +18,7 @@ from datetime import date
 from pathlib import Path
 
 from kiosk.errors import StoreError
-from kiosk.store.db import EVENT_EXPRESSION_AND_MATCH_COLUMNS
+from kiosk.store.db import EVENT_EXPRESSION_AND_MATCH_COLUMNS, copy_database
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def write_offsite_copy(database: Path, dest: Path) -> OffsiteCopy:
         raise StoreError(f"{dest.parent}: no such folder")
     partial = dest.with_name(dest.name + ".partial")
     try:
-        _copy(database, partial)
+        copy_database(database, partial)
         people, events = _strip(partial)
         os.replace(partial, dest)
     except (sqlite3.Error, OSError) as exc:
@@ -73,18 +73,6 @@ def write_daily_copy(database: Path, folder: Path, kept: int, day: date) -> Offs
         logger.info("removing old daily copy %s", old)
         old.unlink()
     return copy
-
-
-def _copy(database: Path, target: Path) -> None:
-    src = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
-    try:
-        dst = sqlite3.connect(target)
-        try:
-            src.backup(dst)
-        finally:
-            dst.close()
-    finally:
-        src.close()
 
 
 def _strip(path: Path) -> tuple[int, int]:
