@@ -66,7 +66,10 @@ def test_kiosk_web_service_keys() -> None:
     assert service["ExecStart"] == "/opt/kiosk/venv/bin/kiosk --config /etc/kiosk/kiosk.yaml serve"
     assert service["User"] == "kiosk" and service["Group"] == "kiosk"
     assert service["StateDirectory"] == "kiosk"
-    assert service["ReadWritePaths"] == "/var/lib/kiosk"
+    # the state dir, and where daily off-site copies go ("-": no error when nothing is mounted there)
+    assert service["ReadWritePaths"].split() == ["/var/lib/kiosk", "-/var/backups/kiosk"]
+    example = (SYSTEMD_DIR.parent / "deploy" / "kiosk.example.yaml").read_text()
+    assert "offsite_dir: /var/backups/kiosk" in example
     assert service["ProtectSystem"] == "strict" and service["PrivateDevices"] == "yes"
     assert service["Restart"] == "on-failure"
     assert "SupplementaryGroups" not in service  # no camera access for the web app
