@@ -154,7 +154,7 @@ def db_backup(ctx: Context, dest: Path) -> None:
         raise KioskError(f"{source}: no database to copy")
     with store.open_from_settings(ctx.settings) as database:  # refuses a file that is no kiosk database
         copy = store.write_offsite_copy(source, dest)
-        store.audit(database, "cli", "db.backup", str(copy.path), {"people": copy.people, "events": copy.events})
+        store.record_copy(database, "cli", copy)
     click.echo(f"{copy.path}: {copy.people} people, {copy.events} attendance events "
                "(no face templates, photos or expression data)")
 

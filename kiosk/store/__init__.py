@@ -26,7 +26,13 @@ from kiosk.store.db import (
     upgrade,
     upgrade_from_settings,
 )
-from kiosk.store.offsite import OffsiteCopy, daily_copies, write_daily_copy, write_offsite_copy
+from kiosk.store.offsite import (
+    OffsiteCopy,
+    daily_copies,
+    record_copy,
+    write_daily_copy,
+    write_offsite_copy,
+)
 from kiosk.store.repo import (
     AuditInfo,
     EraseResult,
@@ -77,5 +83,5 @@ __all__ = [
     "set_consent", "templates_not_made_by", "upgrade", "upgrade_from_settings",
     "CaptureBusy", "CaptureInfo", "CaptureNotFound", "capture_progress", "finish_capture", "get_capture",
     "latest_captures", "request_capture", "take_capture", "EventNotFound", "add_correction", "remove_event",
-    "rename_person", "OffsiteCopy", "daily_copies", "write_daily_copy", "write_offsite_copy",
+    "rename_person", "OffsiteCopy", "daily_copies", "record_copy", "write_daily_copy", "write_offsite_copy",
 ]

@@ -18,7 +18,8 @@ from datetime import date
 from pathlib import Path
 
 from kiosk.errors import StoreError
-from kiosk.store.db import EVENT_EXPRESSION_AND_MATCH_COLUMNS, copy_database
+from kiosk.store.db import EVENT_EXPRESSION_AND_MATCH_COLUMNS, Database, copy_database
+from kiosk.store.repo import audit
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,11 @@ def write_offsite_copy(database: Path, dest: Path) -> OffsiteCopy:
         raise StoreError(f"cannot write {dest}: {exc}") from None
     logger.info("off-site copy written to %s (%d people, %d events)", dest, people, events)
     return OffsiteCopy(dest, people, events)
+
+
+def record_copy(db: Database, actor: str, copy: OffsiteCopy, target: str | None = None) -> None:
+    """Audit-log a copy (action db.backup): where it went (target, default its path) and what it holds."""
+    audit(db, actor, "db.backup", target or str(copy.path), {"people": copy.people, "events": copy.events})
 
 
 def daily_copies(folder: Path) -> list[Path]:

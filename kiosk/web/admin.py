@@ -38,7 +38,13 @@ from kiosk.store import (
     set_active,
     set_consent,
 )
-from kiosk.store.offsite import OffsiteCopy, daily_copies, write_daily_copy, write_offsite_copy
+from kiosk.store.offsite import (
+    OffsiteCopy,
+    daily_copies,
+    record_copy,
+    write_daily_copy,
+    write_offsite_copy,
+)
 from kiosk.store.repo import count_admins, latest_events, search_audit, set_user_active
 from kiosk.web import auth
 from kiosk.web.context import WebContext, actor, admin_only, ctx, current_user
@@ -347,7 +353,7 @@ def run_daily_copy(c: WebContext, who: str) -> OffsiteCopy | None:
         return None
     copy = write_daily_copy(Path(d.path), d.offsite_dir, d.offsite_kept, c.today())
     if copy is not None:
-        audit(c.db, who, "db.backup", str(copy.path), {"people": copy.people, "events": copy.events})
+        record_copy(c.db, who, copy)
     return copy
 
 
@@ -383,7 +389,7 @@ def backup() -> Response:
     with tempfile.TemporaryDirectory(prefix="kiosk-backup-") as folder:
         copy = write_offsite_copy(Path(c.settings.database.path), Path(folder) / "kiosk.db")
         body = copy.path.read_bytes()
-    audit(c.db, actor(), "db.backup", "download", {"people": copy.people, "events": copy.events})
+    record_copy(c.db, actor(), copy, target="download")
     stamp = c.clock.now().astimezone(c.settings.tz).strftime("%Y%m%d-%H%M")
     return file_download(f"kiosk-backup-{stamp}.db", body, "application/vnd.sqlite3")
 
