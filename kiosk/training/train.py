@@ -127,6 +127,21 @@ def load_net(path: Path, config: TrainConfig) -> ExpressionNet:
     return net.eval()
 
 
+def _norm_sample(data: ExpressionData, seed: int) -> np.ndarray:
+    """uint8 2048 x 48 x 48 crops of data (seeded) for the BatchNorm statistics of a loaded model."""
+    return data.images[np.random.default_rng(seed).permutation(len(data))[:2048]]
+
+
+def _teacher_scores(config: TrainConfig, data: ExpressionData, device: torch.device) -> torch.Tensor:
+    """float32 N x 7 targets on device: config.distill_from's mirror-averaged scores for data's crops."""
+    teacher = ExpressionNet(config.widths, config.convs_per_block)
+    init_from_tflite(teacher, Path(str(config.distill_from)), _norm_sample(data, config.seed))
+    scores = torch.from_numpy(teacher_targets(lambda x: predict_probabilities(teacher, x), data.images))
+    agree = float((scores.argmax(1) == torch.from_numpy(data.labels)).float().mean())
+    logger.info("teacher %s agrees with %.1f %% of the training labels", config.distill_from, 100.0 * agree)
+    return scores.to(device)
+
+
 def train(data_dir: Path, work_dir: Path, config: TrainConfig | None = None,
           extra_callbacks: Sequence[EpochCallback] | None = None) -> ExpressionNet:
     """Train on data_dir (Kaggle layout <class>/*.jpg); checkpoints in work_dir; returns the best net (CPU).
@@ -148,16 +163,9 @@ def train(data_dir: Path, work_dir: Path, config: TrainConfig | None = None,
     logger.info("train %d images, validation %d", len(train_data), len(val_data))
     device = _device()
     net = ExpressionNet(config.widths, config.convs_per_block)
-    sample = train_data.images[np.random.default_rng(config.seed).permutation(len(train_data))[:2048]]
     if config.init_from and not last_path.exists():
-        init_from_tflite(net, Path(config.init_from), sample)
-    soft_targets = None
-    if config.distill_from:
-        teacher = ExpressionNet(config.widths, config.convs_per_block)
-        init_from_tflite(teacher, Path(config.distill_from), sample)
-        soft_targets = torch.from_numpy(teacher_targets(lambda x: predict_probabilities(teacher, x), train_data.images)).to(device)
-        logger.info("teacher %s agrees with %.1f %% of the training labels", config.distill_from,
-                    100.0 * float((soft_targets.argmax(1).cpu() == torch.from_numpy(train_data.labels)).float().mean()))
+        init_from_tflite(net, Path(config.init_from), _norm_sample(train_data, config.seed))
+    soft_targets = _teacher_scores(config, train_data, device) if config.distill_from else None
     net = net.to(device=device, memory_format=torch.channels_last if device.type == "cpu" else torch.preserve_format)
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay,
                                   eps=1e-7)
