@@ -131,7 +131,25 @@ def submit(driver: object, element_id: str) -> None:
             if attempt == 2:
                 raise
             time.sleep(0.5)
-    WebDriverWait(driver, 60).until(ec.staleness_of(old))
+    WebDriverWait(driver, 60).until(lambda d: _gone(old))
+    WebDriverWait(driver, 60).until(
+        lambda d: d.execute_script("return document.readyState") == "complete")
+
+
+def _gone(element: object) -> bool:
+    """True once ``element``'s page has been replaced.
+
+    Chrome reports a node of the page being torn down either as stale or, mid-navigation, as
+    "Node with given id does not belong to the document" (a plain WebDriverException, seen in CI);
+    both mean the old page is gone.
+    """
+    from selenium.common.exceptions import WebDriverException
+
+    try:
+        element.is_enabled()
+    except WebDriverException:
+        return True
+    return False
 
 
 def sign_in(driver: object, base: str, username: str, password: str) -> None:
