@@ -444,6 +444,77 @@ def events_remove(ctx: Context, event_id: int, reason: str) -> None:
                f"{removed.occurred_at.astimezone(ctx.settings.tz):%Y-%m-%d %H:%M}")
 
 
+# --- leave ------------------------------------------------------------------------------------
+
+
+@main.group()
+def leave() -> None:
+    """Record leave (holiday, sick, other): reports count those work days as leave, not absence."""
+
+
+def _leave_line(item, people: dict) -> str:
+    p = people[item.person_id]
+    return f"{item.id:>6}  {p.employee_id:<10} {p.name:<24} {item.kind:<8} {item.span()}"
+
+
+@leave.command("add")
+@click.argument("employee_id")
+@click.option("--from", "first", required=True, help="First day: YYYY-MM-DD, today or yesterday.")
+@click.option("--to", "last", default=None, help="Last day, inclusive (default: the first day).")
+@click.option("--kind", type=click.Choice(["holiday", "sick", "other"]), default="holiday", show_default=True,
+              help="Only the kind is stored, no reason.")
+@pass_ctx
+@friendly
+def leave_add(ctx: Context, employee_id: str, first: str, last: str | None, kind: str) -> None:
+    """Record EMPLOYEE_ID's leave over whole days."""
+    from kiosk import store
+    from kiosk.reports import parse_day
+
+    first_day = parse_day(first, ctx.settings)
+    last_day = parse_day(last, ctx.settings) if last else first_day
+    with ctx.open_db() as database:
+        p = _person(database, employee_id)
+        item = store.add_leave(database, p.id, first_day, last_day, kind, actor="cli")
+    work_days = sum(1 for d in item.days() if ctx.settings.site.is_work_day(d))
+    click.echo(f"{p.name} ({p.employee_id}): {kind} leave {item.span()}, {work_days} work day(s) (leave {item.id})")
+
+
+@leave.command("list")
+@click.argument("employee_id", required=False)
+@click.option("--from", "first", default=None, help="Leave ending on or after this day (YYYY-MM-DD, today).")
+@click.option("--to", "last", default=None, help="Leave starting on or before this day.")
+@pass_ctx
+@friendly
+def leave_list(ctx: Context, employee_id: str | None, first: str | None, last: str | None) -> None:
+    """Recorded leave (everyone's, or EMPLOYEE_ID's): id, employee, kind, days."""
+    from kiosk import store
+    from kiosk.reports import parse_day
+
+    first_day = parse_day(first, ctx.settings) if first else None
+    last_day = parse_day(last, ctx.settings) if last else None
+    with ctx.open_db() as database:
+        person_id = _person(database, employee_id).id if employee_id else None
+        items = store.leave_between(database, first_day, last_day, person_id=person_id)
+        people = store.people_by_id(database, {item.person_id for item in items})
+    if not items:
+        click.echo("no leave recorded" + (f" for {employee_id}" if employee_id else ""))
+    for item in items:
+        click.echo(_leave_line(item, people))
+
+
+@leave.command("remove")
+@click.argument("leave_id", type=int)
+@pass_ctx
+@friendly
+def leave_remove(ctx: Context, leave_id: int) -> None:
+    """Delete leave LEAVE_ID (see `kiosk leave list`); the audit log keeps what it was."""
+    from kiosk import store
+
+    with ctx.open_db() as database:
+        item = store.remove_leave(database, leave_id, actor="cli")
+    click.echo(f"leave {leave_id} removed: {item.kind}, {item.span()}")
+
+
 # --- reports ----------------------------------------------------------------------------------
 
 

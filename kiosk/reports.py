@@ -7,6 +7,8 @@ Time present per person and day:
   toggle      the sum of in->out pairs; an "in" without a later "out" adds nothing and
               marks the day "open" (forgotten check-out), as does first_last without an out.
 Lateness: first "in" after workday_start + grace; minutes late count from workday_start.
+Absence: a work day (site.work_days, not site.holidays) with no event and no recorded leave;
+a work day within a person's leave (store.leave) counts as leave, unless they came in.
 Expression (only when expression.enabled): per person only for people who currently consent;
 the team distribution counts labelled events of consenting people and is hidden when fewer
 than web.min_group_size people contribute (the report says so instead).
@@ -33,6 +35,8 @@ from kiosk.store import (
     EventInfo,
     PersonInfo,
     events_between,
+    leave_between,
+    leave_by_person_day,
     list_people,
     local_day_bounds,
     people_by_id,
@@ -43,11 +47,12 @@ logger = logging.getLogger(__name__)
 FORMATS = ("table", "csv", "json", "html")
 CSV_COLUMNS = [
     "date", "employee_id", "name", "first_in", "last_out", "hours", "late", "minutes_late",
-    "status", "corrected",
+    "status", "corrected", "leave",
 ]
 """Columns of the daily and range CSV (payroll): one row per person and day; times are local
-ISO 8601 with UTC offset; hours decimal (2 places); late yes/no; status present/open/absent
-(open: a check-in without check-out or the other way round, hours not known);
+ISO 8601 with UTC offset; hours decimal (2 places); late yes/no; status present/open/absent/leave
+(open: a check-in without check-out or the other way round, hours not known; leave: a work day
+of recorded leave, whose kind is in the leave column: holiday, sick or other);
 corrected yes/no (an event of the day was entered by hand)."""
 MAX_RANGE_DAYS = 1000
 
@@ -119,8 +124,17 @@ class TeamExpression:
 
 
 @dataclass(frozen=True)
+class LeaveDay:
+    """A work day a person spent on recorded leave (and did not come in)."""
+
+    day: date
+    person: PersonInfo
+    kind: str  # store.LEAVE_KINDS: holiday, sick, other
+
+
+@dataclass(frozen=True)
 class DailyReport:
-    """Everything about one local day at the site."""
+    """Everything about one local day at the site; nobody is absent on a day that is no work day."""
 
     site: str
     day: date
@@ -130,6 +144,8 @@ class DailyReport:
     absent: list[PersonInfo]
     unknown_faces: int
     team_expression: TeamExpression | None
+    work_day: bool = True
+    on_leave: list[LeaveDay] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -143,9 +159,11 @@ class PersonTotals:
     present_minutes: int
     times_late: int
     minutes_late: int
-    # Finished work days in the range (from the enrolment day on) with no event; None for
-    # people no longer active (the store does not know since when).
+    # Finished work days in the range (from the enrolment day on) with no event and no leave;
+    # None for people no longer active (the store does not know since when).
     days_absent: int | None = None
+    # Work days in the range on recorded leave without an event (planned leave ahead counts too).
+    days_on_leave: int = 0
 
     @property
     def hours(self) -> float:
@@ -166,6 +184,7 @@ class RangeReport:
     totals: list[PersonTotals]
     unknown_faces: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    leave: list[LeaveDay] = field(default_factory=list)  # by day, then name
 
 
 # --- computing ------------------------------------------------------------------------------
@@ -253,10 +272,12 @@ def daily_report(db: Database, settings: Settings, day: date) -> DailyReport:
         key=_sort_key,
     )
     present = {pid for pid, _ in by_key}
-    absent = [
-        p for p in list_people(db, include_inactive=False)
-        if p.id not in present and p.created_at < end
-    ]
+    work_day = settings.site.is_work_day(day)
+    leave = leave_by_person_day(leave_between(db, day, day)) if work_day else {}
+    expected = [p for p in list_people(db, include_inactive=False)
+                if work_day and p.id not in present and p.created_at < end]
+    on_leave = [LeaveDay(day, p, leave[(p.id, day)]) for p in expected if (p.id, day) in leave]
+    absent = [p for p in expected if (p.id, day) not in leave]
     team = None
     if with_expr:
         counts: Counter[str] = Counter()
@@ -286,6 +307,8 @@ def daily_report(db: Database, settings: Settings, day: date) -> DailyReport:
         absent=absent,
         unknown_faces=unknown[day],
         team_expression=team,
+        work_day=work_day,
+        on_leave=on_leave,
     )
 
 
@@ -328,19 +351,29 @@ def range_report(db: Database, settings: Settings, start: date, end: date,
     present_days: dict[int, set[date]] = defaultdict(set)
     for pid, d in by_key:
         present_days[pid].add(d)
+    leave_records = leave_between(db, start, end)
+    leave = leave_by_person_day(leave_records)
     enrolled_by_end = {p.id: p for p in list_people(db, include_inactive=False)
                        if p.created_at.astimezone(tz).date() <= end}
-    everyone = enrolled_by_end | people
+    everyone = enrolled_by_end | people | people_by_id(db, {item.person_id for item in leave_records})
+    leave_days = sorted(
+        (LeaveDay(d, everyone[pid], kind) for (pid, d), kind in leave.items()
+         if start <= d <= end and settings.site.is_work_day(d) and d not in present_days[pid]),
+        key=lambda x: (x.day, x.person.name.casefold(), x.person.employee_id),
+    )
+    days_on_leave = Counter(x.person.id for x in leave_days)
 
     def absences(p: PersonInfo) -> int | None:
         if not p.active or p.erased_at is not None:
             return None
         enrolled = p.created_at.astimezone(tz).date()
-        return sum(1 for d in work_days if d >= enrolled and d not in present_days[p.id])
+        return sum(1 for d in work_days
+                   if d >= enrolled and d not in present_days[p.id] and (p.id, d) not in leave)
 
     totals = sorted(
         (
-            PersonTotals(p.id, p.employee_id, p.name, *acc.get(p.id, [0, 0, 0, 0]), absences(p))
+            PersonTotals(p.id, p.employee_id, p.name, *acc.get(p.id, [0, 0, 0, 0]), absences(p),
+                         days_on_leave[p.id])
             for p in everyone.values()
         ),
         key=lambda t: (t.name.casefold(), t.employee_id),
@@ -348,7 +381,7 @@ def range_report(db: Database, settings: Settings, start: date, end: date,
     return RangeReport(
         site=settings.site.name, start=start, end=end, timezone=settings.site.timezone,
         mode=settings.attendance.mode, rows=rows, totals=totals,
-        unknown_faces=sum(unknown.values()),
+        unknown_faces=sum(unknown.values()), leave=leave_days,
     )
 
 
@@ -367,11 +400,17 @@ def day_csv_cells(r: PersonDay) -> list[str]:
     """One person-day as CSV cells in CSV_COLUMNS order."""
     return [r.day.isoformat(), r.employee_id, r.name, _iso(r.first_in), _iso(r.last_out),
             f"{r.hours:.2f}", "yes" if r.late else "no", str(r.minutes_late), r.status,
-            "yes" if r.corrected else "no"]
+            "yes" if r.corrected else "no", ""]
 
 
-def _absent_csv_row(day: date, p: PersonInfo) -> list[str]:
-    return [day.isoformat(), p.employee_id, p.name, "", "", "0.00", "no", "0", "absent", "no"]
+def _no_show_csv_row(day: date, p: PersonInfo, status: str, leave: str = "") -> list[str]:
+    """CSV cells of a work day without events: status absent, or leave with its kind."""
+    return [day.isoformat(), p.employee_id, p.name, "", "", "0.00", "no", "0", status, "no", leave]
+
+
+def leave_csv_cells(x: LeaveDay) -> list[str]:
+    """A work day on leave as CSV cells in CSV_COLUMNS order."""
+    return _no_show_csv_row(x.day, x.person, "leave", x.kind)
 
 
 def _csv(rows: list[list[str]]) -> str:
@@ -407,6 +446,11 @@ def _person_day_json(r: PersonDay) -> dict[str, Any]:
     }
 
 
+def _leave_json(x: LeaveDay) -> dict[str, Any]:
+    return {"date": x.day.isoformat(), "employee_id": x.person.employee_id, "name": x.person.name,
+            "kind": x.kind}
+
+
 def daily_as_dict(report: DailyReport) -> dict[str, Any]:
     """The daily report as JSON-ready data."""
     team = report.team_expression
@@ -414,7 +458,9 @@ def daily_as_dict(report: DailyReport) -> dict[str, Any]:
         "site": report.site, "date": report.day.isoformat(), "timezone": report.timezone,
         "mode": report.mode,
         "people": [_person_day_json(r) for r in report.rows],
+        "work_day": report.work_day,
         "absent": [{"employee_id": p.employee_id, "name": p.name} for p in report.absent],
+        "on_leave": [_leave_json(x) for x in report.on_leave],
         "unknown_faces": report.unknown_faces,
         "team_expression": None if team is None else {
             "contributors": team.contributors, "min_group_size": team.min_group_size,
@@ -433,24 +479,26 @@ def range_as_dict(report: RangeReport) -> dict[str, Any]:
             {"person_id": t.person_id, "employee_id": t.employee_id, "name": t.name,
              "days_present": t.days_present, "present_minutes": t.present_minutes,
              "hours": t.hours, "times_late": t.times_late, "minutes_late": t.minutes_late,
-             "days_absent": t.days_absent}
+             "days_absent": t.days_absent, "days_on_leave": t.days_on_leave}
             for t in report.totals
         ],
+        "leave": [_leave_json(x) for x in report.leave],
         "unknown_faces": report.unknown_faces,
     }
 
 
 _DAY_HEADERS = ["Employee", "Name", "In", "Out", "Hours", "Late", "Status"]
-TOTALS_HEADERS = ["Employee", "Name", "Days", "Hours", "Times late", "Minutes late", "Days absent"]
+TOTALS_HEADERS = ["Employee", "Name", "Days", "Hours", "Times late", "Minutes late", "Days absent",
+                  "Days on leave"]
 TOTALS_CSV_COLUMNS = ["employee_id", "name", "days_present", "hours", "times_late", "minutes_late",
-                      "days_absent"]
+                      "days_absent", "days_on_leave"]
 
 
 def totals_cells(t: PersonTotals) -> list[str]:
     """One totals row as text, in TOTALS_HEADERS / TOTALS_CSV_COLUMNS order ("" = not known)."""
     absent = "" if t.days_absent is None else str(t.days_absent)
     return [t.employee_id, t.name, str(t.days_present), f"{t.hours:.2f}", str(t.times_late),
-            str(t.minutes_late), absent]
+            str(t.minutes_late), absent, str(t.days_on_leave)]
 
 
 def _day_cells(r: PersonDay, with_date: bool = False) -> list[str]:
@@ -466,6 +514,16 @@ def _team_text(team: TeamExpression) -> str:
     return f"Team expression ({team.contributors} people): {_expr_text(team.counts)}"
 
 
+def _absent_text(report: DailyReport) -> str:
+    if not report.work_day:
+        return "none (not a work day)"
+    return ", ".join(f"{p.name} ({p.employee_id})" for p in report.absent) or "none"
+
+
+def _leave_text(x: LeaveDay) -> str:
+    return f"{x.person.name} ({x.person.employee_id}, {x.kind})"
+
+
 def _daily_table(report: DailyReport) -> str:
     with_expr = report.team_expression is not None
     headers = _DAY_HEADERS + (["Expression"] if with_expr else [])
@@ -476,7 +534,8 @@ def _daily_table(report: DailyReport) -> str:
         "",
         _table(headers, rows) if rows else "No one checked in.",
         "",
-        "Absent: " + (", ".join(f"{p.name} ({p.employee_id})" for p in report.absent) or "none"),
+        "Absent: " + _absent_text(report),
+        "On leave: " + (", ".join(_leave_text(x) for x in report.on_leave) or "none"),
         f"Unknown faces: {report.unknown_faces}",
     ]
     if report.team_expression is not None:
@@ -487,11 +546,18 @@ def _daily_table(report: DailyReport) -> str:
 def _range_table(report: RangeReport) -> str:
     days = _table(["Date", *_DAY_HEADERS], [_day_cells(r, True) for r in report.rows])
     totals = _table(TOTALS_HEADERS, [totals_cells(t) for t in report.totals])
+    leave = ""
+    if report.leave:
+        leave = "\nOn leave\n" + _table(["Date", "Employee", "Name", "Leave"], _leave_cells(report.leave)) + "\n"
     return (
         f"{report.site} - attendance {report.start.isoformat()} to {report.end.isoformat()} "
-        f"({report.timezone}, {report.mode})\n\n{days}\n\nTotals\n{totals}\n"
+        f"({report.timezone}, {report.mode})\n\n{days}\n\nTotals\n{totals}\n{leave}"
         f"\nUnknown faces: {report.unknown_faces}\n"
     )
+
+
+def _leave_cells(leave: list[LeaveDay]) -> list[list[str]]:
+    return [[x.day.isoformat(), x.person.employee_id, x.person.name, x.kind] for x in leave]
 
 
 _HTML_HEAD = """<!DOCTYPE html>
@@ -523,6 +589,9 @@ def _daily_html(report: DailyReport) -> str:
            _html_table(headers, rows) if rows else "<p>No one checked in.</p>\n",
            "<h2>Absent</h2>\n<ul>\n"
            + "".join(f"<li>{e(p.name)} ({e(p.employee_id)})</li>\n" for p in report.absent)
+           + ("" if report.work_day else "<li>none: not a work day</li>\n")
+           + "</ul>\n<h2>On leave</h2>\n<ul>\n"
+           + "".join(f"<li>{e(_leave_text(x))}</li>\n" for x in report.on_leave)
            + "</ul>\n",
            f"<p>Unknown faces: {report.unknown_faces}</p>\n"]
     if report.team_expression is not None:
@@ -540,6 +609,8 @@ def _range_html(report: RangeReport) -> str:
         _html_table(TOTALS_HEADERS, [totals_cells(t) for t in report.totals]),
         "<h2>Days</h2>\n",
         _html_table(["Date", *_DAY_HEADERS], [_day_cells(r, True) for r in report.rows]),
+        "<h2>On leave</h2>\n",
+        _html_table(["Date", "Employee", "Name", "Leave"], _leave_cells(report.leave)),
         f"<p>Unknown faces: {report.unknown_faces}</p>\n</body></html>\n",
     ])
 
@@ -554,7 +625,8 @@ def render_daily(report: DailyReport, fmt: str = "table") -> str:
     _check_format(fmt)
     if fmt == "csv":
         return _csv([day_csv_cells(r) for r in report.rows]
-                    + [_absent_csv_row(report.day, p) for p in report.absent])
+                    + [_no_show_csv_row(report.day, p, "absent") for p in report.absent]
+                    + [leave_csv_cells(x) for x in report.on_leave])
     if fmt == "json":
         return json.dumps(daily_as_dict(report), indent=2, ensure_ascii=False) + "\n"
     if fmt == "html":
@@ -562,11 +634,17 @@ def render_daily(report: DailyReport, fmt: str = "table") -> str:
     return _daily_table(report)
 
 
+def range_csv_rows(report: RangeReport) -> list[list[str]]:
+    """The range's payroll CSV cells: days with events, then work days on leave (each by day and name)."""
+    return [day_csv_cells(r) for r in report.rows] + [leave_csv_cells(x) for x in report.leave]
+
+
 def render_range(report: RangeReport, fmt: str = "table") -> str:
-    """The range report as text: table, csv (payroll: CSV_COLUMNS per person-day), json or html."""
+    """The range report as text: table, csv (payroll: CSV_COLUMNS per person-day: days with events,
+    then work days on leave), json or html."""
     _check_format(fmt)
     if fmt == "csv":
-        return _csv([day_csv_cells(r) for r in report.rows])
+        return _csv(range_csv_rows(report))
     if fmt == "json":
         return json.dumps(range_as_dict(report), indent=2, ensure_ascii=False) + "\n"
     if fmt == "html":

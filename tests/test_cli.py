@@ -187,6 +187,38 @@ def test_events_add_list_remove_by_hand(config, tmp_path):
     assert nobody.returncode == 1 and "Traceback" not in nobody.stderr
 
 
+def test_leave_add_list_remove_and_reports(config, tmp_path):
+    """A week's holiday recorded from the command line shows as leave, not absence; mistakes change nothing."""
+    from kiosk import store
+
+    with store.open_database(tmp_path / "k.db") as db:
+        store.add_person(db, "E1", "Ann", now=datetime(2026, 6, 1, tzinfo=UTC))
+    added = kiosk("leave", "add", "E1", "--from", "2026-06-15", "--to", "2026-06-21", config=config)
+    assert added.returncode == 0, added.stderr
+    assert "Ann (E1): holiday leave 2026-06-15 to 2026-06-21, 5 work day(s) (leave 1)" in added.stdout
+    for args, message in [
+        (("--from", "2026-06-19", "--kind", "sick"), "already has holiday leave 2026-06-15 to 2026-06-21 (leave 1)"),
+        (("--from", "2026-06-30", "--to", "2026-06-29"), "leave ends (2026-06-29) before it starts"),
+        (("--from", "19.06.2026"), "not a date: '19.06.2026'"),
+    ]:
+        bad = kiosk("leave", "add", "E1", *args, config=config)
+        assert bad.returncode == 1 and message in bad.stderr and "Traceback" not in bad.stderr
+    assert kiosk("leave", "add", "E1", "--from", "2026-06-30", "--kind", "party", config=config).returncode == 2
+    listed = kiosk("leave", "list", config=config)
+    assert listed.stdout.split() == ["1", "E1", "Ann", "holiday", "2026-06-15", "to", "2026-06-21"]
+    week = kiosk("report", "range", "--from", "2026-06-15", "--to", "2026-06-21", "--format", "json", config=config)
+    totals = json.loads(week.stdout)["totals"]
+    assert [(t["days_absent"], t["days_on_leave"]) for t in totals] == [(0, 5)]
+    day = kiosk("report", "daily", "--date", "2026-06-17", "--format", "csv", config=config)
+    row = next(csv.DictReader(io.StringIO(day.stdout)))
+    assert (row["status"], row["leave"]) == ("leave", "holiday")
+    removed = kiosk("leave", "remove", "1", config=config)
+    assert removed.returncode == 0 and "leave 1 removed: holiday, 2026-06-15 to 2026-06-21" in removed.stdout
+    assert kiosk("leave", "list", "E1", config=config).stdout.strip() == "no leave recorded for E1"
+    again = kiosk("leave", "remove", "1", config=config)
+    assert again.returncode == 1 and "no leave with id 1" in again.stderr
+
+
 def test_train_refuses_a_teacher_that_is_no_model(tmp_path):
     pytest.importorskip("tensorflow", reason="the train extra is not installed (pip install -e '.[train]')")
     out = tmp_path / "out" / "m.tflite"

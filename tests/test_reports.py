@@ -157,11 +157,11 @@ def test_range_report_and_payroll_csv(day_db: Database) -> None:
     assert r.unknown_faces == 3
     rows = list(csv.reader(io.StringIO(render_range(r, "csv"))))
     assert rows[0] == CSV_COLUMNS == ["date", "employee_id", "name", "first_in", "last_out",
-                                      "hours", "late", "minutes_late", "status", "corrected"]
+                                      "hours", "late", "minutes_late", "status", "corrected", "leave"]
     assert rows[2] == ["2026-06-15", "E1", "Ann", "2026-06-15T08:50:00+02:00",
-                       "2026-06-15T17:20:00+02:00", "8.50", "no", "0", "present", "no"]
+                       "2026-06-15T17:20:00+02:00", "8.50", "no", "0", "present", "no", ""]
     assert rows[4] == ["2026-06-15", "E3", "Cat", "2026-06-15T09:47:30+02:00", "", "0.00",
-                       "yes", "47", "open", "no"]
+                       "yes", "47", "open", "no", ""]
     with pytest.raises(ReportError):
         range_report(day_db, settings(), date(2026, 6, 16), date(2026, 6, 14))
 
@@ -247,3 +247,43 @@ def test_work_days_must_be_weekday_names() -> None:
         Settings.model_validate({"site": {"work_days": ["monday"]}})
     with pytest.raises(ValidationError):
         Settings.model_validate({"site": {"holidays": ["Christmas"]}})
+
+
+def test_nobody_is_absent_on_a_day_off(day_db: Database) -> None:
+    sunday = date(2026, 6, 14)
+    r = daily_report(day_db, settings(), sunday)
+    assert [x.name for x in r.rows] == ["Ann"]  # she came in late on Sunday evening
+    assert not r.work_day and r.absent == [] and r.on_leave == []
+    assert "Absent: none (not a work day)" in render_daily(r, "table")
+    assert [row[8] for row in csv.reader(io.StringIO(render_daily(r, "csv")))][1:] == ["open"]
+    assert json.loads(render_daily(r, "json"))["work_day"] is False
+
+
+def test_leave_is_not_absence(day_db: Database) -> None:
+    from kiosk.store import add_leave, get_person_by_employee_id
+
+    dan = get_person_by_employee_id(day_db, "E4")
+    cat = get_person_by_employee_id(day_db, "E3")
+    add_leave(day_db, dan.id, date(2026, 6, 15), date(2026, 6, 19), "holiday", actor="admin")
+    add_leave(day_db, cat.id, date(2026, 6, 15), date(2026, 6, 15), "sick", actor="admin")  # came in anyway
+    r = daily_report(day_db, settings(), DAY)
+    assert r.absent == [] and [(x.person.name, x.kind) for x in r.on_leave] == [("Dan", "holiday")]
+    assert [x.name for x in r.rows] == ["Ann", "Bob", "Cat"]  # Cat's events count; she is present
+    rows = list(csv.reader(io.StringIO(render_daily(r, "csv"))))
+    assert rows[-1] == ["2026-06-15", "E4", "Dan", "", "", "0.00", "no", "0", "leave", "no", "holiday"]
+    assert "On leave: Dan (E4, holiday)" in render_daily(r, "table")
+    assert json.loads(render_daily(r, "json"))["on_leave"] == [
+        {"date": "2026-06-15", "employee_id": "E4", "name": "Dan", "kind": "holiday"}]
+    assert "Dan (E4, holiday)" in render_daily(r, "html")
+
+    # Mon 15 .. Sun 21: Dan's leave covers Mon-Fri; the week is over
+    week = range_report(day_db, settings(), date(2026, 6, 15), date(2026, 6, 21), today=date(2026, 6, 22))
+    totals = {t.name: t for t in week.totals}
+    assert (totals["Dan"].days_absent, totals["Dan"].days_on_leave) == (0, 5)
+    assert (totals["Cat"].days_absent, totals["Cat"].days_on_leave) == (4, 0)  # present on her sick day
+    assert [(x.day.day, x.person.name) for x in week.leave] == [(d, "Dan") for d in range(15, 20)]
+    csv_rows = list(csv.reader(io.StringIO(render_range(week, "csv"))))
+    assert [r[8] for r in csv_rows].count("leave") == 5 and csv_rows[-1][0] == "2026-06-19"
+    as_json = {t["name"]: t["days_on_leave"] for t in json.loads(render_range(week, "json"))["totals"]}
+    assert as_json == {"Ann": 0, "Bob": 0, "Cat": 0, "Dan": 5}
+    assert "Days on leave" in render_range(week, "table") and "On leave" in render_range(week, "html")

@@ -26,6 +26,14 @@ from kiosk.store.db import (
     upgrade,
     upgrade_from_settings,
 )
+from kiosk.store.leave import (
+    LeaveInfo,
+    LeaveNotFound,
+    add_leave,
+    leave_between,
+    leave_by_person_day,
+    remove_leave,
+)
 from kiosk.store.offsite import (
     OffsiteCopy,
     daily_copies,
@@ -83,5 +91,6 @@ __all__ = [
     "set_consent", "templates_not_made_by", "upgrade", "upgrade_from_settings",
     "CaptureBusy", "CaptureInfo", "CaptureNotFound", "capture_progress", "finish_capture", "get_capture",
     "latest_captures", "request_capture", "take_capture", "EventNotFound", "add_correction", "remove_event",
-    "rename_person", "OffsiteCopy", "daily_copies", "record_copy", "write_daily_copy", "write_offsite_copy",
+    "rename_person", "LeaveInfo", "LeaveNotFound", "add_leave", "leave_between", "leave_by_person_day",
+    "remove_leave", "OffsiteCopy", "daily_copies", "record_copy", "write_daily_copy", "write_offsite_copy",
 ]

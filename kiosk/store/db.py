@@ -187,11 +187,12 @@ _BIOMETRIC_TABLES = (("face_templates", "person_id"), ("enrolment_images", "pers
 EVENT_EXPRESSION_AND_MATCH_COLUMNS = ("expression_label", "expression_scores", "expression_confidence",
                                       "match_distance", "match_score")
 _BLANK_EVENT_COLUMNS = ", ".join(f"{c} = NULL" for c in EVENT_EXPRESSION_AND_MATCH_COLUMNS)
-# table: (SQL when the person is deleted, SQL when only their biometric and expression data go)
-_PERSON_ROWS = {
+# table: (SQL when the person is deleted, SQL when only their biometric and expression data go; None: nothing)
+_PERSON_ROWS: dict[str, tuple[str, str | None]] = {
     "attendance_events": (
         "DELETE FROM attendance_events WHERE person_id = ?",
         f"UPDATE attendance_events SET {_BLANK_EVENT_COLUMNS} WHERE person_id = ?"),
+    "leave": ("DELETE FROM leave WHERE person_id = ?", None),  # payroll data: kept unless the row goes
     "people": (
         "DELETE FROM people WHERE id = ?",
         "UPDATE people SET active = 0, expression_consent = 0, consent_changed_at = NULL, consent_changed_by = NULL, "
@@ -218,8 +219,9 @@ def scrub_backups(path: Path, person_id: int, employee_id: str, *, delete_events
             if "capture_requests" in tables:
                 con.execute("DELETE FROM capture_requests WHERE employee_id = ?", (employee_id,))
             for table, (delete_sql, strip_sql) in _PERSON_ROWS.items():
-                if table in tables:
-                    con.execute(delete_sql if delete_events else strip_sql, (person_id,))
+                sql = delete_sql if delete_events else strip_sql
+                if table in tables and sql is not None:
+                    con.execute(sql, (person_id,))
             con.commit()
             if con.total_changes != before:
                 con.execute("VACUUM")

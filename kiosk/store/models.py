@@ -8,13 +8,14 @@ these models must match head (tests/test_migrations.py compares them).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -158,6 +159,29 @@ class AttendanceEvent(Base):
     # None: seen by the kiosk camera. Else the admin who entered it by hand (a correction), and why.
     recorded_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+LEAVE_KINDS = ("holiday", "sick", "other")
+"""Kinds of leave; no free text is stored with leave (a reason could reveal health details)."""
+
+
+class Leave(Base):
+    """A person's approved absence over whole local days, first_day..last_day inclusive."""
+
+    __tablename__ = "leave"
+    __table_args__ = (
+        CheckConstraint("kind IN ('holiday', 'sick', 'other')", name="kind"),
+        CheckConstraint("first_day <= last_day", name="days"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Like events, leave is payroll data: it stays when only a person's biometric data is erased.
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    first_day: Mapped[date] = mapped_column(Date)
+    last_day: Mapped[date] = mapped_column(Date)
+    kind: Mapped[str] = mapped_column(String(16))
+    recorded_by: Mapped[str] = mapped_column(String(100))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class AuditEntry(Base):

@@ -38,6 +38,7 @@ from kiosk.store.models import (
     ConsentChange,
     EnrolmentImage,
     FaceTemplate,
+    Leave,
     Person,
     User,
 )
@@ -401,6 +402,7 @@ def erase_person(
         row_deleted = not keep_events or n_events == 0
         if row_deleted:
             s.execute(delete(AttendanceEvent).where(AttendanceEvent.person_id == person_id))
+            s.execute(delete(Leave).where(Leave.person_id == person_id))
             s.delete(person)
             events_deleted, events_kept = n_events, 0
         else:
@@ -727,13 +729,16 @@ def purge_expired(
         n_events = s.execute(
             delete(AttendanceEvent).where(AttendanceEvent.occurred_at < events_cutoff)
         ).rowcount or 0
+        # leave follows the events' retention, counted from its last (local) day
+        s.execute(delete(Leave).where(Leave.last_day < events_cutoff.date()))
         n_stripped = _strip_expressions(s, AttendanceEvent.occurred_at < expr_cutoff)
         n_images = 0
         if not retention.keep_enrolment_images:
             n_images = s.execute(delete(EnrolmentImage)).rowcount or 0
         has_events = select(AttendanceEvent.id).where(AttendanceEvent.person_id == Person.id)
+        has_leave = select(Leave.id).where(Leave.person_id == Person.id)
         n_people = s.execute(
-            delete(Person).where(Person.erased_at.is_not(None), ~has_events.exists())
+            delete(Person).where(Person.erased_at.is_not(None), ~has_events.exists(), ~has_leave.exists())
             .execution_options(synchronize_session=False)
         ).rowcount or 0
         s.execute(delete(CaptureRequest).where(CaptureRequest.status.not_in(CAPTURES_ACTIVE),
@@ -775,6 +780,7 @@ def export_person(db: Database, person_id: int) -> dict[str, Any]:
             select(AttendanceEvent).where(AttendanceEvent.person_id == person_id)
             .order_by(AttendanceEvent.occurred_at)
         ).all()
+        leave = s.scalars(select(Leave).where(Leave.person_id == person_id).order_by(Leave.first_day)).all()
         audits = s.scalars(
             select(AuditEntry).where(AuditEntry.target == f"person:{person_id}")
             .order_by(AuditEntry.id)
@@ -805,6 +811,11 @@ def export_person(db: Database, person_id: int) -> dict[str, Any]:
                 {k: (_iso(v) if isinstance(v, datetime) else v)
                  for k, v in asdict(_event_info(e)).items()}
                 for e in events
+            ],
+            "leave": [
+                {"id": x.id, "first_day": x.first_day.isoformat(), "last_day": x.last_day.isoformat(),
+                 "kind": x.kind, "recorded_by": x.recorded_by, "recorded_at": _iso(x.recorded_at)}
+                for x in leave
             ],
             "audit_log": [
                 {"at": _iso(a.at), "actor": a.actor, "action": a.action, "details": a.details}

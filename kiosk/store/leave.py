@@ -1,0 +1,130 @@
+"""Leave: a person's approved absence (holiday, sick, other) over whole local days.
+
+Reports count a work day inside a person's leave as leave, not as an absence. Only the kind and
+the days are stored, never a reason (it could reveal health details). Leave is payroll data:
+like attendance events it stays when only a person's biometric data is erased, goes with the
+person's row, and is purged by `retention.attendance_days` after its last day.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import select
+
+from kiosk.errors import StoreError
+from kiosk.store.db import Database
+from kiosk.store.models import LEAVE_KINDS, Leave
+from kiosk.store.repo import _audit, _get_unerased, _now
+
+logger = logging.getLogger(__name__)
+
+MAX_LEAVE_DAYS = 366  # a longer span is most likely a typo in a year
+
+
+class LeaveNotFound(StoreError):
+    """No leave with this id."""
+
+
+@dataclass(frozen=True)
+class LeaveInfo:
+    """One stretch of leave: local days first_day..last_day inclusive."""
+
+    id: int
+    person_id: int
+    first_day: date
+    last_day: date
+    kind: str
+    recorded_by: str
+    recorded_at: datetime
+
+    def covers(self, day: date) -> bool:
+        """True when day lies within this leave."""
+        return self.first_day <= day <= self.last_day
+
+    def span(self) -> str:
+        """The days as text: "2026-06-08 to 2026-06-12", or one date."""
+        return _span(self.first_day, self.last_day)
+
+    def days(self) -> list[date]:
+        """Every local day of the leave, in order."""
+        return [self.first_day + timedelta(days=i) for i in range((self.last_day - self.first_day).days + 1)]
+
+
+def _leave_info(row: Leave) -> LeaveInfo:
+    return LeaveInfo(row.id, row.person_id, row.first_day, row.last_day, row.kind, row.recorded_by,
+                     row.recorded_at)
+
+
+def _span(first_day: date, last_day: date) -> str:
+    return first_day.isoformat() if first_day == last_day else f"{first_day} to {last_day}"
+
+
+def add_leave(db: Database, person_id: int, first_day: date, last_day: date, kind: str, *, actor: str,
+              now: datetime | None = None) -> LeaveInfo:
+    """Record leave for a person (days inclusive); refuses a bad kind, a reversed or overlong span,
+    and an overlap with the person's other leave."""
+    if kind not in LEAVE_KINDS:
+        raise StoreError(f"unknown kind of leave {kind!r} (choose from {', '.join(LEAVE_KINDS)})")
+    if last_day < first_day:
+        raise StoreError(f"leave ends ({last_day}) before it starts ({first_day})")
+    if (last_day - first_day).days >= MAX_LEAVE_DAYS:
+        raise StoreError(f"leave longer than {MAX_LEAVE_DAYS} days ({_span(first_day, last_day)}); "
+                         "record it a year at a time")
+    now = _now(now)
+    with db.session() as s:
+        person = _get_unerased(s, person_id)
+        clash = s.scalars(
+            select(Leave).where(Leave.person_id == person_id, Leave.first_day <= last_day,
+                                Leave.last_day >= first_day).order_by(Leave.first_day)
+        ).first()
+        if clash is not None:
+            raise StoreError(f"{person.name} already has {clash.kind} leave {_leave_info(clash).span()} "
+                             f"(leave {clash.id}); remove it first to change it")
+        row = Leave(person_id=person_id, first_day=first_day, last_day=last_day, kind=kind,
+                    recorded_by=actor, recorded_at=now)
+        s.add(row)
+        s.flush()
+        _audit(s, actor, "leave.add", f"person:{person_id}",
+               {"leave_id": row.id, "kind": kind, "first_day": first_day.isoformat(),
+                "last_day": last_day.isoformat()}, now)
+        logger.info("%s recorded %s leave for person %s: %s", actor, kind, person_id, _span(first_day, last_day))
+        return _leave_info(row)
+
+
+def remove_leave(db: Database, leave_id: int, *, actor: str, now: datetime | None = None) -> LeaveInfo:
+    """Delete a stretch of leave (entered by mistake, or cancelled); the audit log keeps what it was."""
+    now = _now(now)
+    with db.session() as s:
+        row = s.get(Leave, leave_id)
+        if row is None:
+            raise LeaveNotFound(f"no leave with id {leave_id}")
+        _get_unerased(s, row.person_id)
+        info = _leave_info(row)
+        s.delete(row)
+        _audit(s, actor, "leave.remove", f"person:{info.person_id}",
+               {"leave_id": leave_id, "kind": info.kind, "first_day": info.first_day.isoformat(),
+                "last_day": info.last_day.isoformat()}, now)
+        logger.info("%s removed leave %s of person %s", actor, leave_id, info.person_id)
+        return info
+
+
+def leave_between(db: Database, first_day: date | None = None, last_day: date | None = None,
+                  person_id: int | None = None) -> list[LeaveInfo]:
+    """Leave overlapping first_day..last_day (either bound may be open), by person and start day."""
+    query = select(Leave)
+    if first_day is not None:
+        query = query.where(Leave.last_day >= first_day)
+    if last_day is not None:
+        query = query.where(Leave.first_day <= last_day)
+    if person_id is not None:
+        query = query.where(Leave.person_id == person_id)
+    with db.session() as s:
+        return [_leave_info(r) for r in s.scalars(query.order_by(Leave.person_id, Leave.first_day))]
+
+
+def leave_by_person_day(leave: list[LeaveInfo]) -> dict[tuple[int, date], str]:
+    """(person id, local day) -> kind of leave, for every day the given leave covers."""
+    return {(item.person_id, day): item.kind for item in leave for day in item.days()}
