@@ -634,14 +634,19 @@ def render_daily(report: DailyReport, fmt: str = "table") -> str:
     return _daily_table(report)
 
 
-def range_csv_rows(report: RangeReport) -> list[list[str]]:
-    """The range's payroll CSV cells: days with events, then work days on leave (each by day and name)."""
-    return [day_csv_cells(r) for r in report.rows] + [leave_csv_cells(x) for x in report.leave]
+def range_csv_rows(report: RangeReport, person_id: int | None = None) -> list[list[str]]:
+    """The range's payroll CSV cells (everyone's, or one person's): days with events and work days
+    on leave, by day, name and employee id."""
+    keyed = [((r.day, r.name.casefold(), r.employee_id), day_csv_cells(r)) for r in report.rows
+             if person_id in (None, r.person_id)]
+    keyed += [((x.day, x.person.name.casefold(), x.person.employee_id), leave_csv_cells(x)) for x in report.leave
+              if person_id in (None, x.person.id)]
+    return [cells for _, cells in sorted(keyed, key=lambda kv: kv[0])]
 
 
 def render_range(report: RangeReport, fmt: str = "table") -> str:
-    """The range report as text: table, csv (payroll: CSV_COLUMNS per person-day: days with events,
-    then work days on leave), json or html."""
+    """The range report as text: table, csv (payroll: CSV_COLUMNS per person-day: days with events
+    and work days on leave), json or html."""
     _check_format(fmt)
     if fmt == "csv":
         return _csv(range_csv_rows(report))

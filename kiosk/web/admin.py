@@ -22,8 +22,10 @@ from kiosk.errors import KioskError, UploadError, WebError
 from kiosk.store import (
     CaptureNotFound,
     EventNotFound,
+    LeaveNotFound,
     PersonInfo,
     add_correction,
+    add_leave,
     audit,
     erase_person,
     export_person,
@@ -33,6 +35,7 @@ from kiosk.store import (
     list_users,
     purge_expired,
     remove_event,
+    remove_leave,
     rename_person,
     request_capture,
     set_active,
@@ -270,6 +273,40 @@ def remove_event_page(event_id: int) -> Any:
     if removed.person_id is None:
         return redirect(url_for("admin.status"))
     return _person_page_from(removed.person_id, local.date())
+
+
+def _form_day(field: str) -> date:
+    """A form date (YYYY-MM-DD) -> date; WebError naming the field if bad."""
+    text = request.form.get(field, "").strip()
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise WebError(f"not a date: {text!r} (use YYYY-MM-DD)") from None
+
+
+@bp.route("/people/<int:person_id>/leave", methods=["POST"])
+@admin_only
+def add_leave_page(person_id: int) -> Any:
+    """Record leave over whole days (holiday, sick, other; no reason is stored)."""
+    p = person_or_404(person_id)
+    first_day = _form_day("first_day")
+    last_day = _form_day("last_day") if request.form.get("last_day", "").strip() else first_day
+    item = add_leave(ctx().db, p.id, first_day, last_day, request.form.get("kind", ""), actor=actor(),
+                     now=ctx().clock.now())
+    flash(f"Recorded {item.kind} leave for {p.name}: {item.span()}.")
+    return _person_page_from(p.id, first_day)
+
+
+@bp.route("/leave/<int:leave_id>/remove", methods=["POST"])
+@admin_only
+def remove_leave_page(leave_id: int) -> Any:
+    """Delete recorded leave (cancelled or entered by mistake); the audit log keeps what it was."""
+    try:
+        item = remove_leave(ctx().db, leave_id, actor=actor(), now=ctx().clock.now())
+    except LeaveNotFound:
+        abort(404)
+    flash(f"Removed the {item.kind} leave of {item.span()}.")
+    return _person_page_from(item.person_id, item.first_day)
 
 
 @bp.route("/people/<int:person_id>/rename", methods=["POST"])

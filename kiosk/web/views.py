@@ -21,15 +21,22 @@ from kiosk.reports import (
     DailyReport,
     PersonDay,
     daily_report,
-    day_csv_cells,
     parse_day,
+    range_csv_rows,
     range_report,
     render_daily,
     render_range,
     safe_cell,
     totals_cells,
 )
-from kiosk.store import PersonInfo, events_between, get_person, list_people, local_day_bounds
+from kiosk.store import (
+    PersonInfo,
+    events_between,
+    get_person,
+    leave_between,
+    list_people,
+    local_day_bounds,
+)
 from kiosk.store.repo import search_people
 from kiosk.web.charts import bar_chart, colour_of, hbar_chart, stacked_shares
 from kiosk.web.context import ctx
@@ -109,6 +116,7 @@ def _board_context(day: date) -> dict[str, Any]:
         "left": [r for r in rows if not r.open and r.last_out],
         "late": [r for r in rows if r.late],
         "absent": report.absent,
+        "on_leave": report.on_leave,
         "arrivals_chart": _arrivals_chart(report),
         "team": team, "team_chart": team_chart,
         "expression_enabled": c.settings.expression.enabled,
@@ -161,7 +169,7 @@ def range_page() -> str:
     """Totals and days over a date range, with hours per person per week."""
     c = ctx()
     start, end = range_args()
-    report = range_report(c.db, c.settings, start, end)
+    report = range_report(c.db, c.settings, start, end, today=c.today())
     week_charts = []
     weeks = _weeks(start, end)
     for w_start, w_end in weeks[-8:]:
@@ -182,7 +190,7 @@ def range_csv() -> Response:
     c = ctx()
     start, end = range_args()
     return text_download(f"attendance-{start}-to-{end}.csv",
-                         _safe_csv(render_range(range_report(c.db, c.settings, start, end),
+                         _safe_csv(render_range(range_report(c.db, c.settings, start, end, today=c.today()),
                                                 "csv")), "text/csv")
 
 
@@ -191,7 +199,7 @@ def range_totals_csv() -> Response:
     """Per person totals over the range."""
     c = ctx()
     start, end = range_args()
-    report = range_report(c.db, c.settings, start, end)
+    report = range_report(c.db, c.settings, start, end, today=c.today())
     return csv_response(f"totals-{start}-to-{end}.csv", TOTALS_CSV_COLUMNS,
                         [totals_cells(t) for t in report.totals])
 
@@ -282,7 +290,7 @@ def people_csv() -> Response:
 
 def _history(person_id: int, start: date, end: date) -> list[PersonDay]:
     c = ctx()
-    report = range_report(c.db, c.settings, start, end)
+    report = range_report(c.db, c.settings, start, end, today=c.today())
     return [r for r in report.rows if r.person_id == person_id]
 
 
@@ -322,7 +330,7 @@ def person(person_id: int) -> str:
         expr_chart = hbar_chart([(k, round(100 * v / total)) for k, v in expr_counts.items()],
                                 f"Expressions of {p.name}", "%")
     hours = round(sum(r.present_minutes for r in rows) / 60, 2)
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"leave": leave_between(c.db, start, None, person_id=person_id)}  # and planned
     from kiosk.web.context import current_user
 
     user = current_user()
@@ -331,7 +339,7 @@ def person(person_id: int) -> str:
 
         utc_from, _ = local_day_bounds(start, c.settings.tz)
         _, utc_to = local_day_bounds(end, c.settings.tz)
-        extra = {"templates": list_templates(c.db, person_id),
+        extra |= {"templates": list_templates(c.db, person_id),
                  "audit": list_audit(c.db, target=f"person:{person_id}", limit=20),
                  "events": events_between(c.db, utc_from, utc_to, person_id=person_id),
                  "today": c.today()}
@@ -343,7 +351,9 @@ def person(person_id: int) -> str:
 @bp.route("/people/<int:person_id>/history.csv")
 def person_csv(person_id: int) -> Response:
     """One person's days as CSV (the payroll columns)."""
-    p, start, end, rows = _person_history(person_id)
+    p = person_or_404(person_id)
+    start, end = range_args(default_days=30)
+    report = range_report(ctx().db, ctx().settings, start, end, today=ctx().today())
     return csv_response(
         f"history-{p.employee_id}-{start}-to-{end}.csv".replace('"', ""),
-        CSV_COLUMNS, [day_csv_cells(r) for r in rows])
+        CSV_COLUMNS, range_csv_rows(report, person_id=p.id))

@@ -40,7 +40,7 @@ try:
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 except ImportError:  # pragma: no cover
     webdriver = None
 
@@ -182,6 +182,7 @@ def test_browser_end_to_end(browser: object, tmp_path: Path) -> None:
     driver = browser
     settings = make_settings(tmp_path, min_group_size=1)
     settings.retention.keep_enrolment_images = True
+    settings.site.work_days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]  # today is a work day, any day
     now = datetime.now(UTC)
     clock = ManualClock(now)
     day = now.astimezone(TZ).date()
@@ -190,7 +191,7 @@ def test_browser_end_to_end(browser: object, tmp_path: Path) -> None:
     kiosk_db = open_from_settings(settings)  # the kiosk service's own connection
     create_user(kiosk_db, *ADMIN, "admin")
     create_user(kiosk_db, *MANAGER, "manager")
-    add_person(kiosk_db, "E-200", "Absent Person")
+    absent = add_person(kiosk_db, "E-200", "Absent Person")
     late = add_person(kiosk_db, "E-300", "Late Person")
     status_file = Path(settings.database.path).parent / "status.json"
     status_file.write_text(json.dumps({
@@ -286,6 +287,17 @@ def test_browser_end_to_end(browser: object, tmp_path: Path) -> None:
         driver.get(base + "/")
         assert driver.find_elements(By.ID, "team-hidden")
         assert not driver.find_elements(By.CSS_SELECTOR, "#team-mood svg")
+
+        # --- leave: recorded on the person page, the board counts it apart from absences -------
+        driver.get(f"{base}/people/{absent.id}")
+        Select(driver.find_element(By.ID, "leave-kind")).select_by_value("sick")
+        submit(driver, "leave-add")
+        assert "sick" in wait_for(driver, "#table-leave").text
+        driver.get(base + "/")
+        assert "Absent Person" in driver.find_element(By.ID, "table-leave").text
+        assert "Absent Person" not in driver.find_element(By.ID, "table-absent").text
+        assert (driver.find_element(By.ID, "count-absent").text, driver.find_element(By.ID, "count-leave").text) == \
+            ("0", "1")
 
         # --- other pages, for the reviewer ----------------------------------------------------
         status_file.write_text(json.dumps({  # the service keeps writing it as the (test) clock moves on
