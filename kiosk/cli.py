@@ -287,13 +287,17 @@ def people_list(ctx: Context, include_inactive: bool, as_json: bool) -> None:
 @pass_ctx
 @friendly
 def people_show(ctx: Context, employee_id: str, export_path: Path | None) -> None:
-    """One person: enrolment, consent, templates and last event."""
+    """One person: enrolment, consent, templates, last event, current and planned leave."""
+    from datetime import datetime
+
     from kiosk import store
 
     with ctx.open_db() as database:
         p = _person(database, employee_id)
         templates = store.list_templates(database, p.id)
         last = store.last_event_for(database, p.id)
+        today = datetime.now(ctx.settings.tz).date()
+        leave = store.leave_between(database, today, None, person_id=p.id)
         if export_path is not None:
             export_path.write_text(json.dumps(store.export_person(database, p.id), indent=2, default=str))
     tz = ctx.settings.tz
@@ -306,6 +310,8 @@ def people_show(ctx: Context, employee_id: str, export_path: Path | None) -> Non
     click.echo(f"  face templates: {len(templates)} ({', '.join(t.source or '?' for t in templates)})")
     if last is not None:
         click.echo(f"  last event: {last.kind} at {last.occurred_at.astimezone(tz):%Y-%m-%d %H:%M}")
+    for item in leave:
+        click.echo(f"  leave:      {item.kind} {item.span()} (leave {item.id})")
     if export_path is not None:
         click.echo(f"  exported to {export_path}")
 
