@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ def site(tmp_path) -> tuple[Path, Path, np.ndarray]:
             store.record_event(db, person.id, start + timedelta(hours=9 * i), kind, "door",
                                expression_label="happy", expression_scores={"happy": 0.9, "neutral": 0.1},
                                expression_confidence=0.9, match_distance=0.3, match_score=0.8)
+        store.add_leave(db, person.id, date(2026, 3, 3), date(2026, 3, 4), "holiday", actor="admin")
     return config, db_path, template
 
 
@@ -50,6 +51,7 @@ def test_backup_keeps_attendance_and_leaves_biometrics_out(site, tmp_path):
     assert _rows(dest, "SELECT count(*) FROM face_templates") == [(0,)]
     assert _rows(dest, "SELECT kind, expression_label, expression_scores, match_distance FROM attendance_events "
                        "ORDER BY occurred_at") == [("in", None, None, None), ("out", None, None, None)]
+    assert _rows(dest, "SELECT first_day, last_day, kind FROM leave") == [("2026-03-03", "2026-03-04", "holiday")]
     assert template.tobytes() not in dest.read_bytes()  # not even in free pages
     assert not list(dest.parent.glob("*.partial")) and not Path(f"{dest}-wal").exists()
     # the live database keeps everything and records the copy
@@ -68,6 +70,8 @@ def test_a_restored_copy_serves_reports(site, tmp_path):
     assert people.returncode == 0 and "Ada Lovelace" in people.stdout
     report = kiosk("report", "daily", "--date", "2026-03-02", config=restored)
     assert report.returncode == 0 and "09:00" in report.stdout and "18:00" in report.stdout
+    on_leave = kiosk("report", "daily", "--date", "2026-03-03", config=restored)
+    assert "On leave: Ada Lovelace (E1, holiday)" in on_leave.stdout
 
 
 def test_backup_mistakes_are_one_message_and_overwrite_nothing(site, tmp_path):
