@@ -21,7 +21,7 @@ def site(tmp_path) -> tuple[Path, Path, np.ndarray]:
     config.write_text(f"site:\n  timezone: Europe/Berlin\ndatabase:\n  path: {db_path}\n")
     template = np.random.default_rng(5).normal(size=128).astype(np.float32)
     with store.open_database(db_path) as db:
-        person = store.add_person(db, "E1", "Ada Lovelace", expression_consent=True)
+        person = store.add_person(db, "E1", "Ada Lovelace", expression_consent=True, now=datetime(2026, 3, 1, tzinfo=UTC))
         store.add_templates(db, person.id, template[None, :])
         start = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
         for i, kind in enumerate(("in", "out")):
