@@ -485,6 +485,25 @@ def leave_add(ctx: Context, employee_id: str, first: str, last: str | None, kind
     click.echo(f"{p.name} ({p.employee_id}): {kind} leave {item.span()}, {work_days} work day(s) (leave {item.id})")
 
 
+@leave.command("import")
+@click.argument("csv_file", type=click.Path(path_type=Path, dir_okay=False))
+@pass_ctx
+@friendly
+def leave_import(ctx: Context, csv_file: Path) -> None:
+    """Record leave from CSV_FILE (e.g. an HR export), all or nothing.
+
+    Columns: employee_id, first_day (YYYY-MM-DD), last_day (empty: one day), kind (holiday, sick,
+    other; empty: holiday). Every wrong line is listed; then nothing is recorded.
+    """
+    from kiosk import store
+    from kiosk.leave_csv import read_leave_csv
+
+    with ctx.open_db() as database:
+        items = read_leave_csv(csv_file, database)
+        added = store.add_leave_batch(database, items, actor="cli")
+    click.echo(f"recorded {len(added)} leave entr{'y' if len(added) == 1 else 'ies'} from {csv_file}")
+
+
 @leave.command("list")
 @click.argument("employee_id", required=False)
 @click.option("--from", "first", default=None, help="Leave ending on or after this day (YYYY-MM-DD, today).")

@@ -221,6 +221,35 @@ def test_leave_add_list_remove_and_reports(config, tmp_path):
     assert again.returncode == 1 and "no leave with id 1" in again.stderr
 
 
+def test_leave_import_is_all_or_nothing(config, tmp_path):
+    """An HR export with a bad line records nothing and names every bad line; the fixed file records all."""
+    from kiosk import store
+
+    with store.open_database(tmp_path / "k.db") as db:
+        store.add_person(db, "E1", "Ann", now=datetime(2026, 6, 1, tzinfo=UTC))
+        store.add_person(db, "E2", "Bob", now=datetime(2026, 6, 1, tzinfo=UTC))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("employee_id,first_day,last_day,kind\nE1,2026-07-06,2026-07-10,holiday\n"
+                   "E3,2026-07-06,,sick\nE2,6.7.2026,,\n")
+    proc = kiosk("leave", "import", str(bad), config=config)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines() == [f"error: nothing recorded: 2 line(s) of {bad} are wrong",
+                                        "line 3: no person with employee id 'E3'",
+                                        "line 4: first_day '6.7.2026' is not a date (use YYYY-MM-DD)"]
+    assert kiosk("leave", "list", config=config).stdout.strip() == "no leave recorded"
+    good = tmp_path / "good.csv"  # from a spreadsheet: BOM, CRLF, columns in another order, an extra one
+    good.write_bytes("\ufeffkind,employee_id,first_day,last_day,approved_by\r\n,E1,2026-07-06,2026-07-10,HR\r\n"
+                     "sick,E2,2026-07-06,,HR\r\n".encode())
+    proc = kiosk("leave", "import", str(good), config=config)
+    assert proc.returncode == 0 and "recorded 2 leave entries" in proc.stdout, proc.stderr
+    assert [line.split()[1:4] for line in kiosk("leave", "list", config=config).stdout.splitlines()] == [
+        ["E1", "Ann", "holiday"], ["E2", "Bob", "sick"]]
+    again = kiosk("leave", "import", str(good), config=config)
+    assert again.returncode == 1 and "line 2: Ann already has holiday leave" in again.stderr
+    missing = kiosk("leave", "import", str(tmp_path / "nope.csv"), config=config)
+    assert missing.returncode == 1 and "no such file" in missing.stderr
+
+
 def test_train_refuses_a_teacher_that_is_no_model(tmp_path):
     pytest.importorskip("tensorflow", reason="the train extra is not installed (pip install -e '.[train]')")
     out = tmp_path / "out" / "m.tflite"

@@ -13,7 +13,9 @@ from kiosk.errors import StoreError
 from kiosk.store import (
     Database,
     LeaveNotFound,
+    NewLeave,
     add_leave,
+    add_leave_batch,
     add_person,
     erase_person,
     export_person,
@@ -123,3 +125,26 @@ def test_erasure_takes_leave_out_of_upgrade_backups_only_with_the_person(tmp_pat
     con = sqlite3.connect(backup)
     assert con.execute("SELECT person_id, kind FROM leave ORDER BY person_id").fetchall() == [(ann.id, "holiday")]
     con.close()
+
+
+def test_a_batch_is_recorded_whole_or_not_at_all(db: Database) -> None:
+    ann = add_person(db, "E1", "Ann")
+    bob = add_person(db, "E2", "Bob")
+    add_leave(db, bob.id, date(2026, 7, 1), date(2026, 7, 3), "holiday", actor="admin")
+    good = NewLeave(ann.id, date(2026, 7, 6), date(2026, 7, 10), "holiday", "line 2")
+    batch = [good,
+             NewLeave(ann.id, date(2026, 7, 9), date(2026, 7, 9), "sick", "line 3"),  # overlaps line 2
+             NewLeave(bob.id, date(2026, 7, 2), date(2026, 7, 2), "sick", "line 4"),  # overlaps stored leave
+             NewLeave(bob.id, date(2026, 8, 2), date(2026, 8, 1), "other", "line 5")]
+    with pytest.raises(StoreError) as caught:
+        add_leave_batch(db, batch, actor="cli")
+    assert str(caught.value).splitlines() == [
+        "nothing recorded: 3 of 4 leave entries are wrong",
+        "line 3: overlaps line 2 (holiday 2026-07-06 to 2026-07-10)",
+        "line 4: Bob already has holiday leave 2026-07-01 to 2026-07-03 (leave 1); remove it first to change it",
+        "line 5: leave ends (2026-08-01) before it starts (2026-08-02)"]
+    assert [x.person_id for x in leave_between(db)] == [bob.id]
+    assert [a.action for a in list_audit(db)].count("leave.add") == 1  # Bob's, from before
+    added = add_leave_batch(db, [good, NewLeave(bob.id, date(2026, 8, 3), date(2026, 8, 3), "other")], actor="cli")
+    assert [(x.person_id, x.kind) for x in added] == [(ann.id, "holiday"), (bob.id, "other")]
+    assert len(leave_between(db)) == 3

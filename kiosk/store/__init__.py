@@ -29,7 +29,9 @@ from kiosk.store.db import (
 from kiosk.store.leave import (
     LeaveInfo,
     LeaveNotFound,
+    NewLeave,
     add_leave,
+    add_leave_batch,
     leave_between,
     leave_by_person_day,
     remove_leave,
@@ -91,6 +93,6 @@ __all__ = [
     "set_consent", "templates_not_made_by", "upgrade", "upgrade_from_settings",
     "CaptureBusy", "CaptureInfo", "CaptureNotFound", "capture_progress", "finish_capture", "get_capture",
     "latest_captures", "request_capture", "take_capture", "EventNotFound", "add_correction", "remove_event",
-    "rename_person", "LeaveInfo", "LeaveNotFound", "add_leave", "leave_between", "leave_by_person_day",
+    "rename_person", "LeaveInfo", "LeaveNotFound", "NewLeave", "add_leave", "add_leave_batch", "leave_between", "leave_by_person_day",
     "remove_leave", "OffsiteCopy", "daily_copies", "record_copy", "write_daily_copy", "write_offsite_copy",
 ]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from kiosk.errors import StoreError
 from kiosk.store.db import Database
@@ -26,6 +27,14 @@ MAX_LEAVE_DAYS = 366  # a longer span is most likely a typo in a year
 
 class LeaveNotFound(StoreError):
     """No leave with this id."""
+
+
+class LeaveOverlap(StoreError):
+    """The new leave overlaps leave already recorded for the person (clash_id)."""
+
+    def __init__(self, message: str, clash_id: int) -> None:
+        super().__init__(message)
+        self.clash_id = clash_id
 
 
 @dataclass(frozen=True)
@@ -62,36 +71,84 @@ def _span(first_day: date, last_day: date) -> str:
     return first_day.isoformat() if first_day == last_day else f"{first_day} to {last_day}"
 
 
+@dataclass(frozen=True)
+class NewLeave:
+    """Leave to record: a person, days first_day..last_day inclusive, a kind; label names it in errors."""
+
+    person_id: int
+    first_day: date
+    last_day: date
+    kind: str
+    label: str = ""
+
+
+def _check(item: NewLeave) -> None:
+    """StoreError for a bad kind, a reversed or an overlong span."""
+    if item.kind not in LEAVE_KINDS:
+        raise StoreError(f"unknown kind of leave {item.kind!r} (choose from {', '.join(LEAVE_KINDS)})")
+    if item.last_day < item.first_day:
+        raise StoreError(f"leave ends ({item.last_day}) before it starts ({item.first_day})")
+    if (item.last_day - item.first_day).days >= MAX_LEAVE_DAYS:
+        raise StoreError(f"leave longer than {MAX_LEAVE_DAYS} days ({_span(item.first_day, item.last_day)}); "
+                         "record it a year at a time")
+
+
+def _insert(s: Session, item: NewLeave, actor: str, now: datetime) -> LeaveInfo:
+    """Check item and add it in session s (audited); StoreError if it is bad or overlaps other leave."""
+    _check(item)
+    person = _get_unerased(s, item.person_id)
+    clash = s.scalars(
+        select(Leave).where(Leave.person_id == item.person_id, Leave.first_day <= item.last_day,
+                            Leave.last_day >= item.first_day).order_by(Leave.first_day)
+    ).first()
+    if clash is not None:
+        raise LeaveOverlap(f"{person.name} already has {clash.kind} leave {_leave_info(clash).span()} "
+                           f"(leave {clash.id}); remove it first to change it", clash.id)
+    row = Leave(person_id=item.person_id, first_day=item.first_day, last_day=item.last_day, kind=item.kind,
+                recorded_by=actor, recorded_at=now)
+    s.add(row)
+    s.flush()
+    _audit(s, actor, "leave.add", f"person:{item.person_id}",
+           {"leave_id": row.id, "kind": item.kind, "first_day": item.first_day.isoformat(),
+            "last_day": item.last_day.isoformat()}, now)
+    logger.info("%s recorded %s leave for person %s: %s", actor, item.kind, item.person_id,
+                _span(item.first_day, item.last_day))
+    return _leave_info(row)
+
+
 def add_leave(db: Database, person_id: int, first_day: date, last_day: date, kind: str, *, actor: str,
               now: datetime | None = None) -> LeaveInfo:
     """Record leave for a person (days inclusive); refuses a bad kind, a reversed or overlong span,
     and an overlap with the person's other leave."""
-    if kind not in LEAVE_KINDS:
-        raise StoreError(f"unknown kind of leave {kind!r} (choose from {', '.join(LEAVE_KINDS)})")
-    if last_day < first_day:
-        raise StoreError(f"leave ends ({last_day}) before it starts ({first_day})")
-    if (last_day - first_day).days >= MAX_LEAVE_DAYS:
-        raise StoreError(f"leave longer than {MAX_LEAVE_DAYS} days ({_span(first_day, last_day)}); "
-                         "record it a year at a time")
     now = _now(now)
     with db.session() as s:
-        person = _get_unerased(s, person_id)
-        clash = s.scalars(
-            select(Leave).where(Leave.person_id == person_id, Leave.first_day <= last_day,
-                                Leave.last_day >= first_day).order_by(Leave.first_day)
-        ).first()
-        if clash is not None:
-            raise StoreError(f"{person.name} already has {clash.kind} leave {_leave_info(clash).span()} "
-                             f"(leave {clash.id}); remove it first to change it")
-        row = Leave(person_id=person_id, first_day=first_day, last_day=last_day, kind=kind,
-                    recorded_by=actor, recorded_at=now)
-        s.add(row)
-        s.flush()
-        _audit(s, actor, "leave.add", f"person:{person_id}",
-               {"leave_id": row.id, "kind": kind, "first_day": first_day.isoformat(),
-                "last_day": last_day.isoformat()}, now)
-        logger.info("%s recorded %s leave for person %s: %s", actor, kind, person_id, _span(first_day, last_day))
-        return _leave_info(row)
+        return _insert(s, NewLeave(person_id, first_day, last_day, kind), actor, now)
+
+
+def add_leave_batch(db: Database, items: list[NewLeave], *, actor: str, now: datetime | None = None,
+                    max_errors: int = 20) -> list[LeaveInfo]:
+    """Record all items in one transaction, or none: one StoreError lists every bad item (its label and
+    why, also overlaps within the batch), up to max_errors of them."""
+    now = _now(now)
+    errors: list[str] = []
+    with db.session() as s:
+        added: list[LeaveInfo] = []
+        labels: dict[int, str] = {}  # leave id -> the label of the batch item that added it
+        for item in items:
+            try:  # _insert checks everything before it adds a row, so a refused item leaves nothing behind
+                added.append(_insert(s, item, actor, now))
+                labels[added[-1].id] = item.label
+            except StoreError as exc:
+                why = str(exc)
+                if isinstance(exc, LeaveOverlap) and exc.clash_id in labels:  # not stored: name the entry
+                    earlier = next(x for x in added if x.id == exc.clash_id)
+                    why = f"overlaps {labels[exc.clash_id] or 'an earlier entry'} ({earlier.kind} {earlier.span()})"
+                errors.append(f"{item.label}: {why}" if item.label else why)
+        if errors:
+            more = f"\n... and {len(errors) - max_errors} more" if len(errors) > max_errors else ""
+            raise StoreError(f"nothing recorded: {len(errors)} of {len(items)} leave entries are wrong\n"
+                             + "\n".join(errors[:max_errors]) + more)
+        return added
 
 
 def remove_leave(db: Database, leave_id: int, *, actor: str, now: datetime | None = None) -> LeaveInfo:

@@ -1,0 +1,65 @@
+"""Leave from a CSV file (e.g. an HR system's export) -> store.NewLeave items, or one error listing every bad line.
+
+Columns (header row required, any order, extra columns ignored): employee_id, first_day
+(YYYY-MM-DD), last_day (empty: the first day), kind (holiday, sick, other; empty: holiday).
+"""
+
+from __future__ import annotations
+
+import csv
+from datetime import date
+from pathlib import Path
+
+from kiosk.errors import KioskError
+from kiosk.store import Database, NewLeave, list_people
+
+REQUIRED_COLUMNS = ("employee_id", "first_day")
+MAX_ERRORS = 20
+
+
+def _day(text: str, column: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{column} {text.strip()!r} is not a date (use YYYY-MM-DD)") from None
+
+
+def read_leave_csv(path: Path, db: Database) -> list[NewLeave]:
+    """Parse path against the people in db; each item's label is its line number ("line 3")."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # spreadsheets often write a BOM
+    except FileNotFoundError:
+        raise KioskError(f"no such file: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KioskError(f"cannot read {path} as UTF-8 text: {exc}") from None
+    reader = csv.DictReader(text.splitlines())
+    header = [h.strip() for h in reader.fieldnames or []]
+    reader.fieldnames = header
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise KioskError(f"{path}: the header row lacks {', '.join(missing)} "
+                         "(columns: employee_id, first_day, last_day, kind)")
+    people = {p.employee_id: p.id for p in list_people(db, include_inactive=True)}
+    items: list[NewLeave] = []
+    errors: list[str] = []
+    for row in reader:
+        line = f"line {reader.line_num}"
+        employee_id = (row.get("employee_id") or "").strip()
+        try:
+            if employee_id not in people:
+                raise ValueError(f"no person with employee id {employee_id!r}")
+            first_day = _day(row.get("first_day") or "", "first_day")
+            last_text = (row.get("last_day") or "").strip()
+            last_day = _day(last_text, "last_day") if last_text else first_day
+        except ValueError as exc:
+            errors.append(f"{line}: {exc}")
+            continue
+        kind = (row.get("kind") or "").strip() or "holiday"
+        items.append(NewLeave(people[employee_id], first_day, last_day, kind, label=line))
+    if errors:
+        more = f"\n... and {len(errors) - MAX_ERRORS} more" if len(errors) > MAX_ERRORS else ""
+        raise KioskError(f"nothing recorded: {len(errors)} line(s) of {path} are wrong\n"
+                         + "\n".join(errors[:MAX_ERRORS]) + more)
+    if not items:
+        raise KioskError(f"{path} holds no leave (only a header row?)")
+    return items
