@@ -25,19 +25,29 @@ def _day(text: str, column: str) -> date:
 
 
 def read_leave_csv(path: Path, db: Database) -> list[NewLeave]:
-    """Parse path against the people in db; each item's label is its line number ("line 3")."""
+    """The leave in the CSV file at path (see parse_leave_csv)."""
     try:
-        text = path.read_text(encoding="utf-8-sig")  # spreadsheets often write a BOM
+        data = path.read_bytes()
     except FileNotFoundError:
         raise KioskError(f"no such file: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise KioskError(f"cannot read {path} as UTF-8 text: {exc}") from None
+    except OSError as exc:
+        raise KioskError(f"cannot read {path}: {exc}") from None
+    return parse_leave_csv(data, db, str(path))
+
+
+def parse_leave_csv(data: bytes, db: Database, source: str) -> list[NewLeave]:
+    """CSV bytes (UTF-8, a BOM allowed) checked against the people in db -> items labelled "line N";
+    KioskError naming source and every bad line."""
+    try:
+        text = data.decode("utf-8-sig")  # spreadsheets often write a BOM
+    except UnicodeDecodeError:
+        raise KioskError(f"{source} is not UTF-8 text (save it as CSV UTF-8)") from None
     reader = csv.DictReader(text.splitlines())
     header = [h.strip() for h in reader.fieldnames or []]
     reader.fieldnames = header
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
-        raise KioskError(f"{path}: the header row lacks {', '.join(missing)} "
+        raise KioskError(f"{source}: the header row lacks {', '.join(missing)} "
                          "(columns: employee_id, first_day, last_day, kind)")
     people = {p.employee_id: p.id for p in list_people(db, include_inactive=True)}
     items: list[NewLeave] = []
@@ -58,8 +68,8 @@ def read_leave_csv(path: Path, db: Database) -> list[NewLeave]:
         items.append(NewLeave(people[employee_id], first_day, last_day, kind, label=line))
     if errors:
         more = f"\n... and {len(errors) - MAX_ERRORS} more" if len(errors) > MAX_ERRORS else ""
-        raise KioskError(f"nothing recorded: {len(errors)} line(s) of {path} are wrong\n"
+        raise KioskError(f"nothing recorded: {len(errors)} line(s) of {source} are wrong\n"
                          + "\n".join(errors[:MAX_ERRORS]) + more)
     if not items:
-        raise KioskError(f"{path} holds no leave (only a header row?)")
+        raise KioskError(f"{source} holds no leave (only a header row?)")
     return items

@@ -19,6 +19,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 
 from kiosk.errors import KioskError, UploadError, WebError
+from kiosk.leave_csv import parse_leave_csv
 from kiosk.store import (
     CaptureNotFound,
     EventNotFound,
@@ -26,6 +27,7 @@ from kiosk.store import (
     PersonInfo,
     add_correction,
     add_leave,
+    add_leave_batch,
     audit,
     erase_person,
     export_person,
@@ -307,6 +309,21 @@ def remove_leave_page(leave_id: int) -> Any:
         abort(404)
     flash(f"Removed the {item.kind} leave of {item.span()}.")
     return _person_page_from(item.person_id, item.first_day)
+
+
+@bp.route("/leave/import", methods=["POST"])
+@admin_only
+def import_leave() -> Any:
+    """Record leave from an uploaded CSV (all or nothing; the error lists every bad line)."""
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        raise WebError("choose a CSV file to import")
+    items = parse_leave_csv(upload.read(), ctx().db, upload.filename)
+    added = add_leave_batch(ctx().db, items, actor=actor(), now=ctx().clock.now())
+    flash(f"Recorded {len(added)} leave entr{'y' if len(added) == 1 else 'ies'} from {upload.filename}.")
+    first = min(x.first_day for x in added)
+    return redirect(url_for("reports.leave_page", start=first.isoformat(),
+                            end=max(x.last_day for x in added).isoformat()))
 
 
 @bp.route("/people/<int:person_id>/rename", methods=["POST"])

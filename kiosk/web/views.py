@@ -36,6 +36,7 @@ from kiosk.store import (
     leave_between,
     list_people,
     local_day_bounds,
+    people_by_id,
 )
 from kiosk.store.repo import search_people
 from kiosk.web.charts import bar_chart, colour_of, hbar_chart, stacked_shares
@@ -202,6 +203,45 @@ def range_totals_csv() -> Response:
     report = range_report(c.db, c.settings, start, end, today=c.today())
     return csv_response(f"totals-{start}-to-{end}.csv", TOTALS_CSV_COLUMNS,
                         [totals_cells(t) for t in report.totals])
+
+
+LEAVE_DAYS_AHEAD = 30  # the leave page's default range: today and the next 30 days
+
+
+def _leave_rows(start: date, end: date) -> list[dict[str, Any]]:
+    """Leave overlapping start..end with the person and its work days inside the range, by start day."""
+    c = ctx()
+    items = leave_between(c.db, start, end)
+    people = people_by_id(c.db, {x.person_id for x in items})
+    rows = [{"item": x, "person": people[x.person_id],
+             "work_days": sum(1 for d in x.days() if start <= d <= end and c.settings.site.is_work_day(d))}
+            for x in items]
+    return sorted(rows, key=lambda r: (r["item"].first_day, r["person"].name.casefold()))
+
+
+def _leave_range() -> tuple[date, date]:
+    today = ctx().today()
+    start, end = day_arg("start", today), day_arg("end", today + timedelta(days=LEAVE_DAYS_AHEAD))
+    if end < start:
+        raise ReportError(f"the range ends ({end}) before it starts ({start})")
+    return start, end
+
+
+@bp.route("/leave")
+def leave_page() -> str:
+    """Who is on leave from today on (or in ?start..end): holiday, sick, other."""
+    start, end = _leave_range()
+    return render_template("leave.html", rows=_leave_rows(start, end), start=start, end=end)
+
+
+@bp.route("/leave.csv")
+def leave_csv() -> Response:
+    """The leave page as CSV (the columns `kiosk leave import` reads, plus the name and work days)."""
+    start, end = _leave_range()
+    return csv_response(f"leave-{start}-to-{end}.csv",
+                        ["employee_id", "name", "first_day", "last_day", "kind", "work_days_in_range"],
+                        [[r["person"].employee_id, r["person"].name, r["item"].first_day.isoformat(),
+                          r["item"].last_day.isoformat(), r["item"].kind, r["work_days"]] for r in _leave_rows(start, end)])
 
 
 def _mood_columns(start: date, end: date) -> list[dict[str, Any]]:

@@ -92,3 +92,40 @@ def test_managers_see_leave_but_cannot_change_it(manager_client: tuple[FlaskClie
     assert r.status_code == 403
     assert client.post(f"/admin/leave/{item.id}/remove", data={"csrf_token": token}).status_code == 403
     assert store.leave_between(db) == [item]
+
+
+def test_leave_page_import_and_csv(admin_client: tuple[FlaskClient, str], manager_client: tuple[FlaskClient, str],
+                                   db: store.Database) -> None:
+    client, _ = admin_client
+    store.add_person(db, "E-1", "Ann Example", now=NOW - timedelta(days=60))
+    store.add_person(db, "E-2", "Bob Example", now=NOW - timedelta(days=60))
+    token = csrf_of(client, "/leave")
+    assert "No leave recorded in this range." in client.get("/leave").get_data(as_text=True)
+
+    bad = b"employee_id,first_day,last_day,kind\nE-1,2026-06-22,2026-06-26,holiday\nE-9,2026-06-22,,\nE-2,22.6.2026,,\n"
+    r = client.post("/admin/leave/import", data={"csrf_token": token, "file": (io.BytesIO(bad), "hr.csv")},
+                    content_type="multipart/form-data")
+    html = r.get_data(as_text=True)
+    assert r.status_code == 400 and "nothing recorded: 2 line(s) of hr.csv are wrong" in html
+    assert "line 3: no person with employee id &#39;E-9&#39;" in html and store.leave_between(db) == []
+    good = b"\xef\xbb\xbfemployee_id,first_day,last_day,kind\r\nE-1,2026-06-22,2026-06-26,holiday\r\nE-2,2026-06-23,,sick\r\n"
+    r = client.post("/admin/leave/import", data={"csrf_token": token, "file": (io.BytesIO(good), "hr.csv")},
+                    content_type="multipart/form-data", follow_redirects=True)
+    html = r.get_data(as_text=True)
+    assert r.status_code == 200 and "Recorded 2 leave entries from hr.csv." in html
+    table = html.split('id="table-leave-all"')[1].split("</table>")[0]
+    assert table.index("Ann Example") < table.index("Bob Example") and "2026-06-22 to 2026-06-26" in table
+    rows = list(csv.DictReader(io.StringIO(client.get("/leave.csv").get_data(as_text=True))))
+    assert [(r["employee_id"], r["kind"], r["work_days_in_range"]) for r in rows] == [
+        ("E-1", "holiday", "5"), ("E-2", "sick", "1")]
+    assert client.get("/leave.csv?start=2026-06-24&end=2026-06-30").get_data(as_text=True).count("holiday,3") == 1
+    no_file = client.post("/admin/leave/import", data={"csrf_token": token}, content_type="multipart/form-data")
+    assert no_file.status_code == 400 and "choose a CSV file" in no_file.get_data(as_text=True)
+
+    manager, manager_token = manager_client
+    page = manager.get("/leave").get_data(as_text=True)
+    assert "Ann Example" in page and 'id="leave-import-form"' not in page
+    refused = manager.post("/admin/leave/import", data={"csrf_token": manager_token,
+                                                        "file": (io.BytesIO(good), "hr.csv")},
+                           content_type="multipart/form-data")
+    assert refused.status_code == 403 and len(store.leave_between(db)) == 2
