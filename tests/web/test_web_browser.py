@@ -305,6 +305,7 @@ def test_browser_end_to_end(browser: object, tmp_path: Path) -> None:
             "counts": {"frames": 1234, "faces": 56, "recognised": 7, "unknown": 1}}))
         for path, name, marker in (("/range", "06-week", "#table-totals"),
                                    ("/people", "07-people", "#table-people"),
+                                   ("/leave", "07b-leave", "#table-leave-all"),
                                    ("/admin/status", "08-status", "#service-state"),
                                    ("/admin/privacy", "09-privacy", "#expression-state"),
                                    ("/admin/audit", "10-audit", "#table-audit")):
