@@ -99,8 +99,9 @@ def test_retention_purges_old_leave_and_then_the_erased_person(db: Database) -> 
     bob = add_person(db, "E2", "Bob")
     add_leave(db, bob.id, date(2025, 6, 1), date(2025, 6, 5), "holiday", actor="admin")
     recent = add_leave(db, bob.id, date(2026, 11, 2), date(2026, 11, 3), "sick", actor="admin")
-    purge_expired(db, now, RetentionSettings(attendance_days=400))
-    assert leave_between(db) == [recent]
+    result = purge_expired(db, now, RetentionSettings(attendance_days=400))
+    assert leave_between(db) == [recent] and result.leave_deleted == 1
+    assert [a.details["leave_deleted"] for a in list_audit(db) if a.action == "retention.purge"] == [1]
     assert purge_expired(db, now + timedelta(days=400), RetentionSettings(attendance_days=400)) is not None
     assert leave_between(db) == []
 

@@ -159,6 +159,7 @@ class PurgeResult:
     expression_stripped: int
     images_deleted: int
     people_removed: int
+    leave_deleted: int = 0
 
 
 def _person_info(p: Person, template_count: int = 0) -> PersonInfo:
@@ -730,7 +731,7 @@ def purge_expired(
             delete(AttendanceEvent).where(AttendanceEvent.occurred_at < events_cutoff)
         ).rowcount or 0
         # leave follows the events' retention, counted from its last (local) day
-        s.execute(delete(Leave).where(Leave.last_day < events_cutoff.date()))
+        n_leave = s.execute(delete(Leave).where(Leave.last_day < events_cutoff.date())).rowcount or 0
         n_stripped = _strip_expressions(s, AttendanceEvent.occurred_at < expr_cutoff)
         n_images = 0
         if not retention.keep_enrolment_images:
@@ -743,7 +744,7 @@ def purge_expired(
         ).rowcount or 0
         s.execute(delete(CaptureRequest).where(CaptureRequest.status.not_in(CAPTURES_ACTIVE),
                                                CaptureRequest.finished_at < now - KEEP_FINISHED_CAPTURES))
-        result = PurgeResult(n_events, n_stripped, n_images, n_people)
+        result = PurgeResult(n_events, n_stripped, n_images, n_people, n_leave)
         if any(asdict(result).values()):
             _audit(s, actor, "retention.purge", None, asdict(result), now)
     if any(asdict(result).values()):
