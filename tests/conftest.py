@@ -1,4 +1,4 @@
-"""Shared test fixtures: paths to committed test data and the optional large data sets."""
+"""Shared test fixtures: paths to committed test data, the optional large data sets, a fresh database."""
 
 from __future__ import annotations
 
@@ -27,3 +27,13 @@ def shipped_model() -> Path:
     if not MODEL.exists():
         pytest.fail(f"the shipped model {MODEL} is missing")
     return MODEL
+
+
+@pytest.fixture
+def db(tmp_path: Path):
+    """A fresh kiosk database (real SQLite file at head) in tmp_path, closed afterwards."""
+    from kiosk.store import open_database
+
+    database = open_database(tmp_path / "kiosk.db")
+    yield database
+    database.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -12,7 +11,7 @@ import pytest
 from kiosk.attendance import Attendance, StoreEventLog, decide, lateness, local_day
 from kiosk.clock import ManualClock, SystemClock, as_utc
 from kiosk.config import Settings
-from kiosk.store import Database, add_person, events_between, open_database
+from kiosk.store import Database, add_person, events_between
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -27,13 +26,6 @@ def settings(**attendance: Any) -> Settings:
 
 def local(y: int, mo: int, d: int, h: int, mi: int, s: int = 0) -> datetime:
     return datetime(y, mo, d, h, mi, s, tzinfo=BERLIN)
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Database:
-    database = open_database(tmp_path / "kiosk.db")
-    yield database
-    database.close()
 
 
 def kinds(db: Database) -> list[tuple[str, str]]:

@@ -29,13 +29,6 @@ from kiosk.vision.faces import DlibFaceAnalyzer, load_image, make_analyzer
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def db(tmp_path: Path):
-    database = store.open_database(tmp_path / "kiosk.db")
-    yield database
-    database.close()
-
-
 def _ask(db: store.Database, employee_id: str = "E9", now: datetime = T0, **kw) -> store.CaptureInfo:
     return store.request_capture(db, employee_id=employee_id, name="Ray Romano", timeout_s=120,
                                  actor="ann", now=now, **kw)

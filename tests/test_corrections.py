@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -22,13 +21,6 @@ NOW = datetime(2026, 6, 16, 10, 0, tzinfo=UTC)
 
 def _at(hh: int, mm: int) -> datetime:
     return datetime(2026, 6, 15, hh, mm, tzinfo=BERLIN)
-
-
-@pytest.fixture
-def db(tmp_path: Path):
-    database = store.open_database(tmp_path / "kiosk.db")
-    yield database
-    database.close()
 
 
 SETTINGS = Settings.model_validate({"site": {"timezone": "Europe/Berlin", "workday_start": "09:00"}})

@@ -31,13 +31,6 @@ T0 = datetime(2026, 6, 15, 7, 0, tzinfo=UTC)
 JUNE = date(2026, 6, 1)
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Database:
-    database = open_database(tmp_path / "kiosk.db")
-    yield database
-    database.close()
-
-
 def test_add_list_and_remove_leave_with_an_audit_trail(db: Database) -> None:
     ann = add_person(db, "E1", "Ann")
     bob = add_person(db, "E2", "Bob")

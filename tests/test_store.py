@@ -45,13 +45,6 @@ T0 = datetime(2026, 6, 15, 7, 0, tzinfo=UTC)
 SCORES = {"happy": 0.8, "neutral": 0.2}
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Database:
-    database = open_database(tmp_path / "kiosk.db")
-    yield database
-    database.close()
-
-
 def test_pragmas(db: Database) -> None:
     assert db.pragma("journal_mode") == "wal"
     assert db.pragma("foreign_keys") == 1
