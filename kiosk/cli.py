@@ -673,10 +673,13 @@ def train() -> None:
               help="Mix this int8 .tflite's scores (same architecture) into the training targets.")
 @click.option("--distill-weight", type=click.FloatRange(0, 1), default=None,
               help="Share of --distill-from's scores in each target (default 0.5).")
+@click.option("--erase-prob", type=click.FloatRange(0, 1), default=None,
+              help="Random erasing: share of training images with one rectangle of random grey (default 0).")
 @friendly
 def train_expressions(data_dir: Path, out_path: Path, work_dir: Path | None, epochs: int | None,
                       limit_per_class: int | None, test_data: Path | None, init_from: Path | None,
-                      learning_rate: float | None, distill_from: Path | None, distill_weight: float | None) -> None:
+                      learning_rate: float | None, distill_from: Path | None, distill_weight: float | None,
+                      erase_prob: float | None) -> None:
     """Train the expression CNN, export it to int8 TFLite and write an evaluation report."""
     if distill_weight is not None and distill_from is None:
         raise click.UsageError("--distill-weight needs --distill-from (the teacher model)")
@@ -688,7 +691,7 @@ def train_expressions(data_dir: Path, out_path: Path, work_dir: Path | None, epo
     report = train_and_export(data_dir, out_path, work_dir=work_dir, epochs=epochs,
                               limit_per_class=limit_per_class, test_dir=test_data, init_from=init_from,
                               learning_rate=learning_rate, distill_from=distill_from,
-                              distill_weight=distill_weight)
+                              distill_weight=distill_weight, erase_prob=erase_prob)
     click.echo(json.dumps(report))
 
 

@@ -136,6 +136,26 @@ def test_augmentation_keeps_shape_range_and_is_seeded():
     assert float(brightness_shift.mean()) < 8  # ... but keeps its overall brightness
 
 
+def test_random_erasing_fills_one_rectangle_and_is_off_by_default():
+    torch = pytest.importorskip("torch")
+    from kiosk.training.augment import augment_batch
+
+    pixels = torch.from_numpy(load_split_sample()).float().unsqueeze(1)
+    plain = augment_batch(pixels, torch.Generator().manual_seed(3))
+    off = augment_batch(pixels, torch.Generator().manual_seed(3), 0.0)
+    erased = augment_batch(pixels, torch.Generator().manual_seed(3), 1.0)
+    assert torch.equal(plain, off)  # the default draws nothing extra: earlier runs resume unchanged
+    assert erased.shape == pixels.shape and float(erased.min()) >= 0 and float(erased.max()) <= 255
+    for before, after in zip(plain[:, 0], erased[:, 0], strict=True):
+        rows, cols = torch.nonzero(before != after, as_tuple=True)
+        assert len(rows) > 0  # every image got a rectangle ...
+        height, width = int(rows.max() - rows.min()) + 1, int(cols.max() - cols.min()) + 1
+        assert 0.95 * height * width <= len(rows) <= height * width <= 0.25 * 48 * 48  # ... one, filled, bounded
+    half = augment_batch(pixels, torch.Generator().manual_seed(3), 0.5)
+    touched = ((half != plain).flatten(1).any(dim=1)).float().mean()
+    assert 0.2 < float(touched) < 0.8
+
+
 def load_split_sample() -> np.ndarray:
     from kiosk.training.dataset import load_split
 

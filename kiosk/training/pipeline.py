@@ -91,7 +91,8 @@ def evaluation_report(model, tflite_path: Path, data: ExpressionData, name: str,
 def train_and_export(data_dir: Path, out_path: Path, *, work_dir: Path | None = None, epochs: int | None = None,
                      limit_per_class: int | None = None, test_dir: Path | None = None,
                      init_from: Path | None = None, learning_rate: float | None = None,
-                     distill_from: Path | None = None, distill_weight: float | None = None) -> dict:
+                     distill_from: Path | None = None, distill_weight: float | None = None,
+                     erase_prob: float | None = None) -> dict:
     """Train (resumable in work_dir), export int8 to out_path, write out_path.stem + '.report.json'.
 
     init_from: an int8 .tflite of the same architecture to continue from (its sha256 goes in the report).
@@ -115,6 +116,8 @@ def train_and_export(data_dir: Path, out_path: Path, *, work_dir: Path | None = 
         config = replace(config, distill_from=str(distill_from), distill_sha256=sha256_of(Path(distill_from)))
     if distill_weight is not None:
         config = replace(config, distill_weight=distill_weight)
+    if erase_prob is not None:
+        config = replace(config, erase_prob=erase_prob)
     model = keras_twin(train(Path(data_dir), work_dir, config))  # the Keras twin converts to TFLite
     train_data, val_data = validation_data(Path(data_dir), work_dir)
     export_int8(model, train_data.images, out_path)

@@ -58,6 +58,7 @@ class TrainConfig:
     distill_from: str | None = None  # an int8 .tflite whose scores are mixed into the labels (see distill)
     distill_sha256: str | None = None
     distill_weight: float = 0.5  # share of the teacher's scores in each image's target
+    erase_prob: float = 0.0  # share of training images with one randomly erased rectangle (augment)
     extra: dict = field(default_factory=dict)
 
 
@@ -198,7 +199,7 @@ def train(data_dir: Path, work_dir: Path, config: TrainConfig | None = None,
                 lr = learning_rate_at(progress["step"], total_steps, config.learning_rate)
                 for group in optimiser.param_groups:
                     group["lr"] = lr
-                batch = _prepare(augment_batch(images[rows], generator), device)
+                batch = _prepare(augment_batch(images[rows], generator, config.erase_prob), device)
                 logits = net(batch)
                 per_image = mixed_loss(logits, labels[rows], None if soft_targets is None else soft_targets[rows],
                                        config.distill_weight, config.label_smoothing)
