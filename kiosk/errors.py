@@ -83,3 +83,9 @@ class WebError(KioskError):
 
 class UploadError(WebError):
     """An uploaded photo is refused (too big, too many, not an image, bad file name)."""
+
+
+def listing(headline: str, lines: list[str], most: int = 20) -> str:
+    """headline, then up to `most` of lines (one per line) and "... and N more" for the rest."""
+    more = [f"... and {len(lines) - most} more"] if len(lines) > most else []
+    return "\n".join([headline, *lines[:most], *more])

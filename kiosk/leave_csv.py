@@ -10,7 +10,7 @@ import csv
 from datetime import date
 from pathlib import Path
 
-from kiosk.errors import KioskError
+from kiosk.errors import KioskError, listing
 from kiosk.store import Database, NewLeave, list_people
 
 REQUIRED_COLUMNS = ("employee_id", "first_day")
@@ -67,9 +67,7 @@ def parse_leave_csv(data: bytes, db: Database, source: str) -> list[NewLeave]:
         kind = (row.get("kind") or "").strip() or "holiday"
         items.append(NewLeave(people[employee_id], first_day, last_day, kind, label=line))
     if errors:
-        more = f"\n... and {len(errors) - MAX_ERRORS} more" if len(errors) > MAX_ERRORS else ""
-        raise KioskError(f"nothing recorded: {len(errors)} line(s) of {source} are wrong\n"
-                         + "\n".join(errors[:MAX_ERRORS]) + more)
+        raise KioskError(listing(f"nothing recorded: {len(errors)} line(s) of {source} are wrong", errors, MAX_ERRORS))
     if not items:
         raise KioskError(f"{source} holds no leave (only a header row?)")
     return items

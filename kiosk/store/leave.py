@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from kiosk.errors import StoreError
+from kiosk.errors import StoreError, listing
 from kiosk.store.db import Database
 from kiosk.store.models import LEAVE_KINDS, Leave
 from kiosk.store.repo import _audit, _get_unerased, _now
@@ -145,9 +145,8 @@ def add_leave_batch(db: Database, items: list[NewLeave], *, actor: str, now: dat
                     why = f"overlaps {labels[exc.clash_id] or 'an earlier entry'} ({earlier.kind} {earlier.span()})"
                 errors.append(f"{item.label}: {why}" if item.label else why)
         if errors:
-            more = f"\n... and {len(errors) - max_errors} more" if len(errors) > max_errors else ""
-            raise StoreError(f"nothing recorded: {len(errors)} of {len(items)} leave entries are wrong\n"
-                             + "\n".join(errors[:max_errors]) + more)
+            raise StoreError(listing(f"nothing recorded: {len(errors)} of {len(items)} leave entries are wrong",
+                                     errors, max_errors))
         return added
 
 
