@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
@@ -87,8 +88,25 @@ def _make_engine(
 
 
 def _is_sqlite_file(path: Path) -> bool:
-    with path.open("rb") as fh:
-        return fh.read(16) == b"SQLite format 3\x00"
+    """Whether SQLite accepts the file at path as a database (its 16-byte header), read through SQLite.
+
+    Never open() a database file outside SQLite here: this process may hold connections to it, and
+    closing any descriptor on the file drops all of the process's POSIX locks on it (SQLite "How To
+    Corrupt", 2.2); another process then deletes the -wal/-shm under our feet and later writes are
+    lost. SQLite's own open shares one lock set per file within a process, so it is safe.
+    """
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    try:
+        con = sqlite3.connect(uri, uri=True)
+        try:
+            con.execute("PRAGMA schema_version").fetchone()  # reads the header; refuses a non-database
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorname", "") == "SQLITE_NOTADB":
+            return False
+        logger.debug("header check of %s: %s (left to the real open)", path, exc)  # locked, unreadable
+    return True
 
 
 def _inspect_revision(path: Path) -> tuple[str | None, bool]:
