@@ -409,7 +409,8 @@ def events_list(ctx: Context, employee_id: str, day_text: str) -> None:
         click.echo(f"{p.name} ({p.employee_id}): no events on {day}")
     for e in rows:
         by = f"by hand ({e.recorded_by}: {e.note})" if e.manual else f"camera {e.device_id}"
-        click.echo(f"{e.id:>8}  {e.occurred_at.astimezone(ctx.settings.tz):%Y-%m-%d %H:%M}  {e.kind:<4} {by}")
+        review = f"  REVIEW: {e.review}" if e.review else ""
+        click.echo(f"{e.id:>8}  {e.occurred_at.astimezone(ctx.settings.tz):%Y-%m-%d %H:%M}  {e.kind:<4} {by}{review}")
 
 
 @events.command("add")

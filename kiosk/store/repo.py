@@ -49,6 +49,12 @@ EVENT_KINDS = ("in", "out", "unknown")
 USER_ROLES = ("admin", "manager")
 CAPTURES_ACTIVE = ("waiting", "capturing")  # capture requests (store.captures) not finished yet
 KEEP_FINISHED_CAPTURES = timedelta(days=1)  # an admin can still read the outcome the next morning
+# How far the clock may run ahead of the newest stored event or audit line before the retention purge
+# refuses to run: a Pi without a real-time clock can boot years off, and a purge trusting it would
+# delete everything. Longer lets a site closed for a long weekend purge on its first day back;
+# shorter refuses sooner. A site closed longer purges again after its first new event.
+CLOCK_AHEAD_TOLERANCE = timedelta(days=2)
+PURGE_REFUSED = "retention.purge_refused"  # audit action of a refusal (not counted as data time)
 
 
 def _now(now: datetime | None) -> datetime:
@@ -94,6 +100,7 @@ class EventInfo:
     match_score: float | None = None
     recorded_by: str | None = None  # None: the kiosk camera; else who corrected by hand
     note: str | None = None
+    review: str | None = None  # why someone should check it (e.g. the clock went back); None: fine
 
     @property
     def manual(self) -> bool:
@@ -153,13 +160,18 @@ class EraseResult:
 
 @dataclass(frozen=True)
 class PurgeResult:
-    """Counts of what purge_expired removed."""
+    """Counts of what purge_expired removed; refused: why it removed nothing (None: it ran)."""
 
     events_deleted: int
     expression_stripped: int
     images_deleted: int
     people_removed: int
     leave_deleted: int = 0
+    refused: str | None = None
+
+    def counts(self) -> dict[str, int]:
+        """The counts alone, {field: rows}."""
+        return {k: v for k, v in asdict(self).items() if k != "refused"}
 
 
 def _person_info(p: Person, template_count: int = 0) -> PersonInfo:
@@ -191,6 +203,7 @@ def _event_info(e: AttendanceEvent) -> EventInfo:
         match_score=e.match_score,
         recorded_by=e.recorded_by,
         note=e.note,
+        review=e.review,
     )
 
 
@@ -622,6 +635,9 @@ def record_event(
         if person_id is not None:
             person = _get(s, person_id)
             consent = person.expression_consent and person.erased_at is None
+        review = _clock_went_back(s, person_id, at)
+        if review:
+            logger.warning("event of person %s flagged for review: %s", person_id, review)
         if not consent and (expression_label or expression_scores or expression_confidence):
             logger.debug("dropping expression data of event without consent")
         event = AttendanceEvent(
@@ -640,10 +656,30 @@ def record_event(
             ),
             match_distance=None if match_distance is None else float(match_distance),
             match_score=None if match_score is None else float(match_score),
+            review=review,
         )
         s.add(event)
         s.flush()
         return _event_info(event)
+
+
+def _newest_event_time(s: Session, person_id: int | None = None) -> datetime | None:
+    """occurred_at (aware UTC) of the newest stored event (of person_id when given), or None."""
+    stmt = select(func.max(AttendanceEvent.occurred_at))
+    if person_id is not None:
+        stmt = stmt.where(AttendanceEvent.person_id == person_id)
+    return s.scalar(stmt)
+
+
+def _clock_went_back(s: Session, person_id: int | None, at: datetime) -> str | None:
+    """Why an event at `at` needs review (it is older than the person's latest or the newest event
+    stored: the clock went back, so an 'out' may precede its 'in'), or None."""
+    for whose, newest in (("this person's latest", _newest_event_time(s, person_id) if person_id else None),
+                          ("the newest stored", _newest_event_time(s))):
+        if newest is not None and at < newest:
+            return (f"recorded at {at:%Y-%m-%d %H:%M:%S} UTC, before {whose} event "
+                    f"({newest:%Y-%m-%d %H:%M:%S} UTC): the kiosk clock may have gone back")
+    return None
 
 
 def events_between(
@@ -718,14 +754,45 @@ def list_audit(
 # --- retention -----------------------------------------------------------------------------
 
 
+def _newest_data_time(s: Session) -> datetime | None:
+    """The newest time the data itself holds (events, audit lines other than purge refusals), or None."""
+    newest_audit = s.scalar(select(func.max(AuditEntry.at)).where(AuditEntry.action != PURGE_REFUSED))
+    times = [t for t in (_newest_event_time(s), newest_audit) if t is not None]
+    return max(times) if times else None
+
+
+def _clock_ahead(now: datetime, newest: datetime | None) -> str | None:
+    """Why a purge at `now` must not run (the clock is far ahead of the newest stored time), or None."""
+    if newest is None or now <= newest + CLOCK_AHEAD_TOLERANCE:
+        return None
+    return (f"retention purge refused: the clock says {now:%Y-%m-%d %H:%M} UTC, "
+            f"{(now - newest).days} days after the newest stored event or audit line "
+            f"({newest:%Y-%m-%d %H:%M} UTC; more than {CLOCK_AHEAD_TOLERANCE.days} days allowed). "
+            "Check the system clock (timedatectl); nothing was deleted")
+
+
 def purge_expired(
     db: Database, now: datetime, retention: RetentionSettings, *, actor: str = "system"
 ) -> PurgeResult:
     """Apply retention: delete old events, strip old expression data, drop kept photos if
-    not allowed, remove erased people with no events left; VACUUM when anything went."""
+    not allowed, remove erased people with no events left; VACUUM when anything went.
+
+    Never trusts a clock far ahead of the data: when now is more than CLOCK_AHEAD_TOLERANCE after the
+    newest stored event or audit line, nothing is deleted and the result says why (refused; also
+    logged and audit-logged). Cut-offs count back from min(now, newest stored time + tolerance).
+    """
     now = _now(now)
-    events_cutoff = now - timedelta(days=retention.attendance_days)
-    expr_cutoff = now - timedelta(days=retention.expression_days)
+    with db.session() as s:
+        newest = _newest_data_time(s)
+        refused = _clock_ahead(now, newest)
+        if refused:
+            _audit(s, actor, PURGE_REFUSED, None, {"reason": refused}, now)
+    if refused:
+        logger.warning("%s", refused)
+        return PurgeResult(0, 0, 0, 0, 0, refused=refused)
+    reference = now if newest is None else min(now, newest + CLOCK_AHEAD_TOLERANCE)
+    events_cutoff = reference - timedelta(days=retention.attendance_days)
+    expr_cutoff = reference - timedelta(days=retention.expression_days)
     with db.session() as s:
         n_events = s.execute(
             delete(AttendanceEvent).where(AttendanceEvent.occurred_at < events_cutoff)
@@ -745,9 +812,9 @@ def purge_expired(
         s.execute(delete(CaptureRequest).where(CaptureRequest.status.not_in(CAPTURES_ACTIVE),
                                                CaptureRequest.finished_at < now - KEEP_FINISHED_CAPTURES))
         result = PurgeResult(n_events, n_stripped, n_images, n_people, n_leave)
-        if any(asdict(result).values()):
-            _audit(s, actor, "retention.purge", None, asdict(result), now)
-    if any(asdict(result).values()):
+        if any(result.counts().values()):
+            _audit(s, actor, "retention.purge", None, result.counts(), now)
+    if any(result.counts().values()):
         db.vacuum()
     logger.info("retention purge: %s", result)
     return result

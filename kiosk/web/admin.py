@@ -429,6 +429,9 @@ def privacy() -> str:
 def purge() -> Any:
     """Run the retention purge now."""
     r = run_purge(ctx(), actor())
+    if r.refused:
+        flash(r.refused, "error")
+        return redirect(url_for("admin.privacy"))
     flash(f"Retention purge: {r.events_deleted} old event(s) deleted, {r.expression_stripped} "
           f"expression record(s) stripped, {r.images_deleted} photo(s), {r.leave_deleted} old leave record(s) "
           f"and {r.people_removed} erased person row(s) removed.")

@@ -6,11 +6,26 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from kiosk.store import add_person, current_revision, get_person_by_employee_id, open_database
+from kiosk.config import RetentionSettings
+from kiosk.store import (
+    Database,
+    add_person,
+    current_revision,
+    events_between,
+    get_person_by_employee_id,
+    list_audit,
+    open_database,
+    purge_expired,
+    record_event,
+)
+
+T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)  # a Monday at the door
+SITE_TZ = "Europe/Berlin"
 
 pytestmark = pytest.mark.reliability
 
@@ -22,6 +37,22 @@ def _other_process_opens_and_closes(path: Path) -> None:
               "con.execute('SELECT count(*) FROM people').fetchall()\n"
               "con.close()\n")
     subprocess.run([sys.executable, "-c", script, str(path)], check=True, timeout=60)
+
+
+def kiosk(config: Path, *args: str, env: dict[str, str] | None = None,
+          timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run `kiosk --config config ARGS` as a real process; KIOSK_* variables of the test run are dropped."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK")}
+    return subprocess.run([sys.executable, "-m", "kiosk.cli", "--config", str(config), *args],
+                          capture_output=True, text=True, timeout=timeout, env={**clean, **(env or {})})
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """A config file for the CLI: Berlin site time, database tmp_path/k.db."""
+    path = tmp_path / "kiosk.yaml"
+    path.write_text(f"site:\n  timezone: {SITE_TZ}\ndatabase:\n  path: {tmp_path / 'k.db'}\n")
+    return path
 
 
 def _deleted_wal_fds() -> list[str]:
@@ -59,3 +90,56 @@ def test_writes_survive_another_process_after_status_page(tmp_path: Path, touch:
         db.close()
     with open_database(path) as again:
         assert get_person_by_employee_id(again, "E2").name == "Bob"
+
+
+# --- 2. a clock far ahead erases history; a clock that went back stores "out" before "in" -------
+
+
+def _all_events(db: Database) -> list:
+    return events_between(db, datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+
+
+def test_purge_refuses_a_clock_far_ahead_of_the_data(db: Database) -> None:
+    """A Pi booted with its clock at 2028 must not delete a year of events as 'expired'."""
+    ann = add_person(db, "E1", "Ann", now=T0 - timedelta(days=380))
+    for days in (380, 200, 30, 0):
+        record_event(db, ann.id, T0 - timedelta(days=days), "in", "kiosk-1")
+    retention = RetentionSettings(attendance_days=400)
+    wrong_clock = datetime(2028, 3, 1, 8, 0, tzinfo=UTC)
+    result = purge_expired(db, wrong_clock, retention, actor="kiosk")
+    assert len(_all_events(db)) == 4  # nothing deleted
+    assert result.refused and "clock" in result.refused and result.events_deleted == 0
+    refusals = [a for a in list_audit(db) if a.action == "retention.purge_refused"]
+    assert len(refusals) == 1 and "clock" in refusals[0].details["reason"]
+    # the refusal's own audit line (written at the wrong time) does not make the clock right
+    assert purge_expired(db, wrong_clock + timedelta(days=1), retention).refused
+    assert len(_all_events(db)) == 4
+    # with the clock right again, the purge works as before
+    right = purge_expired(db, T0 + timedelta(days=1), RetentionSettings(attendance_days=365))
+    assert right.refused is None and right.events_deleted == 1 and len(_all_events(db)) == 3
+
+
+def test_event_before_the_latest_is_flagged_for_review(config: Path) -> None:
+    """The clock went back an hour: the 'out' that lands before the 'in' is stored, flagged, and marked."""
+    from kiosk.store import open_database as open_db
+
+    cli_db = open_db(config.parent / "k.db")
+    try:
+        ann = add_person(cli_db, "E1", "Ann")
+        bob = add_person(cli_db, "E2", "Bob")
+        check_in = record_event(cli_db, ann.id, T0 + timedelta(hours=1), "in", "kiosk-1")
+        assert check_in.review is None
+        back = record_event(cli_db, ann.id, T0 + timedelta(minutes=30), "out", "kiosk-1")
+        assert back.review and "before" in back.review
+        # Bob's first event: earlier than the newest event of anyone at the door -> flagged too
+        other = record_event(cli_db, bob.id, T0, "in", "kiosk-1")
+        assert other.review
+        ok = record_event(cli_db, ann.id, T0 + timedelta(hours=9), "out", "kiosk-1")
+        assert ok.review is None
+    finally:
+        cli_db.close()
+    proc = kiosk(config, "events", "list", "E1", "--date", "2026-11-02")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 3
+    assert "REVIEW" in lines[0] and "REVIEW" not in lines[1] + lines[2]  # 09:30 out, 10:00 in, 18:00 out
