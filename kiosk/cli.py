@@ -326,9 +326,19 @@ def people_show(ctx: Context, employee_id: str, export_path: Path | None) -> Non
 def people_remove(ctx: Context, employee_id: str, yes: bool, with_events: bool) -> None:
     """Erase a person's face templates and photos for good (attendance follows retention)."""
     from kiosk import store
+    from kiosk.errors import PersonNotFound
 
     with ctx.open_db() as database:
-        p = _person(database, employee_id)
+        try:
+            p = _person(database, employee_id)
+        except PersonNotFound:  # an erasure cut off after its commit is finished at open (or here)
+            done = [f for f in database.finished_erasures + store.finish_pending_erasures(database)
+                    if f.employee_id == employee_id.strip()]
+            if not done:
+                raise
+            click.echo(f"{employee_id}: the interrupted erasure is finished now (database vacuumed, "
+                       f"{sum(len(f.backups_scrubbed) for f in done)} database backup(s) scrubbed)")
+            return
         if not yes and not click.confirm(f"Erase all biometric data of {p.name} ({p.employee_id})?"):
             _fail("nothing removed")
         result = store.erase_person(database, p.id, actor="cli", keep_events=not with_events)

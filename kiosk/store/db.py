@@ -22,12 +22,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, delete, event, inspect, select, text
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kiosk.config import Settings
 from kiosk.errors import DatabaseOutdated, DatabaseTooNew, NotAKioskDatabase, StoreError
+from kiosk.store.models import AuditEntry, PendingErasure
 
 logger = logging.getLogger(__name__)
 
@@ -254,6 +255,53 @@ def scrub_backups(path: Path, person_id: int, employee_id: str, *, delete_events
     return changed
 
 
+@dataclass(frozen=True)
+class FinishedErasure:
+    """The second half of an erasure done: the live file vacuumed, these upgrade backups scrubbed."""
+
+    person_id: int
+    employee_id: str
+    backups_scrubbed: tuple[Path, ...]
+
+
+def finish_erasure(db: Database, pending_id: int, *, resumed: bool = False) -> FinishedErasure | None:
+    """Finish the erasure recorded as pending_erasures row pending_id (committed in the live file):
+    VACUUM the live file, scrub every upgrade backup, then delete the row. None if it is gone already.
+
+    Idempotent, so an erasure cut off anywhere in here (power cut, SIGKILL) is simply finished again.
+    Audit: person.erase_backups when backups were changed; person.erase_finished when resumed.
+    """
+    with db.session() as s:
+        row = s.get(PendingErasure, pending_id)
+        if row is None:
+            return None
+        person_id, employee_id, with_events = row.person_id, row.employee_id, row.with_events
+        actor = row.requested_by
+    db.vacuum()
+    scrubbed = scrub_backups(db.path, person_id, employee_id, delete_events=with_events)
+    now = datetime.now(UTC)
+    with db.session() as s:
+        s.execute(delete(PendingErasure).where(PendingErasure.id == pending_id))
+        target, details = f"person:{person_id}", {"backups": [b.name for b in scrubbed]}
+        if scrubbed:
+            s.add(AuditEntry(at=now, actor=actor, action="person.erase_backups", target=target, details=details))
+        if resumed:
+            s.add(AuditEntry(at=now, actor="system", action="person.erase_finished", target=target,
+                             details=details))
+    if resumed:
+        logger.warning("finished the interrupted erasure of person %s (%s): %d backup(s) scrubbed",
+                       person_id, employee_id, len(scrubbed))
+    return FinishedErasure(person_id, employee_id, tuple(scrubbed))
+
+
+def finish_pending_erasures(db: Database) -> list[FinishedErasure]:
+    """Finish every erasure interrupted after its commit (see finish_erasure); those finished now."""
+    with db.session() as s:
+        pending = list(s.scalars(select(PendingErasure.id).order_by(PendingErasure.id)))
+    done = [finish_erasure(db, pending_id, resumed=True) for pending_id in pending]
+    return [d for d in done if d is not None]
+
+
 def upgrade(
     path: Path | str,
     backup: bool = True,
@@ -307,6 +355,8 @@ class Database:
         self.path = path
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # erasures interrupted earlier that open_from_settings finished (finish_pending_erasures)
+        self.finished_erasures: list[FinishedErasure] = []
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -367,8 +417,15 @@ def open_database(
 
 
 def open_from_settings(settings: Settings) -> Database:
-    """open_database() with database.path and database.busy_timeout_ms from settings."""
-    return open_database(settings.database.path, busy_timeout_ms=settings.database.busy_timeout_ms)
+    """open_database() with database.path and database.busy_timeout_ms from settings, then finish any
+    erasure interrupted after its commit (db.finished_erasures lists them; a failure is logged and
+    retried at the next open, the database stays usable)."""
+    database = open_database(settings.database.path, busy_timeout_ms=settings.database.busy_timeout_ms)
+    try:
+        database.finished_erasures = finish_pending_erasures(database)
+    except StoreError as exc:
+        logger.warning("an interrupted erasure is not finished yet (retried at the next start): %s", exc)
+    return database
 
 
 def upgrade_from_settings(settings: Settings, backup: bool = True) -> UpgradeResult:

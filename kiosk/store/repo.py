@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from kiosk.config import RetentionSettings
 from kiosk.errors import DuplicatePerson, InvalidTemplate, PersonNotFound, StoreError
-from kiosk.store.db import Database, scrub_backups
+from kiosk.store.db import Database, finish_erasure
 from kiosk.store.models import (
     EMBEDDING_DIM,
     AttendanceEvent,
@@ -39,6 +39,7 @@ from kiosk.store.models import (
     EnrolmentImage,
     FaceTemplate,
     Leave,
+    PendingErasure,
     Person,
     User,
 )
@@ -439,13 +440,16 @@ def erase_person(
         details = asdict(result)
         del details["person_id"], details["backups_scrubbed"]
         _audit(s, actor, "person.erase", f"person:{person_id}", details, now)
-    db.vacuum()
-    scrubbed = scrub_backups(db.path, person_id, employee_id, delete_events=row_deleted)
-    if scrubbed:
-        result = dataclass_replace(result, backups_scrubbed=len(scrubbed))
-        with db.session() as s:
-            _audit(s, actor, "person.erase_backups", f"person:{person_id}",
-                   {"backups": [b.name for b in scrubbed]}, now)
+        # the second half (VACUUM, backups) is recorded in the same commit, so it is finished later
+        # (db.finish_pending_erasures at the next open) if this process dies before it is done
+        pending = PendingErasure(person_id=person_id, employee_id=employee_id, with_events=row_deleted,
+                                 requested_at=now, requested_by=actor)
+        s.add(pending)
+        s.flush()
+        pending_id = pending.id
+    finished = finish_erasure(db, pending_id)
+    if finished is not None and finished.backups_scrubbed:
+        result = dataclass_replace(result, backups_scrubbed=len(finished.backups_scrubbed))
     logger.info("erased person %s: %s", person_id, result)
     return result
 

@@ -4,17 +4,22 @@ and real processes. Each test failed on the code before its fix."""
 from __future__ import annotations
 
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kiosk.config import RetentionSettings
 from kiosk.store import (
     Database,
     add_person,
+    add_templates,
+    backup_database,
     current_revision,
     events_between,
     get_person_by_employee_id,
@@ -143,3 +148,73 @@ def test_event_before_the_latest_is_flagged_for_review(config: Path) -> None:
     lines = proc.stdout.splitlines()
     assert len(lines) == 3
     assert "REVIEW" in lines[0] and "REVIEW" not in lines[1] + lines[2]  # 09:30 out, 10:00 in, 18:00 out
+
+
+# --- 3. an erasure killed after its commit leaves the face templates in the backups ------------
+
+
+EMBEDDING = (np.arange(128, dtype=np.float32) * 0.0123 + 0.777).astype(np.float32)  # easy to find in bytes
+
+
+def _holds_template(path: Path) -> bool:
+    """Whether the embedding's bytes are in the file at path or its -wal (read with no connection open)."""
+    needle = EMBEDDING.tobytes()[:64]
+    return any(needle in p.read_bytes() for p in path.parent.glob(path.name + "*")
+               if p.is_file() and not p.name.endswith("-shm"))
+
+
+DIE_AT_FIRST_VACUUM = """
+import os, signal, sys
+from kiosk.store.db import Database
+
+def die(self):  # the first thing an erasure does after its commit: VACUUM; a power cut strikes here
+    os.kill(os.getpid(), signal.SIGKILL)
+
+Database.vacuum = die
+from kiosk.cli import main
+main(sys.argv[1:], prog_name="kiosk")
+"""
+
+
+def _kill_erasure_after_commit(config: Path) -> None:
+    """`kiosk people remove E1 --yes --with-events` as a real process that SIGKILLs itself right after
+    the erasure's commit, before the backups are scrubbed and the file is vacuumed."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK")}
+    proc = subprocess.run([sys.executable, "-c", DIE_AT_FIRST_VACUUM, "--config", str(config), "people",
+                           "remove", "E1", "--yes", "--with-events"], env=clean, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+
+
+@pytest.mark.parametrize("then", ["remove again", "any other command"])
+def test_erasure_killed_after_commit_is_finished_later(config: Path, then: str) -> None:
+    db_path = config.parent / "k.db"
+    with open_database(db_path) as db:
+        ann = add_person(db, "E1", "Ann")
+        add_templates(db, ann.id, np.stack([EMBEDDING, EMBEDDING * 2]))
+        record_event(db, ann.id, T0, "in", "kiosk-1")
+        add_person(db, "E2", "Bob")
+        backup = backup_database(db_path, backups_kept=3)  # as `kiosk db upgrade` leaves one
+    assert backup is not None and _holds_template(backup)
+
+    _kill_erasure_after_commit(config)
+    assert _holds_template(backup)  # the fault: the templates are still in the backup
+
+    if then == "remove again":
+        proc = kiosk(config, "people", "remove", "E1", "--yes", "--with-events")
+        assert proc.returncode == 0, proc.stderr
+        assert "E1" in proc.stdout and "finished" in proc.stdout
+    else:
+        proc = kiosk(config, "people", "list")
+        assert proc.returncode == 0, proc.stderr
+        assert "Bob" in proc.stdout and "Ann" not in proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert not _holds_template(backup)
+    assert not _holds_template(db_path)
+    con = sqlite3.connect(db_path)
+    try:
+        assert con.execute("SELECT count(*) FROM pending_erasures").fetchone() == (0,)
+        actions = [r[0] for r in con.execute("SELECT action FROM audit_log ORDER BY id")]
+    finally:
+        con.close()
+    assert actions.count("person.erase") == 1 and "person.erase_finished" in actions
