@@ -426,23 +426,22 @@ def events_list(ctx: Context, employee_id: str, day_text: str) -> None:
 @events.command("add")
 @click.argument("employee_id")
 @click.option("--kind", type=click.Choice(["in", "out"]), required=True, help="Check-in or check-out.")
-@click.option("--at", "at_text", required=True, help='Local time "YYYY-MM-DD HH:MM" (site time zone).')
+@click.option("--at", "at_text", required=True,
+              help='Local time "YYYY-MM-DD HH:MM" (site time zone); in the repeated hour when clocks go back '
+                   'add its UTC offset, e.g. "2026-10-25 02:30+02:00".')
 @click.option("--note", required=True, help="Why (kept with the event and in the audit log).")
 @pass_ctx
 @friendly
 def events_add(ctx: Context, employee_id: str, kind: str, at_text: str, note: str) -> None:
     """Add a missed check-in or check-out for EMPLOYEE_ID."""
-    from datetime import datetime
-
     from kiosk import store
+    from kiosk.clock import parse_site_time
 
-    try:
-        at = datetime.strptime(at_text.strip(), "%Y-%m-%d %H:%M").replace(tzinfo=ctx.settings.tz)
-    except ValueError:
-        raise KioskError(f'not a time: {at_text!r} (use "YYYY-MM-DD HH:MM", local time)') from None
+    at = parse_site_time(at_text, ctx.settings.tz)
     with ctx.open_db() as database:
         p = _person(database, employee_id)
-        event = store.add_correction(database, p.id, at, kind, actor="cli", note=note)
+        event = store.add_correction(database, p.id, at, kind, actor="cli", note=note,
+                                     retention_days=ctx.settings.retention.attendance_days)
     click.echo(f"{p.name} ({p.employee_id}): check-{kind} at {at:%Y-%m-%d %H:%M} added (event {event.id})")
 
 

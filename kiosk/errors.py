@@ -52,6 +52,15 @@ class InvalidTemplate(StoreError):
     """A face template is not a finite 128-d float vector."""
 
 
+class TimeOutOfRange(StoreError):
+    """A time the database must not take: older than retention keeps data, or in the future."""
+
+
+class LocalTimeError(KioskError):
+    """A wall-clock time that does not exist at the site (skipped by DST), happens twice there (the
+    repeated hour) without a UTC offset to say which, or has an offset the site never uses then."""
+
+
 # --- reports ------------------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 
+from kiosk.clock import site_time
 from kiosk.errors import KioskError, UploadError, WebError
 from kiosk.leave_csv import parse_leave_csv
 from kiosk.store import (
@@ -238,10 +239,10 @@ def consent(person_id: int) -> Any:
 def _local_time(day_text: str, time_text: str) -> datetime:
     """Form date (YYYY-MM-DD) and time (HH:MM) in the site's zone -> aware datetime; WebError if bad."""
     try:
-        naive = datetime.combine(date.fromisoformat(day_text.strip()), time.fromisoformat(time_text.strip()))
+        given = datetime.combine(date.fromisoformat(day_text.strip()), time.fromisoformat(time_text.strip()))
     except ValueError:
         raise WebError(f"not a date and time: {day_text!r} {time_text!r} (use YYYY-MM-DD and HH:MM)") from None
-    return naive.replace(tzinfo=ctx().settings.tz)
+    return site_time(given, ctx().settings.tz)  # refuses a skipped or (without offset) repeated hour
 
 
 @bp.route("/people/<int:person_id>/events", methods=["POST"])
@@ -251,7 +252,8 @@ def add_event(person_id: int) -> Any:
     p = person_or_404(person_id)
     at = _local_time(request.form.get("date", ""), request.form.get("time", ""))
     kind = request.form.get("kind", "")
-    add_correction(ctx().db, p.id, at, kind, actor=actor(), note=request.form.get("note", ""))
+    add_correction(ctx().db, p.id, at, kind, actor=actor(), note=request.form.get("note", ""),
+                   retention_days=ctx().settings.retention.attendance_days)
     flash(f"Added a check-{kind} for {p.name} at {at:%d %b %Y %H:%M}.")
     return _person_page_from(p.id, at.date())
 

@@ -8,7 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -218,3 +218,91 @@ def test_erasure_killed_after_commit_is_finished_later(config: Path, then: str) 
     finally:
         con.close()
     assert actions.count("person.erase") == 1 and "person.erase_finished" in actions
+
+
+# --- 4. a correction outside the retention window is accepted and then silently purged ----------
+
+
+def _events_of(config: Path, employee_id: str) -> list[tuple[str, str]]:
+    con = sqlite3.connect(config.parent / "k.db")
+    try:
+        return con.execute("SELECT e.occurred_at, e.kind FROM attendance_events e JOIN people p "
+                           "ON p.id = e.person_id WHERE p.employee_id = ?", (employee_id,)).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def ann_at_the_door(config: Path) -> Path:
+    """The CLI's database with Ann (E1) enrolled; the config path."""
+    with open_database(config.parent / "k.db") as db:
+        add_person(db, "E1", "Ann")
+    return config
+
+
+@pytest.mark.parametrize("at, says", [("1970-01-01 09:00", "retention"), ("2099-01-01 09:00", "future")])
+def test_correction_outside_retention_is_refused(ann_at_the_door: Path, at: str, says: str) -> None:
+    proc = kiosk(ann_at_the_door, "events", "add", "E1", "--kind", "in", "--at", at, "--note", "forgot")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert says in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert _events_of(ann_at_the_door, "E1") == []
+
+
+def test_store_refuses_corrections_older_than_retention(db: Database) -> None:
+    """The web corrections box calls the same store function."""
+    from kiosk.errors import KioskError
+    from kiosk.store import add_correction
+
+    ann = add_person(db, "E1", "Ann")
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    with pytest.raises(KioskError, match="older than the 400 days"):
+        add_correction(db, ann.id, now - timedelta(days=401), "in", actor="web:alice", note="x", now=now,
+                       retention_days=400)
+    ok = add_correction(db, ann.id, now - timedelta(days=399), "in", actor="web:alice", note="x", now=now,
+                        retention_days=400)
+    assert len(_all_events(db)) == 1 and ok.id
+
+
+# --- 5. a local time that does not exist (or happens twice) in the site's zone -----------------
+
+
+def test_nonexistent_local_time_is_refused(ann_at_the_door: Path) -> None:
+    """2026-03-29 02:30 does not exist in Berlin (clocks jump 02:00 -> 03:00); it was stored as 03:30."""
+    proc = kiosk(ann_at_the_door, "events", "add", "E1", "--kind", "in", "--at", "2026-03-29 02:30",
+                 "--note", "forgot")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "does not exist" in proc.stderr, proc.stderr
+    assert _events_of(ann_at_the_door, "E1") == []
+
+
+def test_ambiguous_local_time_needs_an_offset(ann_at_the_door: Path) -> None:
+    """2026-10-25 02:30 happens twice in Berlin; the user must say which with a UTC offset."""
+    proc = kiosk(ann_at_the_door, "events", "add", "E1", "--kind", "out", "--at", "2026-10-25 02:30",
+                 "--note", "night shift")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "twice" in proc.stderr and "+02:00" in proc.stderr and "+01:00" in proc.stderr, proc.stderr
+    assert _events_of(ann_at_the_door, "E1") == []
+    for at in ("2026-10-25 02:30+02:00", "2026-10-25 02:30+01:00"):
+        proc = kiosk(ann_at_the_door, "events", "add", "E1", "--kind", "out", "--at", at, "--note", "night shift")
+        assert proc.returncode == 0, proc.stderr
+    assert sorted(t[:19] for t, _ in _events_of(ann_at_the_door, "E1")) == [
+        "2026-10-25 00:30:00", "2026-10-25 01:30:00"]
+    wrong = kiosk(ann_at_the_door, "events", "add", "E1", "--kind", "out", "--at", "2026-10-25 05:30+02:00",
+                  "--note", "x")  # Berlin is at +01:00 by then
+    assert wrong.returncode != 0 and "offset" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_web_form_times_go_through_the_same_check() -> None:
+    from zoneinfo import ZoneInfo
+
+    from kiosk.clock import site_time
+    from kiosk.errors import KioskError
+
+    berlin = ZoneInfo(SITE_TZ)
+    with pytest.raises(KioskError, match="does not exist"):
+        site_time(datetime(2026, 3, 29, 2, 30), berlin)
+    with pytest.raises(KioskError, match="twice"):
+        site_time(datetime(2026, 10, 25, 2, 30), berlin)
+    first = site_time(datetime(2026, 10, 25, 2, 30, tzinfo=timezone(timedelta(hours=2))), berlin)
+    assert first.tzinfo is berlin and first.astimezone(UTC) == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+    assert site_time(datetime(2026, 6, 15, 9, 0), berlin).utcoffset() == timedelta(hours=2)
