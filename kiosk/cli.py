@@ -154,7 +154,10 @@ def db_backup(ctx: Context, dest: Path) -> None:
         raise KioskError(f"{source}: no database to copy")
     with store.open_from_settings(ctx.settings) as database:  # refuses a file that is no kiosk database
         copy = store.write_offsite_copy(source, dest)
-        store.record_copy(database, "cli", copy)
+        try:
+            store.record_copy(database, "cli", copy)
+        except KioskError as exc:
+            raise KioskError(f"{copy.path} was written but not recorded in the audit log: {exc}") from None
     click.echo(f"{copy.path}: {copy.people} people, {copy.events} attendance events "
                "(no face templates, photos or expression data)")
 

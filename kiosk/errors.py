@@ -52,6 +52,14 @@ class InvalidTemplate(StoreError):
     """A face template is not a finite 128-d float vector."""
 
 
+class DatabaseReadOnly(StoreError):
+    """The database file or its folder cannot be written (or opened) by this user."""
+
+
+class DatabaseDamaged(StoreError):
+    """The database file is corrupt (a damaged page, a bad header); integrity_check and a backup help."""
+
+
 class TimeOutOfRange(StoreError):
     """A time the database must not take: older than retention keeps data, or in the future."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,11 +24,18 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, delete, event, inspect, select, text
-from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kiosk.config import Settings
-from kiosk.errors import DatabaseOutdated, DatabaseTooNew, NotAKioskDatabase, StoreError
+from kiosk.errors import (
+    DatabaseDamaged,
+    DatabaseOutdated,
+    DatabaseReadOnly,
+    DatabaseTooNew,
+    NotAKioskDatabase,
+    StoreError,
+)
 from kiosk.store.models import AuditEntry, PendingErasure
 
 logger = logging.getLogger(__name__)
@@ -35,6 +43,74 @@ logger = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 _BACKUP_RE = re.compile(r"\.bak-(\d{8}T\d{6}\d*Z)$")
+
+
+LOW_DISK_BYTES = 50_000_000  # below this much free space an SQLITE_FULL is believed (50 MB)
+
+
+def damaged_message(path: Path, cause: str) -> str:
+    """One line for a corrupt database at path: what SQLite said, how to check, where the copies are."""
+    backups = backups_of(path)
+    where = (f"the newest good upgrade backup ({backups[-1].name} beside it) or an off-site copy" if backups
+             else "an off-site copy (database.offsite_dir, `kiosk db backup`)")
+    return (f"{path} is damaged ({cause}); nothing was written. Check it with "
+            f"`sqlite3 {path} 'PRAGMA integrity_check'` and restore {where}")
+
+
+def database_error(path: Path | str, exc: BaseException, *, damaged: Path | None = None) -> StoreError:
+    """The StoreError to show for an sqlite3 / SQLAlchemy error on the database at path (one line).
+
+    Read-only file or folder, damaged file (named as `damaged` when given: a copy's damage is its
+    source's), disk full (believed only when the disk is nearly full: SQLite also says "full" for
+    some damaged pages), busy, I/O error; anything else with SQLite's text.
+    """
+    path = Path(path)
+    damaged = damaged or path
+    orig = getattr(exc, "orig", None) or exc
+    name = getattr(orig, "sqlite_errorname", "") or ""
+    text = str(orig).splitlines()[0] if str(orig) else type(orig).__name__
+    if name.startswith("SQLITE_READONLY") or "readonly" in text:
+        return DatabaseReadOnly(f"{path} is read-only for this user ({text}); it was not changed. The file and "
+                                "its folder must be writable by the user running kiosk")
+    if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+        return DatabaseReadOnly(f"cannot open {path} ({text}); is the file or its folder read-only? Both must "
+                                f"be writable by the user running kiosk (SQLite adds {path.name}-wal and -shm)")
+    if (name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text
+            or isinstance(orig, UnicodeDecodeError)):
+        return DatabaseDamaged(damaged_message(damaged, text))
+    if name.startswith("SQLITE_FULL") or "disk is full" in text:
+        folder = path.resolve().parent
+        free = shutil.disk_usage(folder).free if folder.exists() else 0
+        if free > LOW_DISK_BYTES:
+            return DatabaseDamaged(damaged_message(damaged, f"SQLite said '{text}' with {free / 1e9:.1f} GB free"))
+        return StoreError(f"the disk holding {path} is full ({free / 1e6:.0f} MB free); nothing was written")
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        return StoreError(f"{path} is busy: another process kept it locked ({text}); try again")
+    if name.startswith("SQLITE_IOERR") or "disk I/O error" in text:
+        return StoreError(f"I/O error on {path} ({text}): the SD card may be failing; "
+                          f"check with `sqlite3 {path} 'PRAGMA integrity_check'` and keep a copy")
+    return StoreError(f"database error on {path}: {text}")
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    """An SQLite error to translate (not a constraint violation: callers check those themselves).
+
+    UnicodeDecodeError counts: the sqlite3 module raises it for text in a damaged page.
+    """
+    if isinstance(exc, IntegrityError | sqlite3.IntegrityError):
+        return False
+    return isinstance(exc, DatabaseError | sqlite3.Error | UnicodeDecodeError)
+
+
+@contextmanager
+def translated_errors(path: Path | str) -> Iterator[None]:
+    """Raise sqlite3 / SQLAlchemy errors on the database at path as database_error()'s StoreError."""
+    try:
+        yield
+    except (DatabaseError, sqlite3.Error, UnicodeDecodeError) as exc:
+        if not _is_database_error(exc):
+            raise
+        raise database_error(path, exc) from exc
 
 
 def _alembic_config() -> Config:
@@ -121,8 +197,10 @@ def _inspect_revision(path: Path) -> tuple[str | None, bool]:
         with engine.connect() as conn:
             tables = set(inspect(conn).get_table_names())
             rev = MigrationContext.configure(conn).get_current_revision()
-    except DatabaseError as exc:
-        raise NotAKioskDatabase(f"{path} cannot be read as a database: {exc.orig}") from None
+    except (DatabaseError, UnicodeDecodeError) as exc:
+        if getattr(getattr(exc, "orig", None), "sqlite_errorname", "") == "SQLITE_NOTADB":
+            raise NotAKioskDatabase(f"{path} cannot be read as a database: {exc.orig}") from None  # type: ignore[attr-defined]
+        raise database_error(path, exc) from None
     finally:
         engine.dispose()
     if rev is None and tables - {"alembic_version"}:
@@ -365,13 +443,19 @@ class Database:
             try:
                 yield session
                 session.commit()
-            except BaseException:
-                session.rollback()
+            except BaseException as exc:
+                try:
+                    session.rollback()
+                except DatabaseError:  # a broken file or connection; the first error is the one to show
+                    logger.debug("rollback failed", exc_info=True)
+                if _is_database_error(exc):
+                    raise database_error(self.path, exc) from exc
                 raise
 
     def vacuum(self) -> None:
         """Rewrite the file without free pages and empty the WAL (erased bytes leave the disk)."""
-        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        with translated_errors(self.path), \
+                self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM")
             busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         if busy and busy[0]:

@@ -306,3 +306,96 @@ def test_web_form_times_go_through_the_same_check() -> None:
     first = site_time(datetime(2026, 10, 25, 2, 30, tzinfo=timezone(timedelta(hours=2))), berlin)
     assert first.tzinfo is berlin and first.astimezone(UTC) == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
     assert site_time(datetime(2026, 6, 15, 9, 0), berlin).utcoffset() == timedelta(hours=2)
+
+
+# --- 6. read-only database, damaged database ---------------------------------------------------
+
+
+def _fill_deterministic(path: Path) -> None:
+    """A real database of ~80 pages: 40 people, 5 templates and 20 events each, byte for byte the same
+    on every run (fixed times and embeddings), checkpointed into the main file."""
+    rng = np.random.default_rng(0)
+    with open_database(path) as db:
+        for i in range(40):
+            p = add_person(db, f"E{i}", f"Person {i}", now=T0)
+            add_templates(db, p.id, rng.random((5, 128), dtype=np.float32), now=T0)
+            for j in range(20):
+                record_event(db, p.id, T0 + timedelta(minutes=20 * i + j), "in", "kiosk-1")
+
+
+def _damage(path: Path, seed: int) -> None:
+    """Overwrite 1 to 64 bytes somewhere in a data page (not page 1) with seeded random bytes."""
+    import random
+
+    pages = path.stat().st_size // 4096
+    rnd = random.Random(seed)
+    page, offset, n = rnd.randint(2, pages), rnd.randint(0, 4000), rnd.randint(1, 64)
+    with path.open("r+b") as fh:  # no connection to this file is open in this process
+        fh.seek((page - 1) * 4096 + offset)
+        fh.write(rnd.randbytes(n))
+
+
+@pytest.fixture
+def read_only():
+    """make(path): writes to path really fail, even as root (chattr +i; chmod when not root); undone after."""
+    marked: list[tuple[Path, int]] = []
+
+    def make(path: Path) -> None:
+        if os.geteuid() == 0:
+            if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+                pytest.skip("chattr +i does not work here (root ignores chmod)")
+        else:
+            os.chmod(path, 0o555 if path.is_dir() else 0o444)
+        marked.append((path, path.stat().st_mode))
+
+    yield make
+    for path, mode in reversed(marked):
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(path)], check=False)
+        os.chmod(path, mode | 0o200)
+
+
+def _one_clear_error(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr and "sqlalche" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("what", ["file", "folder"])
+def test_read_only_database_gives_one_clear_message(ann_at_the_door: Path, read_only, what: str) -> None:
+    db_path = ann_at_the_door.parent / "k.db"
+    folder = db_path.parent / "db"
+    if what == "folder":  # the database in a folder of its own, then the folder made read-only
+        folder.mkdir()
+        db_path.rename(folder / "k.db")
+        db_path = folder / "k.db"
+        ann_at_the_door.write_text(f"site:\n  timezone: {SITE_TZ}\ndatabase:\n  path: {db_path}\n")
+        read_only(folder)
+    else:
+        read_only(db_path)
+    before = db_path.read_bytes()
+    outside = ann_at_the_door.parent / "copies"
+    outside.mkdir()
+    for args, stdin in ((["people", "rename", "E1", "Ann Other"], None),
+                        (["users", "add", "bob", "--role", "admin", "--password-stdin"], "a-long-password-1\n"),
+                        (["db", "backup", str(outside / "copy.db")], None)):
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK")}
+        proc = subprocess.run([sys.executable, "-m", "kiosk.cli", "--config", str(ann_at_the_door), *args],
+                              capture_output=True, text=True, timeout=120, env=clean, input=stdin)
+        line = _one_clear_error(proc)
+        assert "read-only" in line and str(db_path) in line, line
+    assert db_path.read_bytes() == before
+
+
+@pytest.mark.parametrize("seed", [251, 505, 11, 0])  # 'disk is full', a traceback, silence, 'cannot write'
+def test_backup_of_a_damaged_database_names_the_damage(config: Path, seed: int) -> None:
+    db_path = config.parent / "k.db"
+    _fill_deterministic(db_path)
+    _damage(db_path, seed)
+    dest = config.parent / "copy.db"
+    line = _one_clear_error(kiosk(config, "db", "backup", str(dest)))
+    assert "damaged" in line and "integrity_check" in line and "backup" in line, line
+    assert "full" not in line and str(db_path) in line, line
+    assert not dest.exists() and not list(config.parent.glob("copy.db*"))
