@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from kiosk.config import ConfigError, Settings, load_settings, settings_as_yaml
+from kiosk.config import ConfigError, Settings, door_problems, load_settings, settings_as_yaml
 from kiosk.errors import KioskError
 
 logger = logging.getLogger(__name__)
@@ -92,8 +92,11 @@ def config() -> None:
 @friendly
 def config_check(ctx: Context, file: Path | None) -> None:
     """Validate FILE (or --config); exit 2 with the key and line of each problem."""
-    load_settings(file or ctx.config_path)
-    click.echo(f"{file or ctx.config_path or 'defaults'}: ok")
+    source = file or ctx.config_path or "defaults"
+    problems = door_problems(load_settings(file or ctx.config_path))
+    if problems:
+        raise ConfigError("\n".join(f"{source}: {p}" for p in problems))
+    click.echo(f"{source}: ok")
 
 
 @config.command("show")
