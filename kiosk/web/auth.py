@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from kiosk.errors import WebError
 from kiosk.store import Database, UserInfo, add_user
+from kiosk.store.repo import set_user_password
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,18 @@ def create_user(
     check_new_password(password)
     user = add_user(db, username, hash_password(password), role, actor=actor)
     logger.info("web user %s (%s) created by %s", username, role, actor)
+    return user
+
+
+def reset_password(db: Database, username: str, password: str, *, actor: str) -> UserInfo:
+    """Give an account a new password (checked, hashed); all its sessions end. Audited.
+
+    For the Users page and `kiosk users passwd`; WebError for a weak password, StoreError for
+    an unknown username.
+    """
+    check_new_password(password)
+    user = set_user_password(db, username, hash_password(password), actor=actor)
+    logger.info("password of web user %s set by %s", username, actor)
     return user
 
 

@@ -137,14 +137,15 @@ def test_leave_csv_with_a_huge_field_is_refused(admin_client: tuple[FlaskClient,
     assert "too long" in r.get_data(as_text=True)
 
 
-def _cli(settings, *args: str):
+def _cli(settings, *args: str, input: str | None = None):
+    """Run `kiosk --config <settings' database> args` in-process (CliRunner)."""
     from click.testing import CliRunner
 
     from kiosk.cli import main
 
     config = settings.database.path.parent / "kiosk.yaml"
     config.write_text(f"site:\n  timezone: Europe/Berlin\ndatabase:\n  path: {settings.database.path}\n")
-    return CliRunner().invoke(main, ["--config", str(config), *args])
+    return CliRunner().invoke(main, ["--config", str(config), *args], input=input)
 
 
 def test_cli_leave_import_of_a_huge_field_is_one_message(settings, db, tmp_path) -> None:
@@ -290,3 +291,117 @@ def test_client_address_walks_the_trusted_chain() -> None:
     assert client_address("10.0.0.1", "junk, 10.0.0.5", trusted) == "10.0.0.5"
     assert client_address("10.0.0.1", None, trusted) == "10.0.0.1"
     assert client_address("192.168.1.1", "1.2.3.4", trusted) == "192.168.1.1"
+
+
+# --- 5. account management: reset password, change role, delete ------------------------------
+
+
+def _audit_actions(db) -> list[str]:
+    from kiosk.store.repo import search_audit
+
+    return [a.action for a in search_audit(db, "user:")]
+
+
+def test_admin_resets_a_password_and_the_sessions_end(app: Flask, db,
+                                                      admin_client: tuple[FlaskClient, str],
+                                                      manager_client: tuple[FlaskClient, str]) -> None:
+    admin, token = admin_client
+    manager, _ = manager_client
+    r = admin.post(f"/admin/users/{MANAGER[0]}/password",
+                   data={"password": "reset-password-9", "csrf_token": token})
+    assert r.status_code == 302
+    assert not _signed_in(manager)
+    assert _try_login(app.test_client(), *MANAGER) == 401
+    assert _try_login(app.test_client(), MANAGER[0], "reset-password-9") == 302
+    assert "user.password" in _audit_actions(db)
+    r = admin.post(f"/admin/users/{MANAGER[0]}/password", data={"password": "short", "csrf_token": token})
+    assert r.status_code == 400
+
+
+def test_admin_changes_a_role_and_the_sessions_end(app: Flask, db,
+                                                   admin_client: tuple[FlaskClient, str],
+                                                   manager_client: tuple[FlaskClient, str]) -> None:
+    from kiosk.store import get_user
+
+    admin, token = admin_client
+    manager, _ = manager_client
+    assert admin.post(f"/admin/users/{MANAGER[0]}/role",
+                      data={"role": "admin", "csrf_token": token}).status_code == 302
+    assert get_user(db, MANAGER[0]).role == "admin"
+    assert not _signed_in(manager)
+    assert "user.role" in _audit_actions(db)
+    assert admin.post(f"/admin/users/{MANAGER[0]}/role",
+                      data={"role": "boss", "csrf_token": token}).status_code == 400
+
+
+def test_admin_deletes_an_account(app: Flask, db, admin_client: tuple[FlaskClient, str],
+                                  manager_client: tuple[FlaskClient, str]) -> None:
+    from kiosk.store import get_user
+
+    admin, token = admin_client
+    manager, _ = manager_client
+    assert admin.post(f"/admin/users/{MANAGER[0]}/remove",
+                      data={"confirm": "wrong", "csrf_token": token}).status_code == 400
+    assert get_user(db, MANAGER[0]) is not None
+    assert admin.post(f"/admin/users/{MANAGER[0]}/remove",
+                      data={"confirm": MANAGER[0], "csrf_token": token}).status_code == 302
+    assert get_user(db, MANAGER[0]) is None
+    assert not _signed_in(manager)
+    assert _try_login(app.test_client(), *MANAGER) == 401
+    assert "user.remove" in _audit_actions(db)
+    assert admin.post("/admin/users/nobody/remove",
+                      data={"confirm": "nobody", "csrf_token": token}).status_code == 404
+
+
+def test_users_page_offers_the_account_actions(admin_client: tuple[FlaskClient, str]) -> None:
+    admin, _ = admin_client
+    html = admin.get("/admin/users").get_data(as_text=True)
+    for action in ("password", "role", "remove"):
+        assert f"/admin/users/{MANAGER[0]}/{action}" in html
+
+
+def test_never_no_active_admin(db, admin_client: tuple[FlaskClient, str]) -> None:
+    from kiosk.errors import LastAdmin
+    from kiosk.store import get_user
+    from kiosk.store.repo import remove_user, set_user_active, set_user_role
+
+    admin, token = admin_client
+    assert admin.post(f"/admin/users/{ADMIN[0]}/role", data={"role": "manager", "csrf_token": token}
+                      ).status_code == 400
+    assert admin.post(f"/admin/users/{ADMIN[0]}/remove", data={"confirm": ADMIN[0], "csrf_token": token}
+                      ).status_code == 400
+    for change in (lambda: set_user_role(db, ADMIN[0], "manager", actor="t"),
+                   lambda: remove_user(db, ADMIN[0], actor="t"),
+                   lambda: set_user_active(db, ADMIN[0], False, actor="t")):
+        with pytest.raises(LastAdmin):
+            change()
+    assert get_user(db, ADMIN[0]).role == "admin" and get_user(db, ADMIN[0]).active
+    # a second admin makes it possible; a disabled admin does not count
+    set_user_role(db, MANAGER[0], "admin", actor="t")
+    set_user_active(db, MANAGER[0], False, actor="t")
+    with pytest.raises(LastAdmin):
+        remove_user(db, ADMIN[0], actor="t")
+    set_user_active(db, MANAGER[0], True, actor="t")
+    set_user_role(db, ADMIN[0], "manager", actor="t")
+    assert get_user(db, ADMIN[0]).role == "manager"
+
+
+def test_cli_manages_accounts(settings, db) -> None:
+    from kiosk.store import get_user
+    from kiosk.web import create_user, verify_password
+
+    create_user(db, *ADMIN, "admin")
+    create_user(db, *MANAGER, "manager")
+    r = _cli(settings, "users", "passwd", MANAGER[0], "--password-stdin", input="cli-password-77\n")
+    assert r.exit_code == 0, r.output
+    assert verify_password("cli-password-77", get_user(db, MANAGER[0]).password_hash)
+    r = _cli(settings, "users", "role", MANAGER[0], "admin")
+    assert r.exit_code == 0 and get_user(db, MANAGER[0]).role == "admin", r.output
+    r = _cli(settings, "users", "remove", MANAGER[0], "--yes")
+    assert r.exit_code == 0 and get_user(db, MANAGER[0]) is None, r.output
+    for args in (("role", ADMIN[0], "manager"), ("remove", ADMIN[0], "--yes"), ("remove", "nobody", "--yes")):
+        r = _cli(settings, "users", *args)
+        assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.output
+    assert "last active admin" in _cli(settings, "users", "remove", ADMIN[0], "--yes").output
+    assert [a for a in _audit_actions(db) if a.startswith("user.")][:3] == [
+        "user.remove", "user.role", "user.password"]
