@@ -30,6 +30,7 @@ import itertools
 import logging
 import os
 import secrets
+import time
 import unicodedata
 from collections.abc import Callable
 from datetime import timedelta
@@ -420,9 +421,61 @@ def serve(settings: Settings) -> None:
                 stop.wait(24 * 3600)
 
         threading.Thread(target=_daily_loop, name="daily-jobs", daemon=True).start()
+    server = waitress.create_server(app, host=settings.web.host, port=settings.web.port,
+                                    threads=settings.web.threads, ident="kiosk")
     logger.info("web app on http://%s:%d/", settings.web.host, settings.web.port)
     try:
-        waitress.serve(app, host=settings.web.host, port=settings.web.port,
-                       threads=settings.web.threads, ident="kiosk")
+        _run_until_stopped(server)
     finally:
         c.db.close()
+
+
+DRAIN_S = 20.0  # after SIGTERM, requests in flight get this long to finish (systemd waits 90 s)
+
+
+def _run_until_stopped(server: Any, drain_s: float = DRAIN_S) -> None:
+    """Serve until SIGTERM or SIGINT; then stop accepting, finish the requests in flight, return.
+
+    waitress alone dies on SIGTERM mid-response (exit status -15); this loop is waitress's
+    own (one poll at a time), checking a stop flag the signal handler sets.
+    """
+    import signal
+    import threading
+
+    from waitress import wasyncore
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        logger.info("signal %d: finishing the requests in flight, then stopping", signum)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _on_signal)
+    adj = server.adj
+    while not stop.is_set():
+        wasyncore.loop(timeout=adj.asyncore_loop_timeout, map=server._map,
+                       use_poll=adj.asyncore_use_poll, count=1)
+    wasyncore.dispatcher.close(server)  # the listening socket: no new connections
+    deadline = time.monotonic() + drain_s
+    while _busy_channels(server) and time.monotonic() < deadline:
+        wasyncore.loop(timeout=0.1, map=server._map, use_poll=adj.asyncore_use_poll, count=1)
+    server.task_dispatcher.shutdown(timeout=max(0.0, deadline - time.monotonic()) + 1)
+    wasyncore.close_all(server._map)
+    logger.info("web app stopped")
+
+
+def _busy_channels(server: Any) -> int:
+    """Connections with a request half received, queued, running or a response not yet sent;
+    idle keep-alive connections are closed here."""
+    from waitress.channel import HTTPChannel
+
+    busy = 0
+    for channel in list(server._map.values()):
+        if not isinstance(channel, HTTPChannel):
+            continue
+        if channel.requests or channel.request is not None or channel.total_outbufs_len:
+            busy += 1
+        else:
+            channel.close()
+    return busy

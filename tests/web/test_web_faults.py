@@ -405,3 +405,71 @@ def test_cli_manages_accounts(settings, db) -> None:
     assert "last active admin" in _cli(settings, "users", "remove", ADMIN[0], "--yes").output
     assert [a for a in _audit_actions(db) if a.startswith("user.")][:3] == [
         "user.remove", "user.role", "user.password"]
+
+
+# --- 6. kiosk serve stops cleanly on SIGTERM ------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_until_serving(proc, port: int) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.time() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=2):
+                return
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail(f"server did not answer: {proc.communicate(timeout=5)[0][-2000:]}")
+            time.sleep(0.3)
+
+
+@pytest.mark.slow
+def test_serve_finishes_the_request_in_flight_and_exits_0_on_sigterm(tmp_path) -> None:
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    port = _free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("KIOSK")},
+           "KIOSK__DATABASE__PATH": str(tmp_path / "kiosk.db"), "KIOSK__WEB__PORT": str(port),
+           "KIOSK__WEB__HOST": "127.0.0.1", "KIOSK__WEB__DAILY_PURGE": "false"}
+    proc = subprocess.Popen([sys.executable, "-m", "kiosk.cli", "serve"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_until_serving(proc, port)
+        body = b"username=someone&password=wrong-password"
+        conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+        conn.sendall(b"POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     b"Content-Type: application/x-www-form-urlencoded\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)  # a request is half sent: it must still be answered
+        time.sleep(0.5)
+        conn.sendall(body[10:])
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+        conn.close()
+        assert answer.startswith(b"HTTP/1.1 "), answer[:200]
+        out = proc.communicate(timeout=30)[0]
+        assert proc.returncode == 0, out[-2000:]
+        assert "Traceback" not in out
+        with pytest.raises(OSError):  # nobody listens any more
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
