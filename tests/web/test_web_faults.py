@@ -473,3 +473,14 @@ def test_serve_finishes_the_request_in_flight_and_exits_0_on_sigterm(tmp_path) -
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_trusted_proxies_setting_is_strict(tmp_path) -> None:
+    from pydantic import ValidationError
+    from web_helpers import make_settings
+
+    assert make_settings(tmp_path).web.trusted_proxies == []
+    assert make_settings(tmp_path, trusted_proxies=[" 10.0.0.0/8", "::1"]).web.trusted_proxies == [
+        "10.0.0.0/8", "::1"]
+    with pytest.raises(ValidationError, match="not an IP address or CIDR block"):
+        make_settings(tmp_path, trusted_proxies=["proxy.example"])
