@@ -12,7 +12,8 @@ import csv
 from datetime import date
 from pathlib import Path
 
-from kiosk.errors import KioskError, listing
+from kiosk.errors import KioskError, ReportError, listing
+from kiosk.reports import check_day
 from kiosk.store import Database, NewLeave, list_people
 
 REQUIRED_COLUMNS = ("employee_id", "first_day")
@@ -20,10 +21,15 @@ MAX_ERRORS = 20
 
 
 def _day(text: str, column: str) -> date:
+    """A YYYY-MM-DD cell in reports' day range; ValueError naming the column otherwise."""
     try:
-        return date.fromisoformat(text.strip())
+        day = date.fromisoformat(text.strip())
     except ValueError:
         raise ValueError(f"{column} {text.strip()!r} is not a date (use YYYY-MM-DD)") from None
+    try:
+        return check_day(day)
+    except ReportError as exc:
+        raise ValueError(f"{column} {exc}") from None
 
 
 def _delimiter(text: str) -> str:

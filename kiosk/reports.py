@@ -672,6 +672,11 @@ def parse_day(text: str, settings: Settings, now: datetime | None = None) -> dat
         day = date.fromisoformat(value)
     except ValueError:
         raise ReportError(f"not a date: {text!r} (use YYYY-MM-DD, today or yesterday)") from None
+    return check_day(day)
+
+
+def check_day(day: date) -> date:
+    """day when it lies in FIRST_DAY..LAST_DAY; ReportError otherwise (for every date a user types)."""
     if not FIRST_DAY <= day <= LAST_DAY:
         raise ReportError(f"{day.isoformat()} is out of range: choose a day between {FIRST_DAY} and {LAST_DAY}")
     return day

@@ -20,6 +20,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 
 from kiosk.errors import KioskError, UploadError, WebError
 from kiosk.leave_csv import parse_leave_csv
+from kiosk.reports import check_day
 from kiosk.store import (
     CaptureNotFound,
     EventNotFound,
@@ -249,6 +250,7 @@ def _local_time(day_text: str, time_text: str) -> datetime:
         naive = datetime.combine(date.fromisoformat(day_text.strip()), time.fromisoformat(time_text.strip()))
     except ValueError:
         raise WebError(f"not a date and time: {day_text!r} {time_text!r} (use YYYY-MM-DD and HH:MM)") from None
+    check_day(naive.date())
     return naive.replace(tzinfo=ctx().settings.tz)
 
 
@@ -289,9 +291,10 @@ def _form_day(field: str) -> date:
     """A form date (YYYY-MM-DD) -> date; WebError naming the field if bad."""
     text = request.form.get(field, "").strip()
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise WebError(f"not a date: {text!r} (use YYYY-MM-DD)") from None
+    return check_day(day)
 
 
 @bp.route("/people/<int:person_id>/leave", methods=["POST"])

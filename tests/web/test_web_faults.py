@@ -484,3 +484,23 @@ def test_trusted_proxies_setting_is_strict(tmp_path) -> None:
         "10.0.0.0/8", "::1"]
     with pytest.raises(ValidationError, match="not an IP address or CIDR block"):
         make_settings(tmp_path, trusted_proxies=["proxy.example"])
+
+
+def test_absurd_days_in_admin_forms_are_refused(admin_client: tuple[FlaskClient, str], db) -> None:
+    from kiosk.leave_csv import parse_leave_csv
+    from kiosk.store import add_person, leave_between
+
+    p = add_person(db, "E1", "Zoë Example")
+    client, token = admin_client
+    for day in ("9999-12-31", "0001-01-01"):
+        r = client.post(f"/admin/people/{p.id}/leave", data={"first_day": day, "kind": "holiday",
+                                                              "csrf_token": token})
+        assert r.status_code == 400 and "between" in r.get_data(as_text=True)
+        r = client.post(f"/admin/people/{p.id}/events", data={"date": day, "time": "00:00", "kind": "in",
+                                                               "note": "forgot", "csrf_token": token})
+        assert r.status_code == 400 and "between" in r.get_data(as_text=True)
+    assert leave_between(db) == []
+    from kiosk.errors import KioskError
+
+    with pytest.raises(KioskError, match="line 2: first_day 9999-12-31 is out of range"):
+        parse_leave_csv(b"employee_id,first_day\nE1,9999-12-31\n", db, "hr.csv")
