@@ -85,6 +85,11 @@ class IdConverter(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
+def excel_url(csv_url: str) -> str:
+    """The same CSV link with ?excel=1 (a UTF-8 BOM in front, for Excel)."""
+    return f"{csv_url}{'&' if '?' in csv_url else '?'}excel=1"
+
+
 def _excel_bom(response: Response) -> None:
     """Prefix a CSV response with a UTF-8 BOM (for ?excel=1)."""
     if response.is_streamed:
@@ -216,6 +221,7 @@ def create_app(
         TEMPLATES_AUTO_RELOAD=False,
     )
     app.jinja_env.autoescape = True
+    app.jinja_env.globals["excel_url"] = excel_url  # also inside imported macros
     app.extensions["kiosk"] = WebContext(
         settings=settings, db=database, clock=clock or SystemClock(),
         limiter=auth.LoginLimiter(web.login_attempts, web.login_address_attempts, web.login_window_s),

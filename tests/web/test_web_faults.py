@@ -504,3 +504,13 @@ def test_absurd_days_in_admin_forms_are_refused(admin_client: tuple[FlaskClient,
 
     with pytest.raises(KioskError, match="line 2: first_day 9999-12-31 is out of range"):
         parse_leave_csv(b"employee_id,first_day\nE1,9999-12-31\n", db, "hr.csv")
+
+
+def test_pages_link_the_excel_csv(admin_client: tuple[FlaskClient, str], db) -> None:
+    from kiosk.store import add_person
+
+    p = add_person(db, "E1", "Zoë Example")
+    client, _ = admin_client
+    for page in ("/people", "/admin/audit", f"/people/{p.id}", "/leave"):
+        html = client.get(page).get_data(as_text=True)
+        assert "excel=1" in html and "CSV for Excel" in html, page
