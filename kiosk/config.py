@@ -7,6 +7,7 @@ and, where the YAML file gave it, the line.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import date, datetime, time
 from pathlib import Path
@@ -277,11 +278,17 @@ class WebSettings(_Section):
     secure_cookies: bool = False
     # A login lasts this many hours; longer is more convenient, shorter limits a stolen cookie.
     session_hours: float = Field(12.0, gt=0.0, le=24.0 * 30)
-    # Failed logins allowed per client address (and per username) within login_window_s
-    # before further attempts are refused until the window passes. Lower slows guessing
-    # more and locks out a clumsy typist sooner.
+    # Wrong passwords allowed per account (from any address) before each further try must
+    # wait: 2 s, then 4, 8, ... up to login_window_s; a quiet 2 x login_window_s forgets them.
+    # Lower slows guessing more and makes a clumsy typist wait sooner.
     login_attempts: int = Field(5, ge=1, le=1000)
+    # The same per client address, much higher: an office behind one NAT address shares it.
+    login_address_attempts: int = Field(50, ge=1, le=100000)
     login_window_s: int = Field(300, ge=10, le=86400)
+    # Reverse proxies (IP addresses or CIDR blocks) whose X-Forwarded-For header names the
+    # client (for login throttling and the audit log). Empty: the header is ignored, since
+    # anyone can send it.
+    trusted_proxies: list[str] = Field(default_factory=list)
     # Enrolment uploads: photos per person, bytes per photo and pixels per photo. Larger
     # accepts phone photos unchanged; smaller bounds memory and decoding time on the Pi.
     max_photos: int = Field(12, ge=1, le=50)
@@ -297,6 +304,16 @@ class WebSettings(_Section):
     daily_purge: bool = True
     # Worker threads of the production server (waitress); more serves more browsers at once.
     threads: int = Field(4, ge=1, le=64)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or CIDR block: {item!r}") from None
+        return [item.strip() for item in value]
 
 
 class ServiceSettings(_Section):
