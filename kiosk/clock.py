@@ -72,9 +72,12 @@ def site_time(value: datetime, tz: ZoneInfo) -> datetime:
     back) and no offset says which, or the offset is not tz's offset at that time.
     """
     local = value.replace(tzinfo=None)
-    candidates = [local.replace(tzinfo=tz, fold=fold) for fold in (0, 1)]
-    real = [c for c in candidates if c.astimezone(UTC).astimezone(tz).replace(tzinfo=None) == local]
     shown = f"{local:%Y-%m-%d %H:%M}"
+    candidates = [local.replace(tzinfo=tz, fold=fold) for fold in (0, 1)]
+    try:
+        real = [c for c in candidates if c.astimezone(UTC).astimezone(tz).replace(tzinfo=None) == local]
+    except OverflowError:
+        raise LocalTimeError(f"{shown} is out of range") from None
     if not real:
         shifted = candidates[0].astimezone(UTC).astimezone(tz)
         raise LocalTimeError(f"{shown} does not exist in {tz.key}: the clocks skip that hour (clocks there "
