@@ -152,11 +152,31 @@ class RecognitionSettings(_Section):
     # Enrolment refuses a face within this distance of another person (unless --force).
     duplicate_distance: float = Field(0.45, ge=0.0, le=2.0)
     quality: FaceQualitySettings = FaceQualitySettings()
+    # Which net turns the aligned face chip into its 128-d embedding: "dlib" (dlib's ResNet,
+    # as face_recognition runs it) or "litert" (the same net converted to a float16 .tflite,
+    # run by LiteRT: embeddings within 0.01 of dlib's, see models/EMBEDDER.md for the measured
+    # differences and speed). Templates record which one made them: after a switch the
+    # service log and the admin status page list whom to re-enrol. litert needs num_jitters 1.
+    embedder: Literal["dlib", "litert"] = "dlib"
+    # The litert embedder's .tflite; empty means the model shipped with the package.
+    embedder_model: Path | None = None
+    # Check the litert model's SHA-256 against the .sha256 file beside it before loading.
+    embedder_verify_checksum: bool = True
+
+    @model_validator(mode="after")
+    def _litert_without_jitter(self) -> RecognitionSettings:
+        if self.embedder == "litert" and self.num_jitters != 1:
+            raise ValueError("recognition.embedder litert needs num_jitters: 1 (dlib's random jitter is not ported)")
+        return self
 
     def embedder_id(self) -> str:
         """How embeddings are made under these settings (stored with each template)."""
         mirror = "on" if self.mirror_tta else "off"
-        return f"dlib-resnet-v1 landmarks={self.landmark_model} mirror={mirror} jitters={self.num_jitters}"
+        net = "dlib-resnet-v1"
+        if self.embedder == "litert":
+            model = Path(self.embedder_model).name if self.embedder_model else "face_embedder_f16.tflite"
+            net = f"dlib-resnet-v1-litert:{model}"
+        return f"{net} landmarks={self.landmark_model} mirror={mirror} jitters={self.num_jitters}"
 
 
 class ExpressionSettings(_Section):

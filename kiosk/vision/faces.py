@@ -160,7 +160,11 @@ def _shape_to_landmarks(shape: Any) -> Landmarks:
 
 
 class DlibFaceAnalyzer:
-    """FaceAnalyzer on face_recognition's dlib models (HOG or CNN detector, ResNet embeddings)."""
+    """FaceAnalyzer on face_recognition's dlib models (HOG or CNN detector, ResNet embeddings).
+
+    With settings.embedder "litert" the ResNet runs as its LiteRT twin (kiosk.vision.embedder)
+    on the same dlib face chip.
+    """
 
     def __init__(self, settings: RecognitionSettings | None = None) -> None:
         self.settings = settings or RecognitionSettings()
@@ -170,6 +174,12 @@ class DlibFaceAnalyzer:
             import face_recognition.api as fr_api
         self._dlib = dlib
         self._api = fr_api
+        self._embedder: Any = None
+        if self.settings.embedder == "litert":
+            from kiosk.vision.embedder import LiteRTFaceEmbedder, model_path
+
+            self._embedder = LiteRTFaceEmbedder(model_path(self.settings.embedder_model),
+                                                check=self.settings.embedder_verify_checksum)
 
     # -- detection ---------------------------------------------------------------------------
     def detect(self, image: np.ndarray) -> list[Box]:
@@ -227,6 +237,10 @@ class DlibFaceAnalyzer:
                 shape = self._api.pose_predictor_68_point(image, rect)
             else:
                 shape = self._api.pose_predictor_5_point(image, rect)
+        if self._embedder is not None:
+            # The chip compute_face_descriptor makes (150 px, padding 0.25), into the LiteRT twin.
+            chip = self._dlib.get_face_chip(image, shape, size=150, padding=0.25)
+            return self._embedder.embed_chip(chip)
         desc = self._api.face_encoder.compute_face_descriptor(image, shape, s.num_jitters)
         return np.asarray(desc, dtype=np.float32)
 
