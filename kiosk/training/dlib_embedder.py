@@ -28,7 +28,6 @@ import argparse
 import hashlib
 import json
 import logging
-import struct
 import sys
 import time
 from dataclasses import dataclass, field
@@ -371,7 +370,7 @@ def build_keras(net: DlibNet) -> Any:
     x = layers.ReLU(name="stem_relu")(x)
     p = stem["pool"].values
     x = layers.MaxPooling2D((p["nr"], p["nc"]), strides=p["stride_y"], padding="valid", name="stem_pool")(x)
-    for n, (kind, s) in enumerate(steps[1:-1]):
+    for n, (_kind, s) in enumerate(steps[1:-1]):
         y = conv(x, s["con1"], s["aff1"], f"b{n}_conv1")
         y = layers.ReLU(name=f"b{n}_relu1")(y)
         y = conv(y, s["con2"], s["aff2"], f"b{n}_conv2")
