@@ -156,3 +156,11 @@ def test_litert_analyzer_identifies_the_same_people_as_dlib() -> None:
     # Mirror-averaged embeddings from the whole analyzer stay within the tolerance too.
     stats = distance_stats(embeddings["litert"], embeddings["dlib"])
     assert stats["max"] <= MAX_TOLERANCE, stats
+
+
+def test_evaluation_cache_key_tells_the_embedders_apart() -> None:
+    from kiosk.evaluation.faces import cache_key
+
+    dlib_key = cache_key(RecognitionSettings())
+    assert "embedder" not in dlib_key  # caches made before the setting stay valid
+    assert cache_key(RecognitionSettings(embedder="litert")) != dlib_key

@@ -134,6 +134,8 @@ def cache_key(settings: RecognitionSettings, analyzer: object | None = None) -> 
     fields = settings.model_dump(mode="json", include={"detector", "upsample", "edge_pad", "num_jitters",
                                                        "landmark_model", "mirror_tta", "quality"})
     fields["analyzer"] = type(analyzer).__name__ if analyzer is not None else "DlibFaceAnalyzer"
+    if settings.embedder != "dlib":  # (dlib's keys stay as they were before the setting existed)
+        fields["embedder"] = settings.embedder_id()
     return json.dumps(fields, sort_keys=True)
 
 

@@ -406,7 +406,7 @@ def build_keras(net: DlibNet) -> Any:
 # Export and checks.
 
 def export_tflite(model: Any, out: Path, precision: str, calibration: np.ndarray | None = None) -> Path:
-    """Write model as .tflite (precision 'f32', 'f16' or 'int8') plus its .sha256; returns out."""
+    """Write model as .tflite (precision 'f32', 'f16', 'dyn8' or 'int8') plus its .sha256; returns out."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -425,6 +425,9 @@ def export_tflite(model: Any, out: Path, precision: str, calibration: np.ndarray
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         # float32 chip in, float32 embedding out; int8 inside.
+    elif precision == "dyn8":
+        # Dynamic range: int8 weights, activations quantised on the fly (no calibration).
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif precision != "f32":
         raise ValueError(f"unknown precision {precision!r}")
     data = converter.convert()
@@ -503,6 +506,39 @@ def tflite_embed(path: Path, chips: np.ndarray, threads: int = 1) -> tuple[np.nd
     return embs, ms
 
 
+def paired_timing(models: dict[str, Path], chips: np.ndarray, n: int = 40) -> dict[str, float]:
+    """Median ms per face of dlib's compute_face_descriptor and of each .tflite (LiteRT, 1 thread).
+
+    The calls alternate chip by chip (dlib, then each model), so all see the same machine load.
+    """
+    import warnings
+
+    from kiosk.vision.runtime import load_interpreter
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import face_recognition.api as api
+    interps = {}
+    for name, path in models.items():
+        interp, _ = load_interpreter(path, check=False, threads=1)
+        interps[name] = (interp, interp.get_input_details()[0]["index"])
+    times: dict[str, list[float]] = {"dlib": [], **{name: [] for name in models}}
+    for i, chip in enumerate(chips[: n + 2]):
+        t = time.perf_counter()
+        api.face_encoder.compute_face_descriptor(chip)
+        dt = {"dlib": time.perf_counter() - t}
+        x = chip[None].astype(np.float32)
+        for name, (interp, index) in interps.items():
+            t = time.perf_counter()
+            interp.set_tensor(index, x)
+            interp.invoke()
+            dt[name] = time.perf_counter() - t
+        if i >= 2:  # two warm-up rounds
+            for name, value in dt.items():
+                times[name].append(value * 1000.0)
+    return {name: float(np.median(v)) for name, v in times.items()}
+
+
 def distance_stats(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """Median, 99th percentile and max Euclidean distance between matching rows of a and b."""
     d = np.linalg.norm(a.astype(np.float64) - b.astype(np.float64), axis=1)
@@ -527,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kiosk.training.dlib_embedder", description=__doc__.split("\n")[0])
     parser.add_argument("--dat", type=Path, default=None, help="dlib .dat (default: face_recognition_models')")
     parser.add_argument("--out-dir", type=Path, default=Path("work-cache/embedder"))
-    parser.add_argument("--precision", action="append", choices=["f32", "f16", "int8"],
+    parser.add_argument("--precision", action="append", choices=["f32", "f16", "dyn8", "int8"],
                         help="repeatable; default f32 and f16")
     parser.add_argument("--faces", type=Path, default=None, help="faces folder (people/, strangers/) to measure on")
     parser.add_argument("--limit", type=int, default=400, help="photos to measure on")
@@ -548,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
     calib = None
     if args.faces is not None:
         paths = _face_photos(args.faces, args.limit + args.calibration)
-        chips, desc, names = extract_chips(paths, args.out_dir / f"chips_{len(paths)}.npz")
+        chips, desc, names = extract_chips(paths, args.out_dir / f"chips_{args.limit + args.calibration}.npz")
         calib, chips, desc = chips[-args.calibration:], chips[:-args.calibration], desc[:-args.calibration]
         keras_emb = model.predict(chips.astype(np.float32), batch_size=32, verbose=0)
         report["keras_vs_dlib"] = distance_stats(keras_emb, desc)
@@ -564,17 +600,10 @@ def main(argv: list[str] | None = None) -> int:
         report["models"][precision] = entry
         print(f"{precision}: {json.dumps(entry)}")
     if chips is not None:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import face_recognition.api as api
-        n = min(len(chips), 50)
-        start = time.perf_counter()
-        for chip in chips[:n]:
-            api.face_encoder.compute_face_descriptor(chip)
-        report["dlib_ms_per_face"] = (time.perf_counter() - start) * 1000.0 / n
-        print(f"dlib compute_face_descriptor (chip): {report['dlib_ms_per_face']:.1f} ms per face")
+        paths = {p: Path(e["file"]) for p, e in report["models"].items()}
+        report["median_ms_per_face_paired"] = paired_timing(paths, chips)
+        print("median ms per face, dlib and each twin alternating (LiteRT 1 thread): "
+              + json.dumps({k: round(v, 2) for k, v in report["median_ms_per_face_paired"].items()}))
     if args.report:
         args.report.write_text(json.dumps(report, indent=2) + "\n")
     return 0
