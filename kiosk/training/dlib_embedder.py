@@ -539,6 +539,83 @@ def paired_timing(models: dict[str, Path], chips: np.ndarray, n: int = 40) -> di
     return {name: float(np.median(v)) for name, v in times.items()}
 
 
+def identity_agreement(faces: Path, people: int = 40, strangers: int = 100, enrol: int = 3,
+                       model: Path | None = None, cache: Path | None = None) -> dict[str, Any]:
+    """The door's decisions with embedder dlib against litert (default settings, mirror TTA on).
+
+    Every len/people-th person of faces/people: the first `enrol` photos are templates, the rest
+    probes; plus the first `strangers` strangers. Both analyzers describe the same detected face
+    (box found once); returns agreement, each one's rates, and the median ms of describe().
+    """
+    import warnings
+
+    from kiosk.config import RecognitionSettings
+    from kiosk.gallery import Gallery
+    from kiosk.vision.faces import DlibFaceAnalyzer, load_image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        analyzers = {"dlib": DlibFaceAnalyzer(RecognitionSettings()),
+                     "litert": DlibFaceAnalyzer(RecognitionSettings(embedder="litert", embedder_model=model))}
+    folders = sorted(p for p in (faces / "people").iterdir() if p.is_dir())
+    step = max(1, len(folders) // people)
+    chosen = folders[::step][:people]
+    photos = [(f.name, p) for f in chosen for p in sorted(f.glob("*.jpg"))]
+    photos += [(None, p) for p in sorted((faces / "strangers").glob("*.jpg"))[:strangers]]
+    emb: dict[str, list[np.ndarray | None]] = {"dlib": [], "litert": []}
+    ms: dict[str, list[float]] = {"dlib": [], "litert": []}
+    if cache is not None and cache.exists():
+        z = np.load(cache, allow_pickle=False)
+        ok = z["ok"]
+        for kind in emb:
+            emb[kind] = [z[kind][i] if ok[i] else None for i in range(len(ok))]
+            ms[kind] = list(z[f"ms_{kind}"])
+    else:
+        for _, path in photos:
+            image = load_image(path)
+            boxes = analyzers["dlib"].detect(image)
+            box = max(boxes, key=lambda b: (b[2] - b[0]) * (b[1] - b[3])) if boxes else None
+            for kind, analyzer in analyzers.items():
+                face = None
+                if box is not None:
+                    t = time.perf_counter()
+                    face = analyzer.describe(image, box)
+                    ms[kind].append((time.perf_counter() - t) * 1000.0)
+                emb[kind].append(face.embedding if face is not None and face.accepted else None)
+        if cache is not None:
+            ok = np.array([e is not None for e in emb["dlib"]])
+            zero = np.zeros(EMBEDDING_SIZE, np.float32)
+            np.savez_compressed(cache, ok=ok, **{k: np.stack([e if e is not None else zero for e in v])
+                                                 for k, v in emb.items()},
+                                **{f"ms_{k}": np.array(v) for k, v in ms.items()})
+    decisions: dict[str, list[tuple[str | None, str | None]]] = {}
+    rates: dict[str, dict[str, float]] = {}
+    for kind in emb:
+        gallery = Gallery(analyzers[kind].settings)
+        probes: list[tuple[str | None, np.ndarray | None]] = []
+        seen: dict[str, int] = {}
+        for (name, _), e in zip(photos, emb[kind], strict=True):
+            if name is not None and seen.get(name, 0) < enrol:
+                seen[name] = seen.get(name, 0) + 1
+                if e is not None:
+                    gallery.add(name, e)
+                continue
+            probes.append((name, e))
+        decisions[kind] = [(t, gallery.identify(e).person_id if e is not None else None) for t, e in probes]
+        known = [(t, g) for t, g in decisions[kind] if t is not None]
+        unknown = [g for t, g in decisions[kind] if t is None]
+        rates[kind] = {"probes": len(known), "correct": sum(t == g for t, g in known) / max(len(known), 1),
+                       "wrong_person": sum(g is not None and g != t for t, g in known) / max(len(known), 1),
+                       "strangers": len(unknown),
+                       "stranger_accepted": sum(g is not None for g in unknown) / max(len(unknown), 1)}
+    same = sum(a == b for a, b in zip(decisions["dlib"], decisions["litert"], strict=True))
+    both = [(a, b) for a, b in zip(emb["dlib"], emb["litert"], strict=True) if a is not None and b is not None]
+    return {"people": len(chosen), "photos": len(photos), "decisions": len(decisions["dlib"]),
+            "same_decision": same, "rates": rates,
+            "embedding_distance": distance_stats(np.stack([a for a, _ in both]), np.stack([b for _, b in both])),
+            "describe_ms_median": {k: float(np.median(v)) for k, v in ms.items() if v}}
+
+
 def distance_stats(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """Median, 99th percentile and max Euclidean distance between matching rows of a and b."""
     d = np.linalg.norm(a.astype(np.float64) - b.astype(np.float64), axis=1)
@@ -568,6 +645,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faces", type=Path, default=None, help="faces folder (people/, strangers/) to measure on")
     parser.add_argument("--limit", type=int, default=400, help="photos to measure on")
     parser.add_argument("--calibration", type=int, default=200, help="chips for int8 calibration (not measured on)")
+    parser.add_argument("--agreement", type=int, default=0,
+                        help="also compare the door's decisions, dlib against the shipped-precision twin, on this many people")
     parser.add_argument("--report", type=Path, default=None, help="write the measurements as JSON here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -604,6 +683,13 @@ def main(argv: list[str] | None = None) -> int:
         report["median_ms_per_face_paired"] = paired_timing(paths, chips)
         print("median ms per face, dlib and each twin alternating (LiteRT 1 thread): "
               + json.dumps({k: round(v, 2) for k, v in report["median_ms_per_face_paired"].items()}))
+    if args.faces is not None and args.agreement > 0:
+        model = args.out_dir / "face_embedder_f16.tflite"
+        if "f16" not in report["models"]:
+            raise SystemExit("--agreement needs --precision f16")
+        report["agreement"] = identity_agreement(args.faces, args.agreement, model=model,
+                                                 cache=args.out_dir / f"agreement_{args.agreement}.npz")
+        print(f"door decisions, dlib against litert f16: {json.dumps(report['agreement'])}")
     if args.report:
         args.report.write_text(json.dumps(report, indent=2) + "\n")
     return 0
