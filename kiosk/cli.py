@@ -711,6 +711,18 @@ def train_expressions(data_dir: Path, out_path: Path, work_dir: Path | None, epo
     click.echo(json.dumps(report))
 
 
+@train.command("embedder", context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@friendly
+def train_embedder(args: tuple[str, ...]) -> None:
+    """Convert dlib's face embedder (.dat) to LiteRT and measure it against dlib (--help: its options)."""
+    from kiosk.training.dlib_embedder import main as convert
+
+    code = convert(list(args), prog="kiosk train embedder")
+    if code:
+        raise SystemExit(code)
+
+
 # --- web app and accounts ---------------------------------------------------------------------
 
 

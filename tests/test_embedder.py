@@ -164,3 +164,15 @@ def test_evaluation_cache_key_tells_the_embedders_apart() -> None:
     dlib_key = cache_key(RecognitionSettings())
     assert "embedder" not in dlib_key  # caches made before the setting stay valid
     assert cache_key(RecognitionSettings(embedder="litert")) != dlib_key
+
+
+def test_converter_cli_refuses_a_file_that_is_not_a_dlib_net(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from kiosk.cli import main
+
+    junk = tmp_path / "junk.dat"
+    junk.write_bytes(b"not a dlib net")
+    result = CliRunner().invoke(main, ["train", "embedder", "--dat", str(junk), "--out-dir", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "bad integer control byte" in result.output and "Traceback" not in result.output

@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from kiosk.errors import ModelError
+
 logger = logging.getLogger(__name__)
 
 CHIP_SIZE = 150
@@ -46,7 +48,7 @@ LEVELS: tuple[tuple[int, bool, int], ...] = (
     (32, False, 3), (64, True, 4), (128, True, 3), (256, True, 3), (256, True, 1))
 
 
-class DlibFormatError(ValueError):
+class DlibFormatError(ModelError, ValueError):
     """The file is not the dlib network this reader knows."""
 
 
@@ -635,9 +637,9 @@ def _face_photos(root: Path, limit: int) -> list[Path]:
     return paths[:limit]
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m kiosk.training.dlib_embedder") -> int:
     """CLI: convert the dlib .dat to .tflite and measure it against dlib on face chips."""
-    parser = argparse.ArgumentParser(prog="python -m kiosk.training.dlib_embedder", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=prog, description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--dat", type=Path, default=None, help="dlib .dat (default: face_recognition_models')")
     parser.add_argument("--out-dir", type=Path, default=Path("work-cache/embedder"))
     parser.add_argument("--precision", action="append", choices=["f32", "f16", "dyn8", "int8"],
