@@ -3,7 +3,8 @@
 Images are RGB uint8 HxWx3 numpy arrays; boxes are (top, right, bottom, left) pixels, as in
 face_recognition. Each face is detected once; its box is reused for landmarks and embedding.
 With RecognitionSettings.mirror_tta the embedding is the mean of the face's and its mirror
-image's embeddings (test-time augmentation).
+image's embeddings (test-time augmentation). With RecognitionSettings.embedder "litert" the
+embedding net runs as its LiteRT twin (kiosk/vision/embedder.py) on dlib's own face chip.
 """
 
 from __future__ import annotations
