@@ -183,7 +183,7 @@ def enroll(ctx: Context, name: str, employee_id: str, force: bool, replace: bool
            at_kiosk: bool, photos: tuple[Path, ...]) -> None:
     """Enrol a person from PHOTOS (files or folders; each must show exactly one usable face),
     or with --at-kiosk from photos the kiosk camera takes."""
-    from kiosk.enrolment import EnrolmentError, enrol, load_photos
+    from kiosk.enrolment import EnrolmentError, enrol, photo_loaders
     from kiosk.vision.faces import make_analyzer
 
     if at_kiosk and photos:
@@ -194,12 +194,12 @@ def enroll(ctx: Context, name: str, employee_id: str, force: bool, replace: bool
     if at_kiosk:
         _enrol_at_kiosk(ctx, name, employee_id, force=force, replace=replace, consent=consent)
         return
-    images, unreadable = load_photos(photos)
+    loaders = photo_loaders(photos, settings.enrolment.max_photo_side)  # decoded one at a time
     with ctx.open_db() as database:
         try:
             result = enrol(database, settings, make_analyzer(settings.recognition), name=name,
-                           employee_id=employee_id, photos=images, force=force, replace=replace,
-                           expression_consent=consent, unreadable=unreadable)
+                           employee_id=employee_id, photos=loaders, force=force, replace=replace,
+                           expression_consent=consent)
         except EnrolmentError as exc:
             if exc.result is not None:
                 click.echo(f"{name} ({employee_id}): not enrolled", err=True)

@@ -258,12 +258,29 @@ class RetentionSettings(_Section):
 class EnrolmentSettings(_Section):
     # Enrolment at the kiosk: an admin asks (web app or `kiosk enroll --at-kiosk`), the person
     # stands at the door and the kiosk's own camera takes the photos.
-    # Photos taken. More cover more of the small pose changes at the door; fewer are quicker.
-    capture_photos: int = Field(5, ge=3, le=20)
+    # Least photos with a usable face an enrolment needs (photo files, web upload and kiosk
+    # camera alike). More give the gallery more poses and let the consistency check spot a
+    # photo of somebody else by majority; fewer make enrolment quicker but one odd photo
+    # weighs more (with 2, a mismatch only says that one of them is wrong).
+    min_photos: int = Field(3, ge=1, le=20)
+    # Photos are scaled down (aspect kept) to at most this many pixels on the longer side
+    # before faces are looked for. Larger finds smaller faces; smaller is quicker and bounds
+    # memory (face detection time grows with the pixel count).
+    max_photo_side: int = Field(1600, ge=320, le=4096)
+    # Photos taken at the kiosk (at least min_photos). More cover more of the small pose
+    # changes at the door; fewer are quicker.
+    capture_photos: int = Field(5, ge=1, le=20)
     # Least seconds between two photos taken, so they differ a little (pose, expression).
     capture_interval_s: float = Field(0.5, ge=0.0, le=10.0)
     # A request is dropped when the photos are not taken within this many seconds of asking.
     capture_timeout_s: float = Field(120.0, ge=10.0, le=3600.0)
+
+    @model_validator(mode="after")
+    def _enough_capture_photos(self) -> EnrolmentSettings:
+        if self.capture_photos < self.min_photos:
+            raise ValueError(f"enrolment.capture_photos ({self.capture_photos}) must be at least "
+                             f"enrolment.min_photos ({self.min_photos})")
+        return self
 
 
 class WebSettings(_Section):
@@ -347,6 +364,13 @@ class Settings(_Section):
     web: WebSettings = WebSettings()
     service: ServiceSettings = ServiceSettings()
     screen: ScreenSettings = ScreenSettings()
+
+    @model_validator(mode="after")
+    def _uploads_allow_min_photos(self) -> Settings:
+        if self.web.max_photos < self.enrolment.min_photos:
+            raise ValueError(f"web.max_photos ({self.web.max_photos}) must be at least "
+                             f"enrolment.min_photos ({self.enrolment.min_photos}): no upload could enrol anybody")
+        return self
 
     @property
     def tz(self) -> ZoneInfo:

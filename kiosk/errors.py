@@ -48,6 +48,10 @@ class DuplicatePerson(StoreError):
     """An employee id (or username) is already taken."""
 
 
+class InvalidIdentity(StoreError):
+    """A name or employee id the database cannot hold: empty, too long or with control characters."""
+
+
 class InvalidTemplate(StoreError):
     """A face template is not a finite 128-d float vector."""
 
