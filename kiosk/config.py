@@ -365,13 +365,6 @@ class Settings(_Section):
     service: ServiceSettings = ServiceSettings()
     screen: ScreenSettings = ScreenSettings()
 
-    @model_validator(mode="after")
-    def _uploads_allow_min_photos(self) -> Settings:
-        if self.web.max_photos < self.enrolment.min_photos:
-            raise ValueError(f"web.max_photos ({self.web.max_photos}) must be at least "
-                             f"enrolment.min_photos ({self.enrolment.min_photos}): no upload could enrol anybody")
-        return self
-
     @property
     def tz(self) -> ZoneInfo:
         """The site's time zone."""

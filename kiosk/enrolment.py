@@ -216,17 +216,13 @@ def enrol(
     """Enrol (or with replace, re-enrol) a person from (source name, RGB uint8 HxWx3 image or its
     loader) photos, analysed one at a time.
 
-    Raises EnrolmentError (nothing stored) when fewer than enrolment.min_photos photos are given
-    or usable, when a face matches another enrolled person (unless force), or when the employee
+    Raises EnrolmentError (nothing stored) when fewer than enrolment.min_photos photos are
+    usable, when a face matches another enrolled person (unless force), or when the employee
     id exists (unless replace) or the name or id is unusable.
     """
     name, employee_id = clean_identity(name, employee_id)
     existing = check_employee_id(db, name, employee_id, replace=replace)
     e = settings.enrolment
-    given = len(photos) + len(unreadable)
-    if given < e.min_photos:
-        raise EnrolmentError(f"nothing enrolled for {name}: at least {e.min_photos} photos of the person "
-                             f"are needed, {given} given")
     keep = settings.retention.keep_enrolment_images
     verdicts = list(unreadable) + [_judge(analyzer, source, photo, e.max_photo_side, keep)
                                    for source, photo in photos]

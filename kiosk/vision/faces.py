@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -114,16 +116,9 @@ def fit_within(image: np.ndarray, max_side: int | None) -> np.ndarray:
     return np.ascontiguousarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
 
 
-def decode_image(source: Any, name: str, *, max_side: int | None = None,
-                 max_pixels: int = MAX_IMAGE_PIXELS, formats: frozenset[str] | None = None,
-                 verify: bool = False) -> np.ndarray:
-    """Decode a photo (a path or a binary file object) -> RGB uint8 HxWx3, EXIF orientation applied,
-    grey made RGB, the longer side at most max_side px (None: full size).
-
-    The pixel count is read from the header first: too many (see check_pixels) is an ImageError
-    before anything is decoded. JPEGs are decoded reduced (draft mode) when max_side allows, and
-    no full-size copy outlives the decoding. formats: Pillow format names accepted (None: any).
-    """
+@contextmanager
+def _pillow_errors(name: str) -> Iterator[None]:
+    """Pillow's many exceptions for a bad file -> one ImageError naming the photo."""
     from PIL import Image, ImageFile, UnidentifiedImageError
 
     # face_recognition switches truncated-file tolerance on for everybody; a cut-off
@@ -134,16 +129,7 @@ def decode_image(source: Any, name: str, *, max_side: int | None = None,
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            if verify:
-                with Image.open(source) as probe:
-                    _check_format(probe, name, formats)
-                    check_pixels(probe, name, max_pixels)
-                    probe.verify()
-                source.seek(0)
-            with Image.open(source) as img:
-                _check_format(img, name, formats)
-                check_pixels(img, name, max_pixels)
-                rgb = _decode_reduced(img, max_side)
+            yield
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -152,6 +138,42 @@ def decode_image(source: Any, name: str, *, max_side: int | None = None,
         raise ImageError(f"{name}: image too large to decode safely") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{name}: cannot read image: corrupt or truncated ({exc})") from None
+
+
+def probe_image(source: Any, name: str, *, max_pixels: int = MAX_IMAGE_PIXELS,
+                formats: frozenset[str] | None = None) -> tuple[int, int]:
+    """(width, height) px of a photo (a path or a binary file object) from its header, decoding
+    nothing; ImageError if it is no image, of a format not in formats, or too large (check_pixels)."""
+    from PIL import Image
+
+    with _pillow_errors(name), Image.open(source) as probe:
+        _check_format(probe, name, formats)
+        check_pixels(probe, name, max_pixels)
+        return probe.size
+
+
+def decode_image(source: Any, name: str, *, max_side: int | None = None,
+                 max_pixels: int = MAX_IMAGE_PIXELS, formats: frozenset[str] | None = None,
+                 verify: bool = False) -> np.ndarray:
+    """Decode a photo (a path or a binary file object) -> RGB uint8 HxWx3, EXIF orientation applied,
+    grey made RGB, the longer side at most max_side px (None: full size).
+
+    The header is checked first (probe_image): too many pixels is an ImageError before anything
+    is decoded. JPEGs are decoded reduced (draft mode) when max_side allows, and no full-size
+    copy outlives the decoding. formats: Pillow format names accepted (None: any); verify: run
+    Pillow's structural check of the file first (file objects only).
+    """
+    from PIL import Image
+
+    with _pillow_errors(name):
+        if verify:
+            with Image.open(source) as probe:
+                probe.verify()
+            source.seek(0)
+        with Image.open(source) as img:
+            _check_format(img, name, formats)
+            check_pixels(img, name, max_pixels)
+            rgb = _decode_reduced(img, max_side)
     return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
 
 

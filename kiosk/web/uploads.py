@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import io
 import logging
-import warnings
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from kiosk.errors import ImageError, UploadError
-from kiosk.vision.faces import check_pixels, decode_image
+from kiosk.vision.faces import decode_image, probe_image
 
 logger = logging.getLogger(__name__)
 
@@ -68,42 +66,19 @@ def _check_bytes(name: str | None, data: bytes, limits: UploadLimits) -> str:
     return name
 
 
-def _decode(name: str, data: bytes, limits: UploadLimits, header_only: bool) -> np.ndarray | None:
-    """Check (and unless header_only, decode) one upload -> RGB uint8 HxWx3 or None; UploadError if refused."""
-    from PIL import Image
-
+def _check_header(name: str, data: bytes, limits: UploadLimits) -> None:
+    """UploadError when the upload is no image, of a refused format or too many pixels (decodes nothing)."""
     try:
-        if header_only:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # check_pixels decides
-                with Image.open(io.BytesIO(data)) as probe:  # reads the header, decodes nothing
-                    _check_header(probe, name, limits)
-            return None
-        return decode_image(io.BytesIO(data), name, max_side=limits.max_side, max_pixels=limits.max_pixels,
-                            formats=FORMATS, verify=True)
+        probe_image(io.BytesIO(data), name, max_pixels=limits.max_pixels, formats=FORMATS)
     except ImageError as exc:
         raise UploadError(str(exc)) from None
-    except UploadError:
-        raise
-    except Image.DecompressionBombError:
-        raise UploadError(f"{name}: image too large to decode safely") from None
-    except Exception as exc:  # Pillow raises many kinds for a malformed header
-        raise UploadError(f"{name}: not an image (or an unknown format) ({exc.__class__.__name__})") from None
-
-
-def _check_header(probe: Any, name: str, limits: UploadLimits) -> None:
-    """UploadError when the opened (not decoded) image is of a refused format or too many pixels."""
-    fmt = probe.format or ""
-    if fmt not in ALLOWED_FORMATS:
-        raise UploadError(f"{name}: {fmt or 'unknown'} images are not accepted (JPEG, PNG or WebP only)")
-    check_pixels(probe, name, limits.max_pixels)
 
 
 def check_photo(name: str | None, data: bytes, limits: UploadLimits) -> str:
     """The file name of an upload that passes every check short of decoding (name, bytes, format,
     pixel count from the header); UploadError otherwise. Cheap: nothing is decoded."""
     name = _check_bytes(name, data, limits)
-    _decode(name, data, limits, header_only=True)
+    _check_header(name, data, limits)
     return name
 
 
@@ -111,8 +86,11 @@ def decode_photo(name: str, data: bytes, limits: UploadLimits) -> Photo:
     """Check and decode one upload -> Photo (RGB uint8 HxWx3, EXIF orientation applied, scaled
     to at most limits.max_side px a side)."""
     name = check_photo(name, data, limits)
-    image = _decode(name, data, limits, header_only=False)
-    assert image is not None
+    try:
+        image = decode_image(io.BytesIO(data), name, max_side=limits.max_side, max_pixels=limits.max_pixels,
+                             formats=FORMATS, verify=True)
+    except ImageError as exc:
+        raise UploadError(str(exc)) from None
     return Photo(name=name, image=image, data=data)
 
 
