@@ -85,10 +85,13 @@ class FaceAnalyzer(Protocol):
 # Photos with more pixels than this are refused from their header, before any decoding.
 MAX_IMAGE_PIXELS = 50_000_000
 # Formats that cannot be decoded at a reduced size (PNG, WebP, BMP, progressive JPEG) hold the
-# whole image while decoding, 4 bytes a pixel in Pillow: above this many pixels (80 MB) they
-# are refused. Baseline JPEG (what cameras and phones write) is decoded at 1/2, 1/4 or 1/8
-# size instead, so it is allowed up to MAX_IMAGE_PIXELS.
-MAX_FULL_DECODE_PIXELS = 20_000_000
+# whole image while decoding, 4 bytes a pixel in Pillow: above this many pixels (32 MB; an
+# 8 MP camera's 3264x2448) they are refused. Measured with `kiosk enroll` (the face models
+# alone take ~180 MB, three small photos peak at ~240 MB): three 8 MP PNGs peak at ~290 MB,
+# three 12 MP ones at ~315 MB, 20 MP ones at ~350 MB and 2 s each. Baseline JPEG (what
+# cameras and phones write) is decoded at 1/2, 1/4 or 1/8 size instead, so it is allowed up
+# to MAX_IMAGE_PIXELS.
+MAX_FULL_DECODE_PIXELS = 8_000_000
 
 
 def check_pixels(img: Any, name: str, max_pixels: int) -> None:
