@@ -264,11 +264,12 @@ class EnrolmentSettings(_Section):
     # weighs more (with 2, a mismatch only says that one of them is wrong).
     min_photos: int = Field(3, ge=1, le=20)
     # Photos are scaled down (aspect kept) to at most this many pixels on the longer side
-    # before faces are looked for. Larger finds smaller faces (a person alone fills hundreds
-    # of pixels even at 1024); smaller is quicker and needs less memory: detection time and
-    # memory grow with the pixel count (measured here: 0.5 s and +30 MB a photo at 1024,
-    # 1.2 s and +60 MB at 1600; a Pi takes several times as long).
-    max_photo_side: int = Field(1024, ge=320, le=4096)
+    # before faces are looked for. Larger finds smaller faces (a person alone is still a
+    # face of 150 px or more at 800; the embedding uses a 150 px face chip); smaller is
+    # quicker and needs less memory, as detection grows with the pixel count. `kiosk enroll`
+    # of eight 3600 px photos here: 8 s and 266 MB peak at 800, 10 s and 294 MB at 1024,
+    # 368 MB at 1600 (a Pi takes several times as long).
+    max_photo_side: int = Field(800, ge=320, le=4096)
     # Photos taken at the kiosk (at least min_photos). More cover more of the small pose
     # changes at the door; fewer are quicker.
     capture_photos: int = Field(5, ge=1, le=20)
@@ -301,9 +302,11 @@ class WebSettings(_Section):
     login_attempts: int = Field(5, ge=1, le=1000)
     login_window_s: int = Field(300, ge=10, le=86400)
     # Enrolment uploads: photos per person, bytes per photo and pixels per photo. Larger
-    # accepts phone photos unchanged; smaller bounds memory and decoding time on the Pi.
-    max_photos: int = Field(12, ge=1, le=50)
-    max_photo_mb: float = Field(10.0, gt=0.0, le=100.0)
+    # accepts phone photos unchanged; smaller bounds memory and decoding time on the Pi. The
+    # whole upload (max_photos x max_photo_mb) is held in memory beside the face models
+    # (~220 MB): 8 x 6 MB peaks at ~300 MB, 12 x 10 MB at ~400 MB.
+    max_photos: int = Field(8, ge=1, le=50)
+    max_photo_mb: float = Field(6.0, gt=0.0, le=100.0)
     max_photo_megapixels: float = Field(40.0, gt=0.0, le=200.0)
     # Signing key for session cookies; created (random, mode 0600) on first start.
     # Empty means "web_secret.key" beside the database file.

@@ -73,9 +73,9 @@ def _admins_only() -> None:
         abort(403)
 
 
-# Enrolments (photo decoding and face analysis) the web app runs at once; each holds up to
-# ~100 MB beside the shared face models. Another request waits ENROLMENT_WAIT_S for a slot,
-# then is told the server is busy (503).
+# Enrolments (photo decoding and face analysis) the web app runs at once; each needs up to
+# ~100 MB beside the shared face models (~220 MB). Another request waits ENROLMENT_WAIT_S for
+# a slot, then is told the server is busy (503).
 ENROLMENT_SLOTS = threading.BoundedSemaphore(1)
 ENROLMENT_WAIT_S = 5.0
 
@@ -87,28 +87,47 @@ def _limits() -> UploadLimits:
                         max_pixels=int(web.max_photo_megapixels * 1e6), max_side=s.enrolment.max_photo_side)
 
 
-def _uploaded_photos() -> list[tuple[str, Callable[[], Any]]]:
-    """(unique file name, loader -> RGB uint8 HxWx3) per uploaded photo; every header is checked
-    now (UploadError), each photo is decoded only when enrolment comes to it."""
+def _uploaded_photos() -> list[tuple[str, Any]]:
+    """(unique file name, RGB uint8 HxWx3 scaled to enrolment.max_photo_side, or a loader that
+    raises the photo's ImageError) per uploaded photo.
+
+    Every upload's header is checked first (UploadError refuses the lot); then the photos are
+    decoded one by one, each upload's bytes dropped once decoded, so that only the scaled
+    images (~1.4 MB each at 800 px) are held while faces are looked for.
+    """
     limits = _limits()
-    files = [(f.filename, f.read(limits.max_bytes + 1)) for f in request.files.getlist("photos")]
+    files = check_photos([(f.filename, _read_and_close(f, limits.max_bytes + 1))
+                          for f in request.files.getlist("photos")], limits)
+    files.reverse()
     seen: dict[str, int] = {}
     photos = []
-    for name, data in check_photos(files, limits):  # enrolment keys photos by name: make names unique
-        n = seen.get(name, 0)
+    while files:
+        name, data = files.pop()
+        n = seen.get(name, 0)  # enrolment keys photos by name: make names unique
         seen[name] = n + 1
-        photos.append((name if n == 0 else f"{n + 1}-{name}", _loader(name, data, limits)))
+        photos.append((name if n == 0 else f"{n + 1}-{name}", _decoded(name, data, limits)))
+        del data
     return photos
 
 
-def _loader(name: str, data: bytes, limits: UploadLimits) -> Callable[[], Any]:
-    """Decode the upload when called (ImageError, as enrolment expects, when it is refused)."""
-    def load() -> Any:
-        try:
-            return decode_photo(name, data, limits).image
-        except UploadError as exc:
-            raise ImageError(str(exc)) from None
-    return load
+def _read_and_close(upload: Any, most: int) -> bytes:
+    """Up to most bytes of an uploaded file, whose in-memory buffer is freed at once (one copy held, not two)."""
+    try:
+        return upload.read(most)
+    finally:
+        upload.close()
+
+
+def _decoded(name: str, data: bytes, limits: UploadLimits) -> Any:
+    """The upload as RGB uint8 HxWx3 (scaled), or a loader that raises its ImageError (its verdict)."""
+    try:
+        return decode_photo(name, data, limits).image
+    except UploadError as exc:
+        message = str(exc)
+
+    def refused() -> Any:
+        raise ImageError(message)
+    return refused
 
 
 def _enrol_form(form: dict[str, str], result: Any, error: str | None, person: PersonInfo | None) -> str:
@@ -122,17 +141,16 @@ def _run_enrol(form: dict[str, str], *, replace: bool) -> tuple[Any, str | None,
     from kiosk.enrolment import EnrolmentError, enrol
 
     c = ctx()
-    try:
-        photos = _uploaded_photos()
-    except UploadError as exc:
-        return None, str(exc), 400
     if not ENROLMENT_SLOTS.acquire(timeout=ENROLMENT_WAIT_S):
         return None, "Busy: another enrolment is running right now; please try again in a minute.", 503
     try:
+        photos = _uploaded_photos()
         result = enrol(c.db, c.settings, c.face_analyzer(), name=form["name"],
                        employee_id=form["employee_id"], photos=photos,
                        force=form.get("force") == "1", replace=replace,
                        expression_consent=form.get("consent") == "1", actor=actor())
+    except UploadError as exc:
+        return None, str(exc), 400
     except EnrolmentError as exc:
         return exc.result, str(exc), 400
     finally:
