@@ -304,7 +304,8 @@ class WebSettings(_Section):
     # Enrolment uploads: photos per person, bytes per photo and pixels per photo. Larger
     # accepts phone photos unchanged; smaller bounds memory and decoding time on the Pi. The
     # whole upload (max_photos x max_photo_mb) is held in memory beside the face models
-    # (~220 MB): 8 x 6 MB peaks at ~300 MB, 12 x 10 MB at ~400 MB.
+    # (~220 MB): 8 x 6 MB peaks at ~300 MB, 12 x 10 MB at ~400 MB. Photos above 50 megapixels
+    # (PNG and WebP above 8) are refused whatever max_photo_megapixels says (kiosk.vision.faces).
     max_photos: int = Field(8, ge=1, le=50)
     max_photo_mb: float = Field(6.0, gt=0.0, le=100.0)
     max_photo_megapixels: float = Field(40.0, gt=0.0, le=200.0)

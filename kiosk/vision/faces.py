@@ -90,16 +90,19 @@ MAX_IMAGE_PIXELS = 50_000_000
 # alone take ~180 MB, three small photos peak at ~240 MB): three 8 MP PNGs peak at ~290 MB,
 # three 12 MP ones at ~315 MB, 20 MP ones at ~350 MB and 2 s each. Baseline JPEG (what
 # cameras and phones write) is decoded at 1/2, 1/4 or 1/8 size instead, so it is allowed up
-# to MAX_IMAGE_PIXELS.
+# to MAX_IMAGE_PIXELS. Applies where a scaled-down image is asked for (enrolment, uploads);
+# a caller that wants the full-size image pays for it anyway and gets max_pixels only.
 MAX_FULL_DECODE_PIXELS = 8_000_000
 
 
-def check_pixels(img: Any, name: str, max_pixels: int) -> None:
-    """ImageError when the opened (not yet decoded) Pillow image has too many pixels to decode safely."""
+def check_pixels(img: Any, name: str, max_pixels: int, full_decode_pixels: int = MAX_FULL_DECODE_PIXELS) -> None:
+    """ImageError when the opened (not yet decoded) Pillow image has more than max_pixels, or more
+    than full_decode_pixels in a format that cannot be decoded at a reduced size."""
     width, height = img.size
     fmt = img.format or "image"
     reducible = fmt == "JPEG" and not (img.info.get("progressive") or img.info.get("progression"))
-    limit = max_pixels if reducible else min(max_pixels, MAX_FULL_DECODE_PIXELS)
+    max_pixels = min(max_pixels, MAX_IMAGE_PIXELS)
+    limit = max_pixels if reducible else min(max_pixels, full_decode_pixels)
     if width * height > limit:
         hint = "" if reducible or limit == max_pixels else (
             f"; {'progressive JPEG' if fmt == 'JPEG' else fmt} cannot be decoded reduced: "
@@ -127,8 +130,9 @@ def _pillow_errors(name: str) -> Iterator[None]:
     # face_recognition switches truncated-file tolerance on for everybody; a cut-off
     # upload must be an error here, not half a grey photo.
     ImageFile.LOAD_TRUNCATED_IMAGES = False
-    # Pillow's own decompression-bomb guard (warning above, error above twice this).
-    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    # Pillow's own decompression-bomb guard, a backstop: check_pixels refuses above
+    # MAX_IMAGE_PIXELS first, with a clearer message.
+    Image.MAX_IMAGE_PIXELS = 2 * MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -161,7 +165,7 @@ def decode_image(source: Any, name: str, *, max_side: int | None = None,
     """Decode a photo (a path or a binary file object) -> RGB uint8 HxWx3, EXIF orientation applied,
     grey made RGB, the longer side at most max_side px (None: full size).
 
-    The header is checked first (probe_image): too many pixels is an ImageError before anything
+    The header is checked first (check_pixels): too many pixels is an ImageError before anything
     is decoded. JPEGs are decoded reduced (draft mode) when max_side allows, and no full-size
     copy outlives the decoding. formats: Pillow format names accepted (None: any); verify: run
     Pillow's structural check of the file first (file objects only).
@@ -175,7 +179,7 @@ def decode_image(source: Any, name: str, *, max_side: int | None = None,
             source.seek(0)
         with Image.open(source) as img:
             _check_format(img, name, formats)
-            check_pixels(img, name, max_pixels)
+            check_pixels(img, name, max_pixels, MAX_FULL_DECODE_PIXELS if max_side is not None else max_pixels)
             rgb = _decode_reduced(img, max_side)
     return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
 

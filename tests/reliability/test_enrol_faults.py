@@ -291,3 +291,23 @@ def test_web_enrol_refuses_an_overlong_employee_id(web_admin) -> None:
     r = _post_photos(client, token, photos, name="Ray", employee_id="E" * 150)
     assert r.status_code == 400 and "employee id is too long (150 characters; at most 64)" in r.get_data(as_text=True)
     assert store.list_people(db) == []
+
+
+# --- 2. decoding: scaled, refused from the header ---------------------------------------------
+
+
+def test_photos_are_decoded_scaled_and_big_full_size_formats_refused_from_the_header(tmp_path) -> None:
+    from kiosk.errors import ImageError
+    from kiosk.vision.faces import load_image
+
+    jpeg, png = tmp_path / "big.jpg", tmp_path / "big.png"
+    Image.new("RGB", (6000, 4000), (90, 80, 70)).save(jpeg, quality=90)
+    Image.new("RGB", (3000, 3000), (90, 80, 70)).save(png)
+    assert load_image(jpeg, max_side=800).shape == (533, 800, 3)
+    with pytest.raises(ImageError, match="3000x3000 pixels is too large.*PNG cannot be decoded reduced"):
+        load_image(png, max_side=800)
+    assert load_image(png).shape == (3000, 3000, 3)  # full size asked for: only the 50 MP cap
+    huge = tmp_path / "huge.jpg"
+    Image.new("L", (10_000, 5_001)).save(huge)
+    with pytest.raises(ImageError, match="10000x5001 pixels is too large \\(at most 50 megapixels\\)"):
+        load_image(huge)
