@@ -311,3 +311,90 @@ def test_photos_are_decoded_scaled_and_big_full_size_formats_refused_from_the_he
     Image.new("L", (10_000, 5_001)).save(huge)
     with pytest.raises(ImageError, match="10000x5001 pixels is too large \\(at most 50 megapixels\\)"):
         load_image(huge)
+
+
+_SERVER = '''
+import sys, waitress
+from kiosk.config import Settings
+from kiosk.store import open_from_settings
+from kiosk.web import create_app, create_user
+settings = Settings.model_validate({"database": {"path": sys.argv[1], "backups_kept": 0}})
+db = open_from_settings(settings)
+create_user(db, "alice", "admin-password-1", "admin")
+app = create_app(settings, db, secret_key="x" * 64)
+app.extensions["kiosk"].face_analyzer()  # as after the first enrolment of a running server
+print("ready", flush=True)
+waitress.serve(app, host="127.0.0.1", port=int(sys.argv[2]), threads=4)
+'''
+
+
+def _multipart(fields: dict[str, str], files: list[Path]) -> tuple[bytes, str]:
+    """A multipart/form-data body with fields and files (as "photos") -> (body, content type)."""
+    boundary = "kiosk-test-boundary-7d1f"
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+             for k, v in fields.items()]
+    for path in files:
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="photos"; filename="{path.name}"\r\n'
+                     "Content-Type: image/jpeg\r\n\r\n".encode() + path.read_bytes() + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.mark.slow
+def test_web_enrolment_of_the_largest_accepted_upload_stays_in_bounded_memory(tmp_path) -> None:
+    """A real server (waitress) gets web.max_photos photos of nearly web.max_photo_mb each."""
+    import http.cookiejar
+    import socket
+    import urllib.parse
+    import urllib.request
+
+    import numpy as np
+
+    web = Settings().web
+    rng = np.random.default_rng(1)
+    photos = []
+    for i in range(web.max_photos):  # real faces, 3600x3600, noise added to reach ~5.9 MB
+        with Image.open(RAY[i % len(RAY)]) as img:
+            big = np.asarray(img.convert("RGB").resize((3600, 3600), Image.Resampling.BICUBIC), dtype=np.int16)
+        noisy = np.clip(big + rng.integers(-30, 30, big.shape, dtype=np.int16), 0, 255).astype(np.uint8)
+        photos.append(tmp_path / f"ray{i}.jpg")
+        Image.fromarray(noisy).save(photos[-1], quality=90)
+    assert all(p.stat().st_size <= web.max_photo_mb * 1024 * 1024 for p in photos)
+    assert sum(p.stat().st_size for p in photos) > 0.9 * web.max_photos * web.max_photo_mb * 1e6
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-c", _SERVER, str(tmp_path / "k.db"), str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        base = f"http://127.0.0.1:{port}"
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+        def token(path: str) -> str:
+            for _ in range(50):  # the server may still be binding its port
+                try:
+                    html = opener.open(base + path, timeout=10).read().decode()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+            assert match
+            return match.group(1)
+
+        login = urllib.parse.urlencode({"username": "alice", "password": "admin-password-1",
+                                        "csrf_token": token("/login")}).encode()
+        opener.open(base + "/login", data=login, timeout=10)
+        body, content_type = _multipart({"csrf_token": token("/account"), "name": "Ray", "employee_id": "E1"}, photos)
+        start = time.monotonic()
+        reply = opener.open(urllib.request.Request(base + "/admin/enrol", data=body,
+                                                   headers={"Content-Type": content_type}), timeout=120)
+        seconds = time.monotonic() - start
+        assert reply.status == 200 and f"with {len(photos)} photo(s)" in reply.read().decode()
+        status = Path(f"/proc/{server.pid}/status").read_text()
+        peak_mb = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert peak_mb < PEAK_RSS_MB, f"server peak RSS {peak_mb:.0f} MB"
+    assert seconds < 30.0, f"{seconds:.1f} s"
