@@ -26,7 +26,13 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kiosk.config import Settings
-from kiosk.errors import DatabaseOutdated, DatabaseTooNew, NotAKioskDatabase, StoreError
+from kiosk.errors import (
+    DatabaseOutdated,
+    DatabaseTooNew,
+    DatabaseUnavailable,
+    NotAKioskDatabase,
+    StoreError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -282,6 +288,14 @@ def upgrade(
     return UpgradeResult(before, target, backup_path)
 
 
+def _rollback_quietly(session: Session) -> None:
+    """Roll back after a failed statement; a connection that cannot even do that is logged, not raised."""
+    try:
+        session.rollback()
+    except Exception:  # noqa: BLE001 - the original error is the one to report
+        logger.debug("rollback after a database error failed", exc_info=True)
+
+
 class Database:
     """An open kiosk database: engine + session factory. Use the functions in kiosk.store."""
 
@@ -292,11 +306,18 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session committed on success (durably: synchronous=FULL), rolled back on error."""
+        """A session committed on success (durably: synchronous=FULL), rolled back on error.
+
+        SQLite's operational errors (locked past busy_timeout, disk full, read-only file, I/O
+        error) come out as DatabaseUnavailable, so callers outside the store can catch them.
+        """
         with self._sessions() as session:
             try:
                 yield session
                 session.commit()
+            except OperationalError as exc:
+                _rollback_quietly(session)
+                raise DatabaseUnavailable(f"database {self.path} unavailable: {exc.orig}") from exc
             except BaseException:
                 session.rollback()
                 raise

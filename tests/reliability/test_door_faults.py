@@ -1,0 +1,317 @@
+"""Door-service faults (issue 11): the database locked, full or read-only, a kill -9 with check-ins
+waiting, missing dlib models, a vanished replay folder, a clock stepping back.
+
+Real `kiosk run` processes on a replayed arrival, real SQLite files; faults are made for real
+(another connection holding the write lock, a small tmpfs filled up or remounted read-only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from door_helpers import PEOPLE, enrol_people, person_photos, write_config
+
+from kiosk import store
+from kiosk.replay_scenes import make_scene
+from kiosk.vision.faces import DlibFaceAnalyzer, make_analyzer
+
+pytestmark = pytest.mark.reliability
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENE_FPS = 5.0
+# Real-time pacing of the replay camera: the arrival comes ARRIVAL_AFTER_S after the camera opens.
+CAMERA_FPS = 10.0
+ARRIVAL_AFTER_S = 4.0
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> DlibFaceAnalyzer:
+    return make_analyzer()
+
+
+@pytest.fixture(scope="module")
+def arrival(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Frames: ARRIVAL_AFTER_S of empty entrance (at CAMERA_FPS), then person A walks up and leaves."""
+    frames = tmp_path_factory.mktemp("arrival") / "frames"
+    empty_s = ARRIVAL_AFTER_S * CAMERA_FPS / SCENE_FPS
+    make_scene([person_photos(PEOPLE[0])[0]], None, frames, SCENE_FPS, empty_s=empty_s, tail_s=2.0)
+    return frames
+
+
+@pytest.fixture(scope="module")
+def empty_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A few frames with nobody in them."""
+    frames = tmp_path_factory.mktemp("empty") / "frames"
+    make_scene([], None, frames, SCENE_FPS, empty_s=1.0)
+    return frames
+
+
+def _config(tmp_path: Path, db_path: Path, frames: Path, *, loop: bool = True, camera_fps: float = CAMERA_FPS,
+            busy_timeout_ms: int = 200, status_file: Path | None = None, cooldown_s: float = 3600.0) -> Path:
+    """A kiosk.yaml for a replay; a long cooldown so that a looping arrival makes one event."""
+    path = tmp_path / "kiosk.yaml"
+    write_config(path, db_path, frames, cooldown_s=cooldown_s, loop=loop)
+    data = yaml.safe_load(path.read_text())
+    data["camera"]["options"]["fps"] = camera_fps
+    data["database"]["busy_timeout_ms"] = busy_timeout_ms
+    if status_file is not None:
+        data["service"]["status_file"] = str(status_file)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _start(config: Path, log: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK")}
+    env["PYTHONWARNINGS"] = "ignore"
+    env.update(extra_env or {})
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "kiosk.service", "--config", str(config)],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _status(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _wait_for(predicate: Callable[[], Any], proc: subprocess.Popen[bytes] | None, timeout: float, what: str,
+              log: Path) -> float:
+    """Poll predicate every 0.1 s; seconds it took. Fails (with the log) on timeout or when proc exits."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the service exited ({proc.returncode}) while waiting for {what}; log:\n"
+                        f"{log.read_text()[-4000:]}")
+        time.sleep(0.1)
+    if proc is not None:
+        proc.kill()
+    pytest.fail(f"timed out waiting for {what}; log:\n{log.read_text()[-4000:]}")
+
+
+def _stop(proc: subprocess.Popen[bytes], log: Path) -> None:
+    """SIGTERM and expect a clean exit 0."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        rc = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert rc == 0, log.read_text()[-4000:]
+
+
+def _events(db_path: Path) -> list[tuple[int | None, str, datetime]]:
+    with store.open_database(db_path, create=False) as db:
+        rows = store.events_between(db, datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+    return [(e.person_id, e.kind, e.occurred_at) for e in rows]
+
+
+def _pending(status: dict[str, Any]) -> int:
+    return int((status.get("journal") or {}).get("pending", -1))
+
+
+def _screen(status_file: Path) -> dict[str, Any]:
+    url = _status(status_file).get("screen")
+    if not url:
+        return {}
+    try:
+        return json.loads(urllib.request.urlopen(url + "state.json", timeout=2).read())
+    except OSError:
+        return {}
+
+
+@contextmanager
+def _write_lock(db_path: Path) -> Iterator[sqlite3.Connection]:
+    """Another process's view: a connection holding the database's write lock (BEGIN IMMEDIATE)."""
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        yield conn
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        conn.close()
+
+
+def _running(status_file: Path) -> Callable[[], bool]:
+    return lambda: _status(status_file).get("state") == "running"
+
+
+def _journalled(status_file: Path) -> Callable[[], bool]:
+    def check() -> bool:
+        status = _status(status_file)
+        return _pending(status) == 1 and bool(status.get("db_fault"))
+    return check
+
+
+# -- 1. the database fails under the door --------------------------------------------------------
+
+def test_lock_beyond_busy_timeout_keeps_the_checkin(arrival: Path, analyzer: DlibFaceAnalyzer, tmp_path: Path) -> None:
+    """Another process holds the write lock far longer than busy_timeout while A arrives: the
+    service stays up, shows the fault, and writes the check-in once the lock is gone."""
+    db_path = tmp_path / "kiosk.db"
+    ids = enrol_people(db_path, analyzer)
+    config = _config(tmp_path, db_path, arrival)
+    status_file = db_path.parent / "status.json"
+    log = tmp_path / "kiosk.log"
+    proc = _start(config, log)
+    try:
+        _wait_for(_running(status_file), proc, 120, "the service to run", log)
+        with _write_lock(db_path):
+            _wait_for(_journalled(status_file), proc, 60, "the check-in to wait in the journal", log)
+            status = _status(status_file)
+            assert "locked" in status["db_fault"]["error"]
+            assert status["counts"]["events"] == 0
+            _wait_for(lambda: _screen(status_file).get("db_fault"), proc, 10, "the screen to show the fault", log)
+            time.sleep(1.0)  # held for well over busy_timeout (0.2 s) in all
+        waited = _wait_for(lambda: _pending(_status(status_file)) == 0, proc, 60,
+                           "the journalled check-in to reach the database", log)
+        status = _status(status_file)
+        assert status["db_fault"] is None and status["counts"]["events"] == 1
+        print(f"check-in reached the database {waited:.1f} s after the lock was released")
+    finally:
+        _stop(proc, log)
+    assert [(p, k) for p, k, _ in _events(db_path)] == [(ids[PEOPLE[0]], "in")]
+
+
+def test_sigkill_while_locked_then_restart_writes_the_checkin_once(
+        arrival: Path, empty_scene: Path, analyzer: DlibFaceAnalyzer, tmp_path: Path) -> None:
+    """kill -9 while the check-in waits for a locked database; the next start writes it, once."""
+    db_path = tmp_path / "kiosk.db"
+    ids = enrol_people(db_path, analyzer)
+    config = _config(tmp_path, db_path, arrival)
+    status_file = db_path.parent / "status.json"
+    log = tmp_path / "kiosk.log"
+    proc = _start(config, log)
+    try:
+        _wait_for(_running(status_file), proc, 120, "the service to run", log)
+        with _write_lock(db_path):
+            _wait_for(_journalled(status_file), proc, 60, "the check-in to wait in the journal", log)
+            proc.send_signal(signal.SIGKILL)
+            assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        proc.kill()
+    assert _events(db_path) == []
+    journal = Path(_status(status_file)["journal"]["path"])
+    with journal.open("ab") as handle:  # a write torn by the kill (a power cut would do the same)
+        handle.write(b'{"op":"event","id":"torn","person_id":1,"at":"2026-')
+    for _run in range(2):  # restarted twice: the second start must not add it again
+        config = _config(tmp_path, db_path, empty_scene, loop=False, camera_fps=0)
+        proc = _start(config, log)
+        try:
+            assert proc.wait(timeout=120) == 0, log.read_text()[-4000:]
+        finally:
+            proc.kill()
+        events = _events(db_path)
+        assert [(p, k) for p, k, _ in events] == [(ids[PEOPLE[0]], "in")], log.read_text()[-4000:]
+        assert _pending(_status(status_file)) == 0
+    occurred = events[0][2]
+    assert datetime(2026, 3, 2, 7, 55, tzinfo=UTC) < occurred < datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+def _tmpfs(path: Path, size: str = "2m") -> None:
+    path.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+
+
+def _fill(folder: Path) -> Path:
+    """Fill the file system of folder to the last byte; the filler file's path."""
+    filler = folder / "filler"
+    with filler.open("wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError:
+            pass
+        try:
+            while True:
+                handle.write(b"\0")
+                handle.flush()
+        except OSError:
+            pass
+    return filler
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MB tmpfs mounted at tmp_path/disk (skipped where mount is not allowed)."""
+    disk = tmp_path / "disk"
+    _tmpfs(disk)
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+@pytest.mark.parametrize("fault", ["full", "readonly"])
+def test_full_or_readonly_disk_keeps_the_service_up(fault: str, arrival: Path, analyzer: DlibFaceAnalyzer,
+                                                    small_disk: Path, tmp_path: Path) -> None:
+    """The database's disk fills up (SQLITE_FULL) or turns read-only while the door runs: the
+    service stays up, the status says what is wrong, and the check-in goes in once the disk is back."""
+    db_path = small_disk / "kiosk.db"
+    ids = enrol_people(db_path, analyzer)
+    status_file = tmp_path / "state" / "status.json"
+    config = _config(tmp_path, db_path, arrival, status_file=status_file)
+    log = tmp_path / "kiosk.log"
+    proc = _start(config, log)
+    filler = None
+    try:
+        _wait_for(_running(status_file), proc, 120, "the service to run", log)
+        if fault == "full":
+            filler = _fill(small_disk)
+        else:
+            subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+        _wait_for(_journalled(status_file), proc, 60, "the check-in to wait in the journal", log)
+        error = _status(status_file)["db_fault"]["error"]
+        assert ("full" in error) if fault == "full" else ("readonly" in error or "read-only" in error), error
+        time.sleep(1.0)
+        assert proc.poll() is None
+        if filler is not None:
+            filler.unlink()
+        else:
+            subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+        _wait_for(lambda: _pending(_status(status_file)) == 0, proc, 60, "the check-in to reach the database", log)
+        assert _status(status_file)["db_fault"] is None
+    finally:
+        if proc.poll() is None:
+            _stop(proc, log)
+    assert [(p, k) for p, k, _ in _events(db_path)] == [(ids[PEOPLE[0]], "in")]
+
+
+def test_full_state_disk_does_not_crash_the_status_writer(arrival: Path, analyzer: DlibFaceAnalyzer,
+                                                          small_disk: Path, tmp_path: Path) -> None:
+    """The status file's disk is full from the start: the door still records check-ins."""
+    db_path = tmp_path / "kiosk.db"
+    ids = enrol_people(db_path, analyzer)
+    status_file = small_disk / "status.json"
+    config = _config(tmp_path, db_path, arrival, loop=False, camera_fps=0, status_file=status_file)
+    _fill(small_disk)
+    log = tmp_path / "kiosk.log"
+    proc = _start(config, log)
+    try:
+        assert proc.wait(timeout=180) == 0, log.read_text()[-4000:]
+    finally:
+        proc.kill()
+    assert "Traceback" not in log.read_text()
+    assert [(p, k) for p, k, _ in _events(db_path)] == [(ids[PEOPLE[0]], "in")]
