@@ -240,6 +240,7 @@ class EventOutbox:
                          len(self._pending))
         self._db_error = message
         self._fault_since = self._fault_since or self._wall_clock()
+        self.db.close()  # fresh connections next time (a file made writable again, a reset device)
         self._next_try = self._monotonic() + self._delay_s
         self._delay_s = min(self._delay_s * 2.0, RETRY_MAX_S)
 
