@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -351,3 +352,63 @@ def test_full_state_disk_does_not_crash_the_status_writer(arrival: Path, analyze
         proc.kill()
     assert "Traceback" not in log.read_text()
     assert [(p, k) for p, k, _ in _events(db_path)] == [(ids[PEOPLE[0]], "in")]
+
+
+# -- 3. the replay camera's folder disappears ------------------------------------------------------
+
+def _camera(status_file: Path) -> dict[str, Any]:
+    return _status(status_file).get("camera") or {}
+
+
+def test_missing_replay_folder_at_start_is_camera_offline_then_recovers(
+        arrival: Path, analyzer: DlibFaceAnalyzer, tmp_path: Path) -> None:
+    """The replay folder is not there when the service starts: "camera offline" and retries
+    (not an exit); once the folder appears the door works."""
+    db_path = tmp_path / "kiosk.db"
+    ids = enrol_people(db_path, analyzer)
+    frames = tmp_path / "frames"
+    config = _config(tmp_path, db_path, frames)
+    status_file = db_path.parent / "status.json"
+    log = tmp_path / "kiosk.log"
+    proc = _start(config, log)
+    try:
+        _wait_for(lambda: _camera(status_file).get("state") == "retrying", proc, 120, "the camera to retry", log)
+        _wait_for(lambda: _screen(status_file).get("kind") == "offline", proc, 10, "'camera offline'", log)
+        assert "no such folder" in _camera(status_file)["last_error"]
+        shutil.copytree(arrival, frames)
+        _wait_for(lambda: _status(status_file).get("counts", {}).get("events") == 1, proc, 90,
+                  "the check-in after the folder appeared", log)
+        assert _camera(status_file)["reconnects"] == 1
+    finally:
+        rc = _stop(proc)
+    assert rc == 0, log.read_text()[-4000:]
+    assert [(p, k) for p, k, _ in _events(db_path)] == [(ids[PEOPLE[0]], "in")]
+
+
+def test_replay_folder_deleted_while_running_is_camera_offline(
+        arrival: Path, analyzer: DlibFaceAnalyzer, tmp_path: Path) -> None:
+    """The replay folder is removed under a running service: "camera offline", retries, and
+    frames flow again when the folder is back."""
+    db_path = tmp_path / "kiosk.db"
+    enrol_people(db_path, analyzer)
+    frames = tmp_path / "frames"
+    shutil.copytree(arrival, frames)
+    config = _config(tmp_path, db_path, frames)
+    status_file = db_path.parent / "status.json"
+    log = tmp_path / "kiosk.log"
+    proc = _start(config, log)
+    try:
+        _wait_for(lambda: _camera(status_file).get("frames", 0) >= 5, proc, 120, "frames", log)
+        shutil.rmtree(frames)
+        _wait_for(lambda: _camera(status_file).get("state") in ("lost", "retrying"), proc, 30,
+                  "the camera to be lost", log)
+        _wait_for(lambda: _screen(status_file).get("kind") == "offline", proc, 10, "'camera offline'", log)
+        time.sleep(1.0)
+        assert proc.poll() is None
+        before = _camera(status_file)["frames"]
+        shutil.copytree(arrival, frames)
+        _wait_for(lambda: _camera(status_file).get("frames", 0) > before + 5, proc, 60, "frames again", log)
+        assert _camera(status_file)["reconnects"] >= 1
+    finally:
+        rc = _stop(proc)
+    assert rc == 0, log.read_text()[-4000:]
