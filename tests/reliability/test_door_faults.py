@@ -412,3 +412,49 @@ def test_replay_folder_deleted_while_running_is_camera_offline(
     finally:
         rc = _stop(proc)
     assert rc == 0, log.read_text()[-4000:]
+
+
+# -- 2. missing or damaged dlib model files ----------------------------------------------------------
+
+def _broken_models(root: Path, damage: dict[str, int | None]) -> Path:
+    """A copy of the face_recognition_models package under root whose model files link to the real
+    ones, except those in damage: cut to that many bytes, or missing (None). Put root on PYTHONPATH."""
+    import face_recognition_models
+
+    real = Path(face_recognition_models.__file__).parent
+    package = root / "face_recognition_models"
+    (package / "models").mkdir(parents=True)
+    shutil.copy(real / "__init__.py", package / "__init__.py")
+    for model in (real / "models").glob("*.dat"):
+        target = package / "models" / model.name
+        if model.name not in damage:
+            target.symlink_to(model)
+        elif damage[model.name] is not None:
+            with model.open("rb") as src:
+                target.write_bytes(src.read(damage[model.name]))
+    return root
+
+
+@pytest.mark.parametrize(("command", "damage"), [
+    ("run", {"dlib_face_recognition_resnet_model_v1.dat": 1_000_000}),
+    ("enroll", {"shape_predictor_5_face_landmarks.dat": None}),
+])
+def test_damaged_or_missing_dlib_model_is_one_clear_message(command: str, damage: dict[str, int | None],
+                                                            arrival: Path, tmp_path: Path) -> None:
+    """`kiosk run` / `kiosk enroll` with a cut-off or missing dlib model: one message naming the
+    file and the fix, exit 1, no traceback."""
+    db_path = tmp_path / "kiosk.db"
+    config = _config(tmp_path, db_path, arrival)
+    models = _broken_models(tmp_path / "site", damage)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK")}
+    env.update(PYTHONWARNINGS="ignore", PYTHONPATH=str(models))
+    kiosk = [str(Path(sys.executable).parent / "kiosk"), "--config", str(config)]
+    args = kiosk + (["run"] if command == "run" else
+                    ["enroll", "--name", "Debbie Reynolds", "--employee-id", "E1",
+                     str(person_photos(PEOPLE[0])[1])])
+    done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "Traceback" not in output
+    (name,) = damage
+    assert name in output and "face_recognition_models" in output and "reinstall" in output, output
