@@ -67,6 +67,7 @@ class EventOutbox:
         self._on_recorded = on_recorded
         self._pending: deque[JournalEntry] = deque()
         self._latest: dict[int, EventInfo] = {}  # person id -> latest event this process decided
+        self._decided_until: dict[int, datetime] = {}  # person id -> latest time of any of those
         self._delay_s = RETRY_INITIAL_S
         self._next_try = 0.0
         self._db_error: str | None = None
@@ -102,7 +103,12 @@ class EventOutbox:
 
     # -- EventLog --------------------------------------------------------------------------------
     def last_event(self, person_id: int) -> EventInfo | None:
-        """The person's latest event: the database's, or a newer one this process decided (pending or not)."""
+        """The person's latest event: the one this process decided last (pending or not), unless the
+        database holds a later one this process did not make (e.g. a correction from the web app).
+
+        "Last" is in the order decisions were made, so in/out pairing survives a wall clock that
+        stepped back (the database orders by time).
+        """
         latest = self._latest.get(person_id)
         try:
             stored = store.last_event_for(self.db, person_id)
@@ -110,7 +116,9 @@ class EventOutbox:
             logger.warning("cannot read person %s's last event (%s); using what this kiosk remembers",
                            person_id, exc)
             return latest
-        if latest is None or (stored is not None and stored.occurred_at > latest.occurred_at):
+        if latest is None:
+            return stored
+        if stored is not None and stored.occurred_at > self._decided_until[person_id]:
             return stored
         return latest
 
@@ -230,6 +238,8 @@ class EventOutbox:
                          device_id=self.device_id)
         if entry.person_id is not None:
             self._latest[entry.person_id] = info
+            until = self._decided_until.get(entry.person_id)
+            self._decided_until[entry.person_id] = entry.at if until is None else max(until, entry.at)
         return info
 
     def _db_failed(self, exc: Exception) -> None:

@@ -168,7 +168,7 @@ class KioskService:
                                   on_recorded=self._on_recorded)
         sdnotify.status("starting: journal")
         self.outbox.start()
-        self.attendance = Attendance(self.outbox, s, self.clock)
+        self.attendance = Attendance(self.outbox, s, self.clock, monotonic=self._steady_seconds)
         self.pipeline = Pipeline(self._analyzer, Gallery(s.recognition), self._classifier, s, self._consent)
         self.door_enrolment = DoorEnrolment(self.db, s, self._analyzer, self.screen, self._monotonic,
                                             find_faces=self.pipeline.presence.detect)
@@ -338,6 +338,12 @@ class KioskService:
                 item["event_id"] = event.id
         logger.info("event recorded: id=%s %s person=%s events=%d", event.id, event.kind, event.person_id,
                     self.counts["events"])
+
+    def _steady_seconds(self) -> float:
+        """Seconds on a clock that never steps back: scene time in a replay, else the monotonic clock."""
+        if self.replay_clock is not None:
+            return self.replay_clock.index / self.replay_clock.fps
+        return self._monotonic()
 
     def _pending(self) -> int:
         """Decisions journalled but not yet in the database."""

@@ -21,18 +21,24 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
 from door_helpers import PEOPLE, enrol_people, person_photos, write_config
 
 from kiosk import store
+from kiosk.clock import ManualClock
+from kiosk.config import load_settings
+from kiosk.pipeline import CheckinDecision
 from kiosk.replay_scenes import make_scene
+from kiosk.service import KioskService
 from kiosk.vision.faces import DlibFaceAnalyzer, make_analyzer
 
 pytestmark = pytest.mark.reliability
 
 ROOT = Path(__file__).resolve().parents[2]
+BERLIN = ZoneInfo("Europe/Berlin")
 SCENE_FPS = 5.0
 # Real-time pacing of the replay camera: the arrival comes ARRIVAL_AFTER_S after the camera opens.
 CAMERA_FPS = 10.0
@@ -458,3 +464,63 @@ def test_damaged_or_missing_dlib_model_is_one_clear_message(command: str, damage
     assert "Traceback" not in output
     (name,) = damage
     assert name in output and "face_recognition_models" in output and "reinstall" in output, output
+
+
+# -- 4. the wall clock steps back ---------------------------------------------------------------------
+
+class _FakeMonotonic:
+    """Monotonic seconds that only move when told (never back, unlike the wall clock)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _decision(person_id: int) -> CheckinDecision:
+    return CheckinDecision(person_id=person_id, distance=0.3, score=0.7, expression=None, frames_used=3,
+                           frames_analysed=3, timings_ms={}, t=0.0)
+
+
+@pytest.mark.parametrize("mode", ["toggle", "first_last"])
+def test_clock_stepping_back_an_hour_makes_no_burst_of_events(mode: str, arrival: Path, analyzer: DlibFaceAnalyzer,
+                                                              tmp_path: Path) -> None:
+    """A is checked in at 10:00, then the wall clock steps back an hour (NTP, an RTC-less Pi)
+    while A still stands at the door: no new events while A stays (cooldown on the monotonic
+    clock); later visits still alternate in processing order (toggle) and nothing crashes."""
+    db_path = tmp_path / "kiosk.db"
+    ids = enrol_people(db_path, analyzer)
+    a = ids[PEOPLE[0]]
+    config = _config(tmp_path, db_path, arrival, cooldown_s=60.0)
+    data = yaml.safe_load(config.read_text())
+    data["attendance"]["mode"] = mode
+    data["screen"]["enabled"] = False
+    config.write_text(yaml.safe_dump(data))
+    settings = load_settings(config, environ={})
+    clock = ManualClock(datetime(2026, 3, 2, 10, 0, tzinfo=BERLIN))
+    mono = _FakeMonotonic()
+    service = KioskService(settings, clock=clock, analyzer=analyzer, monotonic=mono)
+    service.start()
+    try:
+        service.act(_decision(a))  # 10:00 in
+        clock.advance(-3600 + 5)  # the clock steps back an hour, 5 s later
+        for _ in range(24):  # A stays two more minutes; the pipeline re-checks every 5 s
+            mono.now += 5
+            service.act(_decision(a))
+            clock.advance(5)
+        mono.now += 30 * 60  # half an hour later (09:32 on the stepped clock) A comes back
+        clock.advance(30 * 60)
+        service.act(_decision(a))
+        mono.now += 15 * 60  # and again a quarter of an hour after that
+        clock.advance(15 * 60)
+        service.act(_decision(a))
+    finally:
+        service.close()
+    with store.open_database(db_path, create=False) as db:
+        events = sorted(store.events_between(db, datetime(2000, 1, 1, tzinfo=UTC),
+                                             datetime(2100, 1, 1, tzinfo=UTC)), key=lambda e: e.id)
+    kinds = [e.kind for e in events]
+    assert kinds == (["in", "out", "in"] if mode == "toggle" else ["in", "out", "out"]), kinds
+    local = [e.occurred_at.astimezone(BERLIN).strftime("%H:%M") for e in events]
+    assert local == ["10:00", "09:32", "09:47"]  # times as the clock said (the store flags these for review)
