@@ -18,7 +18,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -28,8 +28,11 @@ import yaml
 from door_helpers import PEOPLE, enrol_people, person_photos, write_config
 
 from kiosk import store
+from kiosk.attendance import Attendance
 from kiosk.clock import ManualClock
 from kiosk.config import load_settings
+from kiosk.journal import JOURNAL_NAME, Journal, JournalEntry
+from kiosk.outbox import PENDING_ID, RETRY_MAX_S, EventOutbox
 from kiosk.pipeline import CheckinDecision
 from kiosk.replay_scenes import make_scene
 from kiosk.service import KioskService
@@ -524,3 +527,82 @@ def test_clock_stepping_back_an_hour_makes_no_burst_of_events(mode: str, arrival
     assert kinds == (["in", "out", "in"] if mode == "toggle" else ["in", "out", "out"]), kinds
     local = [e.occurred_at.astimezone(BERLIN).strftime("%H:%M") for e in events]
     assert local == ["10:00", "09:32", "09:47"]  # times as the clock said (the store flags these for review)
+
+
+# -- the journal and the outbox on their own (real files, real SQLite) ---------------------------------
+
+def test_journal_cuts_a_torn_line_and_keeps_only_unfinished_entries(tmp_path: Path) -> None:
+    path = tmp_path / JOURNAL_NAME
+    journal = Journal(path)
+    assert journal.open() == []
+    t = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+    first, second = JournalEntry.new(1, t, "in", match_score=0.7), JournalEntry.new(None, t, "unknown")
+    journal.append(first)
+    journal.append(second)
+    journal.mark_done(first.id, 11)
+    journal.close()
+    with path.open("ab") as handle:  # a power cut in the middle of the next line
+        handle.write(b'{"op":"event","id":"cut')
+    journal = Journal(path)
+    assert journal.open() == [second]
+    assert path.read_bytes().endswith(b"\n")  # the torn bytes are gone: the next line starts clean
+    third = JournalEntry.new(2, t, "out")
+    journal.append(third)
+    journal.mark_dropped(second.id, "test")
+    journal.close()
+    assert Journal(path).open() == [third]
+
+
+def test_outbox_writes_an_entry_once_even_when_its_done_mark_was_lost(analyzer: DlibFaceAnalyzer,
+                                                                       tmp_path: Path) -> None:
+    db_path = tmp_path / "kiosk.db"
+    a = enrol_people(db_path, analyzer)[PEOPLE[0]]
+    path = tmp_path / JOURNAL_NAME
+    t = datetime(2026, 3, 2, 8, 0, 0, 123456, tzinfo=UTC)
+    with store.open_database(db_path) as db:
+        outbox = EventOutbox(db, "door-test", Journal(path), wall_clock=lambda: t)
+        outbox.start()
+        event = outbox.record(a, t, "in", match_distance=0.3)
+        assert event.id != PENDING_ID and outbox.pending == 0
+        outbox.close()
+        # The process died after the commit, before the "done" line reached the disk.
+        lines = path.read_bytes().splitlines(keepends=True)
+        path.write_bytes(b"".join(line for line in lines if b'"op":"done"' not in line))
+        again = EventOutbox(db, "door-test", Journal(path), wall_clock=lambda: t)
+        assert again.start() == 1 and again.pending == 0
+        again.close()
+        assert [(e.person_id, e.kind, e.occurred_at) for e in
+                store.events_between(db, t, t + timedelta(seconds=1))] == [(a, "in", t)]
+
+
+def test_in_and_out_pair_from_memory_while_the_database_is_locked(analyzer: DlibFaceAnalyzer,
+                                                                   tmp_path: Path) -> None:
+    """Toggle mode: in at 09:00 and out at 17:00 are both decided (and kept in order) while
+    another process holds the write lock; both reach the database when it is released."""
+    db_path = tmp_path / "kiosk.db"
+    a = enrol_people(db_path, analyzer)[PEOPLE[0]]
+    config = _config(tmp_path, db_path, tmp_path, cooldown_s=60.0)
+    data = yaml.safe_load(config.read_text())
+    data["attendance"]["mode"] = "toggle"
+    config.write_text(yaml.safe_dump(data))
+    settings = load_settings(config, environ={})
+    clock = ManualClock(datetime(2026, 3, 2, 9, 0, tzinfo=BERLIN))
+    mono = _FakeMonotonic()
+    with store.open_database(db_path, busy_timeout_ms=50) as db:
+        outbox = EventOutbox(db, "door-test", Journal(tmp_path / JOURNAL_NAME), wall_clock=clock.now, monotonic=mono)
+        outbox.start()
+        attendance = Attendance(outbox, settings, clock, monotonic=mono)
+        with _write_lock(db_path):
+            first = attendance.sighting(a)
+            clock.advance(8 * 3600)
+            mono.now += 8 * 3600
+            second = attendance.sighting(a)
+            assert (first.kind, second.kind) == ("in", "out")
+            assert first.event is not None and first.event.id == PENDING_ID
+            assert outbox.pending == 2 and outbox.fault is not None and "locked" in outbox.fault.error
+            assert outbox.flush() == {}  # not due yet: back-off
+        mono.now += RETRY_MAX_S
+        assert len(outbox.flush()) == 2 and outbox.pending == 0 and outbox.fault is None
+        outbox.close()
+        events = store.events_between(db, datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+    assert [(e.kind, e.occurred_at.astimezone(BERLIN).hour) for e in events] == [("in", 9), ("out", 17)]
