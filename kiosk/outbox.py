@@ -125,12 +125,8 @@ class EventOutbox:
     def record(self, person_id: int | None, at: datetime, kind: str, **fields: Any) -> EventInfo:
         """Journal the event, then write it unless older entries wait; id PENDING_ID when not yet in the database."""
         entry = JournalEntry.new(person_id, at, kind, **fields)
-        try:
-            self.journal.append(entry)
-            self._journal_error = None
-        except OSError as exc:
-            self._journal_failed(exc)
         self._pending.append(entry)
+        self._journal(entry)
         info = self._remember(entry, PENDING_ID)
         written = self.flush(force=len(self._pending) == 1)
         return written.get(entry.id, info)
@@ -217,6 +213,16 @@ class EventOutbox:
             self.journal.mark_dropped(entry.id, reason)
         except OSError as exc:
             logger.warning("journal: cannot mark entry %s dropped (%s)", entry.id, exc)
+
+    def _journal(self, entry: JournalEntry) -> None:
+        """Append the entry to the journal; after a journal failure, every pending entry again."""
+        if self._journal_error is not None:
+            self._rewrite_journal()
+            return
+        try:
+            self.journal.append(entry)
+        except OSError as exc:
+            self._journal_failed(exc)
 
     def _rewrite_journal(self) -> None:
         """After a journal failure: append the entries that only live in memory (duplicates are ignored on read)."""

@@ -606,3 +606,32 @@ def test_in_and_out_pair_from_memory_while_the_database_is_locked(analyzer: Dlib
         outbox.close()
         events = store.events_between(db, datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
     assert [(e.kind, e.occurred_at.astimezone(BERLIN).hour) for e in events] == [("in", 9), ("out", 17)]
+
+
+def test_entries_kept_in_memory_reach_the_journal_when_its_disk_recovers(
+        analyzer: DlibFaceAnalyzer, small_disk: Path, tmp_path: Path) -> None:
+    """Database locked and the journal's disk full: the check-in is kept in memory; once the
+    disk has room it goes into the journal (with the next one), so a crash then loses nothing."""
+    db_path = tmp_path / "kiosk.db"
+    ids = enrol_people(db_path, analyzer)
+    path = small_disk / JOURNAL_NAME
+    t = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+    mono = _FakeMonotonic()
+    with store.open_database(db_path, busy_timeout_ms=50) as db:
+        outbox = EventOutbox(db, "door-test", Journal(path), wall_clock=lambda: t, monotonic=mono)
+        outbox.start()
+        with _write_lock(db_path):
+            filler = _fill(small_disk)
+            first = outbox.record(ids[PEOPLE[0]], t, "in")
+            fault = outbox.fault
+            assert fault is not None and fault.journal_error and "locked" in fault.error
+            assert Journal(path).open() == []
+            filler.unlink()
+            second = outbox.record(ids[PEOPLE[1]], t, "in")
+            assert first.id == second.id == PENDING_ID
+            assert [(e.person_id, e.kind) for e in Journal(path).open()] == [
+                (ids[PEOPLE[0]], "in"), (ids[PEOPLE[1]], "in")]
+        mono.now += RETRY_MAX_S
+        assert len(outbox.flush()) == 2 and outbox.fault is None
+        outbox.close()
+    assert Journal(path).open() == []
