@@ -75,6 +75,8 @@ class EventOutbox:
         self._fault_since: datetime | None = None
         self.attempts_failed = 0
         self.dropped = 0
+        # True: record() only journals; the caller shows the decision, then calls write_new().
+        self.defer_writes = False
 
     # -- life cycle ------------------------------------------------------------------------------
     def start(self) -> int:
@@ -123,13 +125,20 @@ class EventOutbox:
         return latest
 
     def record(self, person_id: int | None, at: datetime, kind: str, **fields: Any) -> EventInfo:
-        """Journal the event, then write it unless older entries wait; id PENDING_ID when not yet in the database."""
+        """Journal the event, then write it unless older entries wait or defer_writes; id PENDING_ID
+        when not yet in the database."""
         entry = JournalEntry.new(person_id, at, kind, **fields)
         self._pending.append(entry)
         self._journal(entry)
         info = self._remember(entry, PENDING_ID)
-        written = self.flush(force=len(self._pending) == 1)
-        return written.get(entry.id, info)
+        if self.defer_writes:
+            return info
+        return self.write_new().get(entry.id, info)
+
+    def write_new(self) -> dict[str, EventInfo]:
+        """After record(): write now when the database was fine (no older entries wait), else leave
+        it to the back-off; {entry id: stored event}."""
+        return self.flush(force=self._db_error is None)
 
     # -- writing ---------------------------------------------------------------------------------
     @property

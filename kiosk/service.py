@@ -43,7 +43,7 @@ from kiosk.config import ConfigError, Settings, load_settings
 from kiosk.errors import KioskError, StoreError
 from kiosk.gallery import Gallery
 from kiosk.journal import JOURNAL_NAME, Journal, JournalEntry
-from kiosk.outbox import PENDING_ID, EventOutbox
+from kiosk.outbox import EventOutbox
 from kiosk.pipeline import CheckinDecision, Pipeline
 from kiosk.screen import ScreenServer, ScreenState, display_name, message_for
 from kiosk.store import EventInfo
@@ -166,6 +166,7 @@ class KioskService:
         self.outbox = EventOutbox(self.db, s.site.device_id, Journal(s.status_path.parent / JOURNAL_NAME),
                                   wall_clock=self.clock.now, monotonic=self._monotonic,
                                   on_recorded=self._on_recorded)
+        self.outbox.defer_writes = True  # greet first, then write (a locked database must not hold it up)
         sdnotify.status("starting: journal")
         self.outbox.start()
         self.attendance = Attendance(self.outbox, s, self.clock, monotonic=self._steady_seconds)
@@ -319,14 +320,14 @@ class KioskService:
         self.recent.append(entry)
         if event is None:
             return
-        if event.id == PENDING_ID:
-            # Durable in the journal; the outbox writes it to the database when it can (_on_recorded).
+        # The decision is in the journal and on screen; now the database (_on_recorded sets event_id).
+        entry["event_id"] = None
+        assert self.outbox is not None
+        self.outbox.write_new()
+        if entry["event_id"] is None:
             self.counts["journalled"] += 1
-            entry["event_id"] = None
             logger.warning("event journalled, database unavailable: %s person=%s at %s (%d waiting)",
                            entry["result"], decision.person_id, at.isoformat(), self._pending())
-        else:
-            entry["event_id"] = event.id
         self.save_status()
 
     def _on_recorded(self, entry: JournalEntry, event: EventInfo) -> None:
@@ -334,7 +335,7 @@ class KioskService:
         self.counts["events"] += 1
         self._status_due = True
         for item in self.recent:
-            if item.get("event_id") is None and item.get("at") == entry.at.isoformat():
+            if "event_id" in item and item["event_id"] is None and item["at"] == entry.at.isoformat():
                 item["event_id"] = event.id
         logger.info("event recorded: id=%s %s person=%s events=%d", event.id, event.kind, event.person_id,
                     self.counts["events"])

@@ -14,6 +14,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -635,3 +636,34 @@ def test_entries_kept_in_memory_reach_the_journal_when_its_disk_recovers(
         assert len(outbox.flush()) == 2 and outbox.fault is None
         outbox.close()
     assert Journal(path).open() == []
+
+
+def test_greeting_is_not_held_back_by_a_locked_database(analyzer: DlibFaceAnalyzer, arrival: Path,
+                                                         tmp_path: Path) -> None:
+    """With the database locked, the person still sees "Good morning" at once, not after
+    busy_timeout (the journal already holds the check-in; the database write comes after)."""
+    db_path = tmp_path / "kiosk.db"
+    a = enrol_people(db_path, analyzer)[PEOPLE[0]]
+    config = _config(tmp_path, db_path, arrival, busy_timeout_ms=3000)
+    data = yaml.safe_load(config.read_text())
+    data["screen"]["enabled"] = False
+    config.write_text(yaml.safe_dump(data))
+    settings = load_settings(config, environ={})
+    clock = ManualClock(datetime(2026, 3, 2, 9, 0, tzinfo=BERLIN))
+    service = KioskService(settings, clock=clock, analyzer=analyzer, monotonic=_FakeMonotonic())
+    service.start()
+    try:
+        with _write_lock(db_path):
+            worker = threading.Thread(target=service.act, args=(_decision(a),))
+            started = time.monotonic()
+            worker.start()
+            while service.screen.snapshot()["kind"] != "in" and time.monotonic() - started < 10:
+                time.sleep(0.01)
+            shown_after = time.monotonic() - started
+            worker.join(10)
+        print(f"greeting shown {shown_after:.2f} s after the decision (busy_timeout 3 s)")
+        assert shown_after < 1.0
+        assert service.outbox is not None and service.outbox.pending == 1
+    finally:
+        service.close()
+    assert [(p, k) for p, k, _ in _events(db_path)] == [(a, "in")]
