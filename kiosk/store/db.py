@@ -33,6 +33,7 @@ from kiosk.errors import (
     DatabaseOutdated,
     DatabaseReadOnly,
     DatabaseTooNew,
+    DatabaseUnavailable,
     NotAKioskDatabase,
     StoreError,
 )
@@ -83,11 +84,11 @@ def database_error(path: Path | str, exc: BaseException, *, damaged: Path | None
         free = shutil.disk_usage(folder).free if folder.exists() else 0
         if free > LOW_DISK_BYTES:
             return DatabaseDamaged(damaged_message(damaged, f"SQLite said '{text}' with {free / 1e9:.1f} GB free"))
-        return StoreError(f"the disk holding {path} is full ({free / 1e6:.0f} MB free); nothing was written")
+        return DatabaseUnavailable(f"the disk holding {path} is full ({free / 1e6:.0f} MB free); nothing was written")
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
-        return StoreError(f"{path} is busy: another process kept it locked ({text}); try again")
+        return DatabaseUnavailable(f"{path} is busy: another process kept it locked ({text}); try again")
     if name.startswith("SQLITE_IOERR") or "disk I/O error" in text:
-        return StoreError(f"I/O error on {path} ({text}): the SD card may be failing; "
+        return DatabaseUnavailable(f"I/O error on {path} ({text}): the SD card may be failing; "
                           f"check with `sqlite3 {path} 'PRAGMA integrity_check'` and keep a copy")
     return StoreError(f"database error on {path}: {text}")
 
@@ -438,7 +439,11 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session committed on success (durably: synchronous=FULL), rolled back on error."""
+        """A session committed on success (durably: synchronous=FULL), rolled back on error.
+
+        SQLite's operational errors (locked past busy_timeout, disk full, read-only file, I/O
+        error) come out as DatabaseUnavailable, so callers outside the store can catch them.
+        """
         with self._sessions() as session:
             try:
                 yield session
