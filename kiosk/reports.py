@@ -40,6 +40,7 @@ from kiosk.store import (
     list_people,
     local_day_bounds,
     people_by_id,
+    read_snapshot,
 )
 
 logger = logging.getLogger(__name__)
@@ -260,7 +261,13 @@ def _sort_key(row: PersonDay) -> tuple[date, str, str]:
 
 
 def daily_report(db: Database, settings: Settings, day: date) -> DailyReport:
-    """Attendance, lateness, absences, unknown faces and expressions for one local day."""
+    """Attendance, lateness, absences, unknown faces and expressions for one local day, all read
+    from one snapshot of the database (store.read_snapshot)."""
+    with read_snapshot(db) as snapshot:
+        return _daily_report(snapshot, settings, day)
+
+
+def _daily_report(db: Database, settings: Settings, day: date) -> DailyReport:
     tz = settings.tz
     start, end = local_day_bounds(day, tz)
     events = events_between(db, start, end)
@@ -329,6 +336,12 @@ def range_report(db: Database, settings: Settings, start: date, end: date,
         raise ReportError(f"report range ends ({end}) before it starts ({start})")
     if (end - start).days >= MAX_RANGE_DAYS:
         raise ReportError(f"report range longer than {MAX_RANGE_DAYS} days; split it")
+    with read_snapshot(db) as snapshot:
+        return _range_report(snapshot, settings, start, end, today)
+
+
+def _range_report(db: Database, settings: Settings, start: date, end: date,
+                  today: date | None) -> RangeReport:
     tz = settings.tz
     utc_from, _ = local_day_bounds(start, tz)
     _, utc_to = local_day_bounds(end, tz)

@@ -80,6 +80,12 @@ from kiosk.store.repo import (
     set_consent,
     templates_not_made_by,
 )
+from kiosk.store.reporting import (
+    EventMark,
+    bulk_add_events,
+    iter_event_marks,
+    read_snapshot,
+)
 
 __all__ = [
     "AuditInfo", "Database", "EraseResult", "EventInfo", "PersonInfo", "PurgeResult",
@@ -95,4 +101,5 @@ __all__ = [
     "latest_captures", "request_capture", "take_capture", "EventNotFound", "add_correction", "remove_event",
     "rename_person", "LeaveInfo", "LeaveNotFound", "NewLeave", "add_leave", "add_leave_batch", "leave_between", "leave_by_person_day",
     "remove_leave", "OffsiteCopy", "daily_copies", "record_copy", "write_daily_copy", "write_offsite_copy",
+    "EventMark", "bulk_add_events", "iter_event_marks", "read_snapshot",
 ]

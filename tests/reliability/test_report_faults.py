@@ -1,0 +1,148 @@
+"""Report faults of issue 11: a person removed while a report runs, year-long reports held in
+memory, forgotten check-outs shown as people still in. Each test failed before its fix."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine, event
+
+from kiosk.cli import main
+from kiosk.config import Settings
+from kiosk.store import Database, add_person, erase_person, open_database, record_event
+
+pytestmark = pytest.mark.reliability
+
+BERLIN = ZoneInfo("Europe/Berlin")
+CREATED = datetime(2026, 1, 1, tzinfo=UTC)
+WEEK = (date(2026, 6, 15), date(2026, 6, 21))  # Monday..Sunday
+
+
+def make_settings(db_path: Path) -> Settings:
+    return Settings.model_validate({
+        "site": {"name": "HQ", "timezone": "Europe/Berlin", "workday_start": "09:00",
+                 "late_grace_minutes": 5},
+        "database": {"path": str(db_path), "backups_kept": 0},
+        "web": {"min_group_size": 2},
+    })
+
+
+def at(day: int, h: int, m: int = 0) -> datetime:
+    return datetime(2026, 6, day, h, m, tzinfo=BERLIN)
+
+
+@pytest.fixture
+def week_db(tmp_path: Path) -> Iterator[Database]:
+    """Ann and Bob come in Mon..Fri 09:00-17:00; Cat never comes."""
+    db = open_database(tmp_path / "kiosk.db")
+    ann = add_person(db, "E1", "Ann", now=CREATED)
+    bob = add_person(db, "E2", "Bob", now=CREATED)
+    add_person(db, "E3", "Cat", now=CREATED)
+    for day in range(15, 20):
+        for p in (ann, bob):
+            record_event(db, p.id, at(day, 9), "in", "door-1")
+            record_event(db, p.id, at(day, 17), "out", "door-1")
+    yield db
+    db.close()
+
+
+class RemoveDuringReport:
+    """Removes a person (events and row, as `kiosk people remove --with-events` does) from another
+    connection right after the report's first query of attendance_events has run."""
+
+    def __init__(self, db_path: Path, employee_id: str) -> None:
+        self.db_path = db_path
+        self.employee_id = employee_id
+        self.fired = False
+
+    def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if self.fired or "FROM attendance_events" not in statement:
+            return
+        if str(conn.engine.url.database) != str(self.db_path):
+            return
+        self.fired = True
+        other = open_database(self.db_path)
+        try:
+            from kiosk.store import get_person_by_employee_id
+
+            person = get_person_by_employee_id(other, self.employee_id)
+            erase_person(other, person.id, actor="test", keep_events=False)
+        finally:
+            other.close()
+
+
+@pytest.fixture
+def remove_bob(week_db: Database) -> Iterator[RemoveDuringReport]:
+    hook = RemoveDuringReport(week_db.path, "E2")
+    event.listen(Engine, "after_cursor_execute", hook)
+    yield hook
+    event.remove(Engine, "after_cursor_execute", hook)
+
+
+def test_range_report_reads_one_snapshot_while_a_person_is_removed(
+    week_db: Database, remove_bob: RemoveDuringReport
+) -> None:
+    from kiosk.reports import range_report
+
+    s = make_settings(week_db.path)
+    report = range_report(week_db, s, *WEEK, today=date(2026, 6, 22))
+    assert remove_bob.fired
+    # the whole report is as of before the removal: Bob's five days are all there
+    assert sorted({r.name for r in report.rows}) == ["Ann", "Bob"]
+    assert {t.name: t.days_present for t in report.totals} == {"Ann": 5, "Bob": 5, "Cat": 0}
+
+
+def test_cli_range_csv_survives_a_person_removed_meanwhile(
+    week_db: Database, remove_bob: RemoveDuringReport
+) -> None:
+    result = CliRunner().invoke(
+        main, ["report", "range", "--from", "2026-06-15", "--to", "2026-06-21", "--format", "csv"],
+        env={"KIOSK__DATABASE__PATH": str(week_db.path), "KIOSK__SITE__TIMEZONE": "Europe/Berlin"},
+    )
+    assert remove_bob.fired
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert sorted({r["name"] for r in rows}) == ["Ann", "Bob"] and len(rows) == 10
+
+
+def _web_client(db: Database) -> Any:
+    from kiosk.clock import ManualClock
+    from kiosk.web import create_app, create_user
+
+    settings = make_settings(db.path)
+    create_user(db, "boss", "manager-password-1", "manager")
+    app = create_app(settings, db, clock=ManualClock(datetime(2026, 6, 22, 12, tzinfo=BERLIN)),
+                     secret_key="x" * 64)
+    app.testing = True
+    client = app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token
+    r = client.post("/login", data={"username": "boss", "password": "manager-password-1",
+                                    "csrf_token": token.group(1)})
+    assert r.status_code == 302
+    return client
+
+
+@pytest.mark.parametrize("page", ["/range", "/range.csv", "/range-totals.csv"])
+def test_web_range_pages_survive_a_person_removed_meanwhile(week_db: Database, page: str) -> None:
+    client = _web_client(week_db)
+    hook = RemoveDuringReport(week_db.path, "E2")
+    event.listen(Engine, "after_cursor_execute", hook)
+    try:
+        r = client.get(page, query_string={"start": "2026-06-15", "end": "2026-06-21"})
+        body = r.get_data(as_text=True)
+    finally:
+        event.remove(Engine, "after_cursor_execute", hook)
+    assert hook.fired
+    assert r.status_code == 200, body[:500]
+    assert "Bob" in body
