@@ -806,6 +806,23 @@ def bench_expressions(ctx: Context, data_dir: Path, model: Path | None, limit: i
     click.echo(json.dumps(result))
 
 
+@bench.command("reports")
+@click.option("--people", type=click.IntRange(1, 100_000), default=500, show_default=True)
+@click.option("--days", type=click.IntRange(1, 999), default=365, show_default=True)
+@click.option("--no-web", is_flag=True, help="Skip the `kiosk serve` downloads.")
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line of the figures.")
+@friendly
+def bench_reports(people: int, days: int, no_web: bool, as_json: bool) -> None:
+    """Time and peak memory of a range CSV (CLI, and 4 downloads at once from `kiosk serve`) on
+    a synthetic database of PEOPLE x DAYS built in a temporary folder."""
+    from kiosk.bench_reports import as_json_line, format_report_bench, run_report_bench
+
+    result = run_report_bench(people, days, web=not no_web)
+    click.echo(format_report_bench(result))
+    if as_json:
+        click.echo(as_json_line(result))
+
+
 # --- demo -------------------------------------------------------------------------------------
 
 

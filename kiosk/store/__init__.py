@@ -83,6 +83,7 @@ from kiosk.store.repo import (
 from kiosk.store.reporting import (
     EventMark,
     bulk_add_events,
+    bulk_add_people,
     iter_event_marks,
     read_snapshot,
 )
@@ -101,5 +102,5 @@ __all__ = [
     "latest_captures", "request_capture", "take_capture", "EventNotFound", "add_correction", "remove_event",
     "rename_person", "LeaveInfo", "LeaveNotFound", "NewLeave", "add_leave", "add_leave_batch", "leave_between", "leave_by_person_day",
     "remove_leave", "OffsiteCopy", "daily_copies", "record_copy", "write_daily_copy", "write_offsite_copy",
-    "EventMark", "bulk_add_events", "iter_event_marks", "read_snapshot",
+    "EventMark", "bulk_add_events", "bulk_add_people", "iter_event_marks", "read_snapshot",
 ]

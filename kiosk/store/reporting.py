@@ -23,7 +23,7 @@ from sqlalchemy import Connection, insert, select
 from sqlalchemy.orm import Session
 
 from kiosk.store.db import Database
-from kiosk.store.models import AttendanceEvent
+from kiosk.store.models import AttendanceEvent, Person
 
 logger = logging.getLogger(__name__)
 
@@ -142,3 +142,14 @@ def bulk_add_events(db: Database, rows: Iterable[dict[str, Any]], batch: int = 1
             s.execute(insert(AttendanceEvent), chunk)
             count += len(chunk)
     return count
+
+
+def bulk_add_people(db: Database, people: Iterable[tuple[str, str]], created_at: datetime) -> list[int]:
+    """Insert active people (employee id, name) at once, no consent, no audit (synthetic benchmark
+    databases only); returns their ids in the order given."""
+    rows = [{"employee_id": e, "name": n, "active": True, "created_at": created_at,
+             "expression_consent": False} for e, n in people]
+    with db.session() as s:
+        s.execute(insert(Person), rows)
+        ids = dict(s.execute(select(Person.employee_id, Person.id)).tuples().all())
+    return [ids[r["employee_id"]] for r in rows]

@@ -146,3 +146,24 @@ def test_web_range_pages_survive_a_person_removed_meanwhile(week_db: Database, p
     assert hook.fired
     assert r.status_code == 200, body[:500]
     assert "Bob" in body
+
+
+# --- 2. long ranges: streamed, bounded memory ------------------------------------------------
+
+BENCH_KEYS = {"people", "events", "year_csv_s", "year_csv_peak_rss_mb", "web_4x_year_csv_peak_rss_mb",
+              "expected_csv_rows", "year_csv_rows", "web_csv_rows"}
+
+
+@pytest.mark.slow
+def test_bench_reports_tiny_run_gives_figures_and_right_row_count() -> None:
+    import json
+
+    result = CliRunner().invoke(main, ["bench", "reports", "--people", "5", "--days", "10", "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output.strip().splitlines()[-1])
+    assert BENCH_KEYS <= set(figures)
+    assert figures["people"] == 5
+    work_days = figures["expected_csv_rows"] // 5
+    assert 6 <= work_days <= 8 and figures["events"] == 2 * 5 * work_days  # Mon-Fri of 10 days
+    assert figures["year_csv_rows"] == figures["expected_csv_rows"]
+    assert figures["web_csv_rows"] == [figures["expected_csv_rows"]] * 4
