@@ -22,6 +22,7 @@ import io
 import json
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -33,8 +34,10 @@ from kiosk.errors import ReportError
 from kiosk.store import (
     Database,
     EventInfo,
+    EventMark,
     PersonInfo,
     events_between,
+    iter_event_marks,
     leave_between,
     leave_by_person_day,
     list_people,
@@ -192,7 +195,8 @@ class RangeReport:
 
 
 def _person_day(
-    person: PersonInfo, day: date, events: list[EventInfo], settings: Settings, with_expr: bool
+    person: PersonInfo, day: date, events: Sequence[EventInfo | EventMark], settings: Settings,
+    with_expr: bool,
 ) -> PersonDay:
     tz = settings.tz
     ins = [e.occurred_at for e in events if e.kind == "in"]
@@ -325,77 +329,237 @@ def finished_work_days(settings: Settings, start: date, end: date, today: date) 
     return [d for d in days if d < today and settings.site.is_work_day(d)]
 
 
-def range_report(db: Database, settings: Settings, start: date, end: date,
-                 today: date | None = None) -> RangeReport:
-    """Per person per day rows and totals for local days start..end inclusive (no expressions).
-
-    Totals list every active person (absent all range too) and people with events; absences
-    count finished work days (before today, local) from the person's enrolment day on.
-    """
+def _check_range(start: date, end: date) -> None:
+    """ReportError when end < start or the range is longer than MAX_RANGE_DAYS."""
     if end < start:
         raise ReportError(f"report range ends ({end}) before it starts ({start})")
     if (end - start).days >= MAX_RANGE_DAYS:
         raise ReportError(f"report range longer than {MAX_RANGE_DAYS} days; split it")
+
+
+@dataclass
+class _Tally:
+    """One person's running totals over a range: days (counts) and minutes."""
+
+    days_present: int = 0
+    present_minutes: int = 0
+    times_late: int = 0
+    minutes_late: int = 0
+    days_absent: int = 0
+    days_on_leave: int = 0
+
+    def add_day(self, row: PersonDay) -> None:
+        """Count one person-day with events."""
+        self.days_present += 1
+        self.present_minutes += row.present_minutes
+        self.times_late += int(row.late)
+        self.minutes_late += row.minutes_late
+
+
+@dataclass(frozen=True)
+class RangeDay:
+    """One local day of a range: its person-days (by name), work-day leave of people who did not
+    come (by name) and the unknown faces seen."""
+
+    day: date
+    rows: list[PersonDay]
+    leave: list[LeaveDay]
+    unknown_faces: int
+
+
+def _leave_key(x: LeaveDay) -> tuple[date, str, str]:
+    return (x.day, x.person.name.casefold(), x.person.employee_id)
+
+
+class RangeScan:
+    """One pass over a range's events in time order (store.iter_event_marks) inside one snapshot.
+
+    days() yields a RangeDay per local day start..end and keeps a _Tally per person; totals()
+    after the pass. Memory: one day's events plus one tally per person, whatever the range.
+    """
+
+    def __init__(self, snapshot: Database, settings: Settings, start: date, end: date,
+                 today: date | None = None, person_id: int | None = None) -> None:
+        _check_range(start, end)
+        self.db, self.settings, self.start, self.end = snapshot, settings, start, end
+        self.person_id = person_id
+        tz = settings.tz
+        self.people = people_by_id(snapshot)  # everyone, erased too: a small table
+        leave_records = leave_between(snapshot, start, end, person_id=person_id)
+        self._leave = leave_by_person_day(leave_records)
+        self._leave_by_day: dict[date, list[tuple[int, str]]] = defaultdict(list)
+        for (pid, d), kind in self._leave.items():
+            if start <= d <= end and settings.site.is_work_day(d):
+                self._leave_by_day[d].append((pid, kind))
+        # Expected at work: active people enrolled by the end (absences count from enrolment)
+        self._expected = [
+            (p.id, p.created_at.astimezone(tz).date()) for p in self.people.values()
+            if p.active and p.erased_at is None and p.created_at.astimezone(tz).date() <= end
+            and person_id in (None, p.id)
+        ]
+        self._listed = {pid for pid, _ in self._expected} | {x.person_id for x in leave_records}
+        self._finished = set(finished_work_days(settings, start, end,
+                                                today or datetime.now(tz).date()))
+        self._tallies: dict[int, _Tally] = defaultdict(_Tally)
+        self.unknown_faces = 0
+        self.person_days = 0  # rows with events seen so far
+
+    def days(self) -> Iterator[RangeDay]:
+        """RangeDay per local day, start..end, streamed from one ordered query of events."""
+        tz = self.settings.tz
+        utc_from, _ = local_day_bounds(self.start, tz)
+        _, utc_to = local_day_bounds(self.end, tz)
+        marks = iter_event_marks(self.db, utc_from, utc_to, person_id=self.person_id)
+        pending = next(marks, None)
+        day = self.start
+        while day <= self.end:
+            _, day_end = local_day_bounds(day, tz)
+            by_person: dict[int, list[EventMark]] = defaultdict(list)
+            unknown = 0
+            while pending is not None and pending.occurred_at < day_end:
+                if pending.person_id is None:
+                    unknown += 1
+                else:
+                    by_person[pending.person_id].append(pending)
+                pending = next(marks, None)
+            yield self._close_day(day, by_person, unknown)
+            day += timedelta(days=1)
+
+    def _close_day(self, day: date, by_person: dict[int, list[EventMark]], unknown: int) -> RangeDay:
+        rows = sorted((_person_day(self.people[pid], day, evs, self.settings, False)
+                       for pid, evs in by_person.items()), key=_sort_key)
+        for r in rows:
+            self._tallies[r.person_id].add_day(r)
+        leave = sorted((LeaveDay(day, self.people[pid], kind) for pid, kind in self._leave_by_day.get(day, [])
+                        if pid not in by_person), key=_leave_key)
+        for x in leave:
+            self._tallies[x.person.id].days_on_leave += 1
+        if day in self._finished:
+            for pid, enrolled in self._expected:
+                if enrolled <= day and pid not in by_person and (pid, day) not in self._leave:
+                    self._tallies[pid].days_absent += 1
+        self.unknown_faces += unknown
+        self.person_days += len(rows)
+        return RangeDay(day, rows, leave, unknown)
+
+    def totals(self) -> list[PersonTotals]:
+        """Per person totals (call after days() is exhausted): everyone expected, with events or
+        with leave in the range, by name; days_absent None for people no longer active."""
+        out = []
+        for pid in self._listed | set(self._tallies):
+            p, t = self.people[pid], self._tallies.get(pid, _Tally())
+            absent = None if (not p.active or p.erased_at is not None) else t.days_absent
+            out.append(PersonTotals(p.id, p.employee_id, p.name, t.days_present, t.present_minutes,
+                                    t.times_late, t.minutes_late, absent, t.days_on_leave))
+        return sorted(out, key=lambda t: (t.name.casefold(), t.employee_id))
+
+
+def range_report(db: Database, settings: Settings, start: date, end: date,
+                 today: date | None = None, *, person_id: int | None = None) -> RangeReport:
+    """Per person per day rows and totals for local days start..end inclusive (no expressions),
+    all in memory (for short ranges; range_summary and iter_range_csv for long ones).
+
+    Totals list every active person (absent all range too) and people with events; absences
+    count finished work days (before today, local) from the person's enrolment day on.
+    person_id: only that person's rows and totals.
+    """
+    _check_range(start, end)
     with read_snapshot(db) as snapshot:
-        return _range_report(snapshot, settings, start, end, today)
+        scan = RangeScan(snapshot, settings, start, end, today, person_id)
+        rows: list[PersonDay] = []
+        leave: list[LeaveDay] = []
+        for rd in scan.days():
+            rows += rd.rows
+            leave += rd.leave
+        return RangeReport(
+            site=settings.site.name, start=start, end=end, timezone=settings.site.timezone,
+            mode=settings.attendance.mode, rows=rows, totals=scan.totals(),
+            unknown_faces=scan.unknown_faces, leave=leave,
+        )
 
 
-def _range_report(db: Database, settings: Settings, start: date, end: date,
-                  today: date | None) -> RangeReport:
-    tz = settings.tz
-    utc_from, _ = local_day_bounds(start, tz)
-    _, utc_to = local_day_bounds(end, tz)
-    events = events_between(db, utc_from, utc_to)
-    by_key, unknown = _group(events, tz)
-    people = people_by_id(db, {pid for pid, _ in by_key})
-    rows = sorted(
-        (_person_day(people[pid], d, evs, settings, False) for (pid, d), evs in by_key.items()),
-        key=_sort_key,
-    )
-    acc: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-    for r in rows:
-        a = acc[r.person_id]
-        a[0] += 1
-        a[1] += r.present_minutes
-        a[2] += int(r.late)
-        a[3] += r.minutes_late
-    today = today or datetime.now(tz).date()
-    work_days = finished_work_days(settings, start, end, today)
-    present_days: dict[int, set[date]] = defaultdict(set)
-    for pid, d in by_key:
-        present_days[pid].add(d)
-    leave_records = leave_between(db, start, end)
-    leave = leave_by_person_day(leave_records)
-    enrolled_by_end = {p.id: p for p in list_people(db, include_inactive=False)
-                       if p.created_at.astimezone(tz).date() <= end}
-    everyone = enrolled_by_end | people | people_by_id(db, {item.person_id for item in leave_records})
-    leave_days = sorted(
-        (LeaveDay(d, everyone[pid], kind) for (pid, d), kind in leave.items()
-         if start <= d <= end and settings.site.is_work_day(d) and d not in present_days[pid]),
-        key=lambda x: (x.day, x.person.name.casefold(), x.person.employee_id),
-    )
-    days_on_leave = Counter(x.person.id for x in leave_days)
+DAY_ROWS_SHOWN = 500  # person-day rows a range page shows; the CSV has them all
+WEEKS_CHARTED = 8  # the range page charts hours per person for the last weeks of the range
 
-    def absences(p: PersonInfo) -> int | None:
-        if not p.active or p.erased_at is not None:
-            return None
-        enrolled = p.created_at.astimezone(tz).date()
-        return sum(1 for d in work_days
-                   if d >= enrolled and d not in present_days[p.id] and (p.id, d) not in leave)
 
-    totals = sorted(
-        (
-            PersonTotals(p.id, p.employee_id, p.name, *acc.get(p.id, [0, 0, 0, 0]), absences(p),
-                         days_on_leave[p.id])
-            for p in everyone.values()
-        ),
-        key=lambda t: (t.name.casefold(), t.employee_id),
-    )
-    return RangeReport(
-        site=settings.site.name, start=start, end=end, timezone=settings.site.timezone,
-        mode=settings.attendance.mode, rows=rows, totals=totals,
-        unknown_faces=sum(unknown.values()), leave=leave_days,
-    )
+@dataclass(frozen=True)
+class RangeSummary:
+    """A range for a page: totals, the first rows (at most max_rows; person_days counts them all),
+    leave (at most max_rows), minutes per person name per week for the last weeks (week start ->
+    name -> minutes)."""
+
+    report: RangeReport
+    person_days: int
+    leave_days: int
+    week_minutes: dict[date, Counter[str]]
+
+    @property
+    def rows_cut(self) -> bool:
+        """True when the page shows only some of the person-days."""
+        return self.person_days > len(self.report.rows)
+
+
+def range_summary(db: Database, settings: Settings, start: date, end: date,
+                  today: date | None = None, *, max_rows: int = DAY_ROWS_SHOWN,
+                  weeks: int = WEEKS_CHARTED) -> RangeSummary:
+    """Totals and at most max_rows person-days of start..end from one streamed pass (memory does
+    not grow with the range), with minutes per person per week for the last `weeks` weeks."""
+    _check_range(start, end)
+    last_monday = end - timedelta(days=end.weekday())
+    first_charted = max(start, last_monday - timedelta(weeks=weeks - 1))
+    week_minutes: dict[date, Counter[str]] = {}
+    rows: list[PersonDay] = []
+    leave: list[LeaveDay] = []
+    leave_days = 0
+    with read_snapshot(db) as snapshot:
+        scan = RangeScan(snapshot, settings, start, end, today)
+        for rd in scan.days():
+            room = max_rows - len(rows)
+            rows += rd.rows[:room]
+            leave += rd.leave[:max(0, max_rows - len(leave))]
+            leave_days += len(rd.leave)
+            if rd.day >= first_charted:
+                week = week_minutes.setdefault(max(start, rd.day - timedelta(days=rd.day.weekday())),
+                                               Counter())
+                for r in rd.rows:
+                    week[r.name] += r.present_minutes
+        report = RangeReport(
+            site=settings.site.name, start=start, end=end, timezone=settings.site.timezone,
+            mode=settings.attendance.mode, rows=rows, totals=scan.totals(),
+            unknown_faces=scan.unknown_faces, leave=leave,
+        )
+        return RangeSummary(report, scan.person_days, leave_days, week_minutes)
+
+
+def range_day_csv_rows(rd: RangeDay) -> list[list[str]]:
+    """One day's payroll CSV cells: its person-days and leave, by name and employee id."""
+    keyed = [((r.name.casefold(), r.employee_id), day_csv_cells(r)) for r in rd.rows]
+    keyed += [((x.person.name.casefold(), x.person.employee_id), leave_csv_cells(x)) for x in rd.leave]
+    return [cells for _, cells in sorted(keyed, key=lambda kv: kv[0])]
+
+
+def iter_range_csv(db: Database, settings: Settings, start: date, end: date,
+                   today: date | None = None, *, person_id: int | None = None) -> Iterator[str]:
+    """The range's payroll CSV (render_range's csv) as text chunks: the header, then one chunk per
+    day, produced while the events stream in. The read snapshot is held until the last chunk (or
+    until the iterator is closed). Bad ranges raise ReportError here, before any chunk."""
+    _check_range(start, end)
+
+    def chunks() -> Iterator[str]:
+        yield _csv_text([CSV_COLUMNS])
+        with read_snapshot(db) as snapshot:
+            for rd in RangeScan(snapshot, settings, start, end, today, person_id).days():
+                lines = range_day_csv_rows(rd)
+                if lines:
+                    yield _csv_text([[safe_cell(c) for c in cells] for cells in lines])
+
+    return chunks()
+
+
+def _csv_text(rows: list[list[str]]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()
 
 
 # --- rendering ------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import csv
 import io
 import re
 from collections import Counter
+from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any
 
@@ -16,16 +17,15 @@ from flask import Blueprint, Response, abort, render_template, request
 
 from kiosk.errors import PersonNotFound, ReportError
 from kiosk.reports import (
-    CSV_COLUMNS,
     TOTALS_CSV_COLUMNS,
     DailyReport,
     PersonDay,
     daily_report,
+    iter_range_csv,
     parse_day,
-    range_csv_rows,
     range_report,
+    range_summary,
     render_daily,
-    render_range,
     safe_cell,
     totals_cells,
 )
@@ -60,8 +60,8 @@ def text_download(filename: str, text: str, mimetype: str) -> Response:
     return file_download(filename, text, f"{mimetype}; charset=utf-8")
 
 
-def file_download(filename: str, body: str | bytes, mimetype: str) -> Response:
-    """A download of body (text or bytes) with a safe file name."""
+def file_download(filename: str, body: str | bytes | Iterable[str], mimetype: str) -> Response:
+    """A download of body (text, bytes, or text chunks streamed as produced) with a safe file name."""
     filename = re.sub(r"[^A-Za-z0-9._-]", "_", filename)[:150]
     return Response(body, mimetype=mimetype, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
@@ -167,32 +167,34 @@ def _weeks(start: date, end: date) -> list[tuple[date, date]]:
 
 @bp.route("/range")
 def range_page() -> str:
-    """Totals and days over a date range, with hours per person per week."""
+    """Totals and days over a date range (the first DAY_ROWS_SHOWN person-days; the CSV has all),
+    with hours per person per week for the last weeks."""
     c = ctx()
     start, end = range_args()
-    report = range_report(c.db, c.settings, start, end, today=c.today())
+    summary = range_summary(c.db, c.settings, start, end, today=c.today())
     week_charts = []
-    weeks = _weeks(start, end)
-    for w_start, w_end in weeks[-8:]:
-        hours: Counter[str] = Counter()
-        for r in report.rows:
-            if w_start <= r.day <= w_end:
-                hours[r.name] += r.present_minutes
-        rows = sorted(((n, round(m / 60, 1)) for n, m in hours.items()), key=lambda kv: kv[0])
+    for w_start, minutes in sorted(summary.week_minutes.items()):
+        w_end = min(w_start + timedelta(days=6 - w_start.weekday()), end)
+        rows = sorted(((n, round(m / 60, 1)) for n, m in minutes.items()), key=lambda kv: kv[0])
         week_charts.append((w_start, w_end, hbar_chart(
             rows, f"Hours per person, {w_start} to {w_end}", " h")))
-    return render_template("range.html", report=report, start=start, end=end,
-                           week_charts=week_charts, weeks_cut=len(weeks) > 8, hm=_hm)
+    return render_template("range.html", report=summary.report, summary=summary, start=start,
+                           end=end, week_charts=week_charts, weeks_cut=len(_weeks(start, end)) > 8,
+                           hm=_hm)
+
+
+def csv_stream(filename: str, chunks: Iterable[str]) -> Response:
+    """A CSV download sent as its chunks are produced (the report's snapshot lasts as long)."""
+    return file_download(filename, chunks, "text/csv; charset=utf-8")
 
 
 @bp.route("/range.csv")
 def range_csv() -> Response:
-    """Per person per day rows over the range (payroll CSV)."""
+    """Per person per day rows over the range (payroll CSV), streamed day by day."""
     c = ctx()
     start, end = range_args()
-    return text_download(f"attendance-{start}-to-{end}.csv",
-                         _safe_csv(render_range(range_report(c.db, c.settings, start, end, today=c.today()),
-                                                "csv")), "text/csv")
+    return csv_stream(f"attendance-{start}-to-{end}.csv",
+                      iter_range_csv(c.db, c.settings, start, end, today=c.today()))
 
 
 @bp.route("/range-totals.csv")
@@ -200,7 +202,7 @@ def range_totals_csv() -> Response:
     """Per person totals over the range."""
     c = ctx()
     start, end = range_args()
-    report = range_report(c.db, c.settings, start, end, today=c.today())
+    report = range_summary(c.db, c.settings, start, end, today=c.today(), max_rows=0).report
     return csv_response(f"totals-{start}-to-{end}.csv", TOTALS_CSV_COLUMNS,
                         [totals_cells(t) for t in report.totals])
 
@@ -330,8 +332,7 @@ def people_csv() -> Response:
 
 def _history(person_id: int, start: date, end: date) -> list[PersonDay]:
     c = ctx()
-    report = range_report(c.db, c.settings, start, end, today=c.today())
-    return [r for r in report.rows if r.person_id == person_id]
+    return range_report(c.db, c.settings, start, end, today=c.today(), person_id=person_id).rows
 
 
 def person_or_404(person_id: int) -> PersonInfo:
@@ -393,7 +394,6 @@ def person_csv(person_id: int) -> Response:
     """One person's days as CSV (the payroll columns)."""
     p = person_or_404(person_id)
     start, end = range_args(default_days=30)
-    report = range_report(ctx().db, ctx().settings, start, end, today=ctx().today())
-    return csv_response(
-        f"history-{p.employee_id}-{start}-to-{end}.csv".replace('"', ""),
-        CSV_COLUMNS, range_csv_rows(report, person_id=p.id))
+    c = ctx()
+    return csv_stream(f"history-{p.employee_id}-{start}-to-{end}.csv",
+                      iter_range_csv(c.db, c.settings, start, end, today=c.today(), person_id=p.id))

@@ -7,7 +7,7 @@ import csv
 import io
 import re
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -167,3 +167,116 @@ def test_bench_reports_tiny_run_gives_figures_and_right_row_count() -> None:
     assert 6 <= work_days <= 8 and figures["events"] == 2 * 5 * work_days  # Mon-Fri of 10 days
     assert figures["year_csv_rows"] == figures["expected_csv_rows"]
     assert figures["web_csv_rows"] == [figures["expected_csv_rows"]] * 4
+
+
+TODAY = date(2026, 6, 22)
+
+
+@pytest.fixture
+def month_db(tmp_path: Path) -> Iterator[Database]:
+    """30 people in on every work day of the 42 days before TODAY (bulk-built, as the bench does)."""
+    from kiosk.bench_reports import build_database
+
+    data = build_database(tmp_path / "kiosk.db", people=30, days=42, today=TODAY)
+    assert data.person_days == 30 * 30
+    db = open_database(data.path)
+    yield db
+    db.close()
+
+
+def _month() -> tuple[date, date]:
+    return TODAY - timedelta(days=42), TODAY - timedelta(days=1)
+
+
+def test_range_csv_is_produced_day_by_day_as_events_stream(
+    month_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kiosk.reports as reports
+
+    consumed = 0
+    real = reports.iter_event_marks
+
+    def counting(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        nonlocal consumed
+        for mark in real(*args, **kwargs):
+            consumed += 1
+            yield mark
+
+    monkeypatch.setattr(reports, "iter_event_marks", counting)
+    s = make_settings(month_db.path)
+    start, end = _month()
+    chunks = reports.iter_range_csv(month_db, s, start, end, today=TODAY)
+    assert next(chunks).startswith("date,employee_id,name,")
+    first_day = next(chunks)
+    assert first_day.count("\n") == 30  # everyone's first work day, nothing more
+    assert 0 < consumed <= 2 * 30 + 1  # one day's events (and one look-ahead), not the range's
+    rest = "".join(chunks)
+    assert consumed == 2 * 30 * 30
+    full = reports.render_range(
+        reports.range_report(month_db, s, start, end, today=TODAY), "csv")
+    assert full.split("\n", 1)[1] == first_day + rest  # the same rows as the in-memory report
+
+
+def test_streamed_csv_matches_in_memory_report_with_leave_and_unknown_faces(week_db: Database) -> None:
+    from kiosk.reports import iter_range_csv, range_report, render_range
+    from kiosk.store import add_leave, get_person_by_employee_id
+
+    cat = get_person_by_employee_id(week_db, "E3")
+    add_leave(week_db, cat.id, date(2026, 6, 17), date(2026, 6, 23), "holiday", actor="admin")
+    record_event(week_db, None, at(16, 10), "unknown", "door-1")
+    s = make_settings(week_db.path)
+    streamed = "".join(iter_range_csv(week_db, s, *WEEK, today=TODAY))
+    assert streamed == render_range(range_report(week_db, s, *WEEK, today=TODAY), "csv")
+    assert streamed.count(",holiday\n") == 3  # Wed..Fri; the weekend is no work day
+
+
+def test_web_range_csv_is_a_streamed_response(month_db: Database) -> None:
+    client = _web_client(month_db)
+    start, end = _month()
+    r = client.get("/range.csv", query_string={"start": start.isoformat(), "end": end.isoformat()},
+                   buffered=False)
+    assert r.status_code == 200 and r.is_streamed
+    chunks = list(r.response)
+    assert len(chunks) > 10  # a chunk per day with events, not one body
+    text = "".join(c.decode() if isinstance(c, bytes) else c for c in chunks)
+    assert len(list(csv.DictReader(io.StringIO(text)))) == 30 * 30
+    r.close()
+    person = client.get("/people/1/history.csv", query_string={"start": start.isoformat(),
+                                                              "end": end.isoformat()}, buffered=False)
+    assert person.is_streamed and person.get_data(as_text=True).count("\n") == 1 + 30
+
+
+def test_cli_range_csv_writes_rows_day_by_day(month_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    import click
+
+    writes: list[str] = []
+    real_echo = click.echo
+
+    def spy(message: Any = None, *args: Any, **kwargs: Any) -> None:
+        writes.append(str(message))
+        real_echo(message, *args, **kwargs)
+
+    monkeypatch.setattr(click, "echo", spy)
+    start, end = _month()
+    result = CliRunner().invoke(
+        main, ["report", "range", "--from", start.isoformat(), "--to", end.isoformat(), "--format", "csv"],
+        env={"KIOSK__DATABASE__PATH": str(month_db.path), "KIOSK__SITE__TIMEZONE": "Europe/Berlin"})
+    assert result.exit_code == 0, result.output
+    assert len(writes) > 10 and all(w.count("\n") <= 31 for w in writes)
+    assert result.output.count("\n") == 1 + 30 * 30
+
+
+def test_range_page_shows_a_bounded_table_with_a_csv_link(month_db: Database) -> None:
+    from kiosk.reports import DAY_ROWS_SHOWN
+
+    client = _web_client(month_db)
+    start, end = _month()
+    page = client.get("/range", query_string={"start": start.isoformat(), "end": end.isoformat()})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    days_table = html[html.index('id="table-days"'):]
+    days_table = days_table[:days_table.index("</table>")]
+    assert days_table.count("<tr>") == 1 + DAY_ROWS_SHOWN < 1 + 30 * 30
+    assert 'id="rows-cut"' in html and f"of {30 * 30} person-days" in html and "range.csv" in html
+    # the totals still cover the whole range
+    assert html.count(">30</td>") >= 30  # every person present on all 30 work days
