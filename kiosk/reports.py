@@ -33,9 +33,11 @@ from kiosk.config import Settings
 from kiosk.errors import ReportError
 from kiosk.store import (
     Database,
+    DayFigures,
     EventInfo,
     EventMark,
     PersonInfo,
+    day_figures,
     events_between,
     iter_event_marks,
     leave_between,
@@ -371,6 +373,43 @@ def _leave_key(x: LeaveDay) -> tuple[date, str, str]:
     return (x.day, x.person.name.casefold(), x.person.employee_id)
 
 
+@dataclass(frozen=True)
+class _DayClock:
+    """One local day's reference instants: the site zone and workday_start + grace (aware)."""
+
+    tz: ZoneInfo
+    start: datetime  # workday_start on the day, local
+    grace: timedelta
+
+    @classmethod
+    def of(cls, day: date, settings: Settings) -> _DayClock:
+        tz = settings.tz
+        return cls(tz, datetime.combine(day, settings.site.workday_start, tzinfo=tz),
+                   timedelta(minutes=settings.site.late_grace_minutes))
+
+    def lateness(self, first_in: datetime) -> tuple[bool, int]:
+        """(late?, whole minutes after workday_start) as attendance.lateness() reads it."""
+        late = first_in > self.start + self.grace
+        return late, int((first_in - self.start).total_seconds() // 60) if late else 0
+
+
+def _person_day_from_figures(person: PersonInfo, day: date, f: DayFigures, clock: _DayClock) -> PersonDay:
+    """A first_last PersonDay from SQL-aggregated figures (same reading as _person_day)."""
+    first_in = f.first_in
+    last_out = f.latest_out if f.latest_out is not None and (first_in is None or f.latest_out > first_in) \
+        else None
+    minutes = int((last_out - first_in).total_seconds() // 60) if first_in and last_out else 0
+    late, minutes_late = clock.lateness(first_in) if first_in is not None else (False, 0)
+    return PersonDay(
+        person_id=person.id, employee_id=person.employee_id, name=person.name, day=day,
+        first_in=first_in.astimezone(clock.tz) if first_in else None,
+        last_out=last_out.astimezone(clock.tz) if last_out else None,
+        present_minutes=minutes,
+        open=(first_in is not None and last_out is None) or (f.outs > 0 and first_in is None),
+        late=late, minutes_late=minutes_late, events=f.events, corrected=f.manual,
+    )
+
+
 class RangeScan:
     """One pass over a range's events in time order (store.iter_event_marks) inside one snapshot.
 
@@ -405,38 +444,45 @@ class RangeScan:
         self.person_days = 0  # rows with events seen so far
 
     def days(self) -> Iterator[RangeDay]:
-        """RangeDay per local day, start..end, streamed from one ordered query of events."""
-        tz = self.settings.tz
-        utc_from, _ = local_day_bounds(self.start, tz)
-        _, utc_to = local_day_bounds(self.end, tz)
-        marks = iter_event_marks(self.db, utc_from, utc_to, person_id=self.person_id)
-        pending = next(marks, None)
+        """RangeDay per local day, start..end: one query per day (aggregated in SQL in first_last
+        mode; the day's events in time order in toggle mode), so memory holds one day."""
         day = self.start
         while day <= self.end:
-            _, day_end = local_day_bounds(day, tz)
-            by_person: dict[int, list[EventMark]] = defaultdict(list)
-            unknown = 0
-            while pending is not None and pending.occurred_at < day_end:
-                if pending.person_id is None:
-                    unknown += 1
-                else:
-                    by_person[pending.person_id].append(pending)
-                pending = next(marks, None)
-            yield self._close_day(day, by_person, unknown)
+            yield self._close_day(day, *self._read_day(day))
             day += timedelta(days=1)
 
-    def _close_day(self, day: date, by_person: dict[int, list[EventMark]], unknown: int) -> RangeDay:
-        rows = sorted((_person_day(self.people[pid], day, evs, self.settings, False)
-                       for pid, evs in by_person.items()), key=_sort_key)
+    def _read_day(self, day: date) -> tuple[list[PersonDay], int]:
+        """The day's person-days (unsorted) and its unknown faces."""
+        utc_from, utc_to = local_day_bounds(day, self.settings.tz)
+        if self.settings.attendance.mode == "first_last":
+            figures = day_figures(self.db, utc_from, utc_to, person_id=self.person_id)
+            clock = _DayClock.of(day, self.settings)
+            rows = [_person_day_from_figures(self.people[f.person_id], day, f, clock)
+                    for f in figures if f.person_id is not None]
+            return rows, sum(f.events for f in figures if f.person_id is None)
+        by_person: dict[int, list[EventMark]] = defaultdict(list)
+        unknown = 0
+        for mark in iter_event_marks(self.db, utc_from, utc_to, person_id=self.person_id):
+            if mark.person_id is None:
+                unknown += 1
+            else:
+                by_person[mark.person_id].append(mark)
+        rows = [_person_day(self.people[pid], day, evs, self.settings, False)
+                for pid, evs in by_person.items()]
+        return rows, unknown
+
+    def _close_day(self, day: date, rows: list[PersonDay], unknown: int) -> RangeDay:
+        rows.sort(key=_sort_key)
+        came = {r.person_id for r in rows}
         for r in rows:
             self._tallies[r.person_id].add_day(r)
         leave = sorted((LeaveDay(day, self.people[pid], kind) for pid, kind in self._leave_by_day.get(day, [])
-                        if pid not in by_person), key=_leave_key)
+                        if pid not in came), key=_leave_key)
         for x in leave:
             self._tallies[x.person.id].days_on_leave += 1
         if day in self._finished:
             for pid, enrolled in self._expected:
-                if enrolled <= day and pid not in by_person and (pid, day) not in self._leave:
+                if enrolled <= day and pid not in came and (pid, day) not in self._leave:
                     self._tallies[pid].days_absent += 1
         self.unknown_faces += unknown
         self.person_days += len(rows)
@@ -551,9 +597,20 @@ def iter_range_csv(db: Database, settings: Settings, start: date, end: date,
             for rd in RangeScan(snapshot, settings, start, end, today, person_id).days():
                 lines = range_day_csv_rows(rd)
                 if lines:
-                    yield _csv_text([[safe_cell(c) for c in cells] for cells in lines])
+                    yield _csv_text([_safe_text_cells(cells) for cells in lines])
 
     return chunks()
+
+
+_TEXT_CELLS = (CSV_COLUMNS.index("employee_id"), CSV_COLUMNS.index("name"))
+"""The CSV cells people type (the rest are dates, times, numbers and fixed words)."""
+
+
+def _safe_text_cells(cells: list[str]) -> list[str]:
+    """cells with safe_cell() applied to the typed ones (employee id, name)."""
+    for i in _TEXT_CELLS:
+        cells[i] = safe_cell(cells[i])
+    return cells
 
 
 def _csv_text(rows: list[list[str]]) -> str:

@@ -81,9 +81,11 @@ from kiosk.store.repo import (
     templates_not_made_by,
 )
 from kiosk.store.reporting import (
+    DayFigures,
     EventMark,
     bulk_add_events,
     bulk_add_people,
+    day_figures,
     iter_event_marks,
     read_snapshot,
 )
@@ -102,5 +104,5 @@ __all__ = [
     "latest_captures", "request_capture", "take_capture", "EventNotFound", "add_correction", "remove_event",
     "rename_person", "LeaveInfo", "LeaveNotFound", "NewLeave", "add_leave", "add_leave_batch", "leave_between", "leave_by_person_day",
     "remove_leave", "OffsiteCopy", "daily_copies", "record_copy", "write_daily_copy", "write_offsite_copy",
-    "EventMark", "bulk_add_events", "bulk_add_people", "iter_event_marks", "read_snapshot",
+    "DayFigures", "EventMark", "day_figures", "bulk_add_events", "bulk_add_people", "iter_event_marks", "read_snapshot",
 ]

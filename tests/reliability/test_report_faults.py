@@ -193,27 +193,24 @@ def test_range_csv_is_produced_day_by_day_as_events_stream(
 ) -> None:
     import kiosk.reports as reports
 
-    consumed = 0
-    real = reports.iter_event_marks
+    days_read: list[datetime] = []
+    real = reports.day_figures
 
-    def counting(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        nonlocal consumed
-        for mark in real(*args, **kwargs):
-            consumed += 1
-            yield mark
+    def counting(db: Database, utc_from: datetime, *args: Any, **kwargs: Any) -> Any:
+        days_read.append(utc_from)
+        return real(db, utc_from, *args, **kwargs)
 
-    monkeypatch.setattr(reports, "iter_event_marks", counting)
+    monkeypatch.setattr(reports, "day_figures", counting)
     s = make_settings(month_db.path)
     start, end = _month()
     chunks = reports.iter_range_csv(month_db, s, start, end, today=TODAY)
     assert next(chunks).startswith("date,employee_id,name,")
     first_day = next(chunks)
     assert first_day.count("\n") == 30  # everyone's first work day, nothing more
-    assert 0 < consumed <= 2 * 30 + 1  # one day's events (and one look-ahead), not the range's
+    assert 1 <= len(days_read) <= 3  # read so far: up to the first work day, not the range
     rest = "".join(chunks)
-    assert consumed == 2 * 30 * 30
-    full = reports.render_range(
-        reports.range_report(month_db, s, start, end, today=TODAY), "csv")
+    assert len(days_read) == 42
+    full = reports.render_range(reports.range_report(month_db, s, start, end, today=TODAY), "csv")
     assert full.split("\n", 1)[1] == first_day + rest  # the same rows as the in-memory report
 
 
@@ -280,3 +277,37 @@ def test_range_page_shows_a_bounded_table_with_a_csv_link(month_db: Database) ->
     assert 'id="rows-cut"' in html and f"of {30 * 30} person-days" in html and "range.csv" in html
     # the totals still cover the whole range
     assert html.count(">30</td>") >= 30  # every person present on all 30 work days
+
+
+@pytest.mark.parametrize("mode", ["first_last", "toggle"])
+def test_range_rows_read_the_day_as_the_daily_report_does(tmp_path: Path, mode: str) -> None:
+    """The range's per-day reading (SQL-aggregated in first_last mode) equals the daily report's
+    per-event reading, corner cases included (an out before the first in, outs only, by hand)."""
+    from dataclasses import replace
+
+    from kiosk.reports import daily_report, range_report
+    from kiosk.store import add_correction
+
+    db = open_database(tmp_path / "kiosk.db")
+    s = make_settings(db.path)
+    s.attendance.mode = mode  # type: ignore[assignment]
+    s.expression.enabled = False
+    people = [add_person(db, f"E{i}", f"P{i}", now=CREATED) for i in range(5)]
+    plan = {
+        0: [(15, 8, 50, "in"), (15, 12, 0, "out"), (15, 13, 0, "in"), (15, 17, 20, "out")],
+        1: [(15, 7, 0, "out"), (15, 9, 30, "in")],  # an out before the first in
+        2: [(16, 17, 0, "out")],  # a check-out only
+        3: [(16, 9, 6, "in"), (16, 23, 59, "out"), (17, 0, 1, "in")],  # around midnight
+        4: [(17, 9, 0, "in"), (17, 9, 0, "out")],  # same instant
+    }
+    for i, events in plan.items():
+        for d, h, m, kind in events:
+            record_event(db, people[i].id, at(d, h, m), kind, "door-1")
+    add_correction(db, people[1].id, at(16, 8, 0), "in", actor="admin", note="forgot")
+    record_event(db, None, at(16, 12), "unknown", "door-1")
+    days = [date(2026, 6, d) for d in (15, 16, 17)]
+    ranged = range_report(db, s, days[0], days[-1], today=TODAY)
+    daily = [row for d in days for row in daily_report(db, s, d).rows]
+    assert [replace(r, expression=None) for r in ranged.rows] == daily
+    assert ranged.unknown_faces == 1
+    db.close()
