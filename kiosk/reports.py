@@ -6,6 +6,9 @@ Time present per person and day:
               the ends of the day).
   toggle      the sum of in->out pairs; an "in" without a later "out" adds nothing and
               marks the day "open" (forgotten check-out), as does first_last without an out.
+No check-out: a day already over (before today, local) with a check-in and no check-out after
+it: a forgotten check-out. Its hours are not known (0.00); it is listed as an exception to fix
+(the CSV's no_checkout column, the boards, the range page), not as someone still in.
 Lateness: first "in" after workday_start + grace; minutes late count from workday_start.
 Absence: a work day (site.work_days, not site.holidays) with no event and no recorded leave;
 a work day within a person's leave (store.leave) counts as leave, unless they came in.
@@ -53,13 +56,14 @@ logger = logging.getLogger(__name__)
 FORMATS = ("table", "csv", "json", "html")
 CSV_COLUMNS = [
     "date", "employee_id", "name", "first_in", "last_out", "hours", "late", "minutes_late",
-    "status", "corrected", "leave",
+    "status", "corrected", "leave", "no_checkout",
 ]
 """Columns of the daily and range CSV (payroll): one row per person and day; times are local
 ISO 8601 with UTC offset; hours decimal (2 places); late yes/no; status present/open/absent/leave
 (open: a check-in without check-out or the other way round, hours not known; leave: a work day
 of recorded leave, whose kind is in the leave column: holiday, sick or other);
-corrected yes/no (an event of the day was entered by hand)."""
+corrected yes/no (an event of the day was entered by hand); no_checkout yes/no (a day already
+over with a check-in and no check-out: a forgotten check-out, to be corrected)."""
 MAX_RANGE_DAYS = 1000
 
 
@@ -99,6 +103,7 @@ class PersonDay:
     events: int
     expression: dict[str, int] | None = None
     corrected: bool = False  # an event of the day was entered by hand (store.corrections)
+    no_checkout: bool = False  # a check-in without check-out on a day already over (forgotten)
 
     @property
     def hours(self) -> float:
@@ -109,6 +114,16 @@ class PersonDay:
     def status(self) -> str:
         """"open" when a check-in has no check-out (or a check-out no check-in), else "present"."""
         return "open" if self.open else "present"
+
+    @property
+    def label(self) -> str:
+        """The status as pages show it: "no check-out" for a forgotten check-out, else status."""
+        return "no check-out" if self.no_checkout else self.status
+
+
+def _no_checkout(open_: bool, first_in: datetime | None, day: date, today: date | None) -> bool:
+    """A check-in left without check-out on a day before today: a forgotten check-out."""
+    return open_ and first_in is not None and today is not None and day < today
 
 
 @dataclass(frozen=True)
@@ -170,6 +185,8 @@ class PersonTotals:
     days_absent: int | None = None
     # Work days in the range on recorded leave without an event (planned leave ahead counts too).
     days_on_leave: int = 0
+    # Days present with a check-in and no check-out, already over (forgotten check-outs).
+    days_no_checkout: int = 0
 
     @property
     def hours(self) -> float:
@@ -191,6 +208,9 @@ class RangeReport:
     unknown_faces: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     leave: list[LeaveDay] = field(default_factory=list)  # by day, then name
+    # The person's absent work days (finished, no event, no leave) when the report is for one
+    # person (range_report(person_id=...)); empty otherwise.
+    absences: list[date] = field(default_factory=list)
 
 
 # --- computing ------------------------------------------------------------------------------
@@ -198,7 +218,7 @@ class RangeReport:
 
 def _person_day(
     person: PersonInfo, day: date, events: Sequence[EventInfo | EventMark], settings: Settings,
-    with_expr: bool,
+    with_expr: bool, today: date | None = None,
 ) -> PersonDay:
     tz = settings.tz
     ins = [e.occurred_at for e in events if e.kind == "in"]
@@ -244,6 +264,7 @@ def _person_day(
         events=len(events),
         expression=expression,
         corrected=any(e.manual for e in events),
+        no_checkout=_no_checkout(open_, first_in, day, today),
     )
 
 
@@ -266,14 +287,15 @@ def _sort_key(row: PersonDay) -> tuple[date, str, str]:
     return (row.day, row.name.casefold(), row.employee_id)
 
 
-def daily_report(db: Database, settings: Settings, day: date) -> DailyReport:
+def daily_report(db: Database, settings: Settings, day: date, today: date | None = None) -> DailyReport:
     """Attendance, lateness, absences, unknown faces and expressions for one local day, all read
-    from one snapshot of the database (store.read_snapshot)."""
+    from one snapshot of the database (store.read_snapshot); today (default: the local date now)
+    tells a forgotten check-out (no_checkout) from someone still in."""
     with read_snapshot(db) as snapshot:
-        return _daily_report(snapshot, settings, day)
+        return _daily_report(snapshot, settings, day, today or datetime.now(settings.tz).date())
 
 
-def _daily_report(db: Database, settings: Settings, day: date) -> DailyReport:
+def _daily_report(db: Database, settings: Settings, day: date, today: date) -> DailyReport:
     tz = settings.tz
     start, end = local_day_bounds(day, tz)
     events = events_between(db, start, end)
@@ -281,7 +303,7 @@ def _daily_report(db: Database, settings: Settings, day: date) -> DailyReport:
     people = people_by_id(db, {pid for pid, _ in by_key})
     with_expr = settings.expression.enabled
     rows = sorted(
-        (_person_day(people[pid], d, evs, settings, with_expr) for (pid, d), evs in by_key.items()),
+        (_person_day(people[pid], d, evs, settings, with_expr, today) for (pid, d), evs in by_key.items()),
         key=_sort_key,
     )
     present = {pid for pid, _ in by_key}
@@ -349,6 +371,7 @@ class _Tally:
     minutes_late: int = 0
     days_absent: int = 0
     days_on_leave: int = 0
+    days_no_checkout: int = 0
 
     def add_day(self, row: PersonDay) -> None:
         """Count one person-day with events."""
@@ -356,6 +379,7 @@ class _Tally:
         self.present_minutes += row.present_minutes
         self.times_late += int(row.late)
         self.minutes_late += row.minutes_late
+        self.days_no_checkout += int(row.no_checkout)
 
 
 @dataclass(frozen=True)
@@ -393,20 +417,22 @@ class _DayClock:
         return late, int((first_in - self.start).total_seconds() // 60) if late else 0
 
 
-def _person_day_from_figures(person: PersonInfo, day: date, f: DayFigures, clock: _DayClock) -> PersonDay:
+def _person_day_from_figures(person: PersonInfo, day: date, f: DayFigures, clock: _DayClock,
+                             today: date) -> PersonDay:
     """A first_last PersonDay from SQL-aggregated figures (same reading as _person_day)."""
     first_in = f.first_in
     last_out = f.latest_out if f.latest_out is not None and (first_in is None or f.latest_out > first_in) \
         else None
     minutes = int((last_out - first_in).total_seconds() // 60) if first_in and last_out else 0
     late, minutes_late = clock.lateness(first_in) if first_in is not None else (False, 0)
+    open_ = (first_in is not None and last_out is None) or (f.outs > 0 and first_in is None)
     return PersonDay(
         person_id=person.id, employee_id=person.employee_id, name=person.name, day=day,
         first_in=first_in.astimezone(clock.tz) if first_in else None,
         last_out=last_out.astimezone(clock.tz) if last_out else None,
         present_minutes=minutes,
-        open=(first_in is not None and last_out is None) or (f.outs > 0 and first_in is None),
-        late=late, minutes_late=minutes_late, events=f.events, corrected=f.manual,
+        open=open_, late=late, minutes_late=minutes_late, events=f.events, corrected=f.manual,
+        no_checkout=_no_checkout(open_, first_in, day, today),
     )
 
 
@@ -437,11 +463,12 @@ class RangeScan:
             and person_id in (None, p.id)
         ]
         self._listed = {pid for pid, _ in self._expected} | {x.person_id for x in leave_records}
-        self._finished = set(finished_work_days(settings, start, end,
-                                                today or datetime.now(tz).date()))
+        self.today = today or datetime.now(tz).date()
+        self._finished = set(finished_work_days(settings, start, end, self.today))
         self._tallies: dict[int, _Tally] = defaultdict(_Tally)
         self.unknown_faces = 0
         self.person_days = 0  # rows with events seen so far
+        self.absences: list[date] = []  # the person's absent days, for a one-person scan only
 
     def days(self) -> Iterator[RangeDay]:
         """RangeDay per local day, start..end: one query per day (aggregated in SQL in first_last
@@ -457,7 +484,7 @@ class RangeScan:
         if self.settings.attendance.mode == "first_last":
             figures = day_figures(self.db, utc_from, utc_to, person_id=self.person_id)
             clock = _DayClock.of(day, self.settings)
-            rows = [_person_day_from_figures(self.people[f.person_id], day, f, clock)
+            rows = [_person_day_from_figures(self.people[f.person_id], day, f, clock, self.today)
                     for f in figures if f.person_id is not None]
             return rows, sum(f.events for f in figures if f.person_id is None)
         by_person: dict[int, list[EventMark]] = defaultdict(list)
@@ -467,7 +494,7 @@ class RangeScan:
                 unknown += 1
             else:
                 by_person[mark.person_id].append(mark)
-        rows = [_person_day(self.people[pid], day, evs, self.settings, False)
+        rows = [_person_day(self.people[pid], day, evs, self.settings, False, self.today)
                 for pid, evs in by_person.items()]
         return rows, unknown
 
@@ -484,6 +511,8 @@ class RangeScan:
             for pid, enrolled in self._expected:
                 if enrolled <= day and pid not in came and (pid, day) not in self._leave:
                     self._tallies[pid].days_absent += 1
+                    if self.person_id is not None:
+                        self.absences.append(day)
         self.unknown_faces += unknown
         self.person_days += len(rows)
         return RangeDay(day, rows, leave, unknown)
@@ -496,7 +525,8 @@ class RangeScan:
             p, t = self.people[pid], self._tallies.get(pid, _Tally())
             absent = None if (not p.active or p.erased_at is not None) else t.days_absent
             out.append(PersonTotals(p.id, p.employee_id, p.name, t.days_present, t.present_minutes,
-                                    t.times_late, t.minutes_late, absent, t.days_on_leave))
+                                    t.times_late, t.minutes_late, absent, t.days_on_leave,
+                                    t.days_no_checkout))
         return sorted(out, key=lambda t: (t.name.casefold(), t.employee_id))
 
 
@@ -520,7 +550,7 @@ def range_report(db: Database, settings: Settings, start: date, end: date,
         return RangeReport(
             site=settings.site.name, start=start, end=end, timezone=settings.site.timezone,
             mode=settings.attendance.mode, rows=rows, totals=scan.totals(),
-            unknown_faces=scan.unknown_faces, leave=leave,
+            unknown_faces=scan.unknown_faces, leave=leave, absences=scan.absences,
         )
 
 
@@ -538,6 +568,8 @@ class RangeSummary:
     person_days: int
     leave_days: int
     week_minutes: dict[date, Counter[str]]
+    no_checkout: list[PersonDay] = field(default_factory=list)  # at most max_rows, by day
+    no_checkout_days: int = 0  # all of them
 
     @property
     def rows_cut(self) -> bool:
@@ -557,6 +589,7 @@ def range_summary(db: Database, settings: Settings, start: date, end: date,
     rows: list[PersonDay] = []
     leave: list[LeaveDay] = []
     leave_days = 0
+    forgotten: list[PersonDay] = []
     with read_snapshot(db) as snapshot:
         scan = RangeScan(snapshot, settings, start, end, today)
         for rd in scan.days():
@@ -564,6 +597,7 @@ def range_summary(db: Database, settings: Settings, start: date, end: date,
             rows += rd.rows[:room]
             leave += rd.leave[:max(0, max_rows - len(leave))]
             leave_days += len(rd.leave)
+            forgotten += [r for r in rd.rows if r.no_checkout][:max(0, max_rows - len(forgotten))]
             if rd.day >= first_charted:
                 week = week_minutes.setdefault(max(start, rd.day - timedelta(days=rd.day.weekday())),
                                                Counter())
@@ -574,7 +608,9 @@ def range_summary(db: Database, settings: Settings, start: date, end: date,
             mode=settings.attendance.mode, rows=rows, totals=scan.totals(),
             unknown_faces=scan.unknown_faces, leave=leave,
         )
-        return RangeSummary(report, scan.person_days, leave_days, week_minutes)
+        no_checkout_days = sum(t.days_no_checkout for t in report.totals)
+        return RangeSummary(report, scan.person_days, leave_days, week_minutes, forgotten,
+                            no_checkout_days)
 
 
 def range_day_csv_rows(rd: RangeDay) -> list[list[str]]:
@@ -634,12 +670,12 @@ def day_csv_cells(r: PersonDay) -> list[str]:
     """One person-day as CSV cells in CSV_COLUMNS order."""
     return [r.day.isoformat(), r.employee_id, r.name, _iso(r.first_in), _iso(r.last_out),
             f"{r.hours:.2f}", "yes" if r.late else "no", str(r.minutes_late), r.status,
-            "yes" if r.corrected else "no", ""]
+            "yes" if r.corrected else "no", "", "yes" if r.no_checkout else "no"]
 
 
 def _no_show_csv_row(day: date, p: PersonInfo, status: str, leave: str = "") -> list[str]:
     """CSV cells of a work day without events: status absent, or leave with its kind."""
-    return [day.isoformat(), p.employee_id, p.name, "", "", "0.00", "no", "0", status, "no", leave]
+    return [day.isoformat(), p.employee_id, p.name, "", "", "0.00", "no", "0", status, "no", leave, "no"]
 
 
 def leave_csv_cells(x: LeaveDay) -> list[str]:
@@ -676,7 +712,7 @@ def _person_day_json(r: PersonDay) -> dict[str, Any]:
         "name": r.name, "first_in": _iso(r.first_in) or None, "last_out": _iso(r.last_out) or None,
         "present_minutes": r.present_minutes, "hours": r.hours, "open": r.open, "late": r.late,
         "minutes_late": r.minutes_late, "events": r.events, "expression": r.expression,
-        "corrected": r.corrected,
+        "corrected": r.corrected, "no_checkout": r.no_checkout,
     }
 
 
@@ -713,7 +749,8 @@ def range_as_dict(report: RangeReport) -> dict[str, Any]:
             {"person_id": t.person_id, "employee_id": t.employee_id, "name": t.name,
              "days_present": t.days_present, "present_minutes": t.present_minutes,
              "hours": t.hours, "times_late": t.times_late, "minutes_late": t.minutes_late,
-             "days_absent": t.days_absent, "days_on_leave": t.days_on_leave}
+             "days_absent": t.days_absent, "days_on_leave": t.days_on_leave,
+             "days_no_checkout": t.days_no_checkout}
             for t in report.totals
         ],
         "leave": [_leave_json(x) for x in report.leave],
@@ -723,22 +760,22 @@ def range_as_dict(report: RangeReport) -> dict[str, Any]:
 
 _DAY_HEADERS = ["Employee", "Name", "In", "Out", "Hours", "Late", "Status"]
 TOTALS_HEADERS = ["Employee", "Name", "Days", "Hours", "Times late", "Minutes late", "Days absent",
-                  "Days on leave"]
+                  "Days on leave", "No check-out"]
 TOTALS_CSV_COLUMNS = ["employee_id", "name", "days_present", "hours", "times_late", "minutes_late",
-                      "days_absent", "days_on_leave"]
+                      "days_absent", "days_on_leave", "days_no_checkout"]
 
 
 def totals_cells(t: PersonTotals) -> list[str]:
     """One totals row as text, in TOTALS_HEADERS / TOTALS_CSV_COLUMNS order ("" = not known)."""
     absent = "" if t.days_absent is None else str(t.days_absent)
     return [t.employee_id, t.name, str(t.days_present), f"{t.hours:.2f}", str(t.times_late),
-            str(t.minutes_late), absent, str(t.days_on_leave)]
+            str(t.minutes_late), absent, str(t.days_on_leave), str(t.days_no_checkout)]
 
 
 def _day_cells(r: PersonDay, with_date: bool = False) -> list[str]:
     late = f"{r.minutes_late} min" if r.late else "no"
     cells = [r.employee_id, r.name, _hm(r.first_in), _hm(r.last_out), f"{r.hours:.2f}", late,
-             r.status + (" (corrected)" if r.corrected else "")]
+             r.label + (" (corrected)" if r.corrected else "")]
     return ([r.day.isoformat()] if with_date else []) + cells
 
 

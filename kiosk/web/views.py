@@ -10,7 +10,7 @@ import io
 import re
 from collections import Counter
 from collections.abc import Iterable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, abort, render_template, request
@@ -20,6 +20,7 @@ from kiosk.reports import (
     TOTALS_CSV_COLUMNS,
     DailyReport,
     PersonDay,
+    RangeReport,
     daily_report,
     iter_range_csv,
     parse_day,
@@ -100,10 +101,21 @@ def _arrivals_chart(report: DailyReport) -> Any:
     return bar_chart(labels, counts, f"Arrivals on {report.day}", " people", every=2)
 
 
+def _running_hours(rows: list[PersonDay], now: datetime) -> dict[int, float]:
+    """Hours so far (now - first check-in, decimal, 2 places) of people in now, by person id."""
+    return {r.person_id: round(max(0.0, (now - r.first_in).total_seconds()) / 3600.0, 2)
+            for r in rows if r.first_in is not None}
+
+
 def _board_context(day: date) -> dict[str, Any]:
     c = ctx()
-    report = daily_report(c.db, c.settings, day)
+    today = c.today()
+    report = daily_report(c.db, c.settings, day, today=today)
     rows = report.rows
+    # In now: checked in, not out, on a day not over yet. A past day's open check-in is a
+    # forgotten check-out: listed with the other incomplete days, to be corrected.
+    inside = [r for r in rows if r.open and r.first_in is not None and not r.no_checkout]
+    incomplete = [r for r in rows if r.open and r not in inside]
     team = report.team_expression
     team_chart = None
     if team is not None and team.shares:
@@ -112,8 +124,9 @@ def _board_context(day: date) -> dict[str, Any]:
                                  sorted(shares.items(), key=lambda kv: -kv[1])],
                                 "Team expression", "%")
     return {
-        "report": report, "day": day, "today": c.today(),
-        "inside": [r for r in rows if r.open],
+        "report": report, "day": day, "today": today,
+        "inside": inside, "incomplete": incomplete,
+        "running": _running_hours(inside, c.clock.now()) if day == today else {},
         "left": [r for r in rows if not r.open and r.last_out],
         "late": [r for r in rows if r.late],
         "absent": report.absent,
@@ -144,7 +157,7 @@ def day_csv() -> Response:
     c = ctx()
     d = day_arg("date", c.today())
     return text_download(f"attendance-{d}.csv",
-                         _safe_csv(render_daily(daily_report(c.db, c.settings, d), "csv")),
+                         _safe_csv(render_daily(daily_report(c.db, c.settings, d, today=c.today()), "csv")),
                          "text/csv")
 
 
@@ -330,9 +343,10 @@ def people_csv() -> Response:
                          for p in list_people(c.db)])
 
 
-def _history(person_id: int, start: date, end: date) -> list[PersonDay]:
+def _history(person_id: int, start: date, end: date) -> RangeReport:
+    """The person's days, totals and absences over start..end (one snapshot)."""
     c = ctx()
-    return range_report(c.db, c.settings, start, end, today=c.today(), person_id=person_id).rows
+    return range_report(c.db, c.settings, start, end, today=c.today(), person_id=person_id)
 
 
 def person_or_404(person_id: int) -> PersonInfo:
@@ -343,8 +357,8 @@ def person_or_404(person_id: int) -> PersonInfo:
         abort(404)
 
 
-def _person_history(person_id: int) -> tuple[PersonInfo, date, date, list[PersonDay]]:
-    """The person (or 404), the requested range (default last 30 days) and their days in it."""
+def _person_history(person_id: int) -> tuple[PersonInfo, date, date, RangeReport]:
+    """The person (or 404), the requested range (default last 30 days) and their report for it."""
     p = person_or_404(person_id)
     start, end = range_args(default_days=30)
     return p, start, end, _history(person_id, start, end)
@@ -362,7 +376,8 @@ def _expression_counts(person_id: int, start: date, end: date) -> dict[str, int]
 def person(person_id: int) -> str:
     """One person's history (and expressions, only with their consent)."""
     c = ctx()
-    p, start, end, rows = _person_history(person_id)
+    p, start, end, history = _person_history(person_id)
+    rows = history.rows
     show_expr = c.settings.expression.enabled and p.expression_consent
     expr_counts = _expression_counts(person_id, start, end) if show_expr else {}
     expr_chart = None
@@ -383,10 +398,10 @@ def person(person_id: int) -> str:
         extra |= {"templates": list_templates(c.db, person_id),
                  "audit": list_audit(c.db, target=f"person:{person_id}", limit=20),
                  "events": events_between(c.db, utc_from, utc_to, person_id=person_id),
-                 "today": c.today()}
+                 "today": c.today(), "fix_day": day_arg("fix", c.today())}
     return render_template("person.html", p=p, rows=rows, start=start, end=end,
                            show_expr=show_expr, expr_counts=expr_counts, expr_chart=expr_chart,
-                           hours=hours, hm=_hm, **extra)
+                           hours=hours, hm=_hm, absences=history.absences, **extra)
 
 
 @bp.route("/people/<int:person_id>/history.csv")

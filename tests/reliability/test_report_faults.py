@@ -224,7 +224,7 @@ def test_streamed_csv_matches_in_memory_report_with_leave_and_unknown_faces(week
     s = make_settings(week_db.path)
     streamed = "".join(iter_range_csv(week_db, s, *WEEK, today=TODAY))
     assert streamed == render_range(range_report(week_db, s, *WEEK, today=TODAY), "csv")
-    assert streamed.count(",holiday\n") == 3  # Wed..Fri; the weekend is no work day
+    assert streamed.count(",holiday,no\n") == 3  # Wed..Fri; the weekend is no work day
 
 
 def test_web_range_csv_is_a_streamed_response(month_db: Database) -> None:
@@ -311,3 +311,82 @@ def test_range_rows_read_the_day_as_the_daily_report_does(tmp_path: Path, mode: 
     assert [replace(r, expression=None) for r in ranged.rows] == daily
     assert ranged.unknown_faces == 1
     db.close()
+
+
+# --- 3. forgotten check-outs ------------------------------------------------------------------
+
+
+@pytest.fixture
+def forgot_db(week_db: Database) -> Database:
+    """On top of week_db: Cat checks in on Wednesday 17 and never checks out; on Monday 22
+    (TODAY) Ann is in since 08:30 and Bob forgot nothing yet."""
+    from kiosk.store import get_person_by_employee_id
+
+    cat = get_person_by_employee_id(week_db, "E3")
+    ann = get_person_by_employee_id(week_db, "E1")
+    record_event(week_db, cat.id, at(17, 9, 20), "in", "door-1")
+    record_event(week_db, ann.id, at(22, 8, 30), "in", "door-1")
+    return week_db
+
+
+def _table(html: str, table_id: str) -> str:
+    start = html.index(f'id="{table_id}"')
+    return html[start:html.index("</table>", start)]
+
+
+def test_past_day_board_lists_a_forgotten_check_out_as_an_exception(forgot_db: Database) -> None:
+    client = _web_client(forgot_db)
+    html = client.get("/day", query_string={"date": "2026-06-17"}).get_data(as_text=True)
+    assert "Cat" not in _table(html, "table-in")
+    assert re.search(r'id="count-in">0<', html)
+    assert "Cat" in _table(html, "table-no-checkout")
+    assert re.search(r'id="count-no-checkout">1<', html)
+    assert "#correction-form" in _table(html, "table-no-checkout")
+
+
+def test_today_board_shows_running_hours_of_people_in(forgot_db: Database) -> None:
+    client = _web_client(forgot_db)  # the clock stands at 12:00 on Monday 22
+    html = client.get("/").get_data(as_text=True)
+    inside = _table(html, "table-in")
+    assert "Ann" in inside and "3.50" in inside  # 08:30 -> 12:00 so far
+    assert "Ann" not in _table(html, "table-no-checkout")
+
+
+def test_payroll_csv_says_no_checkout(forgot_db: Database) -> None:
+    from kiosk.reports import daily_report, iter_range_csv, range_report, render_daily
+
+    s = make_settings(forgot_db.path)
+    rows = list(csv.DictReader(io.StringIO("".join(
+        iter_range_csv(forgot_db, s, date(2026, 6, 15), TODAY, today=TODAY)))))
+    flags = {(r["date"], r["name"]): r["no_checkout"] for r in rows}
+    assert flags[("2026-06-17", "Cat")] == "yes" and flags[("2026-06-17", "Ann")] == "no"
+    assert flags[("2026-06-22", "Ann")] == "no"  # today: still in, not forgotten (yet)
+    totals = {t.name: t for t in range_report(forgot_db, s, date(2026, 6, 15), TODAY, today=TODAY).totals}
+    assert (totals["Cat"].days_no_checkout, totals["Ann"].days_no_checkout) == (1, 0)
+    day = list(csv.DictReader(io.StringIO(render_daily(
+        daily_report(forgot_db, s, date(2026, 6, 17), today=TODAY), "csv"))))
+    assert {r["name"]: r["no_checkout"] for r in day} == {"Ann": "no", "Bob": "no", "Cat": "yes"}
+
+
+def test_range_page_lists_days_without_check_out_with_links_to_fix_them(forgot_db: Database) -> None:
+    client = _web_client(forgot_db)
+    html = client.get("/range", query_string={"start": "2026-06-15", "end": "2026-06-21"}).get_data(as_text=True)
+    table = _table(html, "table-no-checkout")
+    assert "Cat" in table and "2026-06-17" in table and "Ann" not in table
+    assert re.search(r'/people/\d+\?start=2026-06-17&amp;end=2026-06-17&amp;fix=2026-06-17#correction-form',
+                     table)
+    assert 'href="#no-checkout"' in html  # the filter link at the top of the page
+
+
+def test_person_page_lists_absences(forgot_db: Database) -> None:
+    from kiosk.store import get_person_by_employee_id
+
+    client = _web_client(forgot_db)
+    cat = get_person_by_employee_id(forgot_db, "E3")
+    html = client.get(f"/people/{cat.id}", query_string={"start": "2026-06-15", "end": "2026-06-21"}
+                      ).get_data(as_text=True)
+    absences = _table(html, "table-absences")
+    assert [d for d in ("2026-06-15", "2026-06-16", "2026-06-18", "2026-06-19") if d in absences] == [
+        "2026-06-15", "2026-06-16", "2026-06-18", "2026-06-19"]
+    assert "2026-06-17" not in absences and "2026-06-20" not in absences  # came in; a Saturday
+    assert "no check-out" in _table(html, "table-history")
