@@ -390,3 +390,32 @@ def test_person_page_lists_absences(forgot_db: Database) -> None:
         "2026-06-15", "2026-06-16", "2026-06-18", "2026-06-19"]
     assert "2026-06-17" not in absences and "2026-06-20" not in absences  # came in; a Saturday
     assert "no check-out" in _table(html, "table-history")
+
+
+def test_streamed_csv_holds_its_snapshot_until_closed(month_db: Database) -> None:
+    """A person removed while the CSV is being sent is still in the rest of it (one snapshot),
+    and closing the stream early ends its read transaction (the WAL can be checkpointed again)."""
+    import sqlite3
+
+    from kiosk.reports import iter_range_csv
+    from kiosk.store import get_person_by_employee_id
+
+    s = make_settings(month_db.path)
+    start, end = _month()
+    victim = get_person_by_employee_id(month_db, "B00007")
+    chunks = iter_range_csv(month_db, s, start, end, today=TODAY)
+    head = next(chunks) + next(chunks) + next(chunks)
+    erase_person(month_db, victim.id, actor="test", keep_events=False)
+    rest = "".join(chunks)
+    assert (head + rest).count(",B00007,") == 30  # all 30 work days, before and after the removal
+
+    again = iter_range_csv(month_db, s, start, end, today=TODAY)
+    next(again), next(again)
+    con = sqlite3.connect(month_db.path)
+    try:
+        record_event(month_db, None, at(15, 12), "unknown", "door-1")
+        assert con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 1  # a reader holds it
+        again.close()
+        assert con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
+    finally:
+        con.close()
