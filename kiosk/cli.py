@@ -573,18 +573,15 @@ def report_daily(ctx: Context, day: str, fmt: str) -> None:
 @pass_ctx
 @friendly
 def report_range(ctx: Context, start: str, end: str, fmt: str) -> None:
-    """A period: one row per person and day plus totals (CSV for payroll, written day by day)."""
-    from kiosk.reports import iter_range_csv, parse_day, range_report, render_range
+    """A period: one row per person and day plus totals (CSV for payroll). csv, json and table are
+    written day by day; html shows all totals and the first 500 person-days."""
+    from kiosk.reports import iter_range, parse_day
 
     s = ctx.settings
     first, last = parse_day(start, s), parse_day(end, s)
     with ctx.open_db() as database:
-        if fmt == "csv":
-            for chunk in iter_range_csv(database, s, first, last):
-                click.echo(chunk, nl=False)
-            return
-        rendered = render_range(range_report(database, s, first, last), fmt)
-    click.echo(rendered, nl=False)
+        for chunk in iter_range(database, s, first, last, fmt):
+            click.echo(chunk, nl=False)
 
 
 # --- evaluation and training -----------------------------------------------------------------

@@ -25,7 +25,7 @@ import io
 import json
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -745,17 +745,18 @@ def range_as_dict(report: RangeReport) -> dict[str, Any]:
         "site": report.site, "start": report.start.isoformat(), "end": report.end.isoformat(),
         "timezone": report.timezone, "mode": report.mode,
         "days": [_person_day_json(r) for r in report.rows],
-        "totals": [
-            {"person_id": t.person_id, "employee_id": t.employee_id, "name": t.name,
-             "days_present": t.days_present, "present_minutes": t.present_minutes,
-             "hours": t.hours, "times_late": t.times_late, "minutes_late": t.minutes_late,
-             "days_absent": t.days_absent, "days_on_leave": t.days_on_leave,
-             "days_no_checkout": t.days_no_checkout}
-            for t in report.totals
-        ],
+        "totals": [_totals_json(t) for t in report.totals],
         "leave": [_leave_json(x) for x in report.leave],
         "unknown_faces": report.unknown_faces,
     }
+
+
+def _totals_json(t: PersonTotals) -> dict[str, Any]:
+    return {"person_id": t.person_id, "employee_id": t.employee_id, "name": t.name,
+            "days_present": t.days_present, "present_minutes": t.present_minutes,
+            "hours": t.hours, "times_late": t.times_late, "minutes_late": t.minutes_late,
+            "days_absent": t.days_absent, "days_on_leave": t.days_on_leave,
+            "days_no_checkout": t.days_no_checkout}
 
 
 _DAY_HEADERS = ["Employee", "Name", "In", "Out", "Hours", "Late", "Status"]
@@ -871,16 +872,29 @@ def _daily_html(report: DailyReport) -> str:
     return "".join(out)
 
 
-def _range_html(report: RangeReport) -> str:
+def _range_html(report: RangeReport, summary: RangeSummary | None = None) -> str:
+    """The range as a standalone page; with a summary, its rows are the first of summary.person_days
+    (a note says so) and the days with no check-out have their own table."""
     e = html.escape
     title = f"{report.site} - attendance {report.start.isoformat()} to {report.end.isoformat()}"
+    days_note = leave_note = no_checkout = ""
+    if summary is not None:
+        if summary.rows_cut:
+            days_note = (f"<p>Showing the first {len(report.rows)} of {summary.person_days} person-days; "
+                         "the CSV (--format csv) has them all.</p>\n")
+        if summary.leave_days > len(report.leave):
+            leave_note = f"<p>Showing the first {len(report.leave)} of {summary.leave_days} days on leave.</p>\n"
+        no_checkout = (f"<h2>No check-out</h2>\n<p>{summary.no_checkout_days} day(s) over with a check-in "
+                       "and no check-out (hours not known).</p>\n"
+                       + _html_table(["Date", *_DAY_HEADERS], [_day_cells(r, True) for r in summary.no_checkout]))
     return "".join([
         _HTML_HEAD.format(title=e(title)),
         f"<p>Times in {e(report.timezone)}; mode {e(report.mode)}.</p>\n<h2>Totals</h2>\n",
         _html_table(TOTALS_HEADERS, [totals_cells(t) for t in report.totals]),
-        "<h2>Days</h2>\n",
+        no_checkout,
+        "<h2>Days</h2>\n", days_note,
         _html_table(["Date", *_DAY_HEADERS], [_day_cells(r, True) for r in report.rows]),
-        "<h2>On leave</h2>\n",
+        "<h2>On leave</h2>\n", leave_note,
         _html_table(["Date", "Employee", "Name", "Leave"], _leave_cells(report.leave)),
         f"<p>Unknown faces: {report.unknown_faces}</p>\n</body></html>\n",
     ])
@@ -926,6 +940,96 @@ def render_range(report: RangeReport, fmt: str = "table") -> str:
     if fmt == "html":
         return _range_html(report)
     return _range_table(report)
+
+
+# --- long ranges, written as they are read ---------------------------------------------------
+
+
+def iter_range(db: Database, settings: Settings, start: date, end: date, fmt: str = "table",
+               today: date | None = None) -> Iterator[str]:
+    """render_range's text in chunks with memory bounded whatever the range: csv, json and table
+    are written day by day from one snapshot; html is range_summary's page (all totals, the first
+    DAY_ROWS_SHOWN person-days and a note). ReportError here for a bad format or range."""
+    _check_format(fmt)
+    if fmt == "csv":
+        return iter_range_csv(db, settings, start, end, today)
+    if fmt == "json":
+        return _iter_range_json(db, settings, start, end, today)
+    if fmt == "table":
+        return _iter_range_table(db, settings, start, end, today)
+    summary = range_summary(db, settings, start, end, today)
+    return iter([_range_html(summary.report, summary)])
+
+
+def _iter_range_json(db: Database, settings: Settings, start: date, end: date,
+                     today: date | None) -> Iterator[str]:
+    """range_as_dict's JSON, the days written as they are read (same keys, same order)."""
+    _check_range(start, end)
+    head = {"site": settings.site.name, "start": start.isoformat(), "end": end.isoformat(),
+            "timezone": settings.site.timezone, "mode": settings.attendance.mode}
+
+    def chunks() -> Iterator[str]:
+        yield json.dumps(head, indent=2, ensure_ascii=False)[:-2] + ',\n  "days": ['
+        sep = "\n    "
+        leave: list[LeaveDay] = []
+        with read_snapshot(db) as snapshot:
+            scan = RangeScan(snapshot, settings, start, end, today)
+            for rd in scan.days():
+                leave += rd.leave
+                if rd.rows:
+                    yield sep + ",\n    ".join(json.dumps(_person_day_json(r), ensure_ascii=False)
+                                               for r in rd.rows)
+                    sep = ",\n    "
+            tail = {"totals": [_totals_json(t) for t in scan.totals()],
+                    "leave": [_leave_json(x) for x in leave], "unknown_faces": scan.unknown_faces}
+        yield "\n  ],\n" + json.dumps(tail, indent=2, ensure_ascii=False)[2:] + "\n"
+
+    return chunks()
+
+
+_LONGEST_LATE = "1439 min"
+_LONGEST_STATUS = "no check-out (corrected)"
+
+
+def _day_widths(people: Iterable[PersonInfo]) -> list[int]:
+    """Column widths of the range table's days (Date + _DAY_HEADERS) that fit any row, known
+    before the rows are read: the longest employee id and name of the people that may appear."""
+    people = list(people)
+    longest = [10, max((len(p.employee_id) for p in people), default=0),
+               max((len(p.name) for p in people), default=0), 5, 5, 5, len(_LONGEST_LATE),
+               len(_LONGEST_STATUS)]
+    return [max(len(h), n) for h, n in zip(["Date", *_DAY_HEADERS], longest, strict=True)]
+
+
+def _line(cells: list[str], widths: list[int]) -> str:
+    return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+
+def _iter_range_table(db: Database, settings: Settings, start: date, end: date,
+                      today: date | None) -> Iterator[str]:
+    """_range_table's text, the days written as they are read (widths fixed up front)."""
+    _check_range(start, end)
+
+    def chunks() -> Iterator[str]:
+        leave: list[LeaveDay] = []
+        with read_snapshot(db) as snapshot:
+            scan = RangeScan(snapshot, settings, start, end, today)
+            widths = _day_widths(scan.people.values())
+            yield (f"{settings.site.name} - attendance {start.isoformat()} to {end.isoformat()} "
+                   f"({settings.site.timezone}, {settings.attendance.mode})\n\n"
+                   + _line(["Date", *_DAY_HEADERS], widths) + "\n"
+                   + "  ".join("-" * w for w in widths) + "\n")
+            for rd in scan.days():
+                leave += rd.leave
+                if rd.rows:
+                    yield "".join(_line(_day_cells(r, True), widths) + "\n" for r in rd.rows)
+            totals, unknown = scan.totals(), scan.unknown_faces
+        text = "\nTotals\n" + _table(TOTALS_HEADERS, [totals_cells(t) for t in totals]) + "\n"
+        if leave:
+            text += "\nOn leave\n" + _table(["Date", "Employee", "Name", "Leave"], _leave_cells(leave)) + "\n"
+        yield text + f"\nUnknown faces: {unknown}\n"
+
+    return chunks()
 
 
 def parse_day(text: str, settings: Settings, now: datetime | None = None) -> date:

@@ -419,3 +419,45 @@ def test_streamed_csv_holds_its_snapshot_until_closed(month_db: Database) -> Non
         assert con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
     finally:
         con.close()
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "html"])
+def test_cli_range_every_format_is_bounded_and_says_the_same(
+    month_db: Database, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    """json and table are written day by day with the in-memory report's content; html shows all
+    totals and the first DAY_ROWS_SHOWN person-days with a note (a year page was 27.7 MB)."""
+    import json
+
+    import click
+
+    from kiosk.reports import DAY_ROWS_SHOWN, range_as_dict, range_report, render_range
+
+    writes: list[str] = []
+    real_echo = click.echo
+
+    def spy(message: Any = None, *args: Any, **kwargs: Any) -> None:
+        writes.append(str(message))
+        real_echo(message, *args, **kwargs)
+
+    monkeypatch.setattr(click, "echo", spy)
+    start, end = _month()
+    result = CliRunner().invoke(
+        main, ["report", "range", "--from", start.isoformat(), "--to", end.isoformat(), "--format", fmt],
+        env={"KIOSK__DATABASE__PATH": str(month_db.path), "KIOSK__SITE__TIMEZONE": "Europe/Berlin",
+             "KIOSK__SITE__NAME": "HQ", "KIOSK__SITE__WORKDAY_START": "09:00",
+             "KIOSK__SITE__LATE_GRACE_MINUTES": "5"})
+    assert result.exit_code == 0, result.output
+    full = range_report(month_db, make_settings(month_db.path), start, end)
+    if fmt == "json":
+        assert len(writes) > 10 and json.loads(result.output) == range_as_dict(full)
+    elif fmt == "table":
+        def words(text: str) -> list[list[str]]:
+            return [line.split() for line in text.splitlines() if line.strip("- ")]
+
+        assert len(writes) > 10 and words(result.output) == words(render_range(full, "table"))
+    else:
+        days = result.output.split("<h2>Days</h2>")[1].split("<h2>On leave</h2>")[0]
+        assert days.count("<tr>") == 1 + DAY_ROWS_SHOWN
+        assert f"first {DAY_ROWS_SHOWN} of {30 * 30} person-days" in result.output
+        assert result.output.count("<tr>") < 1 + 30 * 30
