@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Integer, Select, String, bindparam, case, func, insert, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from kiosk.store.db import Database
@@ -82,7 +83,10 @@ def in_read_transaction(db: Database) -> bool:
     """True when db is a snapshot whose connection is inside its read transaction (for tests)."""
     if not isinstance(db, SnapshotDatabase):
         return False
-    raw: Any = db._snapshot_session.connection().connection.driver_connection
+    try:
+        raw: Any = db._snapshot_session.connection().connection.driver_connection
+    except SQLAlchemyError:  # the snapshot has ended and its connection gone back to the pool
+        return False
     return bool(raw.in_transaction)
 
 
@@ -96,11 +100,6 @@ class EventMark:
     kind: str
     manual: bool
     expression_label: str | None = None  # never loaded here; present so figures code can share
-
-    @property
-    def recorded_by(self) -> str | None:
-        """Not loaded (see manual)."""
-        return None
 
 
 def iter_event_marks(

@@ -461,3 +461,19 @@ def test_cli_range_every_format_is_bounded_and_says_the_same(
         assert days.count("<tr>") == 1 + DAY_ROWS_SHOWN
         assert f"first {DAY_ROWS_SHOWN} of {30 * 30} person-days" in result.output
         assert result.output.count("<tr>") < 1 + 30 * 30
+
+
+def test_read_snapshot_is_one_read_only_transaction_on_one_connection(week_db: Database) -> None:
+    from kiosk.store import list_people, people_by_id, read_snapshot
+    from kiosk.store.reporting import in_read_transaction
+
+    with read_snapshot(week_db) as snap:
+        before = people_by_id(snap)
+        assert in_read_transaction(snap)
+        add_person(week_db, "E9", "Zoe", now=CREATED)  # committed by another connection meanwhile
+        assert [p.name for p in list_people(snap)] == ["Ann", "Bob", "Cat"]  # not seen
+        assert people_by_id(snap) == before
+        with pytest.raises(Exception, match="readonly"):
+            add_person(snap, "E10", "Yan", now=CREATED)
+    assert not in_read_transaction(snap) and "Zoe" in [p.name for p in list_people(week_db)]
+    add_person(week_db, "E11", "Xia", now=CREATED)  # the pooled connection is writable again
