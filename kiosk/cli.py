@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from kiosk.config import ConfigError, Settings, load_settings, settings_as_yaml
+from kiosk.config import ConfigError, Settings, door_problems, load_settings, settings_as_yaml
 from kiosk.errors import KioskError
 
 logger = logging.getLogger(__name__)
@@ -92,8 +92,11 @@ def config() -> None:
 @friendly
 def config_check(ctx: Context, file: Path | None) -> None:
     """Validate FILE (or --config); exit 2 with the key and line of each problem."""
-    load_settings(file or ctx.config_path)
-    click.echo(f"{file or ctx.config_path or 'defaults'}: ok")
+    source = file or ctx.config_path or "defaults"
+    problems = door_problems(load_settings(file or ctx.config_path))
+    if problems:
+        raise ConfigError("\n".join(f"{source}: {p}" for p in problems))
+    click.echo(f"{source}: ok")
 
 
 @config.command("show")
@@ -726,13 +729,62 @@ def users_add(ctx: Context, username: str, role: str, password_stdin: bool) -> N
     """Create a web account; asks for the password twice (at least 10 characters)."""
     from kiosk.web import create_user
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _read_password(password_stdin)
     with ctx.open_db() as database:
         user = create_user(database, username, password, role, actor="cli")
     click.echo(f"{user.username}: {user.role} account created")
+
+
+def _read_password(password_stdin: bool) -> str:
+    """A new password from standard input (--password-stdin) or asked twice on the terminal."""
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@users.command("passwd")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (for scripts).")
+@pass_ctx
+@friendly
+def users_passwd(ctx: Context, username: str, password_stdin: bool) -> None:
+    """Set a new password for USERNAME; their web sessions end."""
+    from kiosk.web.auth import reset_password
+
+    password = _read_password(password_stdin)
+    with ctx.open_db() as database:
+        reset_password(database, username, password, actor="cli")
+    click.echo(f"{username}: password changed, signed out everywhere")
+
+
+@users.command("role")
+@click.argument("username")
+@click.argument("role", type=click.Choice(["admin", "manager"]))
+@pass_ctx
+@friendly
+def users_role(ctx: Context, username: str, role: str) -> None:
+    """Make USERNAME an admin or a manager (never the last active admin); their sessions end."""
+    from kiosk.store.repo import set_user_role
+
+    with ctx.open_db() as database:
+        set_user_role(database, username, role, actor="cli")
+    click.echo(f"{username}: now {role}")
+
+
+@users.command("remove")
+@click.argument("username")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+@friendly
+def users_remove(ctx: Context, username: str, yes: bool) -> None:
+    """Delete the account USERNAME (never the last active admin); audited."""
+    from kiosk.store.repo import remove_user
+
+    if not yes:
+        click.confirm(f"Delete the web account {username}?", abort=True)
+    with ctx.open_db() as database:
+        remove_user(database, username, actor="cli")
+    click.echo(f"{username}: account deleted")
 
 
 @users.command("list")

@@ -48,6 +48,10 @@ class DuplicatePerson(StoreError):
     """An employee id (or username) is already taken."""
 
 
+class LastAdmin(StoreError):
+    """The change would leave no active admin account."""
+
+
 class InvalidTemplate(StoreError):
     """A face template is not a finite 128-d float vector."""
 

@@ -1032,13 +1032,26 @@ def _iter_range_table(db: Database, settings: Settings, start: date, end: date,
     return chunks()
 
 
+FIRST_DAY = date(2000, 1, 1)
+LAST_DAY = date(2099, 12, 31)
+"""The days parse_day accepts: dates near date.min/max overflow in time zone arithmetic."""
+
+
 def parse_day(text: str, settings: Settings, now: datetime | None = None) -> date:
-    """"today", "yesterday" or YYYY-MM-DD -> a local date (ReportError otherwise)."""
+    """"today", "yesterday" or YYYY-MM-DD (FIRST_DAY..LAST_DAY) -> a local date (ReportError otherwise)."""
     value = text.strip().lower()
     if value in ("today", "yesterday"):
         ref = (now or datetime.now(settings.tz)).astimezone(settings.tz).date()
         return ref if value == "today" else ref - timedelta(days=1)
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise ReportError(f"not a date: {text!r} (use YYYY-MM-DD, today or yesterday)") from None
+    return check_day(day)
+
+
+def check_day(day: date) -> date:
+    """day when it lies in FIRST_DAY..LAST_DAY; ReportError otherwise (for every date a user types)."""
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ReportError(f"{day.isoformat()} is out of range: choose a day between {FIRST_DAY} and {LAST_DAY}")
+    return day

@@ -213,6 +213,20 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
+class WebSession(Base):
+    """A signed-in web session: the cookie carries a random token, the table its SHA-256.
+
+    Logout deletes the row (a copied cookie stops working); a password or role change, a
+    disabled or deleted account deletes all of the user's rows. Rows outlive a restart.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the token
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class CaptureRequest(Base):
     """An admin's request that the kiosk camera take a person's enrolment photos.
 

@@ -15,7 +15,9 @@ events; the row then goes too. erase_person(keep_events=False) deletes everythin
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from dataclasses import replace as dataclass_replace
@@ -28,7 +30,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from kiosk.config import RetentionSettings
-from kiosk.errors import DuplicatePerson, InvalidTemplate, PersonNotFound, StoreError
+from kiosk.errors import DuplicatePerson, InvalidTemplate, LastAdmin, PersonNotFound, StoreError
 from kiosk.store.db import Database, scrub_backups
 from kiosk.store.models import (
     EMBEDDING_DIM,
@@ -41,6 +43,7 @@ from kiosk.store.models import (
     Leave,
     Person,
     User,
+    WebSession,
 )
 
 logger = logging.getLogger(__name__)
@@ -901,6 +904,9 @@ def set_user_active(
     now = _now(now)
     with db.session() as s:
         user = _require_user(s, username)
+        if not active:
+            _keep_an_admin(s, user, "disable")
+            _end_user_sessions(s, user.id)
         if user.active != active:
             user.active = active
             _audit(s, actor, "user.enable" if active else "user.disable", f"user:{username}",
@@ -916,8 +922,88 @@ def set_user_password(
     with db.session() as s:
         user = _require_user(s, username)
         user.password_hash = password_hash
+        _end_user_sessions(s, user.id)
         _audit(s, actor, "user.password", f"user:{username}", None, now)
         return _user_info(user)
+
+
+def set_user_role(
+    db: Database, username: str, role: str, *, actor: str, now: datetime | None = None
+) -> UserInfo:
+    """Make an account admin or manager (never the last active admin a manager); its sessions end."""
+    if role not in USER_ROLES:
+        raise StoreError(f"role must be one of {', '.join(USER_ROLES)}, not {role!r}")
+    now = _now(now)
+    with db.session() as s:
+        user = _require_user(s, username)
+        if user.role != role:
+            if role != "admin":
+                _keep_an_admin(s, user, "make a manager")
+            _audit(s, actor, "user.role", f"user:{username}", {"from": user.role, "to": role}, now)
+            user.role = role
+            _end_user_sessions(s, user.id)
+        return _user_info(user)
+
+
+def remove_user(db: Database, username: str, *, actor: str, now: datetime | None = None) -> None:
+    """Delete an account and its sessions (never the last active admin); audited."""
+    now = _now(now)
+    with db.session() as s:
+        user = _require_user(s, username)
+        _keep_an_admin(s, user, "delete")
+        _end_user_sessions(s, user.id)
+        _audit(s, actor, "user.remove", f"user:{username}", {"role": user.role}, now)
+        s.delete(user)
+
+
+def _keep_an_admin(s: Session, user: User, what: str) -> None:
+    """LastAdmin when user is the only active admin (so it must stay one)."""
+    if user.role != "admin" or not user.active:
+        return
+    others = s.scalar(select(func.count()).select_from(User).where(
+        User.role == "admin", User.active.is_(True), User.id != user.id)) or 0
+    if others == 0:
+        raise LastAdmin(f"cannot {what} {user.username}: it is the last active admin account; "
+                        "make another admin first")
+
+
+def _end_user_sessions(s: Session, user_id: int) -> None:
+    """Delete every web session of the account (inside the caller's transaction)."""
+    s.execute(delete(WebSession).where(WebSession.user_id == user_id))
+
+
+def _token_id(token: str) -> str:
+    """The stored id of a session token: its SHA-256 (hex); the token itself is never stored."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_session(db: Database, user_id: int, max_age: timedelta, *, now: datetime | None = None) -> str:
+    """A new random session token for the account (sessions older than max_age are dropped)."""
+    now = _now(now)
+    token = secrets.token_urlsafe(32)
+    with db.session() as s:
+        s.execute(delete(WebSession).where(WebSession.created_at < now - max_age))
+        s.add(WebSession(id=_token_id(token), user_id=user_id, created_at=now))
+    return token
+
+
+def session_user(
+    db: Database, token: str, max_age: timedelta, *, now: datetime | None = None
+) -> UserInfo | None:
+    """The active account of a live session token, or None (unknown, ended, expired, disabled)."""
+    now = _now(now)
+    with db.session() as s:
+        row = s.get(WebSession, _token_id(token))
+        if row is None or row.created_at < now - max_age:
+            return None
+        user = s.get(User, row.user_id)
+        return _user_info(user) if user is not None and user.active else None
+
+
+def end_session(db: Database, token: str) -> None:
+    """End one web session (logout): its token stops working everywhere."""
+    with db.session() as s:
+        s.execute(delete(WebSession).where(WebSession.id == _token_id(token)))
 
 
 def count_admins(db: Database) -> int:

@@ -64,7 +64,7 @@ def text_download(filename: str, text: str, mimetype: str) -> Response:
 def file_download(filename: str, body: str | bytes | Iterable[str], mimetype: str) -> Response:
     """A download of body (text, bytes, or text chunks streamed as produced) with a safe file name."""
     filename = re.sub(r"[^A-Za-z0-9._-]", "_", filename)[:150]
-    return Response(body, mimetype=mimetype, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return Response(body, content_type=mimetype, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 def day_arg(name: str, default: date) -> date:
