@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Integer, Select, String, bindparam, case, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -154,11 +154,11 @@ def bulk_add_people(db: Database, people: Iterable[tuple[str, str]], created_at:
     return [ids[r["employee_id"]] for r in rows]
 
 
-@dataclass(frozen=True, slots=True)
-class DayFigures:
+class DayFigures(NamedTuple):
     """One person's events between two instants, aggregated in SQL (the first_last reading):
     first "in" and latest "out" (aware UTC; None when there is none), events, "out" events and
-    whether any was entered by hand. person_id None: unknown faces (events = how many)."""
+    whether any was entered by hand. person_id None: unknown faces (events = how many).
+    A NamedTuple: a year of 500 people makes 130,000 of them, a frozen dataclass costs 3x."""
 
     person_id: int | None
     first_in: datetime | None
