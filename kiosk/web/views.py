@@ -107,15 +107,19 @@ def _running_hours(rows: list[PersonDay], now: datetime) -> dict[int, float]:
             for r in rows if r.first_in is not None}
 
 
+def _in_now(r: PersonDay) -> bool:
+    """Checked in, not out, on a day not over yet. A past day's open check-in is a forgotten
+    check-out (r.no_checkout), listed with the other incomplete days to be corrected."""
+    return r.open and r.first_in is not None and not r.no_checkout
+
+
 def _board_context(day: date) -> dict[str, Any]:
     c = ctx()
     today = c.today()
     report = daily_report(c.db, c.settings, day, today=today)
     rows = report.rows
-    # In now: checked in, not out, on a day not over yet. A past day's open check-in is a
-    # forgotten check-out: listed with the other incomplete days, to be corrected.
-    inside = [r for r in rows if r.open and r.first_in is not None and not r.no_checkout]
-    incomplete = [r for r in rows if r.open and r not in inside]
+    inside = [r for r in rows if _in_now(r)]
+    incomplete = [r for r in rows if r.open and not _in_now(r)]
     team = report.team_expression
     team_chart = None
     if team is not None and team.shares:
