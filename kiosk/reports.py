@@ -412,7 +412,8 @@ class _DayClock:
                    timedelta(minutes=settings.site.late_grace_minutes))
 
     def lateness(self, first_in: datetime) -> tuple[bool, int]:
-        """(late?, whole minutes after workday_start) as attendance.lateness() reads it."""
+        """(late?, whole minutes after workday_start) of a first "in" in the site zone, as
+        attendance.lateness() reads it (wall-clock minutes, the same on DST days)."""
         late = first_in > self.start + self.grace
         return late, int((first_in - self.start).total_seconds() // 60) if late else 0
 
@@ -420,24 +421,24 @@ class _DayClock:
 def _person_day_from_figures(person: PersonInfo, day: date, f: DayFigures, clock: _DayClock,
                              today: date) -> PersonDay:
     """A first_last PersonDay from SQL-aggregated figures (same reading as _person_day)."""
-    first_in = f.first_in
-    last_out = f.latest_out if f.latest_out is not None and (first_in is None or f.latest_out > first_in) \
-        else None
+    first_in = f.first_in.astimezone(clock.tz) if f.first_in is not None else None
+    last_out = None
+    if f.latest_out is not None and (first_in is None or f.latest_out > first_in):
+        last_out = f.latest_out.astimezone(clock.tz)
     minutes = int((last_out - first_in).total_seconds() // 60) if first_in and last_out else 0
     late, minutes_late = clock.lateness(first_in) if first_in is not None else (False, 0)
     open_ = (first_in is not None and last_out is None) or (f.outs > 0 and first_in is None)
     return PersonDay(
         person_id=person.id, employee_id=person.employee_id, name=person.name, day=day,
-        first_in=first_in.astimezone(clock.tz) if first_in else None,
-        last_out=last_out.astimezone(clock.tz) if last_out else None,
-        present_minutes=minutes,
+        first_in=first_in, last_out=last_out, present_minutes=minutes,
         open=open_, late=late, minutes_late=minutes_late, events=f.events, corrected=f.manual,
         no_checkout=_no_checkout(open_, first_in, day, today),
     )
 
 
 class RangeScan:
-    """One pass over a range's events in time order (store.iter_event_marks) inside one snapshot.
+    """One pass over a range, day by day, inside one snapshot (store.day_figures per day in
+    first_last mode, store.iter_event_marks of the day in toggle mode).
 
     days() yields a RangeDay per local day start..end and keeps a _Tally per person; totals()
     after the pass. Memory: one day's events plus one tally per person, whatever the range.

@@ -477,3 +477,21 @@ def test_read_snapshot_is_one_read_only_transaction_on_one_connection(week_db: D
             add_person(snap, "E10", "Yan", now=CREATED)
     assert not in_read_transaction(snap) and "Zoe" in [p.name for p in list_people(week_db)]
     add_person(week_db, "E11", "Xia", now=CREATED)  # the pooled connection is writable again
+
+
+def test_range_lateness_on_a_dst_day_reads_as_the_daily_report(tmp_path: Path) -> None:
+    """29 March 2026 (02:00 -> 03:00) with work from 01:00: 04:00 CEST is 180 wall-clock minutes
+    late in both readings (attendance.lateness counts wall-clock minutes)."""
+    from kiosk.reports import daily_report, range_report
+
+    db = open_database(tmp_path / "kiosk.db")
+    s = make_settings(db.path)
+    s.site.workday_start = datetime(2026, 1, 1, 1, 0).time()
+    s.expression.enabled = False
+    p = add_person(db, "E1", "Ann", now=CREATED)
+    day = date(2026, 3, 29)
+    record_event(db, p.id, datetime(2026, 3, 29, 4, 0, tzinfo=BERLIN), "in", "door-1")
+    daily = daily_report(db, s, day, today=TODAY).rows[0]
+    ranged = range_report(db, s, day, day, today=TODAY).rows[0]
+    assert (ranged.late, ranged.minutes_late) == (daily.late, daily.minutes_late) == (True, 180)
+    db.close()
