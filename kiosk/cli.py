@@ -589,13 +589,15 @@ def report_daily(ctx: Context, day: str, fmt: str) -> None:
 @pass_ctx
 @friendly
 def report_range(ctx: Context, start: str, end: str, fmt: str) -> None:
-    """A period: one row per person and day plus totals (CSV for payroll)."""
-    from kiosk.reports import parse_day, range_report, render_range
+    """A period: one row per person and day plus totals (CSV for payroll). csv, json and table are
+    written day by day; html shows all totals and the first 500 person-days."""
+    from kiosk.reports import iter_range, parse_day
 
     s = ctx.settings
+    first, last = parse_day(start, s), parse_day(end, s)
     with ctx.open_db() as database:
-        rendered = render_range(range_report(database, s, parse_day(start, s), parse_day(end, s)), fmt)
-    click.echo(rendered, nl=False)
+        for chunk in iter_range(database, s, first, last, fmt):
+            click.echo(chunk, nl=False)
 
 
 # --- evaluation and training -----------------------------------------------------------------
@@ -869,6 +871,23 @@ def bench_expressions(ctx: Context, data_dir: Path, model: Path | None, limit: i
         r = result[name]
         click.echo(f"{name:<10}{r['accuracy']:>10.4f}{r['macro_f1']:>10.4f}{r['ms_per_face']:>9.3f}{r['bytes']:>10}")
     click.echo(json.dumps(result))
+
+
+@bench.command("reports")
+@click.option("--people", type=click.IntRange(1, 100_000), default=500, show_default=True)
+@click.option("--days", type=click.IntRange(1, 999), default=365, show_default=True)
+@click.option("--no-web", is_flag=True, help="Skip the `kiosk serve` downloads.")
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line of the figures.")
+@friendly
+def bench_reports(people: int, days: int, no_web: bool, as_json: bool) -> None:
+    """Time and peak memory of a range CSV (CLI, and 4 downloads at once from `kiosk serve`) on
+    a synthetic database of PEOPLE x DAYS built in a temporary folder."""
+    from kiosk.bench_reports import as_json_line, format_report_bench, run_report_bench
+
+    result = run_report_bench(people, days, web=not no_web)
+    click.echo(format_report_bench(result))
+    if as_json:
+        click.echo(as_json_line(result))
 
 
 # --- demo -------------------------------------------------------------------------------------
