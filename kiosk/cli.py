@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from kiosk.config import ConfigError, Settings, load_settings, settings_as_yaml
+from kiosk.config import ConfigError, Settings, door_problems, load_settings, settings_as_yaml
 from kiosk.errors import KioskError
 
 logger = logging.getLogger(__name__)
@@ -92,8 +92,11 @@ def config() -> None:
 @friendly
 def config_check(ctx: Context, file: Path | None) -> None:
     """Validate FILE (or --config); exit 2 with the key and line of each problem."""
-    load_settings(file or ctx.config_path)
-    click.echo(f"{file or ctx.config_path or 'defaults'}: ok")
+    source = file or ctx.config_path or "defaults"
+    problems = door_problems(load_settings(file or ctx.config_path))
+    if problems:
+        raise ConfigError("\n".join(f"{source}: {p}" for p in problems))
+    click.echo(f"{source}: ok")
 
 
 @config.command("show")
@@ -154,7 +157,10 @@ def db_backup(ctx: Context, dest: Path) -> None:
         raise KioskError(f"{source}: no database to copy")
     with store.open_from_settings(ctx.settings) as database:  # refuses a file that is no kiosk database
         copy = store.write_offsite_copy(source, dest)
-        store.record_copy(database, "cli", copy)
+        try:
+            store.record_copy(database, "cli", copy)
+        except KioskError as exc:
+            raise KioskError(f"{copy.path} was written but not recorded in the audit log: {exc}") from None
     click.echo(f"{copy.path}: {copy.people} people, {copy.events} attendance events "
                "(no face templates, photos or expression data)")
 
@@ -326,9 +332,19 @@ def people_show(ctx: Context, employee_id: str, export_path: Path | None) -> Non
 def people_remove(ctx: Context, employee_id: str, yes: bool, with_events: bool) -> None:
     """Erase a person's face templates and photos for good (attendance follows retention)."""
     from kiosk import store
+    from kiosk.errors import PersonNotFound
 
     with ctx.open_db() as database:
-        p = _person(database, employee_id)
+        try:
+            p = _person(database, employee_id)
+        except PersonNotFound:  # an erasure cut off after its commit is finished at open (or here)
+            done = [f for f in database.finished_erasures + store.finish_pending_erasures(database)
+                    if f.employee_id == employee_id.strip()]
+            if not done:
+                raise
+            click.echo(f"{employee_id}: the interrupted erasure is finished now (database vacuumed, "
+                       f"{sum(len(f.backups_scrubbed) for f in done)} database backup(s) scrubbed)")
+            return
         if not yes and not click.confirm(f"Erase all biometric data of {p.name} ({p.employee_id})?"):
             _fail("nothing removed")
         result = store.erase_person(database, p.id, actor="cli", keep_events=not with_events)
@@ -409,29 +425,29 @@ def events_list(ctx: Context, employee_id: str, day_text: str) -> None:
         click.echo(f"{p.name} ({p.employee_id}): no events on {day}")
     for e in rows:
         by = f"by hand ({e.recorded_by}: {e.note})" if e.manual else f"camera {e.device_id}"
-        click.echo(f"{e.id:>8}  {e.occurred_at.astimezone(ctx.settings.tz):%Y-%m-%d %H:%M}  {e.kind:<4} {by}")
+        review = f"  REVIEW: {e.review}" if e.review else ""
+        click.echo(f"{e.id:>8}  {e.occurred_at.astimezone(ctx.settings.tz):%Y-%m-%d %H:%M}  {e.kind:<4} {by}{review}")
 
 
 @events.command("add")
 @click.argument("employee_id")
 @click.option("--kind", type=click.Choice(["in", "out"]), required=True, help="Check-in or check-out.")
-@click.option("--at", "at_text", required=True, help='Local time "YYYY-MM-DD HH:MM" (site time zone).')
+@click.option("--at", "at_text", required=True,
+              help='Local time "YYYY-MM-DD HH:MM" (site time zone); in the repeated hour when clocks go back '
+                   'add its UTC offset, e.g. "2026-10-25 02:30+02:00".')
 @click.option("--note", required=True, help="Why (kept with the event and in the audit log).")
 @pass_ctx
 @friendly
 def events_add(ctx: Context, employee_id: str, kind: str, at_text: str, note: str) -> None:
     """Add a missed check-in or check-out for EMPLOYEE_ID."""
-    from datetime import datetime
-
     from kiosk import store
+    from kiosk.clock import parse_site_time
 
-    try:
-        at = datetime.strptime(at_text.strip(), "%Y-%m-%d %H:%M").replace(tzinfo=ctx.settings.tz)
-    except ValueError:
-        raise KioskError(f'not a time: {at_text!r} (use "YYYY-MM-DD HH:MM", local time)') from None
+    at = parse_site_time(at_text, ctx.settings.tz)
     with ctx.open_db() as database:
         p = _person(database, employee_id)
-        event = store.add_correction(database, p.id, at, kind, actor="cli", note=note)
+        event = store.add_correction(database, p.id, at, kind, actor="cli", note=note,
+                                     retention_days=ctx.settings.retention.attendance_days)
     click.echo(f"{p.name} ({p.employee_id}): check-{kind} at {at:%Y-%m-%d %H:%M} added (event {event.id})")
 
 
@@ -573,13 +589,15 @@ def report_daily(ctx: Context, day: str, fmt: str) -> None:
 @pass_ctx
 @friendly
 def report_range(ctx: Context, start: str, end: str, fmt: str) -> None:
-    """A period: one row per person and day plus totals (CSV for payroll)."""
-    from kiosk.reports import parse_day, range_report, render_range
+    """A period: one row per person and day plus totals (CSV for payroll). csv, json and table are
+    written day by day; html shows all totals and the first 500 person-days."""
+    from kiosk.reports import iter_range, parse_day
 
     s = ctx.settings
+    first, last = parse_day(start, s), parse_day(end, s)
     with ctx.open_db() as database:
-        rendered = render_range(range_report(database, s, parse_day(start, s), parse_day(end, s)), fmt)
-    click.echo(rendered, nl=False)
+        for chunk in iter_range(database, s, first, last, fmt):
+            click.echo(chunk, nl=False)
 
 
 # --- evaluation and training -----------------------------------------------------------------
@@ -724,13 +742,62 @@ def users_add(ctx: Context, username: str, role: str, password_stdin: bool) -> N
     """Create a web account; asks for the password twice (at least 10 characters)."""
     from kiosk.web import create_user
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _read_password(password_stdin)
     with ctx.open_db() as database:
         user = create_user(database, username, password, role, actor="cli")
     click.echo(f"{user.username}: {user.role} account created")
+
+
+def _read_password(password_stdin: bool) -> str:
+    """A new password from standard input (--password-stdin) or asked twice on the terminal."""
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@users.command("passwd")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (for scripts).")
+@pass_ctx
+@friendly
+def users_passwd(ctx: Context, username: str, password_stdin: bool) -> None:
+    """Set a new password for USERNAME; their web sessions end."""
+    from kiosk.web.auth import reset_password
+
+    password = _read_password(password_stdin)
+    with ctx.open_db() as database:
+        reset_password(database, username, password, actor="cli")
+    click.echo(f"{username}: password changed, signed out everywhere")
+
+
+@users.command("role")
+@click.argument("username")
+@click.argument("role", type=click.Choice(["admin", "manager"]))
+@pass_ctx
+@friendly
+def users_role(ctx: Context, username: str, role: str) -> None:
+    """Make USERNAME an admin or a manager (never the last active admin); their sessions end."""
+    from kiosk.store.repo import set_user_role
+
+    with ctx.open_db() as database:
+        set_user_role(database, username, role, actor="cli")
+    click.echo(f"{username}: now {role}")
+
+
+@users.command("remove")
+@click.argument("username")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+@friendly
+def users_remove(ctx: Context, username: str, yes: bool) -> None:
+    """Delete the account USERNAME (never the last active admin); audited."""
+    from kiosk.store.repo import remove_user
+
+    if not yes:
+        click.confirm(f"Delete the web account {username}?", abort=True)
+    with ctx.open_db() as database:
+        remove_user(database, username, actor="cli")
+    click.echo(f"{username}: account deleted")
 
 
 @users.command("list")
@@ -804,6 +871,23 @@ def bench_expressions(ctx: Context, data_dir: Path, model: Path | None, limit: i
         r = result[name]
         click.echo(f"{name:<10}{r['accuracy']:>10.4f}{r['macro_f1']:>10.4f}{r['ms_per_face']:>9.3f}{r['bytes']:>10}")
     click.echo(json.dumps(result))
+
+
+@bench.command("reports")
+@click.option("--people", type=click.IntRange(1, 100_000), default=500, show_default=True)
+@click.option("--days", type=click.IntRange(1, 999), default=365, show_default=True)
+@click.option("--no-web", is_flag=True, help="Skip the `kiosk serve` downloads.")
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line of the figures.")
+@friendly
+def bench_reports(people: int, days: int, no_web: bool, as_json: bool) -> None:
+    """Time and peak memory of a range CSV (CLI, and 4 downloads at once from `kiosk serve`) on
+    a synthetic database of PEOPLE x DAYS built in a temporary folder."""
+    from kiosk.bench_reports import as_json_line, format_report_bench, run_report_bench
+
+    result = run_report_bench(people, days, web=not no_web)
+    click.echo(format_report_bench(result))
+    if as_json:
+        click.echo(as_json_line(result))
 
 
 # --- demo -------------------------------------------------------------------------------------

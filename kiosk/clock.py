@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from kiosk.errors import LocalTimeError
+
+_SITE_TIME_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T](\d{1,2}:\d{2})([+-]\d{2}:\d{2})?$")
 
 
 class Clock(Protocol):
@@ -51,3 +57,59 @@ class ManualClock:
 
 FixedClock = ManualClock
 """Alias: a ManualClock that nobody advances is a fixed clock."""
+
+
+def _offset_text(value: datetime) -> str:
+    """The UTC offset of an aware datetime as "+HH:MM"."""
+    return value.strftime("%z")[:3] + ":" + value.strftime("%z")[3:]
+
+
+def site_time(value: datetime, tz: ZoneInfo) -> datetime:
+    """A wall-clock time at the site -> aware datetime in tz, refusing what a clock there never shows.
+
+    value is naive (local time in tz) or carries a UTC offset (to pick one of a repeated hour).
+    LocalTimeError: the time does not exist (skipped when clocks go forward), happens twice (clocks go
+    back) and no offset says which, or the offset is not tz's offset at that time.
+    """
+    local = value.replace(tzinfo=None)
+    shown = f"{local:%Y-%m-%d %H:%M}"
+    candidates = [local.replace(tzinfo=tz, fold=fold) for fold in (0, 1)]
+    try:
+        real = [c for c in candidates if c.astimezone(UTC).astimezone(tz).replace(tzinfo=None) == local]
+    except OverflowError:
+        raise LocalTimeError(f"{shown} is out of range") from None
+    if not real:
+        shifted = candidates[0].astimezone(UTC).astimezone(tz)
+        raise LocalTimeError(f"{shown} does not exist in {tz.key}: the clocks skip that hour (clocks there "
+                             f"showed {shifted:%H:%M} then); give the time a clock there showed")
+    if value.tzinfo is not None:
+        for c in real:
+            if c.utcoffset() == value.utcoffset():
+                return c
+        raise LocalTimeError(f"{shown}{_offset_text(value)}: {tz.key} is at UTC{_offset_text(real[0])} "
+                             "then; give the time without an offset or with that one")
+    if len({c.utcoffset() for c in real}) > 1:
+        first, second = real
+        raise LocalTimeError(f"{shown} happens twice in {tz.key} (the clocks go back that night); say which "
+                             f"with its UTC offset: \"{shown}{_offset_text(first)}\" (the first) or "
+                             f"\"{shown}{_offset_text(second)}\" (the second)")
+    return real[0]
+
+
+def parse_site_time(text: str, tz: ZoneInfo) -> datetime:
+    """"YYYY-MM-DD HH:MM" (site time), optionally with its UTC offset ("+02:00") -> aware datetime in tz.
+
+    LocalTimeError for anything else and for times site_time() refuses.
+    """
+    match = _SITE_TIME_RE.match(text.strip())
+    try:
+        if match is None:
+            raise ValueError(text)
+        day, clock, offset = match.groups()
+        value = datetime.strptime(f"{day} {clock}", "%Y-%m-%d %H:%M")
+        if offset:
+            value = value.replace(tzinfo=datetime.strptime(offset, "%z").tzinfo)
+    except ValueError:
+        raise LocalTimeError(f'not a time: {text!r} (use "YYYY-MM-DD HH:MM", local time; in the repeated '
+                             'hour when clocks go back add the UTC offset, e.g. "2026-10-25 02:30+02:00")') from None
+    return site_time(value, tz)

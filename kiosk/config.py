@@ -7,6 +7,7 @@ and, where the YAML file gave it, the line.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import date, datetime, time
 from pathlib import Path
@@ -159,9 +160,10 @@ class RecognitionSettings(_Section):
 
 
 class ExpressionSettings(_Section):
-    # Emotion inference at work is banned in the EU (AI Act Art. 5(1)(f)). When false the
-    # model is never loaded and no expression data is stored anywhere.
-    enabled: bool = True
+    # Emotion inference at work is banned in the EU (AI Act Art. 5(1)(f)). Off unless a site
+    # turns it on (lawful by default). When false the model is never loaded and no expression
+    # data is computed or stored anywhere.
+    enabled: bool = False
     # int8 TFLite model; empty means the model shipped with the package.
     model: Path | None = None
     # Check its SHA-256 against the .sha256 file beside it before loading.
@@ -296,11 +298,17 @@ class WebSettings(_Section):
     secure_cookies: bool = False
     # A login lasts this many hours; longer is more convenient, shorter limits a stolen cookie.
     session_hours: float = Field(12.0, gt=0.0, le=24.0 * 30)
-    # Failed logins allowed per client address (and per username) within login_window_s
-    # before further attempts are refused until the window passes. Lower slows guessing
-    # more and locks out a clumsy typist sooner.
+    # Wrong passwords allowed per account (from any address) before each further try must
+    # wait: 2 s, then 4, 8, ... up to login_window_s; a quiet 2 x login_window_s forgets them.
+    # Lower slows guessing more and makes a clumsy typist wait sooner.
     login_attempts: int = Field(5, ge=1, le=1000)
+    # The same per client address, much higher: an office behind one NAT address shares it.
+    login_address_attempts: int = Field(50, ge=1, le=100000)
     login_window_s: int = Field(300, ge=10, le=86400)
+    # Reverse proxies (IP addresses or CIDR blocks) whose X-Forwarded-For header names the
+    # client (for login throttling and the audit log). Empty: the header is ignored, since
+    # anyone can send it.
+    trusted_proxies: list[str] = Field(default_factory=list)
     # Enrolment uploads: photos per person, bytes per photo and pixels per photo. Larger
     # accepts phone photos unchanged; smaller bounds memory and decoding time on the Pi. The
     # whole upload (max_photos x max_photo_mb) is held in memory beside the face models
@@ -319,6 +327,16 @@ class WebSettings(_Section):
     daily_purge: bool = True
     # Worker threads of the production server (waitress); more serves more browsers at once.
     threads: int = Field(4, ge=1, le=64)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or CIDR block: {item!r}") from None
+        return [item.strip() for item in value]
 
 
 class ServiceSettings(_Section):
@@ -388,9 +406,22 @@ class _LineLoader(yaml.SafeLoader):
     """SafeLoader that remembers the line of every mapping key."""
 
 
+class _DuplicateKey(Exception):
+    """A mapping names the same key twice (YAML would silently keep the last one)."""
+
+    def __init__(self, key: str, first_line: int, second_line: int) -> None:
+        super().__init__(key)
+        self.key, self.first_line, self.second_line = key, first_line, second_line
+
+
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
+    lines: dict[str, int] = {}
+    for key_node, _ in node.value:
+        key, line = str(key_node.value), key_node.start_mark.line + 1
+        if key in lines:
+            raise _DuplicateKey(key, lines[key], line)
+        lines[key] = line
     mapping = loader.construct_mapping(node, deep=True)
-    lines = {str(key_node.value): key_node.start_mark.line + 1 for key_node, _ in node.value}
     return _LineDict(mapping, lines)
 
 
@@ -484,6 +515,9 @@ def load_settings(path: Path | str | None = None, environ: dict[str, str] | None
             where = f", line {mark.line + 1}" if mark else ""
             problem = getattr(exc, "problem", None) or str(exc)
             raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
+        except _DuplicateKey as dup:
+            raise ConfigError(f"{path}, lines {dup.first_line} and {dup.second_line}: the key "
+                              f"{dup.key!r} is given twice (keep one)") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections (site:, database:, ...)")
     overrides = _env_overrides(environ)
@@ -494,6 +528,21 @@ def load_settings(path: Path | str | None = None, environ: dict[str, str] | None
         return Settings.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, merged, source)) from None
+
+
+def door_problems(settings: Settings) -> list[str]:
+    """What `kiosk run` would refuse in these settings, one line each (empty: ready to run).
+
+    Defaults are not validated by pydantic, so a file without camera options loads fine but the
+    door service cannot start on it; `kiosk config check` reports these too.
+    """
+    from kiosk.camera.options import options_problem
+
+    problem = options_problem(settings.camera.type, settings.camera.options)
+    if problem is None:
+        return []
+    return [f"camera.options: {problem} (the door service `kiosk run` needs it; "
+            "e.g. camera: {type: opencv, options: {device: 0}})"]
 
 
 def settings_as_yaml(settings: Settings) -> str:

@@ -28,6 +28,11 @@ class StoreError(KioskError):
     """A problem with the attendance database."""
 
 
+class DatabaseUnavailable(StoreError):
+    """The database cannot take a read or write now (locked past busy_timeout, disk full, read-only,
+    I/O error); nothing was changed and retrying later may work."""
+
+
 class NotAKioskDatabase(StoreError):
     """The file is not SQLite, or is SQLite without the kiosk schema."""
 
@@ -52,8 +57,29 @@ class InvalidIdentity(StoreError):
     """A name or employee id the database cannot hold: empty, too long or with control characters."""
 
 
+class LastAdmin(StoreError):
+    """The change would leave no active admin account."""
+
+
 class InvalidTemplate(StoreError):
     """A face template is not a finite 128-d float vector."""
+
+
+class DatabaseReadOnly(StoreError):
+    """The database file or its folder cannot be written (or opened) by this user."""
+
+
+class DatabaseDamaged(StoreError):
+    """The database file is corrupt (a damaged page, a bad header); integrity_check and a backup help."""
+
+
+class TimeOutOfRange(StoreError):
+    """A time the database must not take: older than retention keeps data, or in the future."""
+
+
+class LocalTimeError(KioskError):
+    """A wall-clock time that does not exist at the site (skipped by DST), happens twice there (the
+    repeated hour) without a UTC offset to say which, or has an offset the site never uses then."""
 
 
 # --- reports ------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 Columns (header row required, any order, extra columns ignored): employee_id, first_day
 (YYYY-MM-DD), last_day (empty: the first day), kind (holiday, sick, other; empty: holiday).
+Commas or semicolons (Excel's "CSV" in many European locales) separate the columns: the
+header row decides. A field over csv's limit (131,072 characters) is one clear error.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ import csv
 from datetime import date
 from pathlib import Path
 
-from kiosk.errors import InvalidIdentity, KioskError, listing
+from kiosk.errors import InvalidIdentity, KioskError, ReportError, listing
 from kiosk.identity import clean_employee_id
+from kiosk.reports import check_day
 from kiosk.store import Database, NewLeave, list_people
 
 REQUIRED_COLUMNS = ("employee_id", "first_day")
@@ -19,10 +22,35 @@ MAX_ERRORS = 20
 
 
 def _day(text: str, column: str) -> date:
+    """A YYYY-MM-DD cell in reports' day range; ValueError naming the column otherwise."""
     try:
-        return date.fromisoformat(text.strip())
+        day = date.fromisoformat(text.strip())
     except ValueError:
         raise ValueError(f"{column} {text.strip()!r} is not a date (use YYYY-MM-DD)") from None
+    try:
+        return check_day(day)
+    except ReportError as exc:
+        raise ValueError(f"{column} {exc}") from None
+
+
+def _delimiter(text: str) -> str:
+    """";" when the header row is semicolon-separated (Excel in many European locales), else ","."""
+    first = text.split("\n", 1)[0]
+    return ";" if first.count(";") > first.count(",") else ","
+
+
+def _read_rows(text: str, source: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """(stripped header names, [(line number, row)]) of CSV text; KioskError when it cannot be read."""
+    reader = csv.DictReader(text.splitlines(), delimiter=_delimiter(text))
+    try:
+        header = [h.strip() for h in reader.fieldnames or []]
+        reader.fieldnames = header
+        rows = [(reader.line_num, row) for row in reader]
+    except csv.Error as exc:
+        what = ("a field is too long (over 131,072 characters): is this the right file?"
+                if "field limit" in str(exc) else f"not readable as CSV ({exc})")
+        raise KioskError(f"{source}: line {reader.line_num + 1}: {what}") from None
+    return header, rows
 
 
 def read_leave_csv(path: Path, db: Database) -> list[NewLeave]:
@@ -43,18 +71,16 @@ def parse_leave_csv(data: bytes, db: Database, source: str) -> list[NewLeave]:
         text = data.decode("utf-8-sig")  # spreadsheets often write a BOM
     except UnicodeDecodeError:
         raise KioskError(f"{source} is not UTF-8 text (save it as CSV UTF-8)") from None
-    reader = csv.DictReader(text.splitlines())
-    header = [h.strip() for h in reader.fieldnames or []]
-    reader.fieldnames = header
+    header, rows = _read_rows(text, source)
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise KioskError(f"{source}: the header row lacks {', '.join(missing)} "
-                         "(columns: employee_id, first_day, last_day, kind)")
+                         "(columns: employee_id, first_day, last_day, kind; separated by commas or semicolons)")
     people = {p.employee_id: p.id for p in list_people(db, include_inactive=True)}
     items: list[NewLeave] = []
     errors: list[str] = []
-    for row in reader:
-        line = f"line {reader.line_num}"
+    for line_num, row in rows:
+        line = f"line {line_num}"
         employee_id = (row.get("employee_id") or "").strip()
         try:
             if employee_id:

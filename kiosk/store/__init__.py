@@ -17,9 +17,11 @@ from kiosk.store.captures import (
 from kiosk.store.corrections import EventNotFound, add_correction, remove_event
 from kiosk.store.db import (
     Database,
+    FinishedErasure,
     UpgradeResult,
     backup_database,
     current_revision,
+    finish_pending_erasures,
     head_revision,
     open_database,
     open_from_settings,
@@ -80,6 +82,15 @@ from kiosk.store.repo import (
     set_consent,
     templates_not_made_by,
 )
+from kiosk.store.reporting import (
+    DayFigures,
+    EventMark,
+    bulk_add_events,
+    bulk_add_people,
+    day_figures,
+    iter_event_marks,
+    read_snapshot,
+)
 
 __all__ = [
     "AuditInfo", "Database", "EraseResult", "EventInfo", "PersonInfo", "PurgeResult",
@@ -94,5 +105,6 @@ __all__ = [
     "CaptureBusy", "CaptureInfo", "CaptureNotFound", "capture_progress", "finish_capture", "get_capture",
     "latest_captures", "request_capture", "take_capture", "EventNotFound", "add_correction", "remove_event",
     "rename_person", "LeaveInfo", "LeaveNotFound", "NewLeave", "add_leave", "add_leave_batch", "leave_between", "leave_by_person_day",
-    "remove_leave", "OffsiteCopy", "daily_copies", "record_copy", "write_daily_copy", "write_offsite_copy",
+    "remove_leave", "FinishedErasure", "finish_pending_erasures", "OffsiteCopy", "daily_copies", "record_copy", "write_daily_copy", "write_offsite_copy",
+    "DayFigures", "EventMark", "day_figures", "bulk_add_events", "bulk_add_people", "iter_event_marks", "read_snapshot",
 ]

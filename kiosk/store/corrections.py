@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from kiosk.errors import StoreError
+from kiosk.config import RetentionSettings
+from kiosk.errors import StoreError, TimeOutOfRange
 from kiosk.store.db import Database
 from kiosk.store.models import AttendanceEvent
 from kiosk.store.repo import EventInfo, _audit, _event_info, _get_unerased, _now
@@ -32,15 +33,29 @@ def _reason(note: str) -> str:
     return note[:500]
 
 
+def _check_window(given: datetime, at: datetime, now: datetime, retention_days: int) -> None:
+    """TimeOutOfRange when at (aware UTC) is in the future or older than retention_days before now:
+    the retention purge would silently delete such an event again."""
+    if at > now + FUTURE_SLACK:
+        raise TimeOutOfRange(f"{given:%Y-%m-%d %H:%M} is in the future; corrections record what happened")
+    if at < now - timedelta(days=retention_days):
+        raise TimeOutOfRange(f"{given:%Y-%m-%d %H:%M} is older than the {retention_days} days attendance is "
+                             "kept (retention.attendance_days); the retention purge would delete it again")
+
+
 def add_correction(db: Database, person_id: int, at: datetime, kind: str, *, actor: str, note: str,
-                   now: datetime | None = None) -> EventInfo:
-    """Add a check-in ('in') or check-out ('out') at `at` (aware) for a person, entered by actor."""
+                   now: datetime | None = None,
+                   retention_days: int = RetentionSettings().attendance_days) -> EventInfo:
+    """Add a check-in ('in') or check-out ('out') at `at` (aware) for a person, entered by actor.
+
+    Refuses (TimeOutOfRange) times in the future or older than retention_days (pass
+    retention.attendance_days) before now.
+    """
     if kind not in ("in", "out"):
         raise StoreError(f"a correction is a check-in or a check-out ('in' or 'out'), not {kind!r}")
     note = _reason(note)
     given, now, at = at, _now(now), _now(at)
-    if at > now + FUTURE_SLACK:
-        raise StoreError(f"{given:%Y-%m-%d %H:%M} is in the future; corrections record what happened")
+    _check_window(given, at, now, retention_days)
     with db.session() as s:
         _get_unerased(s, person_id)
         event = AttendanceEvent(person_id=person_id, occurred_at=at, kind=kind, device_id=MANUAL_DEVICE,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,23 +17,101 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect, text
-from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy import Engine, create_engine, delete, event, inspect, select, text
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kiosk.config import Settings
-from kiosk.errors import DatabaseOutdated, DatabaseTooNew, NotAKioskDatabase, StoreError
+from kiosk.errors import (
+    DatabaseDamaged,
+    DatabaseOutdated,
+    DatabaseReadOnly,
+    DatabaseTooNew,
+    DatabaseUnavailable,
+    NotAKioskDatabase,
+    StoreError,
+)
+from kiosk.store.models import AuditEntry, PendingErasure
 
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 _BACKUP_RE = re.compile(r"\.bak-(\d{8}T\d{6}\d*Z)$")
+
+
+LOW_DISK_BYTES = 50_000_000  # below this much free space an SQLITE_FULL is believed (50 MB)
+
+
+def damaged_message(path: Path, cause: str) -> str:
+    """One line for a corrupt database at path: what SQLite said, how to check, where the copies are."""
+    backups = backups_of(path)
+    where = (f"the newest good upgrade backup ({backups[-1].name} beside it) or an off-site copy" if backups
+             else "an off-site copy (database.offsite_dir, `kiosk db backup`)")
+    return (f"{path} is damaged ({cause}); nothing was written. Check it with "
+            f"`sqlite3 {path} 'PRAGMA integrity_check'` and restore {where}")
+
+
+def database_error(path: Path | str, exc: BaseException, *, damaged: Path | None = None) -> StoreError:
+    """The StoreError to show for an sqlite3 / SQLAlchemy error on the database at path (one line).
+
+    Read-only file or folder, damaged file (named as `damaged` when given: a copy's damage is its
+    source's), disk full (believed only when the disk is nearly full: SQLite also says "full" for
+    some damaged pages), busy, I/O error; anything else with SQLite's text.
+    """
+    path = Path(path)
+    damaged = damaged or path
+    orig = getattr(exc, "orig", None) or exc
+    name = getattr(orig, "sqlite_errorname", "") or ""
+    text = str(orig).splitlines()[0] if str(orig) else type(orig).__name__
+    if name.startswith("SQLITE_READONLY") or "readonly" in text:
+        return DatabaseReadOnly(f"{path} is read-only for this user ({text}); it was not changed. The file and "
+                                "its folder must be writable by the user running kiosk")
+    if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+        return DatabaseReadOnly(f"cannot open {path} ({text}); is the file or its folder read-only? Both must "
+                                f"be writable by the user running kiosk (SQLite adds {path.name}-wal and -shm)")
+    if (name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text
+            or isinstance(orig, UnicodeDecodeError)):
+        return DatabaseDamaged(damaged_message(damaged, text))
+    if name.startswith("SQLITE_FULL") or "disk is full" in text:
+        folder = path.resolve().parent
+        free = shutil.disk_usage(folder).free if folder.exists() else 0
+        if free > LOW_DISK_BYTES:
+            return DatabaseDamaged(damaged_message(damaged, f"SQLite said '{text}' with {free / 1e9:.1f} GB free"))
+        return DatabaseUnavailable(f"the disk holding {path} is full ({free / 1e6:.0f} MB free); nothing was written")
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        return DatabaseUnavailable(f"{path} is busy: another process kept it locked ({text}); try again")
+    if name.startswith("SQLITE_IOERR") or "disk I/O error" in text:
+        return DatabaseUnavailable(f"I/O error on {path} ({text}): the SD card may be failing; "
+                          f"check with `sqlite3 {path} 'PRAGMA integrity_check'` and keep a copy")
+    return StoreError(f"database error on {path}: {text}")
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    """An SQLite error to translate (not a constraint violation: callers check those themselves).
+
+    UnicodeDecodeError counts: the sqlite3 module raises it for text in a damaged page.
+    """
+    if isinstance(exc, IntegrityError | sqlite3.IntegrityError):
+        return False
+    return isinstance(exc, DatabaseError | sqlite3.Error | UnicodeDecodeError)
+
+
+@contextmanager
+def translated_errors(path: Path | str) -> Iterator[None]:
+    """Raise sqlite3 / SQLAlchemy errors on the database at path as database_error()'s StoreError."""
+    try:
+        yield
+    except (DatabaseError, sqlite3.Error, UnicodeDecodeError) as exc:
+        if not _is_database_error(exc):
+            raise
+        raise database_error(path, exc) from exc
 
 
 def _alembic_config() -> Config:
@@ -87,8 +166,25 @@ def _make_engine(
 
 
 def _is_sqlite_file(path: Path) -> bool:
-    with path.open("rb") as fh:
-        return fh.read(16) == b"SQLite format 3\x00"
+    """Whether SQLite accepts the file at path as a database (its 16-byte header), read through SQLite.
+
+    Never open() a database file outside SQLite here: this process may hold connections to it, and
+    closing any descriptor on the file drops all of the process's POSIX locks on it (SQLite "How To
+    Corrupt", 2.2); another process then deletes the -wal/-shm under our feet and later writes are
+    lost. SQLite's own open shares one lock set per file within a process, so it is safe.
+    """
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    try:
+        con = sqlite3.connect(uri, uri=True)
+        try:
+            con.execute("PRAGMA schema_version").fetchone()  # reads the header; refuses a non-database
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorname", "") == "SQLITE_NOTADB":
+            return False
+        logger.debug("header check of %s: %s (left to the real open)", path, exc)  # locked, unreadable
+    return True
 
 
 def _inspect_revision(path: Path) -> tuple[str | None, bool]:
@@ -102,8 +198,10 @@ def _inspect_revision(path: Path) -> tuple[str | None, bool]:
         with engine.connect() as conn:
             tables = set(inspect(conn).get_table_names())
             rev = MigrationContext.configure(conn).get_current_revision()
-    except DatabaseError as exc:
-        raise NotAKioskDatabase(f"{path} cannot be read as a database: {exc.orig}") from None
+    except (DatabaseError, UnicodeDecodeError) as exc:
+        if getattr(getattr(exc, "orig", None), "sqlite_errorname", "") == "SQLITE_NOTADB":
+            raise NotAKioskDatabase(f"{path} cannot be read as a database: {exc.orig}") from None  # type: ignore[attr-defined]
+        raise database_error(path, exc) from None
     finally:
         engine.dispose()
     if rev is None and tables - {"alembic_version"}:
@@ -236,6 +334,53 @@ def scrub_backups(path: Path, person_id: int, employee_id: str, *, delete_events
     return changed
 
 
+@dataclass(frozen=True)
+class FinishedErasure:
+    """The second half of an erasure done: the live file vacuumed, these upgrade backups scrubbed."""
+
+    person_id: int
+    employee_id: str
+    backups_scrubbed: tuple[Path, ...]
+
+
+def finish_erasure(db: Database, pending_id: int, *, resumed: bool = False) -> FinishedErasure | None:
+    """Finish the erasure recorded as pending_erasures row pending_id (committed in the live file):
+    VACUUM the live file, scrub every upgrade backup, then delete the row. None if it is gone already.
+
+    Idempotent, so an erasure cut off anywhere in here (power cut, SIGKILL) is simply finished again.
+    Audit: person.erase_backups when backups were changed; person.erase_finished when resumed.
+    """
+    with db.session() as s:
+        row = s.get(PendingErasure, pending_id)
+        if row is None:
+            return None
+        person_id, employee_id, with_events = row.person_id, row.employee_id, row.with_events
+        actor = row.requested_by
+    db.vacuum()
+    scrubbed = scrub_backups(db.path, person_id, employee_id, delete_events=with_events)
+    now = datetime.now(UTC)
+    with db.session() as s:
+        s.execute(delete(PendingErasure).where(PendingErasure.id == pending_id))
+        target, details = f"person:{person_id}", {"backups": [b.name for b in scrubbed]}
+        if scrubbed:
+            s.add(AuditEntry(at=now, actor=actor, action="person.erase_backups", target=target, details=details))
+        if resumed:
+            s.add(AuditEntry(at=now, actor="system", action="person.erase_finished", target=target,
+                             details=details))
+    if resumed:
+        logger.warning("finished the interrupted erasure of person %s (%s): %d backup(s) scrubbed",
+                       person_id, employee_id, len(scrubbed))
+    return FinishedErasure(person_id, employee_id, tuple(scrubbed))
+
+
+def finish_pending_erasures(db: Database) -> list[FinishedErasure]:
+    """Finish every erasure interrupted after its commit (see finish_erasure); those finished now."""
+    with db.session() as s:
+        pending = list(s.scalars(select(PendingErasure.id).order_by(PendingErasure.id)))
+    done = [finish_erasure(db, pending_id, resumed=True) for pending_id in pending]
+    return [d for d in done if d is not None]
+
+
 def upgrade(
     path: Path | str,
     backup: bool = True,
@@ -289,21 +434,33 @@ class Database:
         self.path = path
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # erasures interrupted earlier that open_from_settings finished (finish_pending_erasures)
+        self.finished_erasures: list[FinishedErasure] = []
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session committed on success (durably: synchronous=FULL), rolled back on error."""
+        """A session committed on success (durably: synchronous=FULL), rolled back on error.
+
+        SQLite's operational errors (locked past busy_timeout, disk full, read-only file, I/O
+        error) come out as DatabaseUnavailable, so callers outside the store can catch them.
+        """
         with self._sessions() as session:
             try:
                 yield session
                 session.commit()
-            except BaseException:
-                session.rollback()
+            except BaseException as exc:
+                try:
+                    session.rollback()
+                except DatabaseError:  # a broken file or connection; the first error is the one to show
+                    logger.debug("rollback failed", exc_info=True)
+                if _is_database_error(exc):
+                    raise database_error(self.path, exc) from exc
                 raise
 
     def vacuum(self) -> None:
         """Rewrite the file without free pages and empty the WAL (erased bytes leave the disk)."""
-        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        with translated_errors(self.path), \
+                self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM")
             busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         if busy and busy[0]:
@@ -349,8 +506,15 @@ def open_database(
 
 
 def open_from_settings(settings: Settings) -> Database:
-    """open_database() with database.path and database.busy_timeout_ms from settings."""
-    return open_database(settings.database.path, busy_timeout_ms=settings.database.busy_timeout_ms)
+    """open_database() with database.path and database.busy_timeout_ms from settings, then finish any
+    erasure interrupted after its commit (db.finished_erasures lists them; a failure is logged and
+    retried at the next open, the database stays usable)."""
+    database = open_database(settings.database.path, busy_timeout_ms=settings.database.busy_timeout_ms)
+    try:
+        database.finished_erasures = finish_pending_erasures(database)
+    except StoreError as exc:
+        logger.warning("an interrupted erasure is not finished yet (retried at the next start): %s", exc)
+    return database
 
 
 def upgrade_from_settings(settings: Settings, backup: bool = True) -> UpgradeResult:

@@ -159,6 +159,9 @@ class AttendanceEvent(Base):
     # None: seen by the kiosk camera. Else the admin who entered it by hand (a correction), and why.
     recorded_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # None: nothing odd. Else why someone should check the event, e.g. it was recorded at a time before
+    # the newest stored event (the kiosk's clock went back; schema 0006).
+    review: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 LEAVE_KINDS = ("holiday", "sick", "other")
@@ -213,6 +216,20 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
+class WebSession(Base):
+    """A signed-in web session: the cookie carries a random token, the table its SHA-256.
+
+    Logout deletes the row (a copied cookie stops working); a password or role change, a
+    disabled or deleted account deletes all of the user's rows. Rows outlive a restart.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the token
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class CaptureRequest(Base):
     """An admin's request that the kiosk camera take a person's enrolment photos.
 
@@ -245,3 +262,21 @@ class CaptureRequest(Base):
         ForeignKey("people.id", ondelete="SET NULL"), nullable=True
     )
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class PendingErasure(Base):
+    """An erasure committed in the live file whose backup scrub and VACUUM have not finished yet.
+
+    Written in the erasure's transaction, deleted by finish_pending_erasures once every upgrade backup
+    is clean; so an erasure interrupted after its commit (power cut, SIGKILL) is finished at the next
+    open. No foreign key: with with_events the person row is gone already.
+    """
+
+    __tablename__ = "pending_erasures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    person_id: Mapped[int] = mapped_column(Integer)
+    employee_id: Mapped[str] = mapped_column(String(64), index=True)
+    with_events: Mapped[bool] = mapped_column(Boolean)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    requested_by: Mapped[str] = mapped_column(String(100))

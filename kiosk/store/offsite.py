@@ -17,8 +17,14 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from kiosk.errors import StoreError
-from kiosk.store.db import EVENT_EXPRESSION_AND_MATCH_COLUMNS, Database, copy_database
+from kiosk.errors import DatabaseDamaged, StoreError
+from kiosk.store.db import (
+    EVENT_EXPRESSION_AND_MATCH_COLUMNS,
+    Database,
+    copy_database,
+    damaged_message,
+    database_error,
+)
 from kiosk.store.repo import audit
 
 logger = logging.getLogger(__name__)
@@ -51,13 +57,44 @@ def write_offsite_copy(database: Path, dest: Path) -> OffsiteCopy:
     partial = dest.with_name(dest.name + ".partial")
     try:
         copy_database(database, partial)
+        _check_intact(partial, database)
         people, events = _strip(partial)
         os.replace(partial, dest)
-    except (sqlite3.Error, OSError) as exc:
-        partial.unlink(missing_ok=True)
+    except (sqlite3.Error, UnicodeDecodeError) as exc:  # UnicodeDecodeError: damaged text in a row
+        _remove(partial)
+        error = database_error(dest, exc, damaged=database)
+        if isinstance(error, DatabaseDamaged):
+            raise error from None
+        raise StoreError(f"cannot write {dest}: {exc}") from None
+    except (OSError, StoreError) as exc:
+        _remove(partial)
+        if isinstance(exc, StoreError):
+            raise
         raise StoreError(f"cannot write {dest}: {exc}") from None
     logger.info("off-site copy written to %s (%d people, %d events)", dest, people, events)
     return OffsiteCopy(dest, people, events)
+
+
+def _remove(partial: Path) -> None:
+    """Delete an unfinished copy and the -wal/-shm/-journal SQLite may have left beside it."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        partial.with_name(partial.name + suffix).unlink(missing_ok=True)
+
+
+def _check_intact(copy: Path, source: Path) -> None:
+    """DatabaseDamaged (naming source) unless PRAGMA quick_check finds the page-exact copy intact.
+
+    The backup API copies pages as they are, so a damaged page of the source would go into the copy
+    unnoticed (or surface later as a misleading 'disk is full').
+    """
+    con = sqlite3.connect(copy)
+    try:
+        rows = con.execute("PRAGMA quick_check").fetchall()
+    finally:
+        con.close()
+    if rows != [("ok",)]:
+        found = "; ".join(" ".join(str(r[0]).split()) for r in rows[:2])[:200]
+        raise DatabaseDamaged(damaged_message(source, f"quick_check: {found}"))
 
 
 def record_copy(db: Database, actor: str, copy: OffsiteCopy, target: str | None = None) -> None:

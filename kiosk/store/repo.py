@@ -15,7 +15,9 @@ events; the row then goes too. erase_person(keep_events=False) deletes everythin
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from dataclasses import replace as dataclass_replace
@@ -28,9 +30,9 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from kiosk.config import RetentionSettings
-from kiosk.errors import DuplicatePerson, InvalidTemplate, PersonNotFound, StoreError
+from kiosk.errors import DuplicatePerson, InvalidTemplate, LastAdmin, PersonNotFound, StoreError
 from kiosk.identity import clean_employee_id, clean_name
-from kiosk.store.db import Database, scrub_backups
+from kiosk.store.db import Database, finish_erasure
 from kiosk.store.models import (
     EMBEDDING_DIM,
     AttendanceEvent,
@@ -40,8 +42,10 @@ from kiosk.store.models import (
     EnrolmentImage,
     FaceTemplate,
     Leave,
+    PendingErasure,
     Person,
     User,
+    WebSession,
 )
 
 logger = logging.getLogger(__name__)
@@ -50,6 +54,12 @@ EVENT_KINDS = ("in", "out", "unknown")
 USER_ROLES = ("admin", "manager")
 CAPTURES_ACTIVE = ("waiting", "capturing")  # capture requests (store.captures) not finished yet
 KEEP_FINISHED_CAPTURES = timedelta(days=1)  # an admin can still read the outcome the next morning
+# How far the clock may run ahead of the newest stored event or audit line before the retention purge
+# refuses to run: a Pi without a real-time clock can boot years off, and a purge trusting it would
+# delete everything. Longer lets a site closed for a long weekend purge on its first day back;
+# shorter refuses sooner. A site closed longer purges again after its first new event.
+CLOCK_AHEAD_TOLERANCE = timedelta(days=2)
+PURGE_REFUSED = "retention.purge_refused"  # audit action of a refusal (not counted as data time)
 
 
 def _now(now: datetime | None) -> datetime:
@@ -95,6 +105,7 @@ class EventInfo:
     match_score: float | None = None
     recorded_by: str | None = None  # None: the kiosk camera; else who corrected by hand
     note: str | None = None
+    review: str | None = None  # why someone should check it (e.g. the clock went back); None: fine
 
     @property
     def manual(self) -> bool:
@@ -154,13 +165,18 @@ class EraseResult:
 
 @dataclass(frozen=True)
 class PurgeResult:
-    """Counts of what purge_expired removed."""
+    """Counts of what purge_expired removed; refused: why it removed nothing (None: it ran)."""
 
     events_deleted: int
     expression_stripped: int
     images_deleted: int
     people_removed: int
     leave_deleted: int = 0
+    refused: str | None = None
+
+    def counts(self) -> dict[str, int]:
+        """The counts alone, {field: rows}."""
+        return {k: v for k, v in asdict(self).items() if k != "refused"}
 
 
 def _person_info(p: Person, template_count: int = 0) -> PersonInfo:
@@ -192,6 +208,7 @@ def _event_info(e: AttendanceEvent) -> EventInfo:
         match_score=e.match_score,
         recorded_by=e.recorded_by,
         note=e.note,
+        review=e.review,
     )
 
 
@@ -423,13 +440,16 @@ def erase_person(
         details = asdict(result)
         del details["person_id"], details["backups_scrubbed"]
         _audit(s, actor, "person.erase", f"person:{person_id}", details, now)
-    db.vacuum()
-    scrubbed = scrub_backups(db.path, person_id, employee_id, delete_events=row_deleted)
-    if scrubbed:
-        result = dataclass_replace(result, backups_scrubbed=len(scrubbed))
-        with db.session() as s:
-            _audit(s, actor, "person.erase_backups", f"person:{person_id}",
-                   {"backups": [b.name for b in scrubbed]}, now)
+        # the second half (VACUUM, backups) is recorded in the same commit, so it is finished later
+        # (db.finish_pending_erasures at the next open) if this process dies before it is done
+        pending = PendingErasure(person_id=person_id, employee_id=employee_id, with_events=row_deleted,
+                                 requested_at=now, requested_by=actor)
+        s.add(pending)
+        s.flush()
+        pending_id = pending.id
+    finished = finish_erasure(db, pending_id)
+    if finished is not None and finished.backups_scrubbed:
+        result = dataclass_replace(result, backups_scrubbed=len(finished.backups_scrubbed))
     logger.info("erased person %s: %s", person_id, result)
     return result
 
@@ -619,6 +639,9 @@ def record_event(
         if person_id is not None:
             person = _get(s, person_id)
             consent = person.expression_consent and person.erased_at is None
+        review = _clock_went_back(s, person_id, at)
+        if review:
+            logger.warning("event of person %s flagged for review: %s", person_id, review)
         if not consent and (expression_label or expression_scores or expression_confidence):
             logger.debug("dropping expression data of event without consent")
         event = AttendanceEvent(
@@ -637,10 +660,30 @@ def record_event(
             ),
             match_distance=None if match_distance is None else float(match_distance),
             match_score=None if match_score is None else float(match_score),
+            review=review,
         )
         s.add(event)
         s.flush()
         return _event_info(event)
+
+
+def _newest_event_time(s: Session, person_id: int | None = None) -> datetime | None:
+    """occurred_at (aware UTC) of the newest stored event (of person_id when given), or None."""
+    stmt = select(func.max(AttendanceEvent.occurred_at))
+    if person_id is not None:
+        stmt = stmt.where(AttendanceEvent.person_id == person_id)
+    return s.scalar(stmt)
+
+
+def _clock_went_back(s: Session, person_id: int | None, at: datetime) -> str | None:
+    """Why an event at `at` needs review (it is older than the person's latest or the newest event
+    stored: the clock went back, so an 'out' may precede its 'in'), or None."""
+    for whose, newest in (("this person's latest", _newest_event_time(s, person_id) if person_id else None),
+                          ("the newest stored", _newest_event_time(s))):
+        if newest is not None and at < newest:
+            return (f"recorded at {at:%Y-%m-%d %H:%M:%S} UTC, before {whose} event "
+                    f"({newest:%Y-%m-%d %H:%M:%S} UTC): the kiosk clock may have gone back")
+    return None
 
 
 def events_between(
@@ -715,14 +758,45 @@ def list_audit(
 # --- retention -----------------------------------------------------------------------------
 
 
+def _newest_data_time(s: Session) -> datetime | None:
+    """The newest time the data itself holds (events, audit lines other than purge refusals), or None."""
+    newest_audit = s.scalar(select(func.max(AuditEntry.at)).where(AuditEntry.action != PURGE_REFUSED))
+    times = [t for t in (_newest_event_time(s), newest_audit) if t is not None]
+    return max(times) if times else None
+
+
+def _clock_ahead(now: datetime, newest: datetime | None) -> str | None:
+    """Why a purge at `now` must not run (the clock is far ahead of the newest stored time), or None."""
+    if newest is None or now <= newest + CLOCK_AHEAD_TOLERANCE:
+        return None
+    return (f"retention purge refused: the clock says {now:%Y-%m-%d %H:%M} UTC, "
+            f"{(now - newest).days} days after the newest stored event or audit line "
+            f"({newest:%Y-%m-%d %H:%M} UTC; more than {CLOCK_AHEAD_TOLERANCE.days} days allowed). "
+            "Check the system clock (timedatectl); nothing was deleted")
+
+
 def purge_expired(
     db: Database, now: datetime, retention: RetentionSettings, *, actor: str = "system"
 ) -> PurgeResult:
     """Apply retention: delete old events, strip old expression data, drop kept photos if
-    not allowed, remove erased people with no events left; VACUUM when anything went."""
+    not allowed, remove erased people with no events left; VACUUM when anything went.
+
+    Never trusts a clock far ahead of the data: when now is more than CLOCK_AHEAD_TOLERANCE after the
+    newest stored event or audit line, nothing is deleted and the result says why (refused; also
+    logged and audit-logged). Cut-offs count back from min(now, newest stored time + tolerance).
+    """
     now = _now(now)
-    events_cutoff = now - timedelta(days=retention.attendance_days)
-    expr_cutoff = now - timedelta(days=retention.expression_days)
+    with db.session() as s:
+        newest = _newest_data_time(s)
+        refused = _clock_ahead(now, newest)
+        if refused:
+            _audit(s, actor, PURGE_REFUSED, None, {"reason": refused}, now)
+    if refused:
+        logger.warning("%s", refused)
+        return PurgeResult(0, 0, 0, 0, 0, refused=refused)
+    reference = now if newest is None else min(now, newest + CLOCK_AHEAD_TOLERANCE)
+    events_cutoff = reference - timedelta(days=retention.attendance_days)
+    expr_cutoff = reference - timedelta(days=retention.expression_days)
     with db.session() as s:
         n_events = s.execute(
             delete(AttendanceEvent).where(AttendanceEvent.occurred_at < events_cutoff)
@@ -742,9 +816,9 @@ def purge_expired(
         s.execute(delete(CaptureRequest).where(CaptureRequest.status.not_in(CAPTURES_ACTIVE),
                                                CaptureRequest.finished_at < now - KEEP_FINISHED_CAPTURES))
         result = PurgeResult(n_events, n_stripped, n_images, n_people, n_leave)
-        if any(asdict(result).values()):
-            _audit(s, actor, "retention.purge", None, asdict(result), now)
-    if any(asdict(result).values()):
+        if any(result.counts().values()):
+            _audit(s, actor, "retention.purge", None, result.counts(), now)
+    if any(result.counts().values()):
         db.vacuum()
     logger.info("retention purge: %s", result)
     return result
@@ -898,6 +972,9 @@ def set_user_active(
     now = _now(now)
     with db.session() as s:
         user = _require_user(s, username)
+        if not active:
+            _keep_an_admin(s, user, "disable")
+            _end_user_sessions(s, user.id)
         if user.active != active:
             user.active = active
             _audit(s, actor, "user.enable" if active else "user.disable", f"user:{username}",
@@ -913,8 +990,88 @@ def set_user_password(
     with db.session() as s:
         user = _require_user(s, username)
         user.password_hash = password_hash
+        _end_user_sessions(s, user.id)
         _audit(s, actor, "user.password", f"user:{username}", None, now)
         return _user_info(user)
+
+
+def set_user_role(
+    db: Database, username: str, role: str, *, actor: str, now: datetime | None = None
+) -> UserInfo:
+    """Make an account admin or manager (never the last active admin a manager); its sessions end."""
+    if role not in USER_ROLES:
+        raise StoreError(f"role must be one of {', '.join(USER_ROLES)}, not {role!r}")
+    now = _now(now)
+    with db.session() as s:
+        user = _require_user(s, username)
+        if user.role != role:
+            if role != "admin":
+                _keep_an_admin(s, user, "make a manager")
+            _audit(s, actor, "user.role", f"user:{username}", {"from": user.role, "to": role}, now)
+            user.role = role
+            _end_user_sessions(s, user.id)
+        return _user_info(user)
+
+
+def remove_user(db: Database, username: str, *, actor: str, now: datetime | None = None) -> None:
+    """Delete an account and its sessions (never the last active admin); audited."""
+    now = _now(now)
+    with db.session() as s:
+        user = _require_user(s, username)
+        _keep_an_admin(s, user, "delete")
+        _end_user_sessions(s, user.id)
+        _audit(s, actor, "user.remove", f"user:{username}", {"role": user.role}, now)
+        s.delete(user)
+
+
+def _keep_an_admin(s: Session, user: User, what: str) -> None:
+    """LastAdmin when user is the only active admin (so it must stay one)."""
+    if user.role != "admin" or not user.active:
+        return
+    others = s.scalar(select(func.count()).select_from(User).where(
+        User.role == "admin", User.active.is_(True), User.id != user.id)) or 0
+    if others == 0:
+        raise LastAdmin(f"cannot {what} {user.username}: it is the last active admin account; "
+                        "make another admin first")
+
+
+def _end_user_sessions(s: Session, user_id: int) -> None:
+    """Delete every web session of the account (inside the caller's transaction)."""
+    s.execute(delete(WebSession).where(WebSession.user_id == user_id))
+
+
+def _token_id(token: str) -> str:
+    """The stored id of a session token: its SHA-256 (hex); the token itself is never stored."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_session(db: Database, user_id: int, max_age: timedelta, *, now: datetime | None = None) -> str:
+    """A new random session token for the account (sessions older than max_age are dropped)."""
+    now = _now(now)
+    token = secrets.token_urlsafe(32)
+    with db.session() as s:
+        s.execute(delete(WebSession).where(WebSession.created_at < now - max_age))
+        s.add(WebSession(id=_token_id(token), user_id=user_id, created_at=now))
+    return token
+
+
+def session_user(
+    db: Database, token: str, max_age: timedelta, *, now: datetime | None = None
+) -> UserInfo | None:
+    """The active account of a live session token, or None (unknown, ended, expired, disabled)."""
+    now = _now(now)
+    with db.session() as s:
+        row = s.get(WebSession, _token_id(token))
+        if row is None or row.created_at < now - max_age:
+            return None
+        user = s.get(User, row.user_id)
+        return _user_info(user) if user is not None and user.active else None
+
+
+def end_session(db: Database, token: str) -> None:
+    """End one web session (logout): its token stops working everywhere."""
+    with db.session() as s:
+        s.execute(delete(WebSession).where(WebSession.id == _token_id(token)))
 
 
 def count_admins(db: Database) -> int:

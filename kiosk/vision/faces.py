@@ -21,6 +21,7 @@ import numpy as np
 
 from kiosk.config import RecognitionSettings
 from kiosk.errors import ImageError
+from kiosk.vision.dlib_models import load_face_recognition
 
 logger = logging.getLogger(__name__)
 
@@ -286,9 +287,8 @@ class DlibFaceAnalyzer:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             import dlib
-            import face_recognition.api as fr_api
         self._dlib = dlib
-        self._api = fr_api
+        self._api = load_face_recognition()  # ModelError naming a missing/damaged model file
 
     # -- detection ---------------------------------------------------------------------------
     def detect(self, image: np.ndarray) -> list[Box]:

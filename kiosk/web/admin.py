@@ -19,13 +19,16 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 
+from kiosk.clock import site_time
 from kiosk.errors import ImageError, KioskError, UploadError, WebError
 from kiosk.leave_csv import parse_leave_csv
+from kiosk.reports import check_day
 from kiosk.store import (
     CaptureNotFound,
     EventNotFound,
     LeaveNotFound,
     PersonInfo,
+    UserInfo,
     add_correction,
     add_leave,
     add_leave_batch,
@@ -34,6 +37,7 @@ from kiosk.store import (
     export_person,
     finish_capture,
     get_capture,
+    get_user,
     latest_captures,
     list_users,
     purge_expired,
@@ -51,7 +55,13 @@ from kiosk.store.offsite import (
     write_daily_copy,
     write_offsite_copy,
 )
-from kiosk.store.repo import count_admins, latest_events, search_audit, set_user_active
+from kiosk.store.repo import (
+    latest_events,
+    remove_user,
+    search_audit,
+    set_user_active,
+    set_user_role,
+)
 from kiosk.web import auth
 from kiosk.web.context import WebContext, actor, admin_only, ctx, current_user
 from kiosk.web.status import disk_usage, read_status, versions
@@ -276,10 +286,11 @@ def consent(person_id: int) -> Any:
 def _local_time(day_text: str, time_text: str) -> datetime:
     """Form date (YYYY-MM-DD) and time (HH:MM) in the site's zone -> aware datetime; WebError if bad."""
     try:
-        naive = datetime.combine(date.fromisoformat(day_text.strip()), time.fromisoformat(time_text.strip()))
+        given = datetime.combine(date.fromisoformat(day_text.strip()), time.fromisoformat(time_text.strip()))
     except ValueError:
         raise WebError(f"not a date and time: {day_text!r} {time_text!r} (use YYYY-MM-DD and HH:MM)") from None
-    return naive.replace(tzinfo=ctx().settings.tz)
+    check_day(given.date())
+    return site_time(given, ctx().settings.tz)  # refuses a skipped or (without offset) repeated hour
 
 
 @bp.route("/people/<int:person_id>/events", methods=["POST"])
@@ -289,7 +300,8 @@ def add_event(person_id: int) -> Any:
     p = person_or_404(person_id)
     at = _local_time(request.form.get("date", ""), request.form.get("time", ""))
     kind = request.form.get("kind", "")
-    add_correction(ctx().db, p.id, at, kind, actor=actor(), note=request.form.get("note", ""))
+    add_correction(ctx().db, p.id, at, kind, actor=actor(), note=request.form.get("note", ""),
+                   retention_days=ctx().settings.retention.attendance_days)
     flash(f"Added a check-{kind} for {p.name} at {at:%d %b %Y %H:%M}.")
     return _person_page_from(p.id, at.date())
 
@@ -319,9 +331,10 @@ def _form_day(field: str) -> date:
     """A form date (YYYY-MM-DD) -> date; WebError naming the field if bad."""
     text = request.form.get(field, "").strip()
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise WebError(f"not a date: {text!r} (use YYYY-MM-DD)") from None
+    return check_day(day)
 
 
 @bp.route("/people/<int:person_id>/leave", methods=["POST"])
@@ -467,6 +480,9 @@ def privacy() -> str:
 def purge() -> Any:
     """Run the retention purge now."""
     r = run_purge(ctx(), actor())
+    if r.refused:
+        flash(r.refused, "error")
+        return redirect(url_for("admin.privacy"))
     flash(f"Retention purge: {r.events_deleted} old event(s) deleted, {r.expression_stripped} "
           f"expression record(s) stripped, {r.images_deleted} photo(s), {r.leave_deleted} old leave record(s) "
           f"and {r.people_removed} erased person row(s) removed.")
@@ -538,20 +554,68 @@ def users() -> Any:
     return render_template("users.html", users=list_users(c.db))
 
 
+def _account_or_404(username: str) -> UserInfo:
+    """The web account with this username; aborts with 404 when there is none."""
+    user = get_user(ctx().db, username)
+    if user is None:
+        abort(404)
+    return user
+
+
+def _not_myself(username: str, what: str) -> None:
+    """WebError when the signed-in admin would change their own account here."""
+    me = current_user()
+    if me is not None and me.username == username:
+        raise WebError(f"you cannot {what} your own account here; ask another admin")
+
+
 @bp.route("/users/<username>/active", methods=["POST"])
 @admin_only
 def user_active(username: str) -> Any:
-    """Enable or disable an account (never the last admin)."""
+    """Enable or disable an account (never the last active admin: the store refuses)."""
     c = ctx()
     active = request.form.get("active") == "1"
-    me = current_user()
-    if not active and me is not None and me.username == username:
-        raise WebError("you cannot disable your own account")
-    target = next((u for u in list_users(c.db) if u.username == username), None)
-    if target is None:
-        abort(404)
-    if not active and target.role == "admin" and count_admins(c.db) <= 1:
-        raise WebError("this is the last admin account; create another admin first")
+    if not active:
+        _not_myself(username, "disable")
+    _account_or_404(username)
     set_user_active(c.db, username, active, actor=actor())
     flash(f"Account {username} {'enabled' if active else 'disabled'}.")
+    return redirect(url_for("admin.users"))
+
+
+@bp.route("/users/<username>/password", methods=["POST"])
+@admin_only
+def user_password(username: str) -> Any:
+    """Set a new password for an account (e.g. a forgotten one); its sessions end."""
+    _not_myself(username, "reset the password of (use the Account page for)")
+    _account_or_404(username)
+    auth.reset_password(ctx().db, username, request.form.get("password", "")[:2048], actor=actor())
+    flash(f"New password set for {username}; they are signed out everywhere.")
+    return redirect(url_for("admin.users"))
+
+
+@bp.route("/users/<username>/role", methods=["POST"])
+@admin_only
+def user_role(username: str) -> Any:
+    """Make an account admin or manager (never the last active admin a manager); its sessions end."""
+    _not_myself(username, "change the role of")
+    _account_or_404(username)
+    role = request.form.get("role", "")
+    if role not in auth.ROLES:
+        raise WebError(f"role must be one of {', '.join(auth.ROLES)}")
+    set_user_role(ctx().db, username, role, actor=actor())
+    flash(f"{username} is now {role}; they are signed out everywhere.")
+    return redirect(url_for("admin.users"))
+
+
+@bp.route("/users/<username>/remove", methods=["POST"])
+@admin_only
+def user_remove(username: str) -> Any:
+    """Delete an account (type its username to confirm; never the last active admin)."""
+    _not_myself(username, "delete")
+    _account_or_404(username)
+    if request.form.get("confirm", "").strip() != username:
+        raise WebError(f"type the username {username!r} exactly to delete the account")
+    remove_user(ctx().db, username, actor=actor())
+    flash(f"Account {username} deleted.")
     return redirect(url_for("admin.users"))

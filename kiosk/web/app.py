@@ -3,12 +3,21 @@
 Security model:
 - Every view needs a signed-in user unless marked @public; @admin_only views refuse managers
   (403). The check runs before any view code, for every method (default deny).
-- Sessions are Flask's signed cookies (HttpOnly, SameSite=Lax, Secure when web.secure_cookies)
-  holding the user id, a fingerprint of the password hash (a password change or a disabled
-  account ends every session) and the login time (absolute limit web.session_hours).
+- Sessions are held on the server (table web_sessions, store.start_session): Flask's signed
+  cookie (HttpOnly, SameSite=Lax, Secure when web.secure_cookies) carries only a random
+  session token and the CSRF token. Logout deletes the session, so a copied cookie stops
+  working; a password or role change, a disabled or deleted account ends all of the user's
+  sessions; a session lasts at most web.session_hours; sessions survive a restart.
+- After login, `next` is followed only when it is a same-site path (safe_next_path).
 - Every POST must carry the session's CSRF token (hidden field csrf_token).
-- Failed logins are rate limited per client address and per username (web.login_attempts
-  within web.login_window_s).
+- Wrong passwords (sign-in and the password-change form) are throttled per account and per
+  client address with a growing wait (auth.LoginLimiter; web.login_attempts,
+  web.login_address_attempts, web.login_window_s). The client address is the peer's, or the
+  X-Forwarded-For hop named by a proxy in web.trusted_proxies (auth.client_address).
+- Requests that match no route, or use a method the route does not take, get 404 / 405 before
+  any CSRF check; ids in URLs are bounded to 64-bit (a larger one is a 404, not a crash).
+- CSV downloads are UTF-8 without a BOM; add ?excel=1 to any CSV link for a UTF-8 BOM, so that
+  Excel shows names like "Zoë" correctly.
 - Pages send a strict Content-Security-Policy (no scripts, no external anything) and
   Cache-Control: no-store (they show personal data).
 - Uploads stay in memory (never spooled to a temp file), bounded by MAX_CONTENT_LENGTH.
@@ -17,14 +26,17 @@ Security model:
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import os
 import secrets
 import time
+import unicodedata
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 from flask import (
     Flask,
@@ -41,13 +53,14 @@ from flask import (
 )
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.routing import IntegerConverter
 
 from kiosk import __version__
 from kiosk.clock import Clock, SystemClock
 from kiosk.config import Settings
 from kiosk.errors import KioskError
 from kiosk.store import Database, get_user, open_from_settings
-from kiosk.store.repo import get_user_by_id, set_user_password
+from kiosk.store.repo import end_session, session_user, set_user_password, start_session
 from kiosk.vision.faces import FaceAnalyzer
 from kiosk.web import auth
 from kiosk.web.context import WebContext, actor, ctx, current_user, public, required_role
@@ -58,6 +71,32 @@ CSRF_FIELD = "csrf_token"
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
+
+
+UTF8_BOM = b"\xef\xbb\xbf"
+MAX_ID = 2**63 - 1  # SQLite INTEGER
+
+
+class IdConverter(IntegerConverter):
+    """<int:...> in URLs, at most MAX_ID: a larger number matches no route (404, not a crash)."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(map, *args, **kwargs)
+
+
+def excel_url(csv_url: str) -> str:
+    """The same CSV link with ?excel=1 (a UTF-8 BOM in front, for Excel)."""
+    return f"{csv_url}{'&' if '?' in csv_url else '?'}excel=1"
+
+
+def _excel_bom(response: Response) -> None:
+    """Prefix a CSV response with a UTF-8 BOM (for ?excel=1)."""
+    if response.is_streamed:
+        body = response.response
+        response.response = itertools.chain([UTF8_BOM], body)
+    else:
+        response.set_data(UTF8_BOM + response.get_data())
 
 
 class KioskRequest(Request):
@@ -104,26 +143,55 @@ def _csrf_ok() -> bool:
     return bool(sent) and bool(expected) and secrets.compare_digest(str(sent), str(expected))
 
 
+def safe_next_path(target: str | None) -> str | None:
+    """target when it is a path on this site ("/..."), else None.
+
+    Refused: any control or format character (tab, newline, NUL, DEL, zero-width: browsers drop
+    some of them, turning "/\t/evil" into "//evil"), surrounding whitespace, a backslash
+    anywhere, "//" at the start, and anything with a scheme or host when parsed.
+    """
+    if not target or target != target.strip():
+        return None
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in target):
+        return None
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return None
+    return target
+
+
 def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("reports.board")
+    """Where to go after login: target when safe_next_path accepts it, else the board."""
+    return safe_next_path(target) or url_for("reports.board")
+
+
+def _session_age() -> timedelta:
+    return timedelta(hours=ctx().settings.web.session_hours)
 
 
 def _load_user() -> None:
+    """g.user from the session token (None when there is none, or it ended or expired)."""
     g.user = None
-    uid = session.get("uid")
-    if uid is None:
+    token = session.get("sid")
+    if not isinstance(token, str):
         return
     c = ctx()
-    user = get_user_by_id(c.db, int(uid))
-    too_old = time.time() - float(session.get("t", 0)) > c.settings.web.session_hours * 3600
-    if (user is None or not user.active or too_old
-            or session.get("fp") != auth.session_fingerprint(user)):
-        session.pop("uid", None)
-        session.pop("fp", None)
+    user = session_user(c.db, token, _session_age(), now=c.clock.now())
+    if user is None:
+        session.pop("sid", None)
         return
     g.user = user
+
+
+def _begin_session(user_id: int) -> None:
+    """A fresh server-side session for the account in a fresh cookie (new CSRF token)."""
+    c = ctx()
+    token = start_session(c.db, user_id, _session_age(), now=c.clock.now())
+    session.clear()
+    session.permanent = True
+    session.update(sid=token, csrf=secrets.token_urlsafe(32))
 
 
 def create_app(
@@ -137,6 +205,7 @@ def create_app(
     """The web app on settings' database (opened here when db is None; closed with the app)."""
     app = Flask(__name__)
     app.request_class = KioskRequest
+    app.url_map.converters["int"] = IdConverter  # before any route is added
     web = settings.web
     owns_db = db is None
     database = open_from_settings(settings) if db is None else db
@@ -152,9 +221,10 @@ def create_app(
         TEMPLATES_AUTO_RELOAD=False,
     )
     app.jinja_env.autoescape = True
+    app.jinja_env.globals["excel_url"] = excel_url  # also inside imported macros
     app.extensions["kiosk"] = WebContext(
         settings=settings, db=database, clock=clock or SystemClock(),
-        limiter=auth.LoginLimiter(web.login_attempts, web.login_window_s),
+        limiter=auth.LoginLimiter(web.login_attempts, web.login_address_attempts, web.login_window_s),
         analyzer=analyzer, owns_db=owns_db,
     )
 
@@ -174,11 +244,15 @@ def create_app(
                 "csrf_field": lambda: Markup('<input type="hidden" name="csrf_token" value="{}">'
                                             ).format(csrf_token())}
 
+    trusted_proxies = auth.parse_networks(web.trusted_proxies)
+
     @app.before_request
     def _guard() -> Response | None:
+        g.client = auth.client_address(request.remote_addr or "", request.headers.get("X-Forwarded-For"),
+                                       trusted_proxies)
         _load_user()
-        if request.endpoint == "static":
-            return None
+        if request.endpoint == "static" or request.routing_exception is not None:
+            return None  # no view runs: Flask answers 404 / 405
         view = app.view_functions.get(request.endpoint or "")
         role = required_role(view)
         if role != "public":
@@ -206,6 +280,8 @@ def create_app(
         response.headers["Referrer-Policy"] = "same-origin"
         if request.endpoint != "static":
             response.headers["Cache-Control"] = "no-store"
+        if response.mimetype == "text/csv" and request.args.get("excel") == "1":
+            _excel_bom(response)
         return response
 
     @app.errorhandler(KioskError)
@@ -240,11 +316,10 @@ def login() -> Any:
     if request.method == "POST":
         username = request.form.get("username", "").strip()[:100]
         password = request.form.get("password", "")[:1024]
-        keys = (f"ip:{request.remote_addr}", f"user:{username.lower()}")
+        keys = (username, client())
         wait = c.limiter.blocked_for(*keys)
         if wait > 0:
-            error = (f"Too many failed sign-ins. Try again in {int(wait // 60) + 1} "
-                     "minute(s).")
+            error = f"Too many failed sign-ins. {_try_again(wait)}"
             status = 429
         else:
             user = get_user(c.db, username) if username else None
@@ -255,19 +330,15 @@ def login() -> Any:
                 ok = auth.verify_password(password, user.password_hash) and user.active
             if ok and user is not None:
                 c.limiter.succeeded(*keys)
-                token = secrets.token_urlsafe(32)
-                session.clear()
-                session.permanent = True
-                session.update(uid=user.id, fp=auth.session_fingerprint(user), t=time.time(),
-                               csrf=token)
-                logger.info("user %s signed in from %s", user.username, request.remote_addr)
+                _begin_session(user.id)
+                logger.info("user %s signed in from %s", user.username, client())
                 from kiosk.store import audit
 
                 audit(c.db, f"web:{user.username}", "user.login", f"user:{user.username}",
-                      {"address": request.remote_addr})
+                      {"address": client()})
                 return redirect(_safe_next(request.args.get("next")))
             c.limiter.failed(*keys)
-            logger.warning("failed sign-in for %r from %s", username, request.remote_addr)
+            logger.warning("failed sign-in for %r from %s", username, client())
             error = "Wrong username or password."
             status = 401
     return render_template("login.html", error=error,
@@ -275,21 +346,42 @@ def login() -> Any:
 
 
 def logout() -> Any:
-    """End the session."""
+    """End the session on the server too (a copy of the cookie stops working)."""
+    token = session.get("sid")
+    if isinstance(token, str):
+        end_session(ctx().db, token)
     session.clear()
     flash("Signed out.")
     return redirect(url_for("login"))
 
 
+def client() -> str:
+    """The client's address for this request (see auth.client_address)."""
+    return str(g.get("client") or request.remote_addr or "")
+
+
+def _try_again(wait_s: float) -> str:
+    """ "Try again in N seconds/minutes." for a throttled password check."""
+    if wait_s < 60:
+        return f"Try again in {int(wait_s) + 1} second(s)."
+    return f"Try again in {int(wait_s // 60) + 1} minute(s)."
+
+
 def account() -> Any:
-    """Change one's own password."""
+    """Change one's own password (the current password's check is throttled like sign-in)."""
     c = ctx()
     user = current_user()
     assert user is not None
     if request.method == "POST":
-        old = request.form.get("old_password", "")
+        old = request.form.get("old_password", "")[:1024]
         new = request.form.get("new_password", "")
+        keys = (user.username, client())
+        wait = c.limiter.blocked_for(*keys)
+        if wait > 0:
+            flash(f"Too many wrong passwords. {_try_again(wait)}", "error")
+            return render_template("account.html"), 429
         if not auth.verify_password(old, user.password_hash):
+            c.limiter.failed(*keys)
             flash("The current password is wrong.", "error")
         elif new != request.form.get("new_password2", ""):
             flash("The new passwords differ.", "error")
@@ -297,7 +389,7 @@ def account() -> Any:
             auth.check_new_password(new)
             updated = set_user_password(c.db, user.username, auth.hash_password(new),
                                         actor=actor())
-            session["fp"] = auth.session_fingerprint(updated)
+            _begin_session(updated.id)  # the change ended every session, this one too
             flash("Password changed.")
             return redirect(url_for("account"))
     return render_template("account.html")
@@ -335,9 +427,61 @@ def serve(settings: Settings) -> None:
                 stop.wait(24 * 3600)
 
         threading.Thread(target=_daily_loop, name="daily-jobs", daemon=True).start()
+    server = waitress.create_server(app, host=settings.web.host, port=settings.web.port,
+                                    threads=settings.web.threads, ident="kiosk")
     logger.info("web app on http://%s:%d/", settings.web.host, settings.web.port)
     try:
-        waitress.serve(app, host=settings.web.host, port=settings.web.port,
-                       threads=settings.web.threads, ident="kiosk")
+        _run_until_stopped(server)
     finally:
         c.db.close()
+
+
+DRAIN_S = 20.0  # after SIGTERM, requests in flight get this long to finish (systemd waits 90 s)
+
+
+def _run_until_stopped(server: Any, drain_s: float = DRAIN_S) -> None:
+    """Serve until SIGTERM or SIGINT; then stop accepting, finish the requests in flight, return.
+
+    waitress alone dies on SIGTERM mid-response (exit status -15); this loop is waitress's
+    own (one poll at a time), checking a stop flag the signal handler sets.
+    """
+    import signal
+    import threading
+
+    from waitress import wasyncore
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        logger.info("signal %d: finishing the requests in flight, then stopping", signum)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _on_signal)
+    adj = server.adj
+    while not stop.is_set():
+        wasyncore.loop(timeout=adj.asyncore_loop_timeout, map=server._map,
+                       use_poll=adj.asyncore_use_poll, count=1)
+    wasyncore.dispatcher.close(server)  # the listening socket: no new connections
+    deadline = time.monotonic() + drain_s
+    while _busy_channels(server) and time.monotonic() < deadline:
+        wasyncore.loop(timeout=0.1, map=server._map, use_poll=adj.asyncore_use_poll, count=1)
+    server.task_dispatcher.shutdown(timeout=max(0.0, deadline - time.monotonic()) + 1)
+    wasyncore.close_all(server._map)
+    logger.info("web app stopped")
+
+
+def _busy_channels(server: Any) -> int:
+    """Connections with a request half received, queued, running or a response not yet sent;
+    idle keep-alive connections are closed here."""
+    from waitress.channel import HTTPChannel
+
+    busy = 0
+    for channel in list(server._map.values()):
+        if not isinstance(channel, HTTPChannel):
+            continue
+        if channel.requests or channel.request is not None or channel.total_outbufs_len:
+            busy += 1
+        else:
+            channel.close()
+    return busy

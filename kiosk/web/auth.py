@@ -1,4 +1,4 @@
-"""Web accounts: scrypt password hashes, account creation for the CLI, login rate limiting.
+"""Web accounts: scrypt password hashes, account creation for the CLI, login throttling, client address.
 
 Hash format: "scrypt$<log2 n>$<r>$<p>$<salt base64>$<key base64>" (stdlib hashlib.scrypt; the
 parameters travel with the hash, so raising SCRYPT_LOG2_N later keeps old hashes valid).
@@ -9,15 +9,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import logging
 import os
 import re
 import threading
 import time
-from collections import defaultdict, deque
+from collections.abc import Callable
 
 from kiosk.errors import WebError
 from kiosk.store import Database, UserInfo, add_user
+from kiosk.store.repo import set_user_password
 
 logger = logging.getLogger(__name__)
 
@@ -98,50 +100,133 @@ def create_user(
     return user
 
 
-def session_fingerprint(user: UserInfo) -> str:
-    """A short value derived from the password hash: a password change ends old sessions."""
-    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+def reset_password(db: Database, username: str, password: str, *, actor: str) -> UserInfo:
+    """Give an account a new password (checked, hashed); all its sessions end. Audited.
+
+    For the Users page and `kiosk users passwd`; WebError for a weak password, StoreError for
+    an unknown username.
+    """
+    check_new_password(password)
+    user = set_user_password(db, username, hash_password(password), actor=actor)
+    logger.info("password of web user %s set by %s", username, actor)
+    return user
+
+
+class Backoff:
+    """Failed attempts per key with a growing wait: after `free` failures each further one doubles it.
+
+    The waits are base_s, 2 base_s, 4 base_s, ... up to max_s, counted from the last failure;
+    forget_s without a failure forgets the key. In memory (one `kiosk serve` process); at most
+    MAX_KEYS keys (the stalest go first), so a flood of made-up names cannot fill the memory.
+    """
+
+    MAX_KEYS = 10_000
+
+    def __init__(self, free: int, base_s: float, max_s: float, forget_s: float,
+                 timer: Callable[[], float] = time.monotonic) -> None:
+        self.free = free
+        self.base_s = base_s
+        self.max_s = max_s
+        self.forget_s = forget_s
+        self._timer = timer
+        self._fails: dict[str, tuple[int, float]] = {}  # key -> (failures, last failure)
+        self._lock = threading.Lock()
+
+    def _count(self, key: str, now: float) -> tuple[int, float]:
+        fails, last = self._fails.get(key, (0, now))
+        if fails and now - last > self.forget_s:
+            del self._fails[key]
+            return 0, now
+        return fails, last
+
+    def wait(self, key: str) -> float:
+        """Seconds until key may try again (0: now)."""
+        now = self._timer()
+        with self._lock:
+            fails, last = self._count(key, now)
+        if fails < self.free:
+            return 0.0
+        delay = min(self.max_s, self.base_s * 2.0 ** (fails - self.free))
+        return max(0.0, last + delay - now)
+
+    def failed(self, key: str) -> None:
+        """Record one failure of key."""
+        now = self._timer()
+        with self._lock:
+            fails, _ = self._count(key, now)
+            self._fails[key] = (fails + 1, now)
+            if len(self._fails) > self.MAX_KEYS:
+                stalest = sorted(self._fails, key=lambda k: self._fails[k][1])
+                for old in stalest[: len(self._fails) - self.MAX_KEYS]:
+                    del self._fails[old]
+
+    def clear(self, key: str) -> None:
+        """Forget key's failures (after a good password)."""
+        with self._lock:
+            self._fails.pop(key, None)
 
 
 class LoginLimiter:
-    """Counts failed logins per key (client address, username) in a sliding window.
+    """Throttles password checks per account and per client address (Backoff each).
 
-    In memory: one `kiosk serve` process. A restart forgets the counts (acceptable: a restart
-    needs access to the Pi).
+    An account gets `account_attempts` free failures (from any address), an address
+    `address_attempts` (much more: an office behind one NAT address shares it). A good password
+    clears the account's count, not the address's (one valid account must not reset the count
+    of an address that guesses others). The first waits are seconds, growing to window_s.
     """
 
-    def __init__(self, attempts: int, window_s: float) -> None:
-        self.attempts = attempts
-        self.window_s = window_s
-        self._fails: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
+    BASE_WAIT_S = 2.0
 
-    def _prune(self, key: str, now: float) -> deque[float]:
-        q = self._fails[key]
-        while q and now - q[0] > self.window_s:
-            q.popleft()
-        return q
+    def __init__(self, account_attempts: int, address_attempts: int, window_s: float,
+                 timer: Callable[[], float] = time.monotonic) -> None:
+        self.accounts = Backoff(account_attempts, self.BASE_WAIT_S, window_s, 2 * window_s, timer)
+        self.addresses = Backoff(address_attempts, self.BASE_WAIT_S, window_s, 2 * window_s, timer)
 
-    def blocked_for(self, *keys: str) -> float:
-        """Seconds until any of keys may try again (0 when none is blocked)."""
-        now = time.monotonic()
-        wait = 0.0
-        with self._lock:
-            for key in keys:
-                q = self._prune(key, now)
-                if len(q) >= self.attempts:
-                    wait = max(wait, self.window_s - (now - q[0]))
-        return wait
+    def blocked_for(self, username: str, address: str) -> float:
+        """Seconds until this account may be tried from this address (0: now)."""
+        return max(self.accounts.wait(username.lower()), self.addresses.wait(address))
 
-    def failed(self, *keys: str) -> None:
-        """Record one failed attempt for each key."""
-        now = time.monotonic()
-        with self._lock:
-            for key in keys:
-                self._prune(key, now).append(now)
+    def failed(self, username: str, address: str) -> None:
+        """Record a wrong password for the account from the address."""
+        self.accounts.failed(username.lower())
+        self.addresses.failed(address)
 
-    def succeeded(self, *keys: str) -> None:
-        """Forget the failures of keys (after a good login)."""
-        with self._lock:
-            for key in keys:
-                self._fails.pop(key, None)
+    def succeeded(self, username: str, address: str) -> None:
+        """A right password: the account starts afresh."""
+        self.accounts.clear(username.lower())
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(items: list[str]) -> tuple[Network, ...]:
+    """IP addresses or CIDR blocks ("10.0.0.0/8", "::1") -> networks; ValueError if one is bad."""
+    return tuple(ipaddress.ip_network(item.strip(), strict=False) for item in items)
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+def _trusted(address: str, trusted: tuple[Network, ...]) -> bool:
+    ip = _ip(address)
+    return ip is not None and any(ip in net for net in trusted)
+
+
+def client_address(remote: str, forwarded_for: str | None, trusted: tuple[Network, ...]) -> str:
+    """The client's address: remote, or, when remote is a trusted proxy, the X-Forwarded-For hop
+    nearest to us that is not a trusted proxy (a hop that is no IP address stops the walk: the
+    proxy that wrote it is the answer). Without trusted proxies the header is ignored."""
+    if not forwarded_for or not _trusted(remote, trusted):
+        return remote
+    answer = remote
+    for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+        if _ip(hop) is None:
+            return answer
+        answer = hop
+        if not _trusted(hop, trusted):
+            return hop
+    return answer

@@ -286,10 +286,11 @@ def test_login_is_rate_limited(app: Flask) -> None:
     r = client.post("/login", data={"username": ADMIN[0], "password": ADMIN[1],
                                     "csrf_token": token})
     assert r.status_code == 429 and "Too many failed sign-ins" in r.get_data(as_text=True)
-    # another user from the same address is blocked too (limit per address)
+    # another user from the same address is not (the per-address limit is much higher:
+    # tests/web/test_web_faults.py covers it)
     r = client.post("/login", data={"username": MANAGER[0], "password": MANAGER[1],
                                     "csrf_token": token})
-    assert r.status_code == 429
+    assert r.status_code == 302
 
 
 def test_session_cookie_flags_and_headers(app: Flask) -> None:

@@ -20,8 +20,9 @@ _CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 def make_settings(tmp_path: Path, **web: Any) -> Settings:
-    """Settings on a database in tmp_path (Berlin time, 09:00 start, 5 min grace)."""
+    """Settings on a database in tmp_path (Berlin time, 09:00 start, 5 min grace, expression on)."""
     return Settings.model_validate({
+        "expression": {"enabled": True},
         "site": {"name": "Test office", "timezone": "Europe/Berlin", "workday_start": "09:00",
                  "late_grace_minutes": 5},
         "database": {"path": str(tmp_path / "var" / "kiosk.db"), "backups_kept": 0},
