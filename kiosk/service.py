@@ -29,7 +29,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -38,7 +38,7 @@ from kiosk import __version__, sdnotify, store
 from kiosk.attendance import Attendance
 from kiosk.camera import Frame, RetryingCamera, open_retrying_camera
 from kiosk.capture import DoorEnrolment
-from kiosk.clock import Clock, SystemClock
+from kiosk.clock import Clock, ReplayClock, SystemClock
 from kiosk.config import ConfigError, Settings, load_settings
 from kiosk.errors import KioskError, StoreError
 from kiosk.gallery import Gallery
@@ -51,19 +51,6 @@ from kiosk.store import EventInfo
 logger = logging.getLogger(__name__)
 
 RECENT_DECISIONS = 10
-
-
-class ReplayClock:
-    """Scene time for replays: start + frame index / fps (aware UTC)."""
-
-    def __init__(self, start: datetime, fps: float) -> None:
-        self.start = start.astimezone(UTC)
-        self.fps = fps
-        self.index = 0
-
-    def now(self) -> datetime:
-        """The time of the latest frame."""
-        return self.start + timedelta(seconds=self.index / self.fps)
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
