@@ -120,6 +120,7 @@ class KioskService:
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_DECISIONS)
         self.last_frame_at: datetime | None = None
         self.last_purge_day: date | None = None
+        self.purge_refused: str | None = None
         self.rss_start_mb = 0.0
         self._stop = False
         self._stop_reason = ""
@@ -396,9 +397,11 @@ class KioskService:
             return
         self.last_purge_day = today
         try:
-            store.purge_expired(self.db, self.clock.now(), self.settings.retention, actor="kiosk")
+            result = store.purge_expired(self.db, self.clock.now(), self.settings.retention, actor="kiosk")
         except StoreError as exc:
             logger.warning("retention purge failed (retried tomorrow): %s", exc)
+            return
+        self.purge_refused = result.refused
 
     def _status_line(self) -> str:
         cam = self.camera.state if self.camera is not None else "closed"
@@ -431,6 +434,8 @@ class KioskService:
                                 if self.door_enrolment is not None and self.door_enrolment.request else None),
             "counts": dict(self.counts),
             "db_fault": self._db_fault(),
+            # why today's retention purge deleted nothing (a clock far ahead of the data), or None
+            "purge_refused": self.purge_refused,
             "journal": ({"path": str(self.outbox.journal.path), "pending": self.outbox.pending,
                          "dropped": self.outbox.dropped} if self.outbox is not None else None),
             "gallery": {"templates": len(gallery) if gallery else 0,
