@@ -5,7 +5,11 @@ Cooldown: a sighting is ignored when it comes within attendance.cooldown_s of th
   (a) the person's last recorded event (from the database, so it survives restarts), and
   (b) the person's last sighting seen by this process, ignored ones included (in memory).
 So someone standing at the kiosk makes one event, however long they stay; walking away and
-coming back after the cooldown makes the next one.
+coming back after the cooldown makes the next one. A sighting within cooldown_s of EITHER anchor
+is ignored (they differ only when the wall clock stepped back). Given a monotonic clock,
+Attendance measures (b) on it, so a wall clock stepping back (NTP on a Pi without a real-time
+clock) neither ends nor stretches the cooldown of someone still standing at the door; events
+after such a step carry the clock's (earlier) time and a warning is logged.
 
 Modes (attendance.mode), with the day starting at local midnight in site.timezone:
   first_last  the person's first event of the local day is "in", every later one "out"
@@ -19,6 +23,7 @@ late_grace_minutes; minutes late count from workday_start (whole minutes, rounde
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Literal, Protocol
@@ -84,11 +89,13 @@ def decide(
     day = local_day(at, tz)
     anchors = [t for t in (last_event.occurred_at if last_event else None, last_sighting) if t]
     if anchors:
-        since = (at - max(anchors)).total_seconds()
+        nearest = min(anchors, key=lambda t: abs((at - t).total_seconds()))
+        since = (at - nearest).total_seconds()
         if abs(since) < cooldown_s:
             return Decision("ignore", None, f"cooldown ({since:.0f}s < {cooldown_s:.0f}s)", at, day)
-        if since < 0:
-            logger.warning("sighting at %s is earlier than the person's last event/sighting", at)
+        if at < max(anchors):
+            logger.warning("sighting at %s is earlier than the person's last event/sighting at %s "
+                           "(did the clock go back?)", at, max(anchors))
     same_day = last_event is not None and local_day(last_event.occurred_at, tz) == day
     if not same_day:
         kind: Literal["in", "out"] = "in"
@@ -136,11 +143,15 @@ class StoreEventLog:
 class Attendance:
     """Applies the rules to sightings and records the resulting events through an EventLog."""
 
-    def __init__(self, log: EventLog, settings: Settings, clock: Clock | None = None) -> None:
+    def __init__(self, log: EventLog, settings: Settings, clock: Clock | None = None,
+                 monotonic: Callable[[], float] | None = None) -> None:
+        """monotonic: seconds on a clock that never steps (None: in-memory cooldowns use clock too)."""
         self.log = log
         self.settings = settings
         self.clock = clock or SystemClock()
+        self._monotonic = monotonic
         self._last_sighting: dict[int, datetime] = {}
+        self._last_seen_mono: dict[int, float] = {}  # person id -> monotonic s of the last sighting
         self._last_unknown: datetime | None = None
 
     def sighting(
@@ -163,7 +174,7 @@ class Attendance:
         decision = decide(
             at,
             self.log.last_event(person_id),
-            self._last_sighting.get(person_id),
+            self._sighting_anchor(person_id, at),
             mode=a.mode,
             cooldown_s=a.cooldown_s,
             tz=self.settings.tz,
@@ -171,6 +182,8 @@ class Attendance:
             grace_minutes=self.settings.site.late_grace_minutes,
         )
         self._last_sighting[person_id] = max(at, self._last_sighting.get(person_id, at))
+        if self._monotonic is not None:
+            self._last_seen_mono[person_id] = self._monotonic()
         if not decision.recorded:
             logger.debug("person %s ignored: %s", person_id, decision.reason)
             return decision
@@ -186,6 +199,14 @@ class Attendance:
         logger.info("person %s: %s at %s (%s)", person_id, decision.kind, at, decision.reason)
         return Decision(decision.action, decision.kind, decision.reason, at, decision.local_day,
                         decision.late, decision.minutes_late, event)
+
+    def _sighting_anchor(self, person_id: int, at: datetime) -> datetime | None:
+        """The last sighting as a wall time for decide(): `at` minus the monotonic seconds since it
+        (immune to wall-clock steps) when a monotonic clock is given, else the remembered time."""
+        seen = self._last_seen_mono.get(person_id)
+        if self._monotonic is None or seen is None:
+            return self._last_sighting.get(person_id)
+        return at - timedelta(seconds=max(0.0, self._monotonic() - seen))
 
     def unknown_face(self, at: datetime | None = None) -> EventInfo | None:
         """Record an unknown face (no identity, no expression), at most one per cooldown_s."""

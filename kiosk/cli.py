@@ -189,7 +189,7 @@ def enroll(ctx: Context, name: str, employee_id: str, force: bool, replace: bool
            at_kiosk: bool, photos: tuple[Path, ...]) -> None:
     """Enrol a person from PHOTOS (files or folders; each must show exactly one usable face),
     or with --at-kiosk from photos the kiosk camera takes."""
-    from kiosk.enrolment import EnrolmentError, enrol, load_photos
+    from kiosk.enrolment import EnrolmentError, enrol, photo_loaders
     from kiosk.vision.faces import make_analyzer
 
     if at_kiosk and photos:
@@ -200,12 +200,12 @@ def enroll(ctx: Context, name: str, employee_id: str, force: bool, replace: bool
     if at_kiosk:
         _enrol_at_kiosk(ctx, name, employee_id, force=force, replace=replace, consent=consent)
         return
-    images, unreadable = load_photos(photos)
+    loaders = photo_loaders(photos, settings.enrolment.max_photo_side)  # decoded one at a time
     with ctx.open_db() as database:
         try:
             result = enrol(database, settings, make_analyzer(settings.recognition), name=name,
-                           employee_id=employee_id, photos=images, force=force, replace=replace,
-                           expression_consent=consent, unreadable=unreadable)
+                           employee_id=employee_id, photos=loaders, force=force, replace=replace,
+                           expression_consent=consent)
         except EnrolmentError as exc:
             if exc.result is not None:
                 click.echo(f"{name} ({employee_id}): not enrolled", err=True)
@@ -589,13 +589,15 @@ def report_daily(ctx: Context, day: str, fmt: str) -> None:
 @pass_ctx
 @friendly
 def report_range(ctx: Context, start: str, end: str, fmt: str) -> None:
-    """A period: one row per person and day plus totals (CSV for payroll)."""
-    from kiosk.reports import parse_day, range_report, render_range
+    """A period: one row per person and day plus totals (CSV for payroll). csv, json and table are
+    written day by day; html shows all totals and the first 500 person-days."""
+    from kiosk.reports import iter_range, parse_day
 
     s = ctx.settings
+    first, last = parse_day(start, s), parse_day(end, s)
     with ctx.open_db() as database:
-        rendered = render_range(range_report(database, s, parse_day(start, s), parse_day(end, s)), fmt)
-    click.echo(rendered, nl=False)
+        for chunk in iter_range(database, s, first, last, fmt):
+            click.echo(chunk, nl=False)
 
 
 # --- evaluation and training -----------------------------------------------------------------
@@ -881,6 +883,23 @@ def bench_expressions(ctx: Context, data_dir: Path, model: Path | None, limit: i
         r = result[name]
         click.echo(f"{name:<10}{r['accuracy']:>10.4f}{r['macro_f1']:>10.4f}{r['ms_per_face']:>9.3f}{r['bytes']:>10}")
     click.echo(json.dumps(result))
+
+
+@bench.command("reports")
+@click.option("--people", type=click.IntRange(1, 100_000), default=500, show_default=True)
+@click.option("--days", type=click.IntRange(1, 999), default=365, show_default=True)
+@click.option("--no-web", is_flag=True, help="Skip the `kiosk serve` downloads.")
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line of the figures.")
+@friendly
+def bench_reports(people: int, days: int, no_web: bool, as_json: bool) -> None:
+    """Time and peak memory of a range CSV (CLI, and 4 downloads at once from `kiosk serve`) on
+    a synthetic database of PEOPLE x DAYS built in a temporary folder."""
+    from kiosk.bench_reports import as_json_line, format_report_bench, run_report_bench
+
+    result = run_report_bench(people, days, web=not no_web)
+    click.echo(format_report_bench(result))
+    if as_json:
+        click.echo(as_json_line(result))
 
 
 # --- demo -------------------------------------------------------------------------------------

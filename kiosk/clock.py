@@ -113,3 +113,16 @@ def parse_site_time(text: str, tz: ZoneInfo) -> datetime:
         raise LocalTimeError(f'not a time: {text!r} (use "YYYY-MM-DD HH:MM", local time; in the repeated '
                              'hour when clocks go back add the UTC offset, e.g. "2026-10-25 02:30+02:00")') from None
     return site_time(value, tz)
+
+
+class ReplayClock:
+    """Scene time for replays: start + frame index / fps (aware UTC)."""
+
+    def __init__(self, start: datetime, fps: float) -> None:
+        self.start = start.astimezone(UTC)
+        self.fps = fps
+        self.index = 0
+
+    def now(self) -> datetime:
+        """The time of the latest frame."""
+        return self.start + timedelta(seconds=self.index / self.fps)

@@ -280,12 +280,32 @@ class RetentionSettings(_Section):
 class EnrolmentSettings(_Section):
     # Enrolment at the kiosk: an admin asks (web app or `kiosk enroll --at-kiosk`), the person
     # stands at the door and the kiosk's own camera takes the photos.
-    # Photos taken. More cover more of the small pose changes at the door; fewer are quicker.
-    capture_photos: int = Field(5, ge=3, le=20)
+    # Least photos with a usable face an enrolment needs (photo files, web upload and kiosk
+    # camera alike). More give the gallery more poses and let the consistency check spot a
+    # photo of somebody else by majority; fewer make enrolment quicker but one odd photo
+    # weighs more (with 2, a mismatch only says that one of them is wrong).
+    min_photos: int = Field(3, ge=1, le=20)
+    # Photos are scaled down (aspect kept) to at most this many pixels on the longer side
+    # before faces are looked for. Larger finds smaller faces (a person alone is still a
+    # face of 150 px or more at 800; the embedding uses a 150 px face chip); smaller is
+    # quicker and needs less memory, as detection grows with the pixel count. `kiosk enroll`
+    # of eight 3600 px photos here: 8 s and 266 MB peak at 800, 10 s and 294 MB at 1024,
+    # 368 MB at 1600 (a Pi takes several times as long).
+    max_photo_side: int = Field(800, ge=320, le=4096)
+    # Photos taken at the kiosk (at least min_photos). More cover more of the small pose
+    # changes at the door; fewer are quicker.
+    capture_photos: int = Field(5, ge=1, le=20)
     # Least seconds between two photos taken, so they differ a little (pose, expression).
     capture_interval_s: float = Field(0.5, ge=0.0, le=10.0)
     # A request is dropped when the photos are not taken within this many seconds of asking.
     capture_timeout_s: float = Field(120.0, ge=10.0, le=3600.0)
+
+    @model_validator(mode="after")
+    def _enough_capture_photos(self) -> EnrolmentSettings:
+        if self.capture_photos < self.min_photos:
+            raise ValueError(f"enrolment.capture_photos ({self.capture_photos}) must be at least "
+                             f"enrolment.min_photos ({self.min_photos})")
+        return self
 
 
 class WebSettings(_Section):
@@ -310,9 +330,12 @@ class WebSettings(_Section):
     # anyone can send it.
     trusted_proxies: list[str] = Field(default_factory=list)
     # Enrolment uploads: photos per person, bytes per photo and pixels per photo. Larger
-    # accepts phone photos unchanged; smaller bounds memory and decoding time on the Pi.
-    max_photos: int = Field(12, ge=1, le=50)
-    max_photo_mb: float = Field(10.0, gt=0.0, le=100.0)
+    # accepts phone photos unchanged; smaller bounds memory and decoding time on the Pi. The
+    # whole upload (max_photos x max_photo_mb) is held in memory beside the face models
+    # (~220 MB): 8 x 6 MB peaks at ~300 MB, 12 x 10 MB at ~400 MB. Photos above 50 megapixels
+    # (PNG and WebP above 8) are refused whatever max_photo_megapixels says (kiosk.vision.faces).
+    max_photos: int = Field(8, ge=1, le=50)
+    max_photo_mb: float = Field(6.0, gt=0.0, le=100.0)
     max_photo_megapixels: float = Field(40.0, gt=0.0, le=200.0)
     # Signing key for session cookies; created (random, mode 0600) on first start.
     # Empty means "web_secret.key" beside the database file.

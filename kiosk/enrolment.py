@@ -1,14 +1,19 @@
 """Enrol a person from photos: one usable face per photo, no duplicate of someone else, then store templates.
 
 Nothing is written unless the whole enrolment is acceptable, so a rejected enrolment leaves
-the database exactly as it was.
+the database exactly as it was. At least enrolment.min_photos photos must have a usable face,
+and all of them must look like one person.
+
+Memory: photos are analysed one at a time, scaled down to enrolment.max_photo_side first; a
+photo may be given as a loader (a function returning the image), so that only one decoded
+photo is held at a time. Only the embedding (and, if kept, a JPEG) of each photo stays.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,15 +21,20 @@ import numpy as np
 
 from kiosk import store
 from kiosk.config import Settings
-from kiosk.errors import ImageError, KioskError, PersonNotFound
+from kiosk.errors import ImageError, InvalidIdentity, KioskError, PersonNotFound
 from kiosk.gallery import Gallery
-from kiosk.vision.faces import IMAGE_SUFFIXES, FaceAnalyzer, load_image
+from kiosk.identity import clean_employee_id, clean_name
+from kiosk.vision.faces import IMAGE_SUFFIXES, FaceAnalyzer, fit_within, load_image
 
 logger = logging.getLogger(__name__)
 
 # Two photos of one person rarely lie further apart than this (face_recognition distance);
 # a larger gap means a photo of somebody else slipped in.
 SAME_PERSON_DISTANCE = 0.6
+
+# An enrolment photo: (source name, RGB uint8 HxWx3 image, or a function that loads it and
+# may raise ImageError).
+Photo = tuple[str, np.ndarray | Callable[[], np.ndarray]]
 
 
 class EnrolmentError(KioskError):
@@ -45,6 +55,7 @@ class PhotoVerdict:
     quality: float | None = None
     duplicate_of: str | None = None
     embedding: np.ndarray | None = field(default=None, repr=False)
+    jpeg: bytes | None = field(default=None, repr=False)  # the (scaled) photo, when images are kept
 
     def describe(self) -> str:
         """One line for people: 'photo.jpg: ok (quality 0.83)' or 'photo.jpg: no face found'."""
@@ -82,19 +93,42 @@ def expand_photo_paths(paths: Iterable[Path | str]) -> list[Path]:
     return result
 
 
-def load_photos(paths: Iterable[Path | str]) -> tuple[list[tuple[str, np.ndarray]], list[PhotoVerdict]]:
-    """(decoded (name, RGB uint8 HxWx3) photos, verdicts for files that could not be read)."""
+def load_photos(paths: Iterable[Path | str],
+                max_side: int | None = None) -> tuple[list[tuple[str, np.ndarray]], list[PhotoVerdict]]:
+    """(decoded (name, RGB uint8 HxWx3, longer side <= max_side px) photos, verdicts for files that
+    could not be read). Holds every photo at once: enrol() from photo_loaders() holds one."""
     photos: list[tuple[str, np.ndarray]] = []
     unreadable: list[PhotoVerdict] = []
     for path in expand_photo_paths(paths):
         try:
-            photos.append((path.name, load_image(path)))
+            photos.append((path.name, load_image(path, max_side=max_side)))
         except ImageError as exc:
             unreadable.append(PhotoVerdict(path.name, False, str(exc)))
     return photos, unreadable
 
 
-def _judge(analyzer: FaceAnalyzer, source: str, image: np.ndarray) -> PhotoVerdict:
+def photo_loaders(paths: Iterable[Path | str], max_side: int) -> list[Photo]:
+    """(file name, loader) for the photo files and folders given: enrol() decodes each file
+    (scaled to at most max_side px a side) only when it comes to it; KioskError if one is missing."""
+    def loader(path: Path) -> Callable[[], np.ndarray]:
+        return lambda: load_image(path, max_side=max_side)
+    return [(path.name, loader(path)) for path in expand_photo_paths(paths)]
+
+
+def _judge(analyzer: FaceAnalyzer, source: str, photo: np.ndarray | Callable[[], np.ndarray],
+           max_side: int, keep_jpeg: bool) -> PhotoVerdict:
+    """The verdict on one photo (loaded now if it is a loader, scaled to at most max_side px a side)."""
+    try:
+        image = fit_within(photo() if callable(photo) else photo, max_side)
+    except ImageError as exc:
+        return PhotoVerdict(source, False, str(exc))
+    verdict = _judge_image(analyzer, source, image)
+    if verdict.ok and keep_jpeg:
+        verdict.jpeg = _encode_jpeg(image)
+    return verdict
+
+
+def _judge_image(analyzer: FaceAnalyzer, source: str, image: np.ndarray) -> PhotoVerdict:
     faces = analyzer.analyze(image)
     if not faces:
         return PhotoVerdict(source, False, "no face found")
@@ -107,9 +141,13 @@ def _judge(analyzer: FaceAnalyzer, source: str, image: np.ndarray) -> PhotoVerdi
 
 
 def _check_consistency(verdicts: list[PhotoVerdict]) -> None:
-    """Reject photos whose face is far from the others' (somebody else's photo in the set)."""
+    """Reject photos whose face is far from the others' (somebody else's photo in the set).
+
+    Each face is judged by its median distance to the other faces; with two faces that is their
+    distance, so two photos of different people are both rejected (which one is wrong is unknown).
+    """
     good = [v for v in verdicts if v.ok]
-    if len(good) < 3:
+    if len(good) < 2:
         return
     matrix = np.stack([v.embedding for v in good])
     dist = np.linalg.norm(matrix[:, None, :] - matrix[None, :, :], axis=2)
@@ -133,14 +171,24 @@ def _display(person: store.PersonInfo) -> str:
     return f"{person.name} ({person.employee_id})"
 
 
-def check_employee_id(db: store.Database, name: str, employee_id: str, *,
-                      replace: bool) -> store.PersonInfo | None:
-    """The person to re-enrol (replace) or None for a new one; EnrolmentError when the id cannot be used."""
+def clean_identity(name: str, employee_id: str) -> tuple[str, str]:
+    """(name, employee id) as kiosk.identity cleans them; EnrolmentError when either is unusable."""
     if not name.strip() or not employee_id.strip():
         raise EnrolmentError("a name and an employee id are required")
+    try:
+        return clean_name(name), clean_employee_id(employee_id)
+    except InvalidIdentity as exc:
+        raise EnrolmentError(str(exc)) from None
+
+
+def check_employee_id(db: store.Database, name: str, employee_id: str, *,
+                      replace: bool) -> store.PersonInfo | None:
+    """The person to re-enrol (replace) or None for a new one; EnrolmentError when the name or
+    id cannot be used."""
+    name, employee_id = clean_identity(name, employee_id)
     existing: store.PersonInfo | None
     try:
-        existing = store.get_person_by_employee_id(db, employee_id.strip())
+        existing = store.get_person_by_employee_id(db, employee_id)
     except PersonNotFound:
         existing = None
     if existing is not None and existing.erased_at is not None:
@@ -158,22 +206,26 @@ def enrol(
     *,
     name: str,
     employee_id: str,
-    photos: Sequence[tuple[str, np.ndarray]],
+    photos: Sequence[Photo],
     force: bool = False,
     replace: bool = False,
     expression_consent: bool = False,
     actor: str = "cli",
     unreadable: Sequence[PhotoVerdict] = (),
 ) -> EnrolmentResult:
-    """Enrol (or with replace, re-enrol) a person from (source name, RGB uint8 HxWx3) photos.
+    """Enrol (or with replace, re-enrol) a person from (source name, RGB uint8 HxWx3 image or its
+    loader) photos, analysed one at a time.
 
-    Raises EnrolmentError (nothing stored) when no photo is usable, when a face matches
-    another enrolled person (unless force), or when the employee id exists (unless replace).
+    Raises EnrolmentError (nothing stored) when fewer than enrolment.min_photos photos are
+    usable, when a face matches another enrolled person (unless force), or when the employee
+    id exists (unless replace) or the name or id is unusable.
     """
-    name, employee_id = name.strip(), employee_id.strip()
+    name, employee_id = clean_identity(name, employee_id)
     existing = check_employee_id(db, name, employee_id, replace=replace)
-
-    verdicts = list(unreadable) + [_judge(analyzer, source, image) for source, image in photos]
+    e = settings.enrolment
+    keep = settings.retention.keep_enrolment_images
+    verdicts = list(unreadable) + [_judge(analyzer, source, photo, e.max_photo_side, keep)
+                                   for source, photo in photos]
     _check_consistency(verdicts)
     result = EnrolmentResult(employee_id, name, verdicts, replaced=existing is not None)
 
@@ -198,6 +250,9 @@ def enrol(
     good = [v for v in verdicts if v.ok]
     if not good:
         raise EnrolmentError(f"nothing enrolled for {name}: no photo has one usable face", result)
+    if len(good) < e.min_photos:
+        raise EnrolmentError(f"nothing enrolled for {name}: only {len(good)} photo(s) can be used; at least "
+                             f"{e.min_photos} photos of the person alone are needed", result)
 
     embeddings = np.stack([v.embedding for v in good]).astype(np.float32)
     if existing is None:
@@ -208,10 +263,9 @@ def enrol(
         store.add_templates(db, person.id, embeddings, sources=[v.source for v in good],
                             qualities=[v.quality for v in good], replace=existing is not None,
                             embedder=settings.recognition.embedder_id(), actor=actor)
-        if settings.retention.keep_enrolment_images:
-            images = dict(photos)
-            for v in good:
-                store.add_enrolment_image(db, person.id, _encode_jpeg(images[v.source]), source=v.source)
+        for v in good:
+            if v.jpeg is not None:
+                store.add_enrolment_image(db, person.id, v.jpeg, source=v.source)
     except Exception:
         if existing is None:
             store.erase_person(db, person.id, actor=actor, keep_events=False)

@@ -28,6 +28,11 @@ class StoreError(KioskError):
     """A problem with the attendance database."""
 
 
+class DatabaseUnavailable(StoreError):
+    """The database cannot take a read or write now (locked past busy_timeout, disk full, read-only,
+    I/O error); nothing was changed and retrying later may work."""
+
+
 class NotAKioskDatabase(StoreError):
     """The file is not SQLite, or is SQLite without the kiosk schema."""
 
@@ -46,6 +51,10 @@ class PersonNotFound(StoreError):
 
 class DuplicatePerson(StoreError):
     """An employee id (or username) is already taken."""
+
+
+class InvalidIdentity(StoreError):
+    """A name or employee id the database cannot hold: empty, too long or with control characters."""
 
 
 class LastAdmin(StoreError):

@@ -12,7 +12,8 @@ import csv
 from datetime import date
 from pathlib import Path
 
-from kiosk.errors import KioskError, ReportError, listing
+from kiosk.errors import InvalidIdentity, KioskError, ReportError, listing
+from kiosk.identity import clean_employee_id
 from kiosk.reports import check_day
 from kiosk.store import Database, NewLeave, list_people
 
@@ -82,12 +83,14 @@ def parse_leave_csv(data: bytes, db: Database, source: str) -> list[NewLeave]:
         line = f"line {line_num}"
         employee_id = (row.get("employee_id") or "").strip()
         try:
+            if employee_id:
+                employee_id = clean_employee_id(employee_id)
             if employee_id not in people:
                 raise ValueError(f"no person with employee id {employee_id!r}")
             first_day = _day(row.get("first_day") or "", "first_day")
             last_text = (row.get("last_day") or "").strip()
             last_day = _day(last_text, "last_day") if last_text else first_day
-        except ValueError as exc:
+        except (ValueError, InvalidIdentity) as exc:
             errors.append(f"{line}: {exc}")
             continue
         kind = (row.get("kind") or "").strip() or "holiday"

@@ -6,6 +6,11 @@ a flag: the frame in hand is finished (its event committed), then the loop ends 
 process exits 0. Every committed event is followed by an atomic rewrite of the status file
 (service.status_file, default <database dir>/status.json) for the admin page.
 
+Database faults never stop the door: each decision goes through an EventOutbox, which appends
+it to the fsync'd journal (checkins.journal beside the status file) before the database write
+and retries pending ones with back-off (kiosk.outbox). The fault shows on the door screen and
+as `db_fault` in the status file; a status file that cannot be written is logged, not fatal.
+
 Time: with service.clock "system" events carry the wall-clock time. With "replay" (tests,
 demos) frame i happens at service.replay_start + i / service.replay_fps: a replayed morning
 runs as fast as the CPU allows yet cooldowns, re-checks and greetings see scene time.
@@ -24,38 +29,28 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from kiosk import __version__, sdnotify, store
-from kiosk.attendance import Attendance, StoreEventLog
+from kiosk.attendance import Attendance
 from kiosk.camera import Frame, RetryingCamera, open_retrying_camera
 from kiosk.capture import DoorEnrolment
-from kiosk.clock import Clock, SystemClock
+from kiosk.clock import Clock, ReplayClock, SystemClock
 from kiosk.config import ConfigError, Settings, load_settings
 from kiosk.errors import KioskError, StoreError
 from kiosk.gallery import Gallery
+from kiosk.journal import JOURNAL_NAME, Journal, JournalEntry
+from kiosk.outbox import EventOutbox
 from kiosk.pipeline import CheckinDecision, Pipeline
 from kiosk.screen import ScreenServer, ScreenState, display_name, message_for
+from kiosk.store import EventInfo
 
 logger = logging.getLogger(__name__)
 
 RECENT_DECISIONS = 10
-
-
-class ReplayClock:
-    """Scene time for replays: start + frame index / fps (aware UTC)."""
-
-    def __init__(self, start: datetime, fps: float) -> None:
-        self.start = start.astimezone(UTC)
-        self.fps = fps
-        self.index = 0
-
-    def now(self) -> datetime:
-        """The time of the latest frame."""
-        return self.start + timedelta(seconds=self.index / self.fps)
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -112,6 +107,7 @@ class KioskService:
         self.pipeline: Pipeline | None = None
         self.door_enrolment: DoorEnrolment | None = None
         self.attendance: Attendance | None = None
+        self.outbox: EventOutbox | None = None
         self.screen = ScreenState(settings.screen.message_s)
         self.screen_server: ScreenServer | None = None
         self.people: dict[int, store.PersonInfo] = {}
@@ -120,14 +116,17 @@ class KioskService:
         self.started_at = datetime.now(UTC)
         self.counts = {"frames": 0, "decisions": 0, "recognised": 0, "unknown": 0, "ignored": 0,
                        "events": 0, "errors": 0, "gallery_reloads": 0,
-                       "enrolled_at_kiosk": 0}
+                       "enrolled_at_kiosk": 0, "journalled": 0}
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_DECISIONS)
         self.last_frame_at: datetime | None = None
         self.last_purge_day: date | None = None
+        self.purge_refused: str | None = None
         self.rss_start_mb = 0.0
         self._stop = False
         self._stop_reason = ""
         self._next_status = 0.0
+        self._status_due = False
+        self._status_failed = False
         self._next_gallery_check = 0.0
         self._next_gallery_reload = 0.0
         self._next_watchdog = 0.0
@@ -152,7 +151,13 @@ class KioskService:
             from kiosk.vision.expression import load_classifier
 
             self._classifier = load_classifier(s.expression)
-        self.attendance = Attendance(StoreEventLog(self.db, s.site.device_id), s, self.clock)
+        self.outbox = EventOutbox(self.db, s.site.device_id, Journal(s.status_path.parent / JOURNAL_NAME),
+                                  wall_clock=self.clock.now, monotonic=self._monotonic,
+                                  on_recorded=self._on_recorded)
+        self.outbox.defer_writes = True  # greet first, then write (a locked database must not hold it up)
+        sdnotify.status("starting: journal")
+        self.outbox.start()
+        self.attendance = Attendance(self.outbox, s, self.clock, monotonic=self._steady_seconds)
         self.pipeline = Pipeline(self._analyzer, Gallery(s.recognition), self._classifier, s, self._consent)
         self.door_enrolment = DoorEnrolment(self.db, s, self._analyzer, self.screen, self._monotonic,
                                             find_faces=self.pipeline.presence.detect)
@@ -165,7 +170,7 @@ class KioskService:
             self.camera = open_retrying_camera(s.camera)
         self.rss_start_mb = rss_mb()
         self._state = "running"
-        self.write_status()
+        self.save_status()
         sdnotify.ready(self._status_line())
         logger.info("kiosk running: %d people, camera %s, expression %s, rss %.0f MB",
                     len(self.people), s.camera.type, "on" if self._classifier else "off", self.rss_start_mb)
@@ -217,10 +222,9 @@ class KioskService:
         if self.screen_server is not None:
             self.screen_server.stop()
             self.screen_server = None
-        try:
-            self.write_status()
-        except OSError as exc:
-            logger.warning("cannot write status file: %s", exc)
+        if self.outbox is not None:
+            self.outbox.close()
+        self.save_status()
         if self.db is not None:
             self.db.close()
             self.db = None
@@ -272,14 +276,11 @@ class KioskService:
                                  "distance": None if decision.person_id is None else round(decision.distance, 3),
                                  "frames": decision.frames_used, "recheck": decision.recheck,
                                  "timings_ms": {k: round(v, 1) for k, v in decision.timings_ms.items()}}
-        recorded = False
+        event: EventInfo | None = None
         if decision.person_id is None:
             self.counts["unknown"] += 1
             event = self.attendance.unknown_face(at)
             entry["result"] = "unknown" if event else "unknown (cooldown)"
-            if event is not None:
-                recorded = True
-                entry["event_id"] = event.id
             if not decision.recheck:
                 self.screen.show(message_for("unknown", None, at.astimezone(tz)))
         else:
@@ -295,9 +296,9 @@ class KioskService:
             person = self.people.get(pid)
             name = display_name(person.name, self.settings.screen.first_name_only) if person else "there"
             if result.recorded and result.event is not None:
-                recorded = True
+                event = result.event
                 self.counts["recognised"] += 1
-                entry.update(result=result.kind, event_id=result.event.id, late=result.late)
+                entry.update(result=result.kind, late=result.late)
                 self.screen.show(message_for(result.kind, name, at.astimezone(tz)))  # type: ignore[arg-type]
             else:
                 self.counts["ignored"] += 1
@@ -305,12 +306,37 @@ class KioskService:
                 if not decision.recheck:
                     self.screen.show(message_for("again", name, at.astimezone(tz)))
         self.recent.append(entry)
-        if recorded:
-            self.counts["events"] += 1
-            # The event is committed; say so durably (the status file never runs ahead of the DB).
-            self.write_status()
-            logger.info("event recorded: id=%s %s person=%s events=%d", entry.get("event_id"),
-                        entry["result"], decision.person_id, self.counts["events"])
+        if event is None:
+            return
+        # The decision is in the journal and on screen; now the database (_on_recorded sets event_id).
+        entry["event_id"] = None
+        assert self.outbox is not None
+        self.outbox.write_new()
+        if entry["event_id"] is None:
+            self.counts["journalled"] += 1
+            logger.warning("event journalled, database unavailable: %s person=%s at %s (%d waiting)",
+                           entry["result"], decision.person_id, at.isoformat(), self._pending())
+        self.save_status()
+
+    def _on_recorded(self, entry: JournalEntry, event: EventInfo) -> None:
+        """The outbox committed an event (at once, after a fault, or from an earlier run's journal)."""
+        self.counts["events"] += 1
+        self._status_due = True
+        for item in self.recent:
+            if "event_id" in item and item["event_id"] is None and item["at"] == entry.at.isoformat():
+                item["event_id"] = event.id
+        logger.info("event recorded: id=%s %s person=%s events=%d", event.id, event.kind, event.person_id,
+                    self.counts["events"])
+
+    def _steady_seconds(self) -> float:
+        """Seconds on a clock that never steps back: scene time in a replay, else the monotonic clock."""
+        if self.replay_clock is not None:
+            return self.replay_clock.index / self.replay_clock.fps
+        return self._monotonic()
+
+    def _pending(self) -> int:
+        """Decisions journalled but not yet in the database."""
+        return self.outbox.pending if self.outbox is not None else 0
 
     # -- housekeeping ------------------------------------------------------------------------------
     def housekeeping(self) -> None:
@@ -330,12 +356,12 @@ class KioskService:
             except StoreError as exc:
                 logger.warning("gallery check failed: %s", exc)
             self.purge_if_due()
-        if now >= self._next_status:
+        if self.outbox is not None:
+            self.outbox.flush()
+            self.screen.set_db_fault(self.outbox.fault is not None)
+        if now >= self._next_status or self._status_due:
             self._next_status = now + svc.status_interval_s
-            try:
-                self.write_status()
-            except OSError as exc:
-                logger.warning("cannot write status file: %s", exc)
+            self.save_status()
             sdnotify.status(self._status_line())
 
     def _consent(self, person_id: int) -> bool:
@@ -371,9 +397,11 @@ class KioskService:
             return
         self.last_purge_day = today
         try:
-            store.purge_expired(self.db, self.clock.now(), self.settings.retention, actor="kiosk")
+            result = store.purge_expired(self.db, self.clock.now(), self.settings.retention, actor="kiosk")
         except StoreError as exc:
             logger.warning("retention purge failed (retried tomorrow): %s", exc)
+            return
+        self.purge_refused = result.refused
 
     def _status_line(self) -> str:
         cam = self.camera.state if self.camera is not None else "closed"
@@ -405,6 +433,11 @@ class KioskService:
             "capture_request": (self.door_enrolment.request.id
                                 if self.door_enrolment is not None and self.door_enrolment.request else None),
             "counts": dict(self.counts),
+            "db_fault": self._db_fault(),
+            # why today's retention purge deleted nothing (a clock far ahead of the data), or None
+            "purge_refused": self.purge_refused,
+            "journal": ({"path": str(self.outbox.journal.path), "pending": self.outbox.pending,
+                         "dropped": self.outbox.dropped} if self.outbox is not None else None),
             "gallery": {"templates": len(gallery) if gallery else 0,
                         "people": len(gallery.people) if gallery else 0,
                         "people_to_re_enrol": sorted(self.stale_templates)},
@@ -417,9 +450,35 @@ class KioskService:
             "recent": list(self.recent),
         }
 
+    def _db_fault(self) -> dict[str, Any] | None:
+        """What keeps check-ins out of the database now (for the status page), or None."""
+        fault = self.outbox.fault if self.outbox is not None else None
+        if fault is None:
+            return None
+        assert self.outbox is not None
+        return {"error": fault.error or None, "journal_error": fault.journal_error,
+                "since": fault.since.isoformat(), "waiting": self.outbox.pending,
+                "failed_attempts": self.outbox.attempts_failed}
+
     def write_status(self) -> None:
-        """Atomically rewrite the status file."""
+        """Atomically rewrite the status file; OSError when it cannot be written."""
         write_json_atomic(self.settings.status_path, self.status())
+
+    def save_status(self) -> bool:
+        """write_status() that logs instead of raising (a full or read-only disk must not stop the door)."""
+        self._status_due = False
+        try:
+            self.write_status()
+        except OSError as exc:
+            if not self._status_failed:
+                logger.error("cannot write the status file %s: %s (the door keeps working)",
+                             self.settings.status_path, exc)
+            self._status_failed = True
+            return False
+        if self._status_failed:
+            logger.info("status file %s written again", self.settings.status_path)
+        self._status_failed = False
+        return True
 
 
 def run_service(

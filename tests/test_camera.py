@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import types
 from pathlib import Path
@@ -167,7 +168,9 @@ def test_replay_bad_path_is_clear_error(tmp_path: Path, what: str) -> None:
         path.write_text("hello")
     with pytest.raises(CameraError, match=expected) as info:
         open_camera(_replay(path))
-    assert not isinstance(info.value, CameraUnavailableError)  # retrying cannot fix it
+    # A missing or empty folder may appear/fill later (retried, "camera offline"); a file that is
+    # not a video will not become one.
+    assert isinstance(info.value, CameraUnavailableError) is (what != "not_video")
     assert isinstance(info.value, KioskError)
 
 
@@ -298,8 +301,24 @@ def test_retrying_replay_gap_end_to_end(image_folder: Path) -> None:
 
 
 def test_retrying_propagates_errors_retrying_cannot_fix(tmp_path: Path) -> None:
-    with pytest.raises(CameraError, match="no such folder"):
-        open_retrying_camera(_replay(tmp_path / "missing"))
+    not_a_video = tmp_path / "notes.txt"
+    not_a_video.write_text("not a video")
+    with pytest.raises(CameraError, match="not an image folder or a video"):
+        open_retrying_camera(_replay(not_a_video))
+
+
+def test_retrying_replay_folder_missing_is_offline_not_an_error(tmp_path: Path, image_folder: Path) -> None:
+    """A replay folder that is not there (yet) is a camera that is not there: retried."""
+    fake = FakeTime()
+    folder = tmp_path / "later"
+    camera = open_retrying_camera(_replay(folder), clock=fake.clock, sleep=fake.sleep)
+    assert camera.read() is None and camera.state == "retrying"
+    assert "no such folder" in (camera.status().last_error or "")
+    shutil.copytree(image_folder, folder)
+    frame = None
+    for _ in range(40):
+        frame = frame or camera.read()
+    assert frame is not None and camera.state == "ok"
 
 
 def test_retrying_reports_end_of_replay(image_folder: Path) -> None:

@@ -76,7 +76,9 @@ def test_enrol_list_show_report_remove(config, tmp_path):
     assert "enrolled with 3 photo(s)" in proc.stdout
 
     # A second, different employee id with the same face is refused and nothing changes.
-    dup = kiosk("enroll", "--name", "V. Williams", "--employee-id", "E9", str(photos[3]), config=config)
+    more = sorted((TEST_DATA / "faces" / "extra" / "Venus_Williams").glob("*.jpg"))[:2]  # 3 photos: min_photos
+    dup = kiosk("enroll", "--name", "V. Williams", "--employee-id", "E9", str(photos[3]), *map(str, more),
+                config=config)
     assert dup.returncode == 1 and "Venus Williams (E2)" in dup.stderr and "Traceback" not in dup.stderr
 
     listed = json.loads(kiosk("people", "list", "--json", config=config).stdout)

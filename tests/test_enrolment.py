@@ -12,6 +12,8 @@ from kiosk.enrolment import EnrolmentError, enrol, load_photos
 from kiosk.vision.faces import make_analyzer
 
 PEOPLE = TEST_DATA / "faces" / "people"
+# More photos of Venus Williams, for tests that enrol her twice (at least enrolment.min_photos each).
+MORE_VENUS = sorted((TEST_DATA / "faces" / "extra" / "Venus_Williams").glob("*.jpg"))
 MISC = TEST_DATA / "faces" / "misc"
 
 
@@ -70,25 +72,25 @@ def test_duplicate_person_is_refused_unless_forced(env, analyzer):
     photos = sorted((PEOPLE / "Debbie_Reynolds").glob("*.jpg"))
     first, _ = _photos(*photos[:3])
     enrol(db, settings, analyzer, name="Debbie", employee_id="E1", photos=first)
-    again, _ = _photos(photos[3])
+    again, _ = _photos(photos[3], *photos[:2])  # enrolment.min_photos (3) photos of the same face
     with pytest.raises(EnrolmentError, match="Debbie \\(E1\\)"):
         enrol(db, settings, analyzer, name="Impostor", employee_id="E2", photos=again)
     assert len(store.list_people(db)) == 1
     forced = enrol(db, settings, analyzer, name="Twin", employee_id="E2", photos=again, force=True)
-    assert forced.templates_added == 1 and forced.verdicts[0].duplicate_of == "Debbie (E1)"
+    assert forced.templates_added == 3 and forced.verdicts[0].duplicate_of == "Debbie (E1)"
 
 
 def test_existing_employee_id_needs_replace(env, analyzer):
     settings, db = env
-    photos = sorted((PEOPLE / "Venus_Williams").glob("*.jpg"))
-    a, _ = _photos(*photos[:2])
+    photos = sorted((PEOPLE / "Venus_Williams").glob("*.jpg")) + MORE_VENUS  # 7 photos: 3 + 4
+    a, _ = _photos(*photos[:3])
     first = enrol(db, settings, analyzer, name="Venus", employee_id="E2", photos=a)
-    b, _ = _photos(*photos[2:])
+    b, _ = _photos(*photos[3:])
     with pytest.raises(EnrolmentError, match="already enrolled"):
         enrol(db, settings, analyzer, name="Venus", employee_id="E2", photos=b)
     again = enrol(db, settings, analyzer, name="Venus", employee_id="E2", photos=b, replace=True)
     assert again.replaced and again.person_id == first.person_id
-    assert [t.source for t in store.list_templates(db, first.person_id)] == [p.name for p in photos[2:]]
+    assert [t.source for t in store.list_templates(db, first.person_id)] == [p.name for p in photos[3:]]
 
 
 def test_someone_elses_photo_in_the_set_is_rejected(env, analyzer):

@@ -215,3 +215,15 @@ def test_0002_records_template_embedder_and_keeps_old_templates(tmp_path: Path) 
     assert list_templates(db, 1)[0].embedder == "today"
     assert templates_not_made_by(db, "today") == {}
     db.close()
+
+
+def test_revisions_read_from_file_names_match_alembics_view():
+    """db.head_revision() reads migration file names (no Alembic import at start-up); it must
+    agree with Alembic's own chain, which is one line from 0001 to the head."""
+    from alembic.script import ScriptDirectory
+
+    from kiosk.store import db as store_db
+
+    script = ScriptDirectory.from_config(store_db._alembic_config())
+    assert store_db.head_revision() == script.get_current_head()
+    assert store_db._known_revisions() == {rev.revision for rev in script.walk_revisions()}

@@ -157,11 +157,12 @@ def test_range_report_and_payroll_csv(day_db: Database) -> None:
     assert r.unknown_faces == 3
     rows = list(csv.reader(io.StringIO(render_range(r, "csv"))))
     assert rows[0] == CSV_COLUMNS == ["date", "employee_id", "name", "first_in", "last_out",
-                                      "hours", "late", "minutes_late", "status", "corrected", "leave"]
+                                      "hours", "late", "minutes_late", "status", "corrected", "leave",
+                                      "no_checkout"]
     assert rows[2] == ["2026-06-15", "E1", "Ann", "2026-06-15T08:50:00+02:00",
-                       "2026-06-15T17:20:00+02:00", "8.50", "no", "0", "present", "no", ""]
+                       "2026-06-15T17:20:00+02:00", "8.50", "no", "0", "present", "no", "", "no"]
     assert rows[4] == ["2026-06-15", "E3", "Cat", "2026-06-15T09:47:30+02:00", "", "0.00",
-                       "yes", "47", "open", "no", ""]
+                       "yes", "47", "open", "no", "", "yes"]  # a past day: no check-out
     with pytest.raises(ReportError):
         range_report(day_db, settings(), date(2026, 6, 16), date(2026, 6, 14))
 
@@ -270,7 +271,8 @@ def test_leave_is_not_absence(day_db: Database) -> None:
     assert r.absent == [] and [(x.person.name, x.kind) for x in r.on_leave] == [("Dan", "holiday")]
     assert [x.name for x in r.rows] == ["Ann", "Bob", "Cat"]  # Cat's events count; she is present
     rows = list(csv.reader(io.StringIO(render_daily(r, "csv"))))
-    assert rows[-1] == ["2026-06-15", "E4", "Dan", "", "", "0.00", "no", "0", "leave", "no", "holiday"]
+    assert rows[-1] == ["2026-06-15", "E4", "Dan", "", "", "0.00", "no", "0", "leave", "no", "holiday",
+                        "no"]
     assert "On leave: Dan (E4, holiday)" in render_daily(r, "table")
     assert json.loads(render_daily(r, "json"))["on_leave"] == [
         {"date": "2026-06-15", "employee_id": "E4", "name": "Dan", "kind": "holiday"}]

@@ -1,4 +1,9 @@
-"""Replay camera: a folder of images (name order) or a video file, paced at a given fps."""
+"""Replay camera: a folder of images (name order) or a video file, paced at a given fps.
+
+A folder or video that is missing (at open, or removed while running) is "camera not there":
+CameraUnavailableError / CameraLostError, which RetryingCamera turns into "camera offline" and
+retries, as it does for an unplugged USB camera.
+"""
 
 from __future__ import annotations
 
@@ -52,7 +57,7 @@ class ReplayCamera(CameraBase):
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
-                raise CameraError(
+                raise CameraUnavailableError(
                     f"{self._source}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the folder"
                 )
             self._files = files
@@ -65,7 +70,7 @@ class ReplayCamera(CameraBase):
                 video.set(cv2.CAP_PROP_POS_FRAMES, self._position)
             self._video = video
         else:
-            raise CameraError(f"{self._source}: no such folder or video file")
+            raise CameraUnavailableError(f"{self._source}: no such folder or video file")
         self._is_open = True
         self._next_due = None
         logger.info("opened %s", self._source)
@@ -86,6 +91,8 @@ class ReplayCamera(CameraBase):
             )
         if self.ended:
             return None
+        if not self.options.path.exists():
+            raise CameraLostError(f"{self._source}: the folder or video file has gone")
         image = self._next_image()
         if image is None:
             self.ended = True
@@ -148,6 +155,8 @@ class ReplayCamera(CameraBase):
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is not None:
                 return bgr_to_rgb(image, self._source)
+            if not self.options.path.is_dir():  # removed between the check in read() and now
+                raise CameraLostError(f"{self._source}: the folder has gone")
             logger.warning("%s: skipping unreadable image %s", self._source, path.name)
             self._files.pop(self._position)
         return None

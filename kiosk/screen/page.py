@@ -15,6 +15,7 @@ PAGE_HTML = """<!doctype html>
   #icon { font-size: 14vh; line-height: 1; margin-bottom: 3vh; }
   #title { font-size: 9vh; font-weight: bold; margin: 0; }
   #subtitle { font-size: 5vh; margin-top: 2.5vh; opacity: 0.9; }
+  #notice { position: fixed; top: 2vh; width: 100%; text-align: center; font-size: 3vh; color: #ffd27a; }
   footer { position: fixed; bottom: 2vh; width: 100%; text-align: center; font-size: 3vh; opacity: 0.6; }
   .idle { background: #1d2330; } .in { background: #1e7d46; } .out { background: #1f5f99; }
   .again { background: #3f5a6e; } .unknown { background: #a05a12; } .hint { background: #4a3f73; }
@@ -27,6 +28,7 @@ PAGE_HTML = """<!doctype html>
   <p id="title">Look at the camera</p>
   <div id="subtitle">to check in or out</div>
 </main>
+<div id="notice"></div>
 <footer><span id="clock"></span> &middot; {{TITLE}}</footer>
 <script>
   var ICONS = {idle: "\\u263A", "in": "\\u2714", out: "\\u2714", again: "\\u2714",
@@ -37,6 +39,7 @@ PAGE_HTML = """<!doctype html>
     document.getElementById("icon").textContent = ICONS[s.kind] || "";
     document.getElementById("title").textContent = s.title;
     document.getElementById("subtitle").textContent = s.subtitle || "";
+    document.getElementById("notice").textContent = s.notice || "";
   }
   function tick() {
     var now = new Date();

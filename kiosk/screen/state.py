@@ -14,6 +14,8 @@ MessageKind = Literal["idle", "in", "out", "again", "unknown", "hint", "offline"
 
 IDLE_TITLE = "Look at the camera"
 IDLE_SUB = "to check in or out"
+# Shown under every message while the database is not taking check-ins (they are journalled).
+DB_FAULT_NOTICE = "Check-ins are being kept on this kiosk - please tell the admin (database fault)"
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class ScreenState:
         self._hint: str | None = None
         self._offline = False
         self._enrolment: Message | None = None
+        self._db_fault = False
 
     def show(self, message: Message) -> None:
         """Put a greeting/notice on screen now (kept for message_s seconds)."""
@@ -95,8 +98,13 @@ class ScreenState:
         with self._lock:
             self._offline = offline
 
+    def set_db_fault(self, fault: bool) -> None:
+        """The database is not taking check-ins (they wait in the journal): add a notice for the admin."""
+        with self._lock:
+            self._db_fault = fault
+
     def snapshot(self) -> dict[str, Any]:
-        """JSON-ready: kind, title, subtitle, seq, and the recent messages (oldest first)."""
+        """JSON-ready: kind, title, subtitle, seq, db_fault, notice, and the recent messages (oldest first)."""
         with self._lock:
             fresh = self._current.kind != "idle" and self._clock() - self._shown_at < self.message_s
             if fresh:
@@ -109,4 +117,5 @@ class ScreenState:
                 message = Message("hint", self._hint[:1].upper() + self._hint[1:], "")
             else:
                 message = Message("idle", IDLE_TITLE, IDLE_SUB)
-            return {**asdict(message), "seq": self._seq, "history": list(self._history)}
+            return {**asdict(message), "seq": self._seq, "db_fault": self._db_fault,
+                    "notice": DB_FAULT_NOTICE if self._db_fault else "", "history": list(self._history)}

@@ -82,6 +82,15 @@ from kiosk.store.repo import (
     set_consent,
     templates_not_made_by,
 )
+from kiosk.store.reporting import (
+    DayFigures,
+    EventMark,
+    bulk_add_events,
+    bulk_add_people,
+    day_figures,
+    iter_event_marks,
+    read_snapshot,
+)
 
 __all__ = [
     "AuditInfo", "Database", "EraseResult", "EventInfo", "PersonInfo", "PurgeResult",
@@ -97,4 +106,5 @@ __all__ = [
     "latest_captures", "request_capture", "take_capture", "EventNotFound", "add_correction", "remove_event",
     "rename_person", "LeaveInfo", "LeaveNotFound", "NewLeave", "add_leave", "add_leave_batch", "leave_between", "leave_by_person_day",
     "remove_leave", "FinishedErasure", "finish_pending_erasures", "OffsiteCopy", "daily_copies", "record_copy", "write_daily_copy", "write_offsite_copy",
+    "DayFigures", "EventMark", "day_figures", "bulk_add_events", "bulk_add_people", "iter_event_marks", "read_snapshot",
 ]

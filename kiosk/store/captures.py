@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from kiosk.errors import StoreError
+from kiosk.identity import clean_employee_id, clean_name
 from kiosk.store.db import Database
 from kiosk.store.models import CaptureRequest
 from kiosk.store.repo import CAPTURES_ACTIVE as ACTIVE
@@ -101,9 +102,7 @@ def request_capture(
     now: datetime | None = None,
 ) -> CaptureInfo:
     """Queue a request that expires timeout_s seconds from now; CaptureBusy if one is active."""
-    employee_id, name = employee_id.strip(), name.strip()
-    if not employee_id or not name:
-        raise StoreError("a name and an employee id are required")
+    employee_id, name = clean_employee_id(employee_id), clean_name(name)
     now = _now(now)
     with db.session() as s:
         _expire(s, now)

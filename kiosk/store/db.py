@@ -19,10 +19,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, delete, event, inspect, select, text
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -33,6 +29,7 @@ from kiosk.errors import (
     DatabaseOutdated,
     DatabaseReadOnly,
     DatabaseTooNew,
+    DatabaseUnavailable,
     NotAKioskDatabase,
     StoreError,
 )
@@ -83,11 +80,11 @@ def database_error(path: Path | str, exc: BaseException, *, damaged: Path | None
         free = shutil.disk_usage(folder).free if folder.exists() else 0
         if free > LOW_DISK_BYTES:
             return DatabaseDamaged(damaged_message(damaged, f"SQLite said '{text}' with {free / 1e9:.1f} GB free"))
-        return StoreError(f"the disk holding {path} is full ({free / 1e6:.0f} MB free); nothing was written")
+        return DatabaseUnavailable(f"the disk holding {path} is full ({free / 1e6:.0f} MB free); nothing was written")
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
-        return StoreError(f"{path} is busy: another process kept it locked ({text}); try again")
+        return DatabaseUnavailable(f"{path} is busy: another process kept it locked ({text}); try again")
     if name.startswith("SQLITE_IOERR") or "disk I/O error" in text:
-        return StoreError(f"I/O error on {path} ({text}): the SD card may be failing; "
+        return DatabaseUnavailable(f"I/O error on {path} ({text}): the SD card may be failing; "
                           f"check with `sqlite3 {path} 'PRAGMA integrity_check'` and keep a copy")
     return StoreError(f"database error on {path}: {text}")
 
@@ -113,23 +110,29 @@ def translated_errors(path: Path | str) -> Iterator[None]:
         raise database_error(path, exc) from exc
 
 
-def _alembic_config() -> Config:
+# Migration files are named <revision>_<slug>.py with four-digit revisions in order ("0001" ...);
+# reading the names, not importing Alembic, keeps every `kiosk` command's start-up short.
+_REVISION_FILE_RE = re.compile(r"^(\d{4})_\w+\.py$")
+
+
+def _alembic_config() -> Any:
+    from alembic.config import Config  # Alembic only where a migration runs
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("path_separator", "os")
     return cfg
 
 
+def _known_revisions() -> set[str]:
+    """The schema revisions this code has migrations for, from the migration file names."""
+    names = (p.name for p in (MIGRATIONS_DIR / "versions").glob("*.py"))
+    return {m.group(1) for m in map(_REVISION_FILE_RE.match, names) if m}
+
+
 def head_revision() -> str:
     """The newest schema revision this code knows, e.g. "0001"."""
-    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
-    assert head is not None
-    return head
-
-
-def _known_revisions() -> set[str]:
-    script = ScriptDirectory.from_config(_alembic_config())
-    return {rev.revision for rev in script.walk_revisions()}
+    return max(_known_revisions())
 
 
 def _make_engine(
@@ -196,7 +199,8 @@ def _inspect_revision(path: Path) -> tuple[str | None, bool]:
     try:
         with engine.connect() as conn:
             tables = set(inspect(conn).get_table_names())
-            rev = MigrationContext.configure(conn).get_current_revision()
+            rev = (conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+                   if "alembic_version" in tables else None)
     except (DatabaseError, UnicodeDecodeError) as exc:
         if getattr(getattr(exc, "orig", None), "sqlite_errorname", "") == "SQLITE_NOTADB":
             raise NotAKioskDatabase(f"{path} cannot be read as a database: {exc.orig}") from None  # type: ignore[attr-defined]
@@ -408,6 +412,8 @@ def upgrade(
     engine = _make_engine(path, busy_timeout_ms, foreign_keys=False, transactional_ddl=True)
     try:
         with engine.begin() as conn:
+            from alembic import command
+
             cfg = _alembic_config()
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, target)
@@ -438,7 +444,11 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session committed on success (durably: synchronous=FULL), rolled back on error."""
+        """A session committed on success (durably: synchronous=FULL), rolled back on error.
+
+        SQLite's operational errors (locked past busy_timeout, disk full, read-only file, I/O
+        error) come out as DatabaseUnavailable, so callers outside the store can catch them.
+        """
         with self._sessions() as session:
             try:
                 yield session

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from kiosk.config import RetentionSettings
 from kiosk.errors import DuplicatePerson, InvalidTemplate, LastAdmin, PersonNotFound, StoreError
+from kiosk.identity import clean_employee_id, clean_name
 from kiosk.store.db import Database, finish_erasure
 from kiosk.store.models import (
     EMBEDDING_DIM,
@@ -252,10 +253,8 @@ def add_person(
     actor: str = "system",
     now: datetime | None = None,
 ) -> PersonInfo:
-    """Create a person (active); DuplicatePerson if the employee id is taken."""
-    employee_id, name = employee_id.strip(), name.strip()
-    if not employee_id or not name:
-        raise StoreError("employee id and name must not be empty")
+    """Create a person (active); DuplicatePerson if the employee id is taken, InvalidIdentity if unusable."""
+    employee_id, name = clean_employee_id(employee_id), clean_name(name)
     now = _now(now)
     with db.session() as s:
         if s.scalar(select(Person.id).where(Person.employee_id == employee_id)) is not None:
@@ -356,9 +355,7 @@ def rename_person(
     db: Database, person_id: int, name: str, *, actor: str, now: datetime | None = None
 ) -> PersonInfo:
     """Correct a person's name (the employee id stays: it is the payroll key); audited."""
-    name = " ".join(name.split())
-    if not name or len(name) > 200:
-        raise StoreError("a name must have 1 to 200 characters")
+    name = clean_name(name)
     now = _now(now)
     with db.session() as s:
         person = _get_unerased(s, person_id)

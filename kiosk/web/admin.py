@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import threading
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 
 from kiosk.clock import site_time
-from kiosk.errors import KioskError, UploadError, WebError
+from kiosk.errors import ImageError, KioskError, UploadError, WebError
 from kiosk.leave_csv import parse_leave_csv
 from kiosk.reports import check_day
 from kiosk.store import (
@@ -64,7 +65,7 @@ from kiosk.store.repo import (
 from kiosk.web import auth
 from kiosk.web.context import WebContext, actor, admin_only, ctx, current_user
 from kiosk.web.status import disk_usage, read_status, versions
-from kiosk.web.uploads import Photo, UploadLimits, decode_photos
+from kiosk.web.uploads import UploadLimits, check_photos, decode_photo
 from kiosk.web.views import csv_response, file_download, person_or_404, text_download
 
 logger = logging.getLogger(__name__)
@@ -82,22 +83,61 @@ def _admins_only() -> None:
         abort(403)
 
 
+# Enrolments (photo decoding and face analysis) the web app runs at once; each needs up to
+# ~100 MB beside the shared face models (~220 MB). Another request waits ENROLMENT_WAIT_S for
+# a slot, then is told the server is busy (503).
+ENROLMENT_SLOTS = threading.BoundedSemaphore(1)
+ENROLMENT_WAIT_S = 5.0
+
+
 def _limits() -> UploadLimits:
-    web = ctx().settings.web
+    s = ctx().settings
+    web = s.web
     return UploadLimits(max_files=web.max_photos, max_bytes=int(web.max_photo_mb * 1024 * 1024),
-                        max_pixels=int(web.max_photo_megapixels * 1e6))
+                        max_pixels=int(web.max_photo_megapixels * 1e6), max_side=s.enrolment.max_photo_side)
 
 
-def _uploaded_photos() -> list[Photo]:
-    files = [(f.filename, f.read(_limits().max_bytes + 1)) for f in request.files.getlist("photos")]
-    photos = decode_photos(files, _limits())
+def _uploaded_photos() -> list[tuple[str, Any]]:
+    """(unique file name, RGB uint8 HxWx3 scaled to enrolment.max_photo_side, or a loader that
+    raises the photo's ImageError) per uploaded photo.
+
+    Every upload's header is checked first (UploadError refuses the lot); then the photos are
+    decoded one by one, each upload's bytes dropped once decoded, so that only the scaled
+    images (~1.4 MB each at 800 px) are held while faces are looked for.
+    """
+    limits = _limits()
+    files = check_photos([(f.filename, _read_and_close(f, limits.max_bytes + 1))
+                          for f in request.files.getlist("photos")], limits)
+    files.reverse()
     seen: dict[str, int] = {}
-    unique = []
-    for p in photos:  # enrolment keys photos by name: make names unique
-        n = seen.get(p.name, 0)
-        seen[p.name] = n + 1
-        unique.append(p if n == 0 else Photo(f"{n + 1}-{p.name}", p.image, p.data))
-    return unique
+    photos = []
+    while files:
+        name, data = files.pop()
+        n = seen.get(name, 0)  # enrolment keys photos by name: make names unique
+        seen[name] = n + 1
+        photos.append((name if n == 0 else f"{n + 1}-{name}", _decoded(name, data, limits)))
+        del data
+    return photos
+
+
+def _read_and_close(upload: Any, most: int) -> bytes:
+    """Up to most bytes of an uploaded file, whose in-memory buffer is freed at once (one copy held, not two)."""
+    try:
+        return upload.read(most)
+    finally:
+        upload.close()
+
+
+def _decoded(name: str, data: bytes, limits: UploadLimits) -> Any:
+    """The upload as RGB uint8 HxWx3 (scaled), or a loader that raises its ImageError (its verdict)."""
+    try:
+        return decode_photo(name, data, limits).image
+    except UploadError as exc:
+        message = str(exc)
+
+    def refused() -> Any:
+        raise ImageError(message)
+    return refused
 
 
 def _enrol_form(form: dict[str, str], result: Any, error: str | None, person: PersonInfo | None) -> str:
@@ -106,42 +146,42 @@ def _enrol_form(form: dict[str, str], result: Any, error: str | None, person: Pe
                            limits=_limits(), enrolment=ctx().settings.enrolment)
 
 
-def _run_enrol(form: dict[str, str], *, replace: bool) -> tuple[Any, str | None]:
-    """Run kiosk.enrolment.enrol on the uploaded photos -> (result or None, error message)."""
+def _run_enrol(form: dict[str, str], *, replace: bool) -> tuple[Any, str | None, int]:
+    """Run kiosk.enrolment.enrol on the uploaded photos -> (result or None, error message, HTTP status)."""
     from kiosk.enrolment import EnrolmentError, enrol
 
     c = ctx()
+    if not ENROLMENT_SLOTS.acquire(timeout=ENROLMENT_WAIT_S):
+        return None, "Busy: another enrolment is running right now; please try again in a minute.", 503
     try:
         photos = _uploaded_photos()
-    except UploadError as exc:
-        return None, str(exc)
-    try:
         result = enrol(c.db, c.settings, c.face_analyzer(), name=form["name"],
-                       employee_id=form["employee_id"],
-                       photos=[(p.name, p.image) for p in photos],
+                       employee_id=form["employee_id"], photos=photos,
                        force=form.get("force") == "1", replace=replace,
                        expression_consent=form.get("consent") == "1", actor=actor())
+    except UploadError as exc:
+        return None, str(exc), 400
     except EnrolmentError as exc:
-        return exc.result, str(exc)
-    return result, None
+        return exc.result, str(exc), 400
+    finally:
+        ENROLMENT_SLOTS.release()
+    return result, None, 200
 
 
 @bp.route("/enrol", methods=["GET", "POST"])
 @admin_only
 def enrol_page() -> Any:
     """Add a person from uploaded photos; shows each photo's verdict."""
-    form = {k: request.form.get(k, "").strip()[:200]
-            for k in ("name", "employee_id", "force", "consent")}
+    # Not cut to length: kiosk.identity refuses an overlong name or id with a message.
+    form = {k: request.form.get(k, "").strip() for k in ("name", "employee_id", "force", "consent")}
     result = error = None
     status = 200
     if request.method == "POST":
-        result, error = _run_enrol(form, replace=False)
+        result, error, status = _run_enrol(form, replace=False)
         if error is None and result is not None:
             flash(f"Enrolled {result.name} ({result.employee_id}) with "
                   f"{result.templates_added} photo(s).")
             form = {k: "" for k in form}  # ready for the next person
-        else:
-            status = 400
     return _enrol_form(form, result, error, None), status
 
 
@@ -165,7 +205,7 @@ def _ask_kiosk(form: dict[str, str], *, person: PersonInfo | None) -> Any:
 @admin_only
 def enrol_at_kiosk() -> Any:
     """Ask the kiosk camera to take a new person's photos."""
-    form = {k: request.form.get(k, "").strip()[:200] for k in ("name", "employee_id", "force", "consent")}
+    form = {k: request.form.get(k, "").strip() for k in ("name", "employee_id", "force", "consent")}
     return _ask_kiosk(form, person=None)
 
 
@@ -217,11 +257,9 @@ def reenrol(person_id: int) -> Any:
     result = error = None
     status = 200
     if request.method == "POST":
-        result, error = _run_enrol(form, replace=True)
+        result, error, status = _run_enrol(form, replace=True)
         if error is None and result is not None:
             flash(f"Re-enrolled {p.name} with {result.templates_added} photo(s).")
-        else:
-            status = 400
     return _enrol_form(form, result, error, p), status
 
 

@@ -8,26 +8,29 @@ from __future__ import annotations
 
 import io
 import logging
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from kiosk.errors import UploadError
+from kiosk.errors import ImageError, UploadError
+from kiosk.vision.faces import decode_image, probe_image
 
 logger = logging.getLogger(__name__)
 
 ALLOWED_FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP"}
 ALLOWED_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+FORMATS = frozenset(ALLOWED_FORMATS)
 
 
 @dataclass(frozen=True)
 class UploadLimits:
-    """Per-request limits on enrolment photos."""
+    """Per-request limits on enrolment photos; max_side: decoded photos are scaled to at most
+    this many pixels on the longer side (None: full size)."""
 
     max_files: int = 12
     max_bytes: int = 10 * 1024 * 1024
     max_pixels: int = 40_000_000
+    max_side: int | None = None
 
 
 @dataclass(frozen=True)
@@ -52,50 +55,56 @@ def check_filename(name: str | None) -> str:
     return name
 
 
-def decode_photo(name: str, data: bytes, limits: UploadLimits) -> Photo:
-    """Check and decode one upload -> Photo (RGB uint8 HxWx3, EXIF orientation applied)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
+def _check_bytes(name: str | None, data: bytes, limits: UploadLimits) -> str:
+    """The checked file name; UploadError for a bad name, an empty or too big file."""
     name = check_filename(name)
     if not data:
         raise UploadError(f"{name}: the file is empty")
     if len(data) > limits.max_bytes:
         raise UploadError(f"{name}: {len(data) / 1e6:.1f} MB is too big "
                           f"(at most {limits.max_bytes / 1e6:.0f} MB per photo)")
+    return name
+
+
+def _check_header(name: str, data: bytes, limits: UploadLimits) -> None:
+    """UploadError when the upload is no image, of a refused format or too many pixels (decodes nothing)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as probe:
-                fmt = probe.format or ""
-                if fmt not in ALLOWED_FORMATS:
-                    raise UploadError(f"{name}: {fmt or 'unknown'} images are not accepted "
-                                      "(JPEG, PNG or WebP only)")
-                w, h = probe.size
-                if w * h > limits.max_pixels:
-                    raise UploadError(f"{name}: {w}x{h} pixels is too large "
-                                      f"(at most {limits.max_pixels / 1e6:.0f} megapixels)")
-                probe.verify()
-            with Image.open(io.BytesIO(data)) as img:
-                img.load()
-                img = ImageOps.exif_transpose(img) or img
-                rgb = img.convert("RGB")
-    except UploadError:
-        raise
-    except UnidentifiedImageError:
-        raise UploadError(f"{name}: not an image (or an unknown format)") from None
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise UploadError(f"{name}: image too large to decode safely") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise UploadError(f"{name}: corrupt or truncated image ({exc})") from None
-    image = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
+        probe_image(io.BytesIO(data), name, max_pixels=limits.max_pixels, formats=FORMATS)
+    except ImageError as exc:
+        raise UploadError(str(exc)) from None
+
+
+def check_photo(name: str | None, data: bytes, limits: UploadLimits) -> str:
+    """The file name of an upload that passes every check short of decoding (name, bytes, format,
+    pixel count from the header); UploadError otherwise. Cheap: nothing is decoded."""
+    name = _check_bytes(name, data, limits)
+    _check_header(name, data, limits)
+    return name
+
+
+def decode_photo(name: str, data: bytes, limits: UploadLimits) -> Photo:
+    """Check and decode one upload -> Photo (RGB uint8 HxWx3, EXIF orientation applied, scaled
+    to at most limits.max_side px a side)."""
+    name = check_photo(name, data, limits)
+    try:
+        image = decode_image(io.BytesIO(data), name, max_side=limits.max_side, max_pixels=limits.max_pixels,
+                             formats=FORMATS, verify=True)
+    except ImageError as exc:
+        raise UploadError(str(exc)) from None
     return Photo(name=name, image=image, data=data)
 
 
-def decode_photos(files: list[tuple[str | None, bytes]], limits: UploadLimits) -> list[Photo]:
-    """Decode all uploads (name, bytes); UploadError on the first refused one or too many."""
+def check_photos(files: list[tuple[str | None, bytes]], limits: UploadLimits) -> list[tuple[str, bytes]]:
+    """The uploads (name, bytes) that all pass check_photo, nothing decoded; UploadError on the
+    first refused one, none or too many."""
     files = [(n, d) for n, d in files if n or d]
     if not files:
         raise UploadError("choose at least one photo")
     if len(files) > limits.max_files:
         raise UploadError(f"{len(files)} photos sent: at most {limits.max_files} per person")
-    return [decode_photo(n or "", d, limits) for n, d in files]
+    return [(check_photo(n, d, limits), d) for n, d in files]
+
+
+def decode_photos(files: list[tuple[str | None, bytes]], limits: UploadLimits) -> list[Photo]:
+    """Decode all uploads (name, bytes); UploadError on the first refused one or too many."""
+    return [decode_photo(n, d, limits) for n, d in check_photos(files, limits)]

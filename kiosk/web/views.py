@@ -9,23 +9,24 @@ import csv
 import io
 import re
 from collections import Counter
-from datetime import date, timedelta
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, abort, render_template, request
 
 from kiosk.errors import PersonNotFound, ReportError
 from kiosk.reports import (
-    CSV_COLUMNS,
     TOTALS_CSV_COLUMNS,
     DailyReport,
     PersonDay,
+    RangeReport,
     daily_report,
+    iter_range_csv,
     parse_day,
-    range_csv_rows,
     range_report,
+    range_summary,
     render_daily,
-    render_range,
     safe_cell,
     totals_cells,
 )
@@ -60,8 +61,8 @@ def text_download(filename: str, text: str, mimetype: str) -> Response:
     return file_download(filename, text, f"{mimetype}; charset=utf-8")
 
 
-def file_download(filename: str, body: str | bytes, mimetype: str) -> Response:
-    """A download of body (text or bytes) with a safe file name."""
+def file_download(filename: str, body: str | bytes | Iterable[str], mimetype: str) -> Response:
+    """A download of body (text, bytes, or text chunks streamed as produced) with a safe file name."""
     filename = re.sub(r"[^A-Za-z0-9._-]", "_", filename)[:150]
     return Response(body, content_type=mimetype, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
@@ -100,10 +101,25 @@ def _arrivals_chart(report: DailyReport) -> Any:
     return bar_chart(labels, counts, f"Arrivals on {report.day}", " people", every=2)
 
 
+def _running_hours(rows: list[PersonDay], now: datetime) -> dict[int, float]:
+    """Hours so far (now - first check-in, decimal, 2 places) of people in now, by person id."""
+    return {r.person_id: round(max(0.0, (now - r.first_in).total_seconds()) / 3600.0, 2)
+            for r in rows if r.first_in is not None}
+
+
+def _in_now(r: PersonDay) -> bool:
+    """Checked in, not out, on a day not over yet. A past day's open check-in is a forgotten
+    check-out (r.no_checkout), listed with the other incomplete days to be corrected."""
+    return r.open and r.first_in is not None and not r.no_checkout
+
+
 def _board_context(day: date) -> dict[str, Any]:
     c = ctx()
-    report = daily_report(c.db, c.settings, day)
+    today = c.today()
+    report = daily_report(c.db, c.settings, day, today=today)
     rows = report.rows
+    inside = [r for r in rows if _in_now(r)]
+    incomplete = [r for r in rows if r.open and not _in_now(r)]
     team = report.team_expression
     team_chart = None
     if team is not None and team.shares:
@@ -112,8 +128,9 @@ def _board_context(day: date) -> dict[str, Any]:
                                  sorted(shares.items(), key=lambda kv: -kv[1])],
                                 "Team expression", "%")
     return {
-        "report": report, "day": day, "today": c.today(),
-        "inside": [r for r in rows if r.open],
+        "report": report, "day": day, "today": today,
+        "inside": inside, "incomplete": incomplete,
+        "running": _running_hours(inside, c.clock.now()) if day == today else {},
         "left": [r for r in rows if not r.open and r.last_out],
         "late": [r for r in rows if r.late],
         "absent": report.absent,
@@ -144,7 +161,7 @@ def day_csv() -> Response:
     c = ctx()
     d = day_arg("date", c.today())
     return text_download(f"attendance-{d}.csv",
-                         _safe_csv(render_daily(daily_report(c.db, c.settings, d), "csv")),
+                         _safe_csv(render_daily(daily_report(c.db, c.settings, d, today=c.today()), "csv")),
                          "text/csv")
 
 
@@ -167,32 +184,34 @@ def _weeks(start: date, end: date) -> list[tuple[date, date]]:
 
 @bp.route("/range")
 def range_page() -> str:
-    """Totals and days over a date range, with hours per person per week."""
+    """Totals and days over a date range (the first DAY_ROWS_SHOWN person-days; the CSV has all),
+    with hours per person per week for the last weeks."""
     c = ctx()
     start, end = range_args()
-    report = range_report(c.db, c.settings, start, end, today=c.today())
+    summary = range_summary(c.db, c.settings, start, end, today=c.today())
     week_charts = []
-    weeks = _weeks(start, end)
-    for w_start, w_end in weeks[-8:]:
-        hours: Counter[str] = Counter()
-        for r in report.rows:
-            if w_start <= r.day <= w_end:
-                hours[r.name] += r.present_minutes
-        rows = sorted(((n, round(m / 60, 1)) for n, m in hours.items()), key=lambda kv: kv[0])
+    for w_start, minutes in sorted(summary.week_minutes.items()):
+        w_end = min(w_start + timedelta(days=6 - w_start.weekday()), end)
+        rows = sorted(((n, round(m / 60, 1)) for n, m in minutes.items()), key=lambda kv: kv[0])
         week_charts.append((w_start, w_end, hbar_chart(
             rows, f"Hours per person, {w_start} to {w_end}", " h")))
-    return render_template("range.html", report=report, start=start, end=end,
-                           week_charts=week_charts, weeks_cut=len(weeks) > 8, hm=_hm)
+    return render_template("range.html", report=summary.report, summary=summary, start=start,
+                           end=end, week_charts=week_charts, weeks_cut=len(_weeks(start, end)) > 8,
+                           hm=_hm)
+
+
+def csv_stream(filename: str, chunks: Iterable[str]) -> Response:
+    """A CSV download sent as its chunks are produced (the report's snapshot lasts as long)."""
+    return file_download(filename, chunks, "text/csv; charset=utf-8")
 
 
 @bp.route("/range.csv")
 def range_csv() -> Response:
-    """Per person per day rows over the range (payroll CSV)."""
+    """Per person per day rows over the range (payroll CSV), streamed day by day."""
     c = ctx()
     start, end = range_args()
-    return text_download(f"attendance-{start}-to-{end}.csv",
-                         _safe_csv(render_range(range_report(c.db, c.settings, start, end, today=c.today()),
-                                                "csv")), "text/csv")
+    return csv_stream(f"attendance-{start}-to-{end}.csv",
+                      iter_range_csv(c.db, c.settings, start, end, today=c.today()))
 
 
 @bp.route("/range-totals.csv")
@@ -200,7 +219,7 @@ def range_totals_csv() -> Response:
     """Per person totals over the range."""
     c = ctx()
     start, end = range_args()
-    report = range_report(c.db, c.settings, start, end, today=c.today())
+    report = range_summary(c.db, c.settings, start, end, today=c.today(), max_rows=0).report
     return csv_response(f"totals-{start}-to-{end}.csv", TOTALS_CSV_COLUMNS,
                         [totals_cells(t) for t in report.totals])
 
@@ -328,10 +347,10 @@ def people_csv() -> Response:
                          for p in list_people(c.db)])
 
 
-def _history(person_id: int, start: date, end: date) -> list[PersonDay]:
+def _history(person_id: int, start: date, end: date) -> RangeReport:
+    """The person's days, totals and absences over start..end (one snapshot)."""
     c = ctx()
-    report = range_report(c.db, c.settings, start, end, today=c.today())
-    return [r for r in report.rows if r.person_id == person_id]
+    return range_report(c.db, c.settings, start, end, today=c.today(), person_id=person_id)
 
 
 def person_or_404(person_id: int) -> PersonInfo:
@@ -342,8 +361,8 @@ def person_or_404(person_id: int) -> PersonInfo:
         abort(404)
 
 
-def _person_history(person_id: int) -> tuple[PersonInfo, date, date, list[PersonDay]]:
-    """The person (or 404), the requested range (default last 30 days) and their days in it."""
+def _person_history(person_id: int) -> tuple[PersonInfo, date, date, RangeReport]:
+    """The person (or 404), the requested range (default last 30 days) and their report for it."""
     p = person_or_404(person_id)
     start, end = range_args(default_days=30)
     return p, start, end, _history(person_id, start, end)
@@ -361,7 +380,8 @@ def _expression_counts(person_id: int, start: date, end: date) -> dict[str, int]
 def person(person_id: int) -> str:
     """One person's history (and expressions, only with their consent)."""
     c = ctx()
-    p, start, end, rows = _person_history(person_id)
+    p, start, end, history = _person_history(person_id)
+    rows = history.rows
     show_expr = c.settings.expression.enabled and p.expression_consent
     expr_counts = _expression_counts(person_id, start, end) if show_expr else {}
     expr_chart = None
@@ -382,10 +402,10 @@ def person(person_id: int) -> str:
         extra |= {"templates": list_templates(c.db, person_id),
                  "audit": list_audit(c.db, target=f"person:{person_id}", limit=20),
                  "events": events_between(c.db, utc_from, utc_to, person_id=person_id),
-                 "today": c.today()}
+                 "today": c.today(), "fix_day": day_arg("fix", c.today())}
     return render_template("person.html", p=p, rows=rows, start=start, end=end,
                            show_expr=show_expr, expr_counts=expr_counts, expr_chart=expr_chart,
-                           hours=hours, hm=_hm, **extra)
+                           hours=hours, hm=_hm, absences=history.absences, **extra)
 
 
 @bp.route("/people/<int:person_id>/history.csv")
@@ -393,7 +413,6 @@ def person_csv(person_id: int) -> Response:
     """One person's days as CSV (the payroll columns)."""
     p = person_or_404(person_id)
     start, end = range_args(default_days=30)
-    report = range_report(ctx().db, ctx().settings, start, end, today=ctx().today())
-    return csv_response(
-        f"history-{p.employee_id}-{start}-to-{end}.csv".replace('"', ""),
-        CSV_COLUMNS, range_csv_rows(report, person_id=p.id))
+    c = ctx()
+    return csv_stream(f"history-{p.employee_id}-{start}-to-{end}.csv",
+                      iter_range_csv(c.db, c.settings, start, end, today=c.today(), person_id=p.id))

@@ -49,8 +49,9 @@ def _post_enrol(client: FlaskClient, token: str, url: str, photos: list[Path], *
 def photos() -> dict[str, list[Path]]:
     if not (FACES / "people" / "Venus_Williams").is_dir():
         pytest.skip(f"test photos missing under {FACES}")
-    return {name: sorted((FACES / "people" / name).glob("*.jpg"))
-            for name in ("Venus_Williams", "Ray_Romano")}
+    found = {name: sorted((FACES / "people" / name).glob("*.jpg")) for name in ("Venus_Williams", "Ray_Romano")}
+    found["more_venus"] = sorted((FACES / "extra" / "Venus_Williams").glob("*.jpg"))
+    return found
 
 
 @pytest.mark.slow
@@ -71,7 +72,9 @@ def test_enrol_verdicts_duplicates_and_reenrol(
     assert person.expression_consent and person.consent_changed_by == f"web:{ADMIN[0]}"
 
     # the same face under another id: refused, with whom it duplicates
-    r = _post_enrol(client, token, "/admin/enrol", venus[3:], name="Not Venus", employee_id="X-9")
+    # (enrolment.min_photos is 3: her fourth photo and two more)
+    more = [*venus[3:], *photos["more_venus"][:2]]
+    r = _post_enrol(client, token, "/admin/enrol", more, name="Not Venus", employee_id="X-9")
     html = r.get_data(as_text=True)
     assert r.status_code == 400
     assert "Venus Williams (V-1)" in html and 'id="enrol-error"' in html
@@ -84,9 +87,9 @@ def test_enrol_verdicts_duplicates_and_reenrol(
     assert r.status_code == 400 and "already enrolled" in r.get_data(as_text=True)
 
     # re-enrol replaces the templates
-    r = _post_enrol(client, token, f"/admin/people/{person.id}/reenrol", venus[3:])
+    r = _post_enrol(client, token, f"/admin/people/{person.id}/reenrol", more)
     assert r.status_code == 200, r.get_data(as_text=True)[:2000]
-    assert get_person(db, person.id).template_count == 1
+    assert get_person(db, person.id).template_count == 3
     actions = [a.action for a in list_audit(db, target=f"person:{person.id}")]
     assert "templates.replace" in actions
 
