@@ -176,3 +176,13 @@ def test_converter_cli_refuses_a_file_that_is_not_a_dlib_net(tmp_path: Path) -> 
     result = CliRunner().invoke(main, ["train", "embedder", "--dat", str(junk), "--out-dir", str(tmp_path)])
     assert result.exit_code != 0
     assert "bad integer control byte" in result.output and "Traceback" not in result.output
+
+
+def test_installed_model_location_matches_pyproject_data_files() -> None:
+    import sys
+
+    from kiosk.vision import embedder
+
+    assert embedder.MODEL_LOCATIONS[1] == Path(sys.prefix) / "share" / "kiosk" / "models" / "face_embedder_f16.tflite"
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert '"models/face_embedder_f16.tflite", "models/face_embedder_f16.tflite.sha256"' in pyproject
