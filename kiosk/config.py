@@ -101,6 +101,10 @@ class FaceQualitySettings(_Section):
     max_yaw_ratio: float = Field(0.35, ge=0.0, le=2.0)
 
 
+# The LiteRT twin of dlib's face embedder shipped in models/ (see models/EMBEDDER.md).
+SHIPPED_EMBEDDER = "face_embedder_f16.tflite"
+
+
 class RecognitionSettings(_Section):
     # Detector: "hog" (CPU, fast) or "cnn" (dlib CNN, slow without CUDA).
     detector: Literal["hog", "cnn"] = "hog"
@@ -155,9 +159,11 @@ class RecognitionSettings(_Section):
     # Which net turns the aligned face chip into its 128-d embedding: "dlib" (dlib's ResNet,
     # as face_recognition runs it) or "litert" (the same net converted to a float16 .tflite,
     # run by LiteRT: embeddings within 0.01 of dlib's, see models/EMBEDDER.md for the measured
-    # differences and speed). Templates record which one made them: after a switch the
-    # service log and the admin status page list whom to re-enrol. litert needs num_jitters 1.
-    embedder: Literal["dlib", "litert"] = "dlib"
+    # differences and speed; about 10x faster per face). Templates record which one made them;
+    # dlib's and the shipped twin's compare with each other, so switching between the two needs
+    # no re-enrolment (another .tflite does: the status page lists whom). litert needs
+    # num_jitters 1.
+    embedder: Literal["dlib", "litert"] = "litert"
     # The litert embedder's .tflite; empty means the model shipped with the package.
     embedder_model: Path | None = None
     # Check the litert model's SHA-256 against the .sha256 file beside it before loading.
@@ -166,17 +172,26 @@ class RecognitionSettings(_Section):
     @model_validator(mode="after")
     def _litert_without_jitter(self) -> RecognitionSettings:
         if self.embedder == "litert" and self.num_jitters != 1:
-            raise ValueError("recognition.embedder litert needs num_jitters: 1 (dlib's random jitter is not ported)")
+            raise ValueError("num_jitters above 1 needs recognition.embedder: dlib "
+                             "(the litert embedder does not port dlib's random jitter)")
         return self
 
-    def embedder_id(self) -> str:
+    def embedder_id(self, embedder: str | None = None) -> str:
         """How embeddings are made under these settings (stored with each template)."""
         mirror = "on" if self.mirror_tta else "off"
         net = "dlib-resnet-v1"
-        if self.embedder == "litert":
-            model = Path(self.embedder_model).name if self.embedder_model else "face_embedder_f16.tflite"
+        if (embedder or self.embedder) == "litert":
+            model = Path(self.embedder_model).name if self.embedder_model else SHIPPED_EMBEDDER
             net = f"dlib-resnet-v1-litert:{model}"
         return f"{net} landmarks={self.landmark_model} mirror={mirror} jitters={self.num_jitters}"
+
+    def compatible_embedder_ids(self) -> tuple[str, ...]:
+        """Embedder ids whose templates compare with this one's: dlib and the shipped LiteRT twin
+        of its network (within 0.001 of dlib's embeddings, models/EMBEDDER.md) are one; another
+        .tflite is only itself. Templates made otherwise are listed for re-enrolment."""
+        if self.embedder_model is not None or self.num_jitters != 1:
+            return (self.embedder_id(),)
+        return (self.embedder_id("dlib"), self.embedder_id("litert"))
 
 
 class ExpressionSettings(_Section):

@@ -382,7 +382,7 @@ class KioskService:
         self._next_gallery_reload = self._monotonic() + self.settings.service.gallery_reload_s
         self.counts["gallery_reloads"] += 1
         logger.info("gallery loaded: %d templates of %d people", len(gallery), len(gallery.people))
-        self.stale_templates = store.templates_not_made_by(self.db, self.settings.recognition.embedder_id())
+        self.stale_templates = store.templates_not_made_by(self.db, self.settings.recognition.compatible_embedder_ids())
         if self.stale_templates:
             logger.warning("%d people have templates made with other recognition settings (or before the "
                            "kiosk recorded them): re-enrol them for the calibrated accuracy (person ids %s)",

@@ -120,9 +120,12 @@ def test_wrong_chip_shape_is_a_clear_error() -> None:
 
 
 def test_settings_embedder_id_and_jitter_rule() -> None:
-    dlib_id = RecognitionSettings().embedder_id()
+    dlib_id = RecognitionSettings(embedder="dlib").embedder_id()
     litert_id = RecognitionSettings(embedder="litert").embedder_id()
-    assert RecognitionSettings().embedder == "dlib"
+    assert RecognitionSettings().embedder == "litert"  # the default since the twin matches dlib
+    assert set(RecognitionSettings().compatible_embedder_ids()) == {dlib_id, litert_id}
+    assert RecognitionSettings(embedder_model="other.tflite").compatible_embedder_ids() == (
+        RecognitionSettings(embedder_model="other.tflite").embedder_id(),)
     assert litert_id != dlib_id and "litert" in litert_id and "face_embedder_f16.tflite" in litert_id
     with pytest.raises(ValueError, match="num_jitters"):
         RecognitionSettings(embedder="litert", num_jitters=2)
@@ -161,7 +164,7 @@ def test_litert_analyzer_identifies_the_same_people_as_dlib() -> None:
 def test_evaluation_cache_key_tells_the_embedders_apart() -> None:
     from kiosk.evaluation.faces import cache_key
 
-    dlib_key = cache_key(RecognitionSettings())
+    dlib_key = cache_key(RecognitionSettings(embedder="dlib"))
     assert "embedder" not in dlib_key  # caches made before the setting stay valid
     assert cache_key(RecognitionSettings(embedder="litert")) != dlib_key
 

@@ -544,14 +544,18 @@ def all_templates(db: Database) -> tuple[np.ndarray, np.ndarray]:
     return ids, matrix
 
 
-def templates_not_made_by(db: Database, embedder: str) -> dict[int, int]:
-    """{person id: templates made otherwise (or unknown how)} for active, non-erased people."""
+def templates_not_made_by(db: Database, embedder: str | Iterable[str]) -> dict[int, int]:
+    """{person id: templates made otherwise (or unknown how)} for active, non-erased people.
+
+    embedder: one embedder id, or every id whose embeddings compare with the current one's.
+    """
+    ids = [embedder] if isinstance(embedder, str) else list(embedder)
     with db.session() as s:
         rows = s.execute(
             select(FaceTemplate.person_id, func.count())
             .join(Person, Person.id == FaceTemplate.person_id)
             .where(Person.active.is_(True), Person.erased_at.is_(None),
-                   (FaceTemplate.embedder != embedder) | FaceTemplate.embedder.is_(None))
+                   FaceTemplate.embedder.not_in(ids) | FaceTemplate.embedder.is_(None))
             .group_by(FaceTemplate.person_id)
         ).all()
     return {int(pid): int(n) for pid, n in rows}

@@ -519,7 +519,7 @@ def status() -> str:
     names = people_by_id(c.db, {e.person_id for e in events if e.person_id is not None})
     from kiosk.store import current_revision, templates_not_made_by
 
-    stale = templates_not_made_by(c.db, c.settings.recognition.embedder_id())
+    stale = templates_not_made_by(c.db, c.settings.recognition.compatible_embedder_ids())
     to_re_enrol = sorted(people_by_id(c.db, stale).values(), key=lambda p: p.name.casefold())
 
     model = c.settings.expression.model
