@@ -189,3 +189,17 @@ def test_installed_model_location_matches_pyproject_data_files() -> None:
     assert embedder.MODEL_LOCATIONS[1] == Path(sys.prefix) / "share" / "kiosk" / "models" / "face_embedder_f16.tflite"
     pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
     assert '"models/face_embedder_f16.tflite", "models/face_embedder_f16.tflite.sha256"' in pyproject
+
+
+def test_templates_of_dlib_need_no_re_enrolment_under_the_shipped_twin(db) -> None:
+    from kiosk import store
+
+    dlib_made = store.add_person(db, "E1", "Made By Dlib")
+    store.add_templates(db, dlib_made.id, [[0.1] * 128],
+                        embedder=RecognitionSettings(embedder="dlib").embedder_id())
+    other = store.add_person(db, "E2", "Made Otherwise")
+    store.add_templates(db, other.id, [[0.2] * 128], embedder="some-other-net")
+    stale = store.templates_not_made_by(db, RecognitionSettings().compatible_embedder_ids())
+    assert stale == {other.id: 1}
+    own_model = RecognitionSettings(embedder_model="mine.tflite")
+    assert set(store.templates_not_made_by(db, own_model.compatible_embedder_ids())) == {dlib_made.id, other.id}
