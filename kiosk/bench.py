@@ -273,6 +273,44 @@ def run_bench(
     result["baseline_frame_p95_ms"] = base["frame_ms"]["p95"]
     result["frame_speedup"] = _ratio(base["frame_ms"]["p50"], ours["frame_ms"]["p50"])
     result["search_10k_ms"] = result["search_ms"].get("10000", {}).get("p50")
+    result["embedder"] = settings.recognition.embedder
+    result["embed_ms_p50"] = ours["burst_stage_ms"]["embed"]["p50"]
+    return result
+
+
+EMBEDDERS = ("dlib", "litert")
+
+
+def embedder_times(settings: Settings, photos: list[Path], rounds: int = 2) -> dict[str, dict[str, Any]]:
+    """ms per face embedding (as the door makes it: with the mirror pass when mirror_tta) for
+    dlib and its LiteRT twin on the same faces, interleaved so both see the same machine load.
+
+    photos: face photos (the largest face of each is used); {"dlib": summary, "litert": summary}.
+    """
+    from kiosk.vision.faces import load_image, make_analyzer
+
+    analyzers = {name: make_analyzer(settings.recognition.model_copy(update={"embedder": name}))
+                 for name in EMBEDDERS}
+    faces = []
+    for path in photos:
+        image = load_image(path, max_side=800)
+        boxes = analyzers["dlib"].detect(image)
+        if boxes:
+            faces.append((image, max(boxes, key=lambda b: (b[2] - b[0]) * (b[1] - b[3]))))
+    times: dict[str, list[float]] = {name: [] for name in EMBEDDERS}
+    for _ in range(rounds):
+        for image, box in faces:
+            for name, analyzer in analyzers.items():
+                start = time.perf_counter()
+                analyzer.embed(image, box)
+                times[name].append((time.perf_counter() - start) * 1000.0)
+    return {name: _summary(values) for name, values in times.items()}
+
+
+def add_embedder_comparison(result: dict[str, Any], settings: Settings, photos: list[Path]) -> dict[str, Any]:
+    """result with "embedders" ({dlib, litert}: ms per face) and embed_speedup (dlib / litert, p50)."""
+    result["embedders"] = embedder_times(settings, photos)
+    result["embed_speedup"] = _ratio(result["embedders"]["dlib"]["p50"], result["embedders"]["litert"]["p50"])
     return result
 
 
@@ -303,4 +341,8 @@ def format_bench(result: dict[str, Any]) -> str:
     for size, summary in result["search_ms"].items():
         lines.append(f"gallery search, {int(size):>6} people x 3 templates: "
                      f"p50 {summary['p50']} ms, p95 {summary['p95']} ms")
+    if "embedders" in result:
+        lines.append("embedding per face (p50/p95 ms): " + ", ".join(
+            f"{k} {v['p50']}/{v['p95']}" for k, v in result["embedders"].items())
+            + f"; dlib / litert {result['embed_speedup']}x (this run uses {result['embedder']})")
     return "\n".join(lines)

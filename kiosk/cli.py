@@ -856,9 +856,12 @@ def bench(click_ctx: click.Context, frames_dir: Path | None, as_json: bool) -> N
 
 @friendly
 def _bench_pipeline(ctx: Context, frames_dir: Path | None, as_json: bool) -> None:
-    from kiosk.bench import format_bench, run_bench
+    from kiosk.bench import SAMPLE_FACES, add_embedder_comparison, format_bench, run_bench
 
     result = run_bench(ctx.settings, frames_dir, as_json)
+    photos = sorted((SAMPLE_FACES / "people").glob("*/*.jpg"))
+    if photos:  # both embedders side by side on the same faces (needs a source checkout)
+        add_embedder_comparison(result, ctx.settings, photos)
     click.echo(format_bench(result))
     if as_json:
         click.echo(json.dumps(result))

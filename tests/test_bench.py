@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from door_helpers import PEOPLE, person_photos
 
-from kiosk.bench import format_bench, run_bench, search_times
+from kiosk.bench import add_embedder_comparison, format_bench, run_bench, search_times
 from kiosk.config import Settings
 from kiosk.errors import KioskError
 from kiosk.gallery import Gallery
@@ -48,8 +48,13 @@ def test_bench_on_a_short_scene(tmp_path: Path) -> None:
     assert result["speedup"] > 1.5
     assert result["search_10k_ms"] < 20
     assert set(result["ours"]["burst_stage_ms"]) == {"detect", "embed", "expression", "match", "store"}
+    assert result["embedder"] == "litert" and isinstance(result["embed_ms_p50"], float)
+    add_embedder_comparison(result, settings, person_photos(PEOPLE[0])[:2])
+    assert set(result["embedders"]) == {"dlib", "litert"}
+    assert all(v["n"] == 4 for v in result["embedders"].values())  # 2 faces x 2 rounds each
+    assert result["embed_speedup"] > 1  # gross order only: the twin is the faster one
     text = format_bench(result)
-    assert "per check-in" in text and "10000 people" in text
+    assert "per check-in" in text and "10000 people" in text and "dlib / litert" in text
 
 
 def test_bench_without_any_face_says_so(tmp_path: Path) -> None:
