@@ -74,6 +74,52 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         raise
 
 
+class DoorLock:
+    """One door service per database: an flock on <database>.door-lock, held while the service runs.
+
+    A second `kiosk run` on the same database would record every check-in twice (and fight over the
+    camera and the screen port); it gets a KioskError naming the first one's pid instead. The lock is
+    a file of its own (never the database: closing a descriptor on the database file would drop
+    SQLite's POSIX locks) and goes with the process, also on a crash or a power cut.
+    """
+
+    def __init__(self, database_path: Path) -> None:
+        self.path = Path(database_path).with_name(Path(database_path).name + ".door-lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock (creating the database folder if needed); KioskError when another process holds it."""
+        import fcntl
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise KioskError(f"cannot create the door lock {self.path} ({exc.strerror or exc}); "
+                             "the database folder must be writable by the user running kiosk") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise KioskError(f"another door service (pid {holder}) is already running on "
+                             f"{self.path.with_suffix('')}; stop it first (systemctl stop kiosk)") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        self._fd = fd
+
+    @property
+    def held(self) -> bool:
+        """True while this process holds the lock."""
+        return self._fd is not None
+
+    def release(self) -> None:
+        """Let the next door service start (the lock file itself stays)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 def rss_mb() -> float:
     """Resident memory of this process in MB (from /proc; peak RSS elsewhere)."""
     try:
@@ -133,12 +179,14 @@ class KioskService:
         self._next_watchdog = 0.0
         self._watchdog_s = sdnotify.watchdog_interval()
         self._state = "starting"
+        self.door_lock = DoorLock(Path(settings.database.path))
 
     # -- life cycle ----------------------------------------------------------------------------
     def start(self) -> None:
         """Migrate/open the database, load models and gallery, open camera and screen; READY=1."""
         s = self.settings
         sdnotify.status("starting: database")
+        self.door_lock.acquire()
         result = store.upgrade_from_settings(s, backup=True)
         if result.changed:
             logger.info("database upgraded %s -> %s (backup %s)", result.before, result.after, result.backup)
@@ -160,12 +208,17 @@ class KioskService:
         self.purge_if_due()
         self._next_gallery_check = self._monotonic() + s.service.gallery_check_s
         if s.screen.enabled:
-            self.screen_server = ScreenServer(self.screen, s.screen.host, s.screen.port, s.site.name).start()
+            try:
+                self.screen_server = ScreenServer(self.screen, s.screen.host, s.screen.port, s.site.name).start()
+            except OSError as exc:
+                raise KioskError(f"the door screen cannot listen on {s.screen.host}:{s.screen.port} "
+                                 f"({exc.strerror or exc}): another program uses that port; stop it or "
+                                 "change screen.port") from None
         if self.camera is None:
             self.camera = open_retrying_camera(s.camera)
         self.rss_start_mb = rss_mb()
         self._state = "running"
-        self.write_status()
+        self.write_status_or_warn()
         sdnotify.ready(self._status_line())
         logger.info("kiosk running: %d people, camera %s, expression %s, rss %.0f MB",
                     len(self.people), s.camera.type, "on" if self._classifier else "off", self.rss_start_mb)
@@ -217,13 +270,12 @@ class KioskService:
         if self.screen_server is not None:
             self.screen_server.stop()
             self.screen_server = None
-        try:
-            self.write_status()
-        except OSError as exc:
-            logger.warning("cannot write status file: %s", exc)
+        if self.door_lock.held:  # a service refused by the lock leaves the running one's status file alone
+            self.write_status_or_warn()
         if self.db is not None:
             self.db.close()
             self.db = None
+        self.door_lock.release()
 
     # -- per frame -------------------------------------------------------------------------------
     def handle_frame(self, frame: Frame) -> CheckinDecision | None:
@@ -308,7 +360,8 @@ class KioskService:
         if recorded:
             self.counts["events"] += 1
             # The event is committed; say so durably (the status file never runs ahead of the DB).
-            self.write_status()
+            # A full or failing disk must not stop the door: the check-in is already on disk.
+            self.write_status_or_warn()
             logger.info("event recorded: id=%s %s person=%s events=%d", entry.get("event_id"),
                         entry["result"], decision.person_id, self.counts["events"])
 
@@ -332,10 +385,7 @@ class KioskService:
             self.purge_if_due()
         if now >= self._next_status:
             self._next_status = now + svc.status_interval_s
-            try:
-                self.write_status()
-            except OSError as exc:
-                logger.warning("cannot write status file: %s", exc)
+            self.write_status_or_warn()
             sdnotify.status(self._status_line())
 
     def _consent(self, person_id: int) -> bool:
@@ -420,6 +470,16 @@ class KioskService:
     def write_status(self) -> None:
         """Atomically rewrite the status file."""
         write_json_atomic(self.settings.status_path, self.status())
+
+    def write_status_or_warn(self) -> bool:
+        """write_status(); an OSError (disk full, read-only folder) is logged, never fatal: the status file
+        only feeds the admin page, the door keeps recording. True when written."""
+        try:
+            self.write_status()
+        except OSError as exc:
+            logger.warning("cannot write status file %s: %s", self.settings.status_path, exc)
+            return False
+        return True
 
 
 def run_service(

@@ -1,0 +1,227 @@
+"""Faults found by trying the kiosk again as a new user and as an attacker (beyond issue 11's list):
+tracebacks from the CLI, a door service stopped by a full disk, two door services on one database,
+names that carry terminal escapes or text-direction overrides. Each test failed on the code before
+its fix."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+
+from kiosk import store
+from kiosk.enrolment import EnrolmentError, check_employee_id, load_photos
+from kiosk.errors import ImageError, KioskError, StoreError
+from kiosk.vision.faces import load_image
+
+pytestmark = pytest.mark.reliability
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def kiosk(config: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run `kiosk --config config ARGS` as a real process; KIOSK_* variables of the test run are dropped."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK")}
+    return subprocess.run([sys.executable, "-m", "kiosk.cli", "--config", str(config), *args],
+                          capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """A config for the CLI: Berlin site time, database tmp_path/k.db with one person E1."""
+    path = tmp_path / "kiosk.yaml"
+    path.write_text(f"site:\n  timezone: Europe/Berlin\ndatabase:\n  path: {tmp_path / 'k.db'}\n")
+    with store.open_database(tmp_path / "k.db") as db:
+        store.add_person(db, "E1", "Zoë Example")
+    return path
+
+
+def _png(width: int, height: int) -> bytes:
+    """A grey PNG header claiming width x height with a tiny (highly compressed) body."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    body = zlib.compress(b"\x00" * (width + 1) * 16, 9)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+
+
+# --- CLI tracebacks -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["events", "remove", "99999999999999999999", "--reason", "typo"],
+                                  ["leave", "remove", "99999999999999999999"]])
+def test_an_id_beyond_sqlite_integers_is_a_usage_error_not_a_traceback(config: Path, args: list[str]) -> None:
+    proc = kiosk(config, *args)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr and "OverflowError" not in proc.stderr, proc.stderr
+    assert "99999999999999999999" in proc.stderr
+
+
+def test_people_show_export_to_a_folder_or_a_missing_folder_is_one_message(config: Path, tmp_path: Path) -> None:
+    for target in (tmp_path, tmp_path / "no-such-folder" / "ada.json"):
+        proc = kiosk(config, "people", "show", "E1", "--export", str(target))
+        assert proc.returncode == 1, proc.stdout
+        assert "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.startswith("error: ") and str(target) in proc.stderr
+    good = tmp_path / "ada.json"
+    assert kiosk(config, "people", "show", "E1", "--export", str(good)).returncode == 0
+    assert json.loads(good.read_text(encoding="utf-8"))["person"]["name"] == "Zoë Example"
+
+
+def test_an_enrolment_photo_that_is_a_decompression_bomb_is_a_verdict_not_a_traceback(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.png"  # 900 megapixels in a few kB: Pillow raises DecompressionBombError
+    bomb.write_bytes(_png(30_000, 30_000))
+    huge = tmp_path / "huge.png"  # 64 megapixels (192 MB as RGB): too big for a Pi, below Pillow's limit
+    huge.write_bytes(_png(8_000, 8_000))
+    for path in (bomb, huge):
+        with pytest.raises(ImageError, match="too large"):
+            load_image(path)
+    photos, unreadable = load_photos([bomb, huge])
+    assert photos == [] and [v.ok for v in unreadable] == [False, False]
+
+
+# --- names ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["Ada\x1b[2J\x1b[31mLovelace", "Ada\x00Lovelace", "Ada \u202egnp.exe"])
+def test_a_name_with_terminal_escapes_or_a_direction_override_is_refused(tmp_path: Path, name: str) -> None:
+    with store.open_database(tmp_path / "k.db") as db:
+        with pytest.raises(StoreError, match="control or text-direction"):
+            store.add_person(db, "E9", name)
+        person = store.add_person(db, "E1", "Ada Lovelace")
+        with pytest.raises(StoreError, match="control or text-direction"):
+            store.rename_person(db, person.id, name, actor="test")
+        with pytest.raises(EnrolmentError, match="control or text-direction"):
+            check_employee_id(db, name, "E2", replace=False)  # before any photo is analysed
+        assert [p.name for p in store.list_people(db)] == ["Ada Lovelace"]
+
+
+def test_a_name_over_lines_is_one_line_and_lookalike_employee_ids_are_refused(tmp_path: Path) -> None:
+    with store.open_database(tmp_path / "k.db") as db:
+        assert store.add_person(db, "E1", "Zoë\r\n  Example").name == "Zoë Example"
+        for lookalike in ("E1\u200b", "E\u20601", "E1\t2", "E" * 65):
+            with pytest.raises(StoreError, match="employee id"):
+                store.add_person(db, lookalike, "Someone Else")
+            with pytest.raises(EnrolmentError, match="employee id"):
+                check_employee_id(db, "Someone Else", lookalike, replace=False)
+        assert store.add_person(db, "AB 1234", "Plain Space").employee_id == "AB 1234"
+        with pytest.raises(StoreError, match="1 to 200"):
+            store.add_person(db, "E3", "x" * 201)
+
+
+# --- the door service ---------------------------------------------------------------------------
+
+
+def test_a_second_door_service_on_the_same_database_is_refused_and_leaves_the_status_alone(tmp_path: Path) -> None:
+    from kiosk.service import DoorLock
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    config = tmp_path / "kiosk.yaml"
+    config.write_text(f"site:\n  timezone: Europe/Berlin\ndatabase:\n  path: {tmp_path / 'k.db'}\n"
+                      f"camera:\n  type: replay\n  options:\n    path: {frames}\n"
+                      "screen:\n  enabled: false\n")
+    status = tmp_path / "status.json"
+    status.write_text('{"state": "running"}')
+    first = DoorLock(tmp_path / "k.db")  # the running door service
+    first.acquire()
+    try:
+        proc = kiosk(config, "run", "--stop-after", "1")
+    finally:
+        first.release()
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"another door service (pid {os.getpid()}) is already running" in proc.stderr
+    assert status.read_text() == '{"state": "running"}'  # the first one's status is not overwritten
+    again = DoorLock(tmp_path / "k.db")  # released: the next one starts
+    again.acquire()
+    again.release()
+
+
+def test_the_screen_port_in_use_is_one_message(tmp_path: Path) -> None:
+    import socket
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = tmp_path / "kiosk.yaml"
+        config.write_text(f"site:\n  timezone: Europe/Berlin\ndatabase:\n  path: {tmp_path / 'k.db'}\n"
+                          f"expression:\n  enabled: false\n"
+                          f"camera:\n  type: replay\n  options:\n    path: {frames}\n"
+                          f"screen:\n  port: {port}\n")
+        proc = kiosk(config, "run", "--stop-after", "1")
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_full_disk_for_the_status_file_does_not_stop_the_door(tmp_path: Path, monkeypatch) -> None:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from door_helpers import door_scene, enrol_people, write_config
+
+    from kiosk import service as service_module
+    from kiosk.service import KioskService
+    from kiosk.vision.faces import make_analyzer
+
+    analyzer = make_analyzer()
+    scene = door_scene(tmp_path / "frames", linger_s=4.0, tail_s=0.0)
+    ids = enrol_people(tmp_path / "k.db", analyzer)
+    settings = write_config(tmp_path / "kiosk.yaml", tmp_path / "k.db", scene.frames)
+    settings.screen.enabled = False
+    door = KioskService(settings, analyzer=analyzer)
+    door.start()
+
+    def disk_full(path: Path, data: dict) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(service_module, "write_json_atomic", disk_full)
+    try:
+        assert door.run() == 0  # the whole replay, no OSError out of the loop
+    finally:
+        door.close()
+    with store.open_database(tmp_path / "k.db") as db:
+        events = store.events_between(db, scene_start(), scene_end())
+    # A's check-in was followed by a failing status write; B's (and the stranger's) still got recorded.
+    assert [e.person_id for e in events] == [*ids.values(), None]
+    assert door.counts["events"] == 3
+
+
+def scene_start():
+    from datetime import datetime
+
+    from door_helpers import REPLAY_START
+
+    return datetime.fromisoformat(REPLAY_START)
+
+
+def scene_end():
+    from datetime import timedelta
+
+    return scene_start() + timedelta(hours=1)
+
+
+# --- the database file --------------------------------------------------------------------------
+
+
+def test_a_database_path_that_is_a_folder_says_so(config: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "folder.db"
+    folder.mkdir()
+    config.write_text(f"site:\n  timezone: Europe/Berlin\ndatabase:\n  path: {folder}\n")
+    for args in (["people", "list"], ["db", "upgrade"]):
+        proc = kiosk(config, *args)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert "is a folder, not a database file" in proc.stderr
+    with pytest.raises(KioskError, match="is a folder"):
+        store.open_database(folder)
