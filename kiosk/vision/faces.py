@@ -80,8 +80,18 @@ class FaceAnalyzer(Protocol):
     def largest_face(self, image: np.ndarray) -> FaceObservation | None: ...
 
 
-def load_image(path: Path | str) -> np.ndarray:
-    """Read a photo file -> RGB uint8 HxWx3 (EXIF orientation applied, grey made RGB)."""
+MAX_IMAGE_PIXELS = 40_000_000
+"""Largest photo load_image decodes (40 megapixels, 120 MB as RGB; the web app's default limit too):
+a bigger file (or a decompression bomb) is an ImageError before any pixel is decoded."""
+
+
+def load_image(path: Path | str, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Read a photo file -> RGB uint8 HxWx3 (EXIF orientation applied, grey made RGB).
+
+    ImageError for a missing, unreadable, corrupt or truncated file and for one over max_pixels.
+    """
+    import warnings
+
     from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
     # face_recognition switches truncated-file tolerance on for everybody; a cut-off
@@ -93,12 +103,20 @@ def load_image(path: Path | str) -> np.ndarray:
     if not path.is_file():
         raise ImageError(f"not a file: {path}")
     try:
-        with Image.open(path) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img) or img
-            rgb = img.convert("RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > max_pixels:
+                    raise ImageError(f"{path}: {w}x{h} pixels is too large "
+                                     f"(at most {max_pixels / 1e6:.0f} megapixels; scale it down)")
+                img.load()
+                img = ImageOps.exif_transpose(img) or img
+                rgb = img.convert("RGB")
     except UnidentifiedImageError:
         raise ImageError(f"not an image file (or an unknown format): {path}") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise ImageError(f"{path}: image too large to decode safely") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"cannot read image {path}: corrupt or truncated ({exc})") from None
     return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
