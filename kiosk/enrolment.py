@@ -16,7 +16,7 @@ import numpy as np
 
 from kiosk import store
 from kiosk.config import Settings
-from kiosk.errors import ImageError, KioskError, PersonNotFound
+from kiosk.errors import ImageError, KioskError, PersonNotFound, StoreError
 from kiosk.gallery import Gallery
 from kiosk.vision.faces import IMAGE_SUFFIXES, FaceAnalyzer, load_image
 
@@ -138,6 +138,10 @@ def check_employee_id(db: store.Database, name: str, employee_id: str, *,
     """The person to re-enrol (replace) or None for a new one; EnrolmentError when the id cannot be used."""
     if not name.strip() or not employee_id.strip():
         raise EnrolmentError("a name and an employee id are required")
+    try:
+        store.clean_name(name)
+    except StoreError as exc:
+        raise EnrolmentError(str(exc)) from None
     existing: store.PersonInfo | None
     try:
         existing = store.get_person_by_employee_id(db, employee_id.strip())
@@ -145,6 +149,11 @@ def check_employee_id(db: store.Database, name: str, employee_id: str, *,
         existing = None
     if existing is not None and existing.erased_at is not None:
         raise EnrolmentError(f"employee id {employee_id} belonged to an erased person; use a new id")
+    if existing is None:
+        try:
+            store.clean_employee_id(employee_id)
+        except StoreError as exc:
+            raise EnrolmentError(str(exc)) from None
     if existing is not None and not replace:
         raise EnrolmentError(f"employee id {employee_id} is already enrolled as {existing.name}; "
                              "use --replace to re-enrol them with new photos")

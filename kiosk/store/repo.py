@@ -18,6 +18,7 @@ import base64
 import hashlib
 import logging
 import secrets
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from dataclasses import replace as dataclass_replace
@@ -243,6 +244,44 @@ def _template_count(s: Session, person_id: int) -> int:
 # --- people --------------------------------------------------------------------------------
 
 
+MAX_NAME_CHARS = 200
+MAX_EMPLOYEE_ID_CHARS = 64
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _refuse_hidden(text: str, what: str) -> None:
+    """StoreError when text holds a control character (terminal escapes, NUL) or a bidi override
+    (U+202E shows 'exe.gnp' as 'png.exe'): they corrupt tables and mislead whoever reads the name."""
+    bad = [c for c in text if unicodedata.category(c) == "Cc" or c in _BIDI_CONTROLS]
+    if bad:
+        raise StoreError(f"{what} {text!r} holds control or text-direction characters "
+                         f"({', '.join(sorted({f'U+{ord(c):04X}' for c in bad}))}); type it again without them")
+
+
+def clean_name(name: str) -> str:
+    """A person's name as stored: runs of whitespace (newlines, tabs) made one space; StoreError when
+    empty, over MAX_NAME_CHARS, or holding control or text-direction characters."""
+    name = " ".join(name.split())
+    if not name or len(name) > MAX_NAME_CHARS:
+        raise StoreError(f"a name must have 1 to {MAX_NAME_CHARS} characters")
+    _refuse_hidden(name, "the name")
+    return name
+
+
+def clean_employee_id(employee_id: str) -> str:
+    """An employee id as stored (surrounding spaces dropped); StoreError when empty, over
+    MAX_EMPLOYEE_ID_CHARS, or holding control, invisible, text-direction characters or whitespace other
+    than a plain space (two ids that look alike on payroll must be the same id)."""
+    employee_id = employee_id.strip()
+    if not employee_id or len(employee_id) > MAX_EMPLOYEE_ID_CHARS:
+        raise StoreError(f"an employee id must have 1 to {MAX_EMPLOYEE_ID_CHARS} characters")
+    _refuse_hidden(employee_id, "the employee id")
+    if any((c.isspace() and c != " ") or unicodedata.category(c) in ("Cf", "Zl", "Zp") for c in employee_id):
+        raise StoreError(f"the employee id {employee_id!r} holds invisible characters or odd spaces; "
+                         "use letters, digits, signs and plain spaces only")
+    return employee_id
+
+
 def add_person(
     db: Database,
     employee_id: str,
@@ -252,10 +291,11 @@ def add_person(
     actor: str = "system",
     now: datetime | None = None,
 ) -> PersonInfo:
-    """Create a person (active); DuplicatePerson if the employee id is taken."""
-    employee_id, name = employee_id.strip(), name.strip()
-    if not employee_id or not name:
+    """Create a person (active); DuplicatePerson if the employee id is taken, StoreError for a name or id
+    that clean_name / clean_employee_id refuse."""
+    if not employee_id.strip() or not name.strip():
         raise StoreError("employee id and name must not be empty")
+    employee_id, name = clean_employee_id(employee_id), clean_name(name)
     now = _now(now)
     with db.session() as s:
         if s.scalar(select(Person.id).where(Person.employee_id == employee_id)) is not None:
@@ -356,9 +396,7 @@ def rename_person(
     db: Database, person_id: int, name: str, *, actor: str, now: datetime | None = None
 ) -> PersonInfo:
     """Correct a person's name (the employee id stays: it is the payroll key); audited."""
-    name = " ".join(name.split())
-    if not name or len(name) > 200:
-        raise StoreError("a name must have 1 to 200 characters")
+    name = clean_name(name)
     now = _now(now)
     with db.session() as s:
         person = _get_unerased(s, person_id)
