@@ -72,6 +72,9 @@ def database_error(path: Path | str, exc: BaseException, *, damaged: Path | None
     if name.startswith("SQLITE_READONLY") or "readonly" in text:
         return DatabaseReadOnly(f"{path} is read-only for this user ({text}); it was not changed. The file and "
                                 "its folder must be writable by the user running kiosk")
+    if (name.startswith("SQLITE_CANTOPEN") or "unable to open" in text) and path.is_dir():
+        return NotAKioskDatabase(f"{path} is a folder, not a database file (database.path must name the file, "
+                                 f"e.g. {path / 'kiosk.db'}); nothing was changed")
     if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
         return DatabaseReadOnly(f"cannot open {path} ({text}); is the file or its folder read-only? Both must "
                                 f"be writable by the user running kiosk (SQLite adds {path.name}-wal and -shm)")
