@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import stat
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, Literal
@@ -466,6 +467,22 @@ def _format_errors(exc: ValidationError, data: Any, source: str) -> str:
     return "\n".join(messages)
 
 
+MAX_CONFIG_BYTES = 1_000_000
+
+
+def _read_config_text(path: Path) -> str:
+    """The text of a config file (or pipe); ConfigError for a device or more than MAX_CONFIG_BYTES
+    (`--config /dev/zero` would otherwise read until memory runs out)."""
+    with path.open("rb") as handle:
+        mode = os.fstat(handle.fileno()).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+            raise ConfigError(f"cannot read config file {path}: not a regular file")
+        data = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"cannot read config file {path}: over {MAX_CONFIG_BYTES // 1000} kB, is this the right file?")
+    return data.decode("utf-8")
+
+
 def load_settings(path: Path | str | None = None, environ: dict[str, str] | None = None) -> Settings:
     """Read settings from a YAML file (or defaults when None) plus environment overrides.
 
@@ -480,7 +497,7 @@ def load_settings(path: Path | str | None = None, environ: dict[str, str] | None
         path = Path(path)
         source = str(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = _read_config_text(path)
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {path}") from None
         except (OSError, UnicodeDecodeError) as exc:

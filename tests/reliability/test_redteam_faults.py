@@ -225,3 +225,17 @@ def test_a_database_path_that_is_a_folder_says_so(config: Path, tmp_path: Path) 
         assert "is a folder, not a database file" in proc.stderr
     with pytest.raises(KioskError, match="is a folder"):
         store.open_database(folder)
+
+
+# --- the config file ----------------------------------------------------------------------------
+
+
+def test_a_config_path_that_is_a_device_or_huge_is_one_message_not_a_memory_blowup(tmp_path: Path) -> None:
+    from kiosk.config import ConfigError, load_settings
+
+    big = tmp_path / "big.yaml"
+    big.write_text("#" * 1_100_000)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_settings(Path("/dev/zero"), environ={})  # read forever before the fix
+    with pytest.raises(ConfigError, match="over 1000 kB"):
+        load_settings(big, environ={})
