@@ -239,3 +239,13 @@ def test_a_config_path_that_is_a_device_or_huge_is_one_message_not_a_memory_blow
         load_settings(Path("/dev/zero"), environ={})  # read forever before the fix
     with pytest.raises(ConfigError, match="over 1000 kB"):
         load_settings(big, environ={})
+
+
+def test_demo_dir_that_is_a_file_is_one_message(tmp_path: Path) -> None:
+    from kiosk.demo import run_demo
+
+    afile = tmp_path / "kiosk.yaml"
+    afile.write_text("site: {}\n")
+    for folder in (afile, afile / "sub"):
+        with pytest.raises(KioskError, match="give an empty folder"):
+            run_demo(folder, say=lambda _line: None)  # FileExistsError / NotADirectoryError before the fix
