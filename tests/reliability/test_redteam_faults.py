@@ -249,3 +249,18 @@ def test_demo_dir_that_is_a_file_is_one_message(tmp_path: Path) -> None:
     for folder in (afile, afile / "sub"):
         with pytest.raises(KioskError, match="give an empty folder"):
             run_demo(folder, say=lambda _line: None)  # FileExistsError / NotADirectoryError before the fix
+
+
+def test_the_door_screen_shows_the_site_name_as_text_not_markup() -> None:
+    import urllib.request
+
+    from kiosk.screen import ScreenServer, ScreenState
+
+    server = ScreenServer(ScreenState(), port=0, title='Office <img src=x onerror="alert(1)">').start()
+    try:
+        with urllib.request.urlopen(server.url, timeout=10) as response:  # 127.0.0.1 only
+            page = response.read().decode("utf-8")
+    finally:
+        server.stop()
+    assert "<img src=x" not in page
+    assert "Office &lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page
