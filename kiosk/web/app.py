@@ -409,6 +409,14 @@ def serve(settings: Settings) -> None:
 
     app = create_app(settings)
     c: WebContext = app.extensions["kiosk"]
+    try:  # before the daily jobs: a second `kiosk serve` must not purge or copy
+        server = waitress.create_server(app, host=settings.web.host, port=settings.web.port,
+                                        threads=settings.web.threads, ident="kiosk")
+    except OSError as exc:  # port taken (another `kiosk serve`?), or an address this machine lacks
+        c.db.close()
+        raise KioskError(f"the web app cannot listen on {settings.web.host}:{settings.web.port} "
+                         f"({exc.strerror or exc}): is another `kiosk serve` running? Stop it or "
+                         "change web.port / web.host") from None
     jobs: list[tuple[str, Callable[[], object]]] = []
     if settings.web.daily_purge:
         jobs.append(("retention purge", lambda: run_purge(c, "system:daily-purge")))
@@ -427,8 +435,6 @@ def serve(settings: Settings) -> None:
                 stop.wait(24 * 3600)
 
         threading.Thread(target=_daily_loop, name="daily-jobs", daemon=True).start()
-    server = waitress.create_server(app, host=settings.web.host, port=settings.web.port,
-                                    threads=settings.web.threads, ident="kiosk")
     logger.info("web app on http://%s:%d/", settings.web.host, settings.web.port)
     try:
         _run_until_stopped(server)

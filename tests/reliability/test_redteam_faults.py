@@ -264,3 +264,21 @@ def test_the_door_screen_shows_the_site_name_as_text_not_markup() -> None:
         server.stop()
     assert "<img src=x" not in page
     assert "Office &lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page
+
+
+def test_a_second_web_app_on_a_busy_port_is_one_message_and_runs_no_daily_jobs(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = tmp_path / "kiosk.yaml"
+        config.write_text(f"site:\n  timezone: Europe/Berlin\ndatabase:\n  path: {tmp_path / 'k.db'}\n"
+                          f"web:\n  host: 127.0.0.1\n  port: {port}\n")
+        proc = kiosk(config, "serve", timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
+    with store.open_database(tmp_path / "k.db") as db:
+        assert not [a for a in store.list_audit(db, limit=50) if "purge" in a.action]
