@@ -282,3 +282,21 @@ def test_a_second_web_app_on_a_busy_port_is_one_message_and_runs_no_daily_jobs(t
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
     with store.open_database(tmp_path / "k.db") as db:
         assert not [a for a in store.list_audit(db, limit=50) if "purge" in a.action]
+
+
+# --- leave import -------------------------------------------------------------------------------
+
+
+def test_a_huge_leave_csv_is_refused_before_parsing_not_gigabytes_of_memory(tmp_path: Path) -> None:
+    from kiosk.leave_csv import MAX_CSV_BYTES, parse_leave_csv, read_leave_csv
+
+    line = b"NOPE,2026-12-02\n"
+    data = b"employee_id,first_day\n" + line * (MAX_CSV_BYTES // len(line) + 1)
+    big = tmp_path / "hr.csv"
+    big.write_bytes(data)
+    with store.open_database(tmp_path / "k.db") as db:
+        # Before the fix every line was parsed (a 100 MB upload took 3.5 GB), then listed as wrong.
+        with pytest.raises(KioskError, match="is over 2 MB"):
+            parse_leave_csv(data, db, "hr.csv")
+        with pytest.raises(KioskError, match="is over 2 MB"):
+            read_leave_csv(big, db)
