@@ -18,7 +18,7 @@ from kiosk import store
 from kiosk.config import Settings
 from kiosk.errors import ImageError, KioskError, PersonNotFound, StoreError
 from kiosk.gallery import Gallery
-from kiosk.vision.faces import IMAGE_SUFFIXES, FaceAnalyzer, load_image
+from kiosk.vision.faces import IMAGE_SUFFIXES, PHOTO_MAX_SIDE, FaceAnalyzer, load_image
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def load_photos(paths: Iterable[Path | str]) -> tuple[list[tuple[str, np.ndarray
     unreadable: list[PhotoVerdict] = []
     for path in expand_photo_paths(paths):
         try:
-            photos.append((path.name, load_image(path)))
+            photos.append((path.name, load_image(path, max_side=PHOTO_MAX_SIDE)))
         except ImageError as exc:
             unreadable.append(PhotoVerdict(path.name, False, str(exc)))
     return photos, unreadable

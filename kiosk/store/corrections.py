@@ -14,7 +14,7 @@ from kiosk.config import RetentionSettings
 from kiosk.errors import StoreError, TimeOutOfRange
 from kiosk.store.db import Database
 from kiosk.store.models import AttendanceEvent
-from kiosk.store.repo import EventInfo, _audit, _event_info, _get_unerased, _now
+from kiosk.store.repo import EventInfo, _audit, _event_info, _get_unerased, _now, refuse_hidden
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ def _reason(note: str) -> str:
     note = " ".join(note.split())
     if not note:
         raise StoreError("a reason is required for a correction (e.g. 'forgot to check out, confirmed by HR')")
+    refuse_hidden(note, "the reason")  # shown by `kiosk events list` and in the audit log
     return note[:500]
 
 

@@ -249,7 +249,7 @@ MAX_EMPLOYEE_ID_CHARS = 64
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
-def _refuse_hidden(text: str, what: str) -> None:
+def refuse_hidden(text: str, what: str) -> None:
     """StoreError when text holds a control character (terminal escapes, NUL) or a bidi override
     (U+202E shows 'exe.gnp' as 'png.exe'): they corrupt tables and mislead whoever reads the name."""
     bad = [c for c in text if unicodedata.category(c) == "Cc" or c in _BIDI_CONTROLS]
@@ -264,7 +264,7 @@ def clean_name(name: str) -> str:
     name = " ".join(name.split())
     if not name or len(name) > MAX_NAME_CHARS:
         raise StoreError(f"a name must have 1 to {MAX_NAME_CHARS} characters")
-    _refuse_hidden(name, "the name")
+    refuse_hidden(name, "the name")
     return name
 
 
@@ -275,7 +275,7 @@ def clean_employee_id(employee_id: str) -> str:
     employee_id = employee_id.strip()
     if not employee_id or len(employee_id) > MAX_EMPLOYEE_ID_CHARS:
         raise StoreError(f"an employee id must have 1 to {MAX_EMPLOYEE_ID_CHARS} characters")
-    _refuse_hidden(employee_id, "the employee id")
+    refuse_hidden(employee_id, "the employee id")
     if any((c.isspace() and c != " ") or unicodedata.category(c) in ("Cf", "Zl", "Zp") for c in employee_id):
         raise StoreError(f"the employee id {employee_id!r} holds invisible characters or odd spaces; "
                          "use letters, digits, signs and plain spaces only")

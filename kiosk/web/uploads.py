@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kiosk.errors import UploadError
+from kiosk.vision.faces import PHOTO_MAX_SIDE, shrink_opened
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ def check_filename(name: str | None) -> str:
 
 
 def decode_photo(name: str, data: bytes, limits: UploadLimits) -> Photo:
-    """Check and decode one upload -> Photo (RGB uint8 HxWx3, EXIF orientation applied)."""
+    """Check and decode one upload -> Photo (RGB uint8 HxWx3, EXIF orientation applied, at most
+    PHOTO_MAX_SIDE pixels on the long side)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     name = check_filename(name)
@@ -76,9 +78,11 @@ def decode_photo(name: str, data: bytes, limits: UploadLimits) -> Photo:
                                       f"(at most {limits.max_pixels / 1e6:.0f} megapixels)")
                 probe.verify()
             with Image.open(io.BytesIO(data)) as img:
+                shrink_opened(img, PHOTO_MAX_SIDE)  # twelve 40-megapixel photos held 3.8 GB at once
                 img.load()
                 img = ImageOps.exif_transpose(img) or img
                 rgb = img.convert("RGB")
+                rgb.thumbnail((PHOTO_MAX_SIDE, PHOTO_MAX_SIDE))
     except UploadError:
         raise
     except UnidentifiedImageError:

@@ -300,3 +300,41 @@ def test_a_huge_leave_csv_is_refused_before_parsing_not_gigabytes_of_memory(tmp_
             parse_leave_csv(data, db, "hr.csv")
         with pytest.raises(KioskError, match="is over 2 MB"):
             read_leave_csv(big, db)
+
+
+def test_large_enrolment_photos_are_analysed_shrunk_not_at_40_megapixels(tmp_path: Path) -> None:
+    """Twelve 6000x6600 JPEGs of 0.6 MB each (7 MB, under the upload limit) took the web app to 3.8 GB of
+    memory and ten minutes of CPU; they are decoded at a reduced scale now, on the web and the CLI."""
+    import io
+
+    from PIL import Image
+
+    from kiosk.vision.faces import PHOTO_MAX_SIDE
+    from kiosk.web.uploads import UploadLimits, decode_photos
+
+    buf = io.BytesIO()
+    Image.new("RGB", (6000, 6600), (128, 128, 128)).save(buf, "JPEG", quality=10)
+    data = buf.getvalue()
+    photos = decode_photos([(f"p{i}.jpg", data) for i in range(12)], UploadLimits())
+    assert all(max(p.image.shape[:2]) <= PHOTO_MAX_SIDE for p in photos)
+    assert photos[0].image.shape[1] * 6600 == pytest.approx(photos[0].image.shape[0] * 6000, rel=0.01)
+    path = tmp_path / "big.jpg"
+    path.write_bytes(data)
+    images, unreadable = load_photos([path])
+    assert unreadable == [] and max(images[0][1].shape[:2]) <= PHOTO_MAX_SIDE
+
+
+def test_a_correction_reason_with_terminal_escapes_is_refused(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    with store.open_database(tmp_path / "k.db") as db:
+        person = store.add_person(db, "E1", "Ada Lovelace")
+        at = datetime.now(UTC) - timedelta(hours=1)
+        with pytest.raises(StoreError, match="control or text-direction"):
+            store.add_correction(db, person.id, at, "in", actor="web:admin", note="forgot\x1b]0;pwned\x07",
+                                 retention_days=400)
+        event = store.add_correction(db, person.id, at, "in", actor="web:admin", note="forgot to\n check in",
+                                     retention_days=400)
+        assert event.note == "forgot to check in"
+        with pytest.raises(StoreError, match="control or text-direction"):
+            store.remove_event(db, event.id, actor="web:admin", reason="typo\x1b[2J")
