@@ -50,6 +50,11 @@ def write_offsite_copy(database: Path, dest: Path) -> OffsiteCopy:
     database, dest = Path(database), Path(dest)
     if not database.is_file():
         raise StoreError(f"{database}: no database to copy")
+    companions = {database.resolve().with_name(database.resolve().name + suffix)
+                  for suffix in ("", "-wal", "-shm", "-journal")}
+    if dest.resolve() in companions:  # SQLite reads (and deletes) <db>-journal and <db>-wal as its own
+        raise StoreError(f"{dest} is a name SQLite uses for the database's own files; choose another name "
+                         "(and better another disk)")
     if dest.exists():
         raise StoreError(f"{dest} exists; choose a new file name (nothing was overwritten)")
     if not dest.parent.is_dir():

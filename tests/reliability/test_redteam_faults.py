@@ -338,3 +338,13 @@ def test_a_correction_reason_with_terminal_escapes_is_refused(tmp_path: Path) ->
         assert event.note == "forgot to check in"
         with pytest.raises(StoreError, match="control or text-direction"):
             store.remove_event(db, event.id, actor="web:admin", reason="typo\x1b[2J")
+
+
+def test_a_backup_named_like_the_databases_journal_is_refused_not_deleted_at_the_next_open(config: Path,
+                                                                                           tmp_path: Path) -> None:
+    journal = tmp_path / "k.db-journal"
+    proc = kiosk(config, "db", "backup", str(journal))  # reported success, then the next open deleted it
+    assert proc.returncode == 1, proc.stdout
+    assert "SQLite uses for the database's own files" in proc.stderr
+    assert not journal.exists()
+    assert kiosk(config, "people", "list").returncode == 0
