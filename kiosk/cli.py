@@ -326,11 +326,16 @@ def people_show(ctx: Context, employee_id: str, export_path: Path | None) -> Non
 
 
 def _write_export(path: Path, text: str) -> None:
-    """Write a subject-access export to path; KioskError (not a traceback) when the path cannot take it."""
+    """Write a subject-access export to a new file at path; KioskError (not a traceback) when the path is a
+    folder, cannot be written, or exists (like `kiosk db backup`, never overwrites: `--export kiosk.db`
+    would have replaced the database with JSON)."""
     if path.is_dir():
         raise KioskError(f"{path} is a folder: give a file name for the export, e.g. {path / 'person.json'}")
     try:
-        path.write_text(text, encoding="utf-8")
+        with path.open("x", encoding="utf-8") as handle:
+            handle.write(text)
+    except FileExistsError:
+        raise KioskError(f"{path} exists; choose a new file name (nothing was overwritten)") from None
     except OSError as exc:
         raise KioskError(f"cannot write the export to {path}: {exc.strerror or exc}") from None
 

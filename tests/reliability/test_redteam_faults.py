@@ -348,3 +348,12 @@ def test_a_backup_named_like_the_databases_journal_is_refused_not_deleted_at_the
     assert "SQLite uses for the database's own files" in proc.stderr
     assert not journal.exists()
     assert kiosk(config, "people", "list").returncode == 0
+
+
+def test_people_show_export_never_overwrites_a_file_such_as_the_database(config: Path, tmp_path: Path) -> None:
+    database = tmp_path / "k.db"
+    before = database.read_bytes()
+    proc = kiosk(config, "people", "show", "E1", "--export", str(database))  # a typo for person.json
+    assert proc.returncode == 1 and "exists; choose a new file name" in proc.stderr, proc.stderr
+    assert database.read_bytes() == before  # was overwritten with JSON: every record gone
+    assert kiosk(config, "people", "list").returncode == 0
