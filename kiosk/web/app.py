@@ -122,7 +122,11 @@ def _secret_key(settings: Settings) -> bytes:
             logger.info("created web session key %s", path)
         except FileExistsError:
             pass
-    key = path.read_text().strip()
+    try:
+        key = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:  # a folder, unreadable, or binary junk (a damaged card)
+        raise KioskError(f"cannot read the web secret key file {path} ({exc}); "
+                         "delete it to make a new one (everyone signs in again)") from None
     if len(key) < 32:
         raise KioskError(f"web secret key file {path} is too short (delete it to make a new one)")
     return key.encode()

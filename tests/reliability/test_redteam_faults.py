@@ -357,3 +357,19 @@ def test_people_show_export_never_overwrites_a_file_such_as_the_database(config:
     assert proc.returncode == 1 and "exists; choose a new file name" in proc.stderr, proc.stderr
     assert database.read_bytes() == before  # was overwritten with JSON: every record gone
     assert kiosk(config, "people", "list").returncode == 0
+
+
+@pytest.mark.parametrize("damage", ["folder", "binary"])
+def test_a_damaged_web_secret_key_file_is_one_message(tmp_path: Path, damage: str) -> None:
+    from kiosk.config import load_settings
+    from kiosk.web.app import _secret_key
+
+    config = tmp_path / "kiosk.yaml"
+    config.write_text(f"database:\n  path: {tmp_path / 'k.db'}\n")
+    key = tmp_path / "web_secret.key"
+    if damage == "folder":
+        key.mkdir()
+    else:
+        key.write_bytes(bytes(range(256)) * 2)
+    with pytest.raises(KioskError, match="delete it to make a new one"):
+        _secret_key(load_settings(config, environ={}))  # IsADirectoryError / UnicodeDecodeError before
