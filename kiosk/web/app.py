@@ -123,7 +123,7 @@ def _secret_key(settings: Settings) -> bytes:
         except FileExistsError:
             pass
     try:
-        key = path.read_text(encoding="ascii").strip()
+        key = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:  # a folder, unreadable, or binary junk (a damaged card)
         raise KioskError(f"cannot read the web secret key file {path} ({exc}); "
                          "delete it to make a new one (everyone signs in again)") from None
