@@ -82,11 +82,21 @@ def expand_photo_paths(paths: Iterable[Path | str]) -> list[Path]:
     return result
 
 
+MAX_PHOTOS = 50
+"""Most photos one enrolment reads (the web app's own limit is web.max_photos, at most 50): a folder of a
+whole photo library is a mistake, and every decoded photo stays in memory until the verdicts are in."""
+
+
 def load_photos(paths: Iterable[Path | str]) -> tuple[list[tuple[str, np.ndarray]], list[PhotoVerdict]]:
-    """(decoded (name, RGB uint8 HxWx3) photos, verdicts for files that could not be read)."""
+    """(decoded (name, RGB uint8 HxWx3) photos, verdicts for files that could not be read); KioskError for
+    more than MAX_PHOTOS files, before any is decoded."""
     photos: list[tuple[str, np.ndarray]] = []
     unreadable: list[PhotoVerdict] = []
-    for path in expand_photo_paths(paths):
+    files = expand_photo_paths(paths)
+    if len(files) > MAX_PHOTOS:
+        raise KioskError(f"{len(files)} photos given: at most {MAX_PHOTOS} per person (3 to 8 good ones are "
+                         "best); give a folder with this person's photos only")
+    for path in files:
         try:
             photos.append((path.name, load_image(path, max_side=PHOTO_MAX_SIDE)))
         except ImageError as exc:

@@ -373,3 +373,15 @@ def test_a_damaged_web_secret_key_file_is_one_message(tmp_path: Path, damage: st
         key.write_bytes(bytes(range(256)) * 2)
     with pytest.raises(KioskError, match="delete it to make a new one"):
         _secret_key(load_settings(config, environ={}))  # IsADirectoryError / UnicodeDecodeError before
+
+
+def test_enrolling_from_a_whole_photo_library_is_refused_before_decoding(tmp_path: Path) -> None:
+    """Every photo of an enrolment is decoded and held at once: 500 phone photos took gigabytes."""
+    from kiosk.enrolment import MAX_PHOTOS
+
+    library = tmp_path / "library"
+    library.mkdir()
+    for i in range(MAX_PHOTOS + 1):
+        (library / f"IMG_{i:04d}.jpg").write_bytes(b"not decoded")
+    with pytest.raises(KioskError, match=f"{MAX_PHOTOS + 1} photos given: at most {MAX_PHOTOS}"):
+        load_photos([library])
