@@ -104,6 +104,9 @@ class DoorLock:
             os.close(fd)
             raise KioskError(f"another door service (pid {holder}) is already running on "
                              f"{self.path.with_suffix('')}; stop it first (systemctl stop kiosk)") from None
+        except OSError as exc:  # a file system without flock: run unguarded rather than not at all
+            logger.warning("cannot lock %s (%s); make sure only one door service uses this database",
+                           self.path, exc)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode("ascii"))
         self._fd = fd
