@@ -385,3 +385,19 @@ def test_enrolling_from_a_whole_photo_library_is_refused_before_decoding(tmp_pat
         (library / f"IMG_{i:04d}.jpg").write_bytes(b"not decoded")
     with pytest.raises(KioskError, match=f"{MAX_PHOTOS + 1} photos given: at most {MAX_PHOTOS}"):
         load_photos([library])
+
+
+def test_evaluate_faces_cache_never_overwrites_a_file_that_is_no_cache(tmp_path: Path) -> None:
+    from kiosk.evaluation.faces import load_embedding_cache, save_embedding_cache
+
+    database = tmp_path / "kiosk.db"
+    with store.open_database(database):
+        pass
+    before = database.read_bytes()
+    with pytest.raises(KioskError, match="no embedding cache"):  # was ignored, then overwritten after the run
+        load_embedding_cache(database, "key")
+    assert database.read_bytes() == before
+    cache = tmp_path / "cache.npz"
+    save_embedding_cache(cache, "key", {"a.jpg": None})
+    assert load_embedding_cache(cache, "key") == {"a.jpg": None}
+    assert load_embedding_cache(cache, "other settings") == {}
