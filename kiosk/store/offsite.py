@@ -30,7 +30,9 @@ from kiosk.store.repo import audit
 logger = logging.getLogger(__name__)
 
 DAILY_NAME = re.compile(r"^kiosk-\d{4}-\d{2}-\d{2}\.db$")  # the daily copies: kiosk-YYYY-MM-DD.db
-LEFT_OUT_TABLES = ("face_templates", "enrolment_images", "capture_requests")
+LEFT_OUT_TABLES = ("face_templates", "enrolment_images", "capture_requests", "web_sessions")
+"""Rows a copy never holds: biometric data, capture requests, and the web sessions (a copy restored on
+the same Pi would otherwise bring back sessions signed out since, and a copied cookie would work again)."""
 
 
 @dataclass(frozen=True)

@@ -401,3 +401,23 @@ def test_evaluate_faces_cache_never_overwrites_a_file_that_is_no_cache(tmp_path:
     save_embedding_cache(cache, "key", {"a.jpg": None})
     assert load_embedding_cache(cache, "key") == {"a.jpg": None}
     assert load_embedding_cache(cache, "other settings") == {}
+
+
+def test_a_restored_backup_does_not_bring_back_a_signed_out_web_session(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from kiosk.store.repo import end_session, session_user, start_session
+    from kiosk.web.auth import create_user
+
+    live = tmp_path / "k.db"
+    with store.open_database(live) as db:
+        user = create_user(db, "alice", "a long enough password", "admin", actor="test")
+        token = start_session(db, user.id, timedelta(hours=12))  # a cookie someone copies
+    copy = store.write_offsite_copy(live, tmp_path / "copy.db").path
+    with store.open_database(live) as db:
+        end_session(db, token)  # alice signs out: the copied cookie stops working
+    copy.replace(live)  # the SD card fails; the copy is restored (same web_secret.key beside it)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{live}{suffix}").unlink(missing_ok=True)
+    with store.open_database(live) as db:
+        assert session_user(db, token, timedelta(hours=12)) is None  # was alice again before the fix
