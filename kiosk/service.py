@@ -176,6 +176,7 @@ class KioskService:
         self.rss_start_mb = 0.0
         self._stop = False
         self._stop_reason = ""
+        self._exit_code = 0
         self._next_status = 0.0
         self._next_gallery_check = 0.0
         self._next_gallery_reload = 0.0
@@ -241,11 +242,14 @@ class KioskService:
         signal.signal(signal.SIGINT, handler)
 
     def run(self, stop_after: int | None = None) -> int:
-        """Process frames until stopped, the replay ends, or stop_after frames; returns exit code 0."""
+        """Process frames until stopped, the replay ends, or stop_after frames; returns the exit code: 0, or 1
+        when the database file went away under the service."""
         assert self.camera is not None and self.pipeline is not None
         camera = self.camera
         while not self._stop:
             self.housekeeping()
+            if self._stop:
+                break
             frame = camera.read()
             if frame is None:
                 if camera.ended:
@@ -261,7 +265,7 @@ class KioskService:
             if stop_after is not None and self.counts["frames"] >= stop_after:
                 self._stop_reason = f"stop after {stop_after} frames"
                 break
-        return 0
+        return self._exit_code
 
     def close(self) -> None:
         """Stop the screen, release the camera and database, write the final status."""
@@ -370,7 +374,15 @@ class KioskService:
 
     # -- housekeeping ------------------------------------------------------------------------------
     def housekeeping(self) -> None:
-        """Watchdog, status file, gallery check/reload and the daily purge, each when due."""
+        """Watchdog, status file, gallery check/reload and the daily purge, each when due; stops the
+        loop (exit status 1, systemd restarts it) when the database file was deleted or replaced."""
+        if self.db is not None and self.db.moved():
+            logger.error("the database file %s was deleted or replaced while the door ran; stopping so that "
+                         "check-ins are not written to the old, unlinked file (a restart opens the file there now)",
+                         self.db.path)
+            self.request_stop("database file deleted or replaced")
+            self._exit_code = 1
+            return
         now = self._monotonic()
         if self._watchdog_s and now >= self._next_watchdog:
             sdnotify.watchdog()

@@ -8,6 +8,7 @@ is created at the newest schema.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import sqlite3
@@ -429,6 +430,15 @@ def upgrade(
     return UpgradeResult(before, target, backup_path)
 
 
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at path; None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 class Database:
     """An open kiosk database: engine + session factory. Use the functions in kiosk.store."""
 
@@ -438,6 +448,13 @@ class Database:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         # erasures interrupted earlier that open_from_settings finished (finish_pending_erasures)
         self.finished_erasures: list[FinishedErasure] = []
+        self._identity = _file_identity(path)
+
+    def moved(self) -> bool:
+        """True when the file at self.path is no longer the one opened: deleted (its folder too), or
+        replaced by a rename (a copy restored while we run). Commits then go to the unlinked old file
+        and vanish at the next start, without any error from SQLite."""
+        return self._identity is not None and _file_identity(self.path) != self._identity
 
     @contextmanager
     def session(self) -> Iterator[Session]:

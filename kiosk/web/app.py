@@ -254,6 +254,13 @@ def create_app(
     def _guard() -> Response | None:
         g.client = auth.client_address(request.remote_addr or "", request.headers.get("X-Forwarded-For"),
                                        trusted_proxies)
+        if request.endpoint != "static" and ctx().db.moved():
+            # Changes would go to the old, unlinked file and vanish at the next start.
+            logger.error("the database file %s was deleted or replaced under the web app", ctx().db.path)
+            return Response(render_template(
+                "error.html", title="Restart needed",
+                message="The database file was replaced or deleted while the web app ran; nothing is read or "
+                        "written until it restarts (systemctl restart kiosk-web)."), 503)
         _load_user()
         if request.endpoint == "static" or request.routing_exception is not None:
             return None  # no view runs: Flask answers 404 / 405

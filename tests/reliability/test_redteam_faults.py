@@ -421,3 +421,54 @@ def test_a_restored_backup_does_not_bring_back_a_signed_out_web_session(tmp_path
         Path(f"{live}{suffix}").unlink(missing_ok=True)
     with store.open_database(live) as db:
         assert session_user(db, token, timedelta(hours=12)) is None  # was alice again before the fix
+
+
+# --- the database file replaced under a running process -------------------------------------------
+
+
+def _replace_by_rename(live: Path) -> None:
+    """Restore a copy the way `mv copy.db kiosk.db` does while a process has the old file open."""
+    copy = store.write_offsite_copy(live, live.with_name("copy.db")).path
+    copy.replace(live)
+
+
+def test_the_web_app_refuses_to_write_to_a_database_file_that_was_replaced(tmp_path: Path) -> None:
+    from kiosk.config import load_settings
+    from kiosk.web import create_app
+
+    config = tmp_path / "kiosk.yaml"
+    config.write_text(f"database:\n  path: {tmp_path / 'k.db'}\n")
+    app = create_app(load_settings(config, environ={}), secret_key="x" * 32)
+    client = app.test_client()
+    assert client.get("/login").status_code == 200
+    _replace_by_rename(tmp_path / "k.db")
+    r = client.get("/login")  # was 200, and every change went to the unlinked file
+    assert r.status_code == 503 and "systemctl restart kiosk-web" in r.get_data(as_text=True)
+    app.extensions["kiosk"].db.close()
+
+
+@pytest.mark.slow
+def test_the_door_stops_when_its_database_file_is_deleted_instead_of_losing_check_ins(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from door_helpers import door_scene, enrol_people, write_config
+
+    from kiosk.service import KioskService
+    from kiosk.vision.faces import make_analyzer
+
+    analyzer = make_analyzer()
+    scene = door_scene(tmp_path / "frames", linger_s=4.0, tail_s=0.0)
+    state = tmp_path / "state"
+    state.mkdir()
+    enrol_people(state / "k.db", analyzer)
+    settings = write_config(tmp_path / "kiosk.yaml", state / "k.db", scene.frames)
+    settings.screen.enabled = False
+    door = KioskService(settings, analyzer=analyzer)
+    door.start()
+    try:
+        for path in state.iterdir():  # `rm -rf /var/lib/kiosk/*` or a failed mount: the door must notice
+            path.unlink()
+        code = door.run()
+    finally:
+        door.close()
+    assert code == 1  # systemd restarts it on the file now at database.path
+    assert door.counts["events"] == 0  # before the fix: all check-ins "recorded" in the unlinked file
