@@ -472,3 +472,15 @@ def test_the_door_stops_when_its_database_file_is_deleted_instead_of_losing_chec
         door.close()
     assert code == 1  # systemd restarts it on the file now at database.path
     assert door.counts["events"] == 0  # before the fix: all check-ins "recorded" in the unlinked file
+
+
+def test_usernames_that_differ_only_in_case_are_refused(tmp_path: Path) -> None:
+    from kiosk.errors import DuplicatePerson
+    from kiosk.web.auth import create_user
+
+    with store.open_database(tmp_path / "k.db") as db:
+        create_user(db, "admin", "a long enough password", "admin", actor="test")
+        for lookalike in ("Admin", "ADMIN"):  # both created before: 'web:Admin' beside 'web:admin' in the audit
+            with pytest.raises(DuplicatePerson, match="already taken"):
+                create_user(db, lookalike, "a long enough password", "manager", actor="test")
+        assert [u.username for u in store.list_users(db)] == ["admin"]
