@@ -34,7 +34,7 @@ from kiosk.attendance import Attendance, StoreEventLog
 from kiosk.camera import Frame, RetryingCamera, open_retrying_camera
 from kiosk.capture import DoorEnrolment
 from kiosk.clock import Clock, SystemClock
-from kiosk.config import ConfigError, Settings, load_settings
+from kiosk.config import ConfigError, Settings, load_settings, status_file_problem
 from kiosk.errors import KioskError, StoreError
 from kiosk.gallery import Gallery
 from kiosk.pipeline import CheckinDecision, Pipeline
@@ -190,6 +190,9 @@ class KioskService:
         """Migrate/open the database, load models and gallery, open camera and screen; READY=1."""
         s = self.settings
         sdnotify.status("starting: database")
+        problem = status_file_problem(s)
+        if problem is not None:  # the first status write would replace the database with JSON
+            raise ConfigError(problem)
         self.door_lock.acquire()
         result = store.upgrade_from_settings(s, backup=True)
         if result.changed:

@@ -484,3 +484,20 @@ def test_usernames_that_differ_only_in_case_are_refused(tmp_path: Path) -> None:
             with pytest.raises(DuplicatePerson, match="already taken"):
                 create_user(db, lookalike, "a long enough password", "manager", actor="test")
         assert [u.username for u in store.list_users(db)] == ["admin"]
+
+
+def test_a_status_file_named_like_the_database_is_refused_before_the_door_overwrites_it(tmp_path: Path) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    database = tmp_path / "k.db"
+    with store.open_database(database) as db:
+        store.add_person(db, "E1", "Ada Lovelace")
+    before = database.read_bytes()
+    config = tmp_path / "kiosk.yaml"
+    config.write_text(f"database:\n  path: {database}\nservice:\n  status_file: {database}\n"
+                      f"camera:\n  type: replay\n  options:\n    path: {frames}\nscreen:\n  enabled: false\n")
+    check = kiosk(config, "config", "check")
+    assert check.returncode == 2 and "service.status_file" in check.stderr, check.stderr
+    proc = kiosk(config, "run", "--stop-after", "1")  # replaced the database with status JSON before the fix
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert database.read_bytes() == before
