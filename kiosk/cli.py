@@ -64,6 +64,9 @@ class Context:
 
 pass_ctx = click.make_pass_decorator(Context)
 
+ROW_ID = click.IntRange(1, 2**63 - 1)
+"""An event or leave id: SQLite's INTEGER range (a larger number is a usage error, not an OverflowError)."""
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None, envvar="KIOSK_CONFIG",
@@ -305,7 +308,7 @@ def people_show(ctx: Context, employee_id: str, export_path: Path | None) -> Non
         today = datetime.now(ctx.settings.tz).date()
         leave = store.leave_between(database, today, None, person_id=p.id)
         if export_path is not None:
-            export_path.write_text(json.dumps(store.export_person(database, p.id), indent=2, default=str))
+            _write_export(export_path, json.dumps(store.export_person(database, p.id), indent=2, default=str))
     tz = ctx.settings.tz
     click.echo(f"{p.name} ({p.employee_id}){'' if p.active else ' [inactive]'}")
     click.echo(f"  enrolled:   {p.created_at.astimezone(tz):%Y-%m-%d %H:%M}")
@@ -320,6 +323,21 @@ def people_show(ctx: Context, employee_id: str, export_path: Path | None) -> Non
         click.echo(f"  leave:      {item.kind} {item.span()} (leave {item.id})")
     if export_path is not None:
         click.echo(f"  exported to {export_path}")
+
+
+def _write_export(path: Path, text: str) -> None:
+    """Write a subject-access export to a new file at path; KioskError (not a traceback) when the path is a
+    folder, cannot be written, or exists (like `kiosk db backup`, never overwrites: `--export kiosk.db`
+    would have replaced the database with JSON)."""
+    if path.is_dir():
+        raise KioskError(f"{path} is a folder: give a file name for the export, e.g. {path / 'person.json'}")
+    try:
+        with path.open("x", encoding="utf-8") as handle:
+            handle.write(text)
+    except FileExistsError:
+        raise KioskError(f"{path} exists; choose a new file name (nothing was overwritten)") from None
+    except OSError as exc:
+        raise KioskError(f"cannot write the export to {path}: {exc.strerror or exc}") from None
 
 
 @people.command("remove")
@@ -452,7 +470,7 @@ def events_add(ctx: Context, employee_id: str, kind: str, at_text: str, note: st
 
 
 @events.command("remove")
-@click.argument("event_id", type=int)
+@click.argument("event_id", type=ROW_ID)
 @click.option("--reason", required=True, help="Why the event is wrong (kept in the audit log).")
 @pass_ctx
 @friendly
@@ -544,7 +562,7 @@ def leave_list(ctx: Context, employee_id: str | None, first: str | None, last: s
 
 
 @leave.command("remove")
-@click.argument("leave_id", type=int)
+@click.argument("leave_id", type=ROW_ID)
 @pass_ctx
 @friendly
 def leave_remove(ctx: Context, leave_id: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import stat
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, Literal
@@ -524,6 +525,22 @@ def _format_errors(exc: ValidationError, data: Any, source: str) -> str:
     return "\n".join(messages)
 
 
+MAX_CONFIG_BYTES = 1_000_000
+
+
+def _read_config_text(path: Path) -> str:
+    """The text of a config file (or pipe); ConfigError for a device or more than MAX_CONFIG_BYTES
+    (`--config /dev/zero` would otherwise read until memory runs out)."""
+    with path.open("rb") as handle:
+        mode = os.fstat(handle.fileno()).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+            raise ConfigError(f"cannot read config file {path}: not a regular file")
+        data = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"cannot read config file {path}: over {MAX_CONFIG_BYTES // 1000} kB, is this the right file?")
+    return data.decode("utf-8")
+
+
 def load_settings(path: Path | str | None = None, environ: dict[str, str] | None = None) -> Settings:
     """Read settings from a YAML file (or defaults when None) plus environment overrides.
 
@@ -538,7 +555,7 @@ def load_settings(path: Path | str | None = None, environ: dict[str, str] | None
         path = Path(path)
         source = str(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = _read_config_text(path)
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {path}") from None
         except (OSError, UnicodeDecodeError) as exc:
@@ -565,6 +582,19 @@ def load_settings(path: Path | str | None = None, environ: dict[str, str] | None
         raise ConfigError(_format_errors(exc, merged, source)) from None
 
 
+def status_file_problem(settings: Settings) -> str | None:
+    """Why service.status_file must not be used (it names the database, one of SQLite's files beside it, or
+    the web secret key: the door rewrites it every few seconds), or None."""
+    status = settings.status_path.resolve()
+    database = Path(settings.database.path).resolve()
+    taken = {database.with_name(database.name + suffix) for suffix in ("", "-wal", "-shm", "-journal")}
+    key = settings.web.secret_key_file or database.parent / "web_secret.key"
+    if status in taken or status == Path(key).resolve():
+        return (f"service.status_file: {settings.status_path} is the database's own file or the web key; "
+                "the door would overwrite it every few seconds (leave it unset: status.json beside the database)")
+    return None
+
+
 def door_problems(settings: Settings) -> list[str]:
     """What `kiosk run` would refuse in these settings, one line each (empty: ready to run).
 
@@ -573,11 +603,15 @@ def door_problems(settings: Settings) -> list[str]:
     """
     from kiosk.camera.options import options_problem
 
+    problems = []
     problem = options_problem(settings.camera.type, settings.camera.options)
-    if problem is None:
-        return []
-    return [f"camera.options: {problem} (the door service `kiosk run` needs it; "
-            "e.g. camera: {type: opencv, options: {device: 0}})"]
+    if problem is not None:
+        problems.append(f"camera.options: {problem} (the door service `kiosk run` needs it; "
+                        "e.g. camera: {type: opencv, options: {device: 0}})")
+    status = status_file_problem(settings)
+    if status is not None:
+        problems.append(status)
+    return problems
 
 
 def settings_as_yaml(settings: Settings) -> str:

@@ -92,13 +92,18 @@ def _replay(frames_dir: Path, pipeline: Pipeline, attendance: Attendance, clock:
 
 
 def run_demo(folder: Path, say: Callable[[str], None] = print, expression: bool = True) -> Path:
-    """Run the demo in folder (created; must not hold a kiosk.db already); returns the database path."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Run the demo in folder (created; must not hold a kiosk.db already); returns the database path.
+
+    KioskError when folder is a file or cannot be created."""
+    from kiosk.errors import KioskError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KioskError(f"cannot use {folder} for the demo ({exc.strerror or exc}); give an empty folder (--dir)") from None
     settings = demo_settings(folder, expression)
     db_path = settings.database.path
     if Path(db_path).exists():
-        from kiosk.errors import KioskError
-
         raise KioskError(f"{db_path} exists; give the demo an empty folder (--dir)")
     analyzer = make_analyzer(settings.recognition)
     names: dict[int, str] = {}

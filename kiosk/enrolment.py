@@ -24,7 +24,7 @@ from kiosk.config import Settings
 from kiosk.errors import ImageError, InvalidIdentity, KioskError, PersonNotFound
 from kiosk.gallery import Gallery
 from kiosk.identity import clean_employee_id, clean_name
-from kiosk.vision.faces import IMAGE_SUFFIXES, FaceAnalyzer, fit_within, load_image
+from kiosk.vision.faces import IMAGE_SUFFIXES, PHOTO_MAX_SIDE, FaceAnalyzer, fit_within, load_image
 
 logger = logging.getLogger(__name__)
 
@@ -93,13 +93,19 @@ def expand_photo_paths(paths: Iterable[Path | str]) -> list[Path]:
     return result
 
 
+MAX_PHOTOS = 50
+"""Most photos one enrolment reads (the web app's own limit is web.max_photos, at most 50): a folder of a
+whole photo library is a mistake, and it is refused before any photo is decoded."""
+
+
 def load_photos(paths: Iterable[Path | str],
-                max_side: int | None = None) -> tuple[list[tuple[str, np.ndarray]], list[PhotoVerdict]]:
+                max_side: int | None = PHOTO_MAX_SIDE) -> tuple[list[tuple[str, np.ndarray]], list[PhotoVerdict]]:
     """(decoded (name, RGB uint8 HxWx3, longer side <= max_side px) photos, verdicts for files that
-    could not be read). Holds every photo at once: enrol() from photo_loaders() holds one."""
+    could not be read). Holds every photo at once: enrol() from photo_loaders() holds one.
+    KioskError for more than MAX_PHOTOS files, before any is decoded."""
     photos: list[tuple[str, np.ndarray]] = []
     unreadable: list[PhotoVerdict] = []
-    for path in expand_photo_paths(paths):
+    for path in _photo_files(paths):
         try:
             photos.append((path.name, load_image(path, max_side=max_side)))
         except ImageError as exc:
@@ -107,12 +113,22 @@ def load_photos(paths: Iterable[Path | str],
     return photos, unreadable
 
 
+def _photo_files(paths: Iterable[Path | str]) -> list[Path]:
+    """expand_photo_paths(), refused (KioskError) above MAX_PHOTOS files before any is decoded."""
+    files = expand_photo_paths(paths)
+    if len(files) > MAX_PHOTOS:
+        raise KioskError(f"{len(files)} photos given: at most {MAX_PHOTOS} per person (3 to 8 good ones are "
+                         "best); give a folder with this person's photos only")
+    return files
+
+
 def photo_loaders(paths: Iterable[Path | str], max_side: int) -> list[Photo]:
     """(file name, loader) for the photo files and folders given: enrol() decodes each file
-    (scaled to at most max_side px a side) only when it comes to it; KioskError if one is missing."""
+    (scaled to at most max_side px a side) only when it comes to it; KioskError if one is missing
+    or there are more than MAX_PHOTOS."""
     def loader(path: Path) -> Callable[[], np.ndarray]:
         return lambda: load_image(path, max_side=max_side)
-    return [(path.name, loader(path)) for path in expand_photo_paths(paths)]
+    return [(path.name, loader(path)) for path in _photo_files(paths)]
 
 
 def _judge(analyzer: FaceAnalyzer, source: str, photo: np.ndarray | Callable[[], np.ndarray],

@@ -19,6 +19,9 @@ from kiosk.store import Database, NewLeave, list_people
 
 REQUIRED_COLUMNS = ("employee_id", "first_day")
 MAX_ERRORS = 20
+MAX_CSV_BYTES = 2_000_000
+"""Largest leave file read (about 60,000 lines): parsing takes some 35 bytes of memory per byte of CSV,
+so a 100 MB upload would need 3.5 GB and take the web app down on a Pi."""
 
 
 def _day(text: str, column: str) -> date:
@@ -56,7 +59,8 @@ def _read_rows(text: str, source: str) -> tuple[list[str], list[tuple[int, dict[
 def read_leave_csv(path: Path, db: Database) -> list[NewLeave]:
     """The leave in the CSV file at path (see parse_leave_csv)."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:  # at most one byte over the limit, also from /dev/zero
+            data = handle.read(MAX_CSV_BYTES + 1)
     except FileNotFoundError:
         raise KioskError(f"no such file: {path}") from None
     except OSError as exc:
@@ -66,7 +70,10 @@ def read_leave_csv(path: Path, db: Database) -> list[NewLeave]:
 
 def parse_leave_csv(data: bytes, db: Database, source: str) -> list[NewLeave]:
     """CSV bytes (UTF-8, a BOM allowed) checked against the people in db -> items labelled "line N";
-    KioskError naming source and every bad line."""
+    KioskError naming source and every bad line, or the file being over MAX_CSV_BYTES."""
+    if len(data) > MAX_CSV_BYTES:
+        raise KioskError(f"{source} is over {MAX_CSV_BYTES / 1e6:.0f} MB: is this the right file? "
+                         "Split a larger export into parts")
     try:
         text = data.decode("utf-8-sig")  # spreadsheets often write a BOM
     except UnicodeDecodeError:

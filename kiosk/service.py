@@ -39,7 +39,7 @@ from kiosk.attendance import Attendance
 from kiosk.camera import Frame, RetryingCamera, open_retrying_camera
 from kiosk.capture import DoorEnrolment
 from kiosk.clock import Clock, ReplayClock, SystemClock
-from kiosk.config import ConfigError, Settings, load_settings
+from kiosk.config import ConfigError, Settings, load_settings, status_file_problem
 from kiosk.errors import KioskError, StoreError
 from kiosk.gallery import Gallery
 from kiosk.journal import JOURNAL_NAME, Journal, JournalEntry
@@ -67,6 +67,55 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class DoorLock:
+    """One door service per database: an flock on <database>.door-lock, held while the service runs.
+
+    A second `kiosk run` on the same database would record every check-in twice (and fight over the
+    camera and the screen port); it gets a KioskError naming the first one's pid instead. The lock is
+    a file of its own (never the database: closing a descriptor on the database file would drop
+    SQLite's POSIX locks) and goes with the process, also on a crash or a power cut.
+    """
+
+    def __init__(self, database_path: Path) -> None:
+        self.path = Path(database_path).with_name(Path(database_path).name + ".door-lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock (creating the database folder if needed); KioskError when another process holds it."""
+        import fcntl
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise KioskError(f"cannot create the door lock {self.path} ({exc.strerror or exc}); "
+                             "the database folder must be writable by the user running kiosk") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise KioskError(f"another door service (pid {holder}) is already running on "
+                             f"{self.path.with_suffix('')}; stop it first (systemctl stop kiosk)") from None
+        except OSError as exc:  # a file system without flock: run unguarded rather than not at all
+            logger.warning("cannot lock %s (%s); make sure only one door service uses this database",
+                           self.path, exc)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        self._fd = fd
+
+    @property
+    def held(self) -> bool:
+        """True while this process holds the lock."""
+        return self._fd is not None
+
+    def release(self) -> None:
+        """Let the next door service start (the lock file itself stays)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def rss_mb() -> float:
@@ -124,6 +173,7 @@ class KioskService:
         self.rss_start_mb = 0.0
         self._stop = False
         self._stop_reason = ""
+        self._exit_code = 0
         self._next_status = 0.0
         self._status_due = False
         self._status_failed = False
@@ -132,12 +182,17 @@ class KioskService:
         self._next_watchdog = 0.0
         self._watchdog_s = sdnotify.watchdog_interval()
         self._state = "starting"
+        self.door_lock = DoorLock(Path(settings.database.path))
 
     # -- life cycle ----------------------------------------------------------------------------
     def start(self) -> None:
         """Migrate/open the database, load models and gallery, open camera and screen; READY=1."""
         s = self.settings
         sdnotify.status("starting: database")
+        problem = status_file_problem(s)
+        if problem is not None:  # the first status write would replace the database with JSON
+            raise ConfigError(problem)
+        self.door_lock.acquire()
         result = store.upgrade_from_settings(s, backup=True)
         if result.changed:
             logger.info("database upgraded %s -> %s (backup %s)", result.before, result.after, result.backup)
@@ -165,7 +220,12 @@ class KioskService:
         self.purge_if_due()
         self._next_gallery_check = self._monotonic() + s.service.gallery_check_s
         if s.screen.enabled:
-            self.screen_server = ScreenServer(self.screen, s.screen.host, s.screen.port, s.site.name).start()
+            try:
+                self.screen_server = ScreenServer(self.screen, s.screen.host, s.screen.port, s.site.name).start()
+            except OSError as exc:
+                raise KioskError(f"the door screen cannot listen on {s.screen.host}:{s.screen.port} "
+                                 f"({exc.strerror or exc}): another program uses that port; stop it or "
+                                 "change screen.port") from None
         if self.camera is None:
             self.camera = open_retrying_camera(s.camera)
         self.rss_start_mb = rss_mb()
@@ -190,11 +250,14 @@ class KioskService:
         signal.signal(signal.SIGINT, handler)
 
     def run(self, stop_after: int | None = None) -> int:
-        """Process frames until stopped, the replay ends, or stop_after frames; returns exit code 0."""
+        """Process frames until stopped, the replay ends, or stop_after frames; returns the exit code: 0, or 1
+        when the database file went away under the service."""
         assert self.camera is not None and self.pipeline is not None
         camera = self.camera
         while not self._stop:
             self.housekeeping()
+            if self._stop:
+                break
             frame = camera.read()
             if frame is None:
                 if camera.ended:
@@ -210,7 +273,7 @@ class KioskService:
             if stop_after is not None and self.counts["frames"] >= stop_after:
                 self._stop_reason = f"stop after {stop_after} frames"
                 break
-        return 0
+        return self._exit_code
 
     def close(self) -> None:
         """Stop the screen, release the camera and database, write the final status."""
@@ -224,10 +287,12 @@ class KioskService:
             self.screen_server = None
         if self.outbox is not None:
             self.outbox.close()
-        self.save_status()
+        if self.door_lock.held:  # a service refused by the lock leaves the running one's status file alone
+            self.save_status()
         if self.db is not None:
             self.db.close()
             self.db = None
+        self.door_lock.release()
 
     # -- per frame -------------------------------------------------------------------------------
     def handle_frame(self, frame: Frame) -> CheckinDecision | None:
@@ -340,7 +405,15 @@ class KioskService:
 
     # -- housekeeping ------------------------------------------------------------------------------
     def housekeeping(self) -> None:
-        """Watchdog, status file, gallery check/reload and the daily purge, each when due."""
+        """Watchdog, status file, gallery check/reload and the daily purge, each when due; stops the
+        loop (exit status 1, systemd restarts it) when the database file was deleted or replaced."""
+        if self.db is not None and self.db.moved():
+            logger.error("the database file %s was deleted or replaced while the door ran; stopping so that "
+                         "check-ins are not written to the old, unlinked file (a restart opens the file there now)",
+                         self.db.path)
+            self.request_stop("database file deleted or replaced")
+            self._exit_code = 1
+            return
         now = self._monotonic()
         if self._watchdog_s and now >= self._next_watchdog:
             sdnotify.watchdog()

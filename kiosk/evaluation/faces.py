@@ -140,10 +140,20 @@ def cache_key(settings: RecognitionSettings, analyzer: object | None = None) -> 
 
 
 def load_embedding_cache(path: Path, key: str) -> dict[str, np.ndarray | None]:
-    """{relative photo path: (128,) float32 or None} from a cache .npz made with the same key, else {}."""
+    """{relative photo path: (128,) float32 or None} from a cache .npz made with the same key, else {}.
+
+    KioskError for an existing file that is no .npz at all (a zip): it would be overwritten after the
+    run (`--cache kiosk.db` replaced the attendance database).
+    """
     path = Path(path)
-    if not path.is_file():
+    if path.exists() and not path.is_file():
+        raise KioskError(f"--cache {path} is not a file")
+    if not path.is_file() or path.stat().st_size == 0:
         return {}
+    with path.open("rb") as handle:
+        if handle.read(4) != b"PK\x03\x04":
+            raise KioskError(f"--cache {path} exists and is no embedding cache (.npz); choose another file "
+                             "(it would be overwritten)")
     try:
         with np.load(path, allow_pickle=False) as data:
             if str(data["key"]) != key:

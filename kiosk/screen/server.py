@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import threading
@@ -15,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 
 def _handler(state: ScreenState, title: str) -> type[BaseHTTPRequestHandler]:
-    page = PAGE_HTML.replace("{{TITLE}}", title).encode("utf-8")
+    page = PAGE_HTML.replace("{{TITLE}}", html.escape(title)).encode("utf-8")  # site.name is text, not markup
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "kiosk-screen"

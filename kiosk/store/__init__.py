@@ -59,6 +59,8 @@ from kiosk.store.repo import (
     add_user,
     all_templates,
     audit,
+    clean_employee_id,
+    clean_name,
     deactivate,
     enrolment_images,
     erase_person,
@@ -94,7 +96,7 @@ from kiosk.store.reporting import (
 
 __all__ = [
     "AuditInfo", "Database", "EraseResult", "EventInfo", "PersonInfo", "PurgeResult",
-    "TemplateInfo", "UpgradeResult", "UserInfo", "add_enrolment_image", "add_person",
+    "TemplateInfo", "UpgradeResult", "UserInfo", "add_enrolment_image", "add_person", "clean_employee_id", "clean_name",
     "add_templates", "add_user", "all_templates", "audit", "backup_database", "current_revision", "gallery_signature",
     "deactivate", "enrolment_images", "erase_person", "events_between", "export_person",
     "get_person", "get_person_by_employee_id", "get_user", "head_revision", "last_event_for",

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from kiosk.config import RetentionSettings
 from kiosk.errors import StoreError, TimeOutOfRange
+from kiosk.identity import refuse_hidden
 from kiosk.store.db import Database
 from kiosk.store.models import AttendanceEvent
 from kiosk.store.repo import EventInfo, _audit, _event_info, _get_unerased, _now
@@ -30,6 +31,7 @@ def _reason(note: str) -> str:
     note = " ".join(note.split())
     if not note:
         raise StoreError("a reason is required for a correction (e.g. 'forgot to check out, confirmed by HR')")
+    refuse_hidden(note, "the reason")  # shown by `kiosk events list` and in the audit log
     return note[:500]
 
 

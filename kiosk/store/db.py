@@ -8,6 +8,7 @@ is created at the newest schema.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import sqlite3
@@ -69,6 +70,9 @@ def database_error(path: Path | str, exc: BaseException, *, damaged: Path | None
     if name.startswith("SQLITE_READONLY") or "readonly" in text:
         return DatabaseReadOnly(f"{path} is read-only for this user ({text}); it was not changed. The file and "
                                 "its folder must be writable by the user running kiosk")
+    if (name.startswith("SQLITE_CANTOPEN") or "unable to open" in text) and path.is_dir():
+        return NotAKioskDatabase(f"{path} is a folder, not a database file (database.path must name the file, "
+                                 f"e.g. {path / 'kiosk.db'}); nothing was changed")
     if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
         return DatabaseReadOnly(f"cannot open {path} ({text}); is the file or its folder read-only? Both must "
                                 f"be writable by the user running kiosk (SQLite adds {path.name}-wal and -shm)")
@@ -432,6 +436,15 @@ def upgrade(
     return UpgradeResult(before, target, backup_path)
 
 
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at path; None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 class Database:
     """An open kiosk database: engine + session factory. Use the functions in kiosk.store."""
 
@@ -441,6 +454,13 @@ class Database:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         # erasures interrupted earlier that open_from_settings finished (finish_pending_erasures)
         self.finished_erasures: list[FinishedErasure] = []
+        self._identity = _file_identity(path)
+
+    def moved(self) -> bool:
+        """True when the file at self.path is no longer the one opened: deleted (its folder too), or
+        replaced by a rename (a copy restored while we run). Commits then go to the unlinked old file
+        and vanish at the next start, without any error from SQLite."""
+        return self._identity is not None and _file_identity(self.path) != self._identity
 
     @contextmanager
     def session(self) -> Iterator[Session]:

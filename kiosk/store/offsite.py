@@ -30,7 +30,9 @@ from kiosk.store.repo import audit
 logger = logging.getLogger(__name__)
 
 DAILY_NAME = re.compile(r"^kiosk-\d{4}-\d{2}-\d{2}\.db$")  # the daily copies: kiosk-YYYY-MM-DD.db
-LEFT_OUT_TABLES = ("face_templates", "enrolment_images", "capture_requests")
+LEFT_OUT_TABLES = ("face_templates", "enrolment_images", "capture_requests", "web_sessions")
+"""Rows a copy never holds: biometric data, capture requests, and the web sessions (a copy restored on
+the same Pi would otherwise bring back sessions signed out since, and a copied cookie would work again)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,11 @@ def write_offsite_copy(database: Path, dest: Path) -> OffsiteCopy:
     database, dest = Path(database), Path(dest)
     if not database.is_file():
         raise StoreError(f"{database}: no database to copy")
+    companions = {database.resolve().with_name(database.resolve().name + suffix)
+                  for suffix in ("", "-wal", "-shm", "-journal")}
+    if dest.resolve() in companions:  # SQLite reads (and deletes) <db>-journal and <db>-wal as its own
+        raise StoreError(f"{dest} is a name SQLite uses for the database's own files; choose another name "
+                         "(and better another disk)")
     if dest.exists():
         raise StoreError(f"{dest} exists; choose a new file name (nothing was overwritten)")
     if not dest.parent.is_dir():

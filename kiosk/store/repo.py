@@ -919,8 +919,11 @@ def add_user(
         raise StoreError("username must not be empty")
     now = _now(now)
     with db.session() as s:
-        if s.scalar(select(User.id).where(User.username == username)) is not None:
-            raise DuplicatePerson(f"username {username!r} is already taken")
+        # "Admin" beside "admin" would be a look-alike actor in the audit log (and share a sign-in throttle)
+        taken = s.scalar(select(User.username).where(func.lower(User.username) == username.lower()))
+        if taken is not None:
+            raise DuplicatePerson(f"username {username!r} is already taken"
+                                  + ("" if taken == username else f" (as {taken!r}; names differ in more than case)"))
         user = User(username=username, password_hash=password_hash, role=role,
                     created_at=now, active=True)
         s.add(user)

@@ -21,7 +21,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 
 from kiosk.clock import site_time
 from kiosk.errors import ImageError, KioskError, UploadError, WebError
-from kiosk.leave_csv import parse_leave_csv
+from kiosk.leave_csv import MAX_CSV_BYTES, parse_leave_csv
 from kiosk.reports import check_day
 from kiosk.store import (
     CaptureNotFound,
@@ -369,7 +369,7 @@ def import_leave() -> Any:
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         raise WebError("choose a CSV file to import")
-    items = parse_leave_csv(upload.read(), ctx().db, upload.filename)
+    items = parse_leave_csv(upload.read(MAX_CSV_BYTES + 1), ctx().db, upload.filename)
     added = add_leave_batch(ctx().db, items, actor=actor(), now=ctx().clock.now())
     flash(f"Recorded {len(added)} leave entr{'y' if len(added) == 1 else 'ies'} from {upload.filename}.")
     first = min(x.first_day for x in added)

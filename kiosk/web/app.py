@@ -122,7 +122,11 @@ def _secret_key(settings: Settings) -> bytes:
             logger.info("created web session key %s", path)
         except FileExistsError:
             pass
-    key = path.read_text().strip()
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:  # a folder, unreadable, or binary junk (a damaged card)
+        raise KioskError(f"cannot read the web secret key file {path} ({exc}); "
+                         "delete it to make a new one (everyone signs in again)") from None
     if len(key) < 32:
         raise KioskError(f"web secret key file {path} is too short (delete it to make a new one)")
     return key.encode()
@@ -250,6 +254,13 @@ def create_app(
     def _guard() -> Response | None:
         g.client = auth.client_address(request.remote_addr or "", request.headers.get("X-Forwarded-For"),
                                        trusted_proxies)
+        if request.endpoint != "static" and ctx().db.moved():
+            # Changes would go to the old, unlinked file and vanish at the next start.
+            logger.error("the database file %s was deleted or replaced under the web app", ctx().db.path)
+            return Response(render_template(
+                "error.html", title="Restart needed",
+                message="The database file was replaced or deleted while the web app ran; nothing is read or "
+                        "written until it restarts (systemctl restart kiosk-web)."), 503)
         _load_user()
         if request.endpoint == "static" or request.routing_exception is not None:
             return None  # no view runs: Flask answers 404 / 405
@@ -409,6 +420,14 @@ def serve(settings: Settings) -> None:
 
     app = create_app(settings)
     c: WebContext = app.extensions["kiosk"]
+    try:  # before the daily jobs: a second `kiosk serve` must not purge or copy
+        server = waitress.create_server(app, host=settings.web.host, port=settings.web.port,
+                                        threads=settings.web.threads, ident="kiosk")
+    except OSError as exc:  # port taken (another `kiosk serve`?), or an address this machine lacks
+        c.db.close()
+        raise KioskError(f"the web app cannot listen on {settings.web.host}:{settings.web.port} "
+                         f"({exc.strerror or exc}): is another `kiosk serve` running? Stop it or "
+                         "change web.port / web.host") from None
     jobs: list[tuple[str, Callable[[], object]]] = []
     if settings.web.daily_purge:
         jobs.append(("retention purge", lambda: run_purge(c, "system:daily-purge")))
@@ -427,8 +446,6 @@ def serve(settings: Settings) -> None:
                 stop.wait(24 * 3600)
 
         threading.Thread(target=_daily_loop, name="daily-jobs", daemon=True).start()
-    server = waitress.create_server(app, host=settings.web.host, port=settings.web.port,
-                                    threads=settings.web.threads, ident="kiosk")
     logger.info("web app on http://%s:%d/", settings.web.host, settings.web.port)
     try:
         _run_until_stopped(server)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kiosk.errors import ImageError, UploadError
-from kiosk.vision.faces import decode_image, probe_image
+from kiosk.vision.faces import PHOTO_MAX_SIDE, decode_image, probe_image
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class UploadLimits:
     max_files: int = 12
     max_bytes: int = 10 * 1024 * 1024
     max_pixels: int = 40_000_000
-    max_side: int | None = None
+    max_side: int | None = PHOTO_MAX_SIDE
 
 
 @dataclass(frozen=True)
