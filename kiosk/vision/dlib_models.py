@@ -1,19 +1,22 @@
-"""Load face_recognition (and with it dlib's model files) or say clearly which file is broken.
+"""Load dlib's model files from face_recognition_models, or say clearly which file is broken.
 
-face_recognition loads four .dat files from the face_recognition_models package when it is
-imported; a missing or cut-off file makes dlib raise a RuntimeError that does not always name
-the file, and a missing package makes face_recognition print a hint and quit() with status 0.
-load_face_recognition() checks first and turns every such case into one ModelError.
+A missing or cut-off file makes dlib raise a RuntimeError that does not always name the file,
+and a missing package makes face_recognition print a hint and quit() with status 0.
+load_face_recognition() checks first and turns every such case into one ModelError; it loads
+only what face analysis needs at once (see DlibModels).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import logging
 import warnings
 from pathlib import Path
-from types import ModuleType
+from typing import Any
+
+import numpy as np
 
 from kiosk.errors import ModelError
 
@@ -52,15 +55,62 @@ def check_model_files() -> dict[str, Path]:
     return paths
 
 
-def load_face_recognition() -> ModuleType:
-    """face_recognition.api with its models loaded (~1.5 s); ModelError naming a missing or damaged file."""
-    paths = check_model_files()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return importlib.import_module("face_recognition.api")
-    except RuntimeError as exc:  # dlib could not read a model file
-        raise _which_is_damaged(paths, exc) from None
+class DlibModels:
+    """dlib's detectors, landmark predictors and ResNet embedder from face_recognition_models,
+    with face_recognition's calls (face_locations, _css_to_rect) on top.
+
+    Unlike `import face_recognition`, which loads all four model files, the ResNet embedder
+    (~25 MB in memory, unused when the LiteRT twin embeds) and the CNN detector load on first
+    use; a damaged file is a ModelError naming it, then too. Boxes are (top, right, bottom,
+    left) pixels, images RGB uint8 HxWx3, as in face_recognition.
+    """
+
+    def __init__(self, paths: dict[str, Path]) -> None:
+        import dlib
+
+        self._dlib = dlib
+        self._paths = paths
+        self.face_detector = dlib.get_frontal_face_detector()
+        self.pose_predictor_68_point = self._load("shape_predictor_68_face_landmarks.dat")
+        self.pose_predictor_5_point = self._load("shape_predictor_5_face_landmarks.dat")
+
+    def _load(self, name: str) -> Any:
+        loader = dict(MODEL_FILES.values())[name]
+        try:
+            return getattr(self._dlib, loader)(str(self._paths[name]))
+        except RuntimeError as exc:
+            raise _which_is_damaged({name: self._paths[name]}, exc) from None
+
+    @functools.cached_property
+    def face_encoder(self) -> Any:
+        """dlib's ResNet face embedder (loaded on first use)."""
+        return self._load("dlib_face_recognition_resnet_model_v1.dat")
+
+    @functools.cached_property
+    def cnn_face_detector(self) -> Any:
+        """dlib's CNN (MMOD) face detector (loaded on first use)."""
+        return self._load("mmod_human_face_detector.dat")
+
+    def _css_to_rect(self, css: tuple[int, int, int, int]) -> Any:
+        """(top, right, bottom, left) -> dlib.rectangle."""
+        return self._dlib.rectangle(css[3], css[0], css[1], css[2])
+
+    def face_locations(self, img: np.ndarray, number_of_times_to_upsample: int = 1,
+                       model: str = "hog") -> list[tuple[int, int, int, int]]:
+        """Face boxes (top, right, bottom, left), trimmed to the image, as face_recognition finds them."""
+        if model == "cnn":
+            rects = [face.rect for face in self.cnn_face_detector(img, number_of_times_to_upsample)]
+        else:
+            rects = list(self.face_detector(img, number_of_times_to_upsample))
+        height, width = img.shape[:2]
+        return [(max(r.top(), 0), min(r.right(), width), min(r.bottom(), height), max(r.left(), 0))
+                for r in rects]
+
+
+def load_face_recognition() -> DlibModels:
+    """dlib's models as face_recognition uses them (landmarks now, the rest on first use);
+    ModelError naming a missing or damaged file."""
+    return DlibModels(check_model_files())
 
 
 def _which_is_damaged(paths: dict[str, Path], error: RuntimeError) -> ModelError:

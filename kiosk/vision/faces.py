@@ -298,6 +298,8 @@ class DlibFaceAnalyzer:
             import dlib
         self._dlib = dlib
         self._api = load_face_recognition()  # ModelError naming a missing/damaged model file
+        if self.settings.embedder == "dlib":
+            self._api.face_encoder  # noqa: B018 - load it now (ModelError at start, not at the first face)
         self._embedder: Any = None
         if self.settings.embedder == "litert":
             from kiosk.vision.embedder import LiteRTFaceEmbedder, model_path

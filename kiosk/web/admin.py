@@ -102,26 +102,36 @@ def _uploaded_photos() -> list[tuple[str, Any]]:
     raises the photo's ImageError) per uploaded photo.
 
     Every upload's header is checked first (UploadError refuses the lot); then the photos are
-    decoded one by one, each upload's bytes dropped once decoded, so that only the scaled
-    images (~1.4 MB each at 800 px) are held while faces are looked for.
+    decoded one by one. Uploads stay where the form parser spooled them (a temporary file once
+    over 500 KB): the bytes of one upload at a time are in memory, never all of them, and only
+    the scaled images (~1.4 MB each at 800 px) are held while faces are looked for.
     """
     limits = _limits()
-    files = check_photos([(f.filename, _read_and_close(f, limits.max_bytes + 1))
-                          for f in request.files.getlist("photos")], limits)
-    files.reverse()
+    uploads = [f for f in request.files.getlist("photos") if f.filename]
+    if len(uploads) > limits.max_files:  # before reading any of them
+        raise UploadError(f"{len(uploads)} photos sent: at most {limits.max_files} per person")
+    names = [name for name, _ in check_photos(
+        ((f.filename, _peek(f, limits.max_bytes + 1)) for f in uploads), limits, keep_bytes=False)]
     seen: dict[str, int] = {}
     photos = []
-    while files:
-        name, data = files.pop()
+    for name, upload in zip(names, uploads, strict=True):
         n = seen.get(name, 0)  # enrolment keys photos by name: make names unique
         seen[name] = n + 1
-        photos.append((name if n == 0 else f"{n + 1}-{name}", _decoded(name, data, limits)))
-        del data
+        photos.append((name if n == 0 else f"{n + 1}-{name}",
+                       _decoded(name, _read_and_close(upload, limits.max_bytes + 1), limits)))
     return photos
 
 
+def _peek(upload: Any, most: int) -> bytes:
+    """Up to most bytes of an uploaded file, rewound so that it can be read again."""
+    try:
+        return upload.stream.read(most)
+    finally:
+        upload.stream.seek(0)
+
+
 def _read_and_close(upload: Any, most: int) -> bytes:
-    """Up to most bytes of an uploaded file, whose in-memory buffer is freed at once (one copy held, not two)."""
+    """Up to most bytes of an uploaded file, whose buffer or temporary file is freed at once."""
     try:
         return upload.read(most)
     finally:

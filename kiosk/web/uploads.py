@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,15 +95,21 @@ def decode_photo(name: str, data: bytes, limits: UploadLimits) -> Photo:
     return Photo(name=name, image=image, data=data)
 
 
-def check_photos(files: list[tuple[str | None, bytes]], limits: UploadLimits) -> list[tuple[str, bytes]]:
+def check_photos(files: Iterable[tuple[str | None, bytes]], limits: UploadLimits, *,
+                 keep_bytes: bool = True) -> list[tuple[str, bytes]]:
     """The uploads (name, bytes) that all pass check_photo, nothing decoded; UploadError on the
-    first refused one, none or too many."""
-    files = [(n, d) for n, d in files if n or d]
-    if not files:
+    first refused one, none or too many. keep_bytes False: the bytes are dropped once checked
+    (b"" in the result), so that a generator of uploads holds one at a time."""
+    checked: list[tuple[str, bytes]] = []
+    for n, d in files:
+        if not (n or d):
+            continue
+        if len(checked) == limits.max_files:
+            raise UploadError(f"more than {limits.max_files} photos sent: at most {limits.max_files} per person")
+        checked.append((check_photo(n, d, limits), d if keep_bytes else b""))
+    if not checked:
         raise UploadError("choose at least one photo")
-    if len(files) > limits.max_files:
-        raise UploadError(f"{len(files)} photos sent: at most {limits.max_files} per person")
-    return [(check_photo(n, d, limits), d) for n, d in files]
+    return checked
 
 
 def decode_photos(files: list[tuple[str | None, bytes]], limits: UploadLimits) -> list[Photo]:

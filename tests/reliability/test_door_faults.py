@@ -446,7 +446,7 @@ def _broken_models(root: Path, damage: dict[str, int | None]) -> Path:
 
 
 @pytest.mark.parametrize(("command", "damage"), [
-    ("run", {"dlib_face_recognition_resnet_model_v1.dat": 1_000_000}),
+    ("run", {"shape_predictor_68_face_landmarks.dat": 1_000_000}),
     ("enroll", {"shape_predictor_5_face_landmarks.dat": None}),
 ])
 def test_damaged_or_missing_dlib_model_is_one_clear_message(command: str, damage: dict[str, int | None],
@@ -667,3 +667,23 @@ def test_greeting_is_not_held_back_by_a_locked_database(analyzer: DlibFaceAnalyz
     finally:
         service.close()
     assert [(p, k) for p, k, _ in _events(db_path)] == [(a, "in")]
+
+
+def test_a_damaged_resnet_file_stops_only_the_dlib_embedder(tmp_path: Path) -> None:
+    """dlib's ResNet file loads only when dlib embeds (the LiteRT twin needs it not); damaged, it is
+    one ModelError naming it, at the analyzer's start."""
+    from kiosk.config import RecognitionSettings
+    from kiosk.errors import ModelError
+    from kiosk.vision import dlib_models
+
+    paths = dlib_models.check_model_files()
+    broken = tmp_path / "dlib_face_recognition_resnet_model_v1.dat"
+    broken.write_bytes(paths[broken.name].read_bytes()[:1_000_000])
+    original = dlib_models.check_model_files
+    dlib_models.check_model_files = lambda: {**original(), broken.name: broken}
+    try:
+        make_analyzer(RecognitionSettings(embedder="litert"))  # needs no ResNet file
+        with pytest.raises(ModelError, match="dlib_face_recognition_resnet_model_v1.dat"):
+            make_analyzer(RecognitionSettings(embedder="dlib"))
+    finally:
+        dlib_models.check_model_files = original
