@@ -102,9 +102,18 @@ class FaceQualitySettings(_Section):
 
 
 class RecognitionSettings(_Section):
-    # Detector: "hog" (CPU, fast) or "cnn" (dlib CNN, slow without CUDA).
-    detector: Literal["hog", "cnn"] = "hog"
-    # Times the detector upsamples the image; 1 finds smaller faces at ~4x the cost. When it
+    # Detector: "hog" (dlib HOG, CPU), "yunet" (OpenCV's YuNet CNN, models/yunet/, also used
+    # for the door's presence check; its boxes are mapped onto HOG's so the embedding is
+    # unchanged) or "cnn" (dlib CNN, slow without CUDA). See the README for the measurements.
+    detector: Literal["hog", "yunet", "cnn"] = "hog"
+    # YuNet: faces scoring below this are ignored. Lower finds more faces that are dim, turned
+    # or partly hidden, and more false faces in the background.
+    yunet_score: float = Field(0.6, ge=0.0, le=1.0)
+    # YuNet ONNX file; empty means the one shipped in models/yunet/.
+    yunet_model: Path | None = None
+    # Check the YuNet model's SHA-256 against the .sha256 file beside it before loading.
+    yunet_verify_checksum: bool = True
+    # HOG and cnn only: times the detector upsamples the image; 1 finds smaller faces at ~4x the cost. When it
     # finds nothing, the image is searched once more without upsampling (finds a third of
     # the large faces the upsampled search misses on LFW, at a quarter of its cost).
     upsample: int = Field(1, ge=0, le=3)

@@ -19,6 +19,7 @@ import numpy as np
 
 from kiosk.config import RecognitionSettings
 from kiosk.errors import ImageError
+from kiosk.vision.yunet import YuNetDetector
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ def _shape_to_landmarks(shape: Any) -> Landmarks:
 
 
 class DlibFaceAnalyzer:
-    """FaceAnalyzer on face_recognition's dlib models (HOG or CNN detector, ResNet embeddings)."""
+    """FaceAnalyzer on face_recognition's dlib models (ResNet embeddings); HOG, YuNet or dlib CNN detector."""
 
     def __init__(self, settings: RecognitionSettings | None = None) -> None:
         self.settings = settings or RecognitionSettings()
@@ -170,12 +171,22 @@ class DlibFaceAnalyzer:
             import face_recognition.api as fr_api
         self._dlib = dlib
         self._api = fr_api
+        self.yunet: YuNetDetector | None = None
+        if self.settings.detector == "yunet":
+            s = self.settings
+            self.yunet = YuNetDetector(s.yunet_model, score_threshold=s.yunet_score,
+                                       check=s.yunet_verify_checksum)
 
     # -- detection ---------------------------------------------------------------------------
     def detect(self, image: np.ndarray) -> list[Box]:
         """Face boxes (top, right, bottom, left) px in an RGB uint8 HxWx3 image."""
         image = _check_image(image)
         s = self.settings
+        if self.yunet is not None:
+            boxes = self.yunet.detect(image)
+            if not boxes and s.edge_pad > 0:
+                boxes = self._detect_padded(image, s.edge_pad)
+            return boxes
         boxes = self._api.face_locations(image, s.upsample, s.detector)
         if not boxes and s.upsample > 0:
             # Without upsampling the HOG pyramid finds some large faces the upsampled one
@@ -191,7 +202,11 @@ class DlibFaceAnalyzer:
         pad = int(round(fraction * max(height, width)))
         padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
         boxes: list[Box] = []
-        for top, right, bottom, left in self._api.face_locations(padded, 0, self.settings.detector):
+        if self.yunet is not None:
+            found = self.yunet.detect(padded)
+        else:
+            found = self._api.face_locations(padded, 0, self.settings.detector)
+        for top, right, bottom, left in found:
             box = (max(top - pad, 0), min(right - pad, width), min(bottom - pad, height), max(left - pad, 0))
             if box[2] > box[0] and box[1] > box[3]:
                 boxes.append(box)
