@@ -15,7 +15,9 @@ from kiosk.evaluation.faces import (
     half_of,
     load_embedding_cache,
     make_half_split,
+    stranger_photos,
 )
+from kiosk.evaluation.metrics import wilson_interval
 
 ROOT = Path(__file__).parents[1]
 FACES = Path(__file__).parent / "data" / "faces"
@@ -44,11 +46,42 @@ def test_evaluate_on_committed_photos(tmp_path: Path) -> None:
     assert again == result
 
 
+def test_wilson_interval_known_values() -> None:
+    # Wilson score intervals (z = 1.96): Brown, Cai & DasGupta's 81 of 263; 5 of 10; edges.
+    assert wilson_interval(81, 263) == pytest.approx((0.2553, 0.3662), abs=1e-4)
+    assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    assert wilson_interval(0, 1000) == pytest.approx((0.0, 0.00383), abs=1e-5)
+    assert wilson_interval(10, 10)[1] == 1.0 and wilson_interval(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        wilson_interval(11, 10)
+
+
+def test_extra_strangers_are_probed_with_intervals(tmp_path: Path) -> None:
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    # The enrolled people's probe photos under stranger names: accepted, so the rate is not 0.
+    for photo in sorted((FACES / "people").glob("*/*_0004.jpg")):
+        (extra / photo.name).write_bytes(photo.read_bytes())
+    photos = stranger_photos([extra])
+    assert len(photos) == 4
+    result = evaluate_faces(FACES, enrol_photos=3, extra_strangers=photos)
+    assert result["strangers"] == 6
+    assert result["counts"]["stranger_accepted"] == round(result["stranger_accepted"] * 6) >= 3
+    low, high = result["ci95"]["stranger_accepted"]
+    assert low < result["stranger_accepted"] < high
+    assert [half_of(p.stem) for p in stranger_photos([extra], half="A")] == ["A"] * len(
+        stranger_photos([extra], half="A"))
+    with pytest.raises(EvaluationDataError):
+        stranger_photos([tmp_path / "missing"])
+
+
 def test_cache_key_changes_with_embedding_settings() -> None:
     default = cache_key(RecognitionSettings())
     assert cache_key(RecognitionSettings(mirror_tta=False)) != default
     assert cache_key(RecognitionSettings(edge_pad=0.0)) != default
     assert cache_key(RecognitionSettings(upsample=2)) != default
+    yunet = cache_key(RecognitionSettings(detector="yunet"))
+    assert yunet != default and cache_key(RecognitionSettings(detector="yunet", yunet_score=0.8)) != yunet
     # The decision rule is applied after the cache: changing it keeps the embeddings.
     assert cache_key(RecognitionSettings(max_distance=0.4, max_ratio=0.8)) == default
 
