@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kiosk.config import RecognitionSettings
@@ -18,6 +19,7 @@ from kiosk.evaluation.faces import (
     stranger_photos,
 )
 from kiosk.evaluation.metrics import wilson_interval
+from kiosk.vision.faces import load_image, make_analyzer
 
 ROOT = Path(__file__).parents[1]
 FACES = Path(__file__).parent / "data" / "faces"
@@ -26,6 +28,10 @@ SHARED_FACES = ROOT / ".." / "shared" / "data" / "faces"
 # evaluate_faces(..., cache=...) (see the README); a live run of half B takes about 9 minutes
 # (mirror_tta embeds every face twice).
 EMBEDDING_CACHE = ROOT / "work-cache" / "faces_embeddings.npz"
+SHARED_EXTRA = ROOT / ".." / "shared" / "data" / "faces-extra-strangers"
+# Targets on held-out half B (issue 14): strangers taken for somebody, enrolled people taken for
+# somebody else, enrolled people not recognised (a photo without a usable face counts).
+STRANGER_TARGET, WRONG_TARGET, MISSED_TARGET = 0.01, 0.002, 0.09
 
 
 def test_evaluate_on_committed_photos(tmp_path: Path) -> None:
@@ -105,14 +111,30 @@ def test_half_split_is_deterministic(tmp_path: Path) -> None:
 def test_calibration_targets_on_held_out_half(tmp_path: Path) -> None:
     if not SHARED_FACES.is_dir():
         pytest.skip(f"needs the shared face data at {SHARED_FACES.resolve()}")
-    # Without a cache (a fresh clone, CI) the embeddings are computed live: ~5 min on one core.
     EMBEDDING_CACHE.parent.mkdir(parents=True, exist_ok=True)
     half_b = make_half_split(SHARED_FACES, tmp_path / "faces_B", half="B")
-    result = evaluate_faces(half_b, enrol_photos=3, cache=EMBEDDING_CACHE)
-    assert result["people"] > 100 and result["strangers"] > 100
+    extra = stranger_photos([SHARED_EXTRA], half="B") if SHARED_EXTRA.is_dir() else []
+    settings = RecognitionSettings()
+    cached = load_embedding_cache(EMBEDDING_CACHE, cache_key(settings))
+    if not all(str(p.resolve()) in cached for p in extra):
+        # Live (a fresh clone, CI): every 8th extra stranger keeps the run near 10 minutes on one
+        # core; with the cache filled by an earlier run it takes seconds.
+        extra = extra[::8]
+    result = evaluate_faces(half_b, enrol_photos=3, cache=EMBEDDING_CACHE, extra_strangers=extra)
+    assert result["people"] > 100 and result["strangers"] > 100 + len(extra) * 0.9
+    # The cache must still be what the pipeline computes: re-embed a few cached photos live.
+    cached = load_embedding_cache(EMBEDDING_CACHE, cache_key(settings))
+    sample = sorted(half_b.glob("people/*/*.jpg"))[::97] + extra[::211]
+    analyzer = make_analyzer(settings)
+    for photo in sample:
+        rel = photo.relative_to(half_b).as_posix() if photo.is_relative_to(half_b) else str(photo.resolve())
+        face = analyzer.largest_face(load_image(photo))
+        live = face.embedding if face is not None and face.accepted else None
+        if cached[rel] is None or live is None:
+            assert cached[rel] is None and live is None, photo
+        else:
+            np.testing.assert_allclose(cached[rel], live, atol=1e-4, err_msg=str(photo))
     # Targets, on people and strangers the rule was not tuned on (half A tuned it).
-    assert result["stranger_accepted"] <= 0.01
-    assert result["wrong_person"] <= 0.005
-    # Measured with mirror_tta and edge_pad (rule 0.45 / 0.9, unchanged, as picked on half A):
-    # missed 8.7%, wrong person 0.14%, strangers 0.68%; without them missed was 13.1%.
-    assert result["missed"] <= 0.10
+    assert result["stranger_accepted"] <= STRANGER_TARGET
+    assert result["wrong_person"] <= WRONG_TARGET
+    assert result["missed"] <= MISSED_TARGET
