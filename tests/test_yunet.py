@@ -113,3 +113,29 @@ def test_presence_detector_follows_the_setting() -> None:
     top, right, bottom, left = boxes[0]
     assert 60 <= top < bottom <= 60 + image.shape[0] and 200 <= left < right <= 200 + image.shape[1]
     assert presence.detect(np.zeros((480, 640, 3), np.uint8)) == []
+
+
+def test_door_checkins_with_yunet(yunet_analyzer: DlibFaceAnalyzer, tmp_path: Path) -> None:
+    import cv2
+    from door_helpers import PEOPLE, STRANGER, person_photos
+
+    from kiosk.gallery import Gallery
+    from kiosk.pipeline import Pipeline
+    from kiosk.replay_scenes import make_scene
+
+    settings = Settings(recognition={"detector": "yunet"})
+    settings.expression.enabled = False
+    gallery = Gallery(settings.recognition)
+    for pid, name in enumerate(PEOPLE, 1):
+        faces = [yunet_analyzer.largest_face(load_image(p)) for p in person_photos(name)[1:]]
+        gallery.add(pid, np.stack([f.embedding for f in faces if f is not None and f.accepted]))
+    make_scene([person_photos(n)[0] for n in PEOPLE], FACES / "strangers" / STRANGER, tmp_path,
+               fps=5.0, steady_s=2.0)
+    pipeline = Pipeline(yunet_analyzer, gallery, None, settings)
+    assert isinstance(pipeline.presence, YuNetPresenceDetector)
+    decisions = []
+    for i, path in enumerate(sorted(tmp_path.glob("*.jpg"))):
+        decision = pipeline.process(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), i / 5.0)
+        if decision is not None:
+            decisions.append(decision.person_id)
+    assert decisions == [1, 2, None]
