@@ -158,6 +158,12 @@ class RecognitionSettings(_Section):
     # The best person must beat the second-best person by this much distance (0: off).
     # Higher: fewer people taken for a look-alike colleague, more misses.
     min_margin: float = Field(0.0, ge=0.0, le=2.0)
+    # Cohort (z-score) normalisation against the site's own gallery: accept only when
+    # (best distance - mean distance to the other enrolled people) / their standard deviation
+    # is at most this (a negative number; lower is stricter). A face that is about as near to
+    # everybody (a "generic" face, or a poor photo) is rejected even inside max_distance.
+    # Needs 4+ enrolled people; empty turns it off.
+    max_cohort_z: float | None = Field(None, ge=-20.0, le=0.0)
     # Enrolment refuses a face within this distance of another person (unless --force).
     duplicate_distance: float = Field(0.45, ge=0.0, le=2.0)
     quality: FaceQualitySettings = FaceQualitySettings()
