@@ -107,7 +107,7 @@ class RecognitionSettings(_Section):
     # "hog" (dlib HOG) or "cnn" (dlib CNN, slow without CUDA). On the 4,600 photos of
     # ../shared/data (people + 2,491 strangers) YuNet leaves 1.5% without a usable face, HOG
     # 2.9% (YuNet found no face at all in 2 photos; HOG in 48 of the 3,292 it ran on), and
-    # detects in ~25 ms instead of ~160 ms (busy x86 core, 350x350 photo); with the
+    # detects in ~8 ms instead of ~44 ms (x86 core, 350x350 photo); with the
     # rule re-tuned for each on half A, YuNet misses 10.1% of half B's probes (HOG 10.3%) and
     # accepts 0.49% of its 1,224 strangers (HOG 0.57%). Templates enrolled with one detector
     # match faces found by the other (same photo: median embedding distance 0.02).
