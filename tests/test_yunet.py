@@ -101,9 +101,8 @@ def test_analyzer_with_yunet_embeds_like_hog(yunet_analyzer: DlibFaceAnalyzer, h
 
 
 def test_presence_detector_follows_the_setting() -> None:
-    assert isinstance(make_presence_detector(Settings()), PresenceDetector)
-    settings = Settings(recognition={"detector": "yunet"})
-    presence = make_presence_detector(settings)
+    assert isinstance(make_presence_detector(Settings(recognition={"detector": "hog"})), PresenceDetector)
+    presence = make_presence_detector(Settings())  # YuNet is the default
     assert isinstance(presence, YuNetPresenceDetector)
     image = load_image(PHOTOS[0])
     frame = np.zeros((480, 640, 3), np.uint8)
