@@ -22,7 +22,7 @@ from kiosk import store
 from kiosk.config import Settings
 from kiosk.enrolment import EnrolmentError, enrol
 from kiosk.errors import KioskError, StoreError
-from kiosk.pipeline import PresenceDetector
+from kiosk.pipeline import make_presence_detector
 from kiosk.screen import ScreenState, display_name
 from kiosk.screen.state import Message
 from kiosk.vision.faces import Box, DlibFaceAnalyzer
@@ -99,7 +99,7 @@ class DoorEnrolment:
                  find_faces: Callable[[np.ndarray], list[Box]] | None = None) -> None:
         self.db = db
         # The door pipeline's presence detector (the service passes it), or one of the same width.
-        self.find_faces = find_faces or PresenceDetector(settings.attendance.presence_width).detect
+        self.find_faces = find_faces or make_presence_detector(settings, analyzer).detect
         self._wall_clock = wall_clock  # real time (aware UTC), for the request's deadline
         self.settings = settings
         self.analyzer = analyzer

@@ -640,20 +640,24 @@ def _progress(done: int, total: int) -> None:
 @click.option("--half", type=click.Choice(["A", "B"]), default=None,
               help="Only one half of the people and strangers (split by CRC-32 of the name; the rule "
                    "was tuned on A, B is held out).")
+@click.option("--strangers", "stranger_dirs", multiple=True, type=click.Path(path_type=Path),
+              help="Another folder of stranger photos (one per stranger), added to strangers/; "
+                   "repeatable. --half applies to them too (by file name).")
 @pass_ctx
 @friendly
 def evaluate_faces_cmd(ctx: Context, data_dir: Path, enrol_photos: int, cache: Path | None,
-                       half: str | None) -> None:
-    """Identification and stranger rejection rates; last line is JSON."""
+                       half: str | None, stranger_dirs: tuple[Path, ...]) -> None:
+    """Identification and stranger rejection rates with Wilson 95% intervals; last line is JSON."""
     import tempfile
 
-    from kiosk.evaluation.faces import evaluate_faces, make_half_split
+    from kiosk.evaluation.faces import evaluate_faces, make_half_split, stranger_photos
 
+    extra = stranger_photos(stranger_dirs, half)
     with tempfile.TemporaryDirectory(prefix="kiosk-half-") as scratch:
         if half is not None:
             data_dir = make_half_split(data_dir, Path(scratch) / f"faces_{half}", half=half)
         result = evaluate_faces(data_dir, enrol_photos, ctx.settings.recognition, progress=_progress,
-                                cache=cache)
+                                cache=cache, extra_strangers=extra)
     click.echo(json.dumps(result))
 
 

@@ -107,9 +107,24 @@ SHIPPED_EMBEDDER = "face_embedder_f16.tflite"
 
 
 class RecognitionSettings(_Section):
-    # Detector: "hog" (CPU, fast) or "cnn" (dlib CNN, slow without CUDA).
-    detector: Literal["hog", "cnn"] = "hog"
-    # Times the detector upsamples the image; 1 finds smaller faces at ~4x the cost. When it
+    # Detector: "yunet" (OpenCV's YuNet CNN, models/yunet/; also the door's presence check;
+    # its boxes are mapped onto HOG's so the dlib landmarks and embedding see the same crop),
+    # "hog" (dlib HOG) or "cnn" (dlib CNN, slow without CUDA). On the 4,600 photos of
+    # ../shared/data (people + 2,491 strangers) YuNet leaves 1.5% without a usable face, HOG
+    # 2.9% (YuNet found no face at all in 2 photos; HOG in 48 of the 3,292 it ran on), and
+    # detects in ~8 ms instead of ~44 ms (x86 core, 350x350 photo); with the
+    # rule re-tuned for each on half A, YuNet misses 10.1% of half B's probes (HOG 10.3%) and
+    # accepts 0.49% of its 1,224 strangers (HOG 0.57%). Templates enrolled with one detector
+    # match faces found by the other (same photo: median embedding distance 0.02).
+    detector: Literal["hog", "yunet", "cnn"] = "yunet"
+    # YuNet: faces scoring below this are ignored. Lower finds more faces that are dim, turned
+    # or partly hidden, and more false faces in the background.
+    yunet_score: float = Field(0.6, ge=0.0, le=1.0)
+    # YuNet ONNX file; empty means the one shipped in models/yunet/.
+    yunet_model: Path | None = None
+    # Check the YuNet model's SHA-256 against the .sha256 file beside it before loading.
+    yunet_verify_checksum: bool = True
+    # HOG and cnn only: times the detector upsamples the image; 1 finds smaller faces at ~4x the cost. When it
     # finds nothing, the image is searched once more without upsampling (finds a third of
     # the large faces the upsampled search misses on LFW, at a quarter of its cost).
     upsample: int = Field(1, ge=0, le=3)
@@ -140,20 +155,30 @@ class RecognitionSettings(_Section):
     # or "min" (nearest single template).
     template_aggregation: Literal["mean", "min"] = "mean"
     # Accept a match only when the best distance is at most this. Lower: fewer strangers
-    # accepted, more enrolled people missed. Tuned on half A of ../shared/data/faces (3
-    # enrolment photos, one probe photo; re-tuned with mirror_tta and edge_pad: still best,
-    # 0.46 accepts 2% of half A's strangers); on the held-out half B, 0.45 with max_ratio 0.9
-    # accepts 0.7% of strangers, takes 0.14% for someone else and misses 8.7% (2.3 points of
-    # that: no usable face). Without mirror_tta it missed 13%; face_recognition's usual 0.6
-    # (nearest template) misses 3% but accepts 76% of strangers as somebody.
-    max_distance: float = Field(0.45, ge=0.0, le=2.0)
+    # accepted, more enrolled people missed. Tuned on half A of ../shared/data/faces plus half A
+    # of faces-extra-strangers (1,267 strangers; 3 enrolment photos per person, YuNet,
+    # mirror_tta): the largest value with at most 1% of strangers accepted. On the held-out
+    # half B (693 probes, 1,224 strangers) 0.435 with max_ratio 0.9 accepts 0.49% of strangers
+    # (95% CI 0.22-1.07%), takes nobody for someone else (0-0.55%) and misses 10.1% (8.1-12.6%).
+    # The former 0.45 missed 7.9% but accepted 1.6% of half B's strangers (1.1-2.5%); with
+    # only 147 strangers that had looked like 0.7%. See the README's table.
+    max_distance: float = Field(0.435, ge=0.0, le=2.0)
     # The best distance divided by the second-best person's must be at most this (1 turns
     # the check off). Lower: fewer people taken for a look-alike colleague and fewer
-    # strangers accepted, more misses. Tuned with max_distance (0.85..0.9 were best).
+    # strangers accepted, more misses. Tuned with max_distance (0.875..0.9 were best).
     max_ratio: float = Field(0.9, ge=0.0, le=1.0)
     # The best person must beat the second-best person by this much distance (0: off).
     # Higher: fewer people taken for a look-alike colleague, more misses.
     min_margin: float = Field(0.0, ge=0.0, le=2.0)
+    # Cohort (z-score) normalisation against the site's own gallery: accept only when
+    # (best distance - mean distance to the other enrolled people) / their standard deviation
+    # is at most this (a negative number; lower is stricter). A face that is about as near to
+    # everybody (a "generic" face, or a poor photo) is rejected even inside max_distance.
+    # Needs 4+ enrolled people; empty turns it off. Off by default: tuned on half A it did not
+    # beat plain max_distance + max_ratio on half B (at <= 1% strangers it missed 13% instead
+    # of 10%); neither did per-person impostor z-scores or thresholds widened for people with
+    # spread-out templates.
+    max_cohort_z: float | None = Field(None, ge=-20.0, le=0.0)
     # Enrolment refuses a face within this distance of another person (unless --force).
     duplicate_distance: float = Field(0.45, ge=0.0, le=2.0)
     quality: FaceQualitySettings = FaceQualitySettings()
@@ -217,9 +242,10 @@ class AttendanceSettings(_Section):
     cooldown_s: float = Field(60.0, ge=0.0, le=86400.0)
     # Frames analysed per check-in; more is steadier and slower at the door.
     frames_per_checkin: int = Field(3, ge=1, le=30)
-    # Every frame is shrunk to this width for the cheap "is a face there?" check (HOG, 80 px
-    # window): it finds faces taller than 80 * frame width / presence_width px (128 px in a
-    # 640 px frame). Smaller is faster and needs the person closer to the camera.
+    # Every frame is shrunk to this width for the cheap "is a face there?" check. With HOG (80 px
+    # window) it finds faces taller than 80 * frame width / presence_width px (128 px in a
+    # 640 px frame); YuNet finds far smaller ones (recognition.quality.min_face_px still
+    # applies). Smaller is faster and, with HOG, needs the person closer to the camera.
     presence_width: int = Field(400, ge=80, le=4096)
     # Consecutive frames a large-enough face must hold still before it is analysed. More
     # waits for a steadier face (sharper frames) and makes the check-in start later.

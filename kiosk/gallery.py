@@ -175,6 +175,12 @@ class Gallery:
 
     def _best_two(self, embeddings: np.ndarray, exclude: int | None = None) -> tuple[int, float, float]:
         """(best person label, its distance, second-best person's distance); several probes are averaged."""
+        label, best, second, _ = self._best_two_cohort(embeddings, exclude)
+        return label, best, second
+
+    def _best_two_cohort(self, embeddings: np.ndarray,
+                         exclude: int | None = None) -> tuple[int, float, float, float]:
+        """_best_two plus the best distance's z-score among the other rows' distances (nan with < 3 of them)."""
         rows, sq_norms, labels = self._search_rows()
         d = self._distances(embeddings, rows, sq_norms).mean(axis=0)
         if exclude is not None:
@@ -182,27 +188,34 @@ class Gallery:
         i1 = int(np.argmin(d))
         best = float(d[i1])
         if not np.isfinite(best):
-            return -1, float("inf"), float("inf")
+            return -1, float("inf"), float("inf"), float("nan")
         label = int(labels[i1])
-        others = d[labels != label]
+        others = d[(labels != label) & np.isfinite(d)]
         second = float(others.min()) if others.size else float("inf")
-        return label, best, second
+        z = float("nan")
+        if others.size >= 3:
+            spread = float(others.std())
+            z = (best - float(others.mean())) / spread if spread > 0 else float("-inf")
+        return label, best, second, z
 
     def identify(self, embeddings: np.ndarray) -> Match:
         """Who is this? One (128,) embedding or several frames (M, 128) of the same face.
 
         Rule (calibrated on ../shared/data/faces, see RecognitionSettings): accept the nearest
         person when distance <= max_distance, distance / second-best person's distance <=
-        max_ratio and second - best >= min_margin; otherwise person_id is None.
+        max_ratio and second - best >= min_margin (and, with max_cohort_z set, the distance's
+        z-score among the distances to everybody else is at most that); otherwise person_id is None.
         """
         if len(self) == 0:
             _as_matrix(embeddings)
             return Match(None, float("inf"), float("inf"), 0.0)
-        label, best, second = self._best_two(embeddings)
+        label, best, second, z = self._best_two_cohort(embeddings)
         margin = second - best
         ratio = best / second if second > 0 and np.isfinite(second) else 0.0
         s = self.settings
         accepted = best <= s.max_distance and ratio <= s.max_ratio and margin >= s.min_margin
+        if s.max_cohort_z is not None and not np.isnan(z):
+            accepted = accepted and z <= s.max_cohort_z
         score = 0.0
         if accepted:
             score = float(np.clip(1.0 - best / s.max_distance, 0.0, 1.0)) if s.max_distance > 0 else 1.0

@@ -1,7 +1,8 @@
 """Frames -> check-in decisions: cheap presence check, steady-face tracking, burst analysis. No I/O.
 
 Per frame (RGB uint8 HxWx3) the Pipeline runs only a cheap face-presence check (dlib HOG,
-no upsampling, on a grey copy shrunk to attendance.presence_width). When one face is large
+no upsampling, on a grey copy shrunk to attendance.presence_width; or YuNet on a shrunk copy
+when recognition.detector is "yunet"). When one face is large
 enough (recognition.quality.min_face_px) and holds still for attendance.steady_frames frames,
 the next frames are analysed fully, but only that face: its presence box scaled back to the
 frame is reused for landmarks and the 128-d embedding at full resolution, then one gallery
@@ -35,6 +36,7 @@ from kiosk.config import Settings
 from kiosk.gallery import Gallery
 from kiosk.vision.expression import ExpressionClassifier, FusedExpression, fuse
 from kiosk.vision.faces import Box, DlibFaceAnalyzer, FaceObservation
+from kiosk.vision.yunet import YuNetDetector
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +134,41 @@ class PresenceDetector:
         return boxes
 
 
+class YuNetPresenceDetector:
+    """"Where is a face?" with YuNet on a copy shrunk to `width` px; HOG-style boxes in full-frame px.
+
+    YuNet finds faces down to ~10 px in the shrunk copy (far smaller than min_face_px), in a few
+    ms, and faces that HOG's frontal window misses (turned, dim, touching the frame edge).
+    """
+
+    def __init__(self, width: int = 400, detector: YuNetDetector | None = None) -> None:
+        self._detector = detector or YuNetDetector()
+        self.width = width
+
+    def detect(self, image: np.ndarray) -> list[Box]:
+        """Face boxes (top, right, bottom, left) in full-frame px of an RGB uint8 HxWx3 frame."""
+        height, width = image.shape[:2]
+        scale = min(1.0, self.width / width)
+        small = image
+        if scale < 1.0:
+            small = cv2.resize(image, (self.width, max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+        return [(min(height, round(t / scale)), min(width, round(r / scale)), min(height, round(b / scale)),
+                 min(width, round(lft / scale))) for t, r, b, lft in self._detector.detect(small)]
+
+
+def make_presence_detector(settings: Settings,
+                           analyzer: DlibFaceAnalyzer | None = None) -> PresenceDetector | YuNetPresenceDetector:
+    """The door's presence check for recognition.detector: YuNet for "yunet" (the analyzer's, when given), else HOG."""
+    width = settings.attendance.presence_width
+    if settings.recognition.detector == "yunet":
+        shared = getattr(analyzer, "yunet", None)
+        if shared is None:
+            r = settings.recognition
+            shared = YuNetDetector(r.yunet_model, score_threshold=r.yunet_score, check=r.yunet_verify_checksum)
+        return YuNetPresenceDetector(width, shared)
+    return PresenceDetector(width)
+
+
 class Pipeline:
     """Turns a stream of frames into check-in decisions (see the module docstring)."""
 
@@ -148,8 +185,7 @@ class Pipeline:
         self.classifier = classifier
         self.settings = settings
         self.consent = consent
-        a = settings.attendance
-        self.presence = PresenceDetector(a.presence_width)
+        self.presence = make_presence_detector(settings, analyzer)
         self._track: _Track | None = None
         # Stage times of the latest frame: "presence" always, "embed" when it was analysed.
         self.last_frame_ms: dict[str, float] = {}

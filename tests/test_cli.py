@@ -125,14 +125,27 @@ def test_not_a_database_is_refused_and_left_alone(tmp_path):
     assert notes.read_text() == "my precious notes"
 
 
-def test_evaluate_faces_prints_json_last(config):
-    proc = kiosk("evaluate", "faces", "--data", str(TEST_DATA / "faces"), config=config)
+def test_evaluate_faces_prints_json_last(config, tmp_path):
+    # Extra strangers: another folder (here the two committed strangers under other names).
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    for photo in sorted((TEST_DATA / "faces" / "strangers").glob("*.jpg")):
+        (extra / f"extra_{photo.name}").write_bytes(photo.read_bytes())
+    proc = kiosk("evaluate", "faces", "--data", str(TEST_DATA / "faces"), "--strangers", str(extra),
+                 config=config)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(result) == {"people", "templates", "probes", "strangers", "identified", "wrong_person",
-                           "missed", "stranger_accepted", "no_face"}
-    assert result["people"] == 4 and result["strangers"] == 2
+                           "missed", "stranger_accepted", "no_face", "counts", "ci95"}
+    assert result["people"] == 4 and result["strangers"] == 4
     assert result["wrong_person"] == 0 and result["stranger_accepted"] == 0
+    # Wilson 95% intervals: 0 of 4 strangers is "below 49%", not "0%".
+    low, high = result["ci95"]["stranger_accepted"]
+    assert low == 0.0 and high == pytest.approx(0.4899, abs=1e-3)
+    assert set(result["ci95"]) == {"stranger_accepted", "wrong_person", "missed"}
+    missing = kiosk("evaluate", "faces", "--data", str(TEST_DATA / "faces"), "--strangers",
+                    str(tmp_path / "nowhere"), config=config)
+    assert missing.returncode == 1 and "nowhere" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_evaluate_expressions_on_fer_sample(config):

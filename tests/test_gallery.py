@@ -122,3 +122,24 @@ def test_search_10k_people_is_fast() -> None:
     # ~0.2 ms median on one loaded x86 core (one centroid row per person; the single probe
     # goes through einsum, not multi-threaded BLAS, whose thread wake-ups cost milliseconds).
     assert float(np.median(runs)) < 0.002
+
+
+def test_cohort_z_rejects_a_face_about_as_near_to_everybody() -> None:
+    rng = np.random.default_rng(7)
+    people = _unit(rng, 20)
+    settings = RecognitionSettings(max_distance=2.0, max_ratio=1.0, max_cohort_z=-3.0)
+    gallery = Gallery(settings)
+    for i, emb in enumerate(people):
+        gallery.add(i, emb)
+    # Near person 3: far below the others' distances (z << -3), accepted.
+    near = people[3] + 0.05 * _unit(rng, 1)[0]
+    assert gallery.identify(near).person_id == 3
+    # The mean of everybody: about equally near to all, nearest by a hair; z > -3, rejected,
+    # while without the cohort check the loose rule takes it for somebody.
+    generic = people.mean(axis=0)
+    assert gallery.identify(generic).person_id is None
+    assert Gallery.from_arrays(people, range(20), RecognitionSettings(max_distance=2.0, max_ratio=1.0)
+                               ).identify(generic).known
+    # Fewer than 4 people: no cohort to compare with; the check is skipped.
+    small = Gallery.from_arrays(people[:3], range(3), settings)
+    assert small.identify(people[1]).person_id == 1

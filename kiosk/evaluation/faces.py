@@ -6,7 +6,10 @@ identified as that person; every stranger photo is a probe that should be reject
 Rates: identified / wrong_person / missed are fractions of the enrolled people's probes
 (they add up to 1; a probe with no usable face counts as missed); stranger_accepted is the
 fraction of strangers taken for anybody; no_face is the fraction of all images without a
-usable face (none detected or rejected by the quality checks).
+usable face (none detected or rejected by the quality checks). Extra stranger folders (one photo
+per stranger, e.g. ../shared/data/faces-extra-strangers) can be added to the strangers;
+result["ci95"] gives a Wilson 95% interval [low, high] for stranger_accepted, wrong_person and
+missed, result["counts"] the counts behind them.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 
 from kiosk.config import RecognitionSettings
 from kiosk.errors import KioskError
+from kiosk.evaluation.metrics import wilson_interval
 from kiosk.gallery import Gallery
 from kiosk.vision.faces import IMAGE_SUFFIXES, FaceAnalyzer, load_image
 
@@ -30,7 +34,9 @@ logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 RESULT_KEYS = ("people", "templates", "probes", "strangers", "identified", "wrong_person",
-               "missed", "stranger_accepted", "no_face")
+               "missed", "stranger_accepted", "no_face", "counts", "ci95")
+# Rates given with a Wilson 95% interval in result["ci95"] (and their counts in result["counts"]).
+INTERVAL_KEYS = ("stranger_accepted", "wrong_person", "missed")
 
 
 class EvaluationDataError(KioskError):
@@ -116,6 +122,8 @@ def score_protocol(people: Mapping[str, Sequence[np.ndarray | None]],
     accepted = sum(1 for e in strangers if e is not None and gallery.identify(e).known)
     all_images = [e for name in enrolled for e in people[name]] + list(strangers)
     n_probes = max(len(probes), 1)
+    counts = {"stranger_accepted": accepted, "wrong_person": wrong, "missed": missed}
+    totals = {"stranger_accepted": len(strangers), "wrong_person": len(probes), "missed": len(probes)}
     return {
         "people": len(enrolled),
         "templates": len(gallery),
@@ -126,13 +134,33 @@ def score_protocol(people: Mapping[str, Sequence[np.ndarray | None]],
         "missed": missed / n_probes,
         "stranger_accepted": accepted / max(len(strangers), 1),
         "no_face": sum(1 for e in all_images if e is None) / max(len(all_images), 1),
+        "counts": counts,
+        "ci95": {k: list(wilson_interval(counts[k], totals[k])) for k in INTERVAL_KEYS},
     }
+
+
+def stranger_photos(folders: Sequence[Path], half: str | None = None) -> list[Path]:
+    """Photos of extra stranger folders (*.jpg etc., one stranger each), optionally one half by file stem."""
+    photos: list[Path] = []
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise EvaluationDataError(f"{folder}: not a folder of stranger photos")
+        found = _images(folder)
+        if not found:
+            raise EvaluationDataError(f"{folder}: no photos inside")
+        photos += [p for p in found if half is None or half_of(p.stem) == half]
+    return photos
 
 
 def cache_key(settings: RecognitionSettings, analyzer: object | None = None) -> str:
     """The settings that change an image's usable embedding, as a JSON string (cache validity)."""
     fields = settings.model_dump(mode="json", include={"detector", "upsample", "edge_pad", "num_jitters",
                                                        "landmark_model", "mirror_tta", "quality"})
+    if settings.detector == "yunet":  # (HOG keys stay as they were: older caches remain valid)
+        fields["yunet_score"] = settings.yunet_score
+        fields["yunet_model"] = str(settings.yunet_model or "shipped")
+        fields.pop("upsample")
     fields["analyzer"] = type(analyzer).__name__ if analyzer is not None else "DlibFaceAnalyzer"
     if settings.embedder != "dlib":  # (dlib's keys stay as they were before the setting existed)
         fields["embedder"] = settings.embedder_id()
@@ -182,8 +210,11 @@ def save_embedding_cache(path: Path, key: str, entries: Mapping[str, np.ndarray 
 
 def evaluate_faces(data_dir: Path, enrol_photos: int = 3, settings: RecognitionSettings | None = None,
                    analyzer: FaceAnalyzer | None = None, progress: Progress | None = None,
-                   cache: Path | None = None) -> dict[str, Any]:
+                   cache: Path | None = None, extra_strangers: Sequence[Path] = ()) -> dict[str, Any]:
     """Run the protocol on data_dir (people/<Name>/*.jpg, strangers/*.jpg); returns RESULT_KEYS.
+
+    extra_strangers: more stranger photo files (see stranger_photos), probed like strangers/;
+    in the cache they are keyed by their resolved path.
 
     Every photo is analysed once with the analyzer (default: the dlib one from settings); the
     largest face that passes the quality checks is used. progress(done, total) is called per photo.
@@ -193,6 +224,7 @@ def evaluate_faces(data_dir: Path, enrol_photos: int = 3, settings: RecognitionS
     settings = settings or RecognitionSettings()
     data_dir = Path(data_dir)
     people, strangers = list_dataset(data_dir)
+    strangers = strangers + [Path(p) for p in extra_strangers]
     key = cache_key(settings, analyzer)
     cached = load_embedding_cache(cache, key) if cache is not None else {}
     fresh: dict[str, np.ndarray | None] = {}
@@ -201,7 +233,10 @@ def evaluate_faces(data_dir: Path, enrol_photos: int = 3, settings: RecognitionS
 
     def embed(path: Path) -> np.ndarray | None:
         nonlocal done, analyzer
-        rel = path.relative_to(data_dir).as_posix()
+        try:
+            rel = path.relative_to(data_dir).as_posix()
+        except ValueError:  # an extra stranger outside data_dir
+            rel = str(path.resolve())
         if rel in cached:
             emb = cached[rel]
         else:

@@ -23,6 +23,7 @@ import numpy as np
 from kiosk.config import RecognitionSettings
 from kiosk.errors import ImageError
 from kiosk.vision.dlib_models import load_face_recognition
+from kiosk.vision.yunet import YuNetDetector
 
 logger = logging.getLogger(__name__)
 
@@ -285,10 +286,9 @@ def _shape_to_landmarks(shape: Any) -> Landmarks:
 
 
 class DlibFaceAnalyzer:
-    """FaceAnalyzer on face_recognition's dlib models (HOG or CNN detector, ResNet embeddings).
-
-    With settings.embedder "litert" the ResNet runs as its LiteRT twin (kiosk.vision.embedder)
-    on the same dlib face chip.
+    """FaceAnalyzer on dlib's models: YuNet, HOG or dlib CNN detector, dlib landmarks, and
+    ResNet embeddings by dlib or (settings.embedder "litert") by its LiteRT twin
+    (kiosk.vision.embedder) on the same dlib face chip.
     """
 
     def __init__(self, settings: RecognitionSettings | None = None) -> None:
@@ -306,12 +306,22 @@ class DlibFaceAnalyzer:
 
             self._embedder = LiteRTFaceEmbedder(model_path(self.settings.embedder_model),
                                                 check=self.settings.embedder_verify_checksum)
+        self.yunet: YuNetDetector | None = None
+        if self.settings.detector == "yunet":
+            s = self.settings
+            self.yunet = YuNetDetector(s.yunet_model, score_threshold=s.yunet_score,
+                                       check=s.yunet_verify_checksum)
 
     # -- detection ---------------------------------------------------------------------------
     def detect(self, image: np.ndarray) -> list[Box]:
         """Face boxes (top, right, bottom, left) px in an RGB uint8 HxWx3 image."""
         image = _check_image(image)
         s = self.settings
+        if self.yunet is not None:
+            boxes = self.yunet.detect(image)
+            if not boxes and s.edge_pad > 0:
+                boxes = self._detect_padded(image, s.edge_pad)
+            return boxes
         boxes = self._api.face_locations(image, s.upsample, s.detector)
         if not boxes and s.upsample > 0:
             # Without upsampling the HOG pyramid finds some large faces the upsampled one
@@ -327,7 +337,11 @@ class DlibFaceAnalyzer:
         pad = int(round(fraction * max(height, width)))
         padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
         boxes: list[Box] = []
-        for top, right, bottom, left in self._api.face_locations(padded, 0, self.settings.detector):
+        if self.yunet is not None:
+            found = self.yunet.detect(padded)
+        else:
+            found = self._api.face_locations(padded, 0, self.settings.detector)
+        for top, right, bottom, left in found:
             box = (max(top - pad, 0), min(right - pad, width), min(bottom - pad, height), max(left - pad, 0))
             if box[2] > box[0] and box[1] > box[3]:
                 boxes.append(box)

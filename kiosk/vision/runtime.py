@@ -40,11 +40,15 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_checksum(path: Path) -> None:
-    """Compare path against the hex digest in path + '.sha256'; raise ModelError on mismatch."""
+def verify_checksum(path: Path, setting: str = "expression.verify_checksum") -> None:
+    """Compare path against the hex digest in path + '.sha256'; raise ModelError on mismatch.
+
+    setting: the config key that turns the check off, named in the error message.
+    """
+    path = Path(path)
     sums = path.with_name(path.name + ".sha256")
     if not sums.exists():
-        raise ModelError(f"checksum file missing: {sums} (or set expression.verify_checksum: false)")
+        raise ModelError(f"checksum file missing: {sums} (or set {setting}: false)")
     expected = sums.read_text().split()[0].strip().lower()
     actual = sha256_of(path)
     if actual != expected:
