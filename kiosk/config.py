@@ -211,6 +211,15 @@ class RecognitionSettings(_Section):
             net = f"dlib-resnet-v1-litert:{model}"
         return f"{net} landmarks={self.landmark_model} mirror={mirror} jitters={self.num_jitters}"
 
+    def for_enrolment_server(self) -> RecognitionSettings:
+        """These settings as the web app enrols with them: the shipped LiteRT twin gives way to
+        dlib's own embedder (the same templates, compatible_embedder_ids; dlib's ResNet costs
+        ~25 MB of memory beside the landmark models, LiteRT's interpreter ~48 MB, and the web app
+        must stay within 300 MB while it enrols on a 2 GB Pi). Other settings are kept."""
+        if self.embedder == "litert" and len(self.compatible_embedder_ids()) > 1:
+            return self.model_copy(update={"embedder": "dlib"})
+        return self
+
     def compatible_embedder_ids(self) -> tuple[str, ...]:
         """Embedder ids whose templates compare with this one's: dlib and the shipped LiteRT twin
         of its network (within 0.001 of dlib's embeddings, models/EMBEDDER.md) are one; another

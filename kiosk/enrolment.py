@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from kiosk import store
-from kiosk.config import Settings
+from kiosk.config import RecognitionSettings, Settings
 from kiosk.errors import ImageError, InvalidIdentity, KioskError, PersonNotFound
 from kiosk.gallery import Gallery
 from kiosk.identity import clean_employee_id, clean_name
@@ -96,6 +96,13 @@ def expand_photo_paths(paths: Iterable[Path | str]) -> list[Path]:
 MAX_PHOTOS = 50
 """Most photos one enrolment reads (the web app's own limit is web.max_photos, at most 50): a folder of a
 whole photo library is a mistake, and it is refused before any photo is decoded."""
+
+
+def _embedder_id(analyzer: FaceAnalyzer, settings: Settings) -> str:
+    """The embedder id of the analyzer's own recognition settings (the web app enrols with dlib's
+    embedder under the LiteRT twin's settings), else the configured one."""
+    own = getattr(analyzer, "settings", None)
+    return (own if isinstance(own, RecognitionSettings) else settings.recognition).embedder_id()
 
 
 def load_photos(paths: Iterable[Path | str],
@@ -278,7 +285,7 @@ def enrol(
     try:
         store.add_templates(db, person.id, embeddings, sources=[v.source for v in good],
                             qualities=[v.quality for v in good], replace=existing is not None,
-                            embedder=settings.recognition.embedder_id(), actor=actor)
+                            embedder=_embedder_id(analyzer, settings), actor=actor)
         for v in good:
             if v.jpeg is not None:
                 store.add_enrolment_image(db, person.id, v.jpeg, source=v.source)

@@ -203,3 +203,14 @@ def test_templates_of_dlib_need_no_re_enrolment_under_the_shipped_twin(db) -> No
     assert stale == {other.id: 1}
     own_model = RecognitionSettings(embedder_model="mine.tflite")
     assert set(store.templates_not_made_by(db, own_model.compatible_embedder_ids())) == {dlib_made.id, other.id}
+
+
+def test_the_web_app_enrols_with_dlib_under_the_shipped_twin() -> None:
+    """The web app's enrolment analyzer (memory bound on a Pi) uses dlib's own embedder when the
+    door runs the shipped twin; their templates are one set (nothing to re-enrol)."""
+    default = RecognitionSettings()
+    server = default.for_enrolment_server()
+    assert default.embedder == "litert" and server.embedder == "dlib"
+    assert server.embedder_id() in default.compatible_embedder_ids()
+    own = RecognitionSettings(embedder="litert", embedder_model="mine.tflite")
+    assert own.for_enrolment_server() is own  # another model has no dlib equivalent

@@ -38,6 +38,13 @@ DEFAULT_MODEL = next((p for p in MODEL_LOCATIONS if p.is_file()), MODEL_LOCATION
 # found the face (IoU > 0.3) and HOG's box did not touch the image edge: cx 0.518 (sd 0.08),
 # cy 0.529 (sd 0.02), side 0.865 (sd 0.066; side / w alone varies more, sd 0.085).
 HOG_FIT = {"cx": 0.518, "cy": 0.529, "side": 0.865}
+# YuNet's anchors reach faces of about 256 px: a face filling a close-up enrolment photo (600 px
+# wide at 800 px) is missed or boxed badly. Images are searched at most DETECT_MAX_SIDE px a side,
+# and once more, shrunk, when the largest face found is wider than LARGE_FACE_PX: then so that
+# it is about RESCALED_FACE_PX wide. Door frames (640x480, faces 80-250 px) pass once, unscaled.
+DETECT_MAX_SIDE = 640
+LARGE_FACE_PX = 224
+RESCALED_FACE_PX = 160
 
 
 @dataclass(frozen=True)
@@ -78,17 +85,33 @@ class YuNetDetector:
                              f"({str(exc).strip().splitlines()[-1] if str(exc).strip() else exc})") from None
         self._size: tuple[int, int] | None = None
 
+    def _raw(self, image: np.ndarray, scale: float) -> np.ndarray:
+        """YuNet's rows (x, y, w, h, 5 points, score) for the image shrunk by scale, in the
+        image's own pixels; (0, 15) when none."""
+        height, width = image.shape[:2]
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        small = image if scale >= 1.0 else cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        if size != self._size:
+            self._net.setInputSize(size)
+            self._size = size
+        # The network was trained on BGR images (OpenCV order).
+        _, found = self._net.detect(cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
+        if found is None:
+            return np.zeros((0, 15), np.float32)
+        found = np.array(found, np.float32)
+        found[:, :14] /= min(scale, 1.0)
+        return found
+
     def faces(self, image: np.ndarray) -> list[YuNetFace]:
         """All faces in an RGB uint8 HxWx3 image (any size), highest score first."""
         height, width = image.shape[:2]
-        if (width, height) != self._size:
-            self._net.setInputSize((width, height))
-            self._size = (width, height)
-        # The network was trained on BGR images (OpenCV order).
-        _, found = self._net.detect(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        scale = min(1.0, DETECT_MAX_SIDE / max(height, width))
+        found = self._raw(image, scale)
+        if len(found) and float(found[:, 2].max()) * scale > LARGE_FACE_PX:  # a face too big for YuNet
+            closer = self._raw(image, RESCALED_FACE_PX / float(found[:, 2].max()))
+            if len(closer):
+                found = closer
         out: list[YuNetFace] = []
-        if found is None:
-            return out
         for row in found:
             x, y, w, h = (float(v) for v in row[:4])
             box = to_hog_box(x, y, w, h, width, height)

@@ -40,7 +40,7 @@ class WebContext:
             if self.analyzer is None:
                 from kiosk.vision.faces import make_analyzer
 
-                self.analyzer = make_analyzer(self.settings.recognition)
+                self.analyzer = make_analyzer(self.settings.recognition.for_enrolment_server())
             return self.analyzer
 
     def today(self) -> date:
