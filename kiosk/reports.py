@@ -86,7 +86,7 @@ def _is_number(text: str) -> bool:
     return True
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PersonDay:
     """One person's figures for one local day; times are aware, in the site zone."""
 
