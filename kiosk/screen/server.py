@@ -15,7 +15,26 @@ from kiosk.screen.state import ScreenState
 logger = logging.getLogger(__name__)
 
 
-def _handler(state: ScreenState, title: str) -> type[BaseHTTPRequestHandler]:
+# Host names the door screen answers to when it listens on the loopback address: a web page
+# in the Pi's browser that rebinds its own DNS name to 127.0.0.1 sends its own name as Host, and
+# is refused, so it cannot read the names of people arriving.
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
+
+
+def host_allowed(host_header: str | None, bound_host: str) -> bool:
+    """Whether a request's Host header (e.g. "127.0.0.1:8081") may see the screen bound to
+    bound_host: loopback names only, unless the screen was put on another address on purpose."""
+    if bound_host not in LOCAL_HOSTS:
+        return True  # screen.host set to a network address: whoever reaches it may see it
+    name = (host_header or "").strip().lower()
+    if name.startswith("["):
+        name = name.split("]", 1)[0] + "]"
+    else:
+        name = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+    return name in LOCAL_HOSTS
+
+
+def _handler(state: ScreenState, title: str, bound_host: str) -> type[BaseHTTPRequestHandler]:
     page = PAGE_HTML.replace("{{TITLE}}", html.escape(title)).encode("utf-8")  # site.name is text, not markup
 
     class Handler(BaseHTTPRequestHandler):
@@ -23,7 +42,9 @@ def _handler(state: ScreenState, title: str) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:  # noqa: N802 - http.server API
             path = self.path.split("?", 1)[0]
-            if path in ("/", "/index.html"):
+            if not host_allowed(self.headers.get("Host"), bound_host):
+                self._send(403, "text/plain; charset=utf-8", b"forbidden\n")
+            elif path in ("/", "/index.html"):
                 self._send(200, "text/html; charset=utf-8", page)
             elif path == "/state.json":
                 body = json.dumps(state.snapshot()).encode("utf-8")
@@ -51,7 +72,7 @@ class ScreenServer:
     def __init__(self, state: ScreenState, host: str = "127.0.0.1", port: int = 8081,
                  title: str = "Attendance") -> None:
         self.state = state
-        self._httpd = ThreadingHTTPServer((host, port), _handler(state, title))
+        self._httpd = ThreadingHTTPServer((host, port), _handler(state, title, host))
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
