@@ -466,20 +466,19 @@ class Database:
     def session(self) -> Iterator[Session]:
         """A session committed on success (durably: synchronous=FULL), rolled back on error.
 
-        SQLite's operational errors (locked past busy_timeout, disk full, read-only file, I/O
-        error) come out as DatabaseUnavailable, so callers outside the store can catch them.
+        SQLite's errors come out as database_error()'s StoreError kinds (DatabaseUnavailable for
+        locked past busy_timeout, disk full, I/O error; DatabaseReadOnly; DatabaseDamaged), so
+        callers outside the store can catch them.
         """
-        with self._sessions() as session:
+        with translated_errors(self.path), self._sessions() as session:
             try:
                 yield session
                 session.commit()
-            except BaseException as exc:
+            except BaseException:
                 try:
                     session.rollback()
                 except DatabaseError:  # a broken file or connection; the first error is the one to show
                     logger.debug("rollback failed", exc_info=True)
-                if _is_database_error(exc):
-                    raise database_error(self.path, exc) from exc
                 raise
 
     def vacuum(self) -> None:
