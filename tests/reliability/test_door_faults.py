@@ -275,6 +275,19 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
+def _journalled_until_cleared(proc: subprocess.Popen[bytes], status_file: Path, log: Path, fault: str,
+                              clear: Callable[[], object]) -> None:
+    """The arriving check-in waits in the journal with `fault` in the status, the service stays up;
+    after clear() it reaches the database and the fault is gone."""
+    _wait_for(_journalled(status_file), proc, 60, "the check-in to wait in the journal", log)
+    assert fault in _status(status_file)["db_fault"]["error"]
+    time.sleep(1.0)
+    assert proc.poll() is None
+    clear()
+    _wait_for(lambda: _pending(_status(status_file)) == 0, proc, 60, "the check-in to reach the database", log)
+    assert _status(status_file)["db_fault"] is None
+
+
 def test_full_disk_keeps_the_service_up(arrival: Path, analyzer: DlibFaceAnalyzer, small_disk: Path,
                                        tmp_path: Path) -> None:
     """The database's disk fills up (SQLITE_FULL) while the door runs: the service stays up, the
@@ -288,13 +301,7 @@ def test_full_disk_keeps_the_service_up(arrival: Path, analyzer: DlibFaceAnalyze
     try:
         _wait_for(_running(status_file), proc, 120, "the service to run", log)
         filler = _fill(small_disk)
-        _wait_for(_journalled(status_file), proc, 60, "the check-in to wait in the journal", log)
-        assert "full" in _status(status_file)["db_fault"]["error"]
-        time.sleep(1.0)
-        assert proc.poll() is None
-        filler.unlink()
-        _wait_for(lambda: _pending(_status(status_file)) == 0, proc, 60, "the check-in to reach the database", log)
-        assert _status(status_file)["db_fault"] is None
+        _journalled_until_cleared(proc, status_file, log, "full", filler.unlink)
     finally:
         rc = _stop(proc)
     assert rc == 0, log.read_text()[-4000:]
@@ -333,13 +340,7 @@ def test_readonly_database_keeps_the_service_up(arrival: Path, analyzer: DlibFac
     proc = _start(config, log, prefix=["-c", READONLY_WRAPPER, str(flag)], module=False)
     try:
         _wait_for(_running(status_file), proc, 120, "the service to run", log)
-        _wait_for(_journalled(status_file), proc, 60, "the check-in to wait in the journal", log)
-        assert "readonly" in _status(status_file)["db_fault"]["error"]
-        time.sleep(1.0)
-        assert proc.poll() is None
-        flag.unlink()
-        _wait_for(lambda: _pending(_status(status_file)) == 0, proc, 60, "the check-in to reach the database", log)
-        assert _status(status_file)["db_fault"] is None
+        _journalled_until_cleared(proc, status_file, log, "readonly", flag.unlink)
     finally:
         rc = _stop(proc)
     assert rc == 0, log.read_text()[-4000:]

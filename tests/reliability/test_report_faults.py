@@ -243,7 +243,8 @@ def test_web_range_csv_is_a_streamed_response(month_db: Database) -> None:
     assert person.is_streamed and person.get_data(as_text=True).count("\n") == 1 + 30
 
 
-def test_cli_range_csv_writes_rows_day_by_day(month_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+def _spy_on_echo(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The list that every click.echo() call's message is appended to (and still printed)."""
     import click
 
     writes: list[str] = []
@@ -254,6 +255,12 @@ def test_cli_range_csv_writes_rows_day_by_day(month_db: Database, monkeypatch: p
         real_echo(message, *args, **kwargs)
 
     monkeypatch.setattr(click, "echo", spy)
+    return writes
+
+
+def test_cli_range_csv_writes_rows_day_by_day(month_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+
+    writes = _spy_on_echo(monkeypatch)
     start, end = _month()
     result = CliRunner().invoke(
         main, ["report", "range", "--from", start.isoformat(), "--to", end.isoformat(), "--format", "csv"],
@@ -429,18 +436,9 @@ def test_cli_range_every_format_is_bounded_and_says_the_same(
     totals and the first DAY_ROWS_SHOWN person-days with a note (a year page was 27.7 MB)."""
     import json
 
-    import click
-
     from kiosk.reports import DAY_ROWS_SHOWN, range_as_dict, range_report, render_range
 
-    writes: list[str] = []
-    real_echo = click.echo
-
-    def spy(message: Any = None, *args: Any, **kwargs: Any) -> None:
-        writes.append(str(message))
-        real_echo(message, *args, **kwargs)
-
-    monkeypatch.setattr(click, "echo", spy)
+    writes = _spy_on_echo(monkeypatch)
     start, end = _month()
     result = CliRunner().invoke(
         main, ["report", "range", "--from", start.isoformat(), "--to", end.isoformat(), "--format", fmt],
