@@ -18,3 +18,13 @@ def test_ruff_is_clean():
     result = subprocess.run([ruff, "check", "kiosk", "tests"], cwd=ROOT, capture_output=True, text=True,
                             check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_mypy_is_clean():
+    """Types as a gate: mypy strict on kiosk/ (training gradual), settings in pyproject [tool.mypy]."""
+    mypy = Path(sys.executable).with_name("mypy")
+    if not mypy.exists():
+        pytest.skip("mypy is not installed (pip install -e '.[test]')")
+    result = subprocess.run([str(mypy)], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr

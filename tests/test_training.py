@@ -200,8 +200,7 @@ def test_teacher_targets_ignore_mirroring():
 
     def lopsided(images: np.ndarray) -> np.ndarray:  # scores that depend on the left half only
         left = images[:, :, :24].mean(axis=(1, 2)) / 255.0
-        scores = np.stack([left, 1.0 - left] + [np.zeros_like(left)] * 5, axis=1)
-        return scores
+        return np.stack([left, 1.0 - left] + [np.zeros_like(left)] * 5, axis=1)
 
     crops = load_split_sample()[:6]
     targets = teacher_targets(lopsided, crops)

@@ -124,7 +124,7 @@ def load_net(path: Path, config: TrainConfig) -> ExpressionNet:
     """An ExpressionNet (CPU, eval mode) with the weights saved at path (best.pt or last.pt)."""
     net = ExpressionNet(config.widths, config.convs_per_block)
     state = torch.load(path, map_location="cpu", weights_only=False)
-    net.load_state_dict(state["model"] if "model" in state else state)
+    net.load_state_dict(state.get("model", state))
     return net.eval()
 
 
