@@ -811,7 +811,7 @@ def users_passwd(ctx: Context, username: str, password_stdin: bool) -> None:
 @friendly
 def users_role(ctx: Context, username: str, role: str) -> None:
     """Make USERNAME an admin or a manager (never the last active admin); their sessions end."""
-    from kiosk.store.repo import set_user_role
+    from kiosk.store import set_user_role
 
     with ctx.open_db() as database:
         set_user_role(database, username, role, actor="cli")
@@ -825,7 +825,7 @@ def users_role(ctx: Context, username: str, role: str) -> None:
 @friendly
 def users_remove(ctx: Context, username: str, yes: bool) -> None:
     """Delete the account USERNAME (never the last active admin); audited."""
-    from kiosk.store.repo import remove_user
+    from kiosk.store import remove_user
 
     if not yes:
         click.confirm(f"Delete the web account {username}?", abort=True)

@@ -59,8 +59,15 @@ from kiosk import __version__
 from kiosk.clock import Clock, SystemClock
 from kiosk.config import Settings
 from kiosk.errors import KioskError
-from kiosk.store import Database, get_user, open_from_settings
-from kiosk.store.repo import end_session, session_user, set_user_password, start_session
+from kiosk.store import (
+    Database,
+    end_session,
+    get_user,
+    open_from_settings,
+    session_user,
+    set_user_password,
+    start_session,
+)
 from kiosk.vision.faces import FaceAnalyzer
 from kiosk.web import auth
 from kiosk.web.context import WebContext, actor, ctx, current_user, public, required_role

@@ -18,8 +18,7 @@ import time
 from collections.abc import Callable
 
 from kiosk.errors import WebError
-from kiosk.store import Database, UserInfo, add_user
-from kiosk.store.repo import set_user_password
+from kiosk.store import Database, UserInfo, add_user, set_user_password
 
 logger = logging.getLogger(__name__)
 

@@ -38,8 +38,8 @@ from kiosk.store import (
     list_people,
     local_day_bounds,
     people_by_id,
+    search_people,
 )
-from kiosk.store.repo import search_people
 from kiosk.web.charts import bar_chart, colour_of, hbar_chart, stacked_shares
 from kiosk.web.context import ctx
 
