@@ -1,0 +1,69 @@
+"""`kiosk db`: create or migrate the database schema, show its revision, and write an off-site copy
+without biometric data."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from kiosk.cli.base import Context, friendly, pass_ctx
+from kiosk.errors import KioskError
+
+logger = logging.getLogger(__name__)
+
+
+@click.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@pass_ctx
+@friendly
+def db_upgrade(ctx: Context) -> None:
+    """Create the database or migrate it to the newest schema (backing it up first)."""
+    from kiosk import store
+
+    result = store.upgrade_from_settings(ctx.settings, backup=True)
+    where = ctx.settings.database.path
+    if result.changed:
+        backup = f"; backup at {result.backup}" if result.backup else ""
+        click.echo(f"{where}: schema {result.before or 'none'} -> {result.after}{backup}")
+    else:
+        click.echo(f"{where}: schema {result.after} is current")
+
+
+@db.command("status")
+@pass_ctx
+@friendly
+def db_status(ctx: Context) -> None:
+    """Show the schema revision of the database and of this version."""
+    from kiosk import store
+
+    path = ctx.settings.database.path
+    click.echo(f"{path}: schema {store.current_revision(path) or 'none'} (this version: {store.head_revision()})")
+
+
+@db.command("backup")
+@click.argument("dest", type=click.Path(path_type=Path, dir_okay=False))
+@pass_ctx
+@friendly
+def db_backup(ctx: Context, dest: Path) -> None:
+    """Copy the database to DEST (e.g. a USB stick or network share) for safe keeping, without
+    biometric data: face templates, enrolment photos and expression data are left out, so the
+    copy can live where erasure cannot reach. After restoring it, enrol the faces again."""
+    from kiosk import store
+
+    source = Path(ctx.settings.database.path)
+    if not source.is_file():
+        raise KioskError(f"{source}: no database to copy")
+    with store.open_from_settings(ctx.settings) as database:  # refuses a file that is no kiosk database
+        copy = store.write_offsite_copy(source, dest)
+        try:
+            store.record_copy(database, "cli", copy)
+        except KioskError as exc:
+            raise KioskError(f"{copy.path} was written but not recorded in the audit log: {exc}") from None
+    click.echo(f"{copy.path}: {copy.people} people, {copy.events} attendance events "
+               "(no face templates, photos or expression data)")
