@@ -1,11 +1,16 @@
-"""The `kiosk` command as a real process: config errors, enrol, people, reports, erasure, bad input."""
+"""The `kiosk` command: config errors, enrol, people, reports, erasure, bad input.
+
+In this process with click's CliRunner (cli_helpers.run_cli); a few smoke tests start the real
+`python -m kiosk.cli` process: the entry point, a config error's exit status, and (slow) the
+enrol -> report journey, which also runs in-process in the fast tier.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -13,15 +18,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cli_helpers import KioskRunner, run_cli, run_cli_process
 from conftest import TEST_DATA
 
 PEOPLE = TEST_DATA / "faces" / "people"
+HEAVY_MODULES = ("tensorflow", "torch", "keras", "dlib", "face_recognition", "cv2", "sqlalchemy", "flask")
+
+kiosk = run_cli
 
 
-def kiosk(*args: str, config: Path | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "kiosk.cli"] + (["--config", str(config)] if config else []) + list(args)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK")}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, input=stdin, env=env)
+@pytest.fixture(params=[pytest.param(run_cli, id="in-process"),
+                        pytest.param(run_cli_process, id="process", marks=pytest.mark.slow)])
+def any_kiosk(request: pytest.FixtureRequest) -> KioskRunner:
+    """The command in this process, and (slow tier) as a real process: the same journey both ways."""
+    runner: KioskRunner = request.param
+    return runner
 
 
 @pytest.fixture
@@ -31,7 +42,9 @@ def config(tmp_path) -> Path:
     return path
 
 
-def test_config_errors_name_key_and_line(tmp_path):
+@pytest.mark.parametrize("kiosk", [pytest.param(run_cli, id="in-process"),
+                                   pytest.param(run_cli_process, id="process")])
+def test_config_errors_name_key_and_line(tmp_path, kiosk):
     bad = tmp_path / "bad.yaml"
     bad.write_text("site:\n  name: HQ\n  timezon: Europe/Berlin\nattendance:\n  cooldown_s: -5\n")
     proc = kiosk("config", "check", str(bad))
@@ -60,13 +73,12 @@ def test_missing_config_file(tmp_path):
 
 
 def test_environment_overrides_the_file(config):
-    env_proc = subprocess.run([sys.executable, "-m", "kiosk.cli", "--config", str(config), "config", "show"],
-                              capture_output=True, text=True, timeout=60,
-                              env=os.environ | {"KIOSK__ATTENDANCE__COOLDOWN_S": "42"})
+    env_proc = kiosk("config", "show", config=config, env={"KIOSK__ATTENDANCE__COOLDOWN_S": "42"})
     assert "cooldown_s: 42.0" in env_proc.stdout
 
 
-def test_enrol_list_show_report_remove(config, tmp_path):
+def test_enrol_list_show_report_remove(config, tmp_path, any_kiosk):
+    kiosk = any_kiosk
     # every day a work day, so that today's report lists her as absent whatever day the test runs
     config.write_text(config.read_text().replace("site:\n", "site:\n  work_days: [mon, tue, wed, thu, fri, sat, sun]\n"))
     photos = sorted((PEOPLE / "Venus_Williams").glob("*.jpg"))
@@ -166,9 +178,7 @@ def test_users_add_rejects_short_password(config):
 
 
 def test_run_without_a_camera_configured_stops_before_touching_anything(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK")}
-    proc = subprocess.run([sys.executable, "-m", "kiosk.cli", "run"], capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path, env=env)
+    proc = kiosk("run", cwd=tmp_path)
     assert proc.returncode == 1
     assert "camera.options: path: required for camera type replay" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -265,6 +275,17 @@ def test_leave_import_is_all_or_nothing(config, tmp_path):
     assert missing.returncode == 1 and "no such file" in missing.stderr
 
 
+def test_train_distill_weight_without_a_teacher_is_a_usage_error(tmp_path):
+    """A usage error: answered before TensorFlow is imported (it took 15 s), so no train extra is needed."""
+    out = tmp_path / "out" / "m.tflite"
+    fer = str(TEST_DATA / "fer_sample" / "train")
+    proc = kiosk("train", "expressions", "--data", fer, "--out", str(out), "--distill-weight", "0.3")
+    assert proc.returncode == 2 and "--distill-weight needs --distill-from" in proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.train
 def test_train_refuses_a_teacher_that_is_no_model(tmp_path):
     pytest.importorskip("tensorflow", reason="the train extra is not installed (pip install -e '.[train]')")
     out = tmp_path / "out" / "m.tflite"
@@ -273,6 +294,61 @@ def test_train_refuses_a_teacher_that_is_no_model(tmp_path):
     not_a_model.write_text("not a model")
     proc = kiosk("train", "expressions", "--data", fer, "--out", str(out), "--distill-from", str(not_a_model))
     assert proc.returncode == 1 and "not a TFLite model" in proc.stderr and "Traceback" not in proc.stderr
-    proc = kiosk("train", "expressions", "--data", fer, "--out", str(out), "--distill-weight", "0.3")
-    assert proc.returncode == 2 and "--distill-weight needs --distill-from" in proc.stderr
     assert not out.exists()
+
+
+# --- the real program: entry points, and what --help and usage errors import ---------------------
+
+
+def test_entry_points_start_the_command():
+    """`python -m kiosk.cli` and the installed `kiosk` script (pyproject: kiosk.cli:main) both run."""
+    module = run_cli_process("--help")
+    assert module.returncode == 0 and "Usage: python -m kiosk.cli" in module.stdout, module.stderr
+    script = shutil.which("kiosk", path=str(Path(sys.executable).parent))
+    if script is None:
+        pytest.skip("the kiosk script is not installed next to this Python (pip install -e .)")
+    proc = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("kiosk, version "), proc.stderr
+
+
+def test_help_and_usage_errors_import_no_heavy_library():
+    """Every --help page and a usage error load neither TensorFlow, torch, dlib, OpenCV, SQLAlchemy
+    nor Flask: `kiosk --help` stays a fraction of a second on the Pi."""
+    script = f"""
+import sys
+from click.testing import CliRunner
+from kiosk.cli import main
+
+runner = CliRunner()
+
+def pages(group, path):
+    yield path
+    for name, command in getattr(group, "commands", {{}}).items():
+        if name != "embedder":  # passes --help on to the converter's own parser
+            yield from pages(command, path + [name])
+
+for path in pages(main, []):
+    assert runner.invoke(main, path + ["--help"]).exit_code == 0, path
+for usage_error in (["train", "expressions", "--data", "d", "--out", "o", "--distill-weight", "0.3"],
+                    ["enroll", "--name", "A", "--employee-id", "E1"],
+                    ["leave", "add", "E1", "--from", "today", "--kind", "party"]):
+    assert runner.invoke(main, usage_error).exit_code == 2, usage_error
+print(" ".join(m for m in {HEAVY_MODULES!r} if m in sys.modules))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == []
+
+
+def test_in_process_runs_show_an_unexpected_error_as_the_traceback_a_process_prints(config, monkeypatch):
+    """cli_helpers.run_cli: `"Traceback" not in stderr` means what it means for a real process."""
+    from kiosk import store
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a bug, not a user's mistake")
+
+    monkeypatch.setattr(store, "list_people", broken)
+    proc = run_cli("people", "list", config=config)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("Traceback (most recent call last):")
+    assert proc.stderr.rstrip().endswith("RuntimeError: a bug, not a user's mistake")
