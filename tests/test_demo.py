@@ -1,18 +1,17 @@
-"""`kiosk demo` runs the whole job as a real process on the shipped photos."""
+"""`kiosk demo` runs the whole job on the shipped photos: as a real process (slow), and its refusal
+of a used folder in this process."""
 
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 
 import pytest
+from cli_helpers import run_cli, run_cli_process
 
 
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "kiosk.cli", "demo", "--dir", str(tmp_path / "d")],
-                          capture_output=True, text=True, timeout=600)
+    proc = run_cli_process("demo", "--dir", str(tmp_path / "d"), timeout=600)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     for line in ("Debbie Reynolds checked in", "Venus Williams checked in", "Ray Romano checked in",
@@ -30,8 +29,7 @@ def test_demo_end_to_end(tmp_path):
 
 def test_demo_refuses_a_used_folder(tmp_path):
     (tmp_path / "kiosk.db").write_bytes(b"")
-    proc = subprocess.run([sys.executable, "-m", "kiosk.cli", "demo", "--dir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120)
+    proc = run_cli("demo", "--dir", str(tmp_path))
     assert proc.returncode == 1
     assert "exists; give the demo an empty folder" in proc.stderr
     assert "Traceback" not in proc.stderr

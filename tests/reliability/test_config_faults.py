@@ -3,22 +3,19 @@ refused, duplicate YAML keys silently overridden, expression analysis on by defa
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import CliResult, run_cli
 
 from kiosk.config import ConfigError, Settings, door_problems, load_settings
 
 pytestmark = pytest.mark.reliability
 
 
-def _check(path: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK")}
-    return subprocess.run([sys.executable, "-m", "kiosk.cli", "config", "check", str(path)],
-                          capture_output=True, text=True, timeout=120, env=env)
+def _check(path: Path) -> CliResult:
+    """`kiosk config check PATH`, in this process."""
+    return run_cli("config", "check", str(path))
 
 
 def test_empty_config_does_not_pass_check_when_run_would_refuse_it(tmp_path):
