@@ -9,12 +9,12 @@ import errno
 import json
 import os
 import struct
-import subprocess
 import sys
 import zlib
 from pathlib import Path
 
 import pytest
+from cli_helpers import CliResult, run_cli, run_cli_process
 
 from kiosk import store
 from kiosk.enrolment import EnrolmentError, check_employee_id, load_photos
@@ -26,11 +26,15 @@ pytestmark = pytest.mark.reliability
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def kiosk(config: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run `kiosk --config config ARGS` as a real process; KIOSK_* variables of the test run are dropped."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK")}
-    return subprocess.run([sys.executable, "-m", "kiosk.cli", "--config", str(config), *args],
-                          capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+def kiosk(config: Path, *args: str) -> CliResult:
+    """Run `kiosk --config config ARGS` in this process; KIOSK_* variables of the test run are dropped."""
+    return run_cli(*args, config=config, cwd=ROOT)
+
+
+def kiosk_process(config: Path, *args: str, timeout: float = 120) -> CliResult:
+    """Run `kiosk --config config ARGS` as a real process: the door service and the web server hold
+    process-wide locks, ports and signal handlers."""
+    return run_cli_process(*args, config=config, cwd=ROOT, timeout=timeout)
 
 
 @pytest.fixture
@@ -134,7 +138,7 @@ def test_a_second_door_service_on_the_same_database_is_refused_and_leaves_the_st
     first = DoorLock(tmp_path / "k.db")  # the running door service
     first.acquire()
     try:
-        proc = kiosk(config, "run", "--stop-after", "1")
+        proc = kiosk_process(config, "run", "--stop-after", "1")
     finally:
         first.release()
     assert proc.returncode == 1, proc.stderr
@@ -160,7 +164,7 @@ def test_the_screen_port_in_use_is_one_message(tmp_path: Path) -> None:
                           f"expression:\n  enabled: false\n"
                           f"camera:\n  type: replay\n  options:\n    path: {frames}\n"
                           f"screen:\n  port: {port}\n")
-        proc = kiosk(config, "run", "--stop-after", "1")
+        proc = kiosk_process(config, "run", "--stop-after", "1")
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
@@ -276,7 +280,7 @@ def test_a_second_web_app_on_a_busy_port_is_one_message_and_runs_no_daily_jobs(t
         config = tmp_path / "kiosk.yaml"
         config.write_text(f"site:\n  timezone: Europe/Berlin\ndatabase:\n  path: {tmp_path / 'k.db'}\n"
                           f"web:\n  host: 127.0.0.1\n  port: {port}\n")
-        proc = kiosk(config, "serve", timeout=60)
+        proc = kiosk_process(config, "serve", timeout=60)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
@@ -498,6 +502,6 @@ def test_a_status_file_named_like_the_database_is_refused_before_the_door_overwr
                       f"camera:\n  type: replay\n  options:\n    path: {frames}\nscreen:\n  enabled: false\n")
     check = kiosk(config, "config", "check")
     assert check.returncode == 2 and "service.status_file" in check.stderr, check.stderr
-    proc = kiosk(config, "run", "--stop-after", "1")  # replaced the database with status JSON before the fix
+    proc = kiosk_process(config, "run", "--stop-after", "1")  # replaced the database with status JSON before the fix
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert database.read_bytes() == before
