@@ -4,7 +4,7 @@ iter_range (a long range in chunks, memory bounded)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 
 from kiosk.config import Settings
@@ -28,29 +28,23 @@ def check_format(fmt: str) -> None:
         raise ReportError(f"unknown report format {fmt!r} (choose from {', '.join(FORMATS)})")
 
 
+_DAILY: dict[str, Callable[[DailyReport], str]] = {
+    "table": daily_table, "csv": daily_csv, "json": daily_json, "html": daily_html}
+_RANGE: dict[str, Callable[[RangeReport], str]] = {
+    "table": range_table, "csv": range_csv, "json": range_json, "html": range_html}
+
+
 def render_daily(report: DailyReport, fmt: str = "table") -> str:
     """The daily report as text: table, csv (CSV_COLUMNS, absent people included), json or html."""
     check_format(fmt)
-    if fmt == "csv":
-        return daily_csv(report)
-    if fmt == "json":
-        return daily_json(report)
-    if fmt == "html":
-        return daily_html(report)
-    return daily_table(report)
+    return _DAILY[fmt](report)
 
 
 def render_range(report: RangeReport, fmt: str = "table") -> str:
     """The range report as text: table, csv (payroll: CSV_COLUMNS per person-day: days with events
     and work days on leave), json or html."""
     check_format(fmt)
-    if fmt == "csv":
-        return range_csv(report)
-    if fmt == "json":
-        return range_json(report)
-    if fmt == "html":
-        return range_html(report)
-    return range_table(report)
+    return _RANGE[fmt](report)
 
 
 def iter_range(db: Database, settings: Settings, start: date, end: date, fmt: str = "table",
