@@ -33,11 +33,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 from zoneinfo import ZoneInfo
 
 from kiosk import store
 from kiosk.errors import KioskError
+from kiosk.vocabulary import EventKind
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,69 @@ WORK_DAYS = (0, 1, 2, 3, 4)  # Monday..Friday, the default site.work_days
 DOWNLOADS = 4
 MANAGER = ("bench-manager", "bench-password-1")
 TARGETS = {"year_csv_s": 3.0, "year_csv_peak_rss_mb": 300.0, "web_4x_year_csv_peak_rss_mb": 300.0}
+
+
+class CliFigures(TypedDict):
+    """One `kiosk report range --format csv` run: wall and CPU seconds, peak RSS (MB), rows, bytes."""
+
+    seconds: float
+    cpu_s: float
+    peak_rss_mb: float
+    rows: int
+    bytes: int
+
+
+class Download(TypedDict, total=False):
+    """One web download: seconds, bytes and data rows, or the error text."""
+
+    seconds: float
+    bytes: int
+    rows: int
+    error: str
+
+
+class WebFigures(TypedDict):
+    """Concurrent web downloads: slowest and wall seconds, server CPU seconds, server peak and
+    starting RSS (MB), data rows per download, bytes of one."""
+
+    seconds: float
+    wall_s: float
+    cpu_s: float
+    peak_rss_mb: float
+    rss_before_mb: float
+    rows: list[int]
+    bytes: int
+
+
+class WebResult(TypedDict, total=False):
+    """run_report_bench's figures of the web part (absent with web=False)."""
+
+    web_4x_year_csv_s: float
+    web_4x_wall_s: float
+    web_4x_cpu_s: float
+    web_4x_year_csv_peak_rss_mb: float
+    web_rss_before_mb: float
+    web_csv_rows: list[int]
+
+
+class ReportBenchResult(WebResult):
+    """run_report_bench's JSON-ready figures (the web_* keys only when the web part ran)."""
+
+    people: int
+    days: int
+    events: int
+    start: str
+    end: str
+    db_mb: float
+    build_s: float
+    expected_csv_rows: int
+    year_csv_s: float
+    year_csv_cpu_s: float
+    year_csv_peak_rss_mb: float
+    year_csv_rows: int
+    year_csv_bytes: int
+    targets: dict[str, float]
+    meets_targets: bool
 
 
 @dataclass(frozen=True)
@@ -61,7 +125,7 @@ class SyntheticData:
     build_s: float
 
 
-def _events(person_ids: list[int], days: list[date], tz: ZoneInfo, seed: int) -> Iterator[dict[str, Any]]:
+def _events(person_ids: list[int], days: list[date], tz: ZoneInfo, seed: int) -> Iterator[dict[str, object]]:
     """An "in" at 08:30-09:30 and an "out" at 16:30-18:00 local, per person and work day."""
     rng = random.Random(seed)
     for day in days:
@@ -69,8 +133,8 @@ def _events(person_ids: list[int], days: list[date], tz: ZoneInfo, seed: int) ->
         for pid in person_ids:
             t_in = base + timedelta(minutes=510 + rng.randrange(60))
             t_out = base + timedelta(minutes=990 + rng.randrange(90))
-            yield {"person_id": pid, "occurred_at": t_in, "kind": "in", "device_id": "bench"}
-            yield {"person_id": pid, "occurred_at": t_out, "kind": "out", "device_id": "bench"}
+            yield {"person_id": pid, "occurred_at": t_in, "kind": EventKind.IN, "device_id": "bench"}
+            yield {"person_id": pid, "occurred_at": t_out, "kind": EventKind.OUT, "device_id": "bench"}
 
 
 def build_database(path: Path, people: int, days: int, *, today: date | None = None,
@@ -121,7 +185,7 @@ def _count_rows(path: Path) -> int:
         return max(0, sum(1 for _ in fh) - 1)
 
 
-def run_cli_csv(data: SyntheticData, out: Path) -> dict[str, Any]:
+def run_cli_csv(data: SyntheticData, out: Path) -> CliFigures:
     """`kiosk report range` of the whole period as CSV into out: wall seconds, peak RSS (MB), rows."""
     cmd = [*_kiosk_command(), "report", "range", "--from", data.start.isoformat(),
            "--to", data.end.isoformat(), "--format", "csv"]
@@ -191,7 +255,7 @@ def _wait_for_server(base: str, proc: subprocess.Popen[bytes], timeout_s: float 
             time.sleep(0.2)
 
 
-def _download(opener: urllib.request.OpenerDirector, url: str, result: dict[str, Any]) -> None:
+def _download(opener: urllib.request.OpenerDirector, url: str, result: Download) -> None:
     """GET url, counting bytes, lines and seconds into result (error text on failure)."""
     t0 = time.perf_counter()
     try:
@@ -202,12 +266,12 @@ def _download(opener: urllib.request.OpenerDirector, url: str, result: dict[str,
             while chunk := r.read(1 << 16):
                 size += len(chunk)
                 lines += chunk.count(b"\n")
-        result.update(seconds=round(time.perf_counter() - t0, 2), bytes=size, rows=max(0, lines - 1))
+        result.update({"seconds": round(time.perf_counter() - t0, 2), "bytes": size, "rows": max(0, lines - 1)})
     except Exception as exc:  # reported in the figures, not raised from a thread
         result["error"] = str(exc)
 
 
-def run_web_csv(data: SyntheticData, downloads: int = DOWNLOADS) -> dict[str, Any]:
+def run_web_csv(data: SyntheticData, downloads: int = DOWNLOADS) -> WebFigures:
     """`kiosk serve` with `downloads` managers fetching the period's CSV at once: slowest seconds,
     the server's peak RSS (VmHWM, MB) and its RSS before (MB), rows of each download."""
     cmd = _kiosk_command()
@@ -227,7 +291,7 @@ def run_web_csv(data: SyntheticData, downloads: int = DOWNLOADS) -> dict[str, An
         cpu_before = _cpu_s(proc.pid)
         url = f"{base}/range.csv?" + urllib.parse.urlencode(
             {"start": data.start.isoformat(), "end": data.end.isoformat()})
-        results: list[dict[str, Any]] = [{} for _ in range(downloads)]
+        results: list[Download] = [{} for _ in range(downloads)]
         threads = [threading.Thread(target=_download, args=(opener, url, r)) for r in results]
         t0 = time.perf_counter()
         for t in threads:
@@ -254,34 +318,35 @@ def run_web_csv(data: SyntheticData, downloads: int = DOWNLOADS) -> dict[str, An
 
 
 def run_report_bench(people: int = 500, days: int = 365, *, web: bool = True,
-                     keep_dir: Path | None = None) -> dict[str, Any]:
+                     keep_dir: Path | None = None) -> ReportBenchResult:
     """Build the synthetic database, run the CLI and web measurements; JSON-ready figures."""
     with tempfile.TemporaryDirectory(prefix="kiosk-bench-reports-") as tmp:
         folder = keep_dir or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         data = build_database(folder / "kiosk.db", people, days)
         cli = run_cli_csv(data, folder / "range.csv")
-        result: dict[str, Any] = {
-            "people": data.people, "days": days, "events": data.events,
-            "start": data.start.isoformat(), "end": data.end.isoformat(),
-            "db_mb": round(data.path.stat().st_size / 2**20, 1), "build_s": data.build_s,
-            "expected_csv_rows": data.person_days,
-            "year_csv_s": cli["seconds"], "year_csv_cpu_s": cli["cpu_s"],
-            "year_csv_peak_rss_mb": cli["peak_rss_mb"],
-            "year_csv_rows": cli["rows"], "year_csv_bytes": cli["bytes"],
-        }
-        if web:
-            w = run_web_csv(data)
-            result |= {"web_4x_year_csv_s": w["seconds"], "web_4x_wall_s": w["wall_s"],
-                       "web_4x_cpu_s": w["cpu_s"],
-                       "web_4x_year_csv_peak_rss_mb": w["peak_rss_mb"],
-                       "web_rss_before_mb": w["rss_before_mb"], "web_csv_rows": w["rows"]}
-        result["targets"] = TARGETS
-        result["meets_targets"] = all(result.get(k, 0) <= v for k, v in TARGETS.items())
-        return result
+        db_mb = round(data.path.stat().st_size / 2**20, 1)
+        w = run_web_csv(data) if web else None
+    web_figures: WebResult = {} if w is None else {
+        "web_4x_year_csv_s": w["seconds"], "web_4x_wall_s": w["wall_s"], "web_4x_cpu_s": w["cpu_s"],
+        "web_4x_year_csv_peak_rss_mb": w["peak_rss_mb"], "web_rss_before_mb": w["rss_before_mb"],
+        "web_csv_rows": w["rows"]}
+    measured = {"year_csv_s": cli["seconds"], "year_csv_peak_rss_mb": cli["peak_rss_mb"],
+                "web_4x_year_csv_peak_rss_mb": w["peak_rss_mb"] if w is not None else 0.0}
+    return {
+        "people": data.people, "days": days, "events": data.events,
+        "start": data.start.isoformat(), "end": data.end.isoformat(),
+        "db_mb": db_mb, "build_s": data.build_s,
+        "expected_csv_rows": data.person_days,
+        "year_csv_s": cli["seconds"], "year_csv_cpu_s": cli["cpu_s"],
+        "year_csv_peak_rss_mb": cli["peak_rss_mb"],
+        "year_csv_rows": cli["rows"], "year_csv_bytes": cli["bytes"],
+        **web_figures,
+        "targets": TARGETS, "meets_targets": all(measured[k] <= v for k, v in TARGETS.items()),
+    }
 
 
-def format_report_bench(r: dict[str, Any]) -> str:
+def format_report_bench(r: ReportBenchResult) -> str:
     """A few human-readable lines of a run_report_bench() result."""
     lines = [f"{r['people']} people, {r['days']} days ({r['start']}..{r['end']}), {r['events']} events, "
              f"{r['db_mb']} MB database (built in {r['build_s']} s)",
@@ -295,6 +360,6 @@ def format_report_bench(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def as_json_line(result: dict[str, Any]) -> str:
+def as_json_line(result: ReportBenchResult) -> str:
     """The result as one JSON line."""
     return json.dumps(result, sort_keys=False)

@@ -9,13 +9,17 @@ header row decides. A field over csv's limit (131,072 characters) is one clear e
 from __future__ import annotations
 
 import csv
+import logging
 from datetime import date
 from pathlib import Path
 
+from kiosk.dates import check_day
 from kiosk.errors import InvalidIdentity, KioskError, ReportError, listing
 from kiosk.identity import clean_employee_id
-from kiosk.reports import check_day
 from kiosk.store import Database, NewLeave, list_people
+from kiosk.vocabulary import LeaveKind
+
+logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("employee_id", "first_day")
 MAX_ERRORS = 20
@@ -100,7 +104,7 @@ def parse_leave_csv(data: bytes, db: Database, source: str) -> list[NewLeave]:
         except (ValueError, InvalidIdentity) as exc:
             errors.append(f"{line}: {exc}")
             continue
-        kind = (row.get("kind") or "").strip() or "holiday"
+        kind = (row.get("kind") or "").strip() or LeaveKind.HOLIDAY
         items.append(NewLeave(people[employee_id], first_day, last_day, kind, label=line))
     if errors:
         raise KioskError(listing(f"nothing recorded: {len(errors)} line(s) of {source} are wrong", errors, MAX_ERRORS))

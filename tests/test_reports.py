@@ -289,3 +289,30 @@ def test_leave_is_not_absence(day_db: Database) -> None:
     as_json = {t["name"]: t["days_on_leave"] for t in json.loads(render_range(week, "json"))["totals"]}
     assert as_json == {"Ann": 0, "Bob": 0, "Cat": 0, "Dan": 5}
     assert "Days on leave" in render_range(week, "table") and "On leave" in render_range(week, "html")
+
+
+def test_one_csv_writer_cleans_every_cell_or_only_the_typed_ones() -> None:
+    from kiosk.csv_safe import csv_text
+
+    rows = [["=1", 2, None], ["-3.5", '+a,"b"', "@x\ny"]]
+    assert csv_text(rows, ["a", "b", "c"]) == 'a,b,c\n\'=1,2,\n-3.5,"\'+a,""b""","\'@x\ny"\n'
+    assert csv_text(rows, clean=[1]) == '=1,2,\n-3.5,"\'+a,""b""","@x\ny"\n'
+    assert csv_text([]) == ""
+
+
+def test_dates_and_times_as_text() -> None:
+    from kiosk.dates import LAST_DAY, check_day, hm, iso
+
+    t = at(15, 8, 5, 9)
+    assert (hm(t), hm(None), hm(None, missing="")) == ("08:05", "-", "")
+    assert (iso(t), iso(None)) == ("2026-06-15T08:05:09+02:00", "")
+    assert check_day(LAST_DAY) == LAST_DAY
+    with pytest.raises(ReportError, match="out of range"):
+        check_day(date(2100, 1, 1))
+
+
+def test_html_report_templates_ship_with_the_package() -> None:
+    from importlib.resources import files
+
+    names = {p.name for p in files("kiosk.reports").joinpath("templates").iterdir()}
+    assert {"report.html", "daily.html", "range.html", "_table.html"} <= names

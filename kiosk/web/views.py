@@ -5,16 +5,17 @@ Every table has a CSV twin. Day and range CSVs are the payroll format of kiosk.r
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from flask import Blueprint, Response, abort, render_template, request
 
+from kiosk.csv_safe import csv_text
+from kiosk.dates import hm, parse_day
 from kiosk.errors import PersonNotFound, ReportError
 from kiosk.reports import (
     TOTALS_CSV_COLUMNS,
@@ -23,11 +24,9 @@ from kiosk.reports import (
     RangeReport,
     daily_report,
     iter_range_csv,
-    parse_day,
     range_report,
     range_summary,
     render_daily,
-    safe_cell,
     totals_cells,
 )
 from kiosk.store import (
@@ -47,13 +46,9 @@ bp = Blueprint("reports", __name__)
 
 MAX_MOOD_DAYS = 92
 EXPRESSION_ORDER = ["happy", "neutral", "surprise", "sad", "angry", "fear", "disgust"]
-def csv_response(filename: str, header: list[str], rows: list[list[Any]]) -> Response:
+def csv_response(filename: str, header: Sequence[str], rows: Iterable[Sequence[object]]) -> Response:
     """A CSV download (UTF-8, header row, formula-safe cells)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows([[safe_cell(c) for c in r] for r in rows])
-    return text_download(filename, buf.getvalue(), "text/csv")
+    return text_download(filename, csv_text(rows, header), "text/csv")
 
 
 def text_download(filename: str, text: str, mimetype: str) -> Response:
@@ -86,8 +81,7 @@ def range_args(default_days: int | None = None) -> tuple[date, date]:
     return start, end
 
 
-def _hm(row_time: Any) -> str:
-    return row_time.strftime("%H:%M") if row_time else ""
+_hm = partial(hm, missing="")  # HH:MM on pages; nothing for a missing time
 
 
 def _arrivals_chart(report: DailyReport) -> Any:
@@ -161,16 +155,8 @@ def day_csv() -> Response:
     c = ctx()
     d = day_arg("date", c.today())
     return text_download(f"attendance-{d}.csv",
-                         _safe_csv(render_daily(daily_report(c.db, c.settings, d, today=c.today()), "csv")),
+                         render_daily(daily_report(c.db, c.settings, d, today=c.today()), "csv"),
                          "text/csv")
-
-
-def _safe_csv(text: str) -> str:
-    """Re-write a CSV with formula-safe cells (names like '=HYPERLINK(...)' stay text)."""
-    rows = list(csv.reader(io.StringIO(text)))
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows([[safe_cell(x) for x in r] for r in rows])
-    return buf.getvalue()
 
 
 def _weeks(start: date, end: date) -> list[tuple[date, date]]:

@@ -192,15 +192,16 @@ def test_range_csv_is_produced_day_by_day_as_events_stream(
     month_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import kiosk.reports as reports
+    import kiosk.reports.scan as scan
 
     days_read: list[datetime] = []
-    real = reports.day_figures
+    real = scan.day_figures
 
     def counting(db: Database, utc_from: datetime, *args: Any, **kwargs: Any) -> Any:
         days_read.append(utc_from)
         return real(db, utc_from, *args, **kwargs)
 
-    monkeypatch.setattr(reports, "day_figures", counting)
+    monkeypatch.setattr(scan, "day_figures", counting)
     s = make_settings(month_db.path)
     start, end = _month()
     chunks = reports.iter_range_csv(month_db, s, start, end, today=TODAY)

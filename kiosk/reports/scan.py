@@ -1,0 +1,167 @@
+"""One pass over a date range, day by day, inside one read snapshot: per-day rows and leave, and a
+running tally per person for the range's totals. Memory holds one day, whatever the range."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from kiosk.config import Settings
+from kiosk.errors import ReportError
+from kiosk.reports.model import (
+    LeaveDay,
+    PersonDay,
+    PersonTotals,
+    RangeDay,
+    leave_day_key,
+    person_day_key,
+)
+from kiosk.reports.person_day import DayClock, person_day, person_day_from_figures
+from kiosk.store import (
+    Database,
+    EventMark,
+    day_figures,
+    iter_event_marks,
+    leave_between,
+    leave_by_person_day,
+    local_day_bounds,
+    people_by_id,
+)
+from kiosk.vocabulary import LeaveKind
+
+logger = logging.getLogger(__name__)
+
+MAX_RANGE_DAYS = 1000
+
+
+def check_range(start: date, end: date) -> None:
+    """ReportError when end < start or the range is longer than MAX_RANGE_DAYS."""
+    if end < start:
+        raise ReportError(f"report range ends ({end}) before it starts ({start})")
+    if (end - start).days >= MAX_RANGE_DAYS:
+        raise ReportError(f"report range longer than {MAX_RANGE_DAYS} days; split it")
+
+
+def finished_work_days(settings: Settings, start: date, end: date, today: date) -> list[date]:
+    """Local dates start..end inclusive that are work days (site.work_days, not holidays) and before today."""
+    days = (start + timedelta(days=i) for i in range((end - start).days + 1))
+    return [d for d in days if d < today and settings.site.is_work_day(d)]
+
+
+@dataclass
+class PersonTally:
+    """One person's running totals over a range: days (counts) and minutes."""
+
+    days_present: int = 0
+    present_minutes: int = 0
+    times_late: int = 0
+    minutes_late: int = 0
+    days_absent: int = 0
+    days_on_leave: int = 0
+    days_no_checkout: int = 0
+
+    def add_day(self, row: PersonDay) -> None:
+        """Count one person-day with events."""
+        self.days_present += 1
+        self.present_minutes += row.present_minutes
+        self.times_late += int(row.late)
+        self.minutes_late += row.minutes_late
+        self.days_no_checkout += int(row.no_checkout)
+
+
+class RangeScan:
+    """One pass over a range, day by day, inside one snapshot (store.day_figures per day in
+    first_last mode, store.iter_event_marks of the day in toggle mode).
+
+    days() yields a RangeDay per local day start..end and keeps a PersonTally per person; totals()
+    after the pass. Memory: one day's events plus one tally per person, whatever the range.
+    """
+
+    def __init__(self, snapshot: Database, settings: Settings, start: date, end: date,
+                 today: date | None = None, person_id: int | None = None) -> None:
+        check_range(start, end)
+        self.db, self.settings, self.start, self.end = snapshot, settings, start, end
+        self.person_id = person_id
+        tz = settings.tz
+        self.people = people_by_id(snapshot)  # everyone, erased too: a small table
+        leave_records = leave_between(snapshot, start, end, person_id=person_id)
+        self._leave = leave_by_person_day(leave_records)
+        self._leave_by_day: dict[date, list[tuple[int, LeaveKind]]] = defaultdict(list)
+        for (pid, d), kind in self._leave.items():
+            if start <= d <= end and settings.site.is_work_day(d):
+                self._leave_by_day[d].append((pid, LeaveKind(kind)))
+        # Expected at work: active people enrolled by the end (absences count from enrolment)
+        self._expected = [
+            (p.id, p.created_at.astimezone(tz).date()) for p in self.people.values()
+            if p.active and p.erased_at is None and p.created_at.astimezone(tz).date() <= end
+            and person_id in (None, p.id)
+        ]
+        self._listed = {pid for pid, _ in self._expected} | {x.person_id for x in leave_records}
+        self.today = today or datetime.now(tz).date()
+        self._finished = set(finished_work_days(settings, start, end, self.today))
+        self._tallies: dict[int, PersonTally] = defaultdict(PersonTally)
+        self.unknown_faces = 0
+        self.person_days = 0  # rows with events seen so far
+        self.absences: list[date] = []  # the person's absent days, for a one-person scan only
+
+    def days(self) -> Iterator[RangeDay]:
+        """RangeDay per local day, start..end: one query per day (aggregated in SQL in first_last
+        mode; the day's events in time order in toggle mode), so memory holds one day."""
+        day = self.start
+        while day <= self.end:
+            yield self._close_day(day, *self._read_day(day))
+            day += timedelta(days=1)
+
+    def _read_day(self, day: date) -> tuple[list[PersonDay], int]:
+        """The day's person-days (unsorted) and its unknown faces."""
+        utc_from, utc_to = local_day_bounds(day, self.settings.tz)
+        if self.settings.attendance.mode == "first_last":
+            figures = day_figures(self.db, utc_from, utc_to, person_id=self.person_id)
+            clock = DayClock.of(day, self.settings)
+            rows = [person_day_from_figures(self.people[f.person_id], day, f, clock, self.today)
+                    for f in figures if f.person_id is not None]
+            return rows, sum(f.events for f in figures if f.person_id is None)
+        by_person: dict[int, list[EventMark]] = defaultdict(list)
+        unknown = 0
+        for mark in iter_event_marks(self.db, utc_from, utc_to, person_id=self.person_id):
+            if mark.person_id is None:
+                unknown += 1
+            else:
+                by_person[mark.person_id].append(mark)
+        rows = [person_day(self.people[pid], day, evs, self.settings, False, self.today)
+                for pid, evs in by_person.items()]
+        return rows, unknown
+
+    def _close_day(self, day: date, rows: list[PersonDay], unknown: int) -> RangeDay:
+        rows.sort(key=person_day_key)
+        came = {r.person_id for r in rows}
+        for r in rows:
+            self._tallies[r.person_id].add_day(r)
+        leave = sorted((LeaveDay(day, self.people[pid], kind) for pid, kind in self._leave_by_day.get(day, [])
+                        if pid not in came), key=leave_day_key)
+        for x in leave:
+            self._tallies[x.person.id].days_on_leave += 1
+        if day in self._finished:
+            for pid, enrolled in self._expected:
+                if enrolled <= day and pid not in came and (pid, day) not in self._leave:
+                    self._tallies[pid].days_absent += 1
+                    if self.person_id is not None:
+                        self.absences.append(day)
+        self.unknown_faces += unknown
+        self.person_days += len(rows)
+        return RangeDay(day, rows, leave, unknown)
+
+    def totals(self) -> list[PersonTotals]:
+        """Per person totals (call after days() is exhausted): everyone expected, with events or
+        with leave in the range, by name; days_absent None for people no longer active."""
+        out = []
+        for pid in self._listed | set(self._tallies):
+            p, t = self.people[pid], self._tallies.get(pid, PersonTally())
+            absent = None if (not p.active or p.erased_at is not None) else t.days_absent
+            out.append(PersonTotals(p.id, p.employee_id, p.name, t.days_present, t.present_minutes,
+                                    t.times_late, t.minutes_late, absent, t.days_on_leave,
+                                    t.days_no_checkout))
+        return sorted(out, key=lambda t: (t.name.casefold(), t.employee_id))
