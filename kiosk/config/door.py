@@ -12,6 +12,8 @@ from kiosk.config.base import Section
 
 
 class AttendanceSettings(Section):
+    """Check-in rules and the door pipeline's timing: cooldown, bursts, presence and fast paths."""
+
     # first_last: first sighting of the day is "in", every later one "out" (the last counts).
     # toggle: sightings alternate in, out, in, out.
     mode: Literal["first_last", "toggle"] = "first_last"
@@ -53,6 +55,8 @@ class AttendanceSettings(Section):
 
 
 class CameraSettings(Section):
+    """The door camera: backend type, its options and the reopen back-off (s)."""
+
     # picamera2 (Pi camera), opencv (USB index or stream URL) or replay (folder / video file).
     type: Literal["picamera2", "opencv", "replay"] = "replay"
     # Backend options as a plain dict, e.g. {device: 0} or {path: frames/, fps: 5};
@@ -89,6 +93,8 @@ class CameraSettings(Section):
 
 
 class ServiceSettings(Section):
+    """The door service: its status file, gallery reloads and clock (system or replay)."""
+
     # Where `kiosk run` writes its status for the admin page; empty: status.json beside the database.
     status_file: Path | None = None
     # Seconds between status-file writes (also written after every event). Shorter is fresher.
@@ -113,6 +119,8 @@ class ServiceSettings(Section):
 
 
 class ScreenSettings(Section):
+    """The door screen (a local page): address and how long greetings stay up (s)."""
+
     # The door screen: a local web page (chromium --kiosk) showing greetings and prompts.
     enabled: bool = True
     # Keep 127.0.0.1: the page shows names of people arriving to anyone who can reach it.

@@ -11,6 +11,8 @@ from kiosk.config.base import Section
 
 
 class FaceQualitySettings(Section):
+    """Which faces are good enough to identify: size (px), sharpness and head turn."""
+
     # Faces smaller than this (box height in pixels) are ignored: too far away to trust.
     min_face_px: int = Field(80, ge=20, le=2000)
     # Variance of the Laplacian on the grey face crop resized to 128x128; below this the face
@@ -29,6 +31,8 @@ SHIPPED_EMBEDDER = "face_embedder_f16.tflite"
 
 
 class RecognitionSettings(Section):
+    """Finding faces and telling people apart: detector, embedder and match thresholds (distances)."""
+
     # Detector: "yunet" (OpenCV's YuNet CNN, models/yunet/; also the door's presence check;
     # its boxes are mapped onto HOG's so the dlib landmarks and embedding see the same crop),
     # "hog" (dlib HOG) or "cnn" (dlib CNN, slow without CUDA). On the 4,600 photos of
@@ -152,6 +156,8 @@ class RecognitionSettings(Section):
 
 
 class ExpressionSettings(Section):
+    """The optional expression classifier (off by default: emotion inference at work is banned in the EU)."""
+
     # Emotion inference at work is banned in the EU (AI Act Art. 5(1)(f)). Off unless a site
     # turns it on (lawful by default). When false the model is never loaded and no expression
     # data is computed or stored anywhere.
@@ -168,6 +174,8 @@ class ExpressionSettings(Section):
 
 
 class EnrolmentSettings(Section):
+    """How many photos an enrolment needs, their size (px) and the kiosk camera's timing (s)."""
+
     # Enrolment at the kiosk: an admin asks (web app or `kiosk enroll --at-kiosk`), the person
     # stands at the door and the kiosk's own camera takes the photos.
     # Least photos with a usable face an enrolment needs (photo files, web upload and kiosk

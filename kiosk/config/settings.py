@@ -13,6 +13,8 @@ from kiosk.config.web import WebSettings
 
 
 class Settings(Section):
+    """All settings, one section per part of the kiosk."""
+
     site: SiteSettings = SiteSettings()
     database: DatabaseSettings = DatabaseSettings()
     recognition: RecognitionSettings = RecognitionSettings()

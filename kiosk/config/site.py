@@ -21,6 +21,8 @@ def _office_week() -> list[Weekday]:
 
 
 class SiteSettings(Section):
+    """The site: its name, time zone, working hours, work days and holidays."""
+
     name: str = "Office"
     # IANA time zone; the attendance day starts at local midnight in this zone.
     timezone: str = "UTC"
@@ -50,6 +52,8 @@ class SiteSettings(Section):
 
 
 class DatabaseSettings(Section):
+    """The SQLite file, its migration backups, the daily off-site copy and the lock wait (ms)."""
+
     # SQLite file; created on first use. Relative paths are relative to the working directory.
     path: Path = Path("var/kiosk.db")
     # Copies of the database taken before a migration; how many to keep (0: no backups).
@@ -69,6 +73,8 @@ class DatabaseSettings(Section):
 
 
 class RetentionSettings(Section):
+    """How long events (days) and expression scores (days) are kept, and whether enrolment photos are."""
+
     # Attendance events older than this are purged daily (payroll usually needs a year or more).
     attendance_days: int = Field(400, ge=1, le=36500)
     # Expression scores are stripped from events older than this; shorter is kinder.

@@ -11,6 +11,8 @@ from kiosk.config.base import Section
 
 
 class WebSettings(Section):
+    """The manager/admin web app: address, sessions, login throttling, uploads and its secret key."""
+
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     # Team expression figures are hidden when fewer people than this contribute.
