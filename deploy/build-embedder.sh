@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild the shipped face embedder (models/face_embedder_f16.tflite): dlib's CC0 ResNet
 # (face_recognition_models' dlib_face_recognition_resnet_model_v1.dat) read by our converter
-# (kiosk/training/dlib_embedder.py), rebuilt in tf.keras and exported for LiteRT.
+# (kiosk/training/dlib_embedder/), rebuilt in tf.keras and exported for LiteRT.
 #   deploy/build-embedder.sh [FACES_DIR] [WORK_DIR]
 # Needs the train extra (bash deploy/dev-setup.sh --test). With FACES_DIR (people/, strangers/)
 # it also measures every precision against dlib on face chips (first run extracts and caches

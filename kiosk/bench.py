@@ -23,17 +23,19 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from kiosk import store
 from kiosk.config import Settings
 from kiosk.errors import KioskError
 from kiosk.gallery import EMBEDDING_SIZE, Gallery
 from kiosk.pipeline import Pipeline
-from kiosk.vision.faces import IMAGE_SUFFIXES
+from kiosk.vision.faces import IMAGE_SUFFIXES, DlibFaceAnalyzer
+from kiosk.vocabulary import EventKind
 
 logger = logging.getLogger(__name__)
 
@@ -50,15 +52,15 @@ def _summary(values: list[float]) -> dict[str, float | None]:
     return {"p50": _pct(values, 50), "p95": _pct(values, 95), "n": len(values)}
 
 
-def load_frames(frames_dir: Path) -> list[np.ndarray]:
+def load_frames(frames_dir: Path) -> list[npt.NDArray[np.uint8]]:
     """The images of a replay folder in name order, RGB uint8 HxWx3; KioskError when none."""
     files = sorted(p for p in Path(frames_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
         if Path(frames_dir).is_dir() else []
-    frames = []
+    frames: list[npt.NDArray[np.uint8]] = []
     for path in files:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is not None:
-            frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        if image is not None:  # IMREAD_COLOR gives uint8 BGR
+            frames.append(cast(npt.NDArray[np.uint8], cv2.cvtColor(image, cv2.COLOR_BGR2RGB)))
     if not frames:
         raise KioskError(f"no replay frames (jpg/png) in {frames_dir}")
     return frames
@@ -89,7 +91,8 @@ def search_times(sizes: tuple[int, ...] = SEARCH_SIZES, templates_per_person: in
 SAMPLE_FACES = Path(__file__).resolve().parents[1] / "tests" / "data" / "faces"
 
 
-def sample_scene(out_dir: Path, analyzer: Any, settings: Settings, faces: Path = SAMPLE_FACES) -> Gallery:
+def sample_scene(out_dir: Path, analyzer: DlibFaceAnalyzer, settings: Settings,
+                 faces: Path = SAMPLE_FACES) -> Gallery:
     """Replay frames of everyone in faces/people walking up (photo 1) plus a stranger; the
     gallery enrols their other photos. Needs a source checkout (tests/data/faces)."""
     from kiosk.replay_scenes import make_scene
@@ -130,7 +133,7 @@ def run_bench(
     gallery: Gallery | None = None,
     fps: float = 5.0,
     search_sizes: tuple[int, ...] = SEARCH_SIZES,
-    analyzer: Any = None,
+    analyzer: DlibFaceAnalyzer | None = None,
 ) -> dict[str, Any]:
     """Benchmark on the replay frames in frames_dir; returns a JSON-ready dict (see module doc).
 
@@ -184,7 +187,7 @@ def run_bench(
                     # A real, durable write (synchronous=FULL) of one event per decision.
                     store.record_event(db, person.id if decision.known else None,
                                        t0 + timedelta(seconds=i / fps),
-                                       "in" if decision.known else "unknown", "bench",
+                                       EventKind.IN if decision.known else EventKind.UNKNOWN, "bench",
                                        match_distance=decision.distance if decision.known else None)
                     store_ms = (time.perf_counter() - s0) * 1000.0
                 frame_ms.append((time.perf_counter() - start) * 1000.0)

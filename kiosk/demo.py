@@ -117,6 +117,7 @@ def run_demo(folder: Path, say: Callable[[str], None] = print, expression: bool 
             result = enrol(db, settings, analyzer, name=name, employee_id=person.employee_id,
                            photos=images, expression_consent=person.consent, actor="demo",
                            unreadable=unreadable)
+            assert result.person_id is not None  # enrol() raises rather than return without a person
             names[result.person_id] = name
             say(f"  {name} ({person.employee_id}): {result.templates_added} photos"
                 f"{', consents to expression analysis' if person.consent else ''}")

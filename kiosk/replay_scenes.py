@@ -12,9 +12,11 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from kiosk.vision.faces import load_image
 
@@ -48,7 +50,7 @@ class Visit:
         return self.steady_from / self.fps
 
 
-def background(size: tuple[int, int] = FRAME_SIZE, seed: int = 0) -> np.ndarray:
+def background(size: tuple[int, int] = FRAME_SIZE, seed: int = 0) -> npt.NDArray[np.uint8]:
     """A plain "entrance" scene, RGB uint8 HxWx3: a wall gradient, a door frame, some noise."""
     width, height = size
     rng = np.random.default_rng(seed)
@@ -62,15 +64,16 @@ def background(size: tuple[int, int] = FRAME_SIZE, seed: int = 0) -> np.ndarray:
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def _feather_mask(side: int) -> np.ndarray:
+def _feather_mask(side: int) -> npt.NDArray[np.float32]:
     """float32 side x side alpha: 1 inside an ellipse, fading to 0 at the photo's edges."""
     mask = np.zeros((side, side), np.float32)
     cv2.ellipse(mask, (side // 2, side // 2), (int(side * 0.42), int(side * 0.48)), 0, 0, 360, 1.0, -1)
     blur = max(3, (side // 10) | 1)
-    return cv2.GaussianBlur(mask, (blur, blur), 0)[:, :, None]
+    return cast(npt.NDArray[np.float32], cv2.GaussianBlur(mask, (blur, blur), 0)[:, :, None])
 
 
-def compose(bg: np.ndarray, photo: np.ndarray, side: int, centre: tuple[int, int]) -> np.ndarray:
+def compose(bg: npt.NDArray[np.uint8], photo: npt.NDArray[np.uint8], side: int,
+            centre: tuple[int, int]) -> npt.NDArray[np.uint8]:
     """bg (RGB uint8 HxWx3) with photo scaled to side x side px, feathered, centred at (x, y)."""
     out = bg.astype(np.float32)
     scaled = cv2.resize(photo, (side, side), interpolation=cv2.INTER_AREA if side < photo.shape[0]
@@ -97,7 +100,7 @@ class _Writer:
         self.count = 0
         self._last: tuple[int, Path] | None = None
 
-    def write(self, image: np.ndarray, key: int | None = None) -> None:
+    def write(self, image: npt.NDArray[np.uint8], key: int | None = None) -> None:
         path = self.out_dir / f"frame_{self.count:06d}.jpg"
         if key is not None and self._last is not None and self._last[0] == key:
             try:

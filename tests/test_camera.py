@@ -428,3 +428,20 @@ def test_replay_options_model_forbids_extra() -> None:
     with pytest.raises(Exception, match="Extra inputs are not permitted"):
         ReplayOptions.model_validate({"path": "x", "speed": 2})
     assert ReplayCamera(ReplayOptions(path=Path("x"))).ended is False
+
+
+def test_bgr_to_rgb_takes_grey_bgr_and_bgra_and_refuses_the_rest() -> None:
+    from kiosk.camera.base import bgr_to_rgb
+
+    bgr = np.zeros((2, 3, 3), np.uint8)
+    bgr[..., 0] = 255  # blue in OpenCV's order
+    for image in (bgr, cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)):
+        rgb = bgr_to_rgb(image, "cam")
+        assert rgb.shape == (2, 3, 3) and rgb.dtype == np.uint8
+        assert tuple(int(v) for v in rgb[0, 0]) == (0, 0, 255)
+    grey = bgr_to_rgb(np.full((2, 3), 7, np.uint8), "cam")
+    assert grey.shape == (2, 3, 3) and int(grey.min()) == int(grey.max()) == 7
+    with pytest.raises(CameraError, match="cam: frames are float32, expected 8-bit images"):
+        bgr_to_rgb(np.zeros((2, 3, 3), np.float32), "cam")
+    with pytest.raises(CameraError, match=r"cam: frames have shape \(2, 3, 2\), expected HxW"):
+        bgr_to_rgb(np.zeros((2, 3, 2), np.uint8), "cam")

@@ -208,3 +208,15 @@ def test_teacher_targets_ignore_mirroring():
     assert targets.shape == (6, 7) and targets.dtype == np.float32
     assert np.allclose(targets, mirrored) and np.allclose(targets.sum(axis=1), 1.0)
     assert not np.allclose(lopsided(crops), lopsided(crops[:, :, ::-1].copy()))
+
+
+def test_embedder_converter_runs_as_a_module(monkeypatch, capsys):
+    """`python -m kiosk.training.dlib_embedder` reaches the converter's command line (the package's __main__)."""
+    import runpy
+
+    monkeypatch.setattr("sys.argv", ["python -m kiosk.training.dlib_embedder", "--help"])
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_module("kiosk.training.dlib_embedder", run_name="__main__")
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert "as a TFLite twin" in out and "--precision" in out and "--agreement" in out

@@ -6,9 +6,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import Any, Protocol, Self, cast, runtime_checkable
 
 import numpy as np
+import numpy.typing as npt
 
 from kiosk.errors import CameraError
 
@@ -25,7 +26,7 @@ Sleep = Callable[[float], None]
 class Frame:
     """One camera image: RGB uint8 HxWx3, monotonic capture time in seconds, running index from 0."""
 
-    image: np.ndarray
+    image: npt.NDArray[np.uint8]
     timestamp: float
     index: int
 
@@ -93,16 +94,21 @@ class CameraBase:
         self.close()
 
 
-def bgr_to_rgb(image: np.ndarray, source: str) -> np.ndarray:
-    """OpenCV image (BGR HxWx3, BGRA HxWx4 or grey HxW, uint8) -> contiguous RGB uint8 HxWx3."""
+def bgr_to_rgb(image: npt.NDArray[Any], source: str) -> npt.NDArray[np.uint8]:
+    """OpenCV image (BGR HxWx3, BGRA HxWx4 or grey HxW, uint8) -> contiguous RGB uint8 HxWx3.
+
+    image is what OpenCV read (any dtype); CameraError unless it is 8-bit of one of those shapes.
+    """
     import cv2
 
     if image.dtype != np.uint8:
         raise CameraError(f"{source}: frames are {image.dtype}, expected 8-bit images")
     if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    if image.ndim == 3 and image.shape[2] == 3:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    if image.ndim == 3 and image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-    raise CameraError(f"{source}: frames have shape {image.shape}, expected HxW, HxWx3 or HxWx4")
+        code = cv2.COLOR_GRAY2RGB
+    elif image.ndim == 3 and image.shape[2] == 3:
+        code = cv2.COLOR_BGR2RGB
+    elif image.ndim == 3 and image.shape[2] == 4:
+        code = cv2.COLOR_BGRA2RGB
+    else:
+        raise CameraError(f"{source}: frames have shape {image.shape}, expected HxW, HxWx3 or HxWx4")
+    return cast(npt.NDArray[np.uint8], cv2.cvtColor(image, code))  # uint8 in, uint8 out

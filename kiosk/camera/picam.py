@@ -53,7 +53,7 @@ class PiCamera(CameraBase):
             camera = Picamera2(opts.camera_num)
             kwargs: dict[str, Any] = {"main": {"size": tuple(opts.size), "format": "RGB888"}}
             if opts.hflip or opts.vflip:
-                from libcamera import Transform
+                from libcamera import Transform  # type: ignore[import-not-found, unused-ignore]  # Pi only
 
                 kwargs["transform"] = Transform(hflip=int(opts.hflip), vflip=int(opts.vflip))
             camera.configure(camera.create_video_configuration(**kwargs))

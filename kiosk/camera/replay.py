@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from kiosk.camera.base import CameraBase, Frame, MonotonicClock, Sleep, bgr_to_rgb
 from kiosk.camera.options import ReplayOptions
@@ -132,7 +133,7 @@ class ReplayCamera(CameraBase):
             self._sleep(self._next_due - now)
         self._next_due += 1.0 / fps
 
-    def _next_image(self) -> np.ndarray | None:
+    def _next_image(self) -> npt.NDArray[np.uint8] | None:
         """RGB uint8 HxWx3 of the frame at the current position, or None at the end."""
         for _attempt in range(2):  # second pass only after a loop restart
             image = self._read_file() if self._files is not None else self._read_video()
@@ -148,7 +149,7 @@ class ReplayCamera(CameraBase):
                 self._video.set(cv2.CAP_PROP_POS_FRAMES, 0)
         return None
 
-    def _read_file(self) -> np.ndarray | None:
+    def _read_file(self) -> npt.NDArray[np.uint8] | None:
         assert self._files is not None
         while self._position < len(self._files):
             path = self._files[self._position]
@@ -161,7 +162,7 @@ class ReplayCamera(CameraBase):
             self._files.pop(self._position)
         return None
 
-    def _read_video(self) -> np.ndarray | None:
+    def _read_video(self) -> npt.NDArray[np.uint8] | None:
         assert self._video is not None
         ok, image = self._video.read()
         if not ok or image is None:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -167,11 +168,12 @@ def train(data_dir: Path, work_dir: Path, config: TrainConfig | None = None,
     if config.init_from and not last_path.exists():
         init_from_tflite(net, Path(config.init_from), _norm_sample(train_data, config.seed))
     soft_targets = _teacher_scores(config, train_data, device) if config.distill_from else None
-    net = net.to(device=device, memory_format=torch.channels_last if device.type == "cpu" else torch.preserve_format)
+    memory_format = torch.channels_last if device.type == "cpu" else torch.preserve_format
+    net = net.to(device=device, memory_format=memory_format)  # type: ignore[call-overload]  # not in torch's stubs
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay,
                                   eps=1e-7)
     generator = torch.Generator().manual_seed(config.seed)
-    progress = {"epoch": 0, "step": 0, "best_val": -1.0, "best_epoch": -1}
+    progress: dict[str, Any] = {"epoch": 0, "step": 0, "best_val": -1.0, "best_epoch": -1}
     if last_path.exists():
         state = torch.load(last_path, map_location=device, weights_only=False)
         net.load_state_dict(state["model"])

@@ -93,7 +93,7 @@ def init_from_tflite(net: ExpressionNet, path: Path, sample: np.ndarray) -> None
     """
     found = read_tflite_layers(path)
     pairs = net.conv_norm_pairs()
-    wanted = [(3, 3, conv.in_channels, conv.out_channels) for conv, _ in pairs]
+    wanted: list[tuple[int, ...]] = [(3, 3, conv.in_channels, conv.out_channels) for conv, _ in pairs]
     wanted.append((net.classifier.in_features, net.classifier.out_features))
     got = [tuple(kernel.shape) for _, kernel, _ in found]
     if wanted != got:
@@ -105,6 +105,7 @@ def init_from_tflite(net: ExpressionNet, path: Path, sample: np.ndarray) -> None
         conv.weight.copy_(torch.from_numpy(kernel.transpose(3, 2, 0, 1)))
         outputs = _output_of(net, conv, pixels)
         mean, var = outputs.mean(dim=(0, 2, 3)), outputs.var(dim=(0, 2, 3), unbiased=False)
+        assert norm.running_mean is not None and norm.running_var is not None  # track_running_stats
         norm.running_mean.copy_(mean)
         norm.running_var.copy_(var)
         norm.weight.copy_(torch.sqrt(var + norm.eps))

@@ -1,0 +1,39 @@
+"""Checks across several settings that the models cannot make alone (what `kiosk run` would refuse)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kiosk.config.settings import Settings
+
+
+def status_file_problem(settings: Settings) -> str | None:
+    """Why service.status_file must not be used (it names the database, one of SQLite's files beside it, or
+    the web secret key: the door rewrites it every few seconds), or None."""
+    status = settings.status_path.resolve()
+    database = Path(settings.database.path).resolve()
+    taken = {database.with_name(database.name + suffix) for suffix in ("", "-wal", "-shm", "-journal")}
+    key = settings.web.secret_key_file or database.parent / "web_secret.key"
+    if status in taken or status == Path(key).resolve():
+        return (f"service.status_file: {settings.status_path} is the database's own file or the web key; "
+                "the door would overwrite it every few seconds (leave it unset: status.json beside the database)")
+    return None
+
+
+def door_problems(settings: Settings) -> list[str]:
+    """What `kiosk run` would refuse in these settings, one line each (empty: ready to run).
+
+    Defaults are not validated by pydantic, so a file without camera options loads fine but the
+    door service cannot start on it; `kiosk config check` reports these too.
+    """
+    from kiosk.camera.options import options_problem
+
+    problems = []
+    problem = options_problem(settings.camera.type, settings.camera.options)
+    if problem is not None:
+        problems.append(f"camera.options: {problem} (the door service `kiosk run` needs it; "
+                        "e.g. camera: {type: opencv, options: {device: 0}})")
+    status = status_file_problem(settings)
+    if status is not None:
+        problems.append(status)
+    return problems
