@@ -277,7 +277,7 @@ def test_open_and_upgrade_from_settings(tmp_path: Path) -> None:
 def test_erasure_reaches_the_upgrade_backups(tmp_path: Path) -> None:
     """A backup made before an upgrade holds the same templates; erasure scrubs it too, also one
     written by an older schema revision (no capture_requests table)."""
-    from kiosk.store.db import backup_database, upgrade
+    from kiosk.store import backup_database, upgrade
 
     path = tmp_path / "kiosk.db"
     old = tmp_path / "old.db"
