@@ -122,12 +122,13 @@ def bulk_add_events(db: Database, rows: Iterable[dict[str, Any]], batch: int = 1
 def bulk_add_people(db: Database, people: Iterable[tuple[str, str]], created_at: datetime) -> list[int]:
     """Insert active people (employee id, name) at once, no consent, no audit (synthetic benchmark
     databases only); returns their ids in the order given."""
+    given = list(people)
     rows = [{"employee_id": e, "name": n, "active": True, "created_at": created_at,
-             "expression_consent": False} for e, n in people]
+             "expression_consent": False} for e, n in given]
     with db.session() as s:
         s.execute(insert(Person), rows)
         ids = dict(s.execute(select(Person.employee_id, Person.id)).tuples().all())
-    return [ids[r["employee_id"]] for r in rows]
+    return [ids[e] for e, _ in given]
 
 
 class DayFigures(NamedTuple):
