@@ -1,7 +1,8 @@
 """Enrol a person from photos: one usable face per photo, no duplicate of someone else, then store templates.
 
 Nothing is written unless the whole enrolment is acceptable, so a rejected enrolment leaves
-the database exactly as it was. At least enrolment.min_photos photos must have a usable face,
+the database exactly as it was; an accepted one is stored in one transaction (a failure while
+storing leaves nothing behind either). At least enrolment.min_photos photos must have a usable face,
 and all of them must look like one person.
 
 Memory: photos are analysed one at a time, scaled down to enrolment.max_photo_side first; a
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from kiosk import store
 from kiosk.config import RecognitionSettings, Settings
@@ -34,7 +36,9 @@ SAME_PERSON_DISTANCE = 0.6
 
 # An enrolment photo: (source name, RGB uint8 HxWx3 image, or a function that loads it and
 # may raise ImageError).
-Photo = tuple[str, np.ndarray | Callable[[], np.ndarray]]
+Image = npt.NDArray[np.uint8]
+Embedding = npt.NDArray[np.float32]
+Photo = tuple[str, Image | Callable[[], Image]]
 
 
 class EnrolmentError(KioskError):
@@ -54,7 +58,7 @@ class PhotoVerdict:
     reason: str | None = None
     quality: float | None = None
     duplicate_of: str | None = None
-    embedding: np.ndarray | None = field(default=None, repr=False)
+    embedding: Embedding | None = field(default=None, repr=False)
     jpeg: bytes | None = field(default=None, repr=False)  # the (scaled) photo, when images are kept
 
     def describe(self) -> str:
@@ -106,11 +110,11 @@ def _embedder_id(analyzer: FaceAnalyzer, settings: Settings) -> str:
 
 
 def load_photos(paths: Iterable[Path | str],
-                max_side: int | None = PHOTO_MAX_SIDE) -> tuple[list[tuple[str, np.ndarray]], list[PhotoVerdict]]:
+                max_side: int | None = PHOTO_MAX_SIDE) -> tuple[list[tuple[str, Image]], list[PhotoVerdict]]:
     """(decoded (name, RGB uint8 HxWx3, longer side <= max_side px) photos, verdicts for files that
     could not be read). Holds every photo at once: enrol() from photo_loaders() holds one.
     KioskError for more than MAX_PHOTOS files, before any is decoded."""
-    photos: list[tuple[str, np.ndarray]] = []
+    photos: list[tuple[str, Image]] = []
     unreadable: list[PhotoVerdict] = []
     for path in _photo_files(paths):
         try:
@@ -133,12 +137,12 @@ def photo_loaders(paths: Iterable[Path | str], max_side: int) -> list[Photo]:
     """(file name, loader) for the photo files and folders given: enrol() decodes each file
     (scaled to at most max_side px a side) only when it comes to it; KioskError if one is missing
     or there are more than MAX_PHOTOS."""
-    def loader(path: Path) -> Callable[[], np.ndarray]:
+    def loader(path: Path) -> Callable[[], Image]:
         return lambda: load_image(path, max_side=max_side)
     return [(path.name, loader(path)) for path in _photo_files(paths)]
 
 
-def _judge(analyzer: FaceAnalyzer, source: str, photo: np.ndarray | Callable[[], np.ndarray],
+def _judge(analyzer: FaceAnalyzer, source: str, photo: Image | Callable[[], Image],
            max_side: int, keep_jpeg: bool) -> PhotoVerdict:
     """The verdict on one photo (loaded now if it is a loader, scaled to at most max_side px a side)."""
     try:
@@ -151,7 +155,7 @@ def _judge(analyzer: FaceAnalyzer, source: str, photo: np.ndarray | Callable[[],
     return verdict
 
 
-def _judge_image(analyzer: FaceAnalyzer, source: str, image: np.ndarray) -> PhotoVerdict:
+def _judge_image(analyzer: FaceAnalyzer, source: str, image: Image) -> PhotoVerdict:
     faces = analyzer.analyze(image)
     if not faces:
         return PhotoVerdict(source, False, "no face found")
@@ -172,7 +176,7 @@ def _check_consistency(verdicts: list[PhotoVerdict]) -> None:
     good = [v for v in verdicts if v.ok]
     if len(good) < 2:
         return
-    matrix = np.stack([v.embedding for v in good])
+    matrix = np.stack([_embedding(v) for v in good])
     dist = np.linalg.norm(matrix[:, None, :] - matrix[None, :, :], axis=2)
     median = np.nanmedian(np.where(np.eye(len(good), dtype=bool), np.nan, dist), axis=1)
     for verdict, spread in zip(good, median, strict=True):
@@ -182,7 +186,14 @@ def _check_consistency(verdicts: list[PhotoVerdict]) -> None:
                               "is this the same person?")
 
 
-def _encode_jpeg(image: np.ndarray) -> bytes:
+def _embedding(verdict: PhotoVerdict) -> Embedding:
+    """The 128-d float32 embedding of an accepted photo's face."""
+    if verdict.embedding is None:
+        raise ValueError(f"{verdict.source}: no embedding")
+    return verdict.embedding
+
+
+def _encode_jpeg(image: Image) -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()
@@ -259,9 +270,10 @@ def enrol(
     for verdict in verdicts:
         if not verdict.ok:
             continue
-        other, distance = gallery.is_duplicate(verdict.embedding, exclude=exclude)
+        other, distance = gallery.is_duplicate(_embedding(verdict), exclude=exclude)
         if other is not None:
-            verdict.duplicate_of = _display(people[int(other)]) if int(other) in people else f"person {other}"
+            known = people.get(other) if isinstance(other, int) else None
+            verdict.duplicate_of = _display(known) if known is not None else f"person {other}"
             if not force:
                 verdict.ok = False
                 verdict.reason = (f"looks like {verdict.duplicate_of}, already enrolled "
@@ -277,22 +289,20 @@ def enrol(
         raise EnrolmentError(f"nothing enrolled for {name}: only {len(good)} photo(s) can be used; at least "
                              f"{e.min_photos} photos of the person alone are needed", result)
 
-    embeddings = np.stack([v.embedding for v in good]).astype(np.float32)
-    if existing is None:
-        person = store.add_person(db, employee_id, name, expression_consent=expression_consent, actor=actor)
-    else:
-        person = existing
-    try:
-        store.add_templates(db, person.id, embeddings, sources=[v.source for v in good],
+    embeddings = np.stack([_embedding(v) for v in good]).astype(np.float32)
+    # one unit of work: person, consent, templates, photos and their audit lines commit together or
+    # not at all (a failure half-way leaves the database as it was, with nothing to undo)
+    with db.transaction() as tx:
+        if existing is None:
+            person = store.add_person(tx, employee_id, name, expression_consent=expression_consent, actor=actor)
+        else:
+            person = existing
+        store.add_templates(tx, person.id, embeddings, sources=[v.source for v in good],
                             qualities=[v.quality for v in good], replace=existing is not None,
                             embedder=_embedder_id(analyzer, settings), actor=actor)
         for v in good:
             if v.jpeg is not None:
-                store.add_enrolment_image(db, person.id, v.jpeg, source=v.source)
-    except Exception:
-        if existing is None:
-            store.erase_person(db, person.id, actor=actor, keep_events=False)
-        raise
+                store.add_enrolment_image(tx, person.id, v.jpeg, source=v.source)
     result.person_id = person.id
     result.templates_added = len(good)
     logger.info("enrolled %s with %d template(s)", employee_id, len(good))

@@ -9,6 +9,7 @@ from conftest import TEST_DATA
 from kiosk import store
 from kiosk.config import Settings
 from kiosk.enrolment import EnrolmentError, enrol, load_photos
+from kiosk.errors import StoreError
 from kiosk.vision.faces import make_analyzer
 
 PEOPLE = TEST_DATA / "faces" / "people"
@@ -112,3 +113,62 @@ def test_enrolment_images_are_kept_only_when_configured(tmp_path, analyzer):
         result = enrol(db, settings, analyzer, name="Ray", employee_id="E3", photos=images)
         kept = store.enrolment_images(db, result.person_id)
         assert len(kept) == 4 and kept[0][1][:2] == b"\xff\xd8"  # JPEG
+
+
+# --- one transaction: a failure half-way leaves nothing (no real dlib: a fake analyzer) ---------------------
+
+
+class _OneFaceAnalyzer:
+    """Every photo shows one good face; photo i's embedding is a small step from a shared base."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.base = np.random.default_rng(seed).normal(0, 0.1, 128).astype(np.float32)
+        self.calls = 0
+
+    def analyze(self, image):
+        from kiosk.vision.faces import FaceObservation
+
+        self.calls += 1
+        embedding = self.base + np.float32(0.001 * self.calls)
+        return [FaceObservation(box=(0, 8, 8, 0), landmarks={}, embedding=embedding, quality=0.9,
+                                sharpness=1.0, yaw_ratio=1.0)]
+
+    def largest_face(self, image):
+        return self.analyze(image)[0]
+
+
+def _tiny_photos(n: int = 3):
+    return [(f"p{i}.jpg", np.full((8, 8, 3), 40 * i, np.uint8)) for i in range(n)]
+
+
+def _fail(*args, **kwargs):
+    raise StoreError("injected: the insert failed")
+
+
+@pytest.mark.parametrize("failing", ["add_templates", "add_enrolment_image"])
+def test_a_failure_half_way_through_an_enrolment_stores_nothing(tmp_path, monkeypatch, failing):
+    settings = Settings.model_validate({"database": {"path": str(tmp_path / "k.db")},
+                                        "retention": {"keep_enrolment_images": True}})
+    with store.open_from_settings(settings) as db:
+        monkeypatch.setattr(store, failing, _fail)
+        with pytest.raises(StoreError, match="injected"):
+            enrol(db, settings, _OneFaceAnalyzer(), name="Ann", employee_id="E1", photos=_tiny_photos(),
+                  expression_consent=True, actor="tester")
+        assert store.list_people(db, include_erased=True) == []
+        assert store.all_templates(db)[0].size == 0
+        assert store.list_audit(db) == []  # not even the person.add of a person undone afterwards
+
+
+def test_a_failed_re_enrolment_keeps_the_old_templates(tmp_path, monkeypatch):
+    settings = Settings.model_validate({"database": {"path": str(tmp_path / "k.db")},
+                                        "retention": {"keep_enrolment_images": True}})
+    with store.open_from_settings(settings) as db:
+        first = enrol(db, settings, _OneFaceAnalyzer(), name="Ann", employee_id="E1", photos=_tiny_photos())
+        before = store.list_templates(db, first.person_id)
+        audit_before = store.list_audit(db)
+        monkeypatch.setattr(store, "add_enrolment_image", _fail)
+        with pytest.raises(StoreError, match="injected"):
+            enrol(db, settings, _OneFaceAnalyzer(), name="Ann", employee_id="E1", photos=_tiny_photos(4),
+                  replace=True)
+        assert store.list_templates(db, first.person_id) == before
+        assert store.list_audit(db) == audit_before

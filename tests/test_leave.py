@@ -102,7 +102,7 @@ def test_retention_purges_old_leave_and_then_the_erased_person(db: Database) -> 
 
 
 def test_erasure_takes_leave_out_of_upgrade_backups_only_with_the_person(tmp_path: Path) -> None:
-    from kiosk.store.db import backup_database
+    from kiosk.store import backup_database
 
     path = tmp_path / "kiosk.db"
     db = open_database(path)

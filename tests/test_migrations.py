@@ -13,7 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
 
-import kiosk.store.db as store_db
+import kiosk.store.migrate as store_migrate
 from kiosk.errors import DatabaseOutdated, DatabaseTooNew, NotAKioskDatabase, StoreError
 from kiosk.store import (
     add_person,
@@ -28,6 +28,8 @@ from kiosk.store import (
     templates_not_made_by,
     upgrade,
 )
+from kiosk.store import sqlite as store_sqlite
+from kiosk.store.db import Database
 from kiosk.store.models import Base
 
 T0 = datetime(2026, 6, 15, 7, 0, tzinfo=UTC)
@@ -66,9 +68,9 @@ def _fill(path: Path) -> None:
 def two_revisions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of the shipped migrations plus a second revision, used as the code's head."""
     mig = tmp_path / "migrations"
-    shutil.copytree(store_db.MIGRATIONS_DIR, mig, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(store_migrate.MIGRATIONS_DIR, mig, ignore=shutil.ignore_patterns("__pycache__"))
     (mig / "versions" / "0099_note.py").write_text(SECOND_REVISION)
-    monkeypatch.setattr(store_db, "MIGRATIONS_DIR", mig)
+    monkeypatch.setattr(store_migrate, "MIGRATIONS_DIR", mig)
     return mig
 
 
@@ -111,8 +113,8 @@ def test_second_revision_on_filled_db_backs_up_and_keeps_data(
     with pytest.raises(DatabaseOutdated, match="kiosk db upgrade"):
         open_database(path)
     # open_database refuses a DB that is behind, so fill it through the bare engine setup
-    engine = store_db._make_engine(path, 1000, foreign_keys=True)
-    db = store_db.Database(path, engine)
+    engine = store_sqlite.make_engine(path, 1000, foreign_keys=True)
+    db = Database(path, engine)
     p = add_person(db, "E1", "Ann", now=T0)
     add_templates(db, p.id, np.ones((2, 128), np.float32), now=T0)
     record_event(db, p.id, T0, "in", "kiosk-1")
@@ -136,11 +138,11 @@ def test_second_revision_on_filled_db_backs_up_and_keeps_data(
 def test_backups_are_pruned(tmp_path: Path) -> None:
     path = tmp_path / "kiosk.db"
     _fill(path)
-    made = [store_db.backup_database(path, 2, now=datetime(2026, 1, d, tzinfo=UTC))
+    made = [store_sqlite.backup_database(path, 2, now=datetime(2026, 1, d, tzinfo=UTC))
             for d in (1, 2, 3)]
     left = sorted(p.name for p in tmp_path.glob("kiosk.db.bak-*"))
     assert left == [made[1].name, made[2].name]  # type: ignore[union-attr]
-    assert store_db.backup_database(path, 0) is None
+    assert store_sqlite.backup_database(path, 0) is None
 
 
 def test_newer_database_is_refused(tmp_path: Path) -> None:
@@ -181,7 +183,7 @@ def test_failed_migration_changes_nothing(tmp_path: Path, two_revisions: Path) -
     (two_revisions / "versions" / "0099_note.py").write_text(broken)
     path = tmp_path / "kiosk.db"
     upgrade(path, revision="0007")
-    db = store_db.Database(path, store_db._make_engine(path, 1000, foreign_keys=True))
+    db = Database(path, store_sqlite.make_engine(path, 1000, foreign_keys=True))
     p = add_person(db, "E1", "Ann", now=T0)
     add_templates(db, p.id, np.ones((2, 128), np.float32), now=T0)
     db.close()
@@ -222,8 +224,6 @@ def test_revisions_read_from_file_names_match_alembics_view():
     agree with Alembic's own chain, which is one line from 0001 to the head."""
     from alembic.script import ScriptDirectory
 
-    from kiosk.store import db as store_db
-
-    script = ScriptDirectory.from_config(store_db._alembic_config())
-    assert store_db.head_revision() == script.get_current_head()
-    assert store_db._known_revisions() == {rev.revision for rev in script.walk_revisions()}
+    script = ScriptDirectory.from_config(store_migrate.alembic_config())
+    assert store_migrate.head_revision() == script.get_current_head()
+    assert store_migrate.known_revisions() == {rev.revision for rev in script.walk_revisions()}

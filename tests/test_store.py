@@ -277,7 +277,7 @@ def test_open_and_upgrade_from_settings(tmp_path: Path) -> None:
 def test_erasure_reaches_the_upgrade_backups(tmp_path: Path) -> None:
     """A backup made before an upgrade holds the same templates; erasure scrubs it too, also one
     written by an older schema revision (no capture_requests table)."""
-    from kiosk.store.db import backup_database, upgrade
+    from kiosk.store import backup_database, upgrade
 
     path = tmp_path / "kiosk.db"
     old = tmp_path / "old.db"
@@ -334,3 +334,61 @@ def test_rename_person_keeps_the_id_and_audits(db: Database) -> None:
     with pytest.raises(StoreError, match="1 to 200 characters"):
         rename_person(db, ann.id, "   ", actor="admin")
     assert get_person(db, ann.id).name == "Anne Smith"
+
+
+# --- the unit of work: db.transaction() ----------------------------------------------------------
+
+
+def test_a_transaction_commits_every_step_at_once(db: Database) -> None:
+    with db.transaction() as tx:
+        ann = add_person(tx, "E1", "Ann", now=T0)
+        add_templates(tx, ann.id, np.ones((2, 128), np.float32), now=T0)
+        with tx.transaction() as inner:  # a nested unit of work joins the outer one
+            assert inner is tx
+            record_event(inner, ann.id, T0, "in", "kiosk-1")
+    assert get_person(db, ann.id).template_count == 2
+    assert [a.action for a in list_audit(db)] == ["templates.add", "person.add"]
+    assert len(events_between(db, T0, T0 + timedelta(hours=1))) == 1
+
+
+def test_a_transaction_that_raises_leaves_nothing(db: Database) -> None:
+    with pytest.raises(RuntimeError), db.transaction() as tx:
+        ann = add_person(tx, "E1", "Ann", expression_consent=True, now=T0)
+        add_templates(tx, ann.id, np.ones((1, 128), np.float32), now=T0)
+        raise RuntimeError("a later step failed")
+    assert list_people(db, include_erased=True) == [] and list_audit(db) == []
+    assert all_templates(db)[0].size == 0
+
+
+def test_a_refused_step_inside_a_transaction_undoes_the_earlier_ones(db: Database) -> None:
+    add_person(db, "E2", "Bob", now=T0)
+    with pytest.raises(DuplicatePerson), db.transaction() as tx:
+        add_person(tx, "E1", "Ann", now=T0)
+        add_person(tx, "E2", "Bob again", now=T0)
+    assert [p.employee_id for p in list_people(db)] == ["E2"]
+
+
+def test_steps_that_vacuum_refuse_a_transaction(db: Database) -> None:
+    ann = add_person(db, "E1", "Ann", now=T0)
+    with db.transaction() as tx:
+        with pytest.raises(StoreError, match="transaction"):
+            erase_person(tx, ann.id, actor="admin")
+        with pytest.raises(StoreError, match="transaction"):
+            purge_expired(tx, T0, RetentionSettings())
+    assert get_person(db, ann.id).erased_at is None
+
+
+def test_sqlite_errors_inside_a_transaction_are_translated(tmp_path: Path) -> None:
+    from kiosk.errors import DatabaseUnavailable
+
+    db = open_database(tmp_path / "k.db", busy_timeout_ms=50)
+    other = sqlite3.connect(tmp_path / "k.db")
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        with pytest.raises(DatabaseUnavailable, match="busy"), db.transaction() as tx:
+            add_person(tx, "E1", "Ann", now=T0)
+        other.rollback()
+        assert list_people(db) == []
+    finally:
+        other.close()
+        db.close()

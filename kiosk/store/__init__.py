@@ -1,8 +1,31 @@
-"""The kiosk database: SQLAlchemy models, engine setup, migrations and the only queries.
+"""The kiosk database: the one import surface of the store for the rest of the package.
 
-Import from here; nothing outside kiosk.store imports SQLAlchemy.
+Every function takes the Database (or, for a change of several steps that commits once or not at
+all, the Transaction of ``with db.transaction() as tx:``) first. Nothing outside kiosk.store
+imports SQLAlchemy or the store's submodules (ruff TID251). Areas: people, templates, events,
+corrections, leave, captures, audit log, retention, erasure, export, accounts, off-site copies,
+report reads; db (sessions, transactions), opening and migrate (files and schema), sqlite (the
+engine's specifics).
 """
 
+from kiosk.identity import clean_employee_id, clean_name
+from kiosk.store._base import EventInfo, PersonInfo
+from kiosk.store.accounts import (
+    UserInfo,
+    add_user,
+    count_admins,
+    end_session,
+    get_user,
+    get_user_by_id,
+    list_users,
+    remove_user,
+    session_user,
+    set_user_active,
+    set_user_password,
+    set_user_role,
+    start_session,
+)
+from kiosk.store.auditlog import AuditInfo, audit, list_audit, search_audit
 from kiosk.store.captures import (
     CaptureBusy,
     CaptureInfo,
@@ -15,19 +38,16 @@ from kiosk.store.captures import (
     take_capture,
 )
 from kiosk.store.corrections import EventNotFound, add_correction, remove_event
-from kiosk.store.db import (
-    Database,
-    FinishedErasure,
-    UpgradeResult,
-    backup_database,
-    current_revision,
-    finish_pending_erasures,
-    head_revision,
-    open_database,
-    open_from_settings,
-    upgrade,
-    upgrade_from_settings,
+from kiosk.store.db import Database, Transaction
+from kiosk.store.erasure import EraseResult, FinishedErasure, erase_person, finish_pending_erasures
+from kiosk.store.events import (
+    events_between,
+    last_event_for,
+    latest_events,
+    local_day_bounds,
+    record_event,
 )
+from kiosk.store.export import export_person
 from kiosk.store.leave import (
     LeaveInfo,
     LeaveNotFound,
@@ -38,6 +58,13 @@ from kiosk.store.leave import (
     leave_by_person_day,
     remove_leave,
 )
+from kiosk.store.migrate import (
+    UpgradeResult,
+    current_revision,
+    head_revision,
+    upgrade,
+    upgrade_from_settings,
+)
 from kiosk.store.offsite import (
     OffsiteCopy,
     daily_copies,
@@ -45,56 +72,18 @@ from kiosk.store.offsite import (
     write_daily_copy,
     write_offsite_copy,
 )
-from kiosk.store.repo import (
-    AuditInfo,
-    EraseResult,
-    EventInfo,
-    PersonInfo,
-    PurgeResult,
-    TemplateInfo,
-    UserInfo,
-    add_enrolment_image,
+from kiosk.store.opening import open_database, open_from_settings
+from kiosk.store.people import (
     add_person,
-    add_templates,
-    add_user,
-    all_templates,
-    audit,
-    clean_employee_id,
-    clean_name,
-    count_admins,
     deactivate,
-    end_session,
-    enrolment_images,
-    erase_person,
-    events_between,
-    export_person,
-    gallery_signature,
     get_person,
     get_person_by_employee_id,
-    get_user,
-    get_user_by_id,
-    last_event_for,
-    latest_events,
-    list_audit,
     list_people,
-    list_templates,
-    list_users,
-    local_day_bounds,
     people_by_id,
-    purge_expired,
-    record_event,
-    remove_user,
     rename_person,
-    search_audit,
     search_people,
-    session_user,
     set_active,
     set_consent,
-    set_user_active,
-    set_user_password,
-    set_user_role,
-    start_session,
-    templates_not_made_by,
 )
 from kiosk.store.reporting import (
     DayFigures,
@@ -105,22 +94,50 @@ from kiosk.store.reporting import (
     iter_event_marks,
     read_snapshot,
 )
+from kiosk.store.retention import PurgeResult, purge_expired
+from kiosk.store.sqlite import backup_database
+from kiosk.store.templates import (
+    TemplateInfo,
+    add_enrolment_image,
+    add_templates,
+    all_templates,
+    enrolment_images,
+    gallery_signature,
+    list_templates,
+    templates_not_made_by,
+)
 
 __all__ = [
-    "AuditInfo", "Database", "EraseResult", "EventInfo", "PersonInfo", "PurgeResult",
-    "TemplateInfo", "UpgradeResult", "UserInfo", "add_enrolment_image", "add_person", "clean_employee_id", "clean_name",
-    "add_templates", "add_user", "all_templates", "audit", "backup_database", "current_revision", "gallery_signature",
-    "deactivate", "enrolment_images", "erase_person", "events_between", "export_person",
-    "get_person", "get_person_by_employee_id", "get_user", "head_revision", "last_event_for",
-    "list_audit", "list_people", "list_templates", "list_users", "local_day_bounds",
-    "open_database", "open_from_settings", "people_by_id", "purge_expired", "record_event",
-    "set_active",
-    "set_consent", "templates_not_made_by", "upgrade", "upgrade_from_settings",
+    # database, schema, transactions
+    "Database", "Transaction", "UpgradeResult", "backup_database", "current_revision", "head_revision",
+    "open_database", "open_from_settings", "upgrade", "upgrade_from_settings",
+    # people
+    "PersonInfo", "add_person", "clean_employee_id", "clean_name", "deactivate", "get_person",
+    "get_person_by_employee_id", "list_people", "people_by_id", "rename_person", "search_people",
+    "set_active", "set_consent",
+    # erasure and export
+    "EraseResult", "FinishedErasure", "erase_person", "export_person", "finish_pending_erasures",
+    # templates and enrolment photos
+    "TemplateInfo", "add_enrolment_image", "add_templates", "all_templates", "enrolment_images",
+    "gallery_signature", "list_templates", "templates_not_made_by",
+    # attendance events and corrections
+    "EventInfo", "EventNotFound", "add_correction", "events_between", "last_event_for", "latest_events",
+    "local_day_bounds", "record_event", "remove_event",
+    # leave
+    "LeaveInfo", "LeaveNotFound", "NewLeave", "add_leave", "add_leave_batch", "leave_between",
+    "leave_by_person_day", "remove_leave",
+    # capture requests
     "CaptureBusy", "CaptureInfo", "CaptureNotFound", "capture_progress", "finish_capture", "get_capture",
-    "latest_captures", "request_capture", "take_capture", "EventNotFound", "add_correction", "remove_event",
-    "rename_person", "LeaveInfo", "LeaveNotFound", "NewLeave", "add_leave", "add_leave_batch", "leave_between", "leave_by_person_day",
-    "remove_leave", "FinishedErasure", "finish_pending_erasures", "OffsiteCopy", "daily_copies", "record_copy", "write_daily_copy", "write_offsite_copy",
-    "count_admins", "end_session", "get_user_by_id", "latest_events", "remove_user", "search_audit", "search_people",
-    "session_user", "set_user_active", "set_user_password", "set_user_role", "start_session",
-    "DayFigures", "EventMark", "day_figures", "bulk_add_events", "bulk_add_people", "iter_event_marks", "read_snapshot",
+    "latest_captures", "request_capture", "take_capture",
+    # audit log and retention
+    "AuditInfo", "PurgeResult", "audit", "list_audit", "purge_expired", "search_audit",
+    # web accounts and sessions
+    "UserInfo", "add_user", "count_admins", "end_session", "get_user", "get_user_by_id", "list_users",
+    "remove_user", "session_user", "set_user_active", "set_user_password", "set_user_role",
+    "start_session",
+    # off-site copies
+    "OffsiteCopy", "daily_copies", "record_copy", "write_daily_copy", "write_offsite_copy",
+    # report reads
+    "DayFigures", "EventMark", "bulk_add_events", "bulk_add_people", "day_figures", "iter_event_marks",
+    "read_snapshot",
 ]

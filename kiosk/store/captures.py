@@ -18,15 +18,15 @@ from sqlalchemy.orm import Session
 
 from kiosk.errors import StoreError
 from kiosk.identity import clean_employee_id, clean_name
+from kiosk.store._base import now_utc, write_audit
 from kiosk.store.db import Database
 from kiosk.store.models import CaptureRequest
-from kiosk.store.repo import CAPTURES_ACTIVE as ACTIVE
-from kiosk.store.repo import _audit, _now
+from kiosk.vocabulary import CAPTURES_ACTIVE as ACTIVE
+from kiosk.vocabulary import CAPTURES_FINISHED, CaptureStatus
 
 logger = logging.getLogger(__name__)
 
 ORPHANED_AFTER = timedelta(seconds=60)  # a capture still running this long after its deadline lost its service
-
 
 
 class CaptureBusy(StoreError):
@@ -70,18 +70,19 @@ def _info(r: CaptureRequest) -> CaptureInfo:
 
 def _finish(s: Session, r: CaptureRequest, status: str, message: str | None, actor: str, now: datetime) -> None:
     r.status, r.message, r.finished_at = status, message, now
-    _audit(s, actor, f"capture.{status}", f"capture:{r.id}", {"employee_id": r.employee_id}, now)
+    write_audit(s, actor, f"capture.{status}", f"capture:{r.id}", {"employee_id": r.employee_id}, now)
 
 
 def _expire(s: Session, now: datetime) -> None:
     """Expire waiting requests past their deadline, and capturing ones ORPHANED_AFTER later (the
     door service ends its own capture at the deadline; one still capturing then has lost its service)."""
-    late = (((CaptureRequest.status == "waiting") & (CaptureRequest.expires_at <= now))
-            | ((CaptureRequest.status == "capturing") & (CaptureRequest.expires_at <= now - ORPHANED_AFTER)))
+    late = (((CaptureRequest.status == CaptureStatus.WAITING) & (CaptureRequest.expires_at <= now))
+            | ((CaptureRequest.status == CaptureStatus.CAPTURING)
+               & (CaptureRequest.expires_at <= now - ORPHANED_AFTER)))
     for r in s.scalars(select(CaptureRequest).where(late)):
-        why = ("nobody stood at the kiosk" if r.status == "waiting"
+        why = ("nobody stood at the kiosk" if r.status == CaptureStatus.WAITING
                else "the kiosk service stopped before the photos were taken")
-        _finish(s, r, "expired", f"timed out: {why} (deadline {r.expires_at:%H:%M:%S} UTC)", "kiosk", now)
+        _finish(s, r, CaptureStatus.EXPIRED, f"timed out: {why} (deadline {r.expires_at:%H:%M:%S} UTC)", "kiosk", now)
 
 
 def _active(s: Session) -> CaptureRequest | None:
@@ -103,7 +104,7 @@ def request_capture(
 ) -> CaptureInfo:
     """Queue a request that expires timeout_s seconds from now; CaptureBusy if one is active."""
     employee_id, name = clean_employee_id(employee_id), clean_name(name)
-    now = _now(now)
+    now = now_utc(now)
     with db.session() as s:
         _expire(s, now)
         busy = _active(s)
@@ -113,18 +114,18 @@ def request_capture(
                               "or cancel that request")
         r = CaptureRequest(employee_id=employee_id, name=name, expression_consent=expression_consent,
                            replace=replace, force=force, requested_by=actor, requested_at=now,
-                           expires_at=now + timedelta(seconds=timeout_s), status="waiting",
+                           expires_at=now + timedelta(seconds=timeout_s), status=CaptureStatus.WAITING,
                            photos_taken=0)
         s.add(r)
         s.flush()
-        _audit(s, actor, "capture.request", f"capture:{r.id}",
+        write_audit(s, actor, "capture.request", f"capture:{r.id}",
                {"employee_id": employee_id, "replace": replace}, now)
         return _info(r)
 
 
 def get_capture(db: Database, capture_id: int, now: datetime | None = None) -> CaptureInfo:
     """The request (expired first if its time is up); CaptureNotFound otherwise."""
-    now = _now(now)
+    now = now_utc(now)
     with db.session() as s:
         _expire(s, now)
         r = s.get(CaptureRequest, capture_id)
@@ -139,25 +140,25 @@ def take_capture(db: Database, now: datetime | None = None) -> CaptureInfo | Non
     One door per database: a request already capturing was left by a service that stopped
     mid-way, and the photos start again.
     """
-    now = _now(now)
+    now = now_utc(now)
     with db.session() as s:
         _expire(s, now)
         r = _active(s)
         if r is None:
             return None
-        r.status = "capturing"
-        _audit(s, "kiosk", "capture.start", f"capture:{r.id}", {"employee_id": r.employee_id}, now)
+        r.status = CaptureStatus.CAPTURING
+        write_audit(s, "kiosk", "capture.start", f"capture:{r.id}", {"employee_id": r.employee_id}, now)
         return _info(r)
 
 
 def capture_progress(db: Database, capture_id: int, photos_taken: int, message: str | None,
                      now: datetime | None = None) -> CaptureInfo:
     """Record progress of an active request; returns it as stored (status shows a cancel or expiry)."""
-    now = _now(now)
+    now = now_utc(now)
     with db.session() as s:
         _expire(s, now)
         s.execute(update(CaptureRequest)
-                  .where(CaptureRequest.id == capture_id, CaptureRequest.status == "capturing")
+                  .where(CaptureRequest.id == capture_id, CaptureRequest.status == CaptureStatus.CAPTURING)
                   .values(photos_taken=photos_taken, message=message))
         r = s.get(CaptureRequest, capture_id)
         if r is None:
@@ -171,14 +172,15 @@ def finish_capture(db: Database, capture_id: int, status: str, *, message: str |
     """End an active request as done, failed, expired or cancelled; a finished one is returned
     unchanged, except that "done" always wins: the request must say that the person was enrolled
     (a cancel or an expiry that came while the enrolment was being stored)."""
-    if status not in ("done", "failed", "expired", "cancelled"):
+    if status not in CAPTURES_FINISHED:
         raise ValueError(f"cannot finish a capture as {status!r}")
-    now = _now(now)
+    now = now_utc(now)
     with db.session() as s:
         r = s.get(CaptureRequest, capture_id)
         if r is None:
             raise CaptureNotFound(f"no capture request {capture_id}")
-        if r.status in ACTIVE or (status == "done" and r.status in ("expired", "cancelled")):
+        if r.status in ACTIVE or (status == CaptureStatus.DONE
+                                  and r.status in (CaptureStatus.EXPIRED, CaptureStatus.CANCELLED)):
             if r.status not in ACTIVE:
                 message = f"{message} (the request had been {r.status} meanwhile)"
             r.person_id = person_id if person_id is not None else r.person_id
@@ -188,7 +190,7 @@ def finish_capture(db: Database, capture_id: int, status: str, *, message: str |
 
 def latest_captures(db: Database, limit: int = 5, now: datetime | None = None) -> list[CaptureInfo]:
     """The newest requests first (active and those finished within the last day)."""
-    now = _now(now)
+    now = now_utc(now)
     with db.session() as s:
         _expire(s, now)
         rows = s.scalars(select(CaptureRequest).order_by(CaptureRequest.id.desc()).limit(limit))

@@ -13,9 +13,10 @@ from datetime import datetime, timedelta
 from kiosk.config import RetentionSettings
 from kiosk.errors import StoreError, TimeOutOfRange
 from kiosk.identity import refuse_hidden
+from kiosk.store._base import EventInfo, event_info, now_utc, unerased_person_row, write_audit
 from kiosk.store.db import Database
 from kiosk.store.models import AttendanceEvent
-from kiosk.store.repo import EventInfo, _audit, _event_info, _get_unerased, _now
+from kiosk.vocabulary import PERSON_EVENT_KINDS
 
 logger = logging.getLogger(__name__)
 
@@ -53,37 +54,37 @@ def add_correction(db: Database, person_id: int, at: datetime, kind: str, *, act
     Refuses (TimeOutOfRange) times in the future or older than retention_days (pass
     retention.attendance_days) before now.
     """
-    if kind not in ("in", "out"):
+    if kind not in PERSON_EVENT_KINDS:
         raise StoreError(f"a correction is a check-in or a check-out ('in' or 'out'), not {kind!r}")
     note = _reason(note)
-    given, now, at = at, _now(now), _now(at)
+    given, now, at = at, now_utc(now), now_utc(at)
     _check_window(given, at, now, retention_days)
     with db.session() as s:
-        _get_unerased(s, person_id)
+        unerased_person_row(s, person_id)
         event = AttendanceEvent(person_id=person_id, occurred_at=at, kind=kind, device_id=MANUAL_DEVICE,
                                 recorded_by=actor, note=note)
         s.add(event)
         s.flush()
-        _audit(s, actor, "event.add", f"person:{person_id}",
+        write_audit(s, actor, "event.add", f"person:{person_id}",
                {"event_id": event.id, "kind": kind, "at": at.isoformat(), "note": note}, now)
         logger.info("%s added a %s event for person %s at %s", actor, kind, person_id, at.isoformat())
-        return _event_info(event)
+        return event_info(event)
 
 
 def remove_event(db: Database, event_id: int, *, actor: str, reason: str,
                  now: datetime | None = None) -> EventInfo:
     """Delete a wrong attendance event (a camera one or a correction); the audit log keeps what it was."""
     reason = _reason(reason)
-    now = _now(now)
+    now = now_utc(now)
     with db.session() as s:
         event = s.get(AttendanceEvent, event_id)
         if event is None:
             raise EventNotFound(f"no attendance event {event_id}")
         if event.person_id is not None:
-            _get_unerased(s, event.person_id)
-        info = _event_info(event)
+            unerased_person_row(s, event.person_id)
+        info = event_info(event)
         s.delete(event)
-        _audit(s, actor, "event.remove", f"person:{event.person_id}" if event.person_id else None,
+        write_audit(s, actor, "event.remove", f"person:{event.person_id}" if event.person_id else None,
                {"event_id": event_id, "kind": info.kind, "at": info.occurred_at.isoformat(),
                 "device_id": info.device_id, "recorded_by": info.recorded_by, "reason": reason}, now)
         logger.info("%s removed event %s (%s at %s)", actor, event_id, info.kind, info.occurred_at.isoformat())

@@ -16,9 +16,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kiosk.errors import StoreError, listing
+from kiosk.store._base import now_utc, unerased_person_row, write_audit
 from kiosk.store.db import Database
-from kiosk.store.models import LEAVE_KINDS, Leave
-from kiosk.store.repo import _audit, _get_unerased, _now
+from kiosk.store.models import Leave
+from kiosk.vocabulary import LeaveKind, values
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +85,8 @@ class NewLeave:
 
 def _check(item: NewLeave) -> None:
     """StoreError for a bad kind, a reversed or an overlong span."""
-    if item.kind not in LEAVE_KINDS:
-        raise StoreError(f"unknown kind of leave {item.kind!r} (choose from {', '.join(LEAVE_KINDS)})")
+    if item.kind not in values(LeaveKind):
+        raise StoreError(f"unknown kind of leave {item.kind!r} (choose from {', '.join(values(LeaveKind))})")
     if item.last_day < item.first_day:
         raise StoreError(f"leave ends ({item.last_day}) before it starts ({item.first_day})")
     if (item.last_day - item.first_day).days >= MAX_LEAVE_DAYS:
@@ -96,7 +97,7 @@ def _check(item: NewLeave) -> None:
 def _insert(s: Session, item: NewLeave, actor: str, now: datetime) -> LeaveInfo:
     """Check item and add it in session s (audited); StoreError if it is bad or overlaps other leave."""
     _check(item)
-    person = _get_unerased(s, item.person_id)
+    person = unerased_person_row(s, item.person_id)
     clash = s.scalars(
         select(Leave).where(Leave.person_id == item.person_id, Leave.first_day <= item.last_day,
                             Leave.last_day >= item.first_day).order_by(Leave.first_day)
@@ -108,7 +109,7 @@ def _insert(s: Session, item: NewLeave, actor: str, now: datetime) -> LeaveInfo:
                 recorded_by=actor, recorded_at=now)
     s.add(row)
     s.flush()
-    _audit(s, actor, "leave.add", f"person:{item.person_id}",
+    write_audit(s, actor, "leave.add", f"person:{item.person_id}",
            {"leave_id": row.id, "kind": item.kind, "first_day": item.first_day.isoformat(),
             "last_day": item.last_day.isoformat()}, now)
     logger.info("%s recorded %s leave for person %s: %s", actor, item.kind, item.person_id,
@@ -120,7 +121,7 @@ def add_leave(db: Database, person_id: int, first_day: date, last_day: date, kin
               now: datetime | None = None) -> LeaveInfo:
     """Record leave for a person (days inclusive); refuses a bad kind, a reversed or overlong span,
     and an overlap with the person's other leave."""
-    now = _now(now)
+    now = now_utc(now)
     with db.session() as s:
         return _insert(s, NewLeave(person_id, first_day, last_day, kind), actor, now)
 
@@ -129,7 +130,7 @@ def add_leave_batch(db: Database, items: list[NewLeave], *, actor: str, now: dat
                     max_errors: int = 20) -> list[LeaveInfo]:
     """Record all items in one transaction, or none: one StoreError lists every bad item (its label and
     why, also overlaps within the batch), up to max_errors of them."""
-    now = _now(now)
+    now = now_utc(now)
     errors: list[str] = []
     with db.session() as s:
         added: list[LeaveInfo] = []
@@ -152,15 +153,15 @@ def add_leave_batch(db: Database, items: list[NewLeave], *, actor: str, now: dat
 
 def remove_leave(db: Database, leave_id: int, *, actor: str, now: datetime | None = None) -> LeaveInfo:
     """Delete a stretch of leave (entered by mistake, or cancelled); the audit log keeps what it was."""
-    now = _now(now)
+    now = now_utc(now)
     with db.session() as s:
         row = s.get(Leave, leave_id)
         if row is None:
             raise LeaveNotFound(f"no leave with id {leave_id}")
-        _get_unerased(s, row.person_id)
+        unerased_person_row(s, row.person_id)
         info = _leave_info(row)
         s.delete(row)
-        _audit(s, actor, "leave.remove", f"person:{info.person_id}",
+        write_audit(s, actor, "leave.remove", f"person:{info.person_id}",
                {"leave_id": leave_id, "kind": info.kind, "first_day": info.first_day.isoformat(),
                 "last_day": info.last_day.isoformat()}, now)
         logger.info("%s removed leave %s of person %s", actor, leave_id, info.person_id)

@@ -30,6 +30,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from kiosk.vocabulary import CaptureStatus, EventKind, LeaveKind, Role, sql_in
+
 EMBEDDING_DIM = 128
 """Length of a face template (dlib / face_recognition embedding)."""
 
@@ -133,13 +135,13 @@ class AttendanceEvent(Base):
 
     __tablename__ = "attendance_events"
     __table_args__ = (
-        CheckConstraint("kind IN ('in', 'out', 'unknown')", name="kind"),
+        CheckConstraint(sql_in("kind", EventKind), name="kind"),
         Index("ix_attendance_events_person_id_occurred_at", "person_id", "occurred_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # CASCADE: an event only disappears with its person row, and erase_person keeps the
-    # row (see repo.erase_person), so events follow retention, not erasure.
+    # row (see erasure.erase_person), so events follow retention, not erasure.
     person_id: Mapped[int | None] = mapped_column(
         ForeignKey("people.id", ondelete="CASCADE"), nullable=True
     )
@@ -164,16 +166,14 @@ class AttendanceEvent(Base):
     review: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
-LEAVE_KINDS = ("holiday", "sick", "other")
-"""Kinds of leave; no free text is stored with leave (a reason could reveal health details)."""
-
-
 class Leave(Base):
-    """A person's approved absence over whole local days, first_day..last_day inclusive."""
+    """A person's approved absence over whole local days, first_day..last_day inclusive.
+
+    Only a kind (LeaveKind), never free text: a reason could reveal health details."""
 
     __tablename__ = "leave"
     __table_args__ = (
-        CheckConstraint("kind IN ('holiday', 'sick', 'other')", name="kind"),
+        CheckConstraint(sql_in("kind", LeaveKind), name="kind"),
         CheckConstraint("first_day <= last_day", name="days"),
     )
 
@@ -206,7 +206,7 @@ class User(Base):
     """A web-app login (password_hash is computed by the web layer)."""
 
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint("role IN ('admin', 'manager')", name="role"),)
+    __table_args__ = (CheckConstraint(sql_in("role", Role), name="role"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(100), unique=True)
@@ -239,9 +239,7 @@ class CaptureRequest(Base):
 
     __tablename__ = "capture_requests"
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('waiting', 'capturing', 'done', 'failed', 'expired', 'cancelled')", name="status"
-        ),
+        CheckConstraint(sql_in("status", CaptureStatus), name="status"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

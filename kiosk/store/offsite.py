@@ -12,20 +12,15 @@ from __future__ import annotations
 import logging
 import os
 import re
-import sqlite3
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 from kiosk.errors import DatabaseDamaged, StoreError
-from kiosk.store.db import (
-    EVENT_EXPRESSION_AND_MATCH_COLUMNS,
-    Database,
-    copy_database,
-    damaged_message,
-    database_error,
-)
-from kiosk.store.repo import audit
+from kiosk.store import sqlite
+from kiosk.store._base import EVENT_EXPRESSION_AND_MATCH_COLUMNS
+from kiosk.store.auditlog import audit
+from kiosk.store.db import Database
 
 logger = logging.getLogger(__name__)
 
@@ -63,13 +58,13 @@ def write_offsite_copy(database: Path, dest: Path) -> OffsiteCopy:
         raise StoreError(f"{dest.parent}: no such folder")
     partial = dest.with_name(dest.name + ".partial")
     try:
-        copy_database(database, partial)
+        sqlite.copy_database(database, partial)
         _check_intact(partial, database)
         people, events = _strip(partial)
         os.replace(partial, dest)
-    except (sqlite3.Error, UnicodeDecodeError) as exc:  # UnicodeDecodeError: damaged text in a row
+    except sqlite.FILE_ERRORS as exc:
         _remove(partial)
-        error = database_error(dest, exc, damaged=database)
+        error = sqlite.database_error(dest, exc, damaged=database)
         if isinstance(error, DatabaseDamaged):
             raise error from None
         raise StoreError(f"cannot write {dest}: {exc}") from None
@@ -94,14 +89,10 @@ def _check_intact(copy: Path, source: Path) -> None:
     The backup API copies pages as they are, so a damaged page of the source would go into the copy
     unnoticed (or surface later as a misleading 'disk is full').
     """
-    con = sqlite3.connect(copy)
-    try:
-        rows = con.execute("PRAGMA quick_check").fetchall()
-    finally:
-        con.close()
-    if rows != [("ok",)]:
-        found = "; ".join(" ".join(str(r[0]).split()) for r in rows[:2])[:200]
-        raise DatabaseDamaged(damaged_message(source, f"quick_check: {found}"))
+    rows = sqlite.quick_check(copy)
+    if rows != ["ok"]:
+        found = "; ".join(" ".join(r.split()) for r in rows[:2])[:200]
+        raise DatabaseDamaged(sqlite.damaged_message(source, f"quick_check: {found}"))
 
 
 def record_copy(db: Database, actor: str, copy: OffsiteCopy, target: str | None = None) -> None:
@@ -127,24 +118,6 @@ def write_daily_copy(database: Path, folder: Path, kept: int, day: date) -> Offs
 
 def _strip(path: Path) -> tuple[int, int]:
     """Remove the left-out rows and blank the event columns in the copy at path, then VACUUM; (people, events)."""
-    con = sqlite3.connect(path)
-    try:
-        con.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
-        con.execute("PRAGMA secure_delete = ON")  # deleted rows are overwritten, not just unlinked
-        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        for table in LEFT_OUT_TABLES:
-            if table in tables:
-                con.execute(f"DELETE FROM {table}")
-        if "attendance_events" in tables:
-            present = {r[1] for r in con.execute("PRAGMA table_info(attendance_events)")}
-            blanked = [c for c in EVENT_EXPRESSION_AND_MATCH_COLUMNS if c in present]
-            if blanked:
-                con.execute(f"UPDATE attendance_events SET {', '.join(f'{c} = NULL' for c in blanked)}")
-        con.commit()
-        con.execute("VACUUM")  # the deleted pages must not stay in the file
-        people = con.execute("SELECT count(*) FROM people").fetchone()[0] if "people" in tables else 0
-        events = con.execute("SELECT count(*) FROM attendance_events").fetchone()[0] \
-            if "attendance_events" in tables else 0
-        return people, events
-    finally:
-        con.close()
+    counts = sqlite.strip_copy(path, LEFT_OUT_TABLES, {"attendance_events": EVENT_EXPRESSION_AND_MATCH_COLUMNS},
+                               ("people", "attendance_events"))
+    return counts["people"], counts["attendance_events"]

@@ -19,37 +19,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Integer, Select, String, bindparam, case, func, insert, select
+from sqlalchemy import Integer, Select, String, bindparam, case, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from kiosk.store.db import Database
+from kiosk.store import sqlite
+from kiosk.store.db import BoundDatabase, Database
 from kiosk.store.models import AttendanceEvent, Person, UTCDateTime
+from kiosk.vocabulary import EventKind
 
 logger = logging.getLogger(__name__)
 
 EVENT_BATCH = 2000  # rows fetched from SQLite at a time while streaming events
 
 
-class SnapshotDatabase(Database):
+class SnapshotDatabase(BoundDatabase):
     """A Database whose session() is always the one read-only transaction of a snapshot.
 
     Pass it to any query function of kiosk.store: they all read the same snapshot. Writes fail
     ("attempt to write a readonly database"); nothing is committed.
     """
-
-    def __init__(self, db: Database, session: Session) -> None:  # no super().__init__: no engine of its own
-        self.path = db.path
-        self.engine = db.engine
-        self._snapshot_session = session
-
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        """The snapshot's session (not committed on exit: the snapshot ends with read_snapshot)."""
-        yield self._snapshot_session
-
-    def close(self) -> None:
-        """Nothing to do: read_snapshot() ends the transaction and returns the connection."""
 
 
 @contextmanager
@@ -59,24 +48,12 @@ def read_snapshot(db: Database) -> Iterator[Database]:
         yield db
         return
     with db.engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA query_only = ON")
-        conn.exec_driver_sql("BEGIN")  # deferred: the snapshot starts at the first SELECT
+        sqlite.begin_read_snapshot(conn)  # deferred: the snapshot starts at the first SELECT
         try:
             with Session(bind=conn, expire_on_commit=False, autoflush=False) as session:
                 yield SnapshotDatabase(db, session)
         finally:
-            _end_read(conn)
-
-
-def _end_read(conn: Connection) -> None:
-    """ROLLBACK the snapshot's transaction and make the pooled connection writable again."""
-    raw: Any = conn.connection.driver_connection
-    try:
-        if raw is not None and raw.in_transaction:
-            conn.exec_driver_sql("ROLLBACK")
-        conn.exec_driver_sql("PRAGMA query_only = OFF")
-    finally:
-        conn.rollback()
+            sqlite.end_read_snapshot(conn)
 
 
 def in_read_transaction(db: Database) -> bool:
@@ -84,10 +61,9 @@ def in_read_transaction(db: Database) -> bool:
     if not isinstance(db, SnapshotDatabase):
         return False
     try:
-        raw: Any = db._snapshot_session.connection().connection.driver_connection
+        return sqlite.in_transaction(db.bound_session.connection())
     except SQLAlchemyError:  # the snapshot has ended and its connection gone back to the pool
         return False
-    return bool(raw.in_transaction)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,12 +122,13 @@ def bulk_add_events(db: Database, rows: Iterable[dict[str, Any]], batch: int = 1
 def bulk_add_people(db: Database, people: Iterable[tuple[str, str]], created_at: datetime) -> list[int]:
     """Insert active people (employee id, name) at once, no consent, no audit (synthetic benchmark
     databases only); returns their ids in the order given."""
+    given = list(people)
     rows = [{"employee_id": e, "name": n, "active": True, "created_at": created_at,
-             "expression_consent": False} for e, n in people]
+             "expression_consent": False} for e, n in given]
     with db.session() as s:
         s.execute(insert(Person), rows)
         ids = dict(s.execute(select(Person.employee_id, Person.id)).tuples().all())
-    return [ids[r["employee_id"]] for r in rows]
+    return [ids[e] for e, _ in given]
 
 
 class DayFigures(NamedTuple):
@@ -174,10 +151,10 @@ def _day_figures_query() -> Select[Any]:
     e = AttendanceEvent
     return select(
         e.person_id,
-        func.min(case((e.kind == "in", e.occurred_at)), type_=String),
-        func.max(case((e.kind == "out", e.occurred_at)), type_=String),
+        func.min(case((e.kind == EventKind.IN, e.occurred_at)), type_=String),
+        func.max(case((e.kind == EventKind.OUT, e.occurred_at)), type_=String),
         func.count(),
-        func.sum(case((e.kind == "out", 1), else_=0)),
+        func.sum(case((e.kind == EventKind.OUT, 1), else_=0)),
         func.max(case((e.recorded_by.is_not(None), 1), else_=0)),
     ).where(
         e.occurred_at >= bindparam("utc_from", type_=UTCDateTime),

@@ -410,7 +410,7 @@ def test_evaluate_faces_cache_never_overwrites_a_file_that_is_no_cache(tmp_path:
 def test_a_restored_backup_does_not_bring_back_a_signed_out_web_session(tmp_path: Path) -> None:
     from datetime import timedelta
 
-    from kiosk.store.repo import end_session, session_user, start_session
+    from kiosk.store import end_session, session_user, start_session
     from kiosk.web.auth import create_user
 
     live = tmp_path / "k.db"

@@ -439,7 +439,7 @@ def test_backup_of_a_damaged_database_names_the_damage(config: Path, tmp_path: P
 def test_sqlite_full_with_free_space_is_reported_as_damage(tmp_path: Path) -> None:
     """SQLite also says 'database or disk is full' for some damaged pages: believed only on a full disk."""
     from kiosk.errors import DatabaseDamaged
-    from kiosk.store.db import database_error
+    from kiosk.store.sqlite import database_error
 
     path = tmp_path / "k.db"
     con = sqlite3.connect(path)

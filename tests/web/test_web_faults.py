@@ -269,7 +269,7 @@ def test_password_change_form_is_rate_limited(manager_client: tuple[FlaskClient,
 def test_forwarded_for_is_honoured_only_from_trusted_proxies(tmp_path, db, clock) -> None:
     from web_helpers import make_settings
 
-    from kiosk.store.repo import search_audit
+    from kiosk.store import search_audit
     from kiosk.web import create_app, create_user
 
     create_user(db, *MANAGER, "manager")
@@ -297,7 +297,7 @@ def test_client_address_walks_the_trusted_chain() -> None:
 
 
 def _audit_actions(db) -> list[str]:
-    from kiosk.store.repo import search_audit
+    from kiosk.store import search_audit
 
     return [a.action for a in search_audit(db, "user:")]
 
@@ -362,8 +362,7 @@ def test_users_page_offers_the_account_actions(admin_client: tuple[FlaskClient, 
 
 def test_never_no_active_admin(db, admin_client: tuple[FlaskClient, str]) -> None:
     from kiosk.errors import LastAdmin
-    from kiosk.store import get_user
-    from kiosk.store.repo import remove_user, set_user_active, set_user_role
+    from kiosk.store import get_user, remove_user, set_user_active, set_user_role
 
     admin, token = admin_client
     assert admin.post(f"/admin/users/{ADMIN[0]}/role", data={"role": "manager", "csrf_token": token}

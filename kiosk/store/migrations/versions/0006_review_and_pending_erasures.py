@@ -10,7 +10,7 @@ ADD COLUMN: existing rows keep NULL.
 
 pending_erasures: one row per erasure committed in the live file whose second half (scrubbing the
 upgrade backups, VACUUM) has not finished yet; written in the erasure's own transaction, deleted
-when the backups are clean (kiosk.store.repo.finish_pending_erasures). No foreign key: the person
+when the backups are clean (kiosk.store.erasure.finish_pending_erasures). No foreign key: the person
 row may be gone already (erasure with events).
 """
 

@@ -1,0 +1,179 @@
+"""What every area of the store shares: the clock check, row look-ups, the audit writer, the plain
+person and event records and their builders. Private to kiosk.store.
+
+Helpers here work inside a caller's Session; the area modules open and commit the sessions.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Executable, func, select, update
+from sqlalchemy.orm import Session
+
+from kiosk.errors import PersonNotFound, StoreError
+from kiosk.store.models import AttendanceEvent, AuditEntry, FaceTemplate, Person
+
+logger = logging.getLogger(__name__)
+
+# Columns of an attendance event that hold expression or face-match data (blanked by erasure and
+# in off-site copies; the event's time and kind stay).
+EVENT_EXPRESSION_AND_MATCH_COLUMNS = ("expression_label", "expression_scores", "expression_confidence",
+                                      "match_distance", "match_score")
+
+
+def now_utc(now: datetime | None) -> datetime:
+    """now as aware UTC (the current time when None); ValueError for a naive datetime."""
+    if now is None:
+        return datetime.now(UTC)
+    if now.tzinfo is None:
+        raise ValueError("naive datetime given as now")
+    return now.astimezone(UTC)
+
+
+def changed_rows(s: Session, statement: Executable) -> int:
+    """Run an UPDATE or DELETE in s; the number of rows it changed."""
+    result = cast(CursorResult[Any], s.execute(statement))
+    return int(result.rowcount or 0)
+
+
+def write_audit(
+    s: Session, actor: str, action: str, target: str | None, details: dict[str, Any] | None,
+    now: datetime,
+) -> None:
+    """Add an audit-log line in s (committed with the change it records; no biometric data in details)."""
+    s.add(AuditEntry(at=now, actor=actor, action=action, target=target, details=details))
+
+
+def person_row(s: Session, person_id: int) -> Person:
+    """The person row; PersonNotFound when there is none."""
+    person = s.get(Person, person_id)
+    if person is None:
+        raise PersonNotFound(f"no person with id {person_id}")
+    return person
+
+
+def unerased_person_row(s: Session, person_id: int) -> Person:
+    """The person row; StoreError when their biometric data was erased (nothing may be added)."""
+    person = person_row(s, person_id)
+    if person.erased_at is not None:
+        raise StoreError(f"{person.name} (person {person_id}) has been erased; enrol them again "
+                         "under a new employee id")
+    return person
+
+
+def template_count(s: Session, person_id: int) -> int:
+    """How many face templates the person has."""
+    return s.scalar(
+        select(func.count()).select_from(FaceTemplate).where(FaceTemplate.person_id == person_id)
+    ) or 0
+
+
+def strip_expressions(s: Session, *where: Any) -> int:
+    """Blank the expression data of the events matching where; how many events had some."""
+    return changed_rows(s, (
+        update(AttendanceEvent)
+        .where(*where)
+        .where(
+            AttendanceEvent.expression_label.is_not(None)
+            | AttendanceEvent.expression_scores.is_not(None)
+            | AttendanceEvent.expression_confidence.is_not(None)
+        )
+        .values(expression_label=None, expression_scores=None, expression_confidence=None)
+        .execution_options(synchronize_session=False)
+    ))
+
+
+def newest_event_time(s: Session, person_id: int | None = None) -> datetime | None:
+    """occurred_at (aware UTC) of the newest stored event (of person_id when given), or None."""
+    stmt = select(func.max(AttendanceEvent.occurred_at))
+    if person_id is not None:
+        stmt = stmt.where(AttendanceEvent.person_id == person_id)
+    return s.scalar(stmt)
+
+
+def like_pattern(text_: str) -> str:
+    """A LIKE pattern (escape "\\") matching text_ anywhere."""
+    escaped = text_.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+# --- plain records handed out -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PersonInfo:
+    """A person as stored; template_count = face templates held."""
+
+    id: int
+    employee_id: str
+    name: str
+    active: bool
+    created_at: datetime
+    expression_consent: bool
+    consent_changed_at: datetime | None
+    consent_changed_by: str | None
+    erased_at: datetime | None
+    template_count: int = 0
+
+
+@dataclass(frozen=True)
+class EventInfo:
+    """One attendance event; person_id None = unknown face; occurred_at aware UTC."""
+
+    id: int
+    person_id: int | None
+    occurred_at: datetime
+    kind: str
+    device_id: str
+    expression_label: str | None = None
+    expression_scores: dict[str, float] | None = None
+    expression_confidence: float | None = None
+    match_distance: float | None = None
+    match_score: float | None = None
+    recorded_by: str | None = None  # None: the kiosk camera; else who corrected by hand
+    note: str | None = None
+    review: str | None = None  # why someone should check it (e.g. the clock went back); None: fine
+
+    @property
+    def manual(self) -> bool:
+        """Entered by hand (a correction), not seen by the camera."""
+        return self.recorded_by is not None
+
+
+def person_info(p: Person, count: int = 0) -> PersonInfo:
+    """The PersonInfo of a row (count: its face templates)."""
+    return PersonInfo(
+        id=p.id,
+        employee_id=p.employee_id,
+        name=p.name,
+        active=p.active,
+        created_at=p.created_at,
+        expression_consent=p.expression_consent,
+        consent_changed_at=p.consent_changed_at,
+        consent_changed_by=p.consent_changed_by,
+        erased_at=p.erased_at,
+        template_count=count,
+    )
+
+
+def event_info(e: AttendanceEvent) -> EventInfo:
+    """The EventInfo of a row."""
+    return EventInfo(
+        id=e.id,
+        person_id=e.person_id,
+        occurred_at=e.occurred_at,
+        kind=e.kind,
+        device_id=e.device_id,
+        expression_label=e.expression_label,
+        expression_scores=e.expression_scores,
+        expression_confidence=e.expression_confidence,
+        match_distance=e.match_distance,
+        match_score=e.match_score,
+        recorded_by=e.recorded_by,
+        note=e.note,
+        review=e.review,
+    )

@@ -1,0 +1,213 @@
+"""Erasure of a person (erase_person) in two halves: the rows in one commit, then VACUUM and the
+upgrade backups beside the file, finished at the next open if the process dies in between.
+
+Templates, enrolment images, consent history, expression data and match scores of the person's
+events are deleted, then the file is VACUUMed and the WAL truncated so no copy of the bytes
+remains in the database files; the same rows go from every upgrade backup beside it
+(scrub_backups), whatever its schema revision. The person's attendance events are employment
+records with their own retention (retention.attendance_days), so by default they and the bare
+people row (employee id, name, erased_at) stay until purge_expired() removes the events; the row
+then goes too. erase_person(keep_events=False) deletes everything at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from dataclasses import replace as dataclass_replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+
+from kiosk.errors import StoreError
+from kiosk.store import sqlite
+from kiosk.store._base import (
+    EVENT_EXPRESSION_AND_MATCH_COLUMNS,
+    changed_rows,
+    now_utc,
+    person_row,
+    write_audit,
+)
+from kiosk.store.db import Database, refuse_transaction
+from kiosk.store.models import (
+    AttendanceEvent,
+    AuditEntry,
+    CaptureRequest,
+    ConsentChange,
+    EnrolmentImage,
+    FaceTemplate,
+    Leave,
+    PendingErasure,
+)
+
+logger = logging.getLogger(__name__)
+
+# Rows of one person that erasure removes from every copy: (table, column holding the person id).
+_BIOMETRIC_TABLES = (("face_templates", "person_id"), ("enrolment_images", "person_id"),
+                     ("consent_history", "person_id"))
+_BLANK_EVENT_COLUMNS = ", ".join(f"{c} = NULL" for c in EVENT_EXPRESSION_AND_MATCH_COLUMNS)
+# table: (SQL when the person is deleted, SQL when only their biometric and expression data go; None: nothing)
+_PERSON_ROWS: dict[str, tuple[str, str | None]] = {
+    "attendance_events": (
+        "DELETE FROM attendance_events WHERE person_id = ?",
+        f"UPDATE attendance_events SET {_BLANK_EVENT_COLUMNS} WHERE person_id = ?"),
+    "leave": ("DELETE FROM leave WHERE person_id = ?", None),  # payroll data: kept unless the row goes
+    "people": (
+        "DELETE FROM people WHERE id = ?",
+        "UPDATE people SET active = 0, expression_consent = 0, consent_changed_at = NULL, consent_changed_by = NULL, "
+        "erased_at = COALESCE(erased_at, CURRENT_TIMESTAMP) WHERE id = ?"),
+}
+
+
+@dataclass(frozen=True)
+class EraseResult:
+    """Counts of what erase_person removed or kept."""
+
+    person_id: int
+    templates_deleted: int
+    images_deleted: int
+    consent_entries_deleted: int
+    events_deleted: int
+    events_kept: int
+    row_deleted: bool
+    backups_scrubbed: int = 0  # upgrade backups of the database the person was erased from too
+
+
+@dataclass(frozen=True)
+class FinishedErasure:
+    """The second half of an erasure done: the live file vacuumed, these upgrade backups scrubbed."""
+
+    person_id: int
+    employee_id: str
+    backups_scrubbed: tuple[Path, ...]
+
+
+def erase_person(
+    db: Database,
+    person_id: int,
+    *,
+    actor: str,
+    keep_events: bool = True,
+    now: datetime | None = None,
+) -> EraseResult:
+    """Erase a person's biometric and consent data, then VACUUM (see module docstring).
+
+    Commits by itself: refused inside db.transaction().
+    """
+    refuse_transaction(db, "erase_person")
+    now = now_utc(now)
+    with db.session() as s:
+        person = person_row(s, person_id)
+        n_templates = changed_rows(s, delete(FaceTemplate).where(FaceTemplate.person_id == person_id))
+        n_images = changed_rows(s, delete(EnrolmentImage).where(EnrolmentImage.person_id == person_id))
+        n_consent = changed_rows(s, delete(ConsentChange).where(ConsentChange.person_id == person_id))
+        # capture requests name the person (no biometric data): none outlive the erasure
+        s.execute(delete(CaptureRequest).where(CaptureRequest.employee_id == person.employee_id))
+        n_events = s.scalar(
+            select(func.count()).select_from(AttendanceEvent)
+            .where(AttendanceEvent.person_id == person_id)
+        ) or 0
+        row_deleted = not keep_events or n_events == 0
+        if row_deleted:
+            s.execute(delete(AttendanceEvent).where(AttendanceEvent.person_id == person_id))
+            s.execute(delete(Leave).where(Leave.person_id == person_id))
+            s.delete(person)
+            events_deleted, events_kept = n_events, 0
+        else:
+            s.execute(
+                update(AttendanceEvent)
+                .where(AttendanceEvent.person_id == person_id)
+                .values({c: None for c in EVENT_EXPRESSION_AND_MATCH_COLUMNS})
+                .execution_options(synchronize_session=False)
+            )
+            person.active = False
+            person.expression_consent = False
+            person.consent_changed_at = None
+            person.consent_changed_by = None
+            person.erased_at = now
+            events_deleted, events_kept = 0, n_events
+        employee_id = person.employee_id
+        result = EraseResult(person_id, n_templates, n_images, n_consent,
+                             events_deleted, events_kept, row_deleted)
+        details: dict[str, Any] = asdict(result)
+        del details["person_id"], details["backups_scrubbed"]
+        write_audit(s, actor, "person.erase", f"person:{person_id}", details, now)
+        # the second half (VACUUM, backups) is recorded in the same commit, so it is finished later
+        # (finish_pending_erasures at the next open) if this process dies before it is done
+        pending = PendingErasure(person_id=person_id, employee_id=employee_id, with_events=row_deleted,
+                                 requested_at=now, requested_by=actor)
+        s.add(pending)
+        s.flush()
+        pending_id = pending.id
+    finished = finish_erasure(db, pending_id)
+    if finished is not None and finished.backups_scrubbed:
+        result = dataclass_replace(result, backups_scrubbed=len(finished.backups_scrubbed))
+    logger.info("erased person %s: %s", person_id, result)
+    return result
+
+
+def scrub_backups(path: Path, person_id: int, employee_id: str, *, delete_events: bool) -> list[Path]:
+    """Erase one person from every upgrade backup of the database at path, as erase_person does in
+    the live file (templates, photos, consent, capture requests, expression and match data; with
+    delete_events their events and row too), then VACUUM each backup; returns the backups changed.
+
+    Works on any schema revision a backup may have (raw SQL on the tables that exist there).
+    """
+    statements: list[tuple[str, str, tuple[Any, ...]]] = [
+        (table, f"DELETE FROM {table} WHERE {column} = ?", (person_id,)) for table, column in _BIOMETRIC_TABLES]
+    statements.append(("capture_requests", "DELETE FROM capture_requests WHERE employee_id = ?", (employee_id,)))
+    for table, (delete_sql, strip_sql) in _PERSON_ROWS.items():
+        sql = delete_sql if delete_events else strip_sql
+        if sql is not None:
+            statements.append((table, sql, (person_id,)))
+    changed = []
+    for backup in sqlite.backups_of(path):
+        try:
+            if sqlite.rewrite_file(backup, statements):
+                changed.append(backup)
+        except sqlite.FileDatabaseError as exc:
+            raise StoreError(f"cannot erase person {person_id} from the backup {backup}: {exc}; "
+                             "delete that backup file by hand") from None
+    for backup in changed:
+        logger.info("erased person %s from backup %s", person_id, backup)
+    return changed
+
+
+def finish_erasure(db: Database, pending_id: int, *, resumed: bool = False) -> FinishedErasure | None:
+    """Finish the erasure recorded as pending_erasures row pending_id (committed in the live file):
+    VACUUM the live file, scrub every upgrade backup, then delete the row. None if it is gone already.
+
+    Idempotent, so an erasure cut off anywhere in here (power cut, SIGKILL) is simply finished again.
+    Audit: person.erase_backups when backups were changed; person.erase_finished when resumed.
+    """
+    with db.session() as s:
+        row = s.get(PendingErasure, pending_id)
+        if row is None:
+            return None
+        person_id, employee_id, with_events = row.person_id, row.employee_id, row.with_events
+        actor = row.requested_by
+    db.vacuum()
+    scrubbed = scrub_backups(db.path, person_id, employee_id, delete_events=with_events)
+    now = datetime.now(UTC)
+    with db.session() as s:
+        s.execute(delete(PendingErasure).where(PendingErasure.id == pending_id))
+        target, details = f"person:{person_id}", {"backups": [b.name for b in scrubbed]}
+        if scrubbed:
+            s.add(AuditEntry(at=now, actor=actor, action="person.erase_backups", target=target, details=details))
+        if resumed:
+            s.add(AuditEntry(at=now, actor="system", action="person.erase_finished", target=target,
+                             details=details))
+    if resumed:
+        logger.warning("finished the interrupted erasure of person %s (%s): %d backup(s) scrubbed",
+                       person_id, employee_id, len(scrubbed))
+    return FinishedErasure(person_id, employee_id, tuple(scrubbed))
+
+
+def finish_pending_erasures(db: Database) -> list[FinishedErasure]:
+    """Finish every erasure interrupted after its commit (see finish_erasure); those finished now."""
+    with db.session() as s:
+        pending = list(s.scalars(select(PendingErasure.id).order_by(PendingErasure.id)))
+    done = [finish_erasure(db, pending_id, resumed=True) for pending_id in pending]
+    return [d for d in done if d is not None]

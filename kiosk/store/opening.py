@@ -1,0 +1,55 @@
+"""Opening a kiosk database file: create it at the newest schema, refuse the wrong ones, finish
+erasures interrupted after their commit.
+
+open_database() refuses files that are not kiosk databases, databases newer than this code
+and databases behind it (run upgrade() / `kiosk db upgrade` first). A missing or empty file
+is created at the newest schema.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from kiosk.config import Settings
+from kiosk.errors import DatabaseOutdated, StoreError
+from kiosk.store import sqlite
+from kiosk.store.db import Database
+from kiosk.store.erasure import finish_pending_erasures
+from kiosk.store.migrate import head_revision, inspect_revision, upgrade
+
+logger = logging.getLogger(__name__)
+
+
+def open_database(
+    path: Path | str, busy_timeout_ms: int = sqlite.DEFAULT_BUSY_TIMEOUT_MS, create: bool = True
+) -> Database:
+    """Open the kiosk database at path (creating it at the newest schema if missing and create).
+
+    Raises DatabaseOutdated when its schema is behind (run `kiosk db upgrade`), DatabaseTooNew
+    or NotAKioskDatabase when it must not be used, StoreError when it does not exist and not create.
+    """
+    path = Path(path)
+    rev, _ = inspect_revision(path)
+    if rev is None:
+        if not create:
+            raise StoreError(f"no kiosk database at {path} (run `kiosk db upgrade` to create it)")
+        upgrade(path, backup=False, busy_timeout_ms=busy_timeout_ms)
+    elif rev != head_revision():
+        raise DatabaseOutdated(
+            f"{path} has schema revision {rev}, this version needs {head_revision()}; "
+            "run `kiosk db upgrade` (it backs the file up first)"
+        )
+    return Database(path, sqlite.make_engine(path, busy_timeout_ms, foreign_keys=True))
+
+
+def open_from_settings(settings: Settings) -> Database:
+    """open_database() with database.path and database.busy_timeout_ms from settings, then finish any
+    erasure interrupted after its commit (db.finished_erasures lists them; a failure is logged and
+    retried at the next open, the database stays usable)."""
+    database = open_database(settings.database.path, busy_timeout_ms=settings.database.busy_timeout_ms)
+    try:
+        database.finished_erasures = finish_pending_erasures(database)
+    except StoreError as exc:
+        logger.warning("an interrupted erasure is not finished yet (retried at the next start): %s", exc)
+    return database

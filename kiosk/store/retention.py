@@ -1,0 +1,123 @@
+"""The retention purge: old events, expression data, kept photos, erased people and finished capture
+requests go when retention says so, never on the word of a clock far ahead of the data.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from kiosk.config import RetentionSettings
+from kiosk.store._base import (
+    changed_rows,
+    newest_event_time,
+    now_utc,
+    strip_expressions,
+    write_audit,
+)
+from kiosk.store.db import Database, refuse_transaction
+from kiosk.store.models import (
+    AttendanceEvent,
+    AuditEntry,
+    CaptureRequest,
+    EnrolmentImage,
+    Leave,
+    Person,
+)
+from kiosk.vocabulary import CAPTURES_ACTIVE
+
+logger = logging.getLogger(__name__)
+
+KEEP_FINISHED_CAPTURES = timedelta(days=1)  # an admin can still read the outcome the next morning
+# How far the clock may run ahead of the newest stored event or audit line before the retention purge
+# refuses to run: a Pi without a real-time clock can boot years off, and a purge trusting it would
+# delete everything. Longer lets a site closed for a long weekend purge on its first day back;
+# shorter refuses sooner. A site closed longer purges again after its first new event.
+CLOCK_AHEAD_TOLERANCE = timedelta(days=2)
+PURGE_REFUSED = "retention.purge_refused"  # audit action of a refusal (not counted as data time)
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    """Counts of what purge_expired removed; refused: why it removed nothing (None: it ran)."""
+
+    events_deleted: int
+    expression_stripped: int
+    images_deleted: int
+    people_removed: int
+    leave_deleted: int = 0
+    refused: str | None = None
+
+    def counts(self) -> dict[str, int]:
+        """The counts alone, {field: rows}."""
+        return {k: v for k, v in asdict(self).items() if k != "refused"}
+
+
+def _newest_data_time(s: Session) -> datetime | None:
+    """The newest time the data itself holds (events, audit lines other than purge refusals), or None."""
+    newest_audit = s.scalar(select(func.max(AuditEntry.at)).where(AuditEntry.action != PURGE_REFUSED))
+    times = [t for t in (newest_event_time(s), newest_audit) if t is not None]
+    return max(times) if times else None
+
+
+def _clock_ahead(now: datetime, newest: datetime | None) -> str | None:
+    """Why a purge at `now` must not run (the clock is far ahead of the newest stored time), or None."""
+    if newest is None or now <= newest + CLOCK_AHEAD_TOLERANCE:
+        return None
+    return (f"retention purge refused: the clock says {now:%Y-%m-%d %H:%M} UTC, "
+            f"{(now - newest).days} days after the newest stored event or audit line "
+            f"({newest:%Y-%m-%d %H:%M} UTC; more than {CLOCK_AHEAD_TOLERANCE.days} days allowed). "
+            "Check the system clock (timedatectl); nothing was deleted")
+
+
+def purge_expired(
+    db: Database, now: datetime, retention: RetentionSettings, *, actor: str = "system"
+) -> PurgeResult:
+    """Apply retention: delete old events, strip old expression data, drop kept photos if
+    not allowed, remove erased people with no events left; VACUUM when anything went.
+
+    Never trusts a clock far ahead of the data: when now is more than CLOCK_AHEAD_TOLERANCE after the
+    newest stored event or audit line, nothing is deleted and the result says why (refused; also
+    logged and audit-logged). Cut-offs count back from min(now, newest stored time + tolerance).
+    Commits by itself: refused inside db.transaction().
+    """
+    refuse_transaction(db, "purge_expired")
+    now = now_utc(now)
+    with db.session() as s:
+        newest = _newest_data_time(s)
+        refused = _clock_ahead(now, newest)
+        if refused:
+            write_audit(s, actor, PURGE_REFUSED, None, {"reason": refused}, now)
+    if refused:
+        logger.warning("%s", refused)
+        return PurgeResult(0, 0, 0, 0, 0, refused=refused)
+    reference = now if newest is None else min(now, newest + CLOCK_AHEAD_TOLERANCE)
+    events_cutoff = reference - timedelta(days=retention.attendance_days)
+    expr_cutoff = reference - timedelta(days=retention.expression_days)
+    with db.session() as s:
+        n_events = changed_rows(s, delete(AttendanceEvent).where(AttendanceEvent.occurred_at < events_cutoff))
+        # leave follows the events' retention, counted from its last (local) day
+        n_leave = changed_rows(s, delete(Leave).where(Leave.last_day < events_cutoff.date()))
+        n_stripped = strip_expressions(s, AttendanceEvent.occurred_at < expr_cutoff)
+        n_images = 0
+        if not retention.keep_enrolment_images:
+            n_images = changed_rows(s, delete(EnrolmentImage))
+        has_events = select(AttendanceEvent.id).where(AttendanceEvent.person_id == Person.id)
+        has_leave = select(Leave.id).where(Leave.person_id == Person.id)
+        n_people = changed_rows(s, (
+            delete(Person).where(Person.erased_at.is_not(None), ~has_events.exists(), ~has_leave.exists())
+            .execution_options(synchronize_session=False)
+        ))
+        s.execute(delete(CaptureRequest).where(CaptureRequest.status.not_in(CAPTURES_ACTIVE),
+                                               CaptureRequest.finished_at < now - KEEP_FINISHED_CAPTURES))
+        result = PurgeResult(n_events, n_stripped, n_images, n_people, n_leave)
+        if any(result.counts().values()):
+            write_audit(s, actor, "retention.purge", None, result.counts(), now)
+    if any(result.counts().values()):
+        db.vacuum()
+    logger.info("retention purge: %s", result)
+    return result
