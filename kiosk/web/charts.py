@@ -132,7 +132,7 @@ def stacked_shares(columns: Sequence[tuple[str, dict[str, float] | None]], class
                          f'height="{plot_h}" class="hidden-col"><title>{escape(label)}: hidden '
                          "(too few people)</title></rect>")
         else:
-            y = top + plot_h
+            y: float = top + plot_h
             for j, cls in enumerate(classes):
                 share = shares.get(cls, 0.0)
                 if share <= 0:
