@@ -2,9 +2,10 @@
 served by waitress on 127.0.0.1: sign in, enrol from real photos, replayed check-ins on the
 board, CSV download, consent on and off, deletion with no biometric bytes left behind.
 
-Screenshots of the main pages go to $KIOSK_SCREENSHOTS when set, else to pytest's temporary
-folder (.../pytest-of-$USER/pytest-N/screenshots0/; pytest keeps the last three runs), never
-into the source tree.
+Screenshots of the main pages go to $KIOSK_SCREENSHOTS when set, else to a pytest temporary
+folder, <basetemp>/screenshots0/ (e.g. /tmp/pytest-of-$USER/pytest-N/screenshots0/; pytest keeps
+only its last three runs, so set KIOSK_SCREENSHOTS or --basetemp to keep them); never into the
+source tree.
 """
 
 from __future__ import annotations
