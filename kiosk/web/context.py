@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from kiosk.store import Database, UserInfo
 from kiosk.vision.faces import FaceAnalyzer
 from kiosk.vocabulary import Role
 from kiosk.web.auth import LoginLimiter
+
+logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

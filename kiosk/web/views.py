@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -47,6 +48,8 @@ from kiosk.store import (
 from kiosk.web.charts import bar_chart, colour_of, hbar_chart, stacked_shares
 from kiosk.web.context import ctx, current_user, is_admin
 from kiosk.web.downloads import csv_response, csv_stream, text_download
+
+logger = logging.getLogger(__name__)
 
 bp = Blueprint("reports", __name__)
 
