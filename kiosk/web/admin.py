@@ -22,12 +22,12 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from kiosk.clock import site_time
 from kiosk.errors import ImageError, KioskError, UploadError, WebError
 from kiosk.leave_csv import MAX_CSV_BYTES, parse_leave_csv
+from kiosk.maintenance import run_purge
 from kiosk.reports import check_day
 from kiosk.store import (
     CaptureNotFound,
     EventNotFound,
     LeaveNotFound,
-    OffsiteCopy,
     PersonInfo,
     UserInfo,
     add_correction,
@@ -43,7 +43,6 @@ from kiosk.store import (
     latest_captures,
     latest_events,
     list_users,
-    purge_expired,
     record_copy,
     remove_event,
     remove_leave,
@@ -55,11 +54,10 @@ from kiosk.store import (
     set_consent,
     set_user_active,
     set_user_role,
-    write_daily_copy,
     write_offsite_copy,
 )
 from kiosk.web import auth
-from kiosk.web.context import WebContext, actor, admin_only, ctx, current_user
+from kiosk.web.context import actor, admin_only, ctx, current_user
 from kiosk.web.status import disk_usage, read_status, versions
 from kiosk.web.uploads import UploadLimits, check_photos, decode_photo
 from kiosk.web.views import csv_response, file_download, person_or_404, text_download
@@ -450,22 +448,6 @@ def audit_csv() -> Response:
                         [[a.at.astimezone(tz).isoformat(timespec="seconds"), a.actor, a.action,
                           a.target or "", json.dumps(a.details) if a.details else ""]
                          for a in search_audit(ctx().db, q, limit=100_000)])
-
-
-def run_purge(c: WebContext, who: str) -> Any:
-    """Apply the retention settings now (store.purge_expired); returns its PurgeResult."""
-    return purge_expired(c.db, c.clock.now(), c.settings.retention, actor=who)
-
-
-def run_daily_copy(c: WebContext, who: str) -> OffsiteCopy | None:
-    """Write today's copy to database.offsite_dir when set (store.write_daily_copy); None if none was due."""
-    d = c.settings.database
-    if d.offsite_dir is None:
-        return None
-    copy = write_daily_copy(Path(d.path), d.offsite_dir, d.offsite_kept, c.today())
-    if copy is not None:
-        record_copy(c.db, who, copy)
-    return copy
 
 
 @bp.route("/privacy")
