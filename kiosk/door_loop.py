@@ -76,6 +76,10 @@ class StopRequest:
         self.requested = True
         self.reason = reason
 
+    def is_set(self) -> bool:
+        """Whether a stop was asked for (a call: it can change between two looks)."""
+        return self.requested
+
 
 class DoorActivity:
     """What the door did since start: counts (frames, decisions, events, ...) and the latest decisions."""
@@ -192,9 +196,9 @@ class KioskService:
         """Process frames until stopped, the replay ends, or stop_after frames; returns the exit code: 0, or 1
         when the database file went away under the service."""
         camera = self.camera
-        while not self.stop.requested:
+        while not self.stop.is_set():
             self.housekeeping()
-            if self.stop.requested:
+            if self.stop.is_set():
                 break
             frame = camera.read()
             if frame is None:
