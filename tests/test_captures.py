@@ -23,7 +23,7 @@ from kiosk.config import RetentionSettings
 from kiosk.errors import PersonNotFound
 from kiosk.pipeline import PresenceDetector
 from kiosk.replay_scenes import make_scene
-from kiosk.service import KioskService
+from kiosk.service import KioskService, open_service
 from kiosk.vision.faces import DlibFaceAnalyzer, load_image, make_analyzer
 
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
@@ -123,8 +123,7 @@ def _door(tmp_path: Path, photo: Path, analyzer: DlibFaceAnalyzer, linger_s: flo
 
 def _run_door(settings, analyzer: DlibFaceAnalyzer) -> tuple[KioskService, list[str]]:
     """Run the door service (in process) to the end of the replay; (service, screen titles shown)."""
-    service = KioskService(settings, analyzer=analyzer)
-    service.start()
+    service = open_service(settings, analyzer=analyzer)
     try:
         service.run()
         return service, [m["title"] for m in service.screen.snapshot()["history"]]

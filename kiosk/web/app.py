@@ -31,7 +31,6 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -220,11 +219,10 @@ def serve(settings: Settings) -> None:
     Daily jobs run at start and then every 24 hours: the retention purge (web.daily_purge) and
     the off-site copy (database.offsite_dir).
     """
-    import threading
 
     import waitress
 
-    from kiosk.web.admin import run_daily_copy, run_purge
+    from kiosk.maintenance import start_daily_jobs
 
     app = create_app(settings)
     c: WebContext = app.extensions["kiosk"]
@@ -236,24 +234,7 @@ def serve(settings: Settings) -> None:
         raise KioskError(f"the web app cannot listen on {settings.web.host}:{settings.web.port} "
                          f"({exc.strerror or exc}): is another `kiosk serve` running? Stop it or "
                          "change web.port / web.host") from None
-    jobs: list[tuple[str, Callable[[], object]]] = []
-    if settings.web.daily_purge:
-        jobs.append(("retention purge", lambda: run_purge(c, "system:daily-purge")))
-    if settings.database.offsite_dir is not None:
-        jobs.append(("off-site copy", lambda: run_daily_copy(c, "system:daily-backup")))
-    if jobs:
-        stop = threading.Event()
-
-        def _daily_loop() -> None:
-            while not stop.is_set():
-                for name, job in jobs:
-                    try:
-                        job()
-                    except Exception:  # keep serving; the next day tries again
-                        logger.exception("daily %s failed", name)
-                stop.wait(24 * 3600)
-
-        threading.Thread(target=_daily_loop, name="daily-jobs", daemon=True).start()
+    start_daily_jobs(c)
     logger.info("web app on http://%s:%d/", settings.web.host, settings.web.port)
     try:
         _run_until_stopped(server)

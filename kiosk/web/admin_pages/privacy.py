@@ -16,8 +16,8 @@ from pathlib import Path
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
+from kiosk.maintenance import run_purge
 from kiosk.store import list_people, record_copy, search_audit, write_offsite_copy
-from kiosk.web.admin import run_purge
 from kiosk.web.context import actor, admin_only, ctx
 from kiosk.web.downloads import csv_response, file_download
 
