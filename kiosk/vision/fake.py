@@ -155,9 +155,9 @@ class FakeFaceAnalyzer:
     # -- finding -------------------------------------------------------------------------------
     def detect(self, image: RGBImage) -> list[Box]:
         """Boxes (top, right, bottom, left) px of the drawn squares in an RGB uint8 HxWx3 image."""
-        image = check_image(image)
-        wide = image.astype(np.int16)
-        mask = ((wide.max(axis=2) - wide.min(axis=2)) >= SATURATION_MIN).astype(np.uint8)
+        r, g, b = cv2.split(check_image(image))
+        spread = cv2.subtract(cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b))
+        _, mask = cv2.threshold(spread, SATURATION_MIN - 1, 1, cv2.THRESH_BINARY)
         count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
         boxes: list[Box] = []
         for x, y, w, h, area in np.asarray(stats)[1:count].tolist():
