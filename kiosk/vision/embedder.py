@@ -1,6 +1,6 @@
 """dlib's 128-d face embedder as a LiteRT (.tflite) twin: aligned face chip in, embedding out.
 
-The model (models/face_embedder_f16.tflite, built by kiosk/training/dlib_embedder.py from dlib's
+The model (models/face_embedder_f16.tflite, built by kiosk/training/dlib_embedder/ from dlib's
 CC0 `dlib_face_recognition_resnet_model_v1.dat`; see models/EMBEDDER.md) takes the same chip
 dlib's compute_face_descriptor makes: dlib.get_face_chip(image, shape, size=150, padding=0.25),
 RGB, float32 pixel values 0..255, shape (1, 150, 150, 3). dlib's input normalisation
