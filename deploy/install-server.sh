@@ -176,6 +176,7 @@ create_dirs() {
     say "Directories"
     [[ -d "$PREFIX" ]] || run install -d -m 0755 "$PREFIX"
     [[ -d "$ETC_DIR" ]] || run install -d -m 0755 "$ETC_DIR"
+    [[ -d "$UNIT_DIR" ]] || run install -d -m 0755 "$UNIT_DIR"
     if [[ -d "$STATE_DIR" ]]; then
         note "$STATE_DIR exists"
     else
