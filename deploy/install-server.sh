@@ -44,6 +44,9 @@ while [[ $# -gt 0 ]]; do
 done
 
 SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Every path below is absolute; from / the postgres and kiosk users can always enter the working
+# directory (from /root, PostgreSQL's programs would warn that they cannot).
+cd /
 PREFIX="${KIOSK_PREFIX:-/opt/kiosk}"
 VENV="$PREFIX/venv"
 ETC_DIR="${KIOSK_ETC:-/etc/kiosk}"
