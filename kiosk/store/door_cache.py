@@ -220,6 +220,7 @@ def _write_person(s: Any, p: CachedPerson, embedder: str | None, now: datetime) 
         row = Person(id=p.id, employee_id=employee_id, name=name, active=p.active, created_at=now,
                      expression_consent=False)
         s.add(row)
+        s.flush()
     row.employee_id, row.name, row.active, row.erased_at = employee_id, name, p.active, None
     if row.expression_consent != p.expression_consent:
         row.expression_consent = p.expression_consent
