@@ -31,8 +31,8 @@ from kiosk.config import Settings
 from kiosk.door_status import CentralReport, DoorStatus, read_status_file
 from kiosk.door_sync import BACKOFF_MAX_S, DoorSync, event_uuid
 from kiosk.service import open_service
-from kiosk.vision.fake import FakeFace, FakeFaceAnalyzer, fake_embedding, fake_scene
 from kiosk.vision.faces import load_image, make_analyzer
+from kiosk.vision.fake import FakeFace, FakeFaceAnalyzer, fake_embedding, fake_scene
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
@@ -234,6 +234,28 @@ def test_a_full_gallery_replaces_what_the_door_had_and_a_bad_state_file_is_safe(
     sync = DoorSync(settings)
     assert sync.state.pushed_seq == 0 and sync.run_round() is True
     assert central.held(DEVICE) == [1, 2, 3] and sync.state.pushed_seq == 3
+
+
+def test_two_people_swapping_employee_ids_in_one_answer(door, central: CentralDouble) -> None:
+    settings, db = door
+    one = np.stack([fake_embedding(FakeFace(0, 1))])
+    central.enrol_person(501, "E1", "Ada", one)
+    central.enrol_person(502, "E2", "Bob", one)
+    sync = DoorSync(settings)
+    assert sync.run_round() is True
+    central.enrol_person(501, "E2", "Ada", one)
+    central.enrol_person(502, "E1", "Bob", one)
+    assert sync.run_round() is True, sync.report().error
+    assert (store.get_person(db, 501).employee_id, store.get_person(db, 502).employee_id) == ("E2", "E1")
+
+
+def test_a_door_without_a_central_address_does_not_start(tmp_path: Path) -> None:
+    from kiosk.config import ConfigError
+
+    settings = _settings(tmp_path, "")
+    with pytest.raises(ConfigError, match="central.url"):
+        open_service(settings, analyzer=FakeFaceAnalyzer())
+    assert not Path(settings.database.path).exists()
 
 
 def test_cli_enrol_writes_the_token_0600_and_status_shows_the_sync(tmp_path: Path, central: CentralDouble) -> None:

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
 
 from kiosk.identity import clean_employee_id, clean_name
 from kiosk.store._base import (
@@ -186,7 +187,7 @@ def apply_gallery(
         if full:
             gone_ids |= set(s.scalars(select(Person.id).where(Person.id.not_in(listed)))) if listed else \
                 set(s.scalars(select(Person.id)))
-        added = sum(_write_person(s, p, embedder, now) for p in people)
+        added = _write_people(s, people, embedder, now)
         deleted = 0
         for pid in sorted(gone_ids):
             deleted += _remove_person(s, pid, pushed_seq)
@@ -205,38 +206,65 @@ def apply_gallery(
     return result
 
 
-def _write_person(s: Any, p: CachedPerson, embedder: str | None, now: datetime) -> int:
-    """Insert or update one person with the central's id and replace their templates; templates written."""
-    employee_id, name = clean_employee_id(p.employee_id), clean_name(p.name)
-    clash = s.scalar(select(Person).where(Person.employee_id == employee_id, Person.id != p.id))
-    if clash is not None:  # a local row from before the door joined: move it aside, it is not recognised any more
-        logger.warning("person %s of the central has employee id %s, held here by local person %s: that one is "
-                       "deactivated and renamed %s", p.id, employee_id, clash.id, f"{employee_id}~{clash.id}")
-        _remove_person(s, clash.id, 0)
-        clash.employee_id = f"{employee_id}~{clash.id}"
-        s.flush()
-    row = s.get(Person, p.id)
-    if row is None:
-        row = Person(id=p.id, employee_id=employee_id, name=name, active=p.active, created_at=now,
-                     expression_consent=False)
-        s.add(row)
-        s.flush()
-    row.employee_id, row.name, row.active, row.erased_at = employee_id, name, p.active, None
-    if row.expression_consent != p.expression_consent:
-        row.expression_consent = p.expression_consent
-        row.consent_changed_at, row.consent_changed_by = now, CENTRAL_ACTOR
-        s.add(ConsentChange(person_id=p.id, at=now, granted=p.expression_consent, changed_by=CENTRAL_ACTOR))
-        if not p.expression_consent:
-            strip_expressions(s, AttendanceEvent.person_id == p.id)
+def _chunks(values: list[Any], size: int = 500) -> list[list[Any]]:
+    """values in slices small enough for one IN (...) each."""
+    return [values[i:i + size] for i in range(0, len(values), size)]
+
+
+def _write_people(s: Session, people: list[CachedPerson], embedder: str | None, now: datetime) -> int:
+    """Insert or update people with the central's ids and replace their templates; templates written.
+
+    A local row that holds one of their employee ids but is not in the answer (a person enrolled here
+    before the door joined) is deactivated, loses its templates and is renamed <employee id>~<its id>.
+    """
+    if not people:
+        return 0
+    wanted = {p.id: (clean_employee_id(p.employee_id), clean_name(p.name)) for p in people}
+    ids = list(wanted)
+    rows: dict[int, Person] = {r.id: r for chunk in _chunks(ids)
+                               for r in s.scalars(select(Person).where(Person.id.in_(chunk)))}
+    holders = {eid: pid for chunk in _chunks([e for e, _ in wanted.values()])
+               for pid, eid in s.execute(select(Person.id, Person.employee_id).where(Person.employee_id.in_(chunk)))}
+    for eid, holder in holders.items():
+        if holder not in wanted:
+            logger.warning("employee id %s comes from the central; local person %s held it: deactivated, renamed "
+                           "%s~%s", eid, holder, eid, holder)
+            _remove_person(s, holder, 0)
+            s.execute(update(Person).where(Person.id == holder).values(employee_id=f"{eid}~{holder}")
+                      .execution_options(synchronize_session=False))
+    moving = [r for r in rows.values() if r.employee_id != wanted[r.id][0]]
+    for row in moving:  # free the old ids first: two people may swap employee ids in one answer
+        row.employee_id = f"~{row.id}~"
     s.flush()
-    s.execute(delete(FaceTemplate).where(FaceTemplate.person_id == p.id))
-    matrix = np.asarray(p.templates, dtype="<f4") if p.active else np.empty((0, EMBEDDING_DIM), "<f4")
-    s.add_all([FaceTemplate(person_id=p.id, embedding=matrix[i].tobytes(), created_at=now, source=None,
-                            quality=None, embedder=embedder) for i in range(matrix.shape[0])])
-    return int(matrix.shape[0])
+    consent_changed: list[CachedPerson] = []
+    for p in people:
+        employee_id, name = wanted[p.id]
+        row = rows.get(p.id) or Person(id=p.id, employee_id=employee_id, name=name, active=p.active,
+                                       created_at=now, expression_consent=False)
+        if p.id not in rows:
+            s.add(row)
+        row.employee_id, row.name, row.active, row.erased_at = employee_id, name, p.active, None
+        if row.expression_consent != p.expression_consent:
+            row.expression_consent = p.expression_consent
+            row.consent_changed_at, row.consent_changed_by = now, CENTRAL_ACTOR
+            consent_changed.append(p)
+    s.flush()
+    s.add_all([ConsentChange(person_id=p.id, at=now, granted=p.expression_consent, changed_by=CENTRAL_ACTOR)
+               for p in consent_changed])
+    withdrawn = [p.id for p in consent_changed if not p.expression_consent]
+    for chunk in _chunks(withdrawn):
+        strip_expressions(s, AttendanceEvent.person_id.in_(chunk))
+    for chunk in _chunks(ids):
+        s.execute(delete(FaceTemplate).where(FaceTemplate.person_id.in_(chunk)))
+    templates = [{"person_id": p.id, "embedding": t.tobytes(), "created_at": now, "source": None, "quality": None,
+                  "embedder": embedder}
+                 for p in people if p.active for t in np.asarray(p.templates, dtype="<f4")]
+    if templates:
+        s.execute(insert(FaceTemplate), templates)
+    return len(templates)
 
 
-def _remove_person(s: Any, person_id: int, pushed_seq: int) -> int:
+def _remove_person(s: Session, person_id: int, pushed_seq: int) -> int:
     """Delete a person's templates, photos and consent history, deactivate the row; templates deleted."""
     row = s.get(Person, person_id)
     if row is None:
