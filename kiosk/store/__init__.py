@@ -4,8 +4,8 @@ Every function takes the Database (or, for a change of several steps that commit
 all, the Transaction of ``with db.transaction() as tx:``) first. Nothing outside kiosk.store
 imports SQLAlchemy or the store's submodules (ruff TID251). Areas: people, templates, events,
 corrections, leave, captures, audit log, retention, erasure, export, accounts, off-site copies,
-report reads; db (sessions, transactions), opening and migrate (files and schema), sqlite (the
-engine's specifics).
+report reads, a door's cache of the central (door_cache); db (sessions, transactions), opening and
+migrate (files and schema), sqlite (the engine's specifics).
 """
 
 from kiosk.identity import clean_employee_id, clean_name
@@ -39,6 +39,17 @@ from kiosk.store.captures import (
 )
 from kiosk.store.corrections import EventNotFound, add_correction, remove_event
 from kiosk.store.db import Database, Transaction
+from kiosk.store.door_cache import (
+    CachedPerson,
+    GalleryApplied,
+    SyncState,
+    apply_gallery,
+    event_backlog,
+    events_after,
+    read_sync_state,
+    sync_state_path,
+    write_sync_state,
+)
 from kiosk.store.erasure import EraseResult, FinishedErasure, erase_person, finish_pending_erasures
 from kiosk.store.events import (
     events_between,
@@ -137,6 +148,9 @@ __all__ = [
     "start_session",
     # off-site copies
     "OffsiteCopy", "daily_copies", "record_copy", "write_daily_copy", "write_offsite_copy",
+    # a door's cache of the central (role: door)
+    "CachedPerson", "GalleryApplied", "SyncState", "apply_gallery", "event_backlog", "events_after",
+    "read_sync_state", "sync_state_path", "write_sync_state",
     # report reads
     "DayFigures", "EventMark", "bulk_add_events", "bulk_add_people", "day_figures", "iter_event_marks",
     "read_snapshot",
