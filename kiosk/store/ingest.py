@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from kiosk.store._base import now_utc
 from kiosk.store.db import Database
 from kiosk.store.doors import MAX_VERSION_CHARS, DoorError, DoorNotFound, DoorRevoked
-from kiosk.store.models import AttendanceEvent, Door, Person
+from kiosk.store.models import AttendanceEvent, Door, GalleryChange, Person
 from kiosk.vocabulary import EventKind, values
 
 logger = logging.getLogger(__name__)
@@ -132,12 +132,18 @@ def _held(s: Session, device_id: str, seqs: list[int]) -> dict[int, str | None]:
 
 
 def _people(s: Session, ids: list[int]) -> dict[int, tuple[bool, bool]]:
-    """{person id: (erased, expression consent)} of those that exist."""
+    """{person id: (erased, expression consent)} of those that exist or existed: a person whose row
+    is gone but who has gallery changes was erased (with their events, or purged later)."""
     out: dict[int, tuple[bool, bool]] = {}
     for i in range(0, len(ids), _CHUNK):
         rows = s.execute(select(Person.id, Person.erased_at, Person.expression_consent)
                          .where(Person.id.in_(ids[i:i + _CHUNK])))
         out.update({int(pid): (erased is not None, bool(consent)) for pid, erased, consent in rows})
+    gone = [pid for pid in ids if pid not in out]
+    for i in range(0, len(gone), _CHUNK):
+        rows = s.scalars(select(GalleryChange.person_id).where(GalleryChange.person_id.in_(gone[i:i + _CHUNK]))
+                         .distinct())
+        out.update({int(pid): (True, False) for pid in rows})
     return out
 
 
