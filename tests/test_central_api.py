@@ -509,3 +509,33 @@ def test_real_server_sigkill_then_the_same_batch_is_stored_once(tmp_path: Path) 
     assert counted == (201, 201)
     listed = run_cli_process("doors", "list", config=config)
     assert listed.returncode == 0 and "main-entrance" in listed.stdout and "201" in listed.stdout
+
+
+def test_one_batch_pushed_twice_at_once_is_stored_once(settings: Settings, db: Database, token: str) -> None:
+    """Two copies of one batch race (the door timed out and pushed again while the first still ran)."""
+    import threading
+
+    door = store.authenticate_door(db, token)
+    batch = [store.DoorEvent(seq=i, uuid=str(uuid.UUID(int=i)), person_id=None, at=NOW, kind="unknown")
+             for i in range(1, 2001)]
+    answers: list[int] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def run() -> None:
+        database = open_from_settings(make_settings(Path(settings.database.path).parent, busy_timeout_ms=30000))
+        try:
+            start.wait()
+            answers.append(store.ingest_events(database, door.id, batch, now=NOW).last_seq)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            database.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and answers == [2000, 2000]
+    assert seqs(db) == list(range(1, 2001))

@@ -227,3 +227,37 @@ def test_revisions_read_from_file_names_match_alembics_view():
     script = ScriptDirectory.from_config(store_migrate.alembic_config())
     assert store_migrate.head_revision() == script.get_current_head()
     assert store_migrate.known_revisions() == {rev.revision for rev in script.walk_revisions()}
+
+
+def test_0008_adds_doors_and_door_sequences_keeping_events(tmp_path: Path) -> None:
+    """A 0007 database with events upgrades: the events stay (door_seq NULL, several per device),
+    and (device_id, door_seq) is unique from then on."""
+    from sqlalchemy.exc import IntegrityError
+
+    path = tmp_path / "kiosk.db"
+    upgrade(path, revision="0007")
+    con = sqlite3.connect(path)
+    con.execute("INSERT INTO people (id, employee_id, name, active, created_at, expression_consent) "
+                "VALUES (1, 'E1', 'Ann', 1, '2026-06-15 07:00:00', 0)")
+    for minute in (0, 1):
+        con.execute("INSERT INTO attendance_events (person_id, occurred_at, kind, device_id) "
+                    f"VALUES (1, '2026-06-15 07:0{minute}:00', 'in', 'kiosk-1')")
+    con.commit()
+    con.close()
+    result = upgrade(path, backups_kept=1)
+    assert (result.before, result.after) == ("0007", "0008")
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT count(*), count(door_seq), count(event_uuid) FROM attendance_events").fetchone() \
+        == (2, 0, 0)
+    assert {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} >= {
+        "doors", "gallery_changes", "sync_state"}
+    con.close()
+    db = open_database(path)
+    with db.session() as s:
+        from kiosk.store.models import AttendanceEvent
+
+        s.add(AttendanceEvent(person_id=1, occurred_at=T0, kind="in", device_id="door-a", door_seq=1))
+        s.add(AttendanceEvent(person_id=1, occurred_at=T0, kind="in", device_id="door-b", door_seq=1))
+    with pytest.raises(IntegrityError), db.session() as s:
+        s.add(AttendanceEvent(person_id=1, occurred_at=T0, kind="out", device_id="door-a", door_seq=1))
+    db.close()
