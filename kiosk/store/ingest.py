@@ -141,9 +141,9 @@ def _people(s: Session, ids: list[int]) -> dict[int, tuple[bool, bool]]:
         out.update({int(pid): (erased is not None, bool(consent)) for pid, erased, consent in rows})
     gone = [pid for pid in ids if pid not in out]
     for i in range(0, len(gone), _CHUNK):
-        rows = s.scalars(select(GalleryChange.person_id).where(GalleryChange.person_id.in_(gone[i:i + _CHUNK]))
-                         .distinct())
-        out.update({int(pid): (True, False) for pid in rows})
+        erased = s.scalars(select(GalleryChange.person_id)
+                           .where(GalleryChange.person_id.in_(gone[i:i + _CHUNK])).distinct())
+        out.update({int(pid): (True, False) for pid in erased})
     return out
 
 
