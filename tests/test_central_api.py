@@ -306,6 +306,7 @@ def test_door_clock_far_off_flags_events(client: FlaskClient, db: Database, toke
     (b'{"events": [{"seq": 0}]}', "seq"),
     (b'{"events": [{"seq": true}]}', "seq"),
     (b'{"events": [{"seq": "1"}]}', "seq"),
+    (b'{"events": [{"seq": 2147483648}]}', "seq"),
     (b'{"events": [17]}', "object"),
     (b'{"events": [], "backlog": -1}', "backlog"),
     (b'{"events": [], "clock": "yesterday"}', "clock"),
@@ -448,6 +449,21 @@ def _call(url: str, body: dict[str, Any] | None = None, token: str | None = None
         return exc.code, json.loads(exc.read())
 
 
+def _chunked_push(port: int, token: str, size: int) -> int:
+    """POST a body of `size` bytes with Transfer-Encoding: chunked (no Content-Length); the status."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        chunk = b"[" + b" " * (1024 * 1024 - 2) + b"]"
+        conn.request("POST", f"{API}/events", body=(chunk for _ in range(size // len(chunk))),
+                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                     encode_chunked=True)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
 def _start_server(config: Path, port: int) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK")}
     proc = subprocess.Popen([sys.executable, "-m", "kiosk.cli", "--config", str(config), "serve"], env=env,
@@ -500,6 +516,7 @@ def test_real_server_sigkill_then_the_same_batch_is_stored_once(tmp_path: Path) 
         assert (status, answer["last_seq"], answer["stored"]) == (200, 201, 1)
         status, answer = _call(f"{base}/gallery?since=0", None, "not-a-token")
         assert status == 401
+        assert _chunked_push(port, token, 9 * 1024 * 1024) == 413  # no Content-Length: still bounded
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(30)

@@ -33,6 +33,7 @@ MAX_BATCH = 5000
 """Most events in one push (central.batch on a door is at most this)."""
 MAX_TEXT = 1000  # characters of a free text value (review, labels)
 RETRY_AFTER_S = 30
+MAX_INT = 2**31 - 1  # the largest seq, person id or backlog taken
 
 
 class WireError(Exception):
@@ -146,8 +147,9 @@ def _number(value: Any, what: str) -> float | None:
 
 
 def _whole(value: Any, what: str, least: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not least <= value < 2**63:
-        _fail(400, "malformed", f"{what} must be a whole number from {least}")
+    """A whole number least..MAX_INT (INTEGER columns are 32-bit on PostgreSQL)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= MAX_INT:
+        _fail(400, "malformed", f"{what} must be a whole number from {least} to {MAX_INT}")
     return value
 
 
