@@ -40,7 +40,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0099"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
@@ -78,7 +78,7 @@ def test_empty_database_is_created_at_head(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "kiosk.db"
     result = upgrade(path)
     assert result.before is None and result.after == head_revision() and result.backup is None
-    assert current_revision(path) == head_revision() == "0007"
+    assert current_revision(path) == head_revision() == "0008"
     assert list(tmp_path.glob("sub/*.bak-*")) == []
 
 
@@ -109,7 +109,7 @@ def test_second_revision_on_filled_db_backs_up_and_keeps_data(
     tmp_path: Path, two_revisions: Path
 ) -> None:
     path = tmp_path / "kiosk.db"
-    upgrade(path, revision="0007")
+    upgrade(path, revision="0008")
     with pytest.raises(DatabaseOutdated, match="kiosk db upgrade"):
         open_database(path)
     # open_database refuses a DB that is behind, so fill it through the bare engine setup
@@ -121,9 +121,9 @@ def test_second_revision_on_filled_db_backs_up_and_keeps_data(
     db.close()
 
     results = [upgrade(path, backups_kept=2)]
-    assert results[0].before == "0007" and results[0].after == "0099"
+    assert results[0].before == "0008" and results[0].after == "0099"
     assert results[0].backup is not None and results[0].backup.exists()
-    assert current_revision(results[0].backup) == "0007"  # the backup is the old DB
+    assert current_revision(results[0].backup) == "0008"  # the backup is the old DB
     db = open_database(path)
     ids, matrix = all_templates(db)  # batch copy of `people` did not cascade to templates
     assert ids.tolist() == [p.id, p.id] and matrix.shape == (2, 128)
@@ -182,14 +182,14 @@ def test_failed_migration_changes_nothing(tmp_path: Path, two_revisions: Path) -
     )
     (two_revisions / "versions" / "0099_note.py").write_text(broken)
     path = tmp_path / "kiosk.db"
-    upgrade(path, revision="0007")
+    upgrade(path, revision="0008")
     db = Database(path, store_sqlite.make_engine(path, 1000, foreign_keys=True))
     p = add_person(db, "E1", "Ann", now=T0)
     add_templates(db, p.id, np.ones((2, 128), np.float32), now=T0)
     db.close()
     with pytest.raises(StoreError, match="nothing changed.*no_such_function"):
         upgrade(path)
-    assert current_revision(path) == "0007"
+    assert current_revision(path) == "0008"
     con = sqlite3.connect(path)
     assert con.execute("SELECT count(*) FROM face_templates").fetchone() == (2,)
     assert "note" not in [r[1] for r in con.execute("PRAGMA table_info(people)")]
@@ -207,7 +207,7 @@ def test_0002_records_template_embedder_and_keeps_old_templates(tmp_path: Path) 
     con.commit()
     con.close()
     result = upgrade(path, backups_kept=1)
-    assert (result.before, result.after) == ("0001", "0007") and result.backup is not None
+    assert (result.before, result.after) == ("0001", "0008") and result.backup is not None
     db = open_database(path)
     ids, matrix = all_templates(db)
     assert ids.tolist() == [1] and np.allclose(matrix, 1.0)
@@ -227,3 +227,37 @@ def test_revisions_read_from_file_names_match_alembics_view():
     script = ScriptDirectory.from_config(store_migrate.alembic_config())
     assert store_migrate.head_revision() == script.get_current_head()
     assert store_migrate.known_revisions() == {rev.revision for rev in script.walk_revisions()}
+
+
+def test_0008_adds_doors_and_door_sequences_keeping_events(tmp_path: Path) -> None:
+    """A 0007 database with events upgrades: the events stay (door_seq NULL, several per device),
+    and (device_id, door_seq) is unique from then on."""
+    from sqlalchemy.exc import IntegrityError
+
+    path = tmp_path / "kiosk.db"
+    upgrade(path, revision="0007")
+    con = sqlite3.connect(path)
+    con.execute("INSERT INTO people (id, employee_id, name, active, created_at, expression_consent) "
+                "VALUES (1, 'E1', 'Ann', 1, '2026-06-15 07:00:00', 0)")
+    for minute in (0, 1):
+        con.execute("INSERT INTO attendance_events (person_id, occurred_at, kind, device_id) "
+                    f"VALUES (1, '2026-06-15 07:0{minute}:00', 'in', 'kiosk-1')")
+    con.commit()
+    con.close()
+    result = upgrade(path, backups_kept=1)
+    assert (result.before, result.after) == ("0007", "0008")
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT count(*), count(door_seq), count(event_uuid) FROM attendance_events").fetchone() \
+        == (2, 0, 0)
+    assert {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} >= {
+        "doors", "gallery_changes", "sync_state"}
+    con.close()
+    db = open_database(path)
+    with db.session() as s:
+        from kiosk.store.models import AttendanceEvent
+
+        s.add(AttendanceEvent(person_id=1, occurred_at=T0, kind="in", device_id="door-a", door_seq=1))
+        s.add(AttendanceEvent(person_id=1, occurred_at=T0, kind="in", device_id="door-b", door_seq=1))
+    with pytest.raises(IntegrityError), db.session() as s:
+        s.add(AttendanceEvent(person_id=1, occurred_at=T0, kind="out", device_id="door-a", door_seq=1))
+    db.close()

@@ -26,6 +26,7 @@ from kiosk.store._base import (
     write_audit,
 )
 from kiosk.store.db import Database
+from kiosk.store.gallery_feed import record_gallery_change
 from kiosk.store.models import AttendanceEvent, ConsentChange, FaceTemplate, Person
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ def add_person(
             s.add(ConsentChange(person_id=person.id, at=now, granted=True, changed_by=actor))
         write_audit(s, actor, "person.add", f"person:{person.id}",
                     {"employee_id": employee_id, "expression_consent": expression_consent}, now)
+        record_gallery_change(s, person.id, now)
         return person_info(person)
 
 
@@ -144,6 +146,7 @@ def set_consent(
                 stripped = strip_expressions(s, AttendanceEvent.person_id == person_id)
             write_audit(s, actor, "person.consent", f"person:{person_id}",
                         {"granted": granted, "expression_stripped": stripped}, now)
+            record_gallery_change(s, person_id, now)
         return person_info(person, template_count(s, person_id))
 
 
@@ -160,6 +163,7 @@ def set_active(
             person.active = active
             write_audit(s, actor, "person.activate" if active else "person.deactivate",
                         f"person:{person_id}", None, now)
+            record_gallery_change(s, person_id, now)
         return person_info(person, template_count(s, person_id))
 
 
@@ -181,4 +185,5 @@ def rename_person(
         if person.name != name:
             write_audit(s, actor, "person.rename", f"person:{person_id}", {"from": person.name, "to": name}, now)
             person.name = name
+            record_gallery_change(s, person_id, now)
         return person_info(person, template_count(s, person_id))

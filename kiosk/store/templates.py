@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select
 from kiosk.errors import InvalidTemplate
 from kiosk.store._base import now_utc, person_row, unerased_person_row, write_audit
 from kiosk.store.db import Database
+from kiosk.store.gallery_feed import record_gallery_change
 from kiosk.store.models import EMBEDDING_DIM, EnrolmentImage, FaceTemplate, Person
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ def add_templates(
         s.flush()
         write_audit(s, actor, "templates.replace" if replace else "templates.add",
                     f"person:{person_id}", {"count": n}, now)
+        record_gallery_change(s, person_id, now)
         return [r.id for r in rows]
 
 
