@@ -1,5 +1,6 @@
 """Enrolment faults from issue 11: too few or mixed photos, photos that cost unbounded memory,
-names and employee ids of any length. Real photos, the real dlib models, the real CLI process."""
+names and employee ids of any length. Real photos, the real dlib models; the CLI in this process
+for its messages, as a real process where its peak memory and CPU time are measured."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli
 from PIL import Image
 
 from kiosk import store
@@ -87,7 +89,15 @@ def test_capture_photos_below_min_photos_is_a_config_error(tmp_path) -> None:
         load_settings(path)
 
 
-# --- the CLI as a real process: peak memory, time, messages -----------------------------------
+# --- the CLI: messages in this process; peak memory and time of a real process ----------------
+
+
+def _config(tmp_path: Path) -> Path:
+    """tmp_path/kiosk.yaml naming the database tmp_path/k.db (written once)."""
+    config = tmp_path / "kiosk.yaml"
+    if not config.exists():
+        config.write_text(f"database:\n  path: {tmp_path / 'k.db'}\n")
+    return config
 
 
 def _run_cli(tmp_path: Path, *args: str, timeout: float = 60.0) -> tuple[subprocess.CompletedProcess, float, float]:
@@ -97,10 +107,7 @@ def _run_cli(tmp_path: Path, *args: str, timeout: float = 60.0) -> tuple[subproc
     measures this one child alone (the test process's own children are not mixed in). CPU
     seconds (user + system) are steadier than wall time on a shared machine.
     """
-    config = tmp_path / "kiosk.yaml"
-    if not config.exists():
-        config.write_text(f"database:\n  path: {tmp_path / 'k.db'}\n")
-    cmd = [sys.executable, "-m", "kiosk.cli", "--config", str(config), *args]
+    cmd = [sys.executable, "-m", "kiosk.cli", "--config", str(_config(tmp_path)), *args]
     wrapper = ("import resource, subprocess, sys\n"
                "p = subprocess.run(sys.argv[1:])\n"
                "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
@@ -123,9 +130,8 @@ def _cli_baseline(tmp_path: Path) -> float:
     return seconds
 
 
-@pytest.mark.slow
 def test_cli_refuses_one_photo(tmp_path) -> None:
-    proc, _, _ = _run_cli(tmp_path, "enroll", "--name", "Ray", "--employee-id", "E1", str(RAY[0]))
+    proc = run_cli("enroll", "--name", "Ray", "--employee-id", "E1", str(RAY[0]), config=_config(tmp_path))
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "at least 3 photos" in proc.stderr
 
@@ -214,6 +220,7 @@ def test_web_upload_of_a_huge_png_is_refused_before_decoding(web_admin) -> None:
     assert time.monotonic() - start < 3.0
 
 
+@pytest.mark.slow
 def test_a_second_web_enrolment_at_the_same_time_gets_busy_503(web_admin) -> None:
     from kiosk.web import admin
 
@@ -234,9 +241,9 @@ def test_a_second_web_enrolment_at_the_same_time_gets_busy_503(web_admin) -> Non
 # --- 3. name and employee id lengths ----------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_cli_refuses_a_10002_character_name(tmp_path) -> None:
-    proc, _, _ = _run_cli(tmp_path, "enroll", "--name", "N" * 10_002, "--employee-id", "E1", *map(str, RAY[:3]))
+    proc = run_cli("enroll", "--name", "N" * 10_002, "--employee-id", "E1", *map(str, RAY[:3]),
+                   config=_config(tmp_path))
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "name is too long (10002 characters; at most 200)" in proc.stderr
     with store.open_database(tmp_path / "k.db") as db:
