@@ -19,7 +19,6 @@ from PIL import Image
 from kiosk import store
 from kiosk.config import ConfigError, Settings, load_settings
 from kiosk.enrolment import EnrolmentError, enrol, load_photos
-from kiosk.vision.faces import make_analyzer
 
 pytestmark = pytest.mark.reliability
 
@@ -31,54 +30,42 @@ HU = sorted((PEOPLE / "Hu_Jintao").glob("*.jpg"))
 PEAK_RSS_MB = 300  # issue 11: any accepted photo set enrols or is refused within this (and a few s)
 
 
-@pytest.fixture(scope="module")
-def analyzer():
-    return make_analyzer()
-
-
-@pytest.fixture
-def env(tmp_path):
-    settings = Settings.model_validate({"database": {"path": str(tmp_path / "k.db")}})
-    with store.open_from_settings(settings) as db:
-        yield settings, db
-
-
 # --- 1. too few photos, mixed photos ----------------------------------------------------------
 
 
-def test_two_photos_of_two_people_are_not_enrolled_as_one(env, analyzer) -> None:
-    settings, db = env
+def test_two_photos_of_two_people_are_not_enrolled_as_one(enrol_env, dlib_analyzer) -> None:
+    settings, db = enrol_env
     images, _ = load_photos([RAY[0], HU[0]])
     with pytest.raises(EnrolmentError):
-        enrol(db, settings, analyzer, name="Ray", employee_id="E1", photos=images)
+        enrol(db, settings, dlib_analyzer, name="Ray", employee_id="E1", photos=images)
     assert store.list_people(db) == []
 
 
-def test_two_photos_of_two_people_are_both_marked_as_differing(tmp_path, analyzer) -> None:
+def test_two_photos_of_two_people_are_both_marked_as_differing(tmp_path, dlib_analyzer) -> None:
     settings = Settings.model_validate({"database": {"path": str(tmp_path / "k.db")},
                                         "enrolment": {"min_photos": 2}})
     images, _ = load_photos([RAY[0], HU[0]])
     with store.open_from_settings(settings) as db, pytest.raises(EnrolmentError) as info:
-        enrol(db, settings, analyzer, name="Ray", employee_id="E1", photos=images)
+        enrol(db, settings, dlib_analyzer, name="Ray", employee_id="E1", photos=images)
     verdicts = info.value.result.verdicts
     assert [v.ok for v in verdicts] == [False, False]
     assert all("same person" in (v.reason or "") for v in verdicts)
 
 
-def test_fewer_photos_than_min_photos_are_refused(env, analyzer) -> None:
-    settings, db = env
+def test_fewer_photos_than_min_photos_are_refused(enrol_env, dlib_analyzer) -> None:
+    settings, db = enrol_env
     assert settings.enrolment.min_photos == 3
     images, _ = load_photos(RAY[:1])
     with pytest.raises(EnrolmentError, match="at least 3 photos"):
-        enrol(db, settings, analyzer, name="Ray", employee_id="E1", photos=images)
+        enrol(db, settings, dlib_analyzer, name="Ray", employee_id="E1", photos=images)
     assert store.list_people(db) == []
 
 
-def test_fewer_usable_photos_than_min_photos_are_refused(env, analyzer) -> None:
-    settings, db = env
+def test_fewer_usable_photos_than_min_photos_are_refused(enrol_env, dlib_analyzer) -> None:
+    settings, db = enrol_env
     images, bad = load_photos([*RAY[:2], TEST_DATA / "faces" / "misc" / "no_face.jpg"])
     with pytest.raises(EnrolmentError, match="at least 3 photos"):
-        enrol(db, settings, analyzer, name="Ray", employee_id="E1", photos=images, unreadable=bad)
+        enrol(db, settings, dlib_analyzer, name="Ray", employee_id="E1", photos=images, unreadable=bad)
     assert store.list_people(db) == []
 
 
@@ -250,11 +237,11 @@ def test_cli_refuses_a_10002_character_name(tmp_path) -> None:
         assert store.list_people(db) == []
 
 
-def test_enrol_refuses_an_overlong_employee_id(env, analyzer) -> None:
-    settings, db = env
+def test_enrol_refuses_an_overlong_employee_id(enrol_env, dlib_analyzer) -> None:
+    settings, db = enrol_env
     images, _ = load_photos(RAY[:3])
     with pytest.raises(EnrolmentError, match="employee id is too long"):
-        enrol(db, settings, analyzer, name="Ray", employee_id="E" * 65, photos=images)
+        enrol(db, settings, dlib_analyzer, name="Ray", employee_id="E" * 65, photos=images)
     assert store.list_people(db) == []
 
 
