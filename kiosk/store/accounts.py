@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from kiosk.errors import DuplicatePerson, LastAdmin, StoreError
-from kiosk.store._base import now_utc, write_audit
+from kiosk.store._base import now_utc, record_of, write_audit
 from kiosk.store.db import Database
 from kiosk.store.models import User, WebSession
 from kiosk.vocabulary import Role, values
@@ -36,7 +36,7 @@ class UserInfo:
 
 
 def _user_info(u: User) -> UserInfo:
-    return UserInfo(u.id, u.username, u.password_hash, u.role, u.created_at, u.active)
+    return record_of(UserInfo, u)
 
 
 def add_user(
