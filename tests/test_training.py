@@ -60,7 +60,6 @@ def test_tiny_run_exports_valid_int8(tmp_path):
 
 
 @pytest.mark.train
-@pytest.mark.slow
 def test_training_resumes_after_a_stop(tmp_path):
     from kiosk.training.train import TrainConfig, train
 
@@ -76,7 +75,6 @@ def test_training_resumes_after_a_stop(tmp_path):
 
 
 @pytest.mark.train
-@pytest.mark.slow
 def test_warm_start_reproduces_the_shipped_model(shipped_model):
     from kiosk.training.dataset import load_split
     from kiosk.training.net import ExpressionNet
