@@ -2,8 +2,8 @@
 # Set up a development/demo environment in .venv (idempotent).
 #   bash deploy/dev-setup.sh          runtime only (enough for `kiosk demo`)
 #   bash deploy/dev-setup.sh --test   also pytest, the train extra (PyTorch, TensorFlow) and, as root on
-#                                     Debian, chromium + chromedriver + systemd + shellcheck for the
-#                                     browser, unit-file and script tests
+#                                     Debian, chromium + chromedriver + systemd + shellcheck + postgresql
+#                                     for the browser, unit-file, script and PostgreSQL tests
 # face-recognition is installed with --no-deps: it names the source `dlib` package (15 minutes
 # to compile); dlib-bin is the same library prebuilt.
 set -euo pipefail
@@ -18,6 +18,8 @@ if [[ $WITH_TEST == 1 && $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
     command -v chromedriver >/dev/null || missing+=(chromium-driver)
     command -v systemd-analyze >/dev/null || missing+=(systemd)
     command -v shellcheck >/dev/null || missing+=(shellcheck)
+    # PostgreSQL's server binaries (not on PATH on Debian) for the throw-away cluster of tests/pg_server.py
+    compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
     if ((${#missing[@]})); then
         echo "installing ${missing[*]} (apt)" >&2
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

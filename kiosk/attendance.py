@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 from kiosk.clock import Clock, SystemClock, as_utc
 from kiosk.config import Settings
 from kiosk.store import Database, EventInfo, last_event_for, record_event
+from kiosk.vocabulary import EventKind
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class Decision:
     """Outcome of one sighting: record an "in"/"out" event, or ignore it (reason says why)."""
 
     action: Literal["record", "ignore"]
-    kind: Literal["in", "out"] | None
+    kind: EventKind | None
     reason: str
     at: datetime
     local_day: date
@@ -98,16 +99,16 @@ def decide(
                            "(did the clock go back?)", at, max(anchors))
     same_day = last_event is not None and local_day(last_event.occurred_at, tz) == day
     if not same_day:
-        kind: Literal["in", "out"] = "in"
+        kind = EventKind.IN
         reason = "first event of the day"
     elif mode == "first_last":
-        kind, reason = "out", "later event of the day"
+        kind, reason = EventKind.OUT, "later event of the day"
     else:
         assert last_event is not None
-        kind = "out" if last_event.kind == "in" else "in"
+        kind = EventKind.OUT if last_event.kind == EventKind.IN else EventKind.IN
         reason = f"toggle after {last_event.kind!r}"
     late, minutes = (False, 0)
-    if kind == "in" and not same_day:
+    if kind == EventKind.IN and not same_day:
         late, minutes = lateness(at, tz, workday_start, grace_minutes)
     return Decision("record", kind, reason, at, day, late, minutes)
 
@@ -216,4 +217,4 @@ class Attendance:
         if last is not None and abs((at - last).total_seconds()) < cooldown:
             return None
         self._last_unknown = at
-        return self.log.record(None, at, "unknown")
+        return self.log.record(None, at, EventKind.UNKNOWN)

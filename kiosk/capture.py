@@ -22,17 +22,19 @@ from kiosk import store
 from kiosk.config import Settings
 from kiosk.enrolment import EnrolmentError, enrol
 from kiosk.errors import KioskError, StoreError
-from kiosk.pipeline import make_presence_detector
 from kiosk.screen import ScreenState, display_name
 from kiosk.screen.state import Message
-from kiosk.vision.faces import Box, DlibFaceAnalyzer
+from kiosk.vision.faces import FaceAnalyzer
+from kiosk.vision.presence import make_presence_detector
+from kiosk.vision.types import Box, RGBImage
+from kiosk.vocabulary import CaptureStatus
 
 logger = logging.getLogger(__name__)
 
 CHECK_S = 1.0  # seconds between looks at the request table (new requests, cancels, expiry)
 
 
-def crop_around(image: np.ndarray, box: Box, margin: float = 0.8) -> np.ndarray:
+def crop_around(image: RGBImage, box: Box, margin: float = 0.8) -> RGBImage:
     """The face box (top, right, bottom, left) grown by margin x its size on each side, clipped
     to the RGB uint8 HxWx3 image: enough context to find the face again, little background."""
     top, right, bottom, left = box
@@ -48,13 +50,13 @@ class PhotoCollector:
     the kept crops are analysed fully once, when the person is enrolled from them.
     """
 
-    def __init__(self, analyzer: DlibFaceAnalyzer, find_faces: Callable[[np.ndarray], list[Box]], wanted: int,
+    def __init__(self, analyzer: FaceAnalyzer, find_faces: Callable[[RGBImage], list[Box]], wanted: int,
                  interval_s: float) -> None:
         self.analyzer = analyzer
         self.find_faces = find_faces  # RGB uint8 HxWx3 frame -> face boxes (top, right, bottom, left) px
         self.wanted = wanted
         self.interval_s = interval_s
-        self.photos: list[tuple[str, np.ndarray]] = []
+        self.photos: list[tuple[str, RGBImage]] = []
         self._last_taken: float | None = None
 
     @property
@@ -67,7 +69,7 @@ class PhotoCollector:
         """All wanted photos taken."""
         return self.taken >= self.wanted
 
-    def offer(self, image: np.ndarray, t: float) -> str:
+    def offer(self, image: RGBImage, t: float) -> str:
         """Look at one RGB uint8 HxWx3 frame taken at t seconds; keep a crop if it is usable.
         Returns the prompt for the person ("photo 2 of 5", "come closer", ...)."""
         if self.complete:
@@ -93,10 +95,10 @@ class PhotoCollector:
 class DoorEnrolment:
     """The door service's side of capture requests: take one up, photograph, enrol, report."""
 
-    def __init__(self, db: store.Database, settings: Settings, analyzer: DlibFaceAnalyzer, screen: ScreenState,
+    def __init__(self, db: store.Database, settings: Settings, analyzer: FaceAnalyzer, screen: ScreenState,
                  monotonic: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 find_faces: Callable[[np.ndarray], list[Box]] | None = None) -> None:
+                 find_faces: Callable[[RGBImage], list[Box]] | None = None) -> None:
         self.db = db
         # The door pipeline's presence detector (the service passes it), or one of the same width.
         self.find_faces = find_faces or make_presence_detector(settings, analyzer).detect
@@ -136,13 +138,15 @@ class DoorEnrolment:
         assert self.request is not None
         current = store.get_capture(self.db, self.request.id)
         if current.active and self._wall_clock() >= current.expires_at:
-            current = store.finish_capture(self.db, current.id, "expired", message=(
+            current = store.finish_capture(self.db, current.id, CaptureStatus.EXPIRED, message=(
                 f"timed out: the photos were not all taken by {current.expires_at:%H:%M:%S} UTC "
                 f"({self.collector.taken if self.collector else 0} of {self.settings.enrolment.capture_photos})"))
         if current.active:
             return True
         logger.info("capture request %d ended: %s", current.id, current.status)
-        why = {"cancelled": "Cancelled by the admin", "expired": "Timed out"}.get(current.status, "")
+        reasons: dict[str, str] = {CaptureStatus.CANCELLED: "Cancelled by the admin",
+                                   CaptureStatus.EXPIRED: "Timed out"}
+        why = reasons.get(current.status, "")
         self._stop(Message("unknown", "Enrolment stopped", why))
         return False
 
@@ -166,7 +170,7 @@ class DoorEnrolment:
         if message is not None:
             self.screen.show(message)
 
-    def handle(self, image: np.ndarray, t: float) -> bool:
+    def handle(self, image: RGBImage, t: float) -> bool:
         """Use one RGB uint8 HxWx3 frame (frame time t, s); True when a person was enrolled."""
         assert self.request is not None and self.collector is not None
         request, collector = self.request, self.collector
@@ -189,7 +193,7 @@ class DoorEnrolment:
             logger.warning("capture request check failed (enrolling anyway): %s", exc)
         return self._enrol(request, collector.photos)
 
-    def _enrol(self, request: store.CaptureInfo, photos: list[tuple[str, np.ndarray]]) -> bool:
+    def _enrol(self, request: store.CaptureInfo, photos: list[tuple[str, RGBImage]]) -> bool:
         name = display_name(request.name, self.settings.screen.first_name_only)
         actor = f"{request.requested_by} (at the kiosk)"
         try:
@@ -200,18 +204,18 @@ class DoorEnrolment:
             lines = [str(exc)]
             if isinstance(exc, EnrolmentError) and exc.result is not None:
                 lines += [v.describe() for v in exc.result.verdicts if not v.ok]
-            self._finish(request, "failed", "\n".join(lines))
+            self._finish(request, CaptureStatus.FAILED, "\n".join(lines))
             logger.warning("capture request %d: not enrolled: %s", request.id, exc)
             self._stop(Message("unknown", "Enrolment not finished", "Please see the admin"))
             return False
         verb = "re-enrolled" if result.replaced else "enrolled"
-        self._finish(request, "done", f"{verb} with {result.templates_added} photo(s) from the kiosk camera",
+        self._finish(request, CaptureStatus.DONE, f"{verb} with {result.templates_added} photo(s) from the kiosk camera",
                      result.person_id)
         logger.info("capture request %d: %s %s", request.id, verb, request.employee_id)
         self._stop(Message("in", f"Welcome, {name}", "Enrolled: from now on just look at the camera"))
         return True
 
-    def _finish(self, request: store.CaptureInfo, status: str, message: str, person_id: int | None = None) -> None:
+    def _finish(self, request: store.CaptureInfo, status: CaptureStatus, message: str, person_id: int | None = None) -> None:
         try:
             store.finish_capture(self.db, request.id, status, message=message, person_id=person_id)
         except StoreError as exc:  # the enrolment itself is committed (or refused) either way
@@ -233,5 +237,5 @@ def wait_for_capture(db: store.Database, capture_id: int, on_change: Callable[[s
                 return current
             sleep(poll_s)
     except KeyboardInterrupt:
-        store.finish_capture(db, capture_id, "cancelled", message="cancelled from the command line", actor="cli")
+        store.finish_capture(db, capture_id, CaptureStatus.CANCELLED, message="cancelled from the command line", actor="cli")
         raise

@@ -14,14 +14,26 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from kiosk.config import RecognitionSettings
 from kiosk.errors import GalleryError
+from kiosk.vision.embedding import EMBEDDING_SIZE, Embedding, as_embeddings
 
 logger = logging.getLogger(__name__)
 
-EMBEDDING_SIZE = 128
+__all__ = ["EMBEDDING_SIZE", "Gallery", "Match", "PersonId", "match_score"]
+
 PersonId = Hashable
+Labels = npt.NDArray[np.int32]
+
+
+def match_score(distance: float, max_distance: float) -> float:
+    """Confidence 0..1 of an accepted match at this distance: 1 - distance / max_distance, clipped
+    (0 at the rejection boundary, 1 for a perfect match; 1 when max_distance is 0)."""
+    if max_distance <= 0:
+        return 1.0
+    return float(np.clip(1.0 - distance / max_distance, 0.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -45,15 +57,8 @@ class Match:
         return self.person_id is not None
 
 
-def _as_matrix(embeddings: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
-    arr = np.asarray(embeddings, dtype=np.float32)
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[1] != EMBEDDING_SIZE:
-        raise GalleryError(f"expected 128-d embeddings, got an array of shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise GalleryError("embeddings contain NaN or infinite values")
-    return np.ascontiguousarray(arr)
+def _as_matrix(embeddings: npt.ArrayLike | Iterable[npt.ArrayLike]) -> Embedding:
+    return as_embeddings(embeddings, GalleryError)
 
 
 class Gallery:
@@ -61,12 +66,12 @@ class Gallery:
 
     def __init__(self, settings: RecognitionSettings | None = None) -> None:
         self.settings = settings or RecognitionSettings()
-        self._templates = np.zeros((0, EMBEDDING_SIZE), dtype=np.float32)
-        self._sq_norms = np.zeros(0, dtype=np.float32)
-        self._labels = np.zeros(0, dtype=np.int32)  # index into self._people per template
+        self._templates: Embedding = np.zeros((0, EMBEDDING_SIZE), dtype=np.float32)
+        self._sq_norms: Embedding = np.zeros(0, dtype=np.float32)
+        self._labels: Labels = np.zeros(0, dtype=np.int32)  # index into self._people per template
         self._people: list[PersonId] = []
         self._index: dict[PersonId, int] = {}
-        self._search: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # matrix, sq norms, labels
+        self._search: tuple[Embedding, Embedding, Labels] | None = None  # matrix, sq norms, labels
 
     # -- contents ------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -82,7 +87,7 @@ class Gallery:
         return [p for p in self._people if p in self]
 
     @property
-    def templates(self) -> np.ndarray:
+    def templates(self) -> Embedding:
         """All templates, (N, 128) float32 (read-only view)."""
         view = self._templates.view()
         view.flags.writeable = False
@@ -93,13 +98,14 @@ class Gallery:
         """The person of each template row, length N."""
         return [self._people[i] for i in self._labels]
 
-    def templates_of(self, person_id: PersonId) -> np.ndarray:
+    def templates_of(self, person_id: PersonId) -> Embedding:
         """A person's templates, (k, 128) float32; raises GalleryError for an unknown person."""
         if person_id not in self:
             raise GalleryError(f"unknown person: {person_id!r}")
-        return self._templates[self._labels == self._index[person_id]].copy()
+        rows: Embedding = self._templates[self._labels == self._index[person_id]].copy()
+        return rows
 
-    def add(self, person_id: PersonId, embeddings: np.ndarray | Iterable[np.ndarray]) -> None:
+    def add(self, person_id: PersonId, embeddings: npt.ArrayLike | Iterable[npt.ArrayLike]) -> None:
         """Add one (128,) or several (k, 128) templates for a person (new or already enrolled)."""
         mat = _as_matrix(embeddings)
         if person_id not in self._index:
@@ -124,11 +130,12 @@ class Gallery:
         return removed
 
     @classmethod
-    def from_arrays(cls, templates: np.ndarray, person_ids: Iterable[PersonId],
+    def from_arrays(cls, templates: npt.ArrayLike, person_ids: Iterable[PersonId],
                     settings: RecognitionSettings | None = None) -> Gallery:
         """Build from an (N, 128) matrix and N person ids (e.g. rows loaded from the store)."""
         gallery = cls(settings)
-        mat = _as_matrix(templates) if len(templates) else np.zeros((0, EMBEDDING_SIZE), np.float32)
+        given = np.asarray(templates, dtype=np.float32)
+        mat = _as_matrix(given) if len(given) else np.zeros((0, EMBEDDING_SIZE), np.float32)
         ids = list(person_ids)
         if len(ids) != len(mat):
             raise GalleryError(f"{len(mat)} templates but {len(ids)} person ids")
@@ -142,7 +149,7 @@ class Gallery:
         return gallery
 
     # -- search --------------------------------------------------------------------------------
-    def _search_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _search_rows(self) -> tuple[Embedding, Embedding, Labels]:
         """(matrix (R, 128) float32, squared norms (R,), person label per row) that probes are compared with."""
         if self._search is None:
             if self.settings.template_aggregation == "mean" and len(self):
@@ -156,14 +163,14 @@ class Gallery:
             self._search = (np.ascontiguousarray(rows), np.einsum("ij,ij->i", rows, rows), labels)
         return self._search
 
-    def distances(self, embeddings: np.ndarray) -> np.ndarray:
+    def distances(self, embeddings: npt.ArrayLike) -> Embedding:
         """Euclidean distances, (M, 128) or (128,) probes x N templates -> (M, N) float32."""
         return self._distances(embeddings, self._templates, self._sq_norms)
 
     @staticmethod
-    def _distances(embeddings: np.ndarray, rows: np.ndarray, sq_norms: np.ndarray) -> np.ndarray:
+    def _distances(embeddings: npt.ArrayLike, rows: Embedding, sq_norms: Embedding) -> Embedding:
         probes = _as_matrix(embeddings)
-        sq = np.einsum("ij,ij->i", probes, probes)[:, None] + sq_norms[None, :]
+        sq: Embedding = np.einsum("ij,ij->i", probes, probes)[:, None] + sq_norms[None, :]
         if len(probes) <= 8:
             # einsum's own single-threaded loop: for a few probes a multi-threaded BLAS call
             # costs more in thread wake-ups than the arithmetic (ms on a busy Pi).
@@ -173,12 +180,12 @@ class Gallery:
         np.maximum(sq, 0.0, out=sq)
         return np.sqrt(sq, out=sq)
 
-    def _best_two(self, embeddings: np.ndarray, exclude: int | None = None) -> tuple[int, float, float]:
+    def _best_two(self, embeddings: npt.ArrayLike, exclude: int | None = None) -> tuple[int, float, float]:
         """(best person label, its distance, second-best person's distance); several probes are averaged."""
         label, best, second, _ = self._best_two_cohort(embeddings, exclude)
         return label, best, second
 
-    def _best_two_cohort(self, embeddings: np.ndarray,
+    def _best_two_cohort(self, embeddings: npt.ArrayLike,
                          exclude: int | None = None) -> tuple[int, float, float, float]:
         """_best_two plus the best distance's z-score among the other rows' distances (nan with < 3 of them)."""
         rows, sq_norms, labels = self._search_rows()
@@ -198,7 +205,7 @@ class Gallery:
             z = (best - float(others.mean())) / spread if spread > 0 else float("-inf")
         return label, best, second, z
 
-    def identify(self, embeddings: np.ndarray) -> Match:
+    def identify(self, embeddings: npt.ArrayLike) -> Match:
         """Who is this? One (128,) embedding or several frames (M, 128) of the same face.
 
         Rule (calibrated on ../shared/data/faces, see RecognitionSettings): accept the nearest
@@ -216,13 +223,11 @@ class Gallery:
         accepted = best <= s.max_distance and ratio <= s.max_ratio and margin >= s.min_margin
         if s.max_cohort_z is not None and not np.isnan(z):
             accepted = accepted and z <= s.max_cohort_z
-        score = 0.0
-        if accepted:
-            score = float(np.clip(1.0 - best / s.max_distance, 0.0, 1.0)) if s.max_distance > 0 else 1.0
+        score = match_score(best, s.max_distance) if accepted else 0.0
         candidate = self._people[label]
         return Match(candidate if accepted else None, best, margin, score, candidate)
 
-    def nearest_other_person(self, embeddings: np.ndarray,
+    def nearest_other_person(self, embeddings: npt.ArrayLike,
                              exclude: PersonId | None = None) -> tuple[PersonId | None, float]:
         """(nearest person other than exclude, distance) for duplicate checks; (None, inf) if none."""
         if len(self) == 0:
@@ -233,7 +238,7 @@ class Gallery:
             return None, float("inf")
         return self._people[label], best
 
-    def is_duplicate(self, embeddings: np.ndarray, exclude: PersonId | None = None) -> tuple[PersonId | None, float]:
+    def is_duplicate(self, embeddings: npt.ArrayLike, exclude: PersonId | None = None) -> tuple[PersonId | None, float]:
         """(other person, distance) when the face is within duplicate_distance of someone else, else (None, d)."""
         pid, dist = self.nearest_other_person(embeddings, exclude)
         if pid is not None and dist <= self.settings.duplicate_distance:

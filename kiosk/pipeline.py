@@ -27,16 +27,17 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, SupportsInt
 
-import cv2
 import numpy as np
 
 from kiosk.config import Settings
-from kiosk.gallery import Gallery
+from kiosk.gallery import Gallery, match_score
+from kiosk.vision.embedding import Embedding
 from kiosk.vision.expression import ExpressionClassifier, FusedExpression, fuse
-from kiosk.vision.faces import Box, DlibFaceAnalyzer, FaceObservation
-from kiosk.vision.yunet import YuNetDetector
+from kiosk.vision.faces import FaceAnalyzer, FaceObservation
+from kiosk.vision.presence import make_presence_detector
+from kiosk.vision.types import Box, Float32Array, RGBImage
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +76,8 @@ class _FrameResult:
     person_id: int | None
     distance: float
     quality: float
-    embedding: np.ndarray
-    scores: np.ndarray | None
+    embedding: Embedding
+    scores: Float32Array | None
 
 
 @dataclass
@@ -96,6 +97,13 @@ class _Track:
     moved: bool = False  # the face moved after the decision (maybe someone else stepped in)
 
 
+def _person_id(value: object) -> int:
+    """The gallery's person id as an int (the door's gallery holds the store's integer ids)."""
+    if isinstance(value, str | SupportsInt):
+        return int(value)
+    raise TypeError(f"the door pipeline needs integer person ids, got {value!r}")
+
+
 def iou(a: Box, b: Box) -> float:
     """Intersection over union of two (top, right, bottom, left) boxes, 0..1."""
     top, bottom = max(a[0], b[0]), min(a[2], b[2])
@@ -105,76 +113,12 @@ def iou(a: Box, b: Box) -> float:
     return inter / area if area > 0 else 0.0
 
 
-class PresenceDetector:
-    """Cheap "where is a face?": dlib HOG (no upsampling) on a grey copy shrunk to `width` px.
-
-    HOG's window is 80 px, so it finds faces at least 80 * frame width / width px tall; boxes
-    come back scaled to the full frame, in the same convention the landmark models expect.
-    """
-
-    def __init__(self, width: int = 400) -> None:
-        import dlib
-
-        self._detector = dlib.get_frontal_face_detector()
-        self.width = width
-
-    def detect(self, image: np.ndarray) -> list[Box]:
-        """Face boxes (top, right, bottom, left) in full-frame px of an RGB uint8 HxWx3 frame."""
-        height, width = image.shape[:2]
-        scale = min(1.0, self.width / width)
-        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        if scale < 1.0:
-            grey = cv2.resize(grey, (self.width, max(1, round(height * scale))),
-                              interpolation=cv2.INTER_AREA)
-        boxes: list[Box] = []
-        for rect in self._detector(grey, 0):
-            top, bottom = max(0, rect.top()), min(grey.shape[0], rect.bottom())
-            left, right = max(0, rect.left()), min(grey.shape[1], rect.right())
-            boxes.append((round(top / scale), round(right / scale), round(bottom / scale), round(left / scale)))
-        return boxes
-
-
-class YuNetPresenceDetector:
-    """"Where is a face?" with YuNet on a copy shrunk to `width` px; HOG-style boxes in full-frame px.
-
-    YuNet finds faces down to ~10 px in the shrunk copy (far smaller than min_face_px), in a few
-    ms, and faces that HOG's frontal window misses (turned, dim, touching the frame edge).
-    """
-
-    def __init__(self, width: int = 400, detector: YuNetDetector | None = None) -> None:
-        self._detector = detector or YuNetDetector()
-        self.width = width
-
-    def detect(self, image: np.ndarray) -> list[Box]:
-        """Face boxes (top, right, bottom, left) in full-frame px of an RGB uint8 HxWx3 frame."""
-        height, width = image.shape[:2]
-        scale = min(1.0, self.width / width)
-        small = image
-        if scale < 1.0:
-            small = cv2.resize(image, (self.width, max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
-        return [(min(height, round(t / scale)), min(width, round(r / scale)), min(height, round(b / scale)),
-                 min(width, round(lft / scale))) for t, r, b, lft in self._detector.detect(small)]
-
-
-def make_presence_detector(settings: Settings,
-                           analyzer: DlibFaceAnalyzer | None = None) -> PresenceDetector | YuNetPresenceDetector:
-    """The door's presence check for recognition.detector: YuNet for "yunet" (the analyzer's, when given), else HOG."""
-    width = settings.attendance.presence_width
-    if settings.recognition.detector == "yunet":
-        shared = getattr(analyzer, "yunet", None)
-        if shared is None:
-            r = settings.recognition
-            shared = YuNetDetector(r.yunet_model, score_threshold=r.yunet_score, check=r.yunet_verify_checksum)
-        return YuNetPresenceDetector(width, shared)
-    return PresenceDetector(width)
-
-
 class Pipeline:
     """Turns a stream of frames into check-in decisions (see the module docstring)."""
 
     def __init__(
         self,
-        analyzer: DlibFaceAnalyzer,
+        analyzer: FaceAnalyzer,
         gallery: Gallery,
         classifier: ExpressionClassifier | None,
         settings: Settings,
@@ -216,7 +160,7 @@ class Pipeline:
             self._track.results.clear()
             self._track.analysed = 0
 
-    def process(self, image: np.ndarray, t: float | None = None) -> CheckinDecision | None:
+    def process(self, image: RGBImage, t: float | None = None) -> CheckinDecision | None:
         """Feed one RGB uint8 HxWx3 frame taken at t seconds (monotonic; default now)."""
         t = time.monotonic() if t is None else t
         self.last_frame_ms = {}
@@ -253,7 +197,7 @@ class Pipeline:
             return None
         return max(boxes, key=lambda b: (b[2] - b[0]) * (b[1] - b[3]))
 
-    def _maybe_analyse(self, image: np.ndarray, t: float) -> CheckinDecision | None:
+    def _maybe_analyse(self, image: RGBImage, t: float) -> CheckinDecision | None:
         track = self._track
         assert track is not None
         a = self.settings.attendance
@@ -284,7 +228,7 @@ class Pipeline:
             track.results.append(result)
         return self._decide(track, t)
 
-    def _analyse(self, image: np.ndarray, track: _Track) -> _FrameResult | None:
+    def _analyse(self, image: RGBImage, track: _Track) -> _FrameResult | None:
         timings = track.timings
         # The presence box (scaled back to the frame) is reused: no second detection.
         timings["detect"] = timings.get("detect", 0.0) + self.last_frame_ms.get("presence", 0.0)
@@ -313,13 +257,13 @@ class Pipeline:
             start = time.perf_counter()
             match = self.gallery.identify(obs.embedding)
             timings["match"] += (time.perf_counter() - start) * 1000.0
-        person = match.person_id
+        person = None if match.person_id is None else _person_id(match.person_id)
         scores = None
-        if self.classifier is not None and person is not None and self.consent(int(person)):
+        if self.classifier is not None and person is not None and self.consent(person):
             start = time.perf_counter()
             scores = self.classifier.scores_for_face(image, obs.landmarks)
             timings["expression"] = timings.get("expression", 0.0) + (time.perf_counter() - start) * 1000.0
-        return _FrameResult(None if person is None else int(person), match.distance, obs.quality,
+        return _FrameResult(person, match.distance, obs.quality,
                             obs.embedding, scores)
 
     def _fast_path_on(self) -> bool:
@@ -381,13 +325,13 @@ class Pipeline:
             else:  # averaged probes fall just outside the rule: keep the best frame's figures
                 best = min(agreeing, key=lambda r: r.distance)
                 distance = best.distance
-                score = float(np.clip(1.0 - distance / max(self.settings.recognition.max_distance, 1e-9), 0, 1))
+                score = match_score(distance, self.settings.recognition.max_distance)
         timings["match"] += (time.perf_counter() - start) * 1000.0
         expression = None
         if person is not None:
-            scored = [r for r in agreeing if r.scores is not None]
+            scored = [(r.scores, r.quality) for r in agreeing if r.scores is not None]
             if scored:
-                expression = fuse([r.scores for r in scored], [r.quality for r in scored])
+                expression = fuse([scores for scores, _ in scored], [quality for _, quality in scored])
         timings["total"] = round(sum(timings.values()), 3)
         # A re-check that names someone else is a new arrival (greeted), not a re-check.
         recheck = track.decisions > 0 and (person is None or person == track.person_id)

@@ -56,3 +56,28 @@ def enrol_env(tmp_path: Path):
     settings = Settings.model_validate({"database": {"path": str(tmp_path / "k.db")}})
     with store.open_from_settings(settings) as database:
         yield settings, database
+
+
+# -- PostgreSQL (tests/pg_server.py) ------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A throw-away PostgreSQL cluster (temp dir, private socket, fsync off) for the whole run,
+    stopped and deleted at the end; skips with the reason when PostgreSQL is not installed."""
+    from pg_server import PgServer, PgUnavailable
+
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install -e . installs it)")
+    try:
+        server = PgServer.start()
+    except PgUnavailable as exc:
+        pytest.skip(str(exc))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_server) -> str:
+    """SQLAlchemy URL (postgresql+psycopg://postgres@/kiosk_test?host=<socket dir>) of an empty
+    database on the session's throw-away cluster; pg_server.create_database(name) makes more."""
+    return pg_server.create_database("kiosk_test")

@@ -1,5 +1,6 @@
-"""Enrolment at the kiosk: capture requests in the store, and the door service taking the photos
-of a person standing at a replayed door (real face analyzer, real SQLite, in process)."""
+"""Enrolment at the kiosk: capture requests in the store, the photo collector and the door's capture
+state machine (fake face analyzer, drawn faces), and the door service taking the photos of a person
+standing at a replayed door (real face analyzer, real SQLite, in process; slow)."""
 
 from __future__ import annotations
 
@@ -21,10 +22,10 @@ from kiosk import store
 from kiosk.capture import DoorEnrolment, PhotoCollector, crop_around, wait_for_capture
 from kiosk.config import RetentionSettings
 from kiosk.errors import PersonNotFound
-from kiosk.pipeline import PresenceDetector
 from kiosk.replay_scenes import make_scene
-from kiosk.service import KioskService
-from kiosk.vision.faces import DlibFaceAnalyzer, load_image, make_analyzer
+from kiosk.service import KioskService, open_service
+from kiosk.vision.faces import DlibFaceAnalyzer, make_analyzer
+from kiosk.vision.fake import FakeFace, FakeFaceAnalyzer, blank_frame, draw_face
 
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 
@@ -91,11 +92,17 @@ def analyzer() -> DlibFaceAnalyzer:
     return make_analyzer()
 
 
-def test_collector_keeps_one_face_crops_spaced_in_time(analyzer: DlibFaceAnalyzer) -> None:
-    photo = load_image(person_photos("Ray_Romano")[0])
-    collector = PhotoCollector(analyzer, PresenceDetector().detect, wanted=2, interval_s=0.5)
+@pytest.fixture
+def fake() -> FakeFaceAnalyzer:
+    return FakeFaceAnalyzer()
+
+
+def test_collector_keeps_one_face_crops_spaced_in_time(fake: FakeFaceAnalyzer) -> None:
+    analyzer = fake
+    photo = draw_face(blank_frame(), FakeFace(0), 300, (320, 240))
+    collector = PhotoCollector(analyzer, analyzer.detect, wanted=2, interval_s=0.5)
     assert collector.offer(np.zeros((480, 640, 3), np.uint8), 0.0) == "look at the camera"
-    two = np.concatenate([photo, load_image(person_photos("Hu_Jintao")[0])], axis=1)
+    two = np.concatenate([photo, draw_face(blank_frame(), FakeFace(1), 300, (320, 240))], axis=1)
     assert collector.offer(two, 0.1) == "one person at a time, please"
     assert collector.offer(photo, 0.2).startswith("photo 1 of 2")
     assert collector.offer(photo, 0.4).startswith("photo 1 of 2")  # too soon after the first
@@ -123,8 +130,7 @@ def _door(tmp_path: Path, photo: Path, analyzer: DlibFaceAnalyzer, linger_s: flo
 
 def _run_door(settings, analyzer: DlibFaceAnalyzer) -> tuple[KioskService, list[str]]:
     """Run the door service (in process) to the end of the replay; (service, screen titles shown)."""
-    service = KioskService(settings, analyzer=analyzer)
-    service.start()
+    service = open_service(settings, analyzer=analyzer)
     try:
         service.run()
         return service, [m["title"] for m in service.screen.snapshot()["history"]]
@@ -238,13 +244,13 @@ def test_waiting_reports_progress_and_ctrl_c_cancels(db: store.Database) -> None
     assert cancelled.status == "cancelled" and cancelled.message == "cancelled from the command line"
 
 
-def test_door_notices_a_cancel_and_goes_back_to_check_ins(db: store.Database, analyzer: DlibFaceAnalyzer) -> None:
+def test_door_notices_a_cancel_and_goes_back_to_check_ins(db: store.Database, fake: FakeFaceAnalyzer) -> None:
     from kiosk.config import Settings
     from kiosk.screen import ScreenState
 
     clock = [100.0]
     screen = ScreenState(message_s=5.0, clock=lambda: clock[0])
-    door = DoorEnrolment(db, Settings(), analyzer, screen, monotonic=lambda: clock[0])
+    door = DoorEnrolment(db, Settings(), fake, screen, monotonic=lambda: clock[0])
     door.poll()
     assert not door.active and screen.snapshot()["kind"] == "idle"
     request = _ask(db, now=datetime.now(UTC))
@@ -263,13 +269,13 @@ def test_door_notices_a_cancel_and_goes_back_to_check_ins(db: store.Database, an
     assert screen.snapshot()["kind"] == "idle"
 
 
-def test_door_ends_a_capture_at_its_deadline(db: store.Database, analyzer: DlibFaceAnalyzer) -> None:
+def test_door_ends_a_capture_at_its_deadline(db: store.Database, fake: FakeFaceAnalyzer) -> None:
     from kiosk.config import Settings
     from kiosk.screen import ScreenState
 
     mono, wall = [100.0], [datetime.now(UTC)]
     screen = ScreenState(clock=lambda: mono[0])
-    door = DoorEnrolment(db, Settings(), analyzer, screen, monotonic=lambda: mono[0], wall_clock=lambda: wall[0])
+    door = DoorEnrolment(db, Settings(), fake, screen, monotonic=lambda: mono[0], wall_clock=lambda: wall[0])
     request = _ask(db, now=wall[0])
     door.poll()
     assert door.active

@@ -143,3 +143,19 @@ def test_cohort_z_rejects_a_face_about_as_near_to_everybody() -> None:
     # Fewer than 4 people: no cohort to compare with; the check is skipped.
     small = Gallery.from_arrays(people[:3], range(3), settings)
     assert small.identify(people[1]).person_id == 1
+
+
+def test_one_match_score_and_one_embedding_check() -> None:
+    from kiosk.errors import InvalidTemplate
+    from kiosk.gallery import match_score
+    from kiosk.vision.embedding import EMBEDDING_SIZE, as_embeddings
+
+    assert match_score(0.0, 0.435) == 1.0 and match_score(0.435, 0.435) == 0.0
+    assert match_score(0.2, 0.4) == pytest.approx(0.5) and match_score(0.9, 0.4) == 0.0
+    assert match_score(0.0, 0.0) == 1.0
+    assert as_embeddings(np.zeros(EMBEDDING_SIZE)).shape == (1, EMBEDDING_SIZE)
+    assert as_embeddings(np.zeros((3, EMBEDDING_SIZE), np.float64)).dtype == np.float32
+    with pytest.raises(GalleryError, match=r"must have shape \(128,\) or \(N, 128\), got \(2, 127\)"):
+        as_embeddings(np.zeros((2, 127)))
+    with pytest.raises(InvalidTemplate, match="NaN or infinite"):  # the store's error, same check
+        as_embeddings(np.full(EMBEDDING_SIZE, np.nan), InvalidTemplate)

@@ -1,7 +1,9 @@
-"""Pipeline on replayed door scenes made from real committed photos, with the real dlib models."""
+"""Pipeline state machine on door scenes: drawn faces with the fake analyzer (in memory, no dlib),
+and one scene made from real committed photos with the real dlib models (slow)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import cv2
@@ -11,22 +13,48 @@ from door_helpers import FACES, PEOPLE, STRANGER, person_photos
 
 from kiosk.config import Settings
 from kiosk.gallery import Gallery
-from kiosk.pipeline import CheckinDecision, Pipeline, PresenceDetector, iou
+from kiosk.pipeline import CheckinDecision, Pipeline, iou
 from kiosk.replay_scenes import background, compose, make_scene
-from kiosk.vision.faces import DlibFaceAnalyzer, load_image, make_analyzer
+from kiosk.vision.faces import DlibFaceAnalyzer, FaceAnalyzer, load_image, make_analyzer
+from kiosk.vision.fake import FakeFace, FakeFaceAnalyzer, blank_frame, draw_face, fake_scene
+from kiosk.vision.presence import PresenceDetector
+from kiosk.vision.types import RGBImage
+
+# The fake door: PEOPLE are fake persons 0 and 1 (ids 1, 2), enrolled from photos 1-3; photo 0
+# walks up to the camera. The stranger is fake person 5, enrolled nowhere.
+FAKE_PEOPLE = (0, 1)
+FAKE_STRANGER = FakeFace(5)
+# Seconds per fake embedding pass: makes "fewer passes" visible in the stage timings.
+FAKE_PASS_S = 0.01
 
 
 @pytest.fixture(scope="module")
-def analyzer() -> DlibFaceAnalyzer:
+def analyzer() -> FakeFaceAnalyzer:
+    return FakeFaceAnalyzer(pass_s=FAKE_PASS_S)
+
+
+@pytest.fixture(scope="module")
+def gallery(analyzer: FakeFaceAnalyzer) -> Gallery:
+    """Fake PEOPLE enrolled as ids 1, 2 from photos 1-3 (photo 0 is what the camera sees)."""
+    return _enrolled(analyzer, [[draw_face(blank_frame(), FakeFace(p, k), 200, (320, 240)) for k in (1, 2, 3)]
+                                for p in FAKE_PEOPLE])
+
+
+@pytest.fixture(scope="module")
+def dlib_analyzer() -> DlibFaceAnalyzer:
     return make_analyzer()
 
 
 @pytest.fixture(scope="module")
-def gallery(analyzer: DlibFaceAnalyzer) -> Gallery:
+def dlib_gallery(dlib_analyzer: DlibFaceAnalyzer) -> Gallery:
     """PEOPLE enrolled as ids 1, 2 from photos 2-4 (photo 1 is what the camera sees)."""
+    return _enrolled(dlib_analyzer, [[load_image(p) for p in person_photos(name)[1:]] for name in PEOPLE])
+
+
+def _enrolled(analyzer: FaceAnalyzer, photos: list[list[RGBImage]]) -> Gallery:
     g = Gallery(Settings().recognition)
-    for pid, name in enumerate(PEOPLE, 1):
-        faces = [analyzer.largest_face(load_image(p)) for p in person_photos(name)[1:]]
+    for pid, images in enumerate(photos, 1):
+        faces = [analyzer.largest_face(image) for image in images]
         g.add(pid, np.stack([f.embedding for f in faces if f is not None and f.accepted]))
     return g
 
@@ -39,14 +67,22 @@ def _settings(**attendance: object) -> Settings:
     return s
 
 
-def _run(pipeline: Pipeline, frames_dir: Path, fps: float) -> list[tuple[int, CheckinDecision]]:
-    out = []
+def _disk_frames(frames_dir: Path, fps: float) -> Iterator[tuple[float, RGBImage]]:
     for i, path in enumerate(sorted(frames_dir.glob("*.jpg"))):
-        image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-        decision = pipeline.process(image, i / fps)
+        yield i / fps, cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def _run(pipeline: Pipeline, frames: Iterable[tuple[float, RGBImage]]) -> list[tuple[int, CheckinDecision]]:
+    out = []
+    for i, (t, image) in enumerate(frames):
+        decision = pipeline.process(image, t)
         if decision is not None:
             out.append((i, decision))
     return out
+
+
+def _people(photo: int = 0) -> list[FakeFace]:
+    return [FakeFace(p, photo) for p in FAKE_PEOPLE]
 
 
 def test_iou() -> None:
@@ -65,49 +101,50 @@ def test_presence_finds_a_near_face_and_scales_the_box_back() -> None:
     assert PresenceDetector(400).detect(background()) == []
 
 
-def test_single_frame_fast_path_only_for_close_matches(
-    analyzer: DlibFaceAnalyzer, gallery: Gallery, tmp_path: Path
-) -> None:
-    photos = [person_photos(n)[0] for n in PEOPLE]
-    make_scene(photos, None, tmp_path, fps=5.0, steady_s=2.0)
-    fast = _run(Pipeline(analyzer, gallery, None, _settings()), tmp_path, 5.0)
-    voted = _run(Pipeline(analyzer, gallery, None, _settings(single_frame_distance=0.0)), tmp_path, 5.0)
+def test_single_frame_fast_path_only_for_close_matches(analyzer: FakeFaceAnalyzer, gallery: Gallery) -> None:
+    scene = fake_scene(_people(), fps=5.0, steady_s=2.0)
+    fast = _run(Pipeline(analyzer, gallery, None, _settings()), scene)
+    voted = _run(Pipeline(analyzer, gallery, None, _settings(single_frame_distance=0.0)), scene)
     assert [d.person_id for _, d in fast] == [d.person_id for _, d in voted] == [1, 2]
-    assert all(d.frames_analysed == 1 for _, d in fast)  # enrolled photo: distance well under 0.36
+    assert all(d.frames_analysed == 1 for _, d in fast)  # photo 0: distance ~0.16, well under 0.40
     assert all(d.frames_used >= 2 for _, d in voted)
     assert all(f[1].timings_ms["embed"] < v[1].timings_ms["embed"] for f, v in zip(fast, voted, strict=True))
 
 
-def test_clear_stranger_is_decided_on_one_frame_only_when_far(
-    analyzer: DlibFaceAnalyzer, gallery: Gallery, tmp_path: Path
-) -> None:
-    make_scene([], FACES / "strangers" / STRANGER, tmp_path, fps=5.0, steady_s=2.0)
-    fast = _run(Pipeline(analyzer, gallery, None, _settings()), tmp_path, 5.0)
-    voted = _run(Pipeline(analyzer, gallery, None, _settings(single_frame_reject_distance=2.0)), tmp_path, 5.0)
+def test_clear_stranger_is_decided_on_one_frame_only_when_far(analyzer: FakeFaceAnalyzer, gallery: Gallery) -> None:
+    scene = fake_scene([FAKE_STRANGER], fps=5.0, steady_s=2.0)
+    fast = _run(Pipeline(analyzer, gallery, None, _settings()), scene)
+    voted = _run(Pipeline(analyzer, gallery, None, _settings(single_frame_reject_distance=2.0)), scene)
     assert [d.person_id for _, d in fast] == [d.person_id for _, d in voted] == [None]
-    assert fast[0][1].frames_analysed == 1  # this stranger is > 0.55 from every enrolled person
+    assert fast[0][1].frames_analysed == 1  # this stranger is > 0.55 (~1.4) from every enrolled person
     assert voted[0][1].frames_analysed >= 2
 
 
-def test_split_mirror_pass_gives_the_calibrated_embedding(
-    analyzer: DlibFaceAnalyzer, gallery: Gallery, tmp_path: Path
-) -> None:
+def test_split_mirror_pass_gives_the_calibrated_embedding(analyzer: FakeFaceAnalyzer, gallery: Gallery) -> None:
     """When the first frame is not close enough, adding the mirror half equals the full mirror_tta embedding."""
     assert analyzer.settings.mirror_tta
-    photos = [person_photos(n)[1] for n in PEOPLE]
-    make_scene(photos, None, tmp_path, fps=5.0, steady_s=2.0)
-    split = _run(Pipeline(analyzer, gallery, None, _settings(single_frame_distance=0.01)), tmp_path, 5.0)
-    whole = _run(Pipeline(analyzer, gallery, None, _settings(single_frame_distance=0.0)), tmp_path, 5.0)
+    scene = fake_scene(_people(photo=1), fps=5.0, steady_s=2.0)
+    split = _run(Pipeline(analyzer, gallery, None, _settings(single_frame_distance=0.01)), scene)
+    whole = _run(Pipeline(analyzer, gallery, None, _settings(single_frame_distance=0.0)), scene)
     assert [(f, d.person_id, d.distance) for f, d in split] == [(f, d.person_id, d.distance) for f, d in whole]
 
 
-def test_one_decision_per_visit_with_the_right_identity(
-    analyzer: DlibFaceAnalyzer, gallery: Gallery, tmp_path: Path
-) -> None:
-    photos = [person_photos(n)[0] for n in PEOPLE]
-    visits = make_scene(photos, FACES / "strangers" / STRANGER, tmp_path, fps=5.0, steady_s=2.0)
+@pytest.mark.parametrize("kind", ["fake", pytest.param("dlib", marks=pytest.mark.slow)])
+def test_one_decision_per_visit_with_the_right_identity(kind: str, request: pytest.FixtureRequest,
+                                                        tmp_path: Path) -> None:
+    """The fake scene in memory, and the same scene from real photos (JPEG frames) with real dlib."""
+    analyzer: FaceAnalyzer = request.getfixturevalue("analyzer" if kind == "fake" else "dlib_analyzer")
+    gallery: Gallery = request.getfixturevalue("gallery" if kind == "fake" else "dlib_gallery")
+    frames: Iterable[tuple[float, RGBImage]]
+    if kind == "fake":
+        scene = fake_scene([*_people(), FAKE_STRANGER], fps=5.0, steady_s=2.0)
+        frames, visits = scene, scene.visits
+    else:
+        photos = [person_photos(n)[0] for n in PEOPLE]
+        visits = make_scene(photos, FACES / "strangers" / STRANGER, tmp_path, fps=5.0, steady_s=2.0)
+        frames = _disk_frames(tmp_path, 5.0)
     pipeline = Pipeline(analyzer, gallery, None, _settings())
-    decisions = _run(pipeline, tmp_path, 5.0)
+    decisions = _run(pipeline, frames)
     assert [d.person_id for _, d in decisions] == [1, 2, None]
     for (frame, decision), visit in zip(decisions, visits, strict=True):
         assert visit.first_frame <= frame <= visit.last_frame
@@ -122,13 +159,11 @@ def test_one_decision_per_visit_with_the_right_identity(
     assert pipeline.state == "idle"
 
 
-def test_a_lingering_face_is_rechecked_only_every_recheck_s(
-    analyzer: DlibFaceAnalyzer, gallery: Gallery, tmp_path: Path
-) -> None:
+def test_a_lingering_face_is_rechecked_only_every_recheck_s(analyzer: FakeFaceAnalyzer, gallery: Gallery) -> None:
     # 1 frame per second keeps this cheap: 65 s in front of the camera.
-    make_scene([person_photos(PEOPLE[1])[0]], None, tmp_path, fps=1.0, steady_s=65.0)
+    scene = fake_scene([FakeFace(FAKE_PEOPLE[1])], fps=1.0, steady_s=65.0)
     pipeline = Pipeline(analyzer, gallery, None, _settings(recheck_s=30.0))
-    decisions = _run(pipeline, tmp_path, 1.0)
+    decisions = _run(pipeline, scene)
     assert [d.person_id for _, d in decisions] == [2, 2, 2]
     assert [d.recheck for _, d in decisions] == [False, True, True]
     times = [d.t for _, d in decisions]
@@ -136,17 +171,15 @@ def test_a_lingering_face_is_rechecked_only_every_recheck_s(
     assert times[2] - times[1] == pytest.approx(30.0, abs=2.0)
 
 
-def test_small_faces_far_away_are_never_analysed(analyzer: DlibFaceAnalyzer, gallery: Gallery) -> None:
-    photo = load_image(person_photos(PEOPLE[0])[0])
-    frame = compose(background(), photo, 80, (320, 240))  # face ~60 px: too far away
+def test_small_faces_far_away_are_never_analysed(analyzer: FakeFaceAnalyzer, gallery: Gallery) -> None:
+    frame = draw_face(blank_frame(), FakeFace(FAKE_PEOPLE[0]), 60, (320, 240))  # face 60 px: too far away
     pipeline = Pipeline(analyzer, gallery, None, _settings())
     assert all(pipeline.process(frame, i * 0.2) is None for i in range(6))
     assert "embed" not in pipeline.last_frame_ms
 
 
-def test_reset_and_new_gallery_start_a_new_visit(analyzer: DlibFaceAnalyzer, gallery: Gallery) -> None:
-    photo = load_image(person_photos(PEOPLE[0])[0])
-    frame = compose(background(), photo, 300, (320, 240))
+def test_reset_and_new_gallery_start_a_new_visit(analyzer: FakeFaceAnalyzer, gallery: Gallery) -> None:
+    frame = draw_face(blank_frame(), FakeFace(FAKE_PEOPLE[0]), 300, (320, 240))
     pipeline = Pipeline(analyzer, Gallery(), None, _settings(steady_frames=1))
     first = [pipeline.process(frame, i * 0.2) for i in range(4)]
     assert [d.person_id for d in first if d] == [None]  # empty gallery: unknown
@@ -156,13 +189,14 @@ def test_reset_and_new_gallery_start_a_new_visit(analyzer: DlibFaceAnalyzer, gal
     assert [d.person_id for d in again if d] == [1]
 
 
-def test_expression_only_for_people_who_consented(analyzer: DlibFaceAnalyzer, gallery: Gallery) -> None:
+def test_expression_only_for_people_who_consented(analyzer: FakeFaceAnalyzer, gallery: Gallery) -> None:
+    """The real expression model on the fake face's landmarks: what counts here is who gets scored."""
     from kiosk.vision.expression import DEFAULT_MODEL, TFLiteExpressionClassifier
 
     if not DEFAULT_MODEL.exists():
         pytest.skip(f"no expression model at {DEFAULT_MODEL}")
     classifier = TFLiteExpressionClassifier(DEFAULT_MODEL, check=False)
-    frame = compose(background(), load_image(person_photos(PEOPLE[0])[0]), 300, (320, 240))
+    frame = draw_face(blank_frame(), FakeFace(FAKE_PEOPLE[0]), 300, (320, 240))
     for consent, expect in ((True, True), (False, False)):
         pipeline = Pipeline(analyzer, gallery, classifier, _settings(steady_frames=1),
                             consent=lambda _pid, c=consent: c)
@@ -174,12 +208,9 @@ def test_expression_only_for_people_who_consented(analyzer: DlibFaceAnalyzer, ga
             assert decisions[0].timings_ms["expression"] > 0
 
 
-def test_next_person_in_a_queue_is_not_taken_for_the_last(
-    analyzer: DlibFaceAnalyzer, gallery: Gallery, tmp_path: Path
-) -> None:
+def test_next_person_in_a_queue_is_not_taken_for_the_last(analyzer: FakeFaceAnalyzer, gallery: Gallery) -> None:
     # B steps in 0.2 s after A walks off: shorter than leave_s, so the face "never left".
-    photos = [person_photos(n)[0] for n in PEOPLE]
-    make_scene(photos, None, tmp_path, fps=5.0, steady_s=2.0, empty_s=0.2)
+    scene = fake_scene(_people(), fps=5.0, steady_s=2.0, empty_s=0.2)
     pipeline = Pipeline(analyzer, gallery, None, _settings())
-    decisions = _run(pipeline, tmp_path, 5.0)
+    decisions = _run(pipeline, scene)
     assert [(d.person_id, d.recheck) for _, d in decisions] == [(1, False), (2, False)]

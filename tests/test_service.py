@@ -23,7 +23,7 @@ from door_helpers import PEOPLE, REPLAY_START, DoorScene, door_scene, enrol_peop
 
 from kiosk import store
 from kiosk.clock import ManualClock
-from kiosk.service import KioskService
+from kiosk.service import open_service
 from kiosk.vision.expression import DEFAULT_MODEL
 from kiosk.vision.faces import DlibFaceAnalyzer, make_analyzer
 
@@ -240,8 +240,7 @@ def test_gallery_reload_consent_and_daily_purge(morning: DoorScene, analyzer: Dl
         store.add_templates(db, first.id, [[0.01] * 128, [0.02] * 128])
     clock = ManualClock(datetime(2026, 3, 2, 10, 0, tzinfo=BERLIN))
     mono = FakeMonotonic()
-    service = KioskService(settings, clock=clock, analyzer=analyzer, monotonic=mono)
-    service.start()
+    service = open_service(settings, clock=clock, analyzer=analyzer, monotonic=mono)
     try:
         assert service.pipeline is not None
         assert service.pipeline.gallery.people == [first.id]

@@ -16,7 +16,7 @@ import pytest
 from kiosk import sdnotify
 
 SYSTEMD_DIR = Path(__file__).resolve().parents[1] / "systemd"
-UNITS = ["kiosk.service", "kiosk-web.service"]
+UNITS = ["kiosk.service", "kiosk-web.service", "kiosk-central.service"]
 
 
 def _parse(path: Path) -> configparser.ConfigParser:
@@ -73,6 +73,28 @@ def test_kiosk_web_service_keys() -> None:
     assert service["ProtectSystem"] == "strict" and service["PrivateDevices"] == "yes"
     assert service["Restart"] == "on-failure"
     assert "SupplementaryGroups" not in service  # no camera access for the web app
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_kiosk_central_service_keys() -> None:
+    unit = _parse(SYSTEMD_DIR / "kiosk-central.service")
+    service = unit["Service"]
+    assert service["ExecStart"] == "/opt/kiosk/venv/bin/kiosk --config /etc/kiosk/central.yaml serve"
+    assert service["User"] == "kiosk" and service["Group"] == "kiosk"
+    assert service["Restart"] == "on-failure" and int(service["RestartSec"]) > 0
+    # started after PostgreSQL (Debian's clusters order themselves before postgresql.service)
+    assert "postgresql.service" in unit["Unit"]["After"].split()
+    assert "postgresql.service" in unit["Unit"]["Wants"].split()
+    assert "Requires" not in unit["Unit"]  # a database restart must not stop the central for good
+    assert service["ReadWritePaths"].split() == ["/var/lib/kiosk"]
+    assert "SupplementaryGroups" not in service  # no camera on a server
+    # every hardening setting of the web app, with the same value
+    web = _parse(SYSTEMD_DIR / "kiosk-web.service")["Service"]
+    hardening = [key for key in web if key.startswith(("Protect", "Private", "Restrict", "NoNew", "Lock",
+                                                      "Capability", "Ambient", "SystemCall", "UMask"))]
+    assert len(hardening) >= 20, hardening
+    for key in hardening:
+        assert service.get(key) == web[key], key
     assert unit["Install"]["WantedBy"] == "multi-user.target"
 
 

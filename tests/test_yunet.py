@@ -10,8 +10,9 @@ import pytest
 
 from kiosk.config import RecognitionSettings, Settings
 from kiosk.errors import ModelError
-from kiosk.pipeline import PresenceDetector, YuNetPresenceDetector, iou, make_presence_detector
+from kiosk.pipeline import iou
 from kiosk.vision.faces import DlibFaceAnalyzer, load_image, make_analyzer
+from kiosk.vision.presence import PresenceDetector, YuNetPresenceDetector, make_presence_detector
 from kiosk.vision.yunet import DEFAULT_MODEL, YuNetDetector, to_hog_box
 
 FACES = Path(__file__).parent / "data" / "faces"

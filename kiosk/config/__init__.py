@@ -12,6 +12,7 @@ their names from here.
 from __future__ import annotations
 
 from kiosk.config.base import ConfigError, Section
+from kiosk.config.central import CentralSettings
 from kiosk.config.checks import door_problems, status_file_problem
 from kiosk.config.door import AttendanceSettings, CameraSettings, ScreenSettings, ServiceSettings
 from kiosk.config.faces import (
@@ -40,6 +41,7 @@ __all__ = [
     "WEEKDAYS",
     "AttendanceSettings",
     "CameraSettings",
+    "CentralSettings",
     "ConfigError",
     "DatabaseSettings",
     "EnrolmentSettings",

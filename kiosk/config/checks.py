@@ -36,4 +36,10 @@ def door_problems(settings: Settings) -> list[str]:
     status = status_file_problem(settings)
     if status is not None:
         problems.append(status)
+    if settings.role == "door" and not settings.central.url:
+        problems.append("central.url: a door (role: door) needs its central server's address, "
+                        "e.g. central: {url: https://kiosk.example.org}")
+    if settings.role == "central":
+        problems.append("role: central runs the web app for many doors (`kiosk serve`), not a door "
+                        "service; use role: door on the Pi at the entrance")
     return problems

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from kiosk.config.base import Section
+from kiosk.config.central import CentralSettings
 from kiosk.config.door import AttendanceSettings, CameraSettings, ScreenSettings, ServiceSettings
 from kiosk.config.faces import EnrolmentSettings, ExpressionSettings, RecognitionSettings
 from kiosk.config.site import DatabaseSettings, RetentionSettings, SiteSettings
@@ -15,6 +17,10 @@ from kiosk.config.web import WebSettings
 class Settings(Section):
     """All settings, one section per part of the kiosk."""
 
+    # standalone: one Pi with its own SQLite file, door service and web app (the default).
+    # central: `kiosk serve` for many doors, usually on PostgreSQL (database.url).
+    # door: `kiosk run` on a Pi that pushes its events to central.url and pulls the gallery.
+    role: Literal["standalone", "central", "door"] = "standalone"
     site: SiteSettings = SiteSettings()
     database: DatabaseSettings = DatabaseSettings()
     recognition: RecognitionSettings = RecognitionSettings()
@@ -26,11 +32,19 @@ class Settings(Section):
     web: WebSettings = WebSettings()
     service: ServiceSettings = ServiceSettings()
     screen: ScreenSettings = ScreenSettings()
+    central: CentralSettings = CentralSettings()
 
     @property
     def tz(self) -> ZoneInfo:
         """The site's time zone."""
         return ZoneInfo(self.site.timezone)
+
+    @property
+    def token_path(self) -> Path:
+        """Where a door keeps its central token: central.token_file, or door.token beside the database."""
+        if self.central.token_file:
+            return Path(self.central.token_file)
+        return Path(self.database.path).resolve().parent / "door.token"
 
     @property
     def status_path(self) -> Path:

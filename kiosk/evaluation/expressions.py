@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -42,18 +43,18 @@ def evaluate_expressions(
     faces_cropped: bool = False,
     analyzer: FaceAnalyzer | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> dict:
-    """{n, accuracy, macro_f1, no_face, recall, confusion}; no_face is the fraction with no usable face."""
+) -> dict[str, Any]:
+    """{n, accuracy, macro_f1, no_face, recall, confusion} (JSON-ready); no_face is the fraction with no usable face."""
     items = labelled_images(data_dir)
     truth: list[int] = []
     predicted: list[int] = []
     no_face = 0
     for i, (path, label) in enumerate(items):
         if faces_cropped:
-            grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+            grey: object = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)  # None when unreadable (not in its stub)
             if grey is None:
                 raise KioskError(f"cannot read image {path}")
-            scores = classifier.scores_for_fer_image(grey)
+            scores = classifier.scores_for_fer_image(np.asarray(grey, dtype=np.uint8))
         else:
             if analyzer is None:
                 raise ValueError("an analyzer is needed unless faces_cropped")
@@ -68,7 +69,6 @@ def evaluate_expressions(
         if progress and (i + 1) % 500 == 0:
             progress(i + 1, len(items))
     matrix = confusion_matrix(np.asarray(truth), np.asarray(predicted), len(CLASSES))
-    result = summarise(matrix, CLASSES)
-    result["no_face"] = round(no_face / len(items), 4)
-    result["confusion"] = matrix.tolist()
-    return {k: result[k] for k in ("n", "accuracy", "macro_f1", "no_face", "recall", "confusion")}
+    summary = summarise(matrix, CLASSES)
+    return {"n": summary["n"], "accuracy": summary["accuracy"], "macro_f1": summary["macro_f1"],
+            "no_face": round(no_face / len(items), 4), "recall": summary["recall"], "confusion": matrix.tolist()}

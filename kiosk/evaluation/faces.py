@@ -28,7 +28,9 @@ from kiosk.config import RecognitionSettings
 from kiosk.errors import KioskError
 from kiosk.evaluation.metrics import wilson_interval
 from kiosk.gallery import Gallery
-from kiosk.vision.faces import IMAGE_SUFFIXES, FaceAnalyzer, load_image
+from kiosk.vision.embedding import EMBEDDING_SIZE, Embedding
+from kiosk.vision.faces import FaceAnalyzer
+from kiosk.vision.images import IMAGE_SUFFIXES, load_image
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +92,8 @@ def make_half_split(src: Path, dst: Path, half: str = "B") -> Path:
     return dst
 
 
-def score_protocol(people: Mapping[str, Sequence[np.ndarray | None]],
-                   strangers: Sequence[np.ndarray | None], enrol_photos: int,
+def score_protocol(people: Mapping[str, Sequence[Embedding | None]],
+                   strangers: Sequence[Embedding | None], enrol_photos: int,
                    settings: RecognitionSettings, gallery_people: Sequence[str] | None = None,
                    ) -> dict[str, Any]:
     """The protocol on precomputed embeddings ((128,) float32 or None = no usable face), in photo order.
@@ -167,7 +169,7 @@ def cache_key(settings: RecognitionSettings, analyzer: object | None = None) -> 
     return json.dumps(fields, sort_keys=True)
 
 
-def load_embedding_cache(path: Path, key: str) -> dict[str, np.ndarray | None]:
+def load_embedding_cache(path: Path, key: str) -> dict[str, Embedding | None]:
     """{relative photo path: (128,) float32 or None} from a cache .npz made with the same key, else {}.
 
     KioskError for an existing file that is no .npz at all (a zip): it would be overwritten after the
@@ -195,10 +197,10 @@ def load_embedding_cache(path: Path, key: str) -> dict[str, np.ndarray | None]:
     return {p: (None if np.isnan(e[0]) else e) for p, e in zip(paths, embeddings, strict=True)}
 
 
-def save_embedding_cache(path: Path, key: str, entries: Mapping[str, np.ndarray | None]) -> None:
+def save_embedding_cache(path: Path, key: str, entries: Mapping[str, Embedding | None]) -> None:
     """Write {relative photo path: (128,) float32 or None} to a cache .npz (NaN rows mean None)."""
     paths = sorted(entries)
-    mat = np.full((len(paths), 128), np.nan, dtype=np.float32)
+    mat = np.full((len(paths), EMBEDDING_SIZE), np.nan, dtype=np.float32)
     for i, p in enumerate(paths):
         if entries[p] is not None:
             mat[i] = entries[p]
@@ -227,11 +229,11 @@ def evaluate_faces(data_dir: Path, enrol_photos: int = 3, settings: RecognitionS
     strangers = strangers + [Path(p) for p in extra_strangers]
     key = cache_key(settings, analyzer)
     cached = load_embedding_cache(cache, key) if cache is not None else {}
-    fresh: dict[str, np.ndarray | None] = {}
+    fresh: dict[str, Embedding | None] = {}
     total = sum(len(p) for p in people.values()) + len(strangers)
     done = 0
 
-    def embed(path: Path) -> np.ndarray | None:
+    def embed(path: Path) -> Embedding | None:
         nonlocal done, analyzer
         try:
             rel = path.relative_to(data_dir).as_posix()

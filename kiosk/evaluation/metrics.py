@@ -5,22 +5,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
+
+Counts = npt.NDArray[np.int64]
+# summarise(): {"n": int, "accuracy": float, "macro_f1": float, "recall": {class: float}}.
+Summary = dict[str, int | float | dict[str, float]]
 
 
-def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
+def confusion_matrix(truth: npt.ArrayLike, predicted: npt.ArrayLike, n_classes: int) -> Counts:
     """int64 n x n counts; rows are true classes, columns predicted ones."""
     matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(matrix, (np.asarray(truth, dtype=np.int64), np.asarray(predicted, dtype=np.int64)), 1)
     return matrix
 
 
-def summarise(matrix: np.ndarray, classes: Sequence[str]) -> dict:
+def summarise(matrix: npt.ArrayLike, classes: Sequence[str]) -> Summary:
     """{n, accuracy, macro_f1, recall: {class: r}} from a confusion matrix (classes with no samples skipped)."""
-    matrix = np.asarray(matrix, dtype=np.float64)
-    n = float(matrix.sum())
-    true_counts = matrix.sum(axis=1)
-    pred_counts = matrix.sum(axis=0)
-    diag = np.diag(matrix)
+    counts = np.asarray(matrix, dtype=np.float64)
+    n = float(counts.sum())
+    true_counts = counts.sum(axis=1)
+    pred_counts = counts.sum(axis=0)
+    diag = np.diag(counts)
     present = true_counts > 0
     recall = np.divide(diag, true_counts, out=np.zeros_like(diag), where=true_counts > 0)
     precision = np.divide(diag, pred_counts, out=np.zeros_like(diag), where=pred_counts > 0)

@@ -11,9 +11,11 @@ import importlib.util
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from kiosk.errors import KioskError
 from kiosk.evaluation.expressions import labelled_images
@@ -21,6 +23,7 @@ from kiosk.evaluation.metrics import confusion_matrix, summarise
 from kiosk.vision.expression import TFLiteExpressionClassifier
 from kiosk.vision.preprocess import CLASSES
 from kiosk.vision.runtime import interpreter_class
+from kiosk.vision.types import Float32Array, GreyImage
 
 # The fer package's class order, mapped onto ours.
 FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -47,16 +50,17 @@ class FerPeer:
         self._out = self.interpreter.get_output_details()[0]["index"]
         self.bytes = path.stat().st_size
 
-    def scores_for_fer_image(self, grey: np.ndarray) -> np.ndarray:
+    def scores_for_fer_image(self, grey: GreyImage) -> Float32Array:
         """Grey uint8 face crop (any size) -> probabilities (7,) in our CLASSES order."""
         x = cv2.resize(grey, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
         x = (x / 255.0 - 0.5) * 2.0
         self.interpreter.set_tensor(self._in, x[None, :, :, None])
         self.interpreter.invoke()
-        return self.interpreter.get_tensor(self._out)[0][FER_TO_OURS]
+        return np.asarray(self.interpreter.get_tensor(self._out)[0][FER_TO_OURS], dtype=np.float32)
 
 
-def _run(predict: Callable[[np.ndarray], np.ndarray], images: list[np.ndarray], labels: np.ndarray) -> dict:
+def _run(predict: Callable[[GreyImage], Float32Array], images: list[GreyImage],
+         labels: npt.NDArray[np.int64]) -> dict[str, object]:
     predict(images[0])  # warm-up
     started = time.perf_counter()
     predicted = np.array([int(np.argmax(predict(img))) for img in images])
@@ -65,16 +69,20 @@ def _run(predict: Callable[[np.ndarray], np.ndarray], images: list[np.ndarray], 
     return {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"], "ms_per_face": round(ms, 3)}
 
 
-def compare_with_peer(data_dir: Path, our_model: Path, limit: int | None = None, mirror: bool = True) -> dict:
+def compare_with_peer(data_dir: Path, our_model: Path, limit: int | None = None,
+                      mirror: bool = True) -> dict[str, Any]:
     """{n, ours: {...}, fer_peer: {...}} on data_dir/<class>/*.jpg face crops (limit: first N per class).
 
     mirror: ours averages the crop's and its mirror image's scores, as the kiosk does by default.
     """
     items = labelled_images(data_dir, limit)
-    images = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p, _ in items]
-    if any(img is None for img in images):
-        raise KioskError(f"{data_dir}: some images could not be read")
-    labels = np.array([label for _, label in items])
+    images: list[GreyImage] = []
+    for path, _ in items:
+        grey: object = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)  # None when unreadable (not in its stub)
+        if grey is None:
+            raise KioskError(f"{data_dir}: some images could not be read")
+        images.append(np.asarray(grey, dtype=np.uint8))
+    labels = np.array([label for _, label in items], dtype=np.int64)
     ours = TFLiteExpressionClassifier(our_model, mirror=mirror)
     peer = FerPeer()
     return {

@@ -85,6 +85,8 @@ class ScreenServer:
     def url(self) -> str:
         """http://host:port/ of the page."""
         host = self._httpd.server_address[0]
+        if isinstance(host, bytes):
+            host = host.decode("ascii")
         return f"http://{host}:{self.port}/"
 
     def start(self) -> ScreenServer:

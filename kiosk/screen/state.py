@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from kiosk.vocabulary import EventKind
+
 MessageKind = Literal["idle", "in", "out", "again", "unknown", "hint", "offline", "enrol"]
 
 IDLE_TITLE = "Look at the camera"
@@ -42,13 +44,13 @@ def display_name(name: str, first_name_only: bool = True) -> str:
     return name.split(" ")[0] if first_name_only and name else name
 
 
-def message_for(kind: Literal["in", "out", "again", "unknown"], name: str | None,
-                local: datetime) -> Message:
-    """The message for a decision at local time (aware, site zone); name already shortened."""
+def message_for(kind: EventKind | Literal["again"], name: str | None, local: datetime) -> Message:
+    """The message for a decision (the event kind, or "again": already recorded) at local time (aware,
+    site zone); name already shortened."""
     hhmm = local.strftime("%H:%M")
-    if kind == "in":
+    if kind == EventKind.IN:
         return Message("in", f"{greeting_word(local)}, {name}", f"Checked in {hhmm}")
-    if kind == "out":
+    if kind == EventKind.OUT:
         return Message("out", f"Goodbye, {name}", f"Checked out {hhmm}")
     if kind == "again":
         return Message("again", f"Hello, {name}", "Already recorded - no need to check in again")

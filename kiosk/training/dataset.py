@@ -42,7 +42,7 @@ def load_split(root: Path, limit_per_class: int | None = None) -> ExpressionData
         if grey is None:
             logger.warning("skipping unreadable image %s", path)
             continue
-        images.append(prepare_fer_crop(grey))
+        images.append(prepare_fer_crop(grey.astype(np.uint8, copy=False)))
         labels.append(label)
         paths.append(f"{CLASSES[label]}/{path.name}")
     if not images:

@@ -16,9 +16,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from kiosk.errors import ModelError
+from kiosk.vision.types import Box, RGBImage
 
 logger = logging.getLogger(__name__)
 
@@ -91,12 +90,12 @@ class DlibModels:
         """dlib's CNN (MMOD) face detector (loaded on first use)."""
         return self._load("mmod_human_face_detector.dat")
 
-    def _css_to_rect(self, css: tuple[int, int, int, int]) -> Any:
+    def _css_to_rect(self, css: Box) -> Any:
         """(top, right, bottom, left) -> dlib.rectangle."""
         return self._dlib.rectangle(css[3], css[0], css[1], css[2])
 
-    def face_locations(self, img: np.ndarray, number_of_times_to_upsample: int = 1,
-                       model: str = "hog") -> list[tuple[int, int, int, int]]:
+    def face_locations(self, img: RGBImage, number_of_times_to_upsample: int = 1,
+                       model: str = "hog") -> list[Box]:
         """Face boxes (top, right, bottom, left), trimmed to the image, as face_recognition finds them."""
         if model == "cnn":
             rects = [face.rect for face in self.cnn_face_detector(img, number_of_times_to_upsample)]

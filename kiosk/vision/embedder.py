@@ -1,6 +1,6 @@
 """dlib's 128-d face embedder as a LiteRT (.tflite) twin: aligned face chip in, embedding out.
 
-The model (models/face_embedder_f16.tflite, built by kiosk/training/dlib_embedder.py from dlib's
+The model (models/face_embedder_f16.tflite, built by kiosk/training/dlib_embedder/ from dlib's
 CC0 `dlib_face_recognition_resnet_model_v1.dat`; see models/EMBEDDER.md) takes the same chip
 dlib's compute_face_descriptor makes: dlib.get_face_chip(image, shape, size=150, padding=0.25),
 RGB, float32 pixel values 0..255, shape (1, 150, 150, 3). dlib's input normalisation
@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from kiosk.errors import ImageError, ModelError
+from kiosk.vision.embedding import EMBEDDING_SIZE, Embedding
 from kiosk.vision.runtime import load_interpreter
+from kiosk.vision.types import RGBImage
 
 logger = logging.getLogger(__name__)
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
-EMBEDDING_SIZE = 128
 MODEL_NAME = "face_embedder_f16.tflite"
 # The shipped model: the repository's models/ folder (source checkout, editable install), or
 # <venv>/share/kiosk/models/ where a regular install puts it (pyproject data-files).
@@ -51,7 +52,7 @@ class LiteRTFaceEmbedder:
         self._in_index = inp["index"]
         self._out_index = out["index"]
 
-    def embed_chip(self, chip: np.ndarray) -> np.ndarray:
+    def embed_chip(self, chip: RGBImage) -> Embedding:
         """RGB uint8 (150, 150, 3) chip (dlib.get_face_chip, padding 0.25) -> float32 (128,)."""
         chip = np.asarray(chip)
         if chip.shape != (CHIP_SIZE, CHIP_SIZE, 3):

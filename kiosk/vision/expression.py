@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from kiosk.config import ExpressionSettings
 from kiosk.errors import ModelError
 from kiosk.vision.preprocess import CLASSES, INPUT_SIZE, align_face, prepare_fer_crop
 from kiosk.vision.runtime import load_interpreter
+from kiosk.vision.types import Float32Array, GreyImage, RGBImage
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +37,13 @@ class ExpressionClassifier(Protocol):
 
     classes: tuple[str, ...]
 
-    def scores_for_face(self, image: np.ndarray, landmarks: Landmarks) -> np.ndarray: ...
+    def scores_for_face(self, image: RGBImage, landmarks: Landmarks) -> Float32Array:
+        """RGB uint8 HxWx3 photo + that face's landmarks -> probabilities float32 (7,)."""
+        ...
 
-    def scores_for_crop(self, crop: np.ndarray) -> np.ndarray: ...
+    def scores_for_crop(self, crop: GreyImage) -> Float32Array:
+        """Model input grey uint8 48x48 -> probabilities float32 (7,) in CLASSES order."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -69,15 +75,16 @@ class TFLiteExpressionClassifier:
         self._out_index, self._out_dtype = out["index"], out["dtype"]
         self._out_scale, self._out_zero = out["quantization"]
 
-    def _quantise(self, crop: np.ndarray) -> np.ndarray:
+    def _quantise(self, crop: GreyImage) -> npt.NDArray[np.generic]:
         pixels = crop.astype(np.float32)[None, :, :, None]
         if self._in_dtype == np.float32:
             return pixels
         info = np.iinfo(self._in_dtype)
         q = np.round(pixels / self._in_scale + self._in_zero)
-        return np.clip(q, info.min, info.max).astype(self._in_dtype)
+        quantised: npt.NDArray[np.generic] = np.clip(q, info.min, info.max).astype(self._in_dtype)
+        return quantised
 
-    def scores_for_crop(self, crop: np.ndarray) -> np.ndarray:
+    def scores_for_crop(self, crop: GreyImage) -> Float32Array:
         """Model input grey uint8 48x48 (see preprocess) -> probabilities float32 (7,) in CLASSES order.
 
         With mirror, the mean of the crop's and its mirror image's scores (2 invokes).
@@ -87,7 +94,7 @@ class TFLiteExpressionClassifier:
             scores = (scores + self._invoke(np.ascontiguousarray(crop[:, ::-1]))) / 2.0
         return scores
 
-    def _invoke(self, crop: np.ndarray) -> np.ndarray:
+    def _invoke(self, crop: GreyImage) -> Float32Array:
         self.interpreter.set_tensor(self._in_index, self._quantise(crop))
         self.interpreter.invoke()
         raw = self.interpreter.get_tensor(self._out_index)[0]
@@ -98,11 +105,11 @@ class TFLiteExpressionClassifier:
         total = float(scores.sum())
         return scores / total if total > 0 else np.full(len(CLASSES), 1.0 / len(CLASSES), np.float32)
 
-    def scores_for_face(self, image: np.ndarray, landmarks: Landmarks) -> np.ndarray:
+    def scores_for_face(self, image: RGBImage, landmarks: Landmarks) -> Float32Array:
         """RGB uint8 HxWx3 photo + that face's landmarks -> probabilities float32 (7,)."""
         return self.scores_for_crop(align_face(image, landmarks))
 
-    def scores_for_fer_image(self, grey: np.ndarray) -> np.ndarray:
+    def scores_for_fer_image(self, grey: GreyImage) -> Float32Array:
         """An already-cropped grey face (FER2013 style) -> probabilities float32 (7,)."""
         return self.scores_for_crop(prepare_fer_crop(grey))
 
@@ -121,7 +128,7 @@ def load_classifier(settings: ExpressionSettings) -> TFLiteExpressionClassifier 
                                       mirror=settings.mirror_tta)
 
 
-def fuse(scores: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> FusedExpression:
+def fuse(scores: Sequence[Float32Array], weights: Sequence[float] | None = None) -> FusedExpression:
     """Weighted sum of per-frame class scores (each (7,)); weights e.g. face quality 0..1."""
     if not scores:
         raise ValueError("no scores to fuse")

@@ -22,7 +22,7 @@ def interpreter_class(prefer: str | None = None) -> tuple[type, str]:
             if name == "ai_edge_litert":
                 from ai_edge_litert.interpreter import Interpreter
             elif name == "tflite_runtime":
-                from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
+                from tflite_runtime.interpreter import Interpreter
             else:
                 raise ModelError(f"unknown TFLite runtime {name!r}; use one of {RUNTIMES}")
         except ImportError:

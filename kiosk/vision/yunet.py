@@ -19,10 +19,10 @@ import numpy as np
 
 from kiosk.errors import ModelError
 from kiosk.vision.runtime import verify_checksum
+from kiosk.vision.types import Box, Float32Array, RGBImage
 
 logger = logging.getLogger(__name__)
 
-Box = tuple[int, int, int, int]
 
 MODEL_NAME = "face_detection_yunet_2023mar.onnx"
 # The shipped model: models/yunet/ of a source checkout, or <venv>/share/kiosk/models/yunet/.
@@ -53,7 +53,7 @@ class YuNetFace:
 
     box: Box
     raw: tuple[float, float, float, float]
-    landmarks: np.ndarray  # (5, 2) float32 x, y: right eye, left eye, nose, right/left mouth corner
+    landmarks: Float32Array  # (5, 2) float32 x, y: right eye, left eye, nose, right/left mouth corner
     score: float
 
 
@@ -85,7 +85,7 @@ class YuNetDetector:
                              f"({str(exc).strip().splitlines()[-1] if str(exc).strip() else exc})") from None
         self._size: tuple[int, int] | None = None
 
-    def _raw(self, image: np.ndarray, scale: float) -> np.ndarray:
+    def _raw(self, image: RGBImage, scale: float) -> Float32Array:
         """YuNet's rows (x, y, w, h, 5 points, score) for the image shrunk by scale, in the
         image's own pixels; (0, 15) when none."""
         height, width = image.shape[:2]
@@ -95,14 +95,15 @@ class YuNetDetector:
             self._net.setInputSize(size)
             self._size = size
         # The network was trained on BGR images (OpenCV order).
-        _, found = self._net.detect(cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
-        if found is None:
+        # detect() gives None for no face (its stub says an array, hence `object`).
+        rows: object = self._net.detect(cv2.cvtColor(small, cv2.COLOR_RGB2BGR))[1]
+        if rows is None:
             return np.zeros((0, 15), np.float32)
-        found = np.array(found, np.float32)
+        found = np.array(rows, np.float32)
         found[:, :14] /= min(scale, 1.0)
         return found
 
-    def faces(self, image: np.ndarray) -> list[YuNetFace]:
+    def faces(self, image: RGBImage) -> list[YuNetFace]:
         """All faces in an RGB uint8 HxWx3 image (any size), highest score first."""
         height, width = image.shape[:2]
         scale = min(1.0, DETECT_MAX_SIDE / max(height, width))
@@ -122,6 +123,6 @@ class YuNetDetector:
         out.sort(key=lambda f: -f.score)
         return out
 
-    def detect(self, image: np.ndarray) -> list[Box]:
+    def detect(self, image: RGBImage) -> list[Box]:
         """HOG-style face boxes (top, right, bottom, left) px of an RGB uint8 HxWx3 image."""
         return [f.box for f in self.faces(image)]

@@ -1,6 +1,7 @@
 """Manager/admin web app (Flask): reports, enrolment, privacy controls, kiosk status.
 
-For the CLI: `kiosk serve` -> serve(settings); `kiosk users add` -> create_user(db, ...).
+For the CLI: `kiosk serve` -> serve(settings); `kiosk users add` -> create_user(db, ...); changes to
+accounts with their rules (not one's own, never the last active admin) -> kiosk.web.accounts.
 """
 
 from kiosk.web.app import create_app, serve

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from kiosk.errors import WebError
 from kiosk.store import Database, UserInfo, add_user, set_user_password
+from kiosk.vocabulary import Role, one_of
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ SCRYPT_P = 1
 _KEY_BYTES = 32
 MIN_PASSWORD_LENGTH = 10
 USERNAME_RE = re.compile(r"^[A-Za-z0-9._@-]{1,100}$")
-ROLES = ("admin", "manager")
+ROLES: tuple[Role, ...] = tuple(Role)
 
 
 def _scrypt(password: str, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
@@ -80,19 +81,26 @@ def check_new_password(password: str) -> None:
         raise WebError("password too long (1024 characters at most)")
 
 
+def parse_role(text: str) -> Role:
+    """The Role named by text ("admin", "manager"); WebError naming the choices otherwise."""
+    try:
+        return Role(one_of(Role, text, "role"))
+    except ValueError as exc:
+        raise WebError(str(exc)) from None
+
+
 def create_user(
     db: Database, username: str, password: str, role: str, *, actor: str = "cli"
 ) -> UserInfo:
-    """Create a web account (role "admin" or "manager") with a hashed password.
+    """Create a web account (a Role: "admin" or "manager") with a hashed password.
 
-    For `kiosk users add --role admin`; raises WebError for a bad name, role or password and
-    DuplicatePerson when the username is taken.
+    For `kiosk users add --role admin` and the Users page; raises WebError for a bad name, role
+    or password and DuplicatePerson when the username is taken.
     """
     username = username.strip()
     if not USERNAME_RE.match(username):
         raise WebError("username: 1-100 letters, digits and . _ @ - only")
-    if role not in ROLES:
-        raise WebError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    role = parse_role(role)
     check_new_password(password)
     user = add_user(db, username, hash_password(password), role, actor=actor)
     logger.info("web user %s (%s) created by %s", username, role, actor)

@@ -6,10 +6,13 @@ Content-Security-Policy can forbid inline styles.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from html import escape
 
 from markupsafe import Markup
+
+logger = logging.getLogger(__name__)
 
 EXPRESSION_COLOURS = {
     "happy": "#f2b705", "neutral": "#9aa5b1", "surprise": "#5b8def", "sad": "#3d5a80",

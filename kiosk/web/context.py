@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,12 +15,17 @@ from kiosk.clock import Clock
 from kiosk.config import Settings
 from kiosk.store import Database, UserInfo
 from kiosk.vision.faces import FaceAnalyzer
+from kiosk.vocabulary import Role
 from kiosk.web.auth import LoginLimiter
+
+logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 ROLE_ATTR = "_kiosk_role"
-"""View attribute: "public" (no login), "manager" (any signed-in user; the default) or "admin"."""
+"""View attribute: PUBLIC (no login), Role.MANAGER (any signed-in user; the default) or Role.ADMIN."""
+PUBLIC = "public"
+"""The role mark of a view that needs no sign-in (not a Role: nobody holds it)."""
 
 
 @dataclass
@@ -55,7 +61,8 @@ def ctx() -> WebContext:
 
 def current_user() -> UserInfo | None:
     """The signed-in user of this request, or None."""
-    return g.get("user")
+    user: UserInfo | None = g.get("user")
+    return user
 
 
 def actor() -> str:
@@ -66,16 +73,22 @@ def actor() -> str:
 
 def public(view: F) -> F:
     """Mark a view as reachable without login."""
-    setattr(view, ROLE_ATTR, "public")
+    setattr(view, ROLE_ATTR, PUBLIC)
     return view
 
 
 def admin_only(view: F) -> F:
     """Mark a view as for admins only (managers get 403)."""
-    setattr(view, ROLE_ATTR, "admin")
+    setattr(view, ROLE_ATTR, Role.ADMIN)
     return view
 
 
-def required_role(view: Callable[..., Any] | None) -> str:
-    """The role a view needs: "public", "manager" (default) or "admin"."""
-    return getattr(view, ROLE_ATTR, "manager") if view is not None else "manager"
+def is_admin(user: UserInfo | None) -> bool:
+    """True when user is a signed-in admin."""
+    return user is not None and user.role == Role.ADMIN
+
+
+def required_role(view: Callable[..., object] | None) -> str:
+    """The role a view needs: PUBLIC, Role.MANAGER (default) or Role.ADMIN."""
+    role: str = getattr(view, ROLE_ATTR, Role.MANAGER) if view is not None else Role.MANAGER
+    return role

@@ -2,39 +2,34 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from kiosk import __version__
 from kiosk.config import Settings
+from kiosk.door_status import DoorState, DoorStatus, JsonObject, read_status_file
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class ServiceStatus:
-    """What the kiosk service last reported; running False when missing, unreadable or stale."""
+    """What the kiosk service last reported; running False when missing, unreadable, stopped or stale.
+
+    record is the typed status (None when there is no readable file); data the file's JSON object as
+    written, any version, for the status page's table of everything the service reported.
+    """
 
     path: Path
     running: bool
     message: str
     updated_at: datetime | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        t = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+    record: DoorStatus | None = None
+    data: JsonObject = field(default_factory=dict)
 
 
 def read_status(settings: Settings, now: datetime) -> ServiceStatus:
@@ -43,23 +38,19 @@ def read_status(settings: Settings, now: datetime) -> ServiceStatus:
     if not path.is_file():
         return ServiceStatus(path, False, "service not running (no status file)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
+        record, data = read_status_file(path)
     except (OSError, ValueError) as exc:
         return ServiceStatus(path, False, f"service status unreadable: {exc}")
-    updated = _parse_time(data.get("updated_at")) or datetime.fromtimestamp(
-        path.stat().st_mtime, UTC)
+    updated = record.updated_at or datetime.fromtimestamp(path.stat().st_mtime, UTC)
     age = (now - updated).total_seconds()
-    state = data.get("state")
-    if state == "stopped":
-        reason = data.get("stop_reason")
+    if record.state is DoorState.STOPPED:
+        reason = record.stop_reason
         return ServiceStatus(path, False, "service stopped" + (f" ({reason})" if reason else ""),
-                             updated, data)
+                             updated, record, data)
     if age > settings.web.status_stale_s:
         return ServiceStatus(path, False, f"service not running (last status {age / 60:.0f} "
-                                          "minutes ago)", updated, data)
-    return ServiceStatus(path, True, "running", updated, data)
+                                          "minutes ago)", updated, record, data)
+    return ServiceStatus(path, True, "running", updated, record, data)
 
 
 def disk_usage(settings: Settings) -> dict[str, float]:

@@ -1,17 +1,19 @@
 """Safe decoding of uploaded enrolment photos: size, count, name and type limits, then PIL.
 
-Uploads never touch the disk: the app keeps request files in memory (see app.KioskRequest),
-bounded by MAX_CONTENT_LENGTH.
+Uploads never touch the disk: the app keeps request files in memory (see
+security.KioskRequest), bounded by MAX_CONTENT_LENGTH.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
+from werkzeug.datastructures import FileStorage
 
 from kiosk.errors import ImageError, UploadError
 from kiosk.vision.faces import PHOTO_MAX_SIDE, decode_image, probe_image
@@ -21,6 +23,11 @@ logger = logging.getLogger(__name__)
 ALLOWED_FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP"}
 ALLOWED_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 FORMATS = frozenset(ALLOWED_FORMATS)
+
+RGBImage = npt.NDArray[np.uint8]
+"""A decoded photo: RGB uint8, height x width x 3."""
+PhotoOrLoader = RGBImage | Callable[[], RGBImage]
+"""A decoded photo, or a loader that raises the photo's ImageError (enrolment's photo input)."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,7 @@ class Photo:
     """A decoded upload: file name, RGB uint8 HxWx3 pixels and the original encoded bytes."""
 
     name: str
-    image: np.ndarray
+    image: RGBImage
     data: bytes
 
 
@@ -115,3 +122,56 @@ def check_photos(files: Iterable[tuple[str | None, bytes]], limits: UploadLimits
 def decode_photos(files: list[tuple[str | None, bytes]], limits: UploadLimits) -> list[Photo]:
     """Decode all uploads (name, bytes); UploadError on the first refused one or too many."""
     return [decode_photo(n, d, limits) for n, d in check_photos(files, limits)]
+
+
+def read_uploads(uploads: list[FileStorage], limits: UploadLimits) -> list[tuple[str, PhotoOrLoader]]:
+    """(unique file name, RGB uint8 HxWx3 scaled to limits.max_side, or a loader that raises the
+    photo's ImageError) per uploaded photo, for enrolment.
+
+    Every upload's header is checked first (UploadError refuses the lot); then the photos are
+    decoded one by one, each upload's buffer freed once read, so that only the scaled images
+    (~1.4 MB each at 800 px) are held while faces are looked for.
+    """
+    uploads = [f for f in uploads if f.filename]
+    if len(uploads) > limits.max_files:  # before reading any of them
+        raise UploadError(f"{len(uploads)} photos sent: at most {limits.max_files} per person")
+    names = [name for name, _ in check_photos(
+        ((f.filename, _peek(f, limits.max_bytes + 1)) for f in uploads), limits, keep_bytes=False)]
+    seen: dict[str, int] = {}
+    photos: list[tuple[str, PhotoOrLoader]] = []
+    for name, upload in zip(names, uploads, strict=True):
+        n = seen.get(name, 0)  # enrolment keys photos by name: make names unique
+        seen[name] = n + 1
+        photos.append((name if n == 0 else f"{n + 1}-{name}",
+                       _decoded(name, _read_and_close(upload, limits.max_bytes + 1), limits)))
+    return photos
+
+
+def _peek(upload: FileStorage, most: int) -> bytes:
+    """Up to most bytes of an uploaded file, rewound so that it can be read again."""
+    try:
+        data: bytes = upload.stream.read(most)
+        return data
+    finally:
+        upload.stream.seek(0)
+
+
+def _read_and_close(upload: FileStorage, most: int) -> bytes:
+    """Up to most bytes of an uploaded file, whose buffer is freed at once."""
+    try:
+        data: bytes = upload.read(most)
+        return data
+    finally:
+        upload.close()
+
+
+def _decoded(name: str, data: bytes, limits: UploadLimits) -> PhotoOrLoader:
+    """The upload as RGB uint8 HxWx3 (scaled), or a loader that raises its ImageError (its verdict)."""
+    try:
+        return decode_photo(name, data, limits).image
+    except UploadError as exc:
+        message = str(exc)
+
+    def refused() -> RGBImage:
+        raise ImageError(message)
+    return refused

@@ -5,16 +5,15 @@ Every table has a CSV twin. Day and range CSVs are the payroll format of kiosk.r
 
 from __future__ import annotations
 
-import re
+import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import partial
-from typing import Any
 
 from flask import Blueprint, Response, abort, render_template, request
+from markupsafe import Markup
 
-from kiosk.csv_safe import csv_text
 from kiosk.dates import hm, parse_day
 from kiosk.errors import PersonNotFound, ReportError
 from kiosk.reports import (
@@ -22,6 +21,7 @@ from kiosk.reports import (
     DailyReport,
     PersonDay,
     RangeReport,
+    TeamExpression,
     daily_report,
     iter_range_csv,
     range_report,
@@ -30,36 +30,28 @@ from kiosk.reports import (
     totals_cells,
 )
 from kiosk.store import (
+    LeaveInfo,
     PersonInfo,
     events_between,
     get_person,
     leave_between,
+    list_audit,
     list_people,
+    list_templates,
     local_day_bounds,
     people_by_id,
     search_people,
 )
 from kiosk.web.charts import bar_chart, colour_of, hbar_chart, stacked_shares
-from kiosk.web.context import ctx
+from kiosk.web.context import ctx, current_user, is_admin
+from kiosk.web.downloads import csv_response, csv_stream, text_download
+
+logger = logging.getLogger(__name__)
 
 bp = Blueprint("reports", __name__)
 
 MAX_MOOD_DAYS = 92
 EXPRESSION_ORDER = ["happy", "neutral", "surprise", "sad", "angry", "fear", "disgust"]
-def csv_response(filename: str, header: Sequence[str], rows: Iterable[Sequence[object]]) -> Response:
-    """A CSV download (UTF-8, header row, formula-safe cells)."""
-    return text_download(filename, csv_text(rows, header), "text/csv")
-
-
-def text_download(filename: str, text: str, mimetype: str) -> Response:
-    """A download of text with a safe file name."""
-    return file_download(filename, text, f"{mimetype}; charset=utf-8")
-
-
-def file_download(filename: str, body: str | bytes | Iterable[str], mimetype: str) -> Response:
-    """A download of body (text, bytes, or text chunks streamed as produced) with a safe file name."""
-    filename = re.sub(r"[^A-Za-z0-9._-]", "_", filename)[:150]
-    return Response(body, content_type=mimetype, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 def day_arg(name: str, default: date) -> date:
@@ -84,7 +76,7 @@ def range_args(default_days: int | None = None) -> tuple[date, date]:
 _hm = partial(hm, missing="")  # HH:MM on pages; nothing for a missing time
 
 
-def _arrivals_chart(report: DailyReport) -> Any:
+def _arrivals_chart(report: DailyReport) -> Markup:
     """Bar chart of first arrivals in 30-minute bins over the working morning."""
     minutes = [r.first_in.hour * 60 + r.first_in.minute for r in report.rows if r.first_in]
     lo = min([6 * 60, *minutes]) // 60 * 60
@@ -107,7 +99,7 @@ def _in_now(r: PersonDay) -> bool:
     return r.open and r.first_in is not None and not r.no_checkout
 
 
-def _board_context(day: date) -> dict[str, Any]:
+def _board_context(day: date) -> dict[str, object]:
     c = ctx()
     today = c.today()
     report = daily_report(c.db, c.settings, day, today=today)
@@ -186,11 +178,6 @@ def range_page() -> str:
                            hm=_hm)
 
 
-def csv_stream(filename: str, chunks: Iterable[str]) -> Response:
-    """A CSV download sent as its chunks are produced (the report's snapshot lasts as long)."""
-    return file_download(filename, chunks, "text/csv; charset=utf-8")
-
-
 @bp.route("/range.csv")
 def range_csv() -> Response:
     """Per person per day rows over the range (payroll CSV), streamed day by day."""
@@ -213,15 +200,24 @@ def range_totals_csv() -> Response:
 LEAVE_DAYS_AHEAD = 30  # the leave page's default range: today and the next 30 days
 
 
-def _leave_rows(start: date, end: date) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class LeaveRow:
+    """One line of the leave page: the leave, its person, its work days inside the shown range."""
+
+    item: LeaveInfo
+    person: PersonInfo
+    work_days: int
+
+
+def _leave_rows(start: date, end: date) -> list[LeaveRow]:
     """Leave overlapping start..end with the person and its work days inside the range, by start day."""
     c = ctx()
     items = leave_between(c.db, start, end)
     people = people_by_id(c.db, {x.person_id for x in items})
-    rows = [{"item": x, "person": people[x.person_id],
-             "work_days": sum(1 for d in x.days() if start <= d <= end and c.settings.site.is_work_day(d))}
+    rows = [LeaveRow(item=x, person=people[x.person_id],
+                     work_days=sum(1 for d in x.days() if start <= d <= end and c.settings.site.is_work_day(d)))
             for x in items]
-    return sorted(rows, key=lambda r: (r["item"].first_day, r["person"].name.casefold()))
+    return sorted(rows, key=lambda r: (r.item.first_day, r.person.name.casefold()))
 
 
 def _leave_range() -> tuple[date, date]:
@@ -245,22 +241,30 @@ def leave_csv() -> Response:
     start, end = _leave_range()
     return csv_response(f"leave-{start}-to-{end}.csv",
                         ["employee_id", "name", "first_day", "last_day", "kind", "work_days_in_range"],
-                        [[r["person"].employee_id, r["person"].name, r["item"].first_day.isoformat(),
-                          r["item"].last_day.isoformat(), r["item"].kind, r["work_days"]] for r in _leave_rows(start, end)])
+                        [[r.person.employee_id, r.person.name, r.item.first_day.isoformat(),
+                          r.item.last_day.isoformat(), r.item.kind, r.work_days] for r in _leave_rows(start, end)])
 
 
-def _mood_columns(start: date, end: date) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class MoodColumn:
+    """One day of the mood chart: the team's expressions (None when the day's report has none)."""
+
+    day: date
+    team: TeamExpression | None
+
+
+def _mood_columns(start: date, end: date) -> list[MoodColumn]:
+    """One MoodColumn per day from start to end."""
     c = ctx()
     out = []
     d = start
     while d <= end:
-        team = daily_report(c.db, c.settings, d).team_expression
-        out.append({"day": d, "team": team})
+        out.append(MoodColumn(d, daily_report(c.db, c.settings, d).team_expression))
         d += timedelta(days=1)
     return out
 
 
-def _shares_or_hidden(team: Any) -> dict[str, float] | None:
+def _shares_or_hidden(team: TeamExpression | None) -> dict[str, float] | None:
     """Shares to draw; {} (nothing) when nobody contributed; None (grey) when hidden."""
     if team is None or (team.counts is None and team.contributors == 0):
         return {}
@@ -279,12 +283,12 @@ def mood() -> str:
     columns = _mood_columns(start, end)
     classes = [k for k in EXPRESSION_ORDER]
     for col in columns:
-        team = col["team"]
+        team = col.team
         for k in (team.counts or {}) if team else {}:
             if k not in classes:
                 classes.append(k)
     chart = stacked_shares(
-        [(col["day"].strftime("%d %b"), _shares_or_hidden(col["team"])) for col in columns],
+        [(col.day.strftime("%d %b"), _shares_or_hidden(col.team)) for col in columns],
         classes, f"Team expression {start} to {end}")
     legend = [(k, colour_of(k, i)) for i, k in enumerate(classes)]
     return render_template("mood.html", enabled=True, start=start, end=end, columns=columns,
@@ -301,11 +305,11 @@ def mood_csv() -> Response:
     start, end = range_args(default_days=14)
     if (end - start).days >= MAX_MOOD_DAYS:
         raise ReportError(f"choose at most {MAX_MOOD_DAYS} days")
-    rows = []
+    rows: list[list[object]] = []
     for col in _mood_columns(start, end):
-        team = col["team"]
+        team = col.team
         counts = (team.counts or {}) if team else {}
-        rows.append([col["day"].isoformat(), team.contributors if team else 0,
+        rows.append([col.day.isoformat(), team.contributors if team else 0,
                      *[counts.get(k, "") for k in EXPRESSION_ORDER],
                      (team.hidden_reason or "") if team else ""])
     return csv_response(f"team-expression-{start}-to-{end}.csv",
@@ -376,13 +380,8 @@ def person(person_id: int) -> str:
         expr_chart = hbar_chart([(k, round(100 * v / total)) for k, v in expr_counts.items()],
                                 f"Expressions of {p.name}", "%")
     hours = round(sum(r.present_minutes for r in rows) / 60, 2)
-    extra: dict[str, Any] = {"leave": leave_between(c.db, start, None, person_id=person_id)}  # and planned
-    from kiosk.web.context import current_user
-
-    user = current_user()
-    if user is not None and user.role == "admin":
-        from kiosk.store import list_audit, list_templates
-
+    extra: dict[str, object] = {"leave": leave_between(c.db, start, None, person_id=person_id)}  # and planned
+    if is_admin(current_user()):
         utc_from, _ = local_day_bounds(start, c.settings.tz)
         _, utc_to = local_day_bounds(end, c.settings.tz)
         extra |= {"templates": list_templates(c.db, person_id),

@@ -36,7 +36,7 @@ from kiosk.journal import JOURNAL_NAME, Journal, JournalEntry
 from kiosk.outbox import PENDING_ID, RETRY_MAX_S, EventOutbox
 from kiosk.pipeline import CheckinDecision
 from kiosk.replay_scenes import make_scene
-from kiosk.service import KioskService
+from kiosk.service import open_service
 from kiosk.vision.faces import DlibFaceAnalyzer, make_analyzer
 
 pytestmark = pytest.mark.reliability
@@ -505,8 +505,7 @@ def test_clock_stepping_back_an_hour_makes_no_burst_of_events(mode: str, arrival
     settings = load_settings(config, environ={})
     clock = ManualClock(datetime(2026, 3, 2, 10, 0, tzinfo=BERLIN))
     mono = _FakeMonotonic()
-    service = KioskService(settings, clock=clock, analyzer=analyzer, monotonic=mono)
-    service.start()
+    service = open_service(settings, clock=clock, analyzer=analyzer, monotonic=mono)
     try:
         service.act(_decision(a))  # 10:00 in
         clock.advance(-3600 + 5)  # the clock steps back an hour, 5 s later
@@ -651,8 +650,7 @@ def test_greeting_is_not_held_back_by_a_locked_database(analyzer: DlibFaceAnalyz
     config.write_text(yaml.safe_dump(data))
     settings = load_settings(config, environ={})
     clock = ManualClock(datetime(2026, 3, 2, 9, 0, tzinfo=BERLIN))
-    service = KioskService(settings, clock=clock, analyzer=analyzer, monotonic=_FakeMonotonic())
-    service.start()
+    service = open_service(settings, clock=clock, analyzer=analyzer, monotonic=_FakeMonotonic())
     try:
         with _write_lock(db_path):
             worker = threading.Thread(target=service.act, args=(_decision(a),))

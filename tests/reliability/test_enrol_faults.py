@@ -209,7 +209,7 @@ def test_web_upload_of_a_huge_png_is_refused_before_decoding(web_admin) -> None:
 
 @pytest.mark.slow
 def test_a_second_web_enrolment_at_the_same_time_gets_busy_503(web_admin) -> None:
-    from kiosk.web import admin
+    from kiosk.web.admin_pages import enrolment as admin
 
     client, token, db = web_admin
     assert admin.ENROLMENT_SLOTS.acquire(timeout=1)  # another enrolment is running

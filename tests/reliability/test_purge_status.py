@@ -12,7 +12,7 @@ from door_helpers import write_config
 
 from kiosk import store
 from kiosk.clock import ManualClock
-from kiosk.service import KioskService
+from kiosk.service import open_service
 from kiosk.vision.faces import make_analyzer
 
 pytestmark = pytest.mark.reliability
@@ -28,9 +28,8 @@ def test_door_purge_at_a_clock_in_2028_deletes_nothing_and_says_so(tmp_path: Pat
         person = store.add_person(db, "E1", "Ada Lovelace")
         for day in range(1, 29):
             store.record_event(db, person.id, datetime(2026, 2, day, 8, 0, tzinfo=UTC), "in", "door-test")
-    service = KioskService(settings, clock=ManualClock(datetime(2028, 6, 1, 9, 0, tzinfo=UTC)),
+    service = open_service(settings, clock=ManualClock(datetime(2028, 6, 1, 9, 0, tzinfo=UTC)),
                            analyzer=make_analyzer(settings.recognition))
-    service.start()
     try:
         service.write_status()
         status = json.loads(settings.status_path.read_text())

@@ -175,8 +175,8 @@ def test_a_full_disk_for_the_status_file_does_not_stop_the_door(tmp_path: Path, 
     sys.path.insert(0, str(ROOT / "tests"))
     from door_helpers import door_scene, enrol_people, write_config
 
-    from kiosk import service as service_module
-    from kiosk.service import KioskService
+    from kiosk import door_status
+    from kiosk.service import open_service
     from kiosk.vision.faces import make_analyzer
 
     analyzer = make_analyzer()
@@ -184,13 +184,12 @@ def test_a_full_disk_for_the_status_file_does_not_stop_the_door(tmp_path: Path, 
     ids = enrol_people(tmp_path / "k.db", analyzer)
     settings = write_config(tmp_path / "kiosk.yaml", tmp_path / "k.db", scene.frames)
     settings.screen.enabled = False
-    door = KioskService(settings, analyzer=analyzer)
-    door.start()
+    door = open_service(settings, analyzer=analyzer)
 
     def disk_full(path: Path, data: dict) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(service_module, "write_json_atomic", disk_full)
+    monkeypatch.setattr(door_status, "write_json_atomic", disk_full)
     try:
         assert door.run() == 0  # the whole replay, no OSError out of the loop
     finally:
@@ -456,7 +455,7 @@ def test_the_door_stops_when_its_database_file_is_deleted_instead_of_losing_chec
     sys.path.insert(0, str(ROOT / "tests"))
     from door_helpers import door_scene, enrol_people, write_config
 
-    from kiosk.service import KioskService
+    from kiosk.service import open_service
     from kiosk.vision.faces import make_analyzer
 
     analyzer = make_analyzer()
@@ -466,8 +465,7 @@ def test_the_door_stops_when_its_database_file_is_deleted_instead_of_losing_chec
     enrol_people(state / "k.db", analyzer)
     settings = write_config(tmp_path / "kiosk.yaml", state / "k.db", scene.frames)
     settings.screen.enabled = False
-    door = KioskService(settings, analyzer=analyzer)
-    door.start()
+    door = open_service(settings, analyzer=analyzer)
     try:
         for path in state.iterdir():  # `rm -rf /var/lib/kiosk/*` or a failed mount: the door must notice
             path.unlink()

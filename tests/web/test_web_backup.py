@@ -52,7 +52,7 @@ def test_managers_and_forged_posts_get_no_backup(manager_client: tuple[FlaskClie
 
 def test_daily_copies_show_on_the_status_page(admin_client: tuple[FlaskClient, str], app, settings,
                                               tmp_path: Path) -> None:
-    from kiosk.web.admin import run_daily_copy
+    from kiosk.maintenance import run_daily_copy
 
     client, _ = admin_client
     assert "No daily copies: set" in client.get("/admin/status").get_data(as_text=True)

@@ -2,7 +2,10 @@
 served by waitress on 127.0.0.1: sign in, enrol from real photos, replayed check-ins on the
 board, CSV download, consent on and off, deletion with no biometric bytes left behind.
 
-Screenshots of the main pages go to $KIOSK_SCREENSHOTS or tests/web/screenshots/.
+Screenshots of the main pages go to $KIOSK_SCREENSHOTS when set, else to a pytest temporary
+folder, <basetemp>/screenshots0/ (e.g. /tmp/pytest-of-$USER/pytest-N/screenshots0/; pytest keeps
+only its last three runs, so set KIOSK_SCREENSHOTS or --basetemp to keep them); never into the
+source tree.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from kiosk.web import create_app, create_user
 
 ROOT = Path(__file__).resolve().parents[2]
 PEOPLE = ROOT / "tests" / "data" / "faces" / "people"
-SHOTS = Path(os.environ.get("KIOSK_SCREENSHOTS") or Path(__file__).parent / "screenshots")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
@@ -57,7 +59,7 @@ def _skip_reason() -> str | None:
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[object]:
+def browser(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
@@ -76,6 +78,8 @@ def browser(tmp_path: Path) -> Iterator[object]:
     driver.execute_cdp_cmd("Browser.setDownloadBehavior",
                            {"behavior": "allow", "downloadPath": str(downloads)})
     driver.downloads = downloads  # type: ignore[attr-defined]
+    # beside tmp_path, not in it: the test searches tmp_path for left-over biometric bytes
+    driver.shots = Path(os.environ.get("KIOSK_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))  # type: ignore[attr-defined]
     driver.set_page_load_timeout(60)
     try:
         yield driver
@@ -100,12 +104,12 @@ class Server:
 
 
 def shot(driver: object, name: str, width: int = 1280) -> Path:
-    """Full-page PNG screenshot into SHOTS."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    """Full-page PNG screenshot into the browser's screenshot folder (see the module docstring)."""
+    driver.shots.mkdir(parents=True, exist_ok=True)
     height = driver.execute_script(
         "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)")
     driver.set_window_size(width, min(max(int(height) + 140, 600), 6000))
-    path = SHOTS / f"{name}.png"
+    path = driver.shots / f"{name}.png"
     driver.save_screenshot(str(path))
     driver.set_window_size(1280, 900)
     return path

@@ -13,7 +13,7 @@ from web_helpers import csrf_of
 from kiosk import store
 from kiosk.config import Settings
 from kiosk.replay_scenes import make_scene
-from kiosk.service import KioskService
+from kiosk.service import open_service
 from kiosk.vision.faces import make_analyzer
 
 
@@ -48,8 +48,7 @@ def test_admin_asks_the_kiosk_and_sees_the_person_enrolled(
     make_scene([person_photos("Ray_Romano")[0]], None, frames, 5.0, linger={0: 8.0}, labels=["ray"])
     door = write_config(tmp_path / "kiosk.yaml", settings.database.path, frames)
     door.screen.enabled = False
-    service = KioskService(door, analyzer=make_analyzer(door.recognition))
-    service.start()
+    service = open_service(door, analyzer=make_analyzer(door.recognition))
     try:
         service.run()
     finally:
