@@ -39,6 +39,25 @@ def db(tmp_path: Path):
     database.close()
 
 
+@pytest.fixture(scope="session")
+def dlib_analyzer():
+    """The real dlib face analyzer with default settings, loaded once per test run."""
+    from kiosk.vision.faces import make_analyzer
+
+    return make_analyzer()
+
+
+@pytest.fixture
+def enrol_env(tmp_path: Path):
+    """(Settings with the database at tmp_path/k.db, that database open); closed afterwards."""
+    from kiosk import store
+    from kiosk.config import Settings
+
+    settings = Settings.model_validate({"database": {"path": str(tmp_path / "k.db")}})
+    with store.open_from_settings(settings) as database:
+        yield settings, database
+
+
 # -- PostgreSQL (tests/pg_server.py) ------------------------------------------------------------
 
 

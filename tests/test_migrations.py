@@ -56,6 +56,18 @@ def downgrade() -> None:
 '''
 
 
+def _write_sql(path: Path, *statements: str | tuple[str, tuple[object, ...]]) -> None:
+    """Run statements (SQL text, or (SQL, parameters)) on the file with plain sqlite3; commit, close."""
+    con = sqlite3.connect(path)
+    try:
+        for statement in statements:
+            sql, params = (statement, ()) if isinstance(statement, str) else statement
+            con.execute(sql, params)
+        con.commit()
+    finally:
+        con.close()
+
+
 def _fill(path: Path) -> None:
     db = open_database(path)
     p = add_person(db, "E1", "Ann", now=T0)
@@ -148,10 +160,7 @@ def test_backups_are_pruned(tmp_path: Path) -> None:
 def test_newer_database_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "kiosk.db"
     _fill(path)
-    con = sqlite3.connect(path)
-    con.execute("UPDATE alembic_version SET version_num = '9999'")
-    con.commit()
-    con.close()
+    _write_sql(path, "UPDATE alembic_version SET version_num = '9999'")
     with pytest.raises(DatabaseTooNew, match="9999"):
         open_database(path)
     with pytest.raises(DatabaseTooNew):
@@ -160,10 +169,7 @@ def test_newer_database_is_refused(tmp_path: Path) -> None:
 
 def test_foreign_files_are_refused(tmp_path: Path) -> None:
     other = tmp_path / "other.db"
-    con = sqlite3.connect(other)
-    con.execute("CREATE TABLE stuff (x)")
-    con.commit()
-    con.close()
+    _write_sql(other, "CREATE TABLE stuff (x)")
     with pytest.raises(NotAKioskDatabase, match="without a kiosk schema"):
         upgrade(other)
     text = tmp_path / "notes.db"
@@ -199,13 +205,11 @@ def test_failed_migration_changes_nothing(tmp_path: Path, two_revisions: Path) -
 def test_0002_records_template_embedder_and_keeps_old_templates(tmp_path: Path) -> None:
     path = tmp_path / "kiosk.db"
     upgrade(path, revision="0001")
-    con = sqlite3.connect(path)  # a database filled by the 0001 code: raw rows, no embedder column
-    con.execute("INSERT INTO people (id, employee_id, name, active, created_at, expression_consent) "
-                "VALUES (1, 'E1', 'Ann', 1, '2026-06-15 07:00:00', 0)")
-    con.execute("INSERT INTO face_templates (person_id, embedding, created_at) VALUES (1, ?, ?)",
-                (np.ones(128, "<f4").tobytes(), "2026-06-15 07:00:00"))
-    con.commit()
-    con.close()
+    _write_sql(path,  # a database filled by the 0001 code: raw rows, no embedder column
+               "INSERT INTO people (id, employee_id, name, active, created_at, expression_consent) "
+               "VALUES (1, 'E1', 'Ann', 1, '2026-06-15 07:00:00', 0)",
+               ("INSERT INTO face_templates (person_id, embedding, created_at) VALUES (1, ?, ?)",
+                (np.ones(128, "<f4").tobytes(), "2026-06-15 07:00:00")))
     result = upgrade(path, backups_kept=1)
     assert (result.before, result.after) == ("0001", "0008") and result.backup is not None
     db = open_database(path)

@@ -28,7 +28,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, MappedColumn, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from kiosk.vocabulary import CaptureStatus, EventKind, LeaveKind, Role, sql_in
@@ -64,6 +64,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC)
 
 
+def _owned_by_person() -> MappedColumn[Any]:
+    """The person_id column of a row that belongs to a person: indexed, deleted with the person."""
+    return mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -90,9 +95,7 @@ class FaceTemplate(Base):
     __tablename__ = "face_templates"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    person_id: Mapped[int] = mapped_column(
-        ForeignKey("people.id", ondelete="CASCADE"), index=True
-    )
+    person_id: Mapped[int] = _owned_by_person()
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # Photo file name only (no directory), e.g. "IMG_0012.jpg".
@@ -109,9 +112,7 @@ class EnrolmentImage(Base):
     __tablename__ = "enrolment_images"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    person_id: Mapped[int] = mapped_column(
-        ForeignKey("people.id", ondelete="CASCADE"), index=True
-    )
+    person_id: Mapped[int] = _owned_by_person()
     image: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     source: Mapped[str | None] = mapped_column(String(255), nullable=True)
@@ -123,9 +124,7 @@ class ConsentChange(Base):
     __tablename__ = "consent_history"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    person_id: Mapped[int] = mapped_column(
-        ForeignKey("people.id", ondelete="CASCADE"), index=True
-    )
+    person_id: Mapped[int] = _owned_by_person()
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     granted: Mapped[bool] = mapped_column(Boolean)
     changed_by: Mapped[str] = mapped_column(String(100))
@@ -189,7 +188,7 @@ class Leave(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # Like events, leave is payroll data: it stays when only a person's biometric data is erased.
-    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = _owned_by_person()
     first_day: Mapped[date] = mapped_column(Date)
     last_day: Mapped[date] = mapped_column(Date)
     kind: Mapped[str] = mapped_column(String(16))
