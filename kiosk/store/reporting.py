@@ -222,29 +222,33 @@ def day_figures(db: Database, utc_from: datetime, utc_to: datetime, *,
 
 def _merge_devices(grouped: Iterable[tuple[Any, ...]], doors: Collection[str]) -> list[DayFigures]:
     """One DayFigures per person from their (person, device) groups; unknown faces stay one row
-    per device (site_device set when it is a door), so they can be counted per site."""
-    by_person: dict[int, DayFigures] = {}
-    first_door_at: dict[int, datetime] = {}
+    per device (site_device set when it is a door), so they can be counted per site. Times are
+    compared as stored (fixed-width text on SQLite, datetimes elsewhere) and parsed once at the end."""
+    acc: dict[int, list[Any]] = {}  # first_in, its device, latest_out, its device, n, outs, manual, first door time, its device
     unknown: list[DayFigures] = []
-    for pid, device, first_in_raw, latest_out_raw, n, outs, manual, first_raw in grouped:
+    for pid, device, first_in, latest_out, n, outs, manual, first in grouped:
         is_door = device in doors and not manual
-        first_in, latest_out = _utc(first_in_raw), _utc(latest_out_raw)
         if pid is None:
-            unknown.append(DayFigures(None, first_in, latest_out, n, outs or 0, bool(manual),
+            unknown.append(DayFigures(None, _utc(first_in), _utc(latest_out), n, outs or 0, bool(manual),
                                       site_device=device if is_door else None))
             continue
-        f = by_person.get(pid) or DayFigures(pid, None, None, 0, 0, False)
-        if first_in is not None and (f.first_in is None or first_in < f.first_in):
-            f = f._replace(first_in=first_in, first_in_device=device)
-        if latest_out is not None and (f.latest_out is None or latest_out > f.latest_out):
-            f = f._replace(latest_out=latest_out, latest_out_device=device)
-        first = _utc(first_raw)
-        if is_door and first is not None and (pid not in first_door_at or first < first_door_at[pid]):
-            first_door_at[pid] = first
-            f = f._replace(site_device=device)
-        by_person[pid] = f._replace(events=f.events + n, outs=f.outs + (outs or 0),
-                                    manual=f.manual or bool(manual))
-    return [*by_person.values(), *unknown]
+        a = acc.get(pid)
+        if a is None:
+            acc[pid] = [first_in, device if first_in is not None else None, latest_out,
+                        device if latest_out is not None else None, n, outs or 0, bool(manual),
+                        first if is_door else None, device if is_door else None]
+            continue
+        if first_in is not None and (a[0] is None or first_in < a[0]):
+            a[0], a[1] = first_in, device
+        if latest_out is not None and (a[2] is None or latest_out > a[2]):
+            a[2], a[3] = latest_out, device
+        a[4] += n
+        a[5] += outs or 0
+        a[6] = a[6] or bool(manual)
+        if is_door and (a[7] is None or first < a[7]):
+            a[7], a[8] = first, device
+    return [DayFigures(pid, _utc(a[0]), _utc(a[2]), a[4], a[5], a[6], a[1], a[3], a[8])
+            for pid, a in acc.items()] + unknown
 
 
 def home_sites(db: Database, before: datetime) -> dict[int, str]:
