@@ -291,6 +291,8 @@ def test_cli_report_site_and_users_sites(central: Central, tmp_path: Path) -> No
     assert "sites: berlin, rome" in run_cli("users", "list", config=config).stdout
     assert "sees every site" in run_cli("users", "sites", "bob", config=config).stdout
     assert get_user(central.db, "bob").sites == ()  # type: ignore[union-attr]
+    proc = run_cli("users", "sites", "nobody", "berlin", config=config)
+    assert proc.returncode != 0 and "no user 'nobody'" in proc.stderr and "Traceback" not in proc.stderr
     standalone = _config(tmp_path, central.db.path, role="standalone")
     proc = run_cli("users", "sites", "bob", "berlin", config=standalone)
     assert proc.returncode != 0 and "role: central" in proc.stderr

@@ -284,3 +284,23 @@ def test_users_sites_form_is_absent_on_a_standalone(admin_client: tuple[FlaskCli
     assert 'id="sites-' not in client.get("/admin/users").get_data(as_text=True)
     assert client.post(f"/admin/users/{MANAGER[0]}/sites", data={"sites": "x", "csrf_token": csrf}).status_code == 404
 
+
+
+def test_malformed_and_huge_requests_are_one_clear_error(capp: Flask, cdb: Database,
+                                                         two_sites: dict[str, int]) -> None:
+    client, csrf = _client(capp, ADMIN)
+    huge = client.get("/range.csv?site=" + "x" * 100_000)
+    assert huge.status_code == 400 and "no door belongs to site" in huge.get_data(as_text=True)
+    many = client.get("/?" + "&".join(f"site=s{i}" for i in range(5000)))
+    assert many.status_code == 400 and len(many.get_data(as_text=True)) < 20_000
+    assert client.get("/day.csv?site=&date=2026-06-15").status_code == 200  # empty: every site
+    long_name = client.post("/admin/doors", data={"name": "D" * 100_000, "site": "berlin", "csrf_token": csrf})
+    assert long_name.status_code == 400 and "1 to 200 characters" in long_name.get_data(as_text=True)
+    hidden = client.post("/admin/doors", data={"name": "Gate", "site": "ber\u202elin", "csrf_token": csrf})
+    assert hidden.status_code == 400
+    bad_sites = client.post(f"/admin/users/{MANAGER[0]}/sites",
+                            data={"sites": "paris, " + "y" * 500, "csrf_token": csrf})
+    assert bad_sites.status_code == 400 and "1 to 100 characters" in bad_sites.get_data(as_text=True)
+    assert client.post("/admin/users/nobody/sites", data={"sites": "paris", "csrf_token": csrf}).status_code == 404
+    assert get_user(cdb, MANAGER[0]).sites == ()  # type: ignore[union-attr]  # nothing half-stored
+    assert [d.name for d in list_doors(cdb)] == ["Berlin gate", "Paris gate"]
