@@ -40,7 +40,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0099"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
@@ -90,7 +90,7 @@ def test_empty_database_is_created_at_head(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "kiosk.db"
     result = upgrade(path)
     assert result.before is None and result.after == head_revision() and result.backup is None
-    assert current_revision(path) == head_revision() == "0008"
+    assert current_revision(path) == head_revision() == "0009"
     assert list(tmp_path.glob("sub/*.bak-*")) == []
 
 
@@ -121,7 +121,7 @@ def test_second_revision_on_filled_db_backs_up_and_keeps_data(
     tmp_path: Path, two_revisions: Path
 ) -> None:
     path = tmp_path / "kiosk.db"
-    upgrade(path, revision="0008")
+    upgrade(path, revision="0009")
     with pytest.raises(DatabaseOutdated, match="kiosk db upgrade"):
         open_database(path)
     # open_database refuses a DB that is behind, so fill it through the bare engine setup
@@ -133,9 +133,9 @@ def test_second_revision_on_filled_db_backs_up_and_keeps_data(
     db.close()
 
     results = [upgrade(path, backups_kept=2)]
-    assert results[0].before == "0008" and results[0].after == "0099"
+    assert results[0].before == "0009" and results[0].after == "0099"
     assert results[0].backup is not None and results[0].backup.exists()
-    assert current_revision(results[0].backup) == "0008"  # the backup is the old DB
+    assert current_revision(results[0].backup) == "0009"  # the backup is the old DB
     db = open_database(path)
     ids, matrix = all_templates(db)  # batch copy of `people` did not cascade to templates
     assert ids.tolist() == [p.id, p.id] and matrix.shape == (2, 128)
@@ -188,14 +188,14 @@ def test_failed_migration_changes_nothing(tmp_path: Path, two_revisions: Path) -
     )
     (two_revisions / "versions" / "0099_note.py").write_text(broken)
     path = tmp_path / "kiosk.db"
-    upgrade(path, revision="0008")
+    upgrade(path, revision="0009")
     db = Database(path, store_sqlite.make_engine(path, 1000, foreign_keys=True))
     p = add_person(db, "E1", "Ann", now=T0)
     add_templates(db, p.id, np.ones((2, 128), np.float32), now=T0)
     db.close()
     with pytest.raises(StoreError, match="nothing changed.*no_such_function"):
         upgrade(path)
-    assert current_revision(path) == "0008"
+    assert current_revision(path) == "0009"
     con = sqlite3.connect(path)
     assert con.execute("SELECT count(*) FROM face_templates").fetchone() == (2,)
     assert "note" not in [r[1] for r in con.execute("PRAGMA table_info(people)")]
@@ -211,7 +211,7 @@ def test_0002_records_template_embedder_and_keeps_old_templates(tmp_path: Path) 
                ("INSERT INTO face_templates (person_id, embedding, created_at) VALUES (1, ?, ?)",
                 (np.ones(128, "<f4").tobytes(), "2026-06-15 07:00:00")))
     result = upgrade(path, backups_kept=1)
-    assert (result.before, result.after) == ("0001", "0008") and result.backup is not None
+    assert (result.before, result.after) == ("0001", "0009") and result.backup is not None
     db = open_database(path)
     ids, matrix = all_templates(db)
     assert ids.tolist() == [1] and np.allclose(matrix, 1.0)
@@ -249,7 +249,7 @@ def test_0008_adds_doors_and_door_sequences_keeping_events(tmp_path: Path) -> No
     con.commit()
     con.close()
     result = upgrade(path, backups_kept=1)
-    assert (result.before, result.after) == ("0007", "0008")
+    assert (result.before, result.after) == ("0007", "0009")
     con = sqlite3.connect(path)
     assert con.execute("SELECT count(*), count(door_seq), count(event_uuid) FROM attendance_events").fetchone() \
         == (2, 0, 0)

@@ -316,3 +316,18 @@ def test_html_report_templates_ship_with_the_package() -> None:
 
     names = {p.name for p in files("kiosk.reports").joinpath("templates").iterdir()}
     assert {"report.html", "daily.html", "range.html", "_table.html"} <= names
+
+
+def test_standalone_reports_keep_their_shape_without_sites(day_db: Database) -> None:
+    """Issue 13: only a central shows sites and doors; a standalone kiosk's payroll CSV keeps these
+    exact twelve columns (existing imports rely on them) and no format gains a site or door."""
+    header = ("date,employee_id,name,first_in,last_out,hours,late,minutes_late,status,corrected,"
+              "leave,no_checkout")
+    r = daily_report(day_db, settings(), DAY)
+    assert render_daily(r, "csv").splitlines()[0] == header
+    assert render_range(range_report(day_db, settings(), DAY, DAY), "csv").splitlines()[0] == header
+    data = json.loads(render_daily(r, "json"))
+    assert "sites" not in data and not {"site", "door_in", "door_out"} & set(data["people"][0])
+    assert "In at" not in render_daily(r, "table") and "In at" not in render_daily(r, "html")
+    with pytest.raises(ReportError, match="only on a central server"):
+        daily_report(day_db, settings(), DAY, sites=["berlin"])

@@ -14,6 +14,8 @@ FORMATS = ["table", "csv", "json", "html"]
 """The renderings kiosk.reports writes (table: fixed-width text for a terminal)."""
 
 FORMAT_OPTION = click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+SITE_OPTION = click.option("--site", "sites", multiple=True, metavar="SITE",
+                           help="Only this site's rows (a central server's doors; repeat for several).")
 
 
 @click.group()
@@ -24,13 +26,16 @@ def report() -> None:
 @report.command("daily")
 @click.option("--date", "day", default="today", show_default=True, help="YYYY-MM-DD, today or yesterday.")
 @FORMAT_OPTION
+@SITE_OPTION
 @with_context
-def report_daily(ctx: Context, day: str, fmt: str) -> None:
-    """One day: first in, last out, time present, late, absent, team mood."""
+def report_daily(ctx: Context, day: str, fmt: str, sites: tuple[str, ...]) -> None:
+    """One day: first in, last out, time present, late, absent, team mood (on a central server
+    with the site and the doors of each row; --site: only that site's)."""
     from kiosk.reports import daily_report, parse_day, render_daily
 
     with ctx.open_db() as database:
-        rendered = render_daily(daily_report(database, ctx.settings, parse_day(day, ctx.settings)), fmt)
+        report = daily_report(database, ctx.settings, parse_day(day, ctx.settings), sites=sites or None)
+        rendered = render_daily(report, fmt)
     click.echo(rendered, nl=False)
 
 
@@ -38,14 +43,16 @@ def report_daily(ctx: Context, day: str, fmt: str) -> None:
 @click.option("--from", "start", required=True, help="First day, YYYY-MM-DD.")
 @click.option("--to", "end", required=True, help="Last day, YYYY-MM-DD (inclusive).")
 @FORMAT_OPTION
+@SITE_OPTION
 @with_context
-def report_range(ctx: Context, start: str, end: str, fmt: str) -> None:
+def report_range(ctx: Context, start: str, end: str, fmt: str, sites: tuple[str, ...]) -> None:
     """A period: one row per person and day plus totals (CSV for payroll). csv, json and table are
-    written day by day; html shows all totals and the first 500 person-days."""
+    written day by day; html shows all totals and the first 500 person-days. --site: only that
+    site's rows (a central server's)."""
     from kiosk.reports import iter_range, parse_day
 
     s = ctx.settings
     first, last = parse_day(start, s), parse_day(end, s)
     with ctx.open_db() as database:
-        for chunk in iter_range(database, s, first, last, fmt):
+        for chunk in iter_range(database, s, first, last, fmt, sites=sites or None):
             click.echo(chunk, nl=False)

@@ -94,4 +94,31 @@ def users_list(ctx: Context) -> None:
 
     with ctx.open_db() as database:
         for user in store.list_users(database):
-            click.echo(f"{user.username:<24}{user.role:<9}{'active' if user.active else 'disabled'}")
+            sites = f"  sites: {', '.join(user.sites)}" if user.sites else ""
+            click.echo(f"{user.username:<24}{user.role:<9}{'active' if user.active else 'disabled'}{sites}")
+
+
+@users.command("sites")
+@click.argument("username")
+@click.argument("sites", nargs=-1)
+@with_context
+def users_sites(ctx: Context, username: str, sites: tuple[str, ...]) -> None:
+    """Limit the manager USERNAME to SITES in every report (none given: every site again).
+    A central server's (role: central): sites are its doors' sites."""
+    from kiosk import store
+    from kiosk.errors import KioskError
+    from kiosk.reports.sites import known_sites
+
+    if ctx.settings.role != "central":
+        raise KioskError(f"sites belong to a central server's doors (role: central); these settings "
+                         f"have role: {ctx.settings.role}")
+    with ctx.open_db() as database:
+        user = store.set_user_sites(database, username, list(sites), actor="cli")
+        known = set(known_sites(database, ctx.settings))
+    if not user.sites:
+        click.echo(f"{username}: sees every site")
+        return
+    click.echo(f"{username}: sees only {', '.join(user.sites)}")
+    for site in user.sites:
+        if site not in known:
+            click.echo(f"note: no door has the site {site!r} yet (kiosk doors list)")

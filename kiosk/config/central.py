@@ -26,3 +26,6 @@ class CentralSettings(Section):
     timeout_s: float = Field(10.0, gt=0, le=300)
     # On the central: events from a door whose clock is off by more than this (s) are flagged for review.
     max_clock_offset_s: float = Field(120.0, gt=0)
+    # On the central's Doors page: an enrolled door not heard from for longer than this (s) is shown
+    # as silent (an alert). Shorter notices a dead door sooner; below a few sync_s it cries wolf.
+    silent_after_s: float = Field(900.0, gt=0, le=30 * 86400)

@@ -8,7 +8,17 @@ import logging
 
 import jinja2
 
-from kiosk.reports import cells
+from kiosk.reports.cells import (
+    LEAVE_HEADERS,
+    TOTALS_HEADERS,
+    daily_headers_and_cells,
+    day_cells,
+    day_headers,
+    leave_cells,
+    leave_text,
+    team_text,
+    totals_cells,
+)
 from kiosk.reports.model import DailyReport, RangeReport, RangeSummary
 
 logger = logging.getLogger(__name__)
@@ -28,23 +38,30 @@ def _render(name: str, **context: object) -> str:
     return _environment().get_template(name).render(**context)
 
 
+def _sites_note(sites: list[str] | None) -> str:
+    """" (sites: a, b)" for a filtered report; "" otherwise."""
+    return f" (sites: {', '.join(sites)})" if sites else ""
+
+
 def daily_html(report: DailyReport) -> str:
     """The daily report as a standalone page: people, absent, on leave, unknown faces, team expression."""
-    headers, rows = cells.daily_headers_and_cells(report)
-    team = None if report.team_expression is None else cells.team_text(report.team_expression)
-    return _render("daily.html", report=report, title=f"{report.site} - attendance on {report.day.isoformat()}",
-                   headers=headers, rows=rows, leave=[cells.leave_text(x) for x in report.on_leave],
-                   team=team)
+    headers, rows = daily_headers_and_cells(report)
+    team = None if report.team_expression is None else team_text(report.team_expression)
+    title = f"{report.site} - attendance on {report.day.isoformat()}{_sites_note(report.sites)}"
+    return _render("daily.html", report=report, title=title,
+                   headers=headers, rows=rows, leave=[leave_text(x) for x in report.on_leave], team=team)
 
 
 def range_html(report: RangeReport, summary: RangeSummary | None = None) -> str:
     """The range as a standalone page; with a summary, its rows are the first of summary.person_days
     (a note says so) and the days with no check-out have their own table."""
-    title = f"{report.site} - attendance {report.start.isoformat()} to {report.end.isoformat()}"
+    title = (f"{report.site} - attendance {report.start.isoformat()} to {report.end.isoformat()}"
+             f"{_sites_note(report.sites)}")
     return _render(
         "range.html", report=report, summary=summary, title=title,
-        day_headers=cells.DATED_DAY_HEADERS, days=[cells.day_cells(r, True) for r in report.rows],
-        no_checkout=[cells.day_cells(r, True) for r in summary.no_checkout] if summary else [],
-        totals_headers=cells.TOTALS_HEADERS, totals=[cells.totals_cells(t) for t in report.totals],
-        leave_headers=cells.LEAVE_HEADERS, leave=cells.leave_cells(report.leave),
+        day_headers=day_headers(report.by_site, True),
+        days=[day_cells(r, True, report.by_site) for r in report.rows],
+        no_checkout=[day_cells(r, True, report.by_site) for r in summary.no_checkout] if summary else [],
+        totals_headers=TOTALS_HEADERS, totals=[totals_cells(t) for t in report.totals],
+        leave_headers=LEAVE_HEADERS, leave=leave_cells(report.leave),
     )

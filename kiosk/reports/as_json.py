@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import date
 
 from kiosk.config import Settings
 from kiosk.dates import iso
 from kiosk.reports.model import DailyReport, LeaveDay, PersonDay, PersonTotals, RangeReport
 from kiosk.reports.scan import RangeScan, check_range
+from kiosk.reports.sites import check_sites
 from kiosk.store import Database, read_snapshot
 
 logger = logging.getLogger(__name__)
@@ -23,9 +24,11 @@ def _dumps(data: object) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False)
 
 
-def person_day_json(r: PersonDay) -> JsonObject:
-    """One person-day as a JSON object (times local ISO 8601, None when missing)."""
-    return {
+def person_day_json(r: PersonDay, by_site: bool = False) -> JsonObject:
+    """One person-day as a JSON object (times local ISO 8601, None when missing; a central's adds
+    site, door_in and door_out, None when there is none)."""
+    sites: JsonObject = {"site": r.site, "door_in": r.door_in, "door_out": r.door_out} if by_site else {}
+    return sites | {
         "date": r.day.isoformat(), "person_id": r.person_id, "employee_id": r.employee_id,
         "name": r.name, "first_in": iso(r.first_in) or None, "last_out": iso(r.last_out) or None,
         "present_minutes": r.present_minutes, "hours": r.hours, "open": r.open, "late": r.late,
@@ -49,13 +52,19 @@ def totals_json(t: PersonTotals) -> JsonObject:
             "days_no_checkout": t.days_no_checkout}
 
 
+def _site_keys(by_site: bool, sites: list[str] | None) -> JsonObject:
+    """The report's "sites" key on a central (the filter; null: every site); nothing elsewhere."""
+    return {"sites": sites} if by_site else {}
+
+
 def daily_as_dict(report: DailyReport) -> JsonObject:
     """The daily report as JSON-ready data."""
     team = report.team_expression
     return {
         "site": report.site, "date": report.day.isoformat(), "timezone": report.timezone,
         "mode": report.mode,
-        "people": [person_day_json(r) for r in report.rows],
+        **_site_keys(report.by_site, report.sites),
+        "people": [person_day_json(r, report.by_site) for r in report.rows],
         "work_day": report.work_day,
         "absent": [{"employee_id": p.employee_id, "name": p.name} for p in report.absent],
         "on_leave": [leave_json(x) for x in report.on_leave],
@@ -72,7 +81,8 @@ def range_as_dict(report: RangeReport) -> JsonObject:
     return {
         "site": report.site, "start": report.start.isoformat(), "end": report.end.isoformat(),
         "timezone": report.timezone, "mode": report.mode,
-        "days": [person_day_json(r) for r in report.rows],
+        **_site_keys(report.by_site, report.sites),
+        "days": [person_day_json(r, report.by_site) for r in report.rows],
         "totals": [totals_json(t) for t in report.totals],
         "leave": [leave_json(x) for x in report.leave],
         "unknown_faces": report.unknown_faces,
@@ -90,22 +100,26 @@ def range_json(report: RangeReport) -> str:
 
 
 def iter_range_json(db: Database, settings: Settings, start: date, end: date,
-                    today: date | None) -> Iterator[str]:
+                    today: date | None, sites: Collection[str] | None = None,
+                    strict: bool = True) -> Iterator[str]:
     """range_json's text, the days written as they are read (same keys, same order)."""
     check_range(start, end)
+    if strict:
+        check_sites(db, settings, sites)
     head = {"site": settings.site.name, "start": start.isoformat(), "end": end.isoformat(),
             "timezone": settings.site.timezone, "mode": settings.attendance.mode}
 
     def chunks() -> Iterator[str]:
-        yield _dumps(head)[:-2] + ',\n  "days": ['
-        sep = "\n    "
         leave: list[LeaveDay] = []
         with read_snapshot(db) as snapshot:
-            scan = RangeScan(snapshot, settings, start, end, today)
+            scan = RangeScan(snapshot, settings, start, end, today, sites=sites, strict=strict)
+            by_site = scan.places.by_site
+            yield _dumps(head | scan.site_fields_json())[:-2] + ',\n  "days": ['
+            sep = "\n    "
             for rd in scan.days():
                 leave += rd.leave
                 if rd.rows:
-                    yield sep + ",\n    ".join(json.dumps(person_day_json(r), ensure_ascii=False)
+                    yield sep + ",\n    ".join(json.dumps(person_day_json(r, by_site), ensure_ascii=False)
                                                for r in rd.rows)
                     sep = ",\n    "
             tail = {"totals": [totals_json(t) for t in scan.totals()],

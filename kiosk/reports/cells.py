@@ -22,12 +22,19 @@ ISO 8601 with UTC offset; hours decimal (2 places); late yes/no; status present/
 of recorded leave, whose kind is in the leave column: holiday, sick or other);
 corrected yes/no (an event of the day was entered by hand); no_checkout yes/no (a day already
 over with a check-in and no check-out: a forgotten check-out, to be corrected)."""
+SITE_CSV_COLUMNS = ["site", "door_in", "door_out"]
+"""Columns a central server's payroll CSV adds after CSV_COLUMNS (reports.sites): the person's
+site for the day (absent and leave rows: their home site) and the doors (names) of the first in
+and the last out; empty when there is none (a correction, no door). A standalone kiosk's CSV never
+has them, so existing payroll imports keep their shape."""
 TEXT_CELLS = (CSV_COLUMNS.index("employee_id"), CSV_COLUMNS.index("name"))
 """The CSV cells people type (the rest are dates, times, numbers and fixed words)."""
+SITE_TEXT_CELLS = (*TEXT_CELLS, *range(len(CSV_COLUMNS), len(CSV_COLUMNS) + len(SITE_CSV_COLUMNS)))
+"""TEXT_CELLS of a central's CSV: site and door names are typed by admins too."""
 
 DAY_HEADERS = ["Employee", "Name", "In", "Out", "Hours", "Late", "Status"]
-DATED_DAY_HEADERS = ["Date", *DAY_HEADERS]
-"""The columns of day_cells(r, with_date=True): a range's days."""
+SITE_HEADERS = ["Site", "In at", "Out at"]
+"""The day tables' columns on a central server, after DAY_HEADERS."""
 LEAVE_HEADERS = ["Date", "Employee", "Name", "Leave"]
 TOTALS_HEADERS = ["Employee", "Name", "Days", "Hours", "Times late", "Minutes late", "Days absent",
                   "Days on leave", "No check-out"]
@@ -39,21 +46,35 @@ def _yes_no(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
-def day_csv_cells(r: PersonDay) -> list[str]:
-    """One person-day as CSV cells in CSV_COLUMNS order."""
-    return [r.day.isoformat(), r.employee_id, r.name, iso(r.first_in), iso(r.last_out),
-            f"{r.hours:.2f}", _yes_no(r.late), str(r.minutes_late), r.status,
-            _yes_no(r.corrected), "", _yes_no(r.no_checkout)]
+def csv_columns(by_site: bool) -> list[str]:
+    """The payroll CSV's header: CSV_COLUMNS, plus SITE_CSV_COLUMNS on a central server."""
+    return CSV_COLUMNS + SITE_CSV_COLUMNS if by_site else CSV_COLUMNS
 
 
-def no_show_csv_cells(day: date, p: PersonInfo, status: str, leave: str = "") -> list[str]:
-    """CSV cells of a work day without events: status absent, or leave with its kind."""
-    return [day.isoformat(), p.employee_id, p.name, "", "", "0.00", "no", "0", status, "no", leave, "no"]
+def text_cells(by_site: bool) -> tuple[int, ...]:
+    """Indexes of the typed cells of the payroll CSV (TEXT_CELLS or SITE_TEXT_CELLS)."""
+    return SITE_TEXT_CELLS if by_site else TEXT_CELLS
 
 
-def leave_csv_cells(x: LeaveDay) -> list[str]:
-    """A work day on leave as CSV cells in CSV_COLUMNS order."""
-    return no_show_csv_cells(x.day, x.person, "leave", x.kind)
+def day_csv_cells(r: PersonDay, by_site: bool = False) -> list[str]:
+    """One person-day as CSV cells in csv_columns(by_site) order."""
+    cells = [r.day.isoformat(), r.employee_id, r.name, iso(r.first_in), iso(r.last_out),
+             f"{r.hours:.2f}", _yes_no(r.late), str(r.minutes_late), r.status,
+             _yes_no(r.corrected), "", _yes_no(r.no_checkout)]
+    return cells + [r.site or "", r.door_in or "", r.door_out or ""] if by_site else cells
+
+
+def no_show_csv_cells(day: date, p: PersonInfo, status: str, leave: str = "",
+                      home: dict[int, str] | None = None) -> list[str]:
+    """CSV cells of a work day without events: status absent, or leave with its kind; with home
+    (a central's home sites) the site columns too (the home site, no doors)."""
+    cells = [day.isoformat(), p.employee_id, p.name, "", "", "0.00", "no", "0", status, "no", leave, "no"]
+    return cells + [home.get(p.id, ""), "", ""] if home is not None else cells
+
+
+def leave_csv_cells(x: LeaveDay, home: dict[int, str] | None = None) -> list[str]:
+    """A work day on leave as CSV cells (in csv_columns(home is not None) order)."""
+    return no_show_csv_cells(x.day, x.person, "leave", x.kind, home)
 
 
 def totals_cells(t: PersonTotals) -> list[str]:
@@ -63,11 +84,18 @@ def totals_cells(t: PersonTotals) -> list[str]:
             str(t.minutes_late), absent, str(t.days_on_leave), str(t.days_no_checkout)]
 
 
-def day_cells(r: PersonDay, with_date: bool = False) -> list[str]:
-    """One person-day in DAY_HEADERS order (the date first with with_date), times as HH:MM."""
+def day_headers(by_site: bool, with_date: bool = False) -> list[str]:
+    """The day table's headers: (Date,) DAY_HEADERS (, SITE_HEADERS on a central)."""
+    return (["Date"] if with_date else []) + DAY_HEADERS + (SITE_HEADERS if by_site else [])
+
+
+def day_cells(r: PersonDay, with_date: bool = False, by_site: bool = False) -> list[str]:
+    """One person-day in day_headers(by_site, with_date) order, times as HH:MM ("-": no site or door)."""
     late = f"{r.minutes_late} min" if r.late else "no"
     cells = [r.employee_id, r.name, hm(r.first_in), hm(r.last_out), f"{r.hours:.2f}", late,
              r.label + (" (corrected)" if r.corrected else "")]
+    if by_site:
+        cells += [r.site or "-", r.door_in or "-", r.door_out or "-"]
     return ([r.day.isoformat()] if with_date else []) + cells
 
 
@@ -86,8 +114,9 @@ def expr_text(counts: dict[str, int] | None) -> str:
 def daily_headers_and_cells(report: DailyReport) -> tuple[list[str], list[list[str]]]:
     """The daily table's headers and rows (an Expression column when the report has expressions)."""
     with_expr = report.team_expression is not None
-    headers = DAY_HEADERS + (["Expression"] if with_expr else [])
-    rows = [day_cells(r) + ([expr_text(r.expression)] if with_expr else []) for r in report.rows]
+    headers = day_headers(report.by_site) + (["Expression"] if with_expr else [])
+    rows = [day_cells(r, by_site=report.by_site) + ([expr_text(r.expression)] if with_expr else [])
+            for r in report.rows]
     return headers, rows
 
 

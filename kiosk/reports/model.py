@@ -32,6 +32,11 @@ class PersonDay:
     expression: dict[str, int] | None = None
     corrected: bool = False  # an event of the day was entered by hand (store.corrections)
     no_checkout: bool = False  # a check-in without check-out on a day already over (forgotten)
+    # On a central server (reports.sites): the person's site for the day and the doors (names) of
+    # the first in and the last out; None: no door (a correction, a standalone kiosk's event).
+    site: str | None = None
+    door_in: str | None = None
+    door_out: str | None = None
 
     @property
     def hours(self) -> float:
@@ -100,6 +105,9 @@ class DailyReport:
     team_expression: TeamExpression | None
     work_day: bool = True
     on_leave: list[LeaveDay] = field(default_factory=list)
+    by_site: bool = False  # a central server's report: site and door columns are shown
+    sites: list[str] | None = None  # the site filter (sorted); None: every site
+    home: dict[int, str] = field(default_factory=dict)  # person id -> home site (by_site only)
 
 
 @dataclass(frozen=True)
@@ -143,6 +151,9 @@ class RangeReport:
     # The person's absent work days (finished, no event, no leave) when the report is for one
     # person (range_report(person_id=...)); empty otherwise.
     absences: list[date] = field(default_factory=list)
+    by_site: bool = False  # a central server's report: site and door columns are shown
+    sites: list[str] | None = None  # the site filter (sorted); None: every site
+    home: dict[int, str] = field(default_factory=dict)  # person id -> home site (by_site only)
 
 
 @dataclass(frozen=True)

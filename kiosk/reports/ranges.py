@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Collection
 from datetime import date, timedelta
 
 from kiosk.config import Settings
@@ -23,17 +24,18 @@ WEEKS_CHARTED = 8  # the range page charts hours per person for the last weeks o
 
 
 def range_report(db: Database, settings: Settings, start: date, end: date,
-                 today: date | None = None, *, person_id: int | None = None) -> RangeReport:
+                 today: date | None = None, *, person_id: int | None = None,
+                 sites: Collection[str] | None = None, strict: bool = True) -> RangeReport:
     """Per person per day rows and totals for local days start..end inclusive (no expressions),
     all in memory (for short ranges; range_summary and iter_range_csv for long ones).
 
     Totals list every active person (absent all range too) and people with events; absences
     count finished work days (before today, local) from the person's enrolment day on.
-    person_id: only that person's rows and totals.
+    person_id: only that person's rows and totals. sites: as RangeScan's (a central's filter).
     """
     check_range(start, end)
     with read_snapshot(db) as snapshot:
-        scan = RangeScan(snapshot, settings, start, end, today, person_id)
+        scan = RangeScan(snapshot, settings, start, end, today, person_id, sites, strict=strict)
         rows: list[PersonDay] = []
         leave: list[LeaveDay] = []
         for rd in scan.days():
@@ -43,6 +45,7 @@ def range_report(db: Database, settings: Settings, start: date, end: date,
             site=settings.site.name, start=start, end=end, timezone=settings.site.timezone,
             mode=settings.attendance.mode, rows=rows, totals=scan.totals(),
             unknown_faces=scan.unknown_faces, leave=leave, absences=scan.absences,
+            **scan.site_fields(),
         )
 
 
@@ -53,7 +56,8 @@ def _week_start(day: date, start: date) -> date:
 
 def range_summary(db: Database, settings: Settings, start: date, end: date,
                   today: date | None = None, *, max_rows: int = DAY_ROWS_SHOWN,
-                  weeks: int = WEEKS_CHARTED) -> RangeSummary:
+                  weeks: int = WEEKS_CHARTED, sites: Collection[str] | None = None,
+                  strict: bool = True) -> RangeSummary:
     """Totals and at most max_rows person-days of start..end from one streamed pass (memory does
     not grow with the range), with minutes per person per week for the last `weeks` weeks."""
     check_range(start, end)
@@ -65,7 +69,7 @@ def range_summary(db: Database, settings: Settings, start: date, end: date,
     leave_days = 0
     forgotten: list[PersonDay] = []
     with read_snapshot(db) as snapshot:
-        scan = RangeScan(snapshot, settings, start, end, today)
+        scan = RangeScan(snapshot, settings, start, end, today, sites=sites, strict=strict)
         for rd in scan.days():
             rows += rd.rows[:max_rows - len(rows)]
             leave += rd.leave[:max(0, max_rows - len(leave))]
@@ -78,7 +82,7 @@ def range_summary(db: Database, settings: Settings, start: date, end: date,
         report = RangeReport(
             site=settings.site.name, start=start, end=end, timezone=settings.site.timezone,
             mode=settings.attendance.mode, rows=rows, totals=scan.totals(),
-            unknown_faces=scan.unknown_faces, leave=leave,
+            unknown_faces=scan.unknown_faces, leave=leave, **scan.site_fields(),
         )
         no_checkout_days = sum(t.days_no_checkout for t in report.totals)
         return RangeSummary(report, scan.person_days, leave_days, week_minutes, forgotten,

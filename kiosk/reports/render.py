@@ -4,7 +4,7 @@ iter_range (a long range in chunks, memory bounded)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import date
 
 from kiosk.config import Settings
@@ -48,16 +48,18 @@ def render_range(report: RangeReport, fmt: str = "table") -> str:
 
 
 def iter_range(db: Database, settings: Settings, start: date, end: date, fmt: str = "table",
-               today: date | None = None) -> Iterator[str]:
+               today: date | None = None, *, sites: Collection[str] | None = None,
+               strict: bool = True) -> Iterator[str]:
     """render_range's text in chunks with memory bounded whatever the range: csv, json and table
     are written day by day from one snapshot; html is range_summary's page (all totals, the first
-    DAY_ROWS_SHOWN person-days and a note). ReportError here for a bad format or range."""
+    DAY_ROWS_SHOWN person-days and a note). ReportError here for a bad format, range or site.
+    sites: a central's site filter (reports.sites)."""
     check_format(fmt)
     if fmt == "csv":
-        return iter_range_csv(db, settings, start, end, today)
+        return iter_range_csv(db, settings, start, end, today, sites=sites, strict=strict)
     if fmt == "json":
-        return iter_range_json(db, settings, start, end, today)
+        return iter_range_json(db, settings, start, end, today, sites, strict)
     if fmt == "table":
-        return iter_range_table(db, settings, start, end, today)
-    summary = range_summary(db, settings, start, end, today)
+        return iter_range_table(db, settings, start, end, today, sites, strict)
+    summary = range_summary(db, settings, start, end, today, sites=sites, strict=strict)
     return iter([range_html(summary.report, summary)])

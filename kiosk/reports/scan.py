@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from kiosk.config import Settings
 from kiosk.errors import ReportError
@@ -20,8 +21,10 @@ from kiosk.reports.model import (
     person_day_key,
 )
 from kiosk.reports.person_day import DayClock, person_day, person_day_from_figures
+from kiosk.reports.sites import Places, load_places, place_row
 from kiosk.store import (
     Database,
+    DayFigures,
     EventMark,
     day_figures,
     iter_event_marks,
@@ -78,16 +81,22 @@ class RangeScan:
 
     days() yields a RangeDay per local day start..end and keeps a PersonTally per person; totals()
     after the pass. Memory: one day's events plus one tally per person, whatever the range.
+    sites (a central's): only rows of those sites, and the absences, leave and totals of people
+    whose home site is one of them (reports.sites); strict: a site no door has is a ReportError.
     """
 
     def __init__(self, snapshot: Database, settings: Settings, start: date, end: date,
-                 today: date | None = None, person_id: int | None = None) -> None:
+                 today: date | None = None, person_id: int | None = None,
+                 sites: Collection[str] | None = None, *, strict: bool = True) -> None:
         check_range(start, end)
         self.db, self.settings, self.start, self.end = snapshot, settings, start, end
         self.person_id = person_id
         tz = settings.tz
+        self.places: Places = load_places(snapshot, settings, sites, local_day_bounds(end, tz)[1],
+                                          strict=strict)
         self.people = people_by_id(snapshot)  # everyone, erased too: a small table
-        leave_records = leave_between(snapshot, start, end, person_id=person_id)
+        leave_records = [x for x in leave_between(snapshot, start, end, person_id=person_id)
+                         if self.places.shows_person(x.person_id)]
         self._leave = leave_by_person_day(leave_records)
         self._leave_by_day: dict[date, list[tuple[int, LeaveKind]]] = defaultdict(list)
         for (pid, d), kind in self._leave.items():
@@ -97,7 +106,7 @@ class RangeScan:
         self._expected = [
             (p.id, p.created_at.astimezone(tz).date()) for p in self.people.values()
             if p.active and p.erased_at is None and p.created_at.astimezone(tz).date() <= end
-            and person_id in (None, p.id)
+            and person_id in (None, p.id) and self.places.shows_person(p.id)
         ]
         self._listed = {pid for pid, _ in self._expected} | {x.person_id for x in leave_records}
         self.today = today or datetime.now(tz).date()
@@ -118,22 +127,34 @@ class RangeScan:
     def _read_day(self, day: date) -> tuple[list[PersonDay], int]:
         """The day's person-days (unsorted) and its unknown faces."""
         utc_from, utc_to = local_day_bounds(day, self.settings.tz)
+        places = self.places
         if self.settings.attendance.mode == "first_last":
-            figures = day_figures(self.db, utc_from, utc_to, person_id=self.person_id)
+            figures = day_figures(self.db, utc_from, utc_to, person_id=self.person_id,
+                                  doors=places.door_ids if places.by_site else None)
             clock = DayClock.of(day, self.settings)
-            rows = [person_day_from_figures(self.people[f.person_id], day, f, clock, self.today)
+            rows = [self._placed(person_day_from_figures(self.people[f.person_id], day, f, clock, self.today), f)
                     for f in figures if f.person_id is not None]
-            return rows, sum(f.events for f in figures if f.person_id is None)
+            unknown = sum(f.events for f in figures
+                          if f.person_id is None and places.shows(places.site_of_device(f.site_device)))
+            return [r for r in rows if places.shows(r.site)], unknown
         by_person: dict[int, list[EventMark]] = defaultdict(list)
         unknown = 0
         for mark in iter_event_marks(self.db, utc_from, utc_to, person_id=self.person_id):
             if mark.person_id is None:
-                unknown += 1
+                unknown += places.shows(places.site_of_device(None if mark.manual else mark.device_id))
             else:
                 by_person[mark.person_id].append(mark)
-        rows = [person_day(self.people[pid], day, evs, self.settings, False, self.today)
+        rows = [place_row(person_day(self.people[pid], day, evs, self.settings, False, self.today), evs, places)
                 for pid, evs in by_person.items()]
-        return rows, unknown
+        return [r for r in rows if places.shows(r.site)], unknown
+
+    def _placed(self, row: PersonDay, f: DayFigures) -> PersonDay:
+        """row with the site and doors of its figures (grouped by device on a central)."""
+        if self.places.by_site:
+            row.site = self.places.site_of_device(f.site_device)
+            row.door_in = self.places.door_name(f.first_in_device) if row.first_in else None
+            row.door_out = self.places.door_name(f.latest_out_device) if row.last_out else None
+        return row
 
     def _close_day(self, day: date, rows: list[PersonDay], unknown: int) -> RangeDay:
         rows.sort(key=person_day_key)
@@ -153,6 +174,16 @@ class RangeScan:
         self.unknown_faces += unknown
         self.person_days += len(rows)
         return RangeDay(day, rows, leave, unknown)
+
+    def site_fields(self) -> dict[str, Any]:
+        """The report fields about sites: by_site, sites (the filter, sorted) and home."""
+        only = self.places.only
+        return {"by_site": self.places.by_site, "sites": sorted(only) if only is not None else None,
+                "home": self.places.home}
+
+    def site_fields_json(self) -> dict[str, Any]:
+        """The JSON report's "sites" key on a central (the filter; None: every site); {} elsewhere."""
+        return {"sites": self.site_fields()["sites"]} if self.places.by_site else {}
 
     def totals(self) -> list[PersonTotals]:
         """Per person totals (call after days() is exhausted): everyone expected, with events or

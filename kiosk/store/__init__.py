@@ -14,6 +14,7 @@ from kiosk.store._base import EventInfo, PersonInfo
 from kiosk.store.accounts import (
     UserInfo,
     add_user,
+    clean_sites,
     count_admins,
     end_session,
     get_user,
@@ -24,6 +25,7 @@ from kiosk.store.accounts import (
     set_user_active,
     set_user_password,
     set_user_role,
+    set_user_sites,
     start_session,
 )
 from kiosk.store.auditlog import AuditInfo, audit, list_audit, search_audit
@@ -125,6 +127,7 @@ from kiosk.store.reporting import (
     bulk_add_events,
     bulk_add_people,
     day_figures,
+    home_sites,
     iter_event_marks,
     read_snapshot,
 )
@@ -168,15 +171,15 @@ __all__ = [
     # web accounts and sessions
     "UserInfo", "add_user", "count_admins", "end_session", "get_user", "get_user_by_id", "list_users",
     "remove_user", "session_user", "set_user_active", "set_user_password", "set_user_role",
-    "start_session",
+    "set_user_sites", "clean_sites", "start_session",
     # off-site copies
     "OffsiteCopy", "daily_copies", "record_copy", "write_daily_copy", "write_offsite_copy",
     # a door's cache of the central (role: door)
     "CachedPerson", "GalleryApplied", "SyncState", "apply_gallery", "event_backlog", "events_after",
     "read_sync_state", "sync_state_path", "write_sync_state",
     # report reads
-    "DayFigures", "EventMark", "bulk_add_events", "bulk_add_people", "day_figures", "iter_event_marks",
-    "read_snapshot",
+    "DayFigures", "EventMark", "bulk_add_events", "bulk_add_people", "day_figures", "home_sites",
+    "iter_event_marks", "read_snapshot",
     # doors of a central server, their events and the gallery feed (docs/central.md)
     "ENROL_CODE_TTL", "BadEnrolCode", "DoorError", "DoorEvent", "DoorInfo", "DoorNotFound", "DoorRevoked",
     "DuplicateDoor", "GalleryChanges", "GalleryPerson", "IngestResult", "InvalidDoorEvent", "NewDoorCode",

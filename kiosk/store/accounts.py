@@ -1,6 +1,8 @@
 """Web-app accounts (users with a role) and their sign-in sessions; the last active admin is kept.
 
 Password hashes are made by the web layer; a session token is stored only as its SHA-256.
+A manager may be limited to sites (table user_sites, the doors' site names): they see only those
+sites' rows in reports; a manager with no sites, and every admin, sees every site.
 """
 
 from __future__ import annotations
@@ -15,12 +17,16 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from kiosk.errors import DuplicatePerson, LastAdmin, StoreError
+from kiosk.identity import refuse_hidden
 from kiosk.store._base import now_utc, record_of, write_audit
 from kiosk.store.db import Database
-from kiosk.store.models import User, WebSession
+from kiosk.store.models import User, UserSite, WebSession
 from kiosk.vocabulary import Role, one_of
 
 logger = logging.getLogger(__name__)
+
+MAX_SITE_CHARS = 100  # as doors.site
+MAX_SITES = 100  # sites one account may be limited to
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,14 @@ class UserInfo:
     role: str
     created_at: datetime
     active: bool
+    sites: tuple[str, ...] = ()  # a manager limited to these sites (sorted); () sees every site
+
+    @property
+    def site_limit(self) -> frozenset[str] | None:
+        """The sites this account may see in reports; None: every site (admins, unlimited managers)."""
+        if self.role == Role.ADMIN or not self.sites:
+            return None
+        return frozenset(self.sites)
 
 
 def _check_role(role: str) -> None:
@@ -43,8 +57,23 @@ def _check_role(role: str) -> None:
         raise StoreError(str(exc)) from None
 
 
-def _user_info(u: User) -> UserInfo:
-    return record_of(UserInfo, u)
+def _sites_of(s: Session, user_ids: list[int]) -> dict[int, tuple[str, ...]]:
+    """The sites of these accounts, sorted, by user id (accounts without sites are absent)."""
+    out: dict[int, list[str]] = {}
+    if user_ids:
+        rows = s.execute(select(UserSite.user_id, UserSite.site).where(UserSite.user_id.in_(user_ids))
+                         .order_by(UserSite.user_id, UserSite.site)).tuples().all()
+        for uid, site in rows:
+            out.setdefault(uid, []).append(site)
+    return {uid: tuple(sites) for uid, sites in out.items()}
+
+
+def _user_info(u: User, sites: tuple[str, ...] = ()) -> UserInfo:
+    return record_of(UserInfo, u, sites=sites)
+
+
+def _user_info_with_sites(s: Session, u: User) -> UserInfo:
+    return _user_info(u, _sites_of(s, [u.id]).get(u.id, ()))
 
 
 def add_user(
@@ -75,20 +104,22 @@ def get_user(db: Database, username: str) -> UserInfo | None:
     """The account with this username, or None."""
     with db.session() as s:
         user = s.scalar(select(User).where(User.username == username))
-        return None if user is None else _user_info(user)
+        return None if user is None else _user_info_with_sites(s, user)
 
 
 def get_user_by_id(db: Database, user_id: int) -> UserInfo | None:
     """The account with this id, or None."""
     with db.session() as s:
         user = s.get(User, user_id)
-        return None if user is None else _user_info(user)
+        return None if user is None else _user_info_with_sites(s, user)
 
 
 def list_users(db: Database) -> list[UserInfo]:
     """All web accounts by username."""
     with db.session() as s:
-        return [_user_info(u) for u in s.scalars(select(User).order_by(User.username)).all()]
+        users = s.scalars(select(User).order_by(User.username)).all()
+        sites = _sites_of(s, [u.id for u in users])
+        return [_user_info(u, sites.get(u.id, ())) for u in users]
 
 
 def count_admins(db: Database) -> int:
@@ -167,6 +198,8 @@ def set_user_role(
                 _keep_an_admin(s, user, "make a manager")
             write_audit(s, actor, "user.role", f"user:{username}", {"from": user.role, "to": role}, now)
             user.role = role
+            if role == Role.ADMIN:  # admins see every site; a later demotion starts unlimited
+                s.execute(delete(UserSite).where(UserSite.user_id == user.id))
             _end_user_sessions(s, user.id)
         return _user_info(user)
 
@@ -180,6 +213,43 @@ def remove_user(db: Database, username: str, *, actor: str, now: datetime | None
         _end_user_sessions(s, user.id)
         write_audit(s, actor, "user.remove", f"user:{username}", {"role": user.role}, now)
         s.delete(user)
+
+
+def clean_sites(sites: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Site names trimmed, without repeats, sorted; StoreError for an empty, too long or hidden-character one."""
+    out: set[str] = set()
+    for raw in sites:
+        site = " ".join(raw.split())
+        if not site or len(site) > MAX_SITE_CHARS:
+            raise StoreError(f"a site name is 1 to {MAX_SITE_CHARS} characters, not {raw!r}")
+        refuse_hidden(site, "a site name")
+        out.add(site)
+    if len(out) > MAX_SITES:
+        raise StoreError(f"at most {MAX_SITES} sites per account")
+    return tuple(sorted(out))
+
+
+def set_user_sites(
+    db: Database, username: str, sites: list[str] | tuple[str, ...], *, actor: str,
+    now: datetime | None = None,
+) -> UserInfo:
+    """Limit a manager account to these sites (empty: every site again); audited as user.sites.
+    StoreError for an admin account (admins see every site)."""
+    wanted = clean_sites(sites)
+    now = now_utc(now)
+    with db.session() as s:
+        user = _require_user(s, username)
+        if user.role == Role.ADMIN and wanted:
+            raise StoreError(f"{username} is an admin, and admins see every site; only a manager "
+                             "can be limited to sites")
+        before = _sites_of(s, [user.id]).get(user.id, ())
+        if before != wanted:
+            s.execute(delete(UserSite).where(UserSite.user_id == user.id))
+            s.add_all(UserSite(user_id=user.id, site=site) for site in wanted)
+            write_audit(s, actor, "user.sites", f"user:{username}",
+                        {"from": list(before), "to": list(wanted)}, now)
+            logger.info("account %s limited to sites %s by %s", username, wanted or "(all)", actor)
+        return _user_info(user, wanted)
 
 
 # --- sign-in sessions ------------------------------------------------------------------------
@@ -210,7 +280,7 @@ def session_user(
         if row is None or row.created_at < now - max_age:
             return None
         user = s.get(User, row.user_id)
-        return _user_info(user) if user is not None and user.active else None
+        return _user_info_with_sites(s, user) if user is not None and user.active else None
 
 
 def end_session(db: Database, token: str) -> None:

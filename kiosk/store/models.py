@@ -239,6 +239,15 @@ class WebSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class UserSite(Base):
+    """A site (doors.site) a manager account may see in reports; a manager with none sees every site."""
+
+    __tablename__ = "user_sites"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    site: Mapped[str] = mapped_column(String(100), primary_key=True)
+
+
 class CaptureRequest(Base):
     """An admin's request that the kiosk camera take a person's enrolment photos.
 

@@ -13,7 +13,7 @@ Writers are not held up by a snapshot (WAL); only a checkpoint cannot pass it wh
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from kiosk.store import sqlite
 from kiosk.store.db import BoundDatabase, Database
-from kiosk.store.models import AttendanceEvent, Person, UTCDateTime
+from kiosk.store.models import AttendanceEvent, Door, Person, UTCDateTime
 from kiosk.vocabulary import EventKind
 
 logger = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ class EventMark:
     kind: str
     manual: bool
     expression_label: str | None = None  # never loaded here; present so figures code can share
+    device_id: str = ""  # the door (or kiosk, or "manual") that recorded it
 
 
 def iter_event_marks(
@@ -85,7 +86,7 @@ def iter_event_marks(
     """Events with utc_from <= occurred_at < utc_to, oldest first (ties by id), streamed from
     SQLite `batch` rows at a time (memory does not grow with the range). Use inside read_snapshot."""
     stmt = select(AttendanceEvent.person_id, AttendanceEvent.occurred_at, AttendanceEvent.kind,
-                  AttendanceEvent.recorded_by.is_not(None)).where(
+                  AttendanceEvent.recorded_by.is_not(None), AttendanceEvent.device_id).where(
         AttendanceEvent.occurred_at >= utc_from.astimezone(UTC),
         AttendanceEvent.occurred_at < utc_to.astimezone(UTC),
     )
@@ -95,8 +96,8 @@ def iter_event_marks(
     with db.session() as s:
         result = s.execute(stmt.execution_options(yield_per=batch))
         try:
-            for pid, at, kind, manual in result:
-                yield EventMark(pid, at, kind, bool(manual))
+            for pid, at, kind, manual, device in result:
+                yield EventMark(pid, at, kind, bool(manual), device_id=device)
         finally:
             result.close()
 
@@ -143,6 +144,11 @@ class DayFigures(NamedTuple):
     events: int
     outs: int
     manual: bool
+    # With day_figures(doors=...): the device ids of the first "in" and the latest "out", and of
+    # the person's first event at one of those doors (their site for the day); None: none such.
+    first_in_device: str | None = None
+    latest_out_device: str | None = None
+    site_device: str | None = None
 
 
 def _day_figures_query() -> Select[Any]:
@@ -166,6 +172,29 @@ def _day_figures_query() -> Select[Any]:
 _DAY_FIGURES = _day_figures_query()
 
 
+def _day_figures_by_device_query() -> Select[Any]:
+    """_day_figures_query grouped by (person, device) too, with each group's first event time: a
+    few rows per person (the doors they used), merged in Python by _merge_devices."""
+    e = AttendanceEvent
+    return select(
+        e.person_id,
+        e.device_id,
+        func.min(case((e.kind == EventKind.IN, e.occurred_at)), type_=String),
+        func.max(case((e.kind == EventKind.OUT, e.occurred_at)), type_=String),
+        func.count(),
+        func.sum(case((e.kind == EventKind.OUT, 1), else_=0)),
+        func.max(case((e.recorded_by.is_not(None), 1), else_=0)),
+        func.min(e.occurred_at, type_=String),
+    ).where(
+        e.occurred_at >= bindparam("utc_from", type_=UTCDateTime),
+        e.occurred_at < bindparam("utc_to", type_=UTCDateTime),
+        (bindparam("person_id", type_=Integer).is_(None)) | (e.person_id == bindparam("person_id")),
+    ).group_by(e.person_id, e.device_id)
+
+
+_DAY_FIGURES_BY_DEVICE = _day_figures_by_device_query()
+
+
 def _utc(value: str | datetime | None) -> datetime | None:
     """A stored naive-UTC time (text on SQLite, datetime elsewhere) as an aware UTC datetime."""
     if value is None:
@@ -176,11 +205,63 @@ def _utc(value: str | datetime | None) -> datetime | None:
 
 
 def day_figures(db: Database, utc_from: datetime, utc_to: datetime, *,
-                person_id: int | None = None) -> list[DayFigures]:
+                person_id: int | None = None, doors: Collection[str] | None = None) -> list[DayFigures]:
     """DayFigures per person with events in utc_from <= occurred_at < utc_to (one GROUP BY query,
-    one row per person: a day of 500 people is 500 rows, however many events)."""
+    one row per person: a day of 500 people is 500 rows, however many events). doors (device ids,
+    a central's): group by device too and fill the *_device fields (unknown faces: a row per device)."""
     params = {"utc_from": utc_from, "utc_to": utc_to, "person_id": person_id}
+    if doors is not None:
+        with db.session() as s:
+            grouped = s.execute(_DAY_FIGURES_BY_DEVICE, params).tuples().all()
+        return _merge_devices(grouped, doors)
     with db.session() as s:
         rows = s.execute(_DAY_FIGURES, params).tuples().all()
     return [DayFigures(pid, _utc(first_in), _utc(latest_out), n, outs or 0, bool(manual))
             for pid, first_in, latest_out, n, outs, manual in rows]
+
+
+def _merge_devices(grouped: Iterable[tuple[Any, ...]], doors: Collection[str]) -> list[DayFigures]:
+    """One DayFigures per person from their (person, device) groups; unknown faces stay one row
+    per device (site_device set when it is a door), so they can be counted per site. Times are
+    compared as stored (fixed-width text on SQLite, datetimes elsewhere) and parsed once at the end."""
+    acc: dict[int, list[Any]] = {}  # first_in, its device, latest_out, its device, n, outs, manual, first door time, its device
+    unknown: list[DayFigures] = []
+    for pid, device, first_in, latest_out, n, outs, manual, first in grouped:
+        is_door = device in doors and not manual
+        if pid is None:
+            unknown.append(DayFigures(None, _utc(first_in), _utc(latest_out), n, outs or 0, bool(manual),
+                                      site_device=device if is_door else None))
+            continue
+        a = acc.get(pid)
+        if a is None:
+            acc[pid] = [first_in, device if first_in is not None else None, latest_out,
+                        device if latest_out is not None else None, n, outs or 0, bool(manual),
+                        first if is_door else None, device if is_door else None]
+            continue
+        if first_in is not None and (a[0] is None or first_in < a[0]):
+            a[0], a[1] = first_in, device
+        if latest_out is not None and (a[2] is None or latest_out > a[2]):
+            a[2], a[3] = latest_out, device
+        a[4] += n
+        a[5] += outs or 0
+        a[6] = a[6] or bool(manual)
+        if is_door and (a[7] is None or first < a[7]):
+            a[7], a[8] = first, device
+    return [DayFigures(pid, _utc(a[0]), _utc(a[2]), a[4], a[5], a[6], a[1], a[3], a[8])
+            for pid, a in acc.items()] + unknown
+
+
+def home_sites(db: Database, before: datetime) -> dict[int, str]:
+    """Each person's home site: the site of their latest event before `before` (aware) at a door
+    that has a site; people never seen at such a door are absent. One query, an index seek per person."""
+    e = AttendanceEvent
+    latest = (
+        select(Door.site).select_from(e).join(Door, Door.device_id == e.device_id)
+        .where(e.person_id == Person.id, e.recorded_by.is_(None), Door.site.is_not(None),
+               e.occurred_at < before.astimezone(UTC))
+        .order_by(e.occurred_at.desc(), e.id.desc()).limit(1)
+        .correlate(Person).scalar_subquery()
+    )
+    with db.session() as s:
+        rows = s.execute(select(Person.id, latest)).tuples().all()
+    return {pid: site for pid, site in rows if site is not None}

@@ -1,6 +1,11 @@
 """Pages for managers (and admins): today's board, any day, ranges, mood, people, history.
 
 Every table has a CSV twin. Day and range CSVs are the payroll format of kiosk.reports.
+
+Sites (a central server's, kiosk.reports.sites): ?site=NAME (repeatable) shows only that site's
+rows, and links on the page keep it. A manager limited to sites (store.set_user_sites) sees only
+their sites' rows on every page and CSV here, whatever the URL asks: report_sites() is applied by
+every view, and people of other sites (by home site) are not found (404).
 """
 
 from __future__ import annotations
@@ -45,13 +50,19 @@ from kiosk.store import (
 from kiosk.web.charts import bar_chart, colour_of, hbar_chart, stacked_shares
 from kiosk.web.context import ctx, current_user, is_admin
 from kiosk.web.downloads import csv_response, csv_stream, text_download
+from kiosk.web.site_filter import keep_site, person_shown, report_sites, site_bar_context
 
 logger = logging.getLogger(__name__)
 
 bp = Blueprint("reports", __name__)
 
+
 MAX_MOOD_DAYS = 92
 EXPRESSION_ORDER = ["happy", "neutral", "surprise", "sad", "angry", "fear", "disgust"]
+
+
+bp.url_defaults(keep_site)
+bp.context_processor(site_bar_context)
 
 
 def day_arg(name: str, default: date) -> date:
@@ -102,7 +113,8 @@ def _in_now(r: PersonDay) -> bool:
 def _board_context(day: date) -> dict[str, object]:
     c = ctx()
     today = c.today()
-    report = daily_report(c.db, c.settings, day, today=today)
+    choice = report_sites()
+    report = daily_report(c.db, c.settings, day, today=today, sites=choice.sites, strict=choice.strict)
     rows = report.rows
     inside = [r for r in rows if _in_now(r)]
     incomplete = [r for r in rows if r.open and not _in_now(r)]
@@ -146,9 +158,9 @@ def day_csv() -> Response:
     """The day as payroll CSV (absent people included)."""
     c = ctx()
     d = day_arg("date", c.today())
-    return text_download(f"attendance-{d}.csv",
-                         render_daily(daily_report(c.db, c.settings, d, today=c.today()), "csv"),
-                         "text/csv")
+    choice = report_sites()
+    report = daily_report(c.db, c.settings, d, today=c.today(), sites=choice.sites, strict=choice.strict)
+    return text_download(f"attendance-{d}.csv", render_daily(report, "csv"), "text/csv")
 
 
 def _weeks(start: date, end: date) -> list[tuple[date, date]]:
@@ -166,7 +178,9 @@ def range_page() -> str:
     with hours per person per week for the last weeks."""
     c = ctx()
     start, end = range_args()
-    summary = range_summary(c.db, c.settings, start, end, today=c.today())
+    choice = report_sites()
+    summary = range_summary(c.db, c.settings, start, end, today=c.today(), sites=choice.sites,
+                            strict=choice.strict)
     week_charts = []
     for w_start, minutes in sorted(summary.week_minutes.items()):
         w_end = min(w_start + timedelta(days=6 - w_start.weekday()), end)
@@ -183,8 +197,10 @@ def range_csv() -> Response:
     """Per person per day rows over the range (payroll CSV), streamed day by day."""
     c = ctx()
     start, end = range_args()
+    choice = report_sites()
     return csv_stream(f"attendance-{start}-to-{end}.csv",
-                      iter_range_csv(c.db, c.settings, start, end, today=c.today()))
+                      iter_range_csv(c.db, c.settings, start, end, today=c.today(), sites=choice.sites,
+                                     strict=choice.strict))
 
 
 @bp.route("/range-totals.csv")
@@ -192,7 +208,9 @@ def range_totals_csv() -> Response:
     """Per person totals over the range."""
     c = ctx()
     start, end = range_args()
-    report = range_summary(c.db, c.settings, start, end, today=c.today(), max_rows=0).report
+    choice = report_sites()
+    report = range_summary(c.db, c.settings, start, end, today=c.today(), max_rows=0, sites=choice.sites,
+                           strict=choice.strict).report
     return csv_response(f"totals-{start}-to-{end}.csv", TOTALS_CSV_COLUMNS,
                         [totals_cells(t) for t in report.totals])
 
@@ -212,7 +230,8 @@ class LeaveRow:
 def _leave_rows(start: date, end: date) -> list[LeaveRow]:
     """Leave overlapping start..end with the person and its work days inside the range, by start day."""
     c = ctx()
-    items = leave_between(c.db, start, end)
+    shown = person_shown()
+    items = [x for x in leave_between(c.db, start, end) if shown(x.person_id)]
     people = people_by_id(c.db, {x.person_id for x in items})
     rows = [LeaveRow(item=x, person=people[x.person_id],
                      work_days=sum(1 for d in x.days() if start <= d <= end and c.settings.site.is_work_day(d)))
@@ -256,10 +275,12 @@ class MoodColumn:
 def _mood_columns(start: date, end: date) -> list[MoodColumn]:
     """One MoodColumn per day from start to end."""
     c = ctx()
+    choice = report_sites()
     out = []
     d = start
     while d <= end:
-        out.append(MoodColumn(d, daily_report(c.db, c.settings, d).team_expression))
+        report = daily_report(c.db, c.settings, d, sites=choice.sites, strict=choice.strict)
+        out.append(MoodColumn(d, report.team_expression))
         d += timedelta(days=1)
     return out
 
@@ -321,7 +342,8 @@ def people() -> str:
     """Everyone enrolled, with a search field."""
     c = ctx()
     q = request.args.get("q", "").strip()[:100]
-    found = search_people(c.db, q) if q else list_people(c.db)
+    shown = person_shown()
+    found = [p for p in (search_people(c.db, q) if q else list_people(c.db)) if shown(p.id)]
     return render_template("people.html", people=found, q=q)
 
 
@@ -329,26 +351,33 @@ def people() -> str:
 def people_csv() -> Response:
     """The people list as CSV."""
     c = ctx()
+    shown = person_shown()
     return csv_response("people.csv", ["employee_id", "name", "active", "templates",
                                        "expression_consent", "enrolled_at"],
                         [[p.employee_id, p.name, "yes" if p.active else "no", p.template_count,
                           "yes" if p.expression_consent else "no",
                           p.created_at.astimezone(c.settings.tz).isoformat(timespec="minutes")]
-                         for p in list_people(c.db)])
+                         for p in list_people(c.db) if shown(p.id)])
 
 
 def _history(person_id: int, start: date, end: date) -> RangeReport:
     """The person's days, totals and absences over start..end (one snapshot)."""
     c = ctx()
-    return range_report(c.db, c.settings, start, end, today=c.today(), person_id=person_id)
+    choice = report_sites()
+    return range_report(c.db, c.settings, start, end, today=c.today(), person_id=person_id,
+                        sites=choice.sites, strict=choice.strict)
 
 
 def person_or_404(person_id: int) -> PersonInfo:
-    """The person with this id (erased included); aborts with 404 when there is none."""
+    """The person with this id (erased included); aborts with 404 when there is none, or when the
+    request's site filter (a limited manager's) does not hold their home site."""
     try:
-        return get_person(ctx().db, person_id)
+        person = get_person(ctx().db, person_id)
     except PersonNotFound:
         abort(404)
+    if not person_shown()(person.id):
+        abort(404)
+    return person
 
 
 def _person_history(person_id: int) -> tuple[PersonInfo, date, date, RangeReport]:
@@ -399,5 +428,7 @@ def person_csv(person_id: int) -> Response:
     p = person_or_404(person_id)
     start, end = range_args(default_days=30)
     c = ctx()
+    choice = report_sites()
     return csv_stream(f"history-{p.employee_id}-{start}-to-{end}.csv",
-                      iter_range_csv(c.db, c.settings, start, end, today=c.today(), person_id=p.id))
+                      iter_range_csv(c.db, c.settings, start, end, today=c.today(), person_id=p.id,
+                                     sites=choice.sites, strict=choice.strict))

@@ -57,7 +57,7 @@ def test_deleting_needs_the_typed_username(app: Flask, db: Database) -> None:
 
 
 def test_admin_routes_sit_in_one_blueprint_per_concern(app: Flask) -> None:
-    concerns = {"enrolment", "people", "corrections", "privacy", "users", "status"}
+    concerns = {"enrolment", "people", "corrections", "privacy", "users", "status", "doors"}
     seen = set()
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith("/admin/"):

@@ -125,6 +125,9 @@ def test_all_get_pages_render_for_their_roles(
             if needed == "admin" and role != "admin":
                 continue
             r = client.get(_url(rule, person_id))
+            if rule.endpoint.startswith("admin.doors."):  # a central's page: not found on a standalone
+                assert r.status_code == (404 if role == "admin" else 403), (role, rule.rule, r.status_code)
+                continue
             assert r.status_code in (200, 302), (role, rule.rule, r.status_code)
 
 

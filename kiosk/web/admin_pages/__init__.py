@@ -7,6 +7,7 @@ admin, holding one blueprint per concern (endpoints "admin.<concern>.<view>"):
 - privacy: privacy settings, retention purge, audit log, backup download
 - users: web accounts
 - status: the kiosk service's status
+- doors: a central server's doors (role: central only)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 
 from flask import Blueprint, abort
 
-from kiosk.web.admin_pages import corrections, enrolment, people, privacy, status, users
+from kiosk.web.admin_pages import corrections, doors, enrolment, people, privacy, status, users
 from kiosk.web.context import current_user, is_admin
 
 logger = logging.getLogger(__name__)
@@ -33,5 +34,5 @@ def _admins_only() -> None:
         abort(403)
 
 
-for _concern in (enrolment, people, corrections, privacy, users, status):
+for _concern in (enrolment, people, corrections, privacy, users, status, doors):
     bp.register_blueprint(_concern.bp)

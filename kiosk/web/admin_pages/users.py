@@ -1,6 +1,7 @@
 """The Users page: list and add web accounts; enable, disable, re-role, reset or delete another
 one (/admin/users/...). The rules (not one's own account, never the last active admin) are
-kiosk.web.accounts'; the signed-in admin changes their own password on the Account page."""
+kiosk.web.accounts'; the signed-in admin changes their own password on the Account page. On a
+central server, a manager can be limited to sites (comma-separated; empty: every site)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask.typing import ResponseReturnValue
 
 from kiosk.errors import KioskError
-from kiosk.store import UserInfo, get_user, list_users
+from kiosk.store import UserInfo, get_user, list_users, set_user_sites
 from kiosk.vocabulary import Role
 from kiosk.web import accounts, auth
 from kiosk.web.context import actor, admin_only, ctx, current_user
@@ -60,7 +61,7 @@ def users() -> ResponseReturnValue:
             flash(f"Account {username.strip()} ({role}) created.")
         return _back()
     return render_template("users.html", users=list_users(c.db), roles=ROLE_HINTS,
-                           new_role=NEW_ACCOUNT_ROLE)
+                           new_role=NEW_ACCOUNT_ROLE, with_sites=c.settings.role == "central")
 
 
 @bp.route("/users/<username>/active", methods=["POST"])
@@ -104,4 +105,18 @@ def user_remove(username: str) -> ResponseReturnValue:
     accounts.remove_account(ctx().db, username, actor=actor(), me=_me(),
                             typed=request.form.get("confirm", ""))
     flash(f"Account {username} deleted.")
+    return _back()
+
+
+@bp.route("/users/<username>/sites", methods=["POST"])
+@admin_only
+def user_sites(username: str) -> ResponseReturnValue:
+    """Limit a manager to sites (comma-separated; empty: every site); a central server's only."""
+    c = ctx()
+    if c.settings.role != "central":
+        abort(404)
+    _account_or_404(username)
+    sites = [x for x in request.form.get("sites", "")[:10_000].split(",") if x.strip()]
+    user = set_user_sites(c.db, username, sites, actor=actor())
+    flash(f"{username} sees {'only ' + ', '.join(user.sites) if user.sites else 'every site'}.")
     return _back()

@@ -1,0 +1,159 @@
+"""Sites and doors in reports (a central server's, docs/central.md): which door recorded an event,
+a person's site for a day, their home site, and the site filter of a report.
+
+Rules:
+- An event's site is the site of its door (doors.device_id = the event's device_id). Events
+  recorded without a door (a standalone kiosk's, hand corrections) have no door and no site.
+- A person's site for a day is the site of the door of their first event that day that has a door
+  (a correction earlier that day does not move the day out of its site); none when no event has one.
+- A person's home site is the site of their latest door event before the report's end; absences,
+  leave and totals of a filtered report list the people whose home site is in the filter.
+- Only a central server (role: central) shows sites and doors: a standalone kiosk's reports and
+  payroll CSVs keep their columns exactly (cells.SITE_CSV_COLUMNS are added on a central only).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from kiosk.config import Settings
+from kiosk.errors import ReportError
+from kiosk.reports.model import PersonDay
+from kiosk.store import Database, home_sites, list_doors
+from kiosk.vocabulary import EventKind
+
+logger = logging.getLogger(__name__)
+
+
+class DoorMark(Protocol):
+    """What an event needs to be placed: its device and whether it was entered by hand."""
+
+    @property
+    def device_id(self) -> str: ...
+
+    @property
+    def manual(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Door:
+    """A door as reports name it: its name and site (None: no site given)."""
+
+    name: str
+    site: str | None
+
+
+@dataclass(frozen=True)
+class Places:
+    """The doors by device id, the people's home sites and the report's site filter (None: all).
+    by_site False (not a central server): nothing about sites is read or shown."""
+
+    by_site: bool = False
+    doors: dict[str, Door] = field(default_factory=dict)
+    only: frozenset[str] | None = None
+    home: dict[int, str] = field(default_factory=dict)
+
+    def door(self, mark: DoorMark) -> Door | None:
+        """The door that recorded this event; None for hand corrections and events of no door."""
+        return None if mark.manual else self.doors.get(mark.device_id)
+
+    def door_name(self, device_id: str | None) -> str | None:
+        """The name of the door with this device id, None when it is no door."""
+        door = self.doors.get(device_id) if device_id is not None else None
+        return door.name if door is not None else None
+
+    def site_of_device(self, device_id: str | None) -> str | None:
+        """The site of the door with this device id (None: no door, or a door without a site)."""
+        door = self.doors.get(device_id) if device_id is not None else None
+        return door.site if door is not None else None
+
+    def day_site(self, events: Sequence[DoorMark]) -> str | None:
+        """A person's site for a day: the site of the door of their first event (in time order)
+        that has a door; None when none has."""
+        for e in events:
+            door = self.door(e)
+            if door is not None:
+                return door.site
+        return None
+
+    def shows(self, site: str | None) -> bool:
+        """True when a row of this site belongs in the report (always without a filter)."""
+        return self.only is None or site in self.only
+
+    def shows_person(self, person_id: int) -> bool:
+        """True when a person's absences, leave and totals belong in the report (their home site)."""
+        return self.only is None or self.home.get(person_id) in self.only
+
+    @property
+    def door_ids(self) -> frozenset[str]:
+        """Device ids of every door."""
+        return frozenset(self.doors)
+
+
+def place_row(row: PersonDay, events: Sequence[DoorMark], places: Places) -> PersonDay:
+    """row with its site and the doors of its first in and last out, from the day's events (in
+    time order; they have .kind and .occurred_at); row unchanged when sites are not shown."""
+    if not places.by_site:
+        return row
+    row.site = places.day_site(events)
+    for e in events:
+        door = places.door(e)
+        at = getattr(e, "occurred_at", None)
+        if row.first_in is not None and at == row.first_in and getattr(e, "kind", None) == EventKind.IN:
+            row.door_in = door.name if door else None
+        if row.last_out is not None and at == row.last_out and getattr(e, "kind", None) == EventKind.OUT:
+            row.door_out = door.name if door else None
+    return row
+
+
+def site_filter(sites: Collection[str] | None) -> frozenset[str] | None:
+    """The filter as a set (None or empty: every site); names trimmed."""
+    if not sites:
+        return None
+    return frozenset(" ".join(s.split()) for s in sites)
+
+
+def _check_filter(settings: Settings, only: frozenset[str] | None, known: set[str]) -> None:
+    """ReportError for a filter off a central, or naming a site no door has."""
+    if only is None:
+        return
+    if settings.role != "central":
+        raise ReportError(f"sites exist only on a central server (role: central); this is role: "
+                          f"{settings.role}, so there is no site {sorted(only)[0]!r}")
+    if not only <= known:
+        missing = sorted(only - known)
+        raise ReportError(f"no door belongs to site {missing[0]!r} (sites: {', '.join(sorted(known)) or 'none yet'})")
+
+
+def check_sites(db: Database, settings: Settings, sites: Collection[str] | None) -> None:
+    """load_places' checks alone (before a streamed report starts): ReportError for a filter off a
+    central server or naming a site no door has."""
+    only = site_filter(sites)
+    if only is not None:
+        _check_filter(settings, only, set(known_sites(db, settings)))
+
+
+def load_places(snapshot: Database, settings: Settings, sites: Collection[str] | None,
+                until: datetime, *, strict: bool = True) -> Places:
+    """The Places of a report read from the snapshot (home sites as of `until`, aware). On a
+    standalone kiosk or a door (no sites) a filter is a ReportError; with strict, so is a site no
+    door has (a typing error must not give an empty payroll file silently)."""
+    only = site_filter(sites)
+    if settings.role != "central":
+        _check_filter(settings, only, set())  # a filter here is an error, strict or not
+        return Places()
+    doors = {d.device_id: Door(d.name, d.site) for d in list_doors(snapshot)}
+    if strict:
+        _check_filter(settings, only, {d.site for d in doors.values() if d.site is not None})
+    return Places(True, doors, only, home_sites(snapshot, until))
+
+
+def known_sites(db: Database, settings: Settings) -> list[str]:
+    """The sites of a central's doors, sorted (empty elsewhere)."""
+    if settings.role != "central":
+        return []
+    return sorted({d.site for d in list_doors(db) if d.site is not None})
