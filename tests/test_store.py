@@ -398,7 +398,7 @@ def test_sqlite_errors_inside_a_transaction_are_translated(tmp_path: Path) -> No
 
 
 def test_every_plain_record_is_built_from_its_rows_columns() -> None:
-    """Each record's fields are attributes of its row model (template_count is given: a count)."""
+    """Each record's fields are attributes of its row model (given: template_count, a count; sites, from user_sites)."""
     from dataclasses import fields
 
     from kiosk.store import (
@@ -421,7 +421,7 @@ def test_every_plain_record_is_built_from_its_rows_columns() -> None:
     )
 
     pairs = [(PersonInfo, Person, {"template_count"}), (EventInfo, AttendanceEvent, set()),
-             (UserInfo, User, set()), (AuditInfo, AuditEntry, set()), (CaptureInfo, CaptureRequest, set()),
+             (UserInfo, User, {"sites"}), (AuditInfo, AuditEntry, set()), (CaptureInfo, CaptureRequest, set()),
              (LeaveInfo, Leave, set()), (TemplateInfo, FaceTemplate, set())]
     for record, model, given in pairs:
         missing = [f.name for f in fields(record) if f.name not in given and not hasattr(model, f.name)]
