@@ -91,7 +91,7 @@ def test_offline_for_a_while_then_back_everything_once_in_order(door, central: C
     assert (report.online, report.pushed_seq, report.backlog, report.error) == (True, 12, 0, None)
     assert store.read_sync_state(settings.database.path).pushed_seq == 12
     sent = central.events[(DEVICE, 3)]
-    assert sent["uuid"] == event_uuid(DEVICE, 3) and sent["at"] == (T0 + timedelta(minutes=2)).isoformat()
+    assert sent["uuid"] == event_uuid(DEVICE, 3, T0 + timedelta(minutes=2)) and sent["at"] == (T0 + timedelta(minutes=2)).isoformat()
     assert sent["kind"] == "unknown" and sent["person_id"] is None
 
 
@@ -223,7 +223,8 @@ def test_a_full_gallery_replaces_what_the_door_had_and_a_bad_state_file_is_safe(
     _record(db, 3)
     store.write_sync_state(settings.database.path, store.SyncState(pushed_seq=3, gallery_version=0))
     central.store_events(central.doors[settings.token_path.read_text().strip()],
-                         {"events": [{"seq": s} for s in (1, 2, 3)]})
+                         {"events": [{"seq": e.id, "uuid": event_uuid(DEVICE, e.id, e.occurred_at)}
+                                     for e in store.events_after(db, 0, 10)]})
     sync = DoorSync(settings)
     assert sync.run_round() is True
     ids, _ = store.all_templates(db)
