@@ -57,7 +57,7 @@ OFFLINE_NOTICE_AFTER_S = 30 * 60.0
 (shorter: the notice comes up for a brief network hiccup; longer: people learn later that the door is cut off)."""
 EVENT_UUID_NAMESPACE = uuid.UUID("5f0c3a9e-6d1b-5c4e-9a7b-2f8d1e0c4b6a")
 """uuid5 namespace of event uuids: uuid5(EVENT_UUID_NAMESPACE, f"{device_id}:{seq}:{UTC time ISO 8601}")."""
-CONFLICT_HELP = ("the central holds some of this door's event numbers for other events (was the door's "
+CONFLICT_HELP = ("The central holds some of this door's event numbers for other events (was the door's "
                  "database replaced?); nothing is lost here, but pushing has stopped: on the central add this "
                  "door again under a new name (`kiosk doors add NAME`), then here `kiosk central enrol URL CODE "
                  "--force`")
@@ -340,6 +340,10 @@ class DoorSync:
 
     # -- helpers -------------------------------------------------------------------------------------
     def _database(self) -> store.Database:
+        """The sync thread's own connection, opened again when the file was replaced under it."""
+        if self._db is not None and self._db.moved():
+            logger.warning("the database file %s was replaced: the sync opens the new one", self.database_path)
+            self._close_db()
         if self._db is None:
             self._db = store.open_database(self.database_path, busy_timeout_ms=self.settings.database.busy_timeout_ms,
                                            create=False)
