@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -59,8 +60,54 @@ SYNC_S = 2.0
 SLACK_S = 3.0  # a sync round, a status write (0.5 s) and a busy 2-core machine on top of sync_s
 DEADLINE_S = 90.0  # the longest wait for something the processes do on their own
 
-pytestmark = pytest.mark.slow
 
+
+# -- in/out on the merged stream (store level, fast) -----------------------------------------------------------
+
+def _push(db: store.Database, door: int, seq: int, at: datetime, pid: int | None, kind: str, mode: str) -> None:
+    event = store.DoorEvent(seq=seq, uuid=f"{door}-{seq}", person_id=pid, at=at, kind=kind)
+    store.ingest_events(db, door, [event], pairing=(mode, ZoneInfo("Europe/Berlin")), now=at)
+
+
+def _kinds(db: store.Database, pid: int) -> list[tuple[str, str, str | None]]:
+    """(local time HH:MM, kind, device) of a person's events in time order."""
+    events = sorted(store.events_after(db, 0, 1000), key=lambda e: (e.occurred_at, e.id))
+    berlin = ZoneInfo("Europe/Berlin")
+    return [(e.occurred_at.astimezone(berlin).strftime("%d %H:%M"), e.kind, e.device_id) for e in events
+            if e.person_id == pid]
+
+
+@pytest.mark.parametrize("mode", ["first_last", "toggle"])
+def test_in_and_out_are_decided_on_the_merged_stream_of_all_doors(db: store.Database, mode: str) -> None:
+    """Each door says "in" for its first sighting of the day; the central decides on all doors' events in
+    event time order, also when a door uploads late, and keeps hand corrections and other days as they are."""
+    ada = store.add_person(db, "E1", "Ada").id
+    bob = store.add_person(db, "E2", "Bob").id
+    door_a = store.add_door(db, "Door A").door.id
+    door_b = store.add_door(db, "Door B").door.id
+    day = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)  # 08:00 in Berlin
+    _push(db, door_a, 1, day, ada, "in", mode)
+    _push(db, door_b, 1, day.replace(hour=16), ada, "in", mode)  # she leaves by door B
+    _push(db, door_b, 2, day.replace(hour=16, minute=5), bob, "in", mode)  # Bob's own day
+    assert _kinds(db, ada) == [("02 08:00", "in", "door-a"), ("02 17:00", "out", "door-b")]
+    assert _kinds(db, bob) == [("02 17:05", "in", "door-b")]
+    # door A was offline: its earlier sighting arrives last, and the day is decided again
+    _push(db, door_a, 2, day.replace(hour=6), ada, "in", mode)
+    expected = ["in", "out", "out"] if mode == "first_last" else ["in", "out", "in"]
+    assert [k for _, k, _ in _kinds(db, ada)] == expected
+    # a hand correction keeps its kind; the next day starts with "in" again
+    store.add_correction(db, ada, day.replace(hour=12), "out", actor="admin", note="lunch",
+                         now=day.replace(hour=20))
+    _push(db, door_a, 3, day.replace(hour=13), ada, "out", mode)
+    _push(db, door_b, 3, day.replace(day=3, hour=7), ada, "out", mode)
+    kinds = _kinds(db, ada)
+    assert kinds[2] == ("02 13:00", "out", "manual")
+    assert kinds[-1] == ("03 08:00", "in", "door-b")
+    day_kinds = [k for _, k, _ in kinds[:-1]]
+    assert day_kinds == (["in", "out", "out", "in", "out"] if mode == "toggle" else ["in"] + ["out"] * 4)
+
+
+# -- the scenario with real processes --------------------------------------------------------------------------
 
 # -- the central's database: one place ----------------------------------------------------------------------
 
@@ -410,6 +457,7 @@ def _recognised(door: Door, pid: int, after: int = 0) -> bool:
     return any(p == pid and i > after for i, p, _ in door.events())
 
 
+@pytest.mark.slow
 def test_two_doors_and_a_central_end_to_end(tmp_path: Path, central_db: CentralDb, cluster: Cluster) -> None:
     port = _free_port()
     central_config = _central_config(tmp_path / "central.yaml", central_db, port)
@@ -434,12 +482,19 @@ def test_two_doors_and_a_central_end_to_end(tmp_path: Path, central_db: CentralD
 def _scenario(tmp_path: Path, central_config: Path, central: Central, server: Proc, port: int, proxy: Proxy,
               a: Door, b: Door, cluster: Cluster) -> None:
     doors = (a, b)
+    t0 = time.monotonic()
+
+    def mark(phase: str) -> None:
+        print(f"  [{time.monotonic() - t0:5.1f} s] {phase} done")
+
     for door in doors:
         door.proc.start()
     cluster.wait(lambda: all(d.status() and d.status().central and d.status().central.online for d in doors),
                  "both doors online")
     cluster.wait(lambda: all(d.max_id() >= 1 for d in doors), "an unknown face at each door")
     assert all(p is None for d in doors for _, p, _ in d.events())  # nobody is enrolled yet
+
+    mark("start")
 
     # (a) enrol on the central, from committed photos: both doors have the person within sync_s
     enrolled = run_cli("enroll", "--name", "Debbie Reynolds", "--employee-id", "E1",
@@ -452,6 +507,8 @@ def _scenario(tmp_path: Path, central_config: Path, central: Central, server: Pr
     assert took <= SYNC_S + SLACK_S, f"the gallery reached the doors in {took:.1f} s (sync_s {SYNC_S})"
     recognised_in = cluster.wait(lambda: all(_recognised(d, pid) for d in doors), "the person recognised at both")
     print(f"\n(a) gallery at both doors {took:.1f} s after enrolment; recognised at both {recognised_in:.1f} s later")
+
+    mark("a")
 
     # (b) the central killed; both doors keep checking in; back again: every event once
     server.kill()
@@ -470,6 +527,8 @@ def _scenario(tmp_path: Path, central_config: Path, central: Central, server: Pr
         assert [i for i, *_ in door.events() if i <= pushed] == [s for s in held if s <= pushed]
     central.exactly_once()
 
+    mark("b")
+
     # (c) door A killed while the central's answer to its push is held: no loss, no duplicate
     proxy.hold = True
     cluster.wait(proxy.held.is_set, "a push of door A on its way")
@@ -485,6 +544,8 @@ def _scenario(tmp_path: Path, central_config: Path, central: Central, server: Pr
     assert again and again[0].answer and again[0].answer["repeated"] >= 1  # sent again, skipped there
     central.exactly_once()
 
+    mark("c")
+
     # (d) an old batch replayed by hand: repeats, no error; other events under those numbers: 409
     old = _local_infos(a, 10)
     body = {"clock": datetime.now(UTC).isoformat(), "version": "0.1.0", "backlog": 0,
@@ -496,6 +557,8 @@ def _scenario(tmp_path: Path, central_config: Path, central: Central, server: Pr
     status, answer = _call(f"http://127.0.0.1:{port}{API}/events", forged, a.token())
     assert (status, answer["error"]) == (409, "seq_conflict")
     assert len(central.door_events(a.device_id)) == before
+
+    mark("d")
 
     # (g) in at one door, out at the other: one day with an in and an out in the central's report
     today = datetime.now(UTC).date()
@@ -514,6 +577,8 @@ def _scenario(tmp_path: Path, central_config: Path, central: Central, server: Pr
     assert report.returncode == 0, report.stderr
     rows = [r for r in json.loads(report.stdout)["people"] if r["employee_id"] == "E1"]
     assert len(rows) == 1 and rows[0]["first_in"] and rows[0]["last_out"] and not rows[0]["open"], rows
+
+    mark("g")
 
     # (f) removed on the central: within sync_s no door recognises them, no template bytes left at the doors
     templates = [bytes(t) for (t,) in central.rows("SELECT embedding FROM face_templates WHERE person_id = :p",
@@ -534,6 +599,8 @@ def _scenario(tmp_path: Path, central_config: Path, central: Central, server: Pr
         assert not any(t in raw for t in templates), f"a template of the removed person is in {door.db_path}"
     print(f"(f) removal at both doors {took:.1f} s after `kiosk people remove`")
 
+    mark("f")
+
     # (e) door B revoked: refused (403), shows it, keeps checking in locally
     revoked = run_cli("doors", "revoke", "Door B", config=central_config)
     assert revoked.returncode == 0, revoked.stderr
@@ -549,6 +616,8 @@ def _scenario(tmp_path: Path, central_config: Path, central: Central, server: Pr
     with urllib.request.urlopen(screen.rstrip("/") + "/state.json", timeout=10) as page:
         shown = json.loads(page.read())
     assert shown["notice"] == REVOKED_NOTICE and shown["kind"] != "offline"
+
+    mark("e")
 
     # the end: every door's events on the central once, and nothing the door does not have
     for door in doors:

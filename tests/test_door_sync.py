@@ -28,9 +28,9 @@ from cli_helpers import run_cli
 from door_helpers import PEOPLE, person_photos, write_config
 
 from kiosk import store
+from kiosk.clock import ManualClock
 from kiosk.config import Settings
 from kiosk.door_status import CentralReport, DoorStatus, read_status_file
-from kiosk.clock import ManualClock
 from kiosk.door_sync import BACKOFF_MAX_S, DoorSync, event_uuid
 from kiosk.service import open_service
 from kiosk.vision.faces import load_image, make_analyzer
