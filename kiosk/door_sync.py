@@ -198,6 +198,8 @@ class DoorSync:
             self._reread_state()
             if self.state.conflict is None:
                 self._push(client, db)
+            else:  # pushing stopped (409): the status still shows what waits
+                self._set(backlog=store.event_backlog(db, self.state.pushed_seq)[0])
             self._pull(client, db)
         except DoorRevoked as exc:
             self._failed(exc, online=True, revoked=True)
@@ -320,9 +322,8 @@ class DoorSync:
         if full and since > 0:
             logger.warning("the central sends its whole gallery (version %d; this door had %d: the central was "
                            "restored or is another one): replacing the whole cache", answer.version, since)
-        if full and self._full_pull_done and answer.version == since:
-            full = False  # the same whole gallery again (e.g. a central with no change yet): nothing new
-        if not full and answer.version == since and not answer.people and not answer.removed:
+        same_whole = full and self._full_pull_done and answer.version == since  # e.g. a central with no change yet
+        if same_whole or (not full and answer.version == since and not answer.people and not answer.removed):
             self._set(last_pull_at=datetime.now(UTC))
             return
         compatible = self.settings.recognition.compatible_embedder_ids()

@@ -155,7 +155,7 @@ class CentralDouble:
     def gallery(self, since: int) -> dict[str, Any]:
         with self.lock:
             full = since == 0 or since > self.version
-            changed = sorted({pid for version, pid in self.changes if full or version > since})
+            changed = sorted(self.people) if full else sorted({pid for version, pid in self.changes if version > since})
             people = [self.people[p] for p in changed if p in self.people and self.people[p]["active"]]
             removed = [] if full else [p for p in changed if p not in self.people or not self.people[p]["active"]]
             answer = {"version": self.version, "embedder": EMBEDDER, "people": people, "removed": removed}

@@ -279,6 +279,19 @@ def test_a_full_answer_replaces_the_cache_also_when_since_is_past_zero(door, cen
     assert cy[0].tobytes() not in _bytes_of(Path(settings.database.path))
 
 
+def test_the_same_whole_gallery_again_is_not_written_again(door, central: CentralDouble) -> None:
+    """A central whose people carry no gallery change yet (version 0, e.g. a synthetic database) answers every
+    pull with its whole gallery: the door writes it once, not every round (the door loop would reload)."""
+    settings, db = door
+    central.enrol_person(501, "E501", "Ada", np.stack([fake_embedding(FakeFace(0, 1))]))
+    central.changes.clear()
+    sync = DoorSync(settings)
+    assert sync.run_round() is True and set(store.all_templates(db)[0].tolist()) == {501}
+    signature = store.gallery_signature(db)
+    assert sync.run_round() is True and store.gallery_signature(db) == signature
+    assert sync.report().last_pull_at is not None
+
+
 def test_a_legacy_central_without_full_still_gets_a_whole_gallery_when_its_version_went_back(
         door, central: CentralDouble) -> None:
     settings, db = door
@@ -323,6 +336,7 @@ def test_a_replaced_database_is_noticed_and_a_reused_number_stops_pushing_with_a
         assert report.online and "seq_conflict" in (report.error or "") and "kiosk doors add" in (report.error or "")
         _record(db, 1, start=70)
         assert sync.run_round() is True and central.held(DEVICE) == [1, 2, 3, 4, 5]  # pushing has stopped
+        assert sync.report().backlog == 4
         assert _ids(db) == [1, 2, 3, 4]  # and nothing is lost here
         config = tmp_path / "kiosk.yaml"
         config.write_text(yaml.safe_dump({"role": "door", "database": {"path": str(settings.database.path)},
