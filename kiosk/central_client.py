@@ -4,8 +4,9 @@ Plain urllib.request and JSON; every request but enrol carries `Authorization: B
 each request may take central.timeout_s seconds. Every outcome that is not an answer is one error
 class, so the sync thread knows what to do: CentralOffline (no connection, timeout, a dropped answer,
 5xx: retry later), DoorRevoked (403 revoked: show it, keep checking people in), BadToken (401: enrol
-again), CentralRejected (400/413/other 4xx: the request itself is refused), CentralBadAnswer (an
-answer that does not follow the protocol). Answers are checked before anything is handed on.
+again), SeqConflict (409 seq_conflict: the central holds some of these sequence numbers for other events;
+stop pushing until the admin adds the door again), CentralRejected (400/413/other 4xx: the request itself
+is refused), CentralBadAnswer (an answer that does not follow the protocol). Answers are checked before anything is handed on.
 """
 
 from __future__ import annotations
@@ -65,6 +66,11 @@ class CentralRejected(CentralError):
     """400, 413 or another 4xx: the central refused the request itself (code: its error code)."""
 
 
+class SeqConflict(CentralRejected):
+    """409 seq_conflict: the central holds some of the batch's sequence numbers for other events (this door's
+    database was replaced and its numbering started again); nothing of the batch was stored."""
+
+
 class CentralBadAnswer(CentralError):
     """An answer that does not follow the protocol (not JSON, wrong shape, too big)."""
 
@@ -80,14 +86,26 @@ class Enrolment:
 
 
 @dataclass(frozen=True)
+class PushAnswer:
+    """`POST /events`: the highest sequence the central holds for this door, events it stored from this
+    batch, and events it skipped as repeats (None: a central that does not say)."""
+
+    last_seq: int
+    stored: int | None = None
+    repeated: int | None = None
+
+
+@dataclass(frozen=True)
 class GalleryAnswer:
     """`GET /gallery?since=`: the newest change's version, the central's embedder id, the full state of every
-    person changed since (templates (N,128) float32), and the ids of people removed (erased or deactivated)."""
+    person changed since (templates (N,128) float32), the ids of people removed (erased or deactivated), and
+    full: the answer is the whole gallery, to replace the door's cache (None: a central that does not say)."""
 
     version: int
     embedder: str | None
     people: list[CachedPerson]
     removed: list[int]
+    full: bool | None = None
 
 
 def check_url(url: str) -> str:
@@ -115,15 +133,19 @@ class CentralClient:
         self.token = token
         self.timeout_s = timeout_s
 
-    def push_events(self, events: Sequence[Mapping[str, Any]], *, clock: datetime, backlog: int) -> int:
-        """POST /events with events (event_json) and the door's clock; the answer's last_seq (the highest
+    def push_events(self, events: Sequence[Mapping[str, Any]], *, clock: datetime, backlog: int) -> PushAnswer:
+        """POST /events with events (event_json) and the door's clock; the answer (last_seq: the highest
         sequence the central holds for this door). backlog: events still waiting after this batch."""
         body = {"clock": clock.isoformat(), "version": __version__, "backlog": backlog, "events": list(events)}
         answer = _request(self.url + API + "/events", body, self.token, self.timeout_s)
-        last_seq = answer.get("last_seq")
-        if not isinstance(last_seq, int) or isinstance(last_seq, bool) or last_seq < 0:
+        last_seq, stored, repeated = answer.get("last_seq"), answer.get("stored"), answer.get("repeated")
+        if not _is_int(last_seq) or last_seq < 0:
             raise CentralBadAnswer(f"the central's answer to a push has no last_seq: {_short(answer)}")
-        return last_seq
+        for name, count in (("stored", stored), ("repeated", repeated)):
+            if count is not None and (not _is_int(count) or not 0 <= count <= len(events)):
+                raise CentralBadAnswer(f"the central's answer to a push of {len(events)} events has {name} "
+                                       f"{count!r}")
+        return PushAnswer(last_seq, stored, repeated)
 
     def gallery(self, since: int) -> GalleryAnswer:
         """GET /gallery?since=since: what changed in the gallery after version since (0: all of it)."""
@@ -145,14 +167,16 @@ def enrol(url: str, code: str, *, timeout_s: float = 10.0) -> Enrolment:
 def parse_gallery(answer: Mapping[str, Any]) -> GalleryAnswer:
     """The GalleryAnswer of a gallery JSON object; CentralBadAnswer for any field of the wrong shape."""
     version, people, removed = answer.get("version"), answer.get("people"), answer.get("removed")
-    embedder = answer.get("embedder")
+    embedder, full = answer.get("embedder"), answer.get("full")
     if not _is_int(version) or version < 0 or not isinstance(people, list) or not isinstance(removed, list):
         raise CentralBadAnswer(f"the central's gallery answer lacks version, people or removed: {_short(answer)}")
     if embedder is not None and not isinstance(embedder, str):
         raise CentralBadAnswer("the central's gallery answer has an embedder that is not text")
+    if full is not None and not isinstance(full, bool):
+        raise CentralBadAnswer(f"the central's gallery answer has full {_short(full)}, not true or false")
     if not all(_is_int(i) for i in removed):
         raise CentralBadAnswer("the central's gallery answer has a removed id that is not a number")
-    return GalleryAnswer(version, embedder, [_person(p) for p in people], [int(i) for i in removed])
+    return GalleryAnswer(version, embedder, [_person(p) for p in people], [int(i) for i in removed], full)
 
 
 def _person(data: object) -> CachedPerson:
@@ -228,6 +252,8 @@ def _http_error(exc: urllib.error.HTTPError, where: str) -> CentralError:
         return DoorRevoked(text, status, code)
     if status == 401:
         return BadToken(text, status, code)
+    if status == 409 and code == "seq_conflict":
+        return SeqConflict(text, status, code)
     if status >= 500 or status in (408, 429):
         return CentralOffline(text, status, code)
     if 400 <= status < 500:

@@ -367,6 +367,8 @@ class KioskService:
             self.purge.run_if_due(self)
         self.outbox.flush()
         self.screen.set_db_fault(self.outbox.fault is not None)
+        if self.sync is not None:
+            self.screen.set_central_notice(self.sync.screen_notice())
         if now >= self._next_status or self.activity.status_due:
             self._next_status = now + svc.status_interval_s
             self.save_status()

@@ -3,11 +3,19 @@
 One round: 1. push the events with seq (= local event id) > pushed_seq in batches of central.batch;
 the answer's last_seq becomes pushed_seq, stored atomically after the answer (a lost answer only means
 the batch is sent again, and the central skips repeats); 2. GET gallery?since=gallery_version and apply
-it in one local transaction (kiosk.store.apply_gallery), then store the version. The door loop notices
-the new gallery by its signature and reloads it (kiosk.door_loop). A failed round is retried with
-back-off (sync_s doubling up to BACKOFF_MAX_S); nudge() after a decision pushes at once when online.
-The thread has its own database connection and never writes events: the door loop's outbox does.
-Events are never deleted here, only acknowledged, so kill -9 at any point loses nothing.
+it in one local transaction (kiosk.store.apply_gallery; `full: true` replaces the whole cache), then
+store the version. The door loop notices the new gallery by its signature and reloads it
+(kiosk.door_loop). A failed round is retried with back-off (sync_s doubling up to BACKOFF_MAX_S);
+nudge() after a decision pushes at once when online. The thread has its own database connection and
+never writes events: the door loop's outbox does. Events are never deleted here, only acknowledged, and
+the door's retention purge keeps every event from pushed_seq on, so kill -9 at any point loses nothing.
+
+Numbering: an event's uuid is derived from the device id, its seq and its time, so a re-sent event is
+a repeat while another event under a reused number is a conflict (409 seq_conflict). Before pushing,
+the event at pushed_seq must still be the one acknowledged (same time); if the database was replaced
+or restored, or that event was deleted by hand, pushed_seq goes back to 0 and everything is offered
+again (the central skips what it holds). A 409 stops pushing (kept in the sync state, shown in the
+status) until the door is enrolled again under a new name; the gallery is still pulled.
 """
 
 from __future__ import annotations
@@ -31,23 +39,40 @@ from kiosk.central_client import (
     CentralOffline,
     CentralRejected,
     DoorRevoked,
+    GalleryAnswer,
+    SeqConflict,
     event_json,
 )
 from kiosk.config import Settings
 from kiosk.door_status import CentralReport
 from kiosk.errors import StoreError
+from kiosk.screen.state import OFFLINE_NOTICE, REVOKED_NOTICE
 
 logger = logging.getLogger(__name__)
 
 BACKOFF_MAX_S = 300.0
 """Longest wait between two attempts while the central is away or refuses the door (s)."""
+OFFLINE_NOTICE_AFTER_S = 30 * 60.0
+"""After this long (s) without a good round, the door screen tells people their check-ins wait on the kiosk
+(shorter: the notice comes up for a brief network hiccup; longer: people learn later that the door is cut off)."""
 EVENT_UUID_NAMESPACE = uuid.UUID("5f0c3a9e-6d1b-5c4e-9a7b-2f8d1e0c4b6a")
-"""uuid5 namespace of event uuids: uuid5(EVENT_UUID_NAMESPACE, f"{device_id}:{seq}")."""
+"""uuid5 namespace of event uuids: uuid5(EVENT_UUID_NAMESPACE, f"{device_id}:{seq}:{UTC time ISO 8601}")."""
+CONFLICT_HELP = ("The central holds some of this door's event numbers for other events (was the door's "
+                 "database replaced?); nothing is lost here, but pushing has stopped: on the central add this "
+                 "door again under a new name (`kiosk doors add NAME`), then here `kiosk central enrol URL CODE "
+                 "--force`")
+"""What a door whose pushes got 409 seq_conflict shows, for the admin."""
 
 
-def event_uuid(device_id: str, seq: int) -> str:
-    """The stable UUID of the door's event seq (the same at every push of it)."""
-    return str(uuid.uuid5(EVENT_UUID_NAMESPACE, f"{device_id}:{seq}"))
+def event_uuid(device_id: str, seq: int, at: datetime) -> str:
+    """The stable UUID of the door's event seq recorded at `at` (aware): the same at every push of it, and
+    another one for another event that reuses the number (a replaced database), which the central refuses."""
+    return str(uuid.uuid5(EVENT_UUID_NAMESPACE, f"{device_id}:{seq}:{at.astimezone(UTC).isoformat()}"))
+
+
+def _stamp(at: datetime) -> str:
+    """An event's time as the sync state keeps it (UTC ISO 8601)."""
+    return at.astimezone(UTC).isoformat()
 
 
 def read_token(path: Path) -> str | None:
@@ -76,10 +101,16 @@ class DoorSync:
         self._full_pull_done = False
         self._lock = threading.Lock()
         self._report = CentralReport(url=self.central.url, pushed_seq=self.state.pushed_seq,
-                                     gallery_version=self.state.gallery_version, device_id=self.state.device_id)
+                                     gallery_version=self.state.gallery_version, device_id=self.state.device_id,
+                                     error=self._conflict_text(self.state))
+        self._last_good = monotonic()  # the start counts: a door that never gets through says so after a while
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def _conflict_text(state: store.SyncState) -> str | None:
+        return None if state.conflict is None else f"seq_conflict: {CONFLICT_HELP} ({state.conflict})"
 
     @property
     def device_id(self) -> str:
@@ -115,6 +146,17 @@ class DoorSync:
         """The central part of the status record (a snapshot)."""
         with self._lock:
             return self._report
+
+    def screen_notice(self) -> str | None:
+        """What the door screen says about the link for the people checking in: REVOKED_NOTICE when the
+        central refuses this door, OFFLINE_NOTICE after OFFLINE_NOTICE_AFTER_S without a good round, else None."""
+        with self._lock:
+            report, last_good = self._report, self._last_good
+        if report.revoked:
+            return REVOKED_NOTICE
+        if report.enrolled and self._monotonic() - last_good > OFFLINE_NOTICE_AFTER_S:
+            return OFFLINE_NOTICE
+        return None
 
     def _run(self) -> None:
         try:
@@ -153,7 +195,11 @@ class DoorSync:
         try:
             client = CentralClient(self.central.url, token, self.central.timeout_s)
             db = self._database()
-            self._push(client, db)
+            self._reread_state()
+            if self.state.conflict is None:
+                self._push(client, db)
+            else:  # pushing stopped (409): the status still shows what waits
+                self._set(backlog=store.event_backlog(db, self.state.pushed_seq)[0])
             self._pull(client, db)
         except DoorRevoked as exc:
             self._failed(exc, online=True, revoked=True)
@@ -172,7 +218,9 @@ class DoorSync:
             if self.failures:
                 logger.info("the central at %s answers again", self.central.url)
             self.failures = 0
-            self._set(enrolled=True, online=True, revoked=False, error=None)
+            with self._lock:
+                self._last_good = self._monotonic()
+            self._set(enrolled=True, online=True, revoked=False, error=self._conflict_text(self.state))
             return True
         return False
 
@@ -189,15 +237,23 @@ class DoorSync:
 
     def _push(self, client: CentralClient, db: store.Database) -> None:
         """Push batches until nothing waits; pushed_seq advances only by an answer."""
+        self._check_numbering(db)
         while not self._stopping.is_set():
             waiting, newest = store.event_backlog(db, self.state.pushed_seq)
             self._set(backlog=waiting)
             events = store.events_after(db, self.state.pushed_seq, self.batch)
             if not events:
                 return
-            body = [event_json(e, event_uuid(self.device_id, e.id)) for e in events]
+            body = [event_json(e, event_uuid(self.device_id, e.id, e.occurred_at)) for e in events]
             try:
-                last_seq = client.push_events(body, clock=self.wall_clock(), backlog=max(0, waiting - len(events)))
+                answer = client.push_events(body, clock=self.wall_clock(), backlog=max(0, waiting - len(events)))
+            except SeqConflict as exc:
+                self._save(conflict=f"seq {events[0].id}..{events[-1].id} refused at "
+                                    f"{datetime.now(UTC).isoformat(timespec='seconds')}: {exc}")
+                logger.error("the central refused events %d..%d (409 seq_conflict): %s. %s", events[0].id,
+                             events[-1].id, exc, CONFLICT_HELP)
+                self._set(error=self._conflict_text(self.state))
+                return
             except CentralRejected as exc:
                 if exc.status == 413 and self.batch > 1:
                     self.batch = max(1, self.batch // 2)
@@ -205,16 +261,47 @@ class DoorSync:
                                    len(events), self.batch)
                     continue
                 raise
-            self._acknowledged(last_seq, events[0].id, events[-1].id, newest)
+            logger.info("pushed events %d..%d (%d): %s stored, %s repeated, the central holds up to %d; %d waiting",
+                        events[0].id, events[-1].id, len(events), _count(answer.stored), _count(answer.repeated),
+                        answer.last_seq, max(0, waiting - len(events)))
+            if answer.repeated:
+                logger.info("%d of these events were on the central already (an earlier answer was lost, or the "
+                            "door offered its events again)", answer.repeated)
+            self._acknowledged(db, answer.last_seq, events, newest)
 
-    def _acknowledged(self, last_seq: int, first: int, last: int, newest: int) -> None:
+    def _check_numbering(self, db: store.Database) -> None:
+        """Start again from seq 0 when the event at pushed_seq is not the one the central acknowledged (the
+        database was replaced or restored, or that event deleted by hand): the central skips repeats and
+        refuses numbers it holds for other events (409), so nothing is skipped unseen."""
+        seq, stamp = self.state.pushed_seq, self.state.pushed_at
+        if seq == 0:
+            return
+        found = store.events_after(db, seq - 1, 1)
+        here = found[0] if found and found[0].id == seq else None
+        if here is not None and (stamp is None or _stamp(here.occurred_at) == stamp):
+            if stamp is None:
+                self._save(pushed_at=_stamp(here.occurred_at))
+            return
+        what = "is gone" if here is None else f"is another one (recorded {_stamp(here.occurred_at)}, not {stamp})"
+        logger.warning("the event %d the central acknowledged last %s: was the database replaced or restored? "
+                       "Offering every local event again from the first (the central skips those it holds)",
+                       seq, what)
+        self._save(pushed_seq=0, pushed_at="")
+        self._set(pushed_seq=0)
+
+    def _acknowledged(self, db: store.Database, last_seq: int, events: list[store.EventInfo], newest: int) -> None:
         """Store the central's last_seq as pushed_seq; CentralBadAnswer when it did not take the batch."""
         before = self.state.pushed_seq
+        first, last = events[0].id, events[-1].id
         if last_seq > last:
             logger.error("the central holds seq %d, beyond this batch's last %d (newest local event %d): was "
                          "the door's database replaced? Those events count as repeats there", last_seq, last, newest)
             last_seq = last
-        self._save(pushed_seq=last_seq)
+        at = {e.id: e.occurred_at for e in events}.get(last_seq)
+        if at is None and last_seq > 0:
+            found = store.events_after(db, last_seq - 1, 1)
+            at = found[0].occurred_at if found and found[0].id == last_seq else None
+        self._save(pushed_seq=last_seq, pushed_at=_stamp(at) if at is not None else "")
         self._set(pushed_seq=last_seq, last_push_at=datetime.now(UTC))
         if last_seq < last:
             if last_seq < before:
@@ -226,16 +313,19 @@ class DoorSync:
         """Fetch gallery changes since the stored version and apply them; the version is stored after."""
         since = self.state.gallery_version
         answer = client.gallery(since)
-        full = since == 0
-        if answer.version < since:
+        if answer.version < since and not answer.full:  # a central that does not say `full`
             logger.warning("the central's gallery version went back (%d < %d): fetching the whole gallery",
                            answer.version, since)
-            answer, full = client.gallery(0), True
-        if not full or self._full_pull_done:
-            full = False
-            if answer.version == since and not answer.people and not answer.removed:
-                self._set(last_pull_at=datetime.now(UTC))
-                return
+            answer = client.gallery(0)
+            answer = GalleryAnswer(answer.version, answer.embedder, answer.people, answer.removed, True)
+        full = answer.full if answer.full is not None else since == 0
+        if full and since > 0:
+            logger.warning("the central sends its whole gallery (version %d; this door had %d: the central was "
+                           "restored or is another one): replacing the whole cache", answer.version, since)
+        same_whole = full and self._full_pull_done and answer.version == since  # e.g. a central with no change yet
+        if same_whole or (not full and answer.version == since and not answer.people and not answer.removed):
+            self._set(last_pull_at=datetime.now(UTC))
+            return
         compatible = self.settings.recognition.compatible_embedder_ids()
         if answer.embedder and answer.embedder not in compatible and answer.people:
             logger.warning("the central's templates were made by %s; this door computes %s: recognition is "
@@ -251,6 +341,10 @@ class DoorSync:
 
     # -- helpers -------------------------------------------------------------------------------------
     def _database(self) -> store.Database:
+        """The sync thread's own connection, opened again when the file was replaced under it."""
+        if self._db is not None and self._db.moved():
+            logger.warning("the database file %s was replaced: the sync opens the new one", self.database_path)
+            self._close_db()
         if self._db is None:
             self._db = store.open_database(self.database_path, busy_timeout_ms=self.settings.database.busy_timeout_ms,
                                            create=False)
@@ -261,14 +355,31 @@ class DoorSync:
             self._db.close()
             self._db = None
 
-    def _save(self, *, pushed_seq: int | None = None, gallery_version: int | None = None) -> None:
-        """Store the sync state with these changes (atomically, before anything relies on it)."""
+    def _reread_state(self) -> None:
+        """Take up what `kiosk central enrol --force` changed meanwhile (a new device id, a conflict cleared)."""
+        state = store.read_sync_state(self.database_path)
+        if state.device_id != self.state.device_id or state.conflict != self.state.conflict:
+            logger.info("sync state changed on disk (enrolled as %s, conflict %s)", state.device_id,
+                        "none" if state.conflict is None else "recorded")
+            self._set(device_id=state.device_id, error=self._conflict_text(state))
+        self.state = state
+
+    def _save(self, *, pushed_seq: int | None = None, gallery_version: int | None = None,
+              pushed_at: str | None = None, conflict: str | None = None) -> None:
+        """Store the sync state with these changes (atomically, before anything relies on it); pushed_at ""
+        clears it."""
         state = store.read_sync_state(self.database_path)
         state = replace(state, pushed_seq=state.pushed_seq if pushed_seq is None else pushed_seq,
-                        gallery_version=state.gallery_version if gallery_version is None else gallery_version)
+                        gallery_version=state.gallery_version if gallery_version is None else gallery_version,
+                        pushed_at=state.pushed_at if pushed_at is None else pushed_at or None,
+                        conflict=state.conflict if conflict is None else conflict)
         store.write_sync_state(self.database_path, state)
         self.state = state
 
     def _set(self, **changes: object) -> None:
         with self._lock:
             self._report = replace(self._report, **changes)  # type: ignore[arg-type]
+
+
+def _count(value: int | None) -> str:
+    return "?" if value is None else str(value)

@@ -23,6 +23,7 @@ from kiosk.store import (
     OffsiteCopy,
     PurgeResult,
     purge_expired,
+    read_sync_state,
     record_copy,
     write_daily_copy,
 )
@@ -54,8 +55,10 @@ class MaintenanceTarget(Protocol):
 
 
 def run_purge(c: MaintenanceTarget, who: str) -> PurgeResult:
-    """Apply the retention settings now (store.purge_expired), audited as who; its PurgeResult."""
-    return purge_expired(c.db, c.clock.now(), c.settings.retention, actor=who)
+    """Apply the retention settings now (store.purge_expired), audited as who; its PurgeResult. A door of a
+    central keeps every event the central has not acknowledged (and its newest: ids are never reused)."""
+    keep = read_sync_state(c.db.path).pushed_seq if c.settings.role == "door" else None
+    return purge_expired(c.db, c.clock.now(), c.settings.retention, actor=who, keep_from_id=keep)
 
 
 def run_daily_copy(c: MaintenanceTarget, who: str) -> OffsiteCopy | None:

@@ -1,12 +1,13 @@
 """A small real central for door tests: docs/central.md's three routes over real HTTP, state in memory.
 
 CentralDouble runs http.server in a thread on 127.0.0.1 and implements POST /api/v1/door/enrol,
-POST /api/v1/door/events (each (door, seq) stored once, repeats skipped, answer: the last seq held) and
-GET /api/v1/door/gallery?since= (versioned changes). Switches make the faults: stop()/start() (down:
+POST /api/v1/door/events (each (door, seq) stored once, repeats skipped, another uuid under a held seq
+refused with 409 seq_conflict; answer: the last seq held, stored, repeated) and GET /api/v1/door/gallery?since=
+(versioned changes; since=0 or beyond the newest version: the whole gallery with full true). Switches make the faults: stop()/start() (down:
 connection refused), unavailable (503), slow_s (answer late), lose_answers (store the batch, then drop
 the connection), max_batch (413), revoke(token) (403), and hold_push (store a batch, then wait for
-release before answering: a door can be killed in the middle of an upload). To be replaced by the
-real central in the end-to-end tests once that is merged.
+release before answering: a door can be killed in the middle of an upload), legacy (answer as a central
+that says neither full nor stored/repeated). The end-to-end tests (test_central_e2e.py) run the real one.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class CentralDouble:
     pushed: threading.Event = field(default_factory=threading.Event)  # set when the held push arrived
     release: threading.Event = field(default_factory=threading.Event)
     requests: int = 0
+    legacy: bool = False  # answer without full / stored / repeated (a central older than the protocol's changes)
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
@@ -145,25 +147,36 @@ class CentralDouble:
             return [seq for door, seq in self.order if door == device_id]
 
     # -- routes ----------------------------------------------------------------------------------------
+    def restore(self, version: int) -> None:
+        """Forget the gallery changes after version (the central restored from an older backup)."""
+        with self.lock:
+            self.changes = [(v, pid) for v, pid in self.changes if v <= version]
+
     def gallery(self, since: int) -> dict[str, Any]:
         with self.lock:
-            changed = sorted({pid for version, pid in self.changes if version > since})
+            full = since == 0 or since > self.version
+            changed = sorted(self.people) if full else sorted({pid for version, pid in self.changes if version > since})
             people = [self.people[p] for p in changed if p in self.people and self.people[p]["active"]]
-            removed = [p for p in changed if p not in self.people or not self.people[p]["active"]]
-            return {"version": self.version, "embedder": EMBEDDER, "people": people, "removed": removed}
+            removed = [] if full else [p for p in changed if p not in self.people or not self.people[p]["active"]]
+            answer = {"version": self.version, "embedder": EMBEDDER, "people": people, "removed": removed}
+            return answer if self.legacy else {**answer, "full": full}
 
-    def store_events(self, door: Door, body: dict[str, Any]) -> tuple[int, int]:
-        """(the last seq held for door, events newly stored); skips repeats."""
+    def store_events(self, door: Door, body: dict[str, Any]) -> tuple[int, int, list[int]]:
+        """(the last seq held for door, events newly stored, seqs held for other uuids); skips repeats and
+        stores nothing when a seq is held with another uuid."""
         stored = 0
         with self.lock:
-            for event in body["events"]:
-                key = (door.device_id, int(event["seq"]))
-                if key not in self.events:
-                    self.events[key] = event
-                    self.order.append(key)
-                    stored += 1
+            keys = [(door.device_id, int(e["seq"])) for e in body["events"]]
+            conflicts = [k[1] for k, e in zip(keys, body["events"], strict=True)
+                         if k in self.events and self.events[k]["uuid"] != e["uuid"]]
+            if not conflicts:
+                for key, event in zip(keys, body["events"], strict=True):
+                    if key not in self.events:
+                        self.events[key] = event
+                        self.order.append(key)
+                        stored += 1
             held = [seq for d, seq in self.events if d == door.device_id]
-            return max(held, default=0), stored
+            return max(held, default=0), stored, conflicts
 
 
 def _handler(central: CentralDouble) -> type[BaseHTTPRequestHandler]:
@@ -255,7 +268,10 @@ def _handler(central: CentralDouble) -> type[BaseHTTPRequestHandler]:
             if len(events) > central.max_batch:
                 self._error(413, "too_large", f"at most {central.max_batch} events per push")
                 return
-            last_seq, stored = central.store_events(door, body)
+            last_seq, stored, conflicts = central.store_events(door, body)
+            if conflicts:
+                self._error(409, "seq_conflict", f"sequence(s) {conflicts[:5]} are held already for other events")
+                return
             central.pushes.append(Push(door.device_id, [int(e["seq"]) for e in events], int(body.get("backlog", -1)),
                                        str(body.get("clock")), stored))
             if central.hold_push is not None and len(central.pushes) == central.hold_push:
@@ -265,6 +281,7 @@ def _handler(central: CentralDouble) -> type[BaseHTTPRequestHandler]:
                 central.lose_answers -= 1
                 self.close_connection = True
                 return  # stored, but the door never hears it
-            self._answer(200, {"last_seq": last_seq})
+            counts = {} if central.legacy else {"stored": stored, "repeated": len(events) - stored}
+            self._answer(200, {"last_seq": last_seq, **counts})
 
     return Handler

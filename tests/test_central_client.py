@@ -22,6 +22,8 @@ from kiosk.central_client import (
     CentralOffline,
     CentralRejected,
     DoorRevoked,
+    PushAnswer,
+    SeqConflict,
     enrol,
     event_json,
 )
@@ -54,11 +56,24 @@ def test_enrol_exchanges_a_code_once(central: CentralDouble) -> None:
 
 def test_push_answers_last_seq_and_repeats_are_skipped(central: CentralDouble) -> None:
     client = CentralClient(central.url, central.door_token(), timeout_s=5)
-    assert client.push_events(_events(1, 3), clock=NOW, backlog=0) == 3
-    assert client.push_events(_events(2, 5), clock=NOW, backlog=0) == 5  # 2, 3 again: skipped
+    assert client.push_events(_events(1, 3), clock=NOW, backlog=0) == PushAnswer(3, 3, 0)
+    assert client.push_events(_events(2, 5), clock=NOW, backlog=0) == PushAnswer(5, 2, 2)  # 2, 3 again: skipped
     assert central.held("main-entrance") == [1, 2, 3, 4, 5]
     assert [p.stored for p in central.pushes] == [3, 2]
     assert central.pushes[0].clock == NOW.isoformat()
+    central.legacy = True  # a central that says only last_seq
+    assert client.push_events(_events(5, 6), clock=NOW, backlog=0) == PushAnswer(6, None, None)
+
+
+def test_a_seq_held_for_another_event_is_a_conflict_and_nothing_is_stored(central: CentralDouble) -> None:
+    client = CentralClient(central.url, central.door_token(), timeout_s=5)
+    client.push_events(_events(1, 3), clock=NOW, backlog=0)
+    other = [{**e, "uuid": f"other-{e['seq']}"} for e in _events(3, 5)]  # 3 is held with uuid u3
+    with pytest.raises(SeqConflict) as conflict:
+        client.push_events(other, clock=NOW, backlog=0)
+    assert isinstance(conflict.value, CentralRejected)
+    assert (conflict.value.status, conflict.value.code) == (409, "seq_conflict")
+    assert central.held("main-entrance") == [1, 2, 3]
 
 
 def test_each_refusal_is_its_own_error(central: CentralDouble) -> None:
@@ -93,7 +108,7 @@ def test_down_slow_and_lost_answers_are_offline(central: CentralDouble) -> None:
     with pytest.raises(CentralOffline):
         client.push_events(_events(1, 2), clock=NOW, backlog=0)
     assert central.held("main-entrance") == [1, 2]  # stored, the answer lost
-    assert client.push_events(_events(1, 2), clock=NOW, backlog=0) == 2
+    assert client.push_events(_events(1, 2), clock=NOW, backlog=0) == PushAnswer(2, 0, 2)
     assert central.held("main-entrance") == [1, 2]
     central.stop()
     with pytest.raises(CentralOffline, match="cannot be reached"):
@@ -107,12 +122,16 @@ def test_gallery_templates_round_trip(central: CentralDouble) -> None:
     central.enrol_person(13, "E013", "Bob", templates[:1])
     central.remove_person(13)
     answer = CentralClient(central.url, central.door_token(), timeout_s=5).gallery(0)
-    assert answer.version == 3 and answer.removed == [13] and answer.embedder
+    assert answer.version == 3 and answer.removed == [] and answer.embedder and answer.full is True
     (ada,) = answer.people
     assert (ada.id, ada.employee_id, ada.name, ada.active, ada.expression_consent) == (12, "E012", "Ada", True, True)
     assert ada.templates.dtype == np.float32 and np.array_equal(ada.templates, templates)
-    later = CentralClient(central.url, next(iter(central.doors)), timeout_s=5).gallery(3)
-    assert (later.version, later.people, later.removed) == (3, [], [])
+    client = CentralClient(central.url, next(iter(central.doors)), timeout_s=5)
+    assert client.gallery(1).removed == [13] and client.gallery(1).full is False
+    later = client.gallery(3)
+    assert (later.version, later.people, later.removed, later.full) == (3, [], [], False)
+    central.legacy = True
+    assert client.gallery(0).full is None
 
 
 def _serve(body: bytes, status: int = 200) -> tuple[ThreadingHTTPServer, str]:
@@ -140,6 +159,7 @@ def _serve(body: bytes, status: int = 200) -> tuple[ThreadingHTTPServer, str]:
     (b'{"version": 1, "removed": [], "people": [{"id": 1, "employee_id": "E1", "name": "A", "templates": ["'
      + base64.b64encode(np.full(128, np.nan, "<f4").tobytes()) + b'"]}]}', "NaN or infinity"),
     (b'{"version": true, "removed": [], "people": []}', "lacks version"),
+    (b'{"version": 1, "removed": [], "people": [], "full": "yes"}', "not true or false"),
 ])
 def test_answers_that_break_the_protocol_are_bad_answers(body: bytes, match: str) -> None:
     server, url = _serve(body)

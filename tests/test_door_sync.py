@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -27,6 +28,7 @@ from cli_helpers import run_cli
 from door_helpers import PEOPLE, person_photos, write_config
 
 from kiosk import store
+from kiosk.clock import ManualClock
 from kiosk.config import Settings
 from kiosk.door_status import CentralReport, DoorStatus, read_status_file
 from kiosk.door_sync import BACKOFF_MAX_S, DoorSync, event_uuid
@@ -91,7 +93,7 @@ def test_offline_for_a_while_then_back_everything_once_in_order(door, central: C
     assert (report.online, report.pushed_seq, report.backlog, report.error) == (True, 12, 0, None)
     assert store.read_sync_state(settings.database.path).pushed_seq == 12
     sent = central.events[(DEVICE, 3)]
-    assert sent["uuid"] == event_uuid(DEVICE, 3) and sent["at"] == (T0 + timedelta(minutes=2)).isoformat()
+    assert sent["uuid"] == event_uuid(DEVICE, 3, T0 + timedelta(minutes=2)) and sent["at"] == (T0 + timedelta(minutes=2)).isoformat()
     assert sent["kind"] == "unknown" and sent["person_id"] is None
 
 
@@ -223,7 +225,8 @@ def test_a_full_gallery_replaces_what_the_door_had_and_a_bad_state_file_is_safe(
     _record(db, 3)
     store.write_sync_state(settings.database.path, store.SyncState(pushed_seq=3, gallery_version=0))
     central.store_events(central.doors[settings.token_path.read_text().strip()],
-                         {"events": [{"seq": s} for s in (1, 2, 3)]})
+                         {"events": [{"seq": e.id, "uuid": event_uuid(DEVICE, e.id, e.occurred_at)}
+                                     for e in store.events_after(db, 0, 10)]})
     sync = DoorSync(settings)
     assert sync.run_round() is True
     ids, _ = store.all_templates(db)
@@ -247,6 +250,193 @@ def test_two_people_swapping_employee_ids_in_one_answer(door, central: CentralDo
     central.enrol_person(502, "E1", "Bob", one)
     assert sync.run_round() is True, sync.report().error
     assert (store.get_person(db, 501).employee_id, store.get_person(db, 502).employee_id) == ("E2", "E1")
+
+
+def test_a_full_answer_replaces_the_cache_also_when_since_is_past_zero(door, central: CentralDouble) -> None:
+    """The central was restored from an older backup: the door's version (4) is newer than the central's (2),
+    the central answers `full: true` with its whole gallery, and the door drops everyone it does not list."""
+    settings, db = door
+    ada, bob, cy = (np.stack([fake_embedding(FakeFace(i, 1))]).astype(np.float32) for i in range(3))
+    central.enrol_person(501, "E501", "Ada", ada)
+    central.enrol_person(502, "E502", "Bob", bob)
+    sync = DoorSync(settings)
+    assert sync.run_round() is True
+    central.enrol_person(503, "E503", "Cy", cy)  # version 3, then the backup is restored to version 2 ...
+    central.set_consent(501, True)
+    assert sync.run_round() is True and sync.state.gallery_version == 4
+    assert set(store.all_templates(db)[0].tolist()) == {501, 502, 503}
+    central.restore(2)
+    del central.people[503]  # ... which never had Cy
+    central.people[501]["expression_consent"] = False
+    pulls = central.requests
+    assert sync.run_round() is True
+    assert central.requests - pulls == 1  # one pull: the full answer is used as it is
+    assert set(store.all_templates(db)[0].tolist()) == {501, 502}
+    assert not store.get_person(db, 503).active and not store.get_person(db, 501).expression_consent
+    assert sync.state.gallery_version == 2 == sync.report().gallery_version
+    assert sync.run_round() is True and set(store.all_templates(db)[0].tolist()) == {501, 502}  # incremental now
+    db.close()
+    assert cy[0].tobytes() not in _bytes_of(Path(settings.database.path))
+
+
+def test_the_same_whole_gallery_again_is_not_written_again(door, central: CentralDouble) -> None:
+    """A central whose people carry no gallery change yet (version 0, e.g. a synthetic database) answers every
+    pull with its whole gallery: the door writes it once, not every round (the door loop would reload)."""
+    settings, db = door
+    central.enrol_person(501, "E501", "Ada", np.stack([fake_embedding(FakeFace(0, 1))]))
+    central.changes.clear()
+    sync = DoorSync(settings)
+    assert sync.run_round() is True and set(store.all_templates(db)[0].tolist()) == {501}
+    signature = store.gallery_signature(db)
+    assert sync.run_round() is True and store.gallery_signature(db) == signature
+    assert sync.report().last_pull_at is not None
+
+
+def test_a_legacy_central_without_full_still_gets_a_whole_gallery_when_its_version_went_back(
+        door, central: CentralDouble) -> None:
+    settings, db = door
+    central.legacy = True
+    central.enrol_person(501, "E501", "Ada", np.stack([fake_embedding(FakeFace(0, 1))]))
+    store.write_sync_state(settings.database.path, store.SyncState(gallery_version=9))
+    store.add_person(db, "E777", "Cached long ago")
+    sync = DoorSync(settings)
+    assert sync.run_round() is True
+    assert set(store.all_templates(db)[0].tolist()) == {501} and sync.state.gallery_version == 1
+    assert not store.get_person(db, store.get_person_by_employee_id(db, "E777").id).active
+
+
+def _replace_database(settings: Settings, db: store.Database) -> store.Database:
+    """Put a fresh database file where the door's was (the sync state file beside it stays)."""
+    db.close()
+    path = Path(settings.database.path)
+    for p in path.parent.glob(path.name + "*"):
+        p.unlink()
+    return store.open_database(path)
+
+
+def test_a_replaced_database_is_noticed_and_a_reused_number_stops_pushing_with_a_conflict(
+        door, central: CentralDouble, tmp_path: Path) -> None:
+    """The door's file is replaced (a new SD card) but central_sync.json stays: its events 1..3 reuse numbers
+    the central holds for other events. Without the check the door would push from 6 and never send them;
+    with it the door offers them from 0, the central refuses (409), pushing stops, nothing local is lost,
+    the status says what to do; enrolled again under a new name, everything goes up once."""
+    settings, db = door
+    _record(db, 5)
+    sync = DoorSync(settings)
+    assert sync.run_round() is True and sync.state.pushed_seq == 5 and sync.state.pushed_at
+    db = _replace_database(settings, db)
+    try:
+        _record(db, 3, start=60)  # ids 1..3 again, other events
+        pushes = len(central.pushes)
+        assert sync.run_round() is True  # online; the gallery is still pulled
+        state = store.read_sync_state(settings.database.path)
+        assert state.conflict and "seq 1..3" in state.conflict and state.pushed_seq == 0
+        assert central.held(DEVICE) == [1, 2, 3, 4, 5] and len(central.pushes) == pushes  # nothing stored
+        report = sync.report()
+        assert report.online and "seq_conflict" in (report.error or "") and "kiosk doors add" in (report.error or "")
+        _record(db, 1, start=70)
+        assert sync.run_round() is True and central.held(DEVICE) == [1, 2, 3, 4, 5]  # pushing has stopped
+        assert sync.report().backlog == 4
+        assert _ids(db) == [1, 2, 3, 4]  # and nothing is lost here
+        config = tmp_path / "kiosk.yaml"
+        config.write_text(yaml.safe_dump({"role": "door", "database": {"path": str(settings.database.path)},
+                                          "site": {"device_id": DEVICE}, "central": {"url": central.url}}))
+        status = run_cli("central", "status", config=config)
+        assert status.returncode == 0 and "PUSHING STOPPED" in status.stdout and "kiosk doors add" in status.stdout
+        assert json.loads(run_cli("central", "status", "--json", config=config).stdout)["seq_conflict"]
+        enrolled = run_cli("central", "enrol", central.url, central.add_door("main-entrance-2"), "--force",
+                           config=config)
+        assert enrolled.returncode == 0 and "conflict is cleared" in enrolled.stdout, enrolled.stderr
+        assert sync.run_round() is True and sync.report().error is None
+        assert central.held("main-entrance-2") == [1, 2, 3, 4] and central.held(DEVICE) == [1, 2, 3, 4, 5]
+        assert central.events[("main-entrance-2", 1)]["at"] == (T0 + timedelta(minutes=60)).isoformat()
+    finally:
+        db.close()
+
+
+def test_a_database_restored_from_an_older_copy_offers_its_events_again(door, central: CentralDouble) -> None:
+    """The door's file goes back to a copy holding events 1..3 after 1..5 were pushed: the event at pushed_seq
+    is gone, so the door offers 1..3 again (repeats) and the central holds everything once."""
+    settings, db = door
+    _record(db, 3)
+    copy = Path(settings.database.path).with_name("copy.db")
+    db.close()
+    shutil.copyfile(settings.database.path, copy)
+    db = store.open_database(settings.database.path)
+    try:
+        _record(db, 2, start=3)
+        sync = DoorSync(settings)
+        assert sync.run_round() is True and sync.state.pushed_seq == 5
+    finally:
+        db.close()
+    for p in Path(settings.database.path).parent.glob("kiosk.db*"):
+        p.unlink()
+    shutil.copyfile(copy, settings.database.path)
+    assert sync.run_round() is True
+    assert sync.state.pushed_seq == 3 and central.held(DEVICE) == [1, 2, 3, 4, 5]
+    assert [p.stored for p in central.pushes][-1] == 0 and not sync.state.conflict
+
+
+def test_the_doors_purge_keeps_what_the_central_lacks_and_the_newest_event(door, central: CentralDouble) -> None:
+    """A door offline for longer than retention: the purge deletes only acknowledged old events and keeps the
+    newest, so the next event gets a new id and nothing unpushed is lost."""
+    from kiosk.maintenance import run_purge
+
+    settings, db = door
+    settings = settings.model_copy(update={"retention": settings.retention.model_copy(update={"attendance_days": 30})})
+    _record(db, 4)  # 1..4 at T0, pushed
+    sync = DoorSync(settings)
+    assert sync.run_round() is True and sync.state.pushed_seq == 4
+    central.stop()
+    _record(db, 3, start=10)  # 5..7, never pushed: the central is away for 60 days
+    later = T0 + timedelta(days=60)
+    store.record_event(db, None, later, "unknown", DEVICE)  # 8, the newest: the purge reads the data's time
+
+    class Target:
+        def __init__(self, s: Settings, at: datetime = later) -> None:
+            self.db, self.settings, self.clock = db, s, ManualClock(at)
+
+    result = run_purge(Target(settings), "test")
+    assert result.events_deleted == 3 and _ids(db) == [4, 5, 6, 7, 8]  # 4 = pushed_seq: the check's anchor
+    # everything pushed went too on a door with nothing waiting: the newest row stays, ids go on from it
+    central.start()
+    assert sync.run_round() is True and central.held(DEVICE) == list(range(1, 9))
+    result = run_purge(Target(settings), "test")
+    assert _ids(db) == [8] and store.record_event(db, None, later, "unknown", DEVICE).id == 9
+    # a standalone kiosk purges as before: everything past retention
+    standalone = settings.model_copy(update={"role": "standalone"})
+    store.record_event(db, None, later + timedelta(days=40), "unknown", DEVICE)
+    run_purge(Target(standalone, later + timedelta(days=40)), "test")
+    assert _ids(db) == [10]
+
+
+def test_screen_notice_for_a_revoked_or_long_offline_door(door, central: CentralDouble) -> None:
+    from kiosk.door_sync import OFFLINE_NOTICE_AFTER_S
+    from kiosk.screen import ScreenState
+    from kiosk.screen.state import OFFLINE_NOTICE, REVOKED_NOTICE
+
+    settings, db = door
+    now = [1000.0]
+    sync = DoorSync(settings, monotonic=lambda: now[0])
+    screen = ScreenState()
+    assert sync.run_round() is True and sync.screen_notice() is None
+    central.stop()
+    assert sync.run_round() is False
+    now[0] += OFFLINE_NOTICE_AFTER_S - 1
+    assert sync.screen_notice() is None  # a short outage: nobody needs to know
+    now[0] += 2
+    screen.set_central_notice(sync.screen_notice())
+    shown = screen.snapshot()
+    assert shown["notice"] == OFFLINE_NOTICE and shown["title"] == "Look at the camera"  # still greeting people
+    assert "admin" not in OFFLINE_NOTICE and "central" not in OFFLINE_NOTICE.lower()
+    central.start()
+    central.revoke(settings.token_path.read_text().strip())
+    assert sync.run_round() is False and sync.screen_notice() == REVOKED_NOTICE
+    screen.set_db_fault(True)
+    screen.set_central_notice(sync.screen_notice())
+    assert screen.snapshot()["notice"] != REVOKED_NOTICE and screen.snapshot()["central_notice"] == REVOKED_NOTICE
+    settings.token_path.write_text(central.door_token(DEVICE))
+    assert sync.run_round() is True and sync.screen_notice() is None
 
 
 def test_a_door_without_a_central_address_does_not_start(tmp_path: Path) -> None:

@@ -61,11 +61,16 @@ def central_enrol(ctx: Context, url: str, code: str, force: bool) -> None:
     write_token_file(token_path, enrolment.token)
     if state.url and state.url != url:  # another central holds none of this door's events or gallery
         state = store.SyncState()
+    # Under a new device id too, pushed_seq stays: events up to it are on the central (under the old id),
+    # the rest go up under the new one. A recorded seq_conflict is cleared: pushing resumes.
     store.write_sync_state(s.database.path, store.SyncState(
-        pushed_seq=state.pushed_seq, gallery_version=state.gallery_version, device_id=enrolment.device_id,
-        name=enrolment.name, site=enrolment.site, url=url, enrolled_at=datetime.now(UTC).isoformat()))
+        pushed_seq=state.pushed_seq, gallery_version=state.gallery_version, pushed_at=state.pushed_at,
+        device_id=enrolment.device_id, name=enrolment.name, site=enrolment.site, url=url,
+        enrolled_at=datetime.now(UTC).isoformat()))
     click.echo(f"enrolled as {enrolment.device_id} ({enrolment.name!r}, site {enrolment.site}) at {url}; "
                f"token written to {token_path} (mode 0600)")
+    if state.conflict:
+        click.echo("the earlier sequence conflict is cleared: the door pushes its events again")
     if s.role != "door" or check_url(s.central.url or url) != url:
         click.echo(f"note: set `role: door` and `central: {{url: {url}}}` in the config before `kiosk run`")
     if s.site.device_id != enrolment.device_id:
@@ -81,14 +86,15 @@ def central_status(ctx: Context, as_json: bool) -> None:
     """Show the door's enrolment, how far its events are pushed and its gallery version."""
     from kiosk import store
     from kiosk.door_status import read_status_file
-    from kiosk.door_sync import read_token
+    from kiosk.door_sync import CONFLICT_HELP, read_token
 
     s = ctx.settings
     state = store.read_sync_state(s.database.path)
     info: dict[str, Any] = {"role": s.role, "url": s.central.url or None, "token_file": str(s.token_path),
                             "enrolled": read_token(s.token_path) is not None, "device_id": state.device_id,
                             "name": state.name, "site": state.site, "pushed_seq": state.pushed_seq,
-                            "gallery_version": state.gallery_version, "backlog": None, "service": None}
+                            "gallery_version": state.gallery_version, "backlog": None, "service": None,
+                            "seq_conflict": state.conflict, "action": CONFLICT_HELP if state.conflict else None}
     if Path(s.database.path).exists():
         with store.open_database(s.database.path, busy_timeout_ms=s.database.busy_timeout_ms, create=False) as db:
             info["backlog"] = store.event_backlog(db, state.pushed_seq)[0]
@@ -111,6 +117,8 @@ def central_status(ctx: Context, as_json: bool) -> None:
                    f"at {state.url or s.central.url}")
     backlog = "unknown (no database yet)" if info["backlog"] is None else info["backlog"]
     click.echo(f"pushed up to event {state.pushed_seq}; waiting: {backlog}; gallery version {state.gallery_version}")
+    if state.conflict:
+        click.echo(f"PUSHING STOPPED (409 seq_conflict): {CONFLICT_HELP}\n  {state.conflict}")
     service = info["service"]
     if service is None:
         click.echo("door service: no status with a central part (not running as role door?)")

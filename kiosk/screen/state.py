@@ -18,6 +18,10 @@ IDLE_TITLE = "Look at the camera"
 IDLE_SUB = "to check in or out"
 # Shown under every message while the database is not taking check-ins (they are journalled).
 DB_FAULT_NOTICE = "Check-ins are being kept on this kiosk - please tell the admin (database fault)"
+# Shown under every message on a door of a central server that the central refuses (revoked), or that has
+# not reached it for a long time (kiosk.door_sync.OFFLINE_NOTICE_AFTER_S); check-ins go on locally.
+REVOKED_NOTICE = "Your check-ins are saved on this kiosk - it is not connected to the office system (please tell the admin)"
+OFFLINE_NOTICE = "Your check-ins are saved on this kiosk and will be sent when the connection is back"
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class ScreenState:
         self._offline = False
         self._enrolment: Message | None = None
         self._db_fault = False
+        self._central_notice = ""
 
     def show(self, message: Message) -> None:
         """Put a greeting/notice on screen now (kept for message_s seconds)."""
@@ -105,8 +110,14 @@ class ScreenState:
         with self._lock:
             self._db_fault = fault
 
+    def set_central_notice(self, notice: str | None) -> None:
+        """A door of a central: REVOKED_NOTICE, OFFLINE_NOTICE or None (connected), shown under every message."""
+        with self._lock:
+            self._central_notice = notice or ""
+
     def snapshot(self) -> dict[str, Any]:
-        """JSON-ready: kind, title, subtitle, seq, db_fault, notice, and the recent messages (oldest first)."""
+        """JSON-ready: kind, title, subtitle, seq, db_fault, notice (the database fault's first, else the
+        central link's), central_notice, and the recent messages (oldest first)."""
         with self._lock:
             fresh = self._current.kind != "idle" and self._clock() - self._shown_at < self.message_s
             if fresh:
@@ -120,4 +131,5 @@ class ScreenState:
             else:
                 message = Message("idle", IDLE_TITLE, IDLE_SUB)
             return {**asdict(message), "seq": self._seq, "db_fault": self._db_fault,
-                    "notice": DB_FAULT_NOTICE if self._db_fault else "", "history": list(self._history)}
+                    "notice": DB_FAULT_NOTICE if self._db_fault else self._central_notice,
+                    "central_notice": self._central_notice, "history": list(self._history)}

@@ -80,11 +80,15 @@ class GalleryApplied:
 
 @dataclass(frozen=True)
 class SyncState:
-    """The door's sync state: the highest seq the central acknowledged, the gallery version applied, and
-    the enrolment (device_id, name, site, url, enrolled_at ISO text) from `kiosk central enrol`."""
+    """The door's sync state: the highest seq the central acknowledged (pushed_at: that event's time, ISO
+    text, to notice a database replaced under the door), the gallery version applied, the enrolment
+    (device_id, name, site, url, enrolled_at ISO text) from `kiosk central enrol`, and conflict: why the
+    central refused this door's numbering (409 seq_conflict; pushing stops until the door enrols again)."""
 
     pushed_seq: int = 0
     gallery_version: int = 0
+    pushed_at: str | None = None
+    conflict: str | None = None
     device_id: str | None = None
     name: str | None = None
     site: str | None = None

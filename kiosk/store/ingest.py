@@ -7,6 +7,11 @@ database was replaced and its numbers started again: skipping would lose its eve
 a person the central does not have, or has erased, is stored without a person, without expression
 or match data, and with review set; so are none of the others' expression data without consent.
 Events from a door whose clock is off by more than max_clock_offset_s get review set.
+
+Given an attendance mode, the in/out of a person's camera events is decided again on the merged stream
+of every door, in event time order per local day (first_last: the day's first event "in", later ones
+"out"; toggle: in, out, in ...), so someone who enters by door A and leaves by door B has one day with
+an in and an out; a door's own kind is its provisional answer. Hand corrections keep their kind.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -79,16 +85,18 @@ def ingest_events(
     version: str | None = None,
     backlog: int | None = None,
     max_clock_offset_s: float = 120.0,
+    pairing: tuple[str, ZoneInfo] | None = None,
     now: datetime | None = None,
 ) -> IngestResult:
     """Store a door's batch in one transaction (see module docstring) and note the door's report
-    (seen now, clock offset, version, backlog). DoorRevoked, SeqConflict, InvalidDoorEvent."""
+    (seen now, clock offset, version, backlog); pairing (attendance mode, site zone): decide the in/out of
+    the people's days it touches on the merged stream. DoorRevoked, SeqConflict, InvalidDoorEvent."""
     now = now_utc(now)
     batch = _unique_by_seq(events)
     for attempt in range(2):
         try:
             return _ingest(db, door_id, batch, clock=clock, version=version, backlog=backlog,
-                           max_clock_offset_s=max_clock_offset_s, now=now)
+                           max_clock_offset_s=max_clock_offset_s, pairing=pairing, now=now)
         except IntegrityError:
             # another push of this door stored some of these sequences meanwhile; they are repeats now
             if attempt:
@@ -147,9 +155,45 @@ def _people(s: Session, ids: list[int]) -> dict[int, tuple[bool, bool]]:
     return out
 
 
+def _pair_days(s: Session, touched: list[tuple[int, datetime]], mode: str, tz: ZoneInfo) -> int:
+    """Decide in/out again for each (person, local day) touched, on all their events of that day in time
+    order (camera events only; hand corrections keep their kind and count in the order); kinds changed."""
+    days = {(pid, now_utc(at).astimezone(tz).date()) for pid, at in touched}
+    if not days:
+        return 0
+    lo = min(datetime.combine(d, time(0), tzinfo=tz) for _, d in days)
+    hi = max(datetime.combine(d + timedelta(days=1), time(0), tzinfo=tz) for _, d in days)
+    pids = sorted({pid for pid, _ in days})
+    changes: list[dict[str, Any]] = []
+    person_kinds = (EventKind.IN, EventKind.OUT)
+    for i in range(0, len(pids), _CHUNK):
+        rows = s.execute(select(AttendanceEvent.id, AttendanceEvent.person_id, AttendanceEvent.occurred_at,
+                                AttendanceEvent.kind, AttendanceEvent.recorded_by)
+                         .where(AttendanceEvent.person_id.in_(pids[i:i + _CHUNK]),
+                                AttendanceEvent.occurred_at >= lo, AttendanceEvent.occurred_at < hi,
+                                AttendanceEvent.kind.in_(person_kinds))
+                         .order_by(AttendanceEvent.person_id, AttendanceEvent.occurred_at, AttendanceEvent.id))
+        previous: dict[tuple[int, Any], str] = {}
+        for eid, pid, at, kind, recorded_by in rows:
+            key = (int(pid), now_utc(at).astimezone(tz).date())
+            if key not in days:
+                continue
+            before = previous.get(key)
+            if recorded_by is None:
+                want = EventKind.IN if before is None else (
+                    EventKind.OUT if mode == "first_last" or before == EventKind.IN else EventKind.IN)
+                if want != kind:
+                    changes.append({"id": eid, "kind": str(want)})
+                    kind = want
+            previous[key] = str(kind)
+    if changes:
+        s.execute(update(AttendanceEvent), changes)
+    return len(changes)
+
+
 def _ingest(
     db: Database, door_id: int, batch: list[DoorEvent], *, clock: datetime | None, version: str | None,
-    backlog: int | None, max_clock_offset_s: float, now: datetime,
+    backlog: int | None, max_clock_offset_s: float, pairing: tuple[str, ZoneInfo] | None, now: datetime,
 ) -> IngestResult:
     with db.session() as s:
         # the door's row locked (PostgreSQL; SQLite's BEGIN IMMEDIATE serialises anyway): one push
@@ -177,6 +221,13 @@ def _ingest(
         rows = [_row(door.device_id, e, people, clock_note) for e in new]
         if rows:
             s.execute(insert(AttendanceEvent), rows)
+        if pairing is not None:
+            repaired = _pair_days(s, [(r["person_id"], r["occurred_at"]) for r in rows
+                                      if r["person_id"] is not None and r["kind"] in (EventKind.IN, EventKind.OUT)],
+                                  *pairing)
+            if repaired:
+                logger.info("door %s: in/out of %d events decided again on the merged stream of all doors",
+                            door.device_id, repaired)
         flagged = sum(1 for r in rows if r["review"])
         if new:
             door.last_seq = max(door.last_seq, new[-1].seq)

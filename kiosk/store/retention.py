@@ -75,7 +75,8 @@ def _clock_ahead(now: datetime, newest: datetime | None) -> str | None:
 
 
 def purge_expired(
-    db: Database, now: datetime, retention: RetentionSettings, *, actor: str = "system"
+    db: Database, now: datetime, retention: RetentionSettings, *, actor: str = "system",
+    keep_from_id: int | None = None,
 ) -> PurgeResult:
     """Apply retention: delete old events, strip old expression data, drop kept photos if
     not allowed, remove erased people with no events left; VACUUM when anything went.
@@ -83,7 +84,9 @@ def purge_expired(
     Never trusts a clock far ahead of the data: when now is more than CLOCK_AHEAD_TOLERANCE after the
     newest stored event or audit line, nothing is deleted and the result says why (refused; also
     logged and audit-logged). Cut-offs count back from min(now, newest stored time + tolerance).
-    Commits by itself: refused inside db.transaction().
+    keep_from_id (a door of a central: its acknowledged pushed_seq): events with id >= it are kept
+    whatever their age (not yet on the central), and so is the newest event, so that SQLite never hands
+    out an event id (the door's sequence number) again. Commits by itself: refused inside db.transaction().
     """
     refuse_transaction(db, "purge_expired")
     now = now_utc(now)
@@ -99,7 +102,11 @@ def purge_expired(
     events_cutoff = reference - timedelta(days=retention.attendance_days)
     expr_cutoff = reference - timedelta(days=retention.expression_days)
     with db.session() as s:
-        n_events = changed_rows(s, delete(AttendanceEvent).where(AttendanceEvent.occurred_at < events_cutoff))
+        old_events = AttendanceEvent.occurred_at < events_cutoff
+        if keep_from_id is not None:
+            newest_id = s.scalar(select(func.max(AttendanceEvent.id))) or 0
+            old_events = old_events & (AttendanceEvent.id < min(keep_from_id, newest_id))
+        n_events = changed_rows(s, delete(AttendanceEvent).where(old_events))
         # leave follows the events' retention, counted from its last (local) day
         n_leave = changed_rows(s, delete(Leave).where(Leave.last_day < events_cutoff.date()))
         n_stripped = strip_expressions(s, AttendanceEvent.occurred_at < expr_cutoff)

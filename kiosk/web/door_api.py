@@ -229,7 +229,8 @@ def events() -> Response:
     batch = [_event(raw, i) for i, raw in enumerate(raw_events)]
     c = ctx()
     result = store.ingest_events(c.db, door.id, batch, clock=clock, version=version, backlog=backlog,
-                                 max_clock_offset_s=c.settings.central.max_clock_offset_s, now=c.clock.now())
+                                 max_clock_offset_s=c.settings.central.max_clock_offset_s,
+                                 pairing=(c.settings.attendance.mode, c.settings.tz), now=c.clock.now())
     return jsonify(last_seq=result.last_seq, stored=result.stored, repeated=result.repeated)
 
 
