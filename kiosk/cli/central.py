@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from kiosk.cli.base import Context, fail, friendly, pass_ctx
+from kiosk.cli.base import Context, fail, with_context
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +42,7 @@ def write_token_file(path: Path, token: str) -> None:
 @click.argument("url")
 @click.argument("code")
 @click.option("--force", is_flag=True, help="Replace a token this door already has.")
-@pass_ctx
-@friendly
+@with_context
 def central_enrol(ctx: Context, url: str, code: str, force: bool) -> None:
     """Exchange CODE (from `kiosk doors add` on the central at URL) for this door's token (mode 0600)."""
     from kiosk import store
@@ -80,8 +79,7 @@ def central_enrol(ctx: Context, url: str, code: str, force: bool) -> None:
 
 @central.command("status")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of lines of text.")
-@pass_ctx
-@friendly
+@with_context
 def central_status(ctx: Context, as_json: bool) -> None:
     """Show the door's enrolment, how far its events are pushed and its gallery version."""
     from kiosk import store

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from kiosk.cli.base import Context, friendly, pass_ctx
+from kiosk.cli.base import Context, with_context
 from kiosk.errors import KioskError
 
 if TYPE_CHECKING:
@@ -40,8 +40,7 @@ def _say_code(name: str, device_id: str, code: str, expires_at: datetime) -> Non
 @doors.command("add")
 @click.argument("name")
 @click.option("--site", default=None, help="The site (office) the door belongs to, e.g. berlin.")
-@pass_ctx
-@friendly
+@with_context
 def doors_add(ctx: Context, name: str, site: str | None) -> None:
     """Add the door NAME and print its one-time enrolment code (valid 24 hours)."""
     from kiosk import store
@@ -53,8 +52,7 @@ def doors_add(ctx: Context, name: str, site: str | None) -> None:
 
 @doors.command("code")
 @click.argument("name")
-@pass_ctx
-@friendly
+@with_context
 def doors_code(ctx: Context, name: str) -> None:
     """A new one-time enrolment code for the door NAME (the old code stops working)."""
     from kiosk import store
@@ -66,8 +64,7 @@ def doors_code(ctx: Context, name: str) -> None:
 
 @doors.command("revoke")
 @click.argument("name")
-@pass_ctx
-@friendly
+@with_context
 def doors_revoke(ctx: Context, name: str) -> None:
     """Refuse the door NAME's requests from now on (its events stay)."""
     from kiosk import store
@@ -85,8 +82,7 @@ def _ago(then: datetime | None, now: datetime) -> str:
 
 
 @doors.command("list")
-@pass_ctx
-@friendly
+@with_context
 def doors_list(ctx: Context) -> None:
     """Doors with their state, last contact, backlog, clock offset, version and gallery lag."""
     from kiosk import store
