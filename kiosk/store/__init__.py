@@ -4,8 +4,8 @@ Every function takes the Database (or, for a change of several steps that commit
 all, the Transaction of ``with db.transaction() as tx:``) first. Nothing outside kiosk.store
 imports SQLAlchemy or the store's submodules (ruff TID251). Areas: people, templates, events,
 corrections, leave, captures, audit log, retention, erasure, export, accounts, off-site copies,
-report reads; db (sessions, transactions), opening and migrate (files and schema), sqlite (the
-engine's specifics).
+report reads; db (sessions, transactions, the engine seam), opening and migrate (databases and
+schema), sqlite and postgres (each engine's specifics).
 """
 
 from kiosk.identity import clean_employee_id, clean_name
@@ -61,6 +61,7 @@ from kiosk.store.leave import (
 from kiosk.store.migrate import (
     UpgradeResult,
     current_revision,
+    describe_location,
     head_revision,
     upgrade,
     upgrade_from_settings,
@@ -109,7 +110,8 @@ from kiosk.store.templates import (
 
 __all__ = [
     # database, schema, transactions
-    "Database", "Transaction", "UpgradeResult", "backup_database", "current_revision", "head_revision",
+    "Database", "Transaction", "UpgradeResult", "backup_database", "current_revision", "describe_location",
+    "head_revision",
     "open_database", "open_from_settings", "upgrade", "upgrade_from_settings",
     # people
     "PersonInfo", "add_person", "clean_employee_id", "clean_name", "deactivate", "get_person",

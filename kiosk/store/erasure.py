@@ -4,7 +4,9 @@ upgrade backups beside the file, finished at the next open if the process dies i
 Templates, enrolment images, consent history, expression data and match scores of the person's
 events are deleted, then the file is VACUUMed and the WAL truncated so no copy of the bytes
 remains in the database files; the same rows go from every upgrade backup beside it
-(scrub_backups), whatever its schema revision. The person's attendance events are employment
+(scrub_backups), whatever its schema revision. On PostgreSQL the tables that held the biometric
+and consent rows are rewritten (VACUUM FULL) instead, and there are no backups beside it (pg_dump
+files and WAL archives are the administrator's: docs/central.md). The person's attendance events are employment
 records with their own retention (retention.attendance_days), so by default they and the bare
 people row (employee id, name, erased_at) stay until purge_expired() removes the events; the row
 then goes too. erase_person(keep_events=False) deletes everything at once.
@@ -47,6 +49,8 @@ logger = logging.getLogger(__name__)
 # Rows of one person that erasure removes from every copy: (table, column holding the person id).
 _BIOMETRIC_TABLES = (("face_templates", "person_id"), ("enrolment_images", "person_id"),
                      ("consent_history", "person_id"))
+# Tables rewritten after an erasure on PostgreSQL (SQLite rewrites the whole file).
+ERASED_TABLES = tuple(table for table, _ in _BIOMETRIC_TABLES)
 _BLANK_EVENT_COLUMNS = ", ".join(f"{c} = NULL" for c in EVENT_EXPRESSION_AND_MATCH_COLUMNS)
 # table: (SQL when the person is deleted, SQL when only their biometric and expression data go; None: nothing)
 _PERSON_ROWS: dict[str, tuple[str, str | None]] = {
@@ -177,7 +181,8 @@ def scrub_backups(path: Path, person_id: int, employee_id: str, *, delete_events
 
 def finish_erasure(db: Database, pending_id: int, *, resumed: bool = False) -> FinishedErasure | None:
     """Finish the erasure recorded as pending_erasures row pending_id (committed in the live file):
-    VACUUM the live file, scrub every upgrade backup, then delete the row. None if it is gone already.
+    VACUUM the live file (PostgreSQL: VACUUM FULL of ERASED_TABLES), scrub every upgrade backup (SQLite
+    only), then delete the row. None if it is gone already.
 
     Idempotent, so an erasure cut off anywhere in here (power cut, SIGKILL) is simply finished again.
     Audit: person.erase_backups when backups were changed; person.erase_finished when resumed.
@@ -188,8 +193,9 @@ def finish_erasure(db: Database, pending_id: int, *, resumed: bool = False) -> F
             return None
         person_id, employee_id, with_events = row.person_id, row.employee_id, row.with_events
         actor = row.requested_by
-    db.vacuum()
-    scrubbed = scrub_backups(db.path, person_id, employee_id, delete_events=with_events)
+    db.vacuum(ERASED_TABLES)
+    scrubbed = ([] if db.path is None
+                else scrub_backups(db.path, person_id, employee_id, delete_events=with_events))
     now = datetime.now(UTC)
     with db.session() as s:
         s.execute(delete(PendingErasure).where(PendingErasure.id == pending_id))

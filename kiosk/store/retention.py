@@ -78,7 +78,8 @@ def purge_expired(
     db: Database, now: datetime, retention: RetentionSettings, *, actor: str = "system"
 ) -> PurgeResult:
     """Apply retention: delete old events, strip old expression data, drop kept photos if
-    not allowed, remove erased people with no events left; VACUUM when anything went.
+    not allowed, remove erased people with no events left; VACUUM when anything went (SQLite: the
+    file; PostgreSQL: enrolment_images when photos went, the rest is autovacuum's).
 
     Never trusts a clock far ahead of the data: when now is more than CLOCK_AHEAD_TOLERANCE after the
     newest stored event or audit line, nothing is deleted and the result says why (refused; also
@@ -118,6 +119,6 @@ def purge_expired(
         if any(result.counts().values()):
             write_audit(s, actor, "retention.purge", None, result.counts(), now)
     if any(result.counts().values()):
-        db.vacuum()
+        db.vacuum(("enrolment_images",) if n_images else ())  # PostgreSQL: rewrites only photo storage
     logger.info("retention purge: %s", result)
     return result
