@@ -34,6 +34,10 @@ MAX_OVERFLOW = 30
 # pg_advisory_xact_lock key held while migrating, so that two `kiosk db upgrade` (or two services
 # starting on an empty database) never run the migrations at once: "kiosk" in ASCII.
 MIGRATION_LOCK = 0x6B696F736B
+# How long VACUUM FULL (after an erasure) waits for readers of a table before giving up for now: while
+# it waits, new readers queue behind it. Longer: an erasure finishes at once more often; shorter:
+# door gallery pulls and web pages never stall longer than this behind a long report.
+VACUUM_LOCK_TIMEOUT_MS = 1000
 
 
 # --- the URL -----------------------------------------------------------------------------------
@@ -178,13 +182,22 @@ def translated_errors(where: str) -> Iterator[None]:
 def vacuum(engine: Engine, where: str, tables: Sequence[str]) -> None:
     """VACUUM FULL each table (outside a transaction): the table and its TOAST data are rewritten
     into new files and the old ones truncated at commit, so deleted rows' bytes leave the table
-    files. Holds an ACCESS EXCLUSIVE lock on each table while it runs (small tables: milliseconds)."""
+    files. It needs the table to itself (ACCESS EXCLUSIVE): it waits at most VACUUM_LOCK_TIMEOUT_MS
+    for readers (a report's snapshot) to finish, then raises DatabaseUnavailable ("busy"), so that
+    the door's gallery reads queued behind it never wait longer than that."""
     if not tables:
         return
     with translated_errors(where), \
             engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        for table in tables:
-            conn.exec_driver_sql(f'VACUUM FULL "{table}"')
+        conn.exec_driver_sql(f"SET lock_timeout = {int(VACUUM_LOCK_TIMEOUT_MS)}")
+        try:
+            for table in tables:
+                conn.exec_driver_sql(f'VACUUM FULL "{table}"')
+        finally:
+            try:
+                conn.exec_driver_sql("RESET lock_timeout")
+            except DBAPIError:  # the connection broke: do not pool it; the first error is the one to show
+                conn.invalidate()
     logger.info("VACUUM FULL of %s on %s", ", ".join(tables), where)
 
 

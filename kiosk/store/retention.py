@@ -12,6 +12,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from kiosk.config import RetentionSettings
+from kiosk.errors import DatabaseUnavailable
 from kiosk.store._base import (
     changed_rows,
     newest_event_time,
@@ -20,6 +21,7 @@ from kiosk.store._base import (
     write_audit,
 )
 from kiosk.store.db import Database, refuse_transaction
+from kiosk.store.erasure import finish_pending_erasures
 from kiosk.store.models import (
     AttendanceEvent,
     AuditEntry,
@@ -119,6 +121,14 @@ def purge_expired(
         if any(result.counts().values()):
             write_audit(s, actor, "retention.purge", None, result.counts(), now)
     if any(result.counts().values()):
-        db.vacuum(("enrolment_images",) if n_images else ())  # PostgreSQL: rewrites only photo storage
+        try:
+            db.vacuum(("enrolment_images",) if n_images else ())  # PostgreSQL: only photo storage
+        except DatabaseUnavailable as exc:
+            if db.kind == "sqlite":
+                raise
+            logger.warning("retention purge: rows deleted; enrolment_images not rewritten yet, a reader "
+                           "held it (%s); run the purge again to rewrite it", exc)
+    if db.kind == "postgresql":  # erasures whose tables were busy when they ran (erasure.finish_erasure)
+        finish_pending_erasures(db)
     logger.info("retention purge: %s", result)
     return result
