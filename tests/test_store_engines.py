@@ -446,3 +446,20 @@ def test_store_postgres_hides_passwords() -> None:
     assert store_postgres.is_url(CENTRAL_URL) and not store_postgres.is_url(Path("/var/kiosk.db"))
     with pytest.raises(StoreError, match="database.url: .*set with database.path"):
         open_database("sqlite:///kiosk.db")
+
+
+def test_cli_db_upgrade_and_status_on_postgresql(pg_server, tmp_path: Path) -> None:
+    url = pg_server.create_database("kiosk_cli")
+    config = tmp_path / "central.yaml"
+    config.write_text(f"role: central\ndatabase:\n  url: '{url}'\n")
+    try:
+        proc = run_cli("db", "status", config=config)
+        assert proc.returncode == 0 and proc.stdout.strip() == \
+            f"{url}: schema none (this version: {head_revision()})"
+        proc = run_cli("db", "upgrade", config=config)
+        assert proc.returncode == 0 and proc.stdout.strip() == f"{url}: schema none -> {head_revision()}"
+        proc = run_cli("db", "upgrade", config=config)
+        assert proc.returncode == 0 and proc.stdout.strip() == f"{url}: schema {head_revision()} is current"
+        assert run_cli("db", "status", config=config).stdout.startswith(f"{url}: schema {head_revision()} ")
+    finally:
+        pg_server.drop_database("kiosk_cli")

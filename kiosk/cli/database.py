@@ -38,6 +38,8 @@ def db_upgrade(ctx: Context) -> None:
     where = _where(ctx)
     if result.changed:
         backup = f"; backup at {result.backup}" if result.backup else ""
+        if ctx.settings.database.url is not None and result.before is not None:
+            backup = "; not backed up here (PostgreSQL: pg_dump before an update)"
         click.echo(f"{where}: schema {result.before or 'none'} -> {result.after}{backup}")
     else:
         click.echo(f"{where}: schema {result.after} is current")

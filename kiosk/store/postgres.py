@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from sqlalchemy import Connection, Engine, create_engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
@@ -69,9 +70,9 @@ def check_url(url: str) -> str:
 
 
 def display(url: str) -> str:
-    """The URL as it may be shown or logged: the password replaced by ***."""
+    """The URL as it may be shown or logged: the password replaced by ***, %-escapes decoded for reading."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        return unquote(make_url(url).render_as_string(hide_password=True))
     except ArgumentError:
         return "(invalid database URL)"
 
