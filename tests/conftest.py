@@ -63,6 +63,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                              indirect=True)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that needs the PostgreSQL server carries the `postgresql` marker (-m "not postgresql")."""
+    for item in items:
+        if {"pg_server", "pg_url", "pg_store"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgresql)
+
+
 @pytest.fixture
 def db_engine(request: pytest.FixtureRequest) -> str:
     """The engine a test's database is on: "sqlite" (the default), or "postgresql" (parametrised in
