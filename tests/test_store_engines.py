@@ -463,3 +463,9 @@ def test_cli_db_upgrade_and_status_on_postgresql(pg_server, tmp_path: Path) -> N
         assert run_cli("db", "status", config=config).stdout.startswith(f"{url}: schema {head_revision()} ")
     finally:
         pg_server.drop_database("kiosk_cli")
+
+
+def test_postgresql_rewrites_every_table_an_erasure_deletes_from() -> None:
+    from kiosk.store import erasure
+
+    assert store_postgres.ERASED_TABLES == tuple(table for table, _ in erasure._BIOMETRIC_TABLES)

@@ -37,8 +37,8 @@ class EngineOps(Protocol):
     def translated_errors(self) -> AbstractContextManager[None]:
         """Raise the engine's errors as kiosk.errors.StoreError kinds (one line for a person)."""
 
-    def vacuum(self, engine: Engine, tables: Sequence[str]) -> None:
-        """Make deleted rows of tables leave the disk (SQLite: the whole file)."""
+    def vacuum(self, engine: Engine, tables: Sequence[str] | None) -> None:
+        """Make deleted rows of tables leave the disk (SQLite: the whole file; None: the biometric tables)."""
 
     def begin_read_snapshot(self, conn: Connection) -> None:
         """Make conn's next transaction a read-only snapshot (reporting.read_snapshot)."""
@@ -123,9 +123,10 @@ class Database:
         with self.session() as session:
             yield Transaction(self, session)
 
-    def vacuum(self, tables: Sequence[str] = ()) -> None:
+    def vacuum(self, tables: Sequence[str] | None = None) -> None:
         """Make deleted rows leave the disk: SQLite rewrites the whole file and empties the WAL;
-        PostgreSQL rewrites the given tables (VACUUM FULL; none given: nothing to do)."""
+        PostgreSQL rewrites the given tables (VACUUM FULL; None: the tables an erasure empties,
+        postgres.ERASED_TABLES; empty: nothing to do)."""
         self.ops.vacuum(self.engine, tables)
 
     def pragma(self, name: str) -> Any:
@@ -182,7 +183,7 @@ class Transaction(BoundDatabase):
         """This transaction itself (a nested unit of work joins the outer one)."""
         yield self
 
-    def vacuum(self, tables: Sequence[str] = ()) -> None:
+    def vacuum(self, tables: Sequence[str] | None = None) -> None:
         """Refused: VACUUM cannot run inside a transaction."""
         raise StoreError("VACUUM cannot run inside a transaction; call this outside db.transaction()")
 

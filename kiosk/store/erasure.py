@@ -49,8 +49,6 @@ logger = logging.getLogger(__name__)
 # Rows of one person that erasure removes from every copy: (table, column holding the person id).
 _BIOMETRIC_TABLES = (("face_templates", "person_id"), ("enrolment_images", "person_id"),
                      ("consent_history", "person_id"))
-# Tables rewritten after an erasure on PostgreSQL (SQLite rewrites the whole file).
-ERASED_TABLES = tuple(table for table, _ in _BIOMETRIC_TABLES)
 _BLANK_EVENT_COLUMNS = ", ".join(f"{c} = NULL" for c in EVENT_EXPRESSION_AND_MATCH_COLUMNS)
 # table: (SQL when the person is deleted, SQL when only their biometric and expression data go; None: nothing)
 _PERSON_ROWS: dict[str, tuple[str, str | None]] = {
@@ -188,7 +186,7 @@ def scrub_backups(path: Path, person_id: int, employee_id: str, *, delete_events
 
 def finish_erasure(db: Database, pending_id: int, *, resumed: bool = False) -> FinishedErasure | None:
     """Finish the erasure recorded as pending_erasures row pending_id (committed in the live file):
-    VACUUM the live file (PostgreSQL: VACUUM FULL of ERASED_TABLES), scrub every upgrade backup (SQLite
+    VACUUM the live file (PostgreSQL: VACUUM FULL of postgres.ERASED_TABLES), scrub every upgrade backup (SQLite
     only), then delete the row. None if it is gone already.
 
     Idempotent, so an erasure cut off anywhere in here (power cut, SIGKILL) is simply finished again.
@@ -201,7 +199,7 @@ def finish_erasure(db: Database, pending_id: int, *, resumed: bool = False) -> F
         person_id, employee_id, with_events = row.person_id, row.employee_id, row.with_events
         actor = row.requested_by
     try:
-        db.vacuum(ERASED_TABLES)
+        db.vacuum()  # SQLite: the file; PostgreSQL: postgres.ERASED_TABLES
     except DatabaseUnavailable as exc:
         if db.kind == "sqlite":
             raise

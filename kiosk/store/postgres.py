@@ -39,6 +39,9 @@ MIGRATION_LOCK = 0x6B696F736B
 # it waits, new readers queue behind it. Longer: an erasure finishes at once more often; shorter:
 # door gallery pulls and web pages never stall longer than this behind a long report.
 VACUUM_LOCK_TIMEOUT_MS = 1000
+# The tables that hold a person's biometric and consent rows, rewritten after an erasure (VACUUM FULL)
+# so the deleted rows' bytes leave the table files (erasure.py deletes from the same tables).
+ERASED_TABLES = ("face_templates", "enrolment_images", "consent_history")
 
 
 # --- the URL -----------------------------------------------------------------------------------
@@ -235,9 +238,9 @@ class PostgresOps:
         """A context manager translating psycopg errors (see translated_errors)."""
         return translated_errors(self.where)
 
-    def vacuum(self, engine: Engine, tables: Sequence[str]) -> None:
-        """VACUUM FULL the tables (see vacuum)."""
-        vacuum(engine, self.where, tables)
+    def vacuum(self, engine: Engine, tables: Sequence[str] | None) -> None:
+        """VACUUM FULL the tables (None: ERASED_TABLES; see vacuum)."""
+        vacuum(engine, self.where, ERASED_TABLES if tables is None else tables)
 
     def begin_read_snapshot(self, conn: Connection) -> None:
         """See begin_read_snapshot."""

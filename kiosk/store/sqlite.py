@@ -371,7 +371,7 @@ class SqliteOps:
         """A context manager translating SQLite's errors (see translated_errors)."""
         return translated_errors(self._path)
 
-    def vacuum(self, engine: Engine, tables: Sequence[str]) -> None:
+    def vacuum(self, engine: Engine, tables: Sequence[str] | None) -> None:
         """VACUUM the whole file and truncate the WAL (tables: ignored, every table is rewritten)."""
         vacuum(engine, self._path)
 
