@@ -468,4 +468,4 @@ def test_cli_db_upgrade_and_status_on_postgresql(pg_server, tmp_path: Path) -> N
 def test_postgresql_rewrites_every_table_an_erasure_deletes_from() -> None:
     from kiosk.store import erasure
 
-    assert store_postgres.ERASED_TABLES == tuple(table for table, _ in erasure._BIOMETRIC_TABLES)
+    assert tuple(table for table, _ in erasure._BIOMETRIC_TABLES) == store_postgres.ERASED_TABLES
