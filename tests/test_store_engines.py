@@ -469,3 +469,33 @@ def test_postgresql_rewrites_every_table_an_erasure_deletes_from() -> None:
     from kiosk.store import erasure
 
     assert tuple(table for table, _ in erasure._BIOMETRIC_TABLES) == store_postgres.ERASED_TABLES
+
+
+def test_the_web_app_runs_on_postgresql(pg_store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The central's web app on PostgreSQL: sign-in, the status page (schema from database.url), the
+    daily report (a snapshot), the secret key in the working directory (database.folder)."""
+    import re
+
+    from kiosk.clock import ManualClock
+    from kiosk.store import open_from_settings
+    from kiosk.web import create_app, create_user
+
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.model_validate({"role": "central", "database": {"url": pg_store.empty()}})
+    with open_from_settings(settings) as db:
+        create_user(db, "alice", "admin-password-1", "admin")
+        ann = add_person(db, "E1", "Ann", now=T0)
+        record_event(db, ann.id, T0, "in", "k1")
+        app = create_app(settings, db, clock=ManualClock(T0 + timedelta(hours=3)))
+        app.testing = True
+        client = app.test_client()
+        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").get_data(as_text=True))
+        assert token is not None
+        signed_in = client.post("/login", data={"username": "alice", "password": "admin-password-1",
+                                                "csrf_token": token.group(1)})
+        assert signed_in.status_code == 302
+        assert (tmp_path / "web_secret.key").is_file()
+        status = client.get("/admin/status").get_data(as_text=True)
+        assert f"<th>Database schema</th><td>{head_revision()}</td>" in status
+        report = client.get("/?date=2026-06-15")
+        assert report.status_code == 200 and "Ann" in report.get_data(as_text=True)
