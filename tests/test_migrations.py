@@ -233,6 +233,10 @@ def test_revisions_read_from_file_names_match_alembics_view():
 # -- PostgreSQL (the central server): the same migrations, the same schema ------------------------------
 
 
+# the revision SECOND_REVISION (the test-only next one) builds on: the shipped head
+BASE = SECOND_REVISION.split('down_revision = "', 1)[1].split('"', 1)[0]
+
+
 @pytest.fixture
 def pg_db(pg_server, request: pytest.FixtureRequest):
     """(url, name) of a new empty database on the session's PostgreSQL cluster, dropped afterwards."""
@@ -318,7 +322,7 @@ def test_postgresql_refuses_what_it_must_not_touch(pg_db) -> None:
         open_database(url)
     with engine.begin() as conn:
         conn.exec_driver_sql("DROP TABLE stuff")
-    upgrade(url, revision="0006")
+    upgrade(url, revision=sorted(store_migrate.known_revisions())[-2])
     with pytest.raises(DatabaseOutdated, match="kiosk db upgrade.*pg_dump"):
         open_database(url)
     upgrade(url)
@@ -335,7 +339,7 @@ def test_postgresql_refuses_what_it_must_not_touch(pg_db) -> None:
 
 def test_second_revision_on_a_filled_postgresql_database_keeps_data(pg_db, two_revisions: Path) -> None:
     url, _ = pg_db
-    upgrade(url, revision="0007")
+    upgrade(url, revision=BASE)
     with pytest.raises(DatabaseOutdated):
         open_database(url)
     from kiosk.store import postgres as store_postgres
@@ -346,7 +350,7 @@ def test_second_revision_on_a_filled_postgresql_database_keeps_data(pg_db, two_r
     record_event(db, p.id, T0, "in", "kiosk-1")
     db.close()
     result = upgrade(url)
-    assert (result.before, result.after, result.backup) == ("0007", "0099", None)
+    assert (result.before, result.after, result.backup) == (BASE, "0099", None)
     db = open_database(url)
     ids, matrix = all_templates(db)
     assert ids.tolist() == [p.id, p.id] and matrix.shape == (2, 128)
@@ -366,7 +370,7 @@ def test_a_failed_postgresql_migration_changes_nothing(pg_db, two_revisions: Pat
     )
     (two_revisions / "versions" / "0099_note.py").write_text(broken)
     url, _ = pg_db
-    upgrade(url, revision="0007")
+    upgrade(url, revision=BASE)
     from kiosk.store import postgres as store_postgres
 
     db = Database(None, store_postgres.make_engine(url, 1000), store_postgres.PostgresOps(url))
@@ -375,7 +379,7 @@ def test_a_failed_postgresql_migration_changes_nothing(pg_db, two_revisions: Pat
     db.close()
     with pytest.raises(StoreError, match="nothing changed.*no_such_function"):
         upgrade(url)
-    assert current_revision(url) == "0007"
+    assert current_revision(url) == BASE
     engine = create_engine(url)
     with engine.connect() as conn:  # DDL and DELETE rolled back together
         assert conn.exec_driver_sql("SELECT count(*) FROM face_templates").scalar() == 2
