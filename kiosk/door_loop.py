@@ -36,6 +36,7 @@ from kiosk.door_status import (
     StatusWriter,
     write_status_file,
 )
+from kiosk.door_sync import DoorSync
 from kiosk.errors import StoreError
 from kiosk.gallery import Gallery
 from kiosk.journal import JournalEntry
@@ -116,6 +117,7 @@ class DoorParts:
     camera: RetryingCamera
     screen: ScreenState
     screen_server: ScreenServer | None  # None: screen.enabled is false
+    sync: DoorSync | None = None  # role door: the thread that pushes events to the central and pulls the gallery
 
 
 class KioskService:
@@ -137,6 +139,7 @@ class KioskService:
         self.outbox = parts.outbox
         self.activity = parts.activity
         self.classifier = parts.classifier
+        self.sync = parts.sync
         self.attendance = Attendance(self.outbox, s, self.clock, monotonic=self._steady_seconds)
         self.pipeline = Pipeline(parts.analyzer, Gallery(s.recognition), parts.classifier, s, self._consent)
         self.door_enrolment = DoorEnrolment(self.db, s, parts.analyzer, self.screen, self._monotonic,
@@ -181,6 +184,8 @@ class KioskService:
         self._next_gallery_check = self._monotonic() + s.service.gallery_check_s
         if self.screen_server is not None:
             self.screen_server.start()
+        if self.sync is not None:
+            self.sync.start()
         self.rss_start_mb = rss_mb()
         self._state = DoorState.RUNNING
         self.save_status()
@@ -222,6 +227,8 @@ class KioskService:
         logger.info("stopping (%s)", self.stop.reason or "done")
         sdnotify.stopping(f"stopping: {self.stop.reason or 'done'}")
         self._state = DoorState.STOPPED
+        if self.sync is not None:
+            self.sync.stop()
         self.camera.close()
         if self.screen_server is not None:
             self.screen_server.stop()
@@ -294,6 +301,8 @@ class KioskService:
             self.counts["journalled"] += 1
             logger.warning("event journalled, database unavailable: %s person=%s at %s (%d waiting)",
                            entry.result, decision.person_id, at.isoformat(), self.outbox.pending)
+        elif self.sync is not None:
+            self.sync.nudge()
         self.save_status()
 
     def _sighting(self, decision: CheckinDecision, pid: int, at: datetime, entry: RecentDecision) -> EventInfo | None:
@@ -417,6 +426,7 @@ class KioskService:
                               str(getattr(self.classifier, "path", "")) or None),
             screen=self.screen_server.url if self.screen_server else None,
             rss_mb=round(rss_mb(), 1), rss_start_mb=round(self.rss_start_mb, 1), recent=list(self.recent),
+            central=self.sync.report() if self.sync is not None else None,
         )
 
     def write_status(self) -> None:

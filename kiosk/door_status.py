@@ -85,6 +85,39 @@ class ModelReport:
     expression_model: str | None = None
 
 
+@dataclass(frozen=True)
+class CentralReport:
+    """A door's link to its central (role: door): address, reachable (None: not tried yet), last good push
+    (UTC), highest seq acknowledged, events waiting, gallery version applied, revoked, and the last problem."""
+
+    url: str = ""
+    online: bool | None = None
+    last_push_at: datetime | None = None
+    pushed_seq: int = 0
+    backlog: int = 0
+    gallery_version: int = 0
+    revoked: bool = False
+    enrolled: bool = False  # a token file is there
+    device_id: str | None = None  # who the door is on the central (from enrolment)
+    last_pull_at: datetime | None = None
+    error: str | None = None  # the last failed request's one-line reason; None after a good round
+
+    def as_json(self) -> JsonObject:
+        """The status file's "central" object (times as ISO 8601 text)."""
+        return {**asdict(self), "last_push_at": _iso(self.last_push_at), "last_pull_at": _iso(self.last_pull_at)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CentralReport:
+        """Lenient inverse of as_json()."""
+        online = data.get("online")
+        return cls(url=_text(data, "url") or "", online=online if isinstance(online, bool) else None,
+                   last_push_at=_time(data.get("last_push_at")), pushed_seq=_int(data, "pushed_seq"),
+                   backlog=_int(data, "backlog"), gallery_version=_int(data, "gallery_version"),
+                   revoked=data.get("revoked") is True, enrolled=data.get("enrolled") is True,
+                   device_id=_text(data, "device_id"), last_pull_at=_time(data.get("last_pull_at")),
+                   error=_text(data, "error"))
+
+
 @dataclass
 class RecentDecision:
     """One of the latest decisions at the door: when (UTC), whom (person id, None: unknown), how it went.
@@ -130,7 +163,8 @@ class RecentDecision:
 
 @dataclass(frozen=True)
 class DoorStatus:
-    """The door service's last report: process, state, times (aware UTC), camera, counts, faults, gallery, models.
+    """The door service's last report: process, state, times (aware UTC), camera, counts, faults, gallery, models,
+    and (role door) the link to the central.
 
     rss_mb and rss_start_mb are the resident memory now and after start-up (MB); counts are totals since
     start (frames, decisions, events, ...); screen is the door screen's URL when it is served.
@@ -160,6 +194,7 @@ class DoorStatus:
     rss_mb: float = 0.0
     rss_start_mb: float = 0.0
     recent: list[RecentDecision] = field(default_factory=list)
+    central: CentralReport | None = None  # None: not a door of a central (role standalone)
 
     def as_json(self) -> JsonObject:
         """The JSON object written to the status file (times as ISO 8601 text)."""
@@ -176,6 +211,7 @@ class DoorStatus:
             "gallery": asdict(self.gallery), "model": asdict(self.model), "screen": self.screen,
             "rss_mb": self.rss_mb, "rss_start_mb": self.rss_start_mb,
             "recent": [r.as_json() for r in self.recent],
+            "central": None if self.central is None else self.central.as_json(),
         }
 
     @classmethod
@@ -189,6 +225,7 @@ class DoorStatus:
         model = _object(data, "model") or {}
         recent = data.get("recent")
         counts = _object(data, "counts") or {}
+        central = _object(data, "central")
         return cls(
             service=_text(data, "service") or "kiosk", version=_text(data, "version") or "",
             pid=_int_or_none(data, "pid"),
@@ -213,6 +250,7 @@ class DoorStatus:
             rss_mb=_float_or_none(data, "rss_mb") or 0.0, rss_start_mb=_float_or_none(data, "rss_start_mb") or 0.0,
             recent=[RecentDecision.from_json(r) for r in recent if isinstance(r, dict)]
             if isinstance(recent, list) else [],
+            central=None if central is None else CentralReport.from_json(central),
         )
 
 

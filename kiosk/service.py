@@ -1,8 +1,8 @@
 """The door service (`kiosk run`, under systemd): open its parts, run the door loop, close.
 
 open_service() opens everything the loop needs in order (door lock, database, models, journal,
-camera, screen port) and undoes what it opened when a step fails; kiosk.door_loop.KioskService
-runs camera -> pipeline -> attendance -> screen on them. SIGTERM/SIGINT set a flag: the frame in
+camera, screen port; with role door the sync thread of kiosk.door_sync) and undoes what it opened
+when a step fails; kiosk.door_loop.KioskService runs camera -> pipeline -> attendance -> screen on them. SIGTERM/SIGINT set a flag: the frame in
 hand is finished (its event committed), then the loop ends and the process exits 0. Every committed event is followed by
 an atomic rewrite of the status file (service.status_file, default <database dir>/status.json,
 kiosk.door_status) for the admin page.
@@ -38,6 +38,7 @@ from kiosk.config import ConfigError, Settings, load_settings, status_file_probl
 from kiosk.door_lock import DoorLock
 from kiosk.door_loop import DoorActivity, DoorParts, KioskService, StopRequest
 from kiosk.door_status import DoorState, DoorStatus, StatusWriter
+from kiosk.door_sync import DoorSync
 from kiosk.errors import KioskError
 from kiosk.journal import JOURNAL_NAME, Journal
 from kiosk.outbox import EventOutbox
@@ -79,6 +80,9 @@ def open_service(
     problem = status_file_problem(s)
     if problem is not None:  # the first status write would replace the database with JSON
         raise ConfigError(problem)
+    if s.role == "door" and not s.central.url:
+        raise ConfigError("central.url: a door (role: door) needs its central server's address, "
+                          "e.g. central: {url: https://kiosk.example.org}")
     lock = DoorLock(Path(s.database.path))
     lock.acquire()
     with ExitStack() as undo:
@@ -112,7 +116,8 @@ def open_service(
         if camera is None:
             camera = open_retrying_camera(s.camera)
         undo.callback(camera.close)
-        parts = DoorParts(lock, db, analyzer, classifier, outbox, activity, camera, screen, screen_server)
+        sync = DoorSync(s) if s.role == "door" else None  # started by begin(), stopped by close()
+        parts = DoorParts(lock, db, analyzer, classifier, outbox, activity, camera, screen, screen_server, sync)
         service = KioskService(s, parts, clock=clock, replay_clock=replay_clock, monotonic=monotonic, stop=stop)
         undo.pop_all()
     try:

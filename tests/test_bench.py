@@ -23,9 +23,9 @@ def test_search_times_structure() -> None:
     assert all(v["n"] == 20 and 0 < v["p50"] <= v["p95"] for v in result.values())
 
 
-def test_no_frames_is_a_clear_error(tmp_path: Path) -> None:
+def test_no_frames_is_a_clear_error(tmp_path: Path, dlib_analyzer) -> None:
     with pytest.raises(KioskError, match="no replay frames"):
-        run_bench(Settings(), tmp_path)
+        run_bench(Settings(), tmp_path, analyzer=dlib_analyzer)
 
 
 @pytest.mark.slow
@@ -57,10 +57,10 @@ def test_bench_on_a_short_scene(tmp_path: Path) -> None:
     assert "per check-in" in text and "10000 people" in text and "dlib / litert" in text
 
 
-def test_bench_without_any_face_says_so(tmp_path: Path) -> None:
+def test_bench_without_any_face_says_so(tmp_path: Path, dlib_analyzer) -> None:
     import cv2
 
     for i in range(3):
         cv2.imwrite(str(tmp_path / f"frame_{i:06d}.jpg"), background())
     with pytest.raises(KioskError, match="no check-in"):
-        run_bench(Settings(), tmp_path, True, gallery=Gallery(), search_sizes=(100,))
+        run_bench(Settings(), tmp_path, True, gallery=Gallery(), search_sizes=(100,), analyzer=dlib_analyzer)

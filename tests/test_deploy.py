@@ -29,6 +29,22 @@ def _stub(folder: Path, name: str, body: str) -> None:
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 
+def _box(tmp_path: Path, fakebin: Path, log: Path) -> dict[str, Path]:
+    """The sandbox: stubs in fakebin, their log, install targets inside tmp_path, a Debian 12 os-release."""
+    os_release = tmp_path / "os-release"
+    os_release.write_text('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_CODENAME=bookworm\n')
+    return {
+        "root": tmp_path,
+        "fakebin": fakebin,
+        "log": log,
+        "prefix": tmp_path / "opt" / "kiosk",
+        "etc": tmp_path / "etc" / "kiosk",
+        "state": tmp_path / "var" / "lib" / "kiosk",
+        "units": tmp_path / "units",
+        "os_release": os_release,
+    }
+
+
 @pytest.fixture
 def sandbox(tmp_path: Path) -> dict[str, Path]:
     """Fake PATH stubs plus install targets inside tmp_path."""
@@ -50,36 +66,33 @@ def sandbox(tmp_path: Path) -> dict[str, Path]:
         f'if [ "$1" = is-enabled ]; then [ "$FAKE_ENABLED" = 1 ] && exit 0; exit 1; fi\n'
         f'echo "systemctl $*" >> "{log}"',
     )
-    os_release = tmp_path / "os-release"
-    os_release.write_text('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_CODENAME=bookworm\n')
-    return {
-        "root": tmp_path,
-        "fakebin": fakebin,
-        "log": log,
-        "prefix": tmp_path / "opt" / "kiosk",
-        "etc": tmp_path / "etc" / "kiosk",
-        "state": tmp_path / "var" / "lib" / "kiosk",
-        "units": tmp_path / "units",
-        "os_release": os_release,
-    }
+    return _box(tmp_path, fakebin, log)
 
 
-def _run(sandbox: dict[str, Path], *args: str, **fake: str) -> subprocess.CompletedProcess[str]:
+def _run_script(
+    script: Path, box: dict[str, Path], *args: str, path: str = "", timeout: float = 60, **fake: str
+) -> subprocess.CompletedProcess[str]:
+    """bash script ARGS with the box's stubs first on PATH (then path), its install targets in the
+    KIOSK_* variables, and fake (FAKE_*=1: what the stubs pretend is there)."""
     env = {
-        "PATH": f"{sandbox['fakebin']}:/usr/sbin:/usr/bin:/sbin:/bin",
-        "HOME": str(sandbox["root"]),
+        "PATH": f"{box['fakebin']}:{path}/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": str(box["root"]),
         "LANG": "C.UTF-8",
-        "KIOSK_PREFIX": str(sandbox["prefix"]),
-        "KIOSK_ETC": str(sandbox["etc"]),
-        "KIOSK_STATE": str(sandbox["state"]),
-        "KIOSK_UNIT_DIR": str(sandbox["units"]),
-        "KIOSK_OS_RELEASE": str(sandbox["os_release"]),
+        "KIOSK_PREFIX": str(box["prefix"]),
+        "KIOSK_ETC": str(box["etc"]),
+        "KIOSK_STATE": str(box["state"]),
+        "KIOSK_UNIT_DIR": str(box["units"]),
+        "KIOSK_OS_RELEASE": str(box["os_release"]),
         **fake,
     }
     bash = shutil.which("bash") or "/bin/bash"
     return subprocess.run(
-        [bash, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=60, check=False
+        [bash, str(script), *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
     )
+
+
+def _run(sandbox: dict[str, Path], *args: str, **fake: str) -> subprocess.CompletedProcess[str]:
+    return _run_script(SCRIPT, sandbox, *args, **fake)
 
 
 def _tree(folder: Path) -> list[str]:
@@ -270,38 +283,13 @@ def server_box(tmp_path: Path) -> dict[str, Path]:
         'case "$1" in is-enabled) [ "$FAKE_ENABLED" = 1 ]; exit $?;; is-active) [ "$FAKE_ACTIVE" = 1 ]; '
         f'exit $?;; esac\necho "systemctl $*" >> "{log}"',
     )
-    os_release = tmp_path / "os-release"
-    os_release.write_text('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_CODENAME=bookworm\n')
-    return {
-        "root": tmp_path,
-        "fakebin": fakebin,
-        "log": log,
-        "prefix": tmp_path / "opt" / "kiosk",
-        "etc": tmp_path / "etc" / "kiosk",
-        "state": tmp_path / "var" / "lib" / "kiosk",
-        "units": tmp_path / "units",
-        "os_release": os_release,
-    }
+    return _box(tmp_path, fakebin, log)
 
 
 def _run_server(
     box: dict[str, Path], *args: str, path: str = "", **fake: str
 ) -> subprocess.CompletedProcess[str]:
-    env = {
-        "PATH": f"{box['fakebin']}:{path}/usr/sbin:/usr/bin:/sbin:/bin",
-        "HOME": str(box["root"]),
-        "LANG": "C.UTF-8",
-        "KIOSK_PREFIX": str(box["prefix"]),
-        "KIOSK_ETC": str(box["etc"]),
-        "KIOSK_STATE": str(box["state"]),
-        "KIOSK_UNIT_DIR": str(box["units"]),
-        "KIOSK_OS_RELEASE": str(box["os_release"]),
-        **fake,
-    }
-    bash = shutil.which("bash") or "/bin/bash"
-    return subprocess.run(
-        [bash, str(SERVER_SCRIPT), *args], capture_output=True, text=True, env=env, timeout=120, check=False
-    )
+    return _run_script(SERVER_SCRIPT, box, *args, path=path, timeout=120, **fake)
 
 
 def _changes(box: dict[str, Path]) -> list[str]:

@@ -71,6 +71,7 @@ def test_reader_refuses_a_cut_file(tmp_path: Path) -> None:
         read_dlib_net(cut)
 
 
+@pytest.mark.slow
 def test_keras_rebuild_matches_dlib(net, chips) -> None:
     pytest.importorskip("tensorflow")
     from kiosk.training.dlib_embedder import build_keras
@@ -131,6 +132,7 @@ def test_settings_embedder_id_and_jitter_rule() -> None:
         RecognitionSettings(embedder="litert", num_jitters=2)
 
 
+@pytest.mark.slow
 def test_litert_analyzer_identifies_the_same_people_as_dlib() -> None:
     people = sorted(p for p in (FACES / "people").iterdir() if p.is_dir())
     strangers = sorted((FACES / "strangers").glob("*.jpg"))

@@ -10,7 +10,6 @@ from kiosk import store
 from kiosk.config import Settings
 from kiosk.enrolment import EnrolmentError, enrol, load_photos
 from kiosk.errors import StoreError
-from kiosk.vision.faces import make_analyzer
 
 PEOPLE = TEST_DATA / "faces" / "people"
 # More photos of Venus Williams, for tests that enrol her twice (at least enrolment.min_photos each).
@@ -18,27 +17,15 @@ MORE_VENUS = sorted((TEST_DATA / "faces" / "extra" / "Venus_Williams").glob("*.j
 MISC = TEST_DATA / "faces" / "misc"
 
 
-@pytest.fixture(scope="module")
-def analyzer():
-    return make_analyzer()
-
-
-@pytest.fixture
-def env(tmp_path):
-    settings = Settings.model_validate({"database": {"path": str(tmp_path / "k.db")}})
-    with store.open_from_settings(settings) as db:
-        yield settings, db
-
-
 def _photos(*paths):
     images, unreadable = load_photos(paths)
     return images, unreadable
 
 
-def test_good_photos_enrol(env, analyzer):
-    settings, db = env
+def test_good_photos_enrol(enrol_env, dlib_analyzer):
+    settings, db = enrol_env
     images, bad = _photos(PEOPLE / "Ray_Romano")
-    result = enrol(db, settings, analyzer, name="Ray Romano", employee_id="E3", photos=images, unreadable=bad)
+    result = enrol(db, settings, dlib_analyzer, name="Ray Romano", employee_id="E3", photos=images, unreadable=bad)
     assert result.templates_added == 4 and all(v.ok for v in result.verdicts)
     ids, matrix = store.all_templates(db)
     assert matrix.shape == (4, 128) and matrix.dtype == np.float32 and set(ids) == {result.person_id}
@@ -47,11 +34,11 @@ def test_good_photos_enrol(env, analyzer):
     assert {t.embedder for t in store.list_templates(db, result.person_id)} == {settings.recognition.embedder_id()}
 
 
-def test_bad_photos_get_one_verdict_each_and_store_nothing(env, analyzer):
-    settings, db = env
+def test_bad_photos_get_one_verdict_each_and_store_nothing(enrol_env, dlib_analyzer):
+    settings, db = enrol_env
     images, bad = _photos(MISC)
     with pytest.raises(EnrolmentError) as info:
-        enrol(db, settings, analyzer, name="Nobody", employee_id="E9", photos=images, unreadable=bad)
+        enrol(db, settings, dlib_analyzer, name="Nobody", employee_id="E9", photos=images, unreadable=bad)
     reasons = {v.source: v.reason for v in info.value.result.verdicts}
     assert reasons["no_face.jpg"] == "no face found"
     assert reasons["two_faces.jpg"].startswith("2 faces found")
@@ -60,57 +47,57 @@ def test_bad_photos_get_one_verdict_each_and_store_nothing(env, analyzer):
     assert store.list_people(db) == []
 
 
-def test_good_photos_beside_bad_ones_enrol_the_good(env, analyzer):
-    settings, db = env
+def test_good_photos_beside_bad_ones_enrol_the_good(enrol_env, dlib_analyzer):
+    settings, db = enrol_env
     images, bad = _photos(PEOPLE / "Hu_Jintao", MISC / "no_face.jpg", MISC / "corrupt.jpg")
-    result = enrol(db, settings, analyzer, name="Hu", employee_id="E4", photos=images, unreadable=bad)
+    result = enrol(db, settings, dlib_analyzer, name="Hu", employee_id="E4", photos=images, unreadable=bad)
     assert result.templates_added == 4
     assert sum(not v.ok for v in result.verdicts) == 2
 
 
-def test_duplicate_person_is_refused_unless_forced(env, analyzer):
-    settings, db = env
+def test_duplicate_person_is_refused_unless_forced(enrol_env, dlib_analyzer):
+    settings, db = enrol_env
     photos = sorted((PEOPLE / "Debbie_Reynolds").glob("*.jpg"))
     first, _ = _photos(*photos[:3])
-    enrol(db, settings, analyzer, name="Debbie", employee_id="E1", photos=first)
+    enrol(db, settings, dlib_analyzer, name="Debbie", employee_id="E1", photos=first)
     again, _ = _photos(photos[3], *photos[:2])  # enrolment.min_photos (3) photos of the same face
     with pytest.raises(EnrolmentError, match="Debbie \\(E1\\)"):
-        enrol(db, settings, analyzer, name="Impostor", employee_id="E2", photos=again)
+        enrol(db, settings, dlib_analyzer, name="Impostor", employee_id="E2", photos=again)
     assert len(store.list_people(db)) == 1
-    forced = enrol(db, settings, analyzer, name="Twin", employee_id="E2", photos=again, force=True)
+    forced = enrol(db, settings, dlib_analyzer, name="Twin", employee_id="E2", photos=again, force=True)
     assert forced.templates_added == 3 and forced.verdicts[0].duplicate_of == "Debbie (E1)"
 
 
-def test_existing_employee_id_needs_replace(env, analyzer):
-    settings, db = env
+def test_existing_employee_id_needs_replace(enrol_env, dlib_analyzer):
+    settings, db = enrol_env
     photos = sorted((PEOPLE / "Venus_Williams").glob("*.jpg")) + MORE_VENUS  # 7 photos: 3 + 4
     a, _ = _photos(*photos[:3])
-    first = enrol(db, settings, analyzer, name="Venus", employee_id="E2", photos=a)
+    first = enrol(db, settings, dlib_analyzer, name="Venus", employee_id="E2", photos=a)
     b, _ = _photos(*photos[3:])
     with pytest.raises(EnrolmentError, match="already enrolled"):
-        enrol(db, settings, analyzer, name="Venus", employee_id="E2", photos=b)
-    again = enrol(db, settings, analyzer, name="Venus", employee_id="E2", photos=b, replace=True)
+        enrol(db, settings, dlib_analyzer, name="Venus", employee_id="E2", photos=b)
+    again = enrol(db, settings, dlib_analyzer, name="Venus", employee_id="E2", photos=b, replace=True)
     assert again.replaced and again.person_id == first.person_id
     assert [t.source for t in store.list_templates(db, first.person_id)] == [p.name for p in photos[3:]]
 
 
-def test_someone_elses_photo_in_the_set_is_rejected(env, analyzer):
-    settings, db = env
+def test_someone_elses_photo_in_the_set_is_rejected(enrol_env, dlib_analyzer):
+    settings, db = enrol_env
     mixed = sorted((PEOPLE / "Ray_Romano").glob("*.jpg"))[:3] + [sorted((PEOPLE / "Hu_Jintao").glob("*.jpg"))[0]]
     images, _ = _photos(*mixed)
-    result = enrol(db, settings, analyzer, name="Ray", employee_id="E3", photos=images)
+    result = enrol(db, settings, dlib_analyzer, name="Ray", employee_id="E3", photos=images)
     verdicts = {v.source: v for v in result.verdicts}
     assert not verdicts["Hu_Jintao_0001.jpg"].ok
     assert "same person" in verdicts["Hu_Jintao_0001.jpg"].reason
     assert result.templates_added == 3
 
 
-def test_enrolment_images_are_kept_only_when_configured(tmp_path, analyzer):
+def test_enrolment_images_are_kept_only_when_configured(tmp_path, dlib_analyzer):
     settings = Settings.model_validate({"database": {"path": str(tmp_path / "k.db")},
                                         "retention": {"keep_enrolment_images": True}})
     images, _ = _photos(PEOPLE / "Ray_Romano")
     with store.open_from_settings(settings) as db:
-        result = enrol(db, settings, analyzer, name="Ray", employee_id="E3", photos=images)
+        result = enrol(db, settings, dlib_analyzer, name="Ray", employee_id="E3", photos=images)
         kept = store.enrolment_images(db, result.person_id)
         assert len(kept) == 4 and kept[0][1][:2] == b"\xff\xd8"  # JPEG
 

@@ -41,7 +41,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0099"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
@@ -55,6 +55,18 @@ def downgrade() -> None:
     with op.batch_alter_table("people") as batch:
         batch.drop_column("note")
 '''
+
+
+def _write_sql(path: Path, *statements: str | tuple[str, tuple[object, ...]]) -> None:
+    """Run statements (SQL text, or (SQL, parameters)) on the file with plain sqlite3; commit, close."""
+    con = sqlite3.connect(path)
+    try:
+        for statement in statements:
+            sql, params = (statement, ()) if isinstance(statement, str) else statement
+            con.execute(sql, params)
+        con.commit()
+    finally:
+        con.close()
 
 
 def _fill(path: Path) -> None:
@@ -79,7 +91,7 @@ def test_empty_database_is_created_at_head(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "kiosk.db"
     result = upgrade(path)
     assert result.before is None and result.after == head_revision() and result.backup is None
-    assert current_revision(path) == head_revision() == "0007"
+    assert current_revision(path) == head_revision() == "0008"
     assert list(tmp_path.glob("sub/*.bak-*")) == []
 
 
@@ -110,7 +122,7 @@ def test_second_revision_on_filled_db_backs_up_and_keeps_data(
     tmp_path: Path, two_revisions: Path
 ) -> None:
     path = tmp_path / "kiosk.db"
-    upgrade(path, revision="0007")
+    upgrade(path, revision="0008")
     with pytest.raises(DatabaseOutdated, match="kiosk db upgrade"):
         open_database(path)
     # open_database refuses a DB that is behind, so fill it through the bare engine setup
@@ -122,9 +134,9 @@ def test_second_revision_on_filled_db_backs_up_and_keeps_data(
     db.close()
 
     results = [upgrade(path, backups_kept=2)]
-    assert results[0].before == "0007" and results[0].after == "0099"
+    assert results[0].before == "0008" and results[0].after == "0099"
     assert results[0].backup is not None and results[0].backup.exists()
-    assert current_revision(results[0].backup) == "0007"  # the backup is the old DB
+    assert current_revision(results[0].backup) == "0008"  # the backup is the old DB
     db = open_database(path)
     ids, matrix = all_templates(db)  # batch copy of `people` did not cascade to templates
     assert ids.tolist() == [p.id, p.id] and matrix.shape == (2, 128)
@@ -149,10 +161,7 @@ def test_backups_are_pruned(tmp_path: Path) -> None:
 def test_newer_database_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "kiosk.db"
     _fill(path)
-    con = sqlite3.connect(path)
-    con.execute("UPDATE alembic_version SET version_num = '9999'")
-    con.commit()
-    con.close()
+    _write_sql(path, "UPDATE alembic_version SET version_num = '9999'")
     with pytest.raises(DatabaseTooNew, match="9999"):
         open_database(path)
     with pytest.raises(DatabaseTooNew):
@@ -161,10 +170,7 @@ def test_newer_database_is_refused(tmp_path: Path) -> None:
 
 def test_foreign_files_are_refused(tmp_path: Path) -> None:
     other = tmp_path / "other.db"
-    con = sqlite3.connect(other)
-    con.execute("CREATE TABLE stuff (x)")
-    con.commit()
-    con.close()
+    _write_sql(other, "CREATE TABLE stuff (x)")
     with pytest.raises(NotAKioskDatabase, match="without a kiosk schema"):
         upgrade(other)
     text = tmp_path / "notes.db"
@@ -183,14 +189,14 @@ def test_failed_migration_changes_nothing(tmp_path: Path, two_revisions: Path) -
     )
     (two_revisions / "versions" / "0099_note.py").write_text(broken)
     path = tmp_path / "kiosk.db"
-    upgrade(path, revision="0007")
+    upgrade(path, revision="0008")
     db = Database(path, store_sqlite.make_engine(path, 1000, foreign_keys=True))
     p = add_person(db, "E1", "Ann", now=T0)
     add_templates(db, p.id, np.ones((2, 128), np.float32), now=T0)
     db.close()
     with pytest.raises(StoreError, match="nothing changed.*no_such_function"):
         upgrade(path)
-    assert current_revision(path) == "0007"
+    assert current_revision(path) == "0008"
     con = sqlite3.connect(path)
     assert con.execute("SELECT count(*) FROM face_templates").fetchone() == (2,)
     assert "note" not in [r[1] for r in con.execute("PRAGMA table_info(people)")]
@@ -200,15 +206,13 @@ def test_failed_migration_changes_nothing(tmp_path: Path, two_revisions: Path) -
 def test_0002_records_template_embedder_and_keeps_old_templates(tmp_path: Path) -> None:
     path = tmp_path / "kiosk.db"
     upgrade(path, revision="0001")
-    con = sqlite3.connect(path)  # a database filled by the 0001 code: raw rows, no embedder column
-    con.execute("INSERT INTO people (id, employee_id, name, active, created_at, expression_consent) "
-                "VALUES (1, 'E1', 'Ann', 1, '2026-06-15 07:00:00', 0)")
-    con.execute("INSERT INTO face_templates (person_id, embedding, created_at) VALUES (1, ?, ?)",
-                (np.ones(128, "<f4").tobytes(), "2026-06-15 07:00:00"))
-    con.commit()
-    con.close()
+    _write_sql(path,  # a database filled by the 0001 code: raw rows, no embedder column
+               "INSERT INTO people (id, employee_id, name, active, created_at, expression_consent) "
+               "VALUES (1, 'E1', 'Ann', 1, '2026-06-15 07:00:00', 0)",
+               ("INSERT INTO face_templates (person_id, embedding, created_at) VALUES (1, ?, ?)",
+                (np.ones(128, "<f4").tobytes(), "2026-06-15 07:00:00")))
     result = upgrade(path, backups_kept=1)
-    assert (result.before, result.after) == ("0001", "0007") and result.backup is not None
+    assert (result.before, result.after) == ("0001", "0008") and result.backup is not None
     db = open_database(path)
     ids, matrix = all_templates(db)
     assert ids.tolist() == [1] and np.allclose(matrix, 1.0)
@@ -229,6 +233,39 @@ def test_revisions_read_from_file_names_match_alembics_view():
     assert store_migrate.head_revision() == script.get_current_head()
     assert store_migrate.known_revisions() == {rev.revision for rev in script.walk_revisions()}
 
+
+def test_0008_adds_doors_and_door_sequences_keeping_events(tmp_path: Path) -> None:
+    """A 0007 database with events upgrades: the events stay (door_seq NULL, several per device),
+    and (device_id, door_seq) is unique from then on."""
+    from sqlalchemy.exc import IntegrityError
+
+    path = tmp_path / "kiosk.db"
+    upgrade(path, revision="0007")
+    con = sqlite3.connect(path)
+    con.execute("INSERT INTO people (id, employee_id, name, active, created_at, expression_consent) "
+                "VALUES (1, 'E1', 'Ann', 1, '2026-06-15 07:00:00', 0)")
+    for minute in (0, 1):
+        con.execute("INSERT INTO attendance_events (person_id, occurred_at, kind, device_id) "
+                    f"VALUES (1, '2026-06-15 07:0{minute}:00', 'in', 'kiosk-1')")
+    con.commit()
+    con.close()
+    result = upgrade(path, backups_kept=1)
+    assert (result.before, result.after) == ("0007", "0008")
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT count(*), count(door_seq), count(event_uuid) FROM attendance_events").fetchone() \
+        == (2, 0, 0)
+    assert {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} >= {
+        "doors", "gallery_changes", "sync_state"}
+    con.close()
+    db = open_database(path)
+    with db.session() as s:
+        from kiosk.store.models import AttendanceEvent
+
+        s.add(AttendanceEvent(person_id=1, occurred_at=T0, kind="in", device_id="door-a", door_seq=1))
+        s.add(AttendanceEvent(person_id=1, occurred_at=T0, kind="in", device_id="door-b", door_seq=1))
+    with pytest.raises(IntegrityError), db.session() as s:
+        s.add(AttendanceEvent(person_id=1, occurred_at=T0, kind="out", device_id="door-a", door_seq=1))
+    db.close()
 
 # -- PostgreSQL (the central server): the same migrations, the same schema ------------------------------
 
@@ -303,7 +340,14 @@ def test_both_engines_get_the_same_schema_names_and_types(tmp_path: Path, pg_db)
     upgrade(tmp_path / "kiosk.db")
     on_pg, on_sqlite = _schema_names(url), _schema_names(f"sqlite:///{tmp_path / 'kiosk.db'}")
     assert sorted(on_pg) == sorted(on_sqlite)
+    con = sqlite3.connect(tmp_path / "kiosk.db")
+    autoincrement = {name for name, sql in con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
+                     if "AUTOINCREMENT" in (sql or "")}
+    con.close()
     for table in on_pg:
+        if table in autoincrement:  # SQLite's AUTOINCREMENT key is a column clause: it keeps no name
+            assert (on_pg[table]["pk"], on_sqlite[table]["pk"]) == (f"pk_{table}", None)
+            on_sqlite[table]["pk"] = on_pg[table]["pk"]
         assert on_pg[table] == on_sqlite[table], table
     # the migrations name their CHECK constraints in full and Alembic applies the naming convention
     # again (ck_<table>_<name>): the same doubled name on both engines, so later migrations find them

@@ -392,3 +392,51 @@ def test_sqlite_errors_inside_a_transaction_are_translated(tmp_path: Path) -> No
     finally:
         other.close()
         db.close()
+
+
+# --- plain records: record_of copies a row's columns into its record ---------------------------
+
+
+def test_every_plain_record_is_built_from_its_rows_columns() -> None:
+    """Each record's fields are attributes of its row model (template_count is given: a count)."""
+    from dataclasses import fields
+
+    from kiosk.store import (
+        AuditInfo,
+        CaptureInfo,
+        EventInfo,
+        LeaveInfo,
+        PersonInfo,
+        TemplateInfo,
+        UserInfo,
+    )
+    from kiosk.store.models import (
+        AttendanceEvent,
+        AuditEntry,
+        CaptureRequest,
+        FaceTemplate,
+        Leave,
+        Person,
+        User,
+    )
+
+    pairs = [(PersonInfo, Person, {"template_count"}), (EventInfo, AttendanceEvent, set()),
+             (UserInfo, User, set()), (AuditInfo, AuditEntry, set()), (CaptureInfo, CaptureRequest, set()),
+             (LeaveInfo, Leave, set()), (TemplateInfo, FaceTemplate, set())]
+    for record, model, given in pairs:
+        missing = [f.name for f in fields(record) if f.name not in given and not hasattr(model, f.name)]
+        assert missing == [], (record.__name__, missing)
+
+
+def test_record_of_reads_the_row_and_takes_given_values(db: Database) -> None:
+    from dataclasses import replace
+
+    from kiosk.store import PersonInfo
+    from kiosk.store._base import record_of
+    from kiosk.store.models import Person
+
+    ann = add_person(db, "E1", "Ann", now=datetime(2026, 6, 15, 7, 0, tzinfo=UTC))
+    with db.session() as s:
+        row = s.get(Person, ann.id)
+        again = record_of(PersonInfo, row, template_count=7)
+    assert again == replace(ann, template_count=7)

@@ -499,3 +499,34 @@ def test_the_web_app_runs_on_postgresql(pg_store, tmp_path: Path, monkeypatch: p
         assert f"<th>Database schema</th><td>{head_revision()}</td>" in status
         report = client.get("/?date=2026-06-15")
         assert report.status_code == 200 and "Ann" in report.get_data(as_text=True)
+
+
+def test_one_batch_pushed_twice_at_once_is_stored_once_on_both_engines(db_settings: Settings) -> None:
+    """The central's intake on either engine: two copies of one batch race (the door lost the first
+    answer and pushed again); each (door, seq) is stored once and both answers hold the whole batch."""
+    from kiosk import store
+
+    with store.open_from_settings(db_settings) as db:
+        door = store.add_door(db, "Main entrance", site="berlin", now=T0).door
+        batch = [store.DoorEvent(seq=i, uuid=f"00000000-0000-0000-0000-{i:012d}", person_id=None, at=T0,
+                                 kind="unknown") for i in range(1, 1001)]
+        answers: list[int] = []
+        errors: list[BaseException] = []
+        start = threading.Barrier(2)
+
+        def push() -> None:
+            with store.open_database(db_settings.database.location, busy_timeout_ms=30_000) as mine:
+                try:
+                    start.wait()
+                    answers.append(store.ingest_events(mine, door.id, batch, now=T0).last_seq)
+                except BaseException as exc:  # noqa: BLE001 - looked at below
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=push) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == [] and answers == [1000, 1000]
+        assert len(events_between(db, T0 - timedelta(seconds=1), T0 + timedelta(seconds=1))) == 1000
+        assert store.ingest_events(db, door.id, batch[:10], now=T0).last_seq == 1000  # a repeat: no error

@@ -208,5 +208,7 @@ def test_systemd_notify_tool_agrees(notify_socket: socket.socket) -> None:
     tool = shutil.which("systemd-notify")
     if tool is None:
         pytest.skip("systemd-notify not installed")
-    subprocess.run([tool, "--status=hello"], check=False, timeout=30)
+    # --no-block: send and return (systemd 252+ otherwise waits 5 s for a barrier reply that a
+    # plain socket never sends)
+    subprocess.run([tool, "--no-block", "--status=hello"], check=False, timeout=30)
     assert notify_socket.recv(4096).startswith(b"STATUS=hello")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -11,7 +12,9 @@ from conftest import TEST_DATA
 from kiosk.training.dataset import class_weights  # no TensorFlow needed
 from kiosk.vision.preprocess import CLASSES
 
-pytest.importorskip("tensorflow", reason="the train extra is not installed (pip install -e '.[train]')")
+# Looked up, not imported: TensorFlow takes seconds to import, paid only by the tests that use it.
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
+                                reason="the train extra is not installed (pip install -e '.[train]')")
 
 FER_SAMPLE = TEST_DATA / "fer_sample"
 
@@ -35,6 +38,7 @@ def test_split_is_stratified_and_seeded():
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_tiny_run_exports_valid_int8(tmp_path):
     from kiosk.training.pipeline import train_and_export
     from kiosk.vision.expression import TFLiteExpressionClassifier
@@ -99,6 +103,7 @@ def test_warm_start_refuses_another_architecture(shipped_model):
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_keras_twin_gives_the_nets_scores():
     import torch
 
@@ -163,6 +168,7 @@ def load_split_sample() -> np.ndarray:
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_continued_run_records_where_it_started(tmp_path, shipped_model):
     from kiosk.training.pipeline import train_and_export
     from kiosk.vision.runtime import sha256_of

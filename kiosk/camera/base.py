@@ -40,6 +40,9 @@ class Camera(Protocol):
     open() raises CameraUnavailableError when the device is missing now (retrying may help)
     and CameraError for problems retrying cannot fix (bad options, missing software).
     open() on an open camera does nothing; close() on a closed one does nothing.
+
+    The backends subclass Camera for its context-manager half; a fake needs no inheritance, only
+    these five methods.
     """
 
     def open(self) -> None:
@@ -55,32 +58,7 @@ class Camera(Protocol):
         ...
 
     def __enter__(self) -> Self:
-        """open() and return self."""
-        ...
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """close()."""
-        ...
-
-
-class CameraBase:
-    """Mixin giving a camera the context-manager half of the protocol."""
-
-    def open(self) -> None:  # pragma: no cover - overridden
-        """Acquire the device or file."""
-        raise NotImplementedError
-
-    def close(self) -> None:  # pragma: no cover - overridden
-        """Release the device or file."""
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        """open() and return self."""
+        """open() and return self (a backend that subclasses Camera inherits this)."""
         self.open()
         return self
 
@@ -90,7 +68,7 @@ class CameraBase:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """close()."""
+        """close() (inherited like __enter__)."""
         self.close()
 
 

@@ -7,14 +7,14 @@ import time
 
 import cv2
 
-from kiosk.camera.base import CameraBase, Frame, MonotonicClock, bgr_to_rgb
+from kiosk.camera.base import Camera, Frame, MonotonicClock, bgr_to_rgb
 from kiosk.camera.options import OpenCVOptions
 from kiosk.errors import CameraError, CameraLostError, CameraUnavailableError
 
 logger = logging.getLogger(__name__)
 
 
-class OpenCVCamera(CameraBase):
+class OpenCVCamera(Camera):
     """cv2.VideoCapture source; frames converted BGR -> RGB uint8 HxWx3."""
 
     def __init__(self, options: OpenCVOptions, *, clock: MonotonicClock = time.monotonic) -> None:

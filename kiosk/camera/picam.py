@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Any
 
-from kiosk.camera.base import CameraBase, Frame, MonotonicClock
+from kiosk.camera.base import Camera, Frame, MonotonicClock
 from kiosk.camera.options import PiCameraOptions
 from kiosk.errors import CameraError, CameraLostError, CameraUnavailableError
 
@@ -18,7 +18,7 @@ NOT_INSTALLED = (
 )
 
 
-class PiCamera(CameraBase):
+class PiCamera(Camera):
     """Picamera2 source; frames RGB uint8 HxWx3 at options.size."""
 
     def __init__(self, options: PiCameraOptions, *, clock: MonotonicClock = time.monotonic) -> None:

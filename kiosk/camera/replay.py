@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from kiosk.camera.base import CameraBase, Frame, MonotonicClock, Sleep, bgr_to_rgb
+from kiosk.camera.base import Camera, Frame, MonotonicClock, Sleep, bgr_to_rgb
 from kiosk.camera.options import ReplayOptions
 from kiosk.errors import CameraError, CameraLostError, CameraUnavailableError
 from kiosk.vision.faces import IMAGE_SUFFIXES
@@ -23,7 +23,7 @@ from kiosk.vision.faces import IMAGE_SUFFIXES
 logger = logging.getLogger(__name__)
 
 
-class ReplayCamera(CameraBase):
+class ReplayCamera(Camera):
     """Frames from a folder of images or a video file; RGB uint8 HxWx3, timestamps from clock."""
 
     def __init__(

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from kiosk.camera.base import Camera, CameraBase, Frame, MonotonicClock, Sleep
+from kiosk.camera.base import Camera, Frame, MonotonicClock, Sleep
 from kiosk.errors import CameraUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ class CameraStatus:
         return dataclasses.asdict(self)
 
 
-class RetryingCamera(CameraBase):
+class RetryingCamera(Camera):
     """Wraps a Camera; read() returns None (never raises) while the camera is missing or lost.
 
     Reopen attempts wait initial_delay_s, then factor times longer each failure, up to

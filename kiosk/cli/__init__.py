@@ -7,7 +7,7 @@ lazily, so `kiosk --help` and usage errors load neither dlib, SQLAlchemy nor Ten
 
 from __future__ import annotations
 
-from kiosk.cli import corrections, database, models, people, report, service, users
+from kiosk.cli import central, corrections, database, doors, models, people, report, service, users
 from kiosk.cli.base import EXIT_CONFIG_ERROR, EXIT_USER_ERROR, Context, main
 
 for _command in (
@@ -17,6 +17,8 @@ for _command in (
     corrections.events, corrections.leave,                         # attendance by hand
     report.report,                                                 # reports
     users.users,                                                   # web accounts
+    central.central,                                               # a door's central server
+    doors.doors,                                                   # a central server's door kiosks
     models.evaluate, models.train, models.bench,                   # accuracy, training, speed
 ):
     main.add_command(_command)

@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Concatenate, NoReturn, ParamSpec, TypeVar
 
 import click
 
@@ -30,6 +30,11 @@ EXIT_INTERRUPTED = 130
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+PATH = click.Path(path_type=Path)
+"""A file or folder named on the command line, as a pathlib.Path."""
+FILE_PATH = click.Path(path_type=Path, dir_okay=False)
+"""A file (not a folder) named on the command line, as a pathlib.Path."""
 
 
 def fail(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
@@ -83,6 +88,11 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context)
 
 
+def with_context(func: Callable[Concatenate[Context, P], R]) -> Callable[P, R]:
+    """A command body that takes the Context first, with friendly() errors: pass_ctx + friendly."""
+    return pass_ctx(friendly(func))
+
+
 def person(database: Database, employee_id: str) -> PersonInfo:
     """The person with this employee id (PersonNotFound, a one-message error, otherwise)."""
     from kiosk import store
@@ -91,7 +101,7 @@ def person(database: Database, employee_id: str) -> PersonInfo:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None, envvar="KIOSK_CONFIG",
+@click.option("--config", "config_path", type=PATH, default=None, envvar="KIOSK_CONFIG",
               help="YAML settings file (default: built-in defaults; env KIOSK_CONFIG).")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.version_option(package_name="kiosk")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from kiosk.cli.base import Context, friendly, pass_ctx, person
+from kiosk.cli.base import FILE_PATH, Context, person, with_context
 from kiosk.vocabulary import PERSON_EVENT_KINDS, LeaveKind, values
 
 if TYPE_CHECKING:
@@ -32,8 +32,7 @@ def events() -> None:
 @events.command("list")
 @click.argument("employee_id")
 @click.option("--date", "day_text", default="today", show_default=True, help="Local day: YYYY-MM-DD, today, yesterday.")
-@pass_ctx
-@friendly
+@with_context
 def events_list(ctx: Context, employee_id: str, day_text: str) -> None:
     """EMPLOYEE_ID's events on one day: id, time, kind, who recorded it."""
     from kiosk import store
@@ -60,8 +59,7 @@ def events_list(ctx: Context, employee_id: str, day_text: str) -> None:
               help='Local time "YYYY-MM-DD HH:MM" (site time zone); in the repeated hour when clocks go back '
                    'add its UTC offset, e.g. "2026-10-25 02:30+02:00".')
 @click.option("--note", required=True, help="Why (kept with the event and in the audit log).")
-@pass_ctx
-@friendly
+@with_context
 def events_add(ctx: Context, employee_id: str, kind: str, at_text: str, note: str) -> None:
     """Add a missed check-in or check-out for EMPLOYEE_ID."""
     from kiosk import store
@@ -78,8 +76,7 @@ def events_add(ctx: Context, employee_id: str, kind: str, at_text: str, note: st
 @events.command("remove")
 @click.argument("event_id", type=ROW_ID)
 @click.option("--reason", required=True, help="Why the event is wrong (kept in the audit log).")
-@pass_ctx
-@friendly
+@with_context
 def events_remove(ctx: Context, event_id: int, reason: str) -> None:
     """Delete the wrong event EVENT_ID (see `kiosk events list`)."""
     from kiosk import store
@@ -110,8 +107,7 @@ def _leave_line(item: store.LeaveInfo, people: dict[int, store.PersonInfo]) -> s
 @click.option("--to", "last", default=None, help="Last day, inclusive (default: the first day).")
 @click.option("--kind", type=click.Choice(values(LeaveKind)), default=LeaveKind.HOLIDAY.value, show_default=True,
               help="Only the kind is stored, no reason.")
-@pass_ctx
-@friendly
+@with_context
 def leave_add(ctx: Context, employee_id: str, first: str, last: str | None, kind: str) -> None:
     """Record EMPLOYEE_ID's leave over whole days."""
     from kiosk import store
@@ -127,9 +123,8 @@ def leave_add(ctx: Context, employee_id: str, first: str, last: str | None, kind
 
 
 @leave.command("import")
-@click.argument("csv_file", type=click.Path(path_type=Path, dir_okay=False))
-@pass_ctx
-@friendly
+@click.argument("csv_file", type=FILE_PATH)
+@with_context
 def leave_import(ctx: Context, csv_file: Path) -> None:
     """Record leave from CSV_FILE (e.g. an HR export), all or nothing.
 
@@ -149,8 +144,7 @@ def leave_import(ctx: Context, csv_file: Path) -> None:
 @click.argument("employee_id", required=False)
 @click.option("--from", "first", default=None, help="Leave ending on or after this day (YYYY-MM-DD, today).")
 @click.option("--to", "last", default=None, help="Leave starting on or before this day.")
-@pass_ctx
-@friendly
+@with_context
 def leave_list(ctx: Context, employee_id: str | None, first: str | None, last: str | None) -> None:
     """Recorded leave (everyone's, or EMPLOYEE_ID's): id, employee, kind, days."""
     from kiosk import store
@@ -170,8 +164,7 @@ def leave_list(ctx: Context, employee_id: str | None, first: str | None, last: s
 
 @leave.command("remove")
 @click.argument("leave_id", type=ROW_ID)
-@pass_ctx
-@friendly
+@with_context
 def leave_remove(ctx: Context, leave_id: int) -> None:
     """Delete leave LEAVE_ID (see `kiosk leave list`); the audit log keeps what it was."""
     from kiosk import store

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from kiosk.cli.base import Context, friendly, pass_ctx
+from kiosk.cli.base import FILE_PATH, Context, with_context
 from kiosk.errors import KioskError
 
 logger = logging.getLogger(__name__)
@@ -27,8 +27,7 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@pass_ctx
-@friendly
+@with_context
 def db_upgrade(ctx: Context) -> None:
     """Create the database or migrate it to the newest schema (an SQLite file is backed up first;
     back PostgreSQL up with pg_dump before an update)."""
@@ -46,8 +45,7 @@ def db_upgrade(ctx: Context) -> None:
 
 
 @db.command("status")
-@pass_ctx
-@friendly
+@with_context
 def db_status(ctx: Context) -> None:
     """Show the schema revision of the database and of this version."""
     from kiosk import store
@@ -58,9 +56,8 @@ def db_status(ctx: Context) -> None:
 
 
 @db.command("backup")
-@click.argument("dest", type=click.Path(path_type=Path, dir_okay=False))
-@pass_ctx
-@friendly
+@click.argument("dest", type=FILE_PATH)
+@with_context
 def db_backup(ctx: Context, dest: Path) -> None:
     """Copy the database to DEST (e.g. a USB stick or network share) for safe keeping, without
     biometric data: face templates, enrolment photos and expression data are left out, so the

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from kiosk.cli.base import Context, friendly, pass_ctx
+from kiosk.cli.base import PATH, Context, friendly, with_context
 from kiosk.errors import KioskError
 
 logger = logging.getLogger(__name__)
@@ -32,20 +32,19 @@ def evaluate() -> None:
 
 
 @evaluate.command("faces")
-@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
+@click.option("--data", "data_dir", required=True, type=PATH,
               help="Folder with people/<Name>/*.jpg and strangers/*.jpg.")
 @click.option("--enrol-photos", default=3, show_default=True, type=click.IntRange(1, 50),
               help="Photos per person enrolled (first in name order); the rest are probes.")
-@click.option("--cache", "cache", type=click.Path(path_type=Path), default=None,
+@click.option("--cache", "cache", type=PATH, default=None,
               help="Embedding cache .npz: reused when made with the same settings, updated with new photos.")
 @click.option("--half", type=click.Choice(["A", "B"]), default=None,
               help="Only one half of the people and strangers (split by CRC-32 of the name; the rule "
                    "was tuned on A, B is held out).")
-@click.option("--strangers", "stranger_dirs", multiple=True, type=click.Path(path_type=Path),
+@click.option("--strangers", "stranger_dirs", multiple=True, type=PATH,
               help="Another folder of stranger photos (one per stranger), added to strangers/; "
                    "repeatable. --half applies to them too (by file name).")
-@pass_ctx
-@friendly
+@with_context
 def evaluate_faces_cmd(ctx: Context, data_dir: Path, enrol_photos: int, cache: Path | None,
                        half: str | None, stranger_dirs: tuple[Path, ...]) -> None:
     """Identification and stranger rejection rates with Wilson 95% intervals; last line is JSON."""
@@ -63,13 +62,12 @@ def evaluate_faces_cmd(ctx: Context, data_dir: Path, enrol_photos: int, cache: P
 
 
 @evaluate.command("expressions")
-@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
+@click.option("--data", "data_dir", required=True, type=PATH,
               help="Folder with <class>/*.jpg.")
 @click.option("--faces-cropped", is_flag=True, help="Images are already face crops (FER2013).")
-@click.option("--model", "model", type=click.Path(path_type=Path), default=None,
+@click.option("--model", "model", type=PATH, default=None,
               help="A .tflite model (default: expression.model or the shipped one).")
-@pass_ctx
-@friendly
+@with_context
 def evaluate_expressions_cmd(ctx: Context, data_dir: Path, faces_cropped: bool, model: Path | None) -> None:
     """Accuracy, macro-F1 and per-class recall; last line is JSON."""
     from kiosk.evaluation.expressions import evaluate_expressions
@@ -99,15 +97,15 @@ def train() -> None:
 
 
 @train.command("expressions")
-@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
+@click.option("--data", "data_dir", required=True, type=PATH,
               help="Training folder with <class>/*.jpg (e.g. fer2013/train).")
-@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path),
+@click.option("--out", "out_path", required=True, type=PATH,
               help="Where to write the int8 .tflite (and .sha256, report).")
-@click.option("--work-dir", type=click.Path(path_type=Path), default=None,
+@click.option("--work-dir", type=PATH, default=None,
               help="Checkpoints; re-running with the same folder resumes (default: OUT's folder/train-work).")
 @click.option("--epochs", type=click.IntRange(1, 1000), default=None, help="Override the epoch count.")
 @click.option("--limit-per-class", type=click.IntRange(1), default=None, help="Use at most N images per class.")
-@click.option("--test-data", type=click.Path(path_type=Path), default=None,
+@click.option("--test-data", type=PATH, default=None,
               help="Also evaluate float and int8 models on this folder for the report.")
 @click.option("--init-from", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
               help="Continue from the weights of an int8 .tflite of the same architecture (a later stage).")
@@ -155,7 +153,7 @@ def train_embedder(args: tuple[str, ...]) -> None:
 
 
 @click.group("bench", invoke_without_command=True)
-@click.option("--frames", "frames_dir", type=click.Path(path_type=Path), default=None,
+@click.option("--frames", "frames_dir", type=PATH, default=None,
               help="Replayed frames (default: a scene made from the shipped test photos).")
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line of the figures.")
 @click.pass_context
@@ -181,12 +179,11 @@ def _bench_pipeline(ctx: Context, frames_dir: Path | None, as_json: bool) -> Non
 
 
 @bench.command("expressions")
-@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
+@click.option("--data", "data_dir", required=True, type=PATH,
               help="Face crops in <class>/*.jpg (e.g. fer2013/test).")
-@click.option("--model", type=click.Path(path_type=Path), default=None, help="Our .tflite (default: shipped).")
+@click.option("--model", type=PATH, default=None, help="Our .tflite (default: shipped).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="At most N images per class.")
-@pass_ctx
-@friendly
+@with_context
 def bench_expressions(ctx: Context, data_dir: Path, model: Path | None, limit: int | None) -> None:
     """Our int8 expression model against the fer package's mini-Xception, same crops, same runtime."""
     from kiosk.evaluation.peer import compare_with_peer

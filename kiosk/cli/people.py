@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from kiosk.cli.base import Context, fail, friendly, pass_ctx, person
+from kiosk.cli.base import PATH, Context, fail, person, with_context
 from kiosk.errors import KioskError
 from kiosk.vocabulary import CaptureStatus
 
@@ -36,9 +36,8 @@ def _print_verdicts(verdicts: Iterable[PhotoVerdict]) -> None:
 @click.option("--consent", is_flag=True, help="The person consents to expression analysis (recorded).")
 @click.option("--at-kiosk", is_flag=True,
               help="No PHOTOS: the running door service photographs the person standing at the kiosk.")
-@click.argument("photos", nargs=-1, type=click.Path(path_type=Path))
-@pass_ctx
-@friendly
+@click.argument("photos", nargs=-1, type=PATH)
+@with_context
 def enroll(ctx: Context, name: str, employee_id: str, force: bool, replace: bool, consent: bool,
            at_kiosk: bool, photos: tuple[Path, ...]) -> None:
     """Enrol a person from PHOTOS (files or folders; each must show exactly one usable face),
@@ -112,8 +111,7 @@ def people() -> None:
 @people.command("list")
 @click.option("--all", "include_inactive", is_flag=True, help="Include deactivated people.")
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
-@pass_ctx
-@friendly
+@with_context
 def people_list(ctx: Context, include_inactive: bool, as_json: bool) -> None:
     """Enrolled people: employee id, name, photos, consent, active."""
     from kiosk import store
@@ -136,10 +134,9 @@ def people_list(ctx: Context, include_inactive: bool, as_json: bool) -> None:
 
 @people.command("show")
 @click.argument("employee_id")
-@click.option("--export", "export_path", type=click.Path(path_type=Path), default=None,
+@click.option("--export", "export_path", type=PATH, default=None,
               help="Also write everything held about the person to this JSON file.")
-@pass_ctx
-@friendly
+@with_context
 def people_show(ctx: Context, employee_id: str, export_path: Path | None) -> None:
     """One person: enrolment, consent, templates, last event, current and planned leave."""
     from datetime import datetime
@@ -190,8 +187,7 @@ def _write_export(path: Path, text: str) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--with-events", is_flag=True,
               help="Also delete their attendance history now (default: kept until retention expires).")
-@pass_ctx
-@friendly
+@with_context
 def people_remove(ctx: Context, employee_id: str, yes: bool, with_events: bool) -> None:
     """Erase a person's face templates and photos for good (attendance follows retention)."""
     from kiosk import store
@@ -220,8 +216,7 @@ def people_remove(ctx: Context, employee_id: str, yes: bool, with_events: bool) 
 @people.command("consent")
 @click.argument("employee_id")
 @click.option("--grant/--withdraw", required=True, help="Record consent to expression analysis, or withdraw it.")
-@pass_ctx
-@friendly
+@with_context
 def people_consent(ctx: Context, employee_id: str, grant: bool) -> None:
     """Record or withdraw a person's consent to expression analysis (withdrawal deletes past results)."""
     from kiosk import store
@@ -235,8 +230,7 @@ def people_consent(ctx: Context, employee_id: str, grant: bool) -> None:
 @people.command("rename")
 @click.argument("employee_id")
 @click.argument("name")
-@pass_ctx
-@friendly
+@with_context
 def people_rename(ctx: Context, employee_id: str, name: str) -> None:
     """Correct the NAME of EMPLOYEE_ID (reports and the door screen use it from then on)."""
     from kiosk import store
@@ -249,8 +243,7 @@ def people_rename(ctx: Context, employee_id: str, name: str) -> None:
 
 @people.command("deactivate")
 @click.argument("employee_id")
-@pass_ctx
-@friendly
+@with_context
 def people_deactivate(ctx: Context, employee_id: str) -> None:
     """Stop recognising a person without erasing them (e.g. long leave)."""
     from kiosk import store

@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from kiosk.cli.base import Context, friendly, pass_ctx
+from kiosk.cli.base import Context, with_context
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +24,7 @@ def report() -> None:
 @report.command("daily")
 @click.option("--date", "day", default="today", show_default=True, help="YYYY-MM-DD, today or yesterday.")
 @FORMAT_OPTION
-@pass_ctx
-@friendly
+@with_context
 def report_daily(ctx: Context, day: str, fmt: str) -> None:
     """One day: first in, last out, time present, late, absent, team mood."""
     from kiosk.reports import daily_report, parse_day, render_daily
@@ -39,8 +38,7 @@ def report_daily(ctx: Context, day: str, fmt: str) -> None:
 @click.option("--from", "start", required=True, help="First day, YYYY-MM-DD.")
 @click.option("--to", "end", required=True, help="Last day, YYYY-MM-DD (inclusive).")
 @FORMAT_OPTION
-@pass_ctx
-@friendly
+@with_context
 def report_range(ctx: Context, start: str, end: str, fmt: str) -> None:
     """A period: one row per person and day plus totals (CSV for payroll). csv, json and table are
     written day by day; html shows all totals and the first 500 person-days."""

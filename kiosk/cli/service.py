@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from kiosk.cli.base import Context, friendly, pass_ctx
+from kiosk.cli.base import PATH, Context, friendly, with_context
 
 logger = logging.getLogger(__name__)
 
@@ -20,9 +20,8 @@ def config() -> None:
 
 
 @config.command("check")
-@click.argument("file", required=False, type=click.Path(path_type=Path))
-@pass_ctx
-@friendly
+@click.argument("file", required=False, type=PATH)
+@with_context
 def config_check(ctx: Context, file: Path | None) -> None:
     """Validate FILE (or --config); exit 2 with the key and line of each problem."""
     from kiosk.config import ConfigError, door_problems, load_settings
@@ -35,8 +34,7 @@ def config_check(ctx: Context, file: Path | None) -> None:
 
 
 @config.command("show")
-@pass_ctx
-@friendly
+@with_context
 def config_show(ctx: Context) -> None:
     """Print the effective settings (file + environment + defaults) as YAML."""
     from kiosk.config import settings_as_yaml
@@ -46,8 +44,7 @@ def config_show(ctx: Context) -> None:
 
 @click.command("run")
 @click.option("--stop-after", type=click.IntRange(1), default=None, help="Stop after N frames (testing).")
-@pass_ctx
-@friendly
+@with_context
 def run(ctx: Context, stop_after: int | None) -> None:
     """The door service: camera -> recognition -> attendance events -> door screen (systemd runs this)."""
     from kiosk.camera.options import parse_options
@@ -60,8 +57,7 @@ def run(ctx: Context, stop_after: int | None) -> None:
 
 
 @click.command("serve")
-@pass_ctx
-@friendly
+@with_context
 def serve(ctx: Context) -> None:
     """Run the manager/admin web app on web.host:web.port until stopped."""
     from kiosk.web import serve as serve_web
@@ -71,7 +67,7 @@ def serve(ctx: Context) -> None:
 
 
 @click.command("demo")
-@click.option("--dir", "folder", type=click.Path(path_type=Path), default=None,
+@click.option("--dir", "folder", type=PATH, default=None,
               help="Empty folder for the demo database and frames (default: a new temporary folder).")
 @click.option("--no-expression", is_flag=True, help="Run with expression analysis switched off.")
 @friendly

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from kiosk.cli.base import Context, friendly, pass_ctx
+from kiosk.cli.base import Context, with_context
 from kiosk.vocabulary import Role, values
 
 logger = logging.getLogger(__name__)
@@ -33,8 +33,7 @@ def _read_password(password_stdin: bool) -> str:
 @click.argument("username")
 @click.option("--role", type=click.Choice(values(Role)), required=True)
 @PASSWORD_STDIN
-@pass_ctx
-@friendly
+@with_context
 def users_add(ctx: Context, username: str, role: str, password_stdin: bool) -> None:
     """Create a web account; asks for the password twice (at least 10 characters)."""
     from kiosk.web import create_user
@@ -48,8 +47,7 @@ def users_add(ctx: Context, username: str, role: str, password_stdin: bool) -> N
 @users.command("passwd")
 @click.argument("username")
 @PASSWORD_STDIN
-@pass_ctx
-@friendly
+@with_context
 def users_passwd(ctx: Context, username: str, password_stdin: bool) -> None:
     """Set a new password for USERNAME; their web sessions end."""
     from kiosk.web.auth import reset_password
@@ -63,8 +61,7 @@ def users_passwd(ctx: Context, username: str, password_stdin: bool) -> None:
 @users.command("role")
 @click.argument("username")
 @click.argument("role", type=click.Choice(values(Role)))
-@pass_ctx
-@friendly
+@with_context
 def users_role(ctx: Context, username: str, role: str) -> None:
     """Make USERNAME an admin or a manager (never the last active admin); their sessions end."""
     from kiosk.store import set_user_role
@@ -77,8 +74,7 @@ def users_role(ctx: Context, username: str, role: str) -> None:
 @users.command("remove")
 @click.argument("username")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@pass_ctx
-@friendly
+@with_context
 def users_remove(ctx: Context, username: str, yes: bool) -> None:
     """Delete the account USERNAME (never the last active admin); audited."""
     from kiosk.store import remove_user
@@ -91,8 +87,7 @@ def users_remove(ctx: Context, username: str, yes: bool) -> None:
 
 
 @users.command("list")
-@pass_ctx
-@friendly
+@with_context
 def users_list(ctx: Context) -> None:
     """Web accounts with their roles."""
     from kiosk import store

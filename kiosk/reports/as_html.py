@@ -8,17 +8,7 @@ import logging
 
 import jinja2
 
-from kiosk.reports.cells import (
-    DAY_HEADERS,
-    LEAVE_HEADERS,
-    TOTALS_HEADERS,
-    daily_headers_and_cells,
-    day_cells,
-    leave_cells,
-    leave_text,
-    team_text,
-    totals_cells,
-)
+from kiosk.reports import cells
 from kiosk.reports.model import DailyReport, RangeReport, RangeSummary
 
 logger = logging.getLogger(__name__)
@@ -40,10 +30,11 @@ def _render(name: str, **context: object) -> str:
 
 def daily_html(report: DailyReport) -> str:
     """The daily report as a standalone page: people, absent, on leave, unknown faces, team expression."""
-    headers, rows = daily_headers_and_cells(report)
-    team = None if report.team_expression is None else team_text(report.team_expression)
+    headers, rows = cells.daily_headers_and_cells(report)
+    team = None if report.team_expression is None else cells.team_text(report.team_expression)
     return _render("daily.html", report=report, title=f"{report.site} - attendance on {report.day.isoformat()}",
-                   headers=headers, rows=rows, leave=[leave_text(x) for x in report.on_leave], team=team)
+                   headers=headers, rows=rows, leave=[cells.leave_text(x) for x in report.on_leave],
+                   team=team)
 
 
 def range_html(report: RangeReport, summary: RangeSummary | None = None) -> str:
@@ -52,8 +43,8 @@ def range_html(report: RangeReport, summary: RangeSummary | None = None) -> str:
     title = f"{report.site} - attendance {report.start.isoformat()} to {report.end.isoformat()}"
     return _render(
         "range.html", report=report, summary=summary, title=title,
-        day_headers=["Date", *DAY_HEADERS], days=[day_cells(r, True) for r in report.rows],
-        no_checkout=[day_cells(r, True) for r in summary.no_checkout] if summary else [],
-        totals_headers=TOTALS_HEADERS, totals=[totals_cells(t) for t in report.totals],
-        leave_headers=LEAVE_HEADERS, leave=leave_cells(report.leave),
+        day_headers=cells.DATED_DAY_HEADERS, days=[cells.day_cells(r, True) for r in report.rows],
+        no_checkout=[cells.day_cells(r, True) for r in summary.no_checkout] if summary else [],
+        totals_headers=cells.TOTALS_HEADERS, totals=[cells.totals_cells(t) for t in report.totals],
+        leave_headers=cells.LEAVE_HEADERS, leave=cells.leave_cells(report.leave),
     )

@@ -26,6 +26,8 @@ TEXT_CELLS = (CSV_COLUMNS.index("employee_id"), CSV_COLUMNS.index("name"))
 """The CSV cells people type (the rest are dates, times, numbers and fixed words)."""
 
 DAY_HEADERS = ["Employee", "Name", "In", "Out", "Hours", "Late", "Status"]
+DATED_DAY_HEADERS = ["Date", *DAY_HEADERS]
+"""The columns of day_cells(r, with_date=True): a range's days."""
 LEAVE_HEADERS = ["Date", "Employee", "Name", "Leave"]
 TOTALS_HEADERS = ["Employee", "Name", "Days", "Hours", "Times late", "Minutes late", "Days absent",
                   "Days on leave", "No check-out"]

@@ -4,7 +4,8 @@ Every function takes the Database (or, for a change of several steps that commit
 all, the Transaction of ``with db.transaction() as tx:``) first. Nothing outside kiosk.store
 imports SQLAlchemy or the store's submodules (ruff TID251). Areas: people, templates, events,
 corrections, leave, captures, audit log, retention, erasure, export, accounts, off-site copies,
-report reads; db (sessions, transactions, the engine seam), opening and migrate (databases and
+report reads, a door's cache of the central (door_cache), a central server's doors, event intake
+and gallery feed; db (sessions, transactions, the engine seam), opening and migrate (databases and
 schema), sqlite and postgres (each engine's specifics).
 """
 
@@ -39,6 +40,37 @@ from kiosk.store.captures import (
 )
 from kiosk.store.corrections import EventNotFound, add_correction, remove_event
 from kiosk.store.db import Database, Transaction
+from kiosk.store.door_cache import (
+    CachedPerson,
+    GalleryApplied,
+    SyncState,
+    apply_gallery,
+    event_backlog,
+    events_after,
+    read_sync_state,
+    sync_state_path,
+    write_sync_state,
+)
+from kiosk.store.doors import (
+    ENROL_CODE_TTL,
+    BadEnrolCode,
+    DoorError,
+    DoorInfo,
+    DoorNotFound,
+    DoorRevoked,
+    DuplicateDoor,
+    NewDoorCode,
+    UnknownDoorToken,
+    add_door,
+    authenticate_door,
+    device_slug,
+    enrol_door,
+    get_door,
+    list_doors,
+    new_enrol_code,
+    note_gallery_pull,
+    revoke_door,
+)
 from kiosk.store.erasure import EraseResult, FinishedErasure, erase_person, finish_pending_erasures
 from kiosk.store.events import (
     events_between,
@@ -48,6 +80,8 @@ from kiosk.store.events import (
     record_event,
 )
 from kiosk.store.export import export_person
+from kiosk.store.gallery_feed import GalleryChanges, GalleryPerson, changes_since, gallery_version
+from kiosk.store.ingest import DoorEvent, IngestResult, InvalidDoorEvent, SeqConflict, ingest_events
 from kiosk.store.leave import (
     LeaveInfo,
     LeaveNotFound,
@@ -139,7 +173,16 @@ __all__ = [
     "start_session",
     # off-site copies
     "OffsiteCopy", "daily_copies", "record_copy", "write_daily_copy", "write_offsite_copy",
+    # a door's cache of the central (role: door)
+    "CachedPerson", "GalleryApplied", "SyncState", "apply_gallery", "event_backlog", "events_after",
+    "read_sync_state", "sync_state_path", "write_sync_state",
     # report reads
     "DayFigures", "EventMark", "bulk_add_events", "bulk_add_people", "day_figures", "iter_event_marks",
     "read_snapshot",
+    # doors of a central server, their events and the gallery feed (docs/central.md)
+    "ENROL_CODE_TTL", "BadEnrolCode", "DoorError", "DoorEvent", "DoorInfo", "DoorNotFound", "DoorRevoked",
+    "DuplicateDoor", "GalleryChanges", "GalleryPerson", "IngestResult", "InvalidDoorEvent", "NewDoorCode",
+    "SeqConflict", "UnknownDoorToken", "add_door", "authenticate_door", "changes_since", "device_slug",
+    "enrol_door", "gallery_version", "get_door", "ingest_events", "list_doors", "new_enrol_code",
+    "note_gallery_pull", "revoke_door",
 ]

@@ -1,15 +1,16 @@
 """What every area of the store shares: the clock check, row look-ups, the audit writer, the plain
-person and event records and their builders. Private to kiosk.store.
+person and event records, and record_of (a row -> its plain record). Private to kiosk.store.
 
 Helpers here work inside a caller's Session; the area modules open and commit the sessions.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, Executable, func, select, update
 from sqlalchemy.orm import Session
@@ -17,7 +18,12 @@ from sqlalchemy.orm import Session
 from kiosk.errors import PersonNotFound, StoreError
 from kiosk.store.models import AttendanceEvent, AuditEntry, FaceTemplate, Person
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 logger = logging.getLogger(__name__)
+
+_Record = TypeVar("_Record", bound="DataclassInstance")
 
 # Columns of an attendance event that hold expression or face-match data (blanked by erasure and
 # in off-site copies; the event's time and kind stay).
@@ -144,36 +150,27 @@ class EventInfo:
         return self.recorded_by is not None
 
 
+@functools.cache
+def _field_names(cls: type[DataclassInstance]) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+def record_of(cls: type[_Record], row: object, **given: Any) -> _Record:
+    """The plain record cls (a dataclass) of a row: each field is the row's attribute of that name,
+    or the value given for it (e.g. a count the row does not hold)."""
+    return cls(**{name: given[name] if name in given else getattr(row, name) for name in _field_names(cls)})
+
+
 def person_info(p: Person, count: int = 0) -> PersonInfo:
     """The PersonInfo of a row (count: its face templates)."""
-    return PersonInfo(
-        id=p.id,
-        employee_id=p.employee_id,
-        name=p.name,
-        active=p.active,
-        created_at=p.created_at,
-        expression_consent=p.expression_consent,
-        consent_changed_at=p.consent_changed_at,
-        consent_changed_by=p.consent_changed_by,
-        erased_at=p.erased_at,
-        template_count=count,
-    )
+    return record_of(PersonInfo, p, template_count=count)
+
+
+def counted_person_info(s: Session, p: Person) -> PersonInfo:
+    """The PersonInfo of a row with its face templates counted in s."""
+    return person_info(p, template_count(s, p.id))
 
 
 def event_info(e: AttendanceEvent) -> EventInfo:
     """The EventInfo of a row."""
-    return EventInfo(
-        id=e.id,
-        person_id=e.person_id,
-        occurred_at=e.occurred_at,
-        kind=e.kind,
-        device_id=e.device_id,
-        expression_label=e.expression_label,
-        expression_scores=e.expression_scores,
-        expression_confidence=e.expression_confidence,
-        match_distance=e.match_distance,
-        match_score=e.match_score,
-        recorded_by=e.recorded_by,
-        note=e.note,
-        review=e.review,
-    )
+    return record_of(EventInfo, e)

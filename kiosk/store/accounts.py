@@ -15,10 +15,10 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from kiosk.errors import DuplicatePerson, LastAdmin, StoreError
-from kiosk.store._base import now_utc, write_audit
+from kiosk.store._base import now_utc, record_of, write_audit
 from kiosk.store.db import Database
 from kiosk.store.models import User, WebSession
-from kiosk.vocabulary import Role, values
+from kiosk.vocabulary import Role, one_of
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +35,16 @@ class UserInfo:
     active: bool
 
 
+def _check_role(role: str) -> None:
+    """StoreError naming the roles unless role is one of them."""
+    try:
+        one_of(Role, role, "role")
+    except ValueError as exc:
+        raise StoreError(str(exc)) from None
+
+
 def _user_info(u: User) -> UserInfo:
-    return UserInfo(u.id, u.username, u.password_hash, u.role, u.created_at, u.active)
+    return record_of(UserInfo, u)
 
 
 def add_user(
@@ -44,8 +52,7 @@ def add_user(
     now: datetime | None = None,
 ) -> UserInfo:
     """Create a web account; password_hash must already be hashed by the caller."""
-    if role not in values(Role):
-        raise StoreError(f"role must be one of {tuple(values(Role))}, got {role!r}")
+    _check_role(role)
     username = username.strip()
     if not username:
         raise StoreError("username must not be empty")
@@ -151,8 +158,7 @@ def set_user_role(
     db: Database, username: str, role: str, *, actor: str, now: datetime | None = None
 ) -> UserInfo:
     """Make an account admin or manager (never the last active admin a manager); its sessions end."""
-    if role not in values(Role):
-        raise StoreError(f"role must be one of {', '.join(values(Role))}, not {role!r}")
+    _check_role(role)
     now = now_utc(now)
     with db.session() as s:
         user = _require_user(s, username)

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from kiosk.store._base import like_pattern, now_utc, write_audit
+from kiosk.store._base import like_pattern, now_utc, record_of, write_audit
 from kiosk.store.db import Database
 from kiosk.store.models import AuditEntry
 
@@ -32,7 +32,7 @@ class AuditInfo:
 
 
 def _audit_info(r: AuditEntry) -> AuditInfo:
-    return AuditInfo(r.id, r.at, r.actor, r.action, r.target, r.details)
+    return record_of(AuditInfo, r)
 
 
 def audit(

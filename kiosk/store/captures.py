@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from kiosk.errors import StoreError
 from kiosk.identity import clean_employee_id, clean_name
-from kiosk.store._base import now_utc, write_audit
+from kiosk.store._base import now_utc, record_of, write_audit
 from kiosk.store.db import Database
 from kiosk.store.models import CaptureRequest
 from kiosk.vocabulary import CAPTURES_ACTIVE as ACTIVE
@@ -63,9 +63,7 @@ class CaptureInfo:
 
 
 def _info(r: CaptureRequest) -> CaptureInfo:
-    return CaptureInfo(r.id, r.employee_id, r.name, r.expression_consent, r.replace, r.force,
-                       r.requested_by, r.requested_at, r.expires_at, r.status, r.message,
-                       r.photos_taken, r.person_id, r.finished_at)
+    return record_of(CaptureInfo, r)
 
 
 def _finish(s: Session, r: CaptureRequest, status: str, message: str | None, actor: str, now: datetime) -> None:

@@ -33,6 +33,7 @@ from kiosk.store._base import (
     write_audit,
 )
 from kiosk.store.db import Database, refuse_transaction
+from kiosk.store.gallery_feed import record_gallery_change
 from kiosk.store.models import (
     AttendanceEvent,
     AuditEntry,
@@ -141,6 +142,7 @@ def erase_person(
         details: dict[str, Any] = asdict(result)
         del details["person_id"], details["backups_scrubbed"], details["files_pending"]
         write_audit(s, actor, "person.erase", f"person:{person_id}", details, now)
+        record_gallery_change(s, person_id, now)  # every door drops the person's templates
         # the second half (VACUUM, backups) is recorded in the same commit, so it is finished later
         # (finish_pending_erasures at the next open) if this process dies before it is done
         pending = PendingErasure(person_id=person_id, employee_id=employee_id, with_events=row_deleted,

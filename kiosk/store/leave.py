@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kiosk.errors import StoreError, listing
-from kiosk.store._base import now_utc, unerased_person_row, write_audit
+from kiosk.store._base import now_utc, record_of, unerased_person_row, write_audit
 from kiosk.store.db import Database
 from kiosk.store.models import Leave
 from kiosk.vocabulary import LeaveKind, values
@@ -64,8 +64,7 @@ class LeaveInfo:
 
 
 def _leave_info(row: Leave) -> LeaveInfo:
-    return LeaveInfo(row.id, row.person_id, row.first_day, row.last_day, row.kind, row.recorded_by,
-                     row.recorded_at)
+    return record_of(LeaveInfo, row)
 
 
 def _span(first_day: date, last_day: date) -> str:

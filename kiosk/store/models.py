@@ -25,9 +25,10 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, MappedColumn, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from kiosk.vocabulary import CaptureStatus, EventKind, LeaveKind, Role, sql_in
@@ -63,6 +64,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC)
 
 
+def _owned_by_person() -> MappedColumn[Any]:
+    """The person_id column of a row that belongs to a person: indexed, deleted with the person."""
+    return mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -89,9 +95,7 @@ class FaceTemplate(Base):
     __tablename__ = "face_templates"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    person_id: Mapped[int] = mapped_column(
-        ForeignKey("people.id", ondelete="CASCADE"), index=True
-    )
+    person_id: Mapped[int] = _owned_by_person()
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # Photo file name only (no directory), e.g. "IMG_0012.jpg".
@@ -108,9 +112,7 @@ class EnrolmentImage(Base):
     __tablename__ = "enrolment_images"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    person_id: Mapped[int] = mapped_column(
-        ForeignKey("people.id", ondelete="CASCADE"), index=True
-    )
+    person_id: Mapped[int] = _owned_by_person()
     image: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     source: Mapped[str | None] = mapped_column(String(255), nullable=True)
@@ -122,21 +124,24 @@ class ConsentChange(Base):
     __tablename__ = "consent_history"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    person_id: Mapped[int] = mapped_column(
-        ForeignKey("people.id", ondelete="CASCADE"), index=True
-    )
+    person_id: Mapped[int] = _owned_by_person()
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     granted: Mapped[bool] = mapped_column(Boolean)
     changed_by: Mapped[str] = mapped_column(String(100))
 
 
 class AttendanceEvent(Base):
-    """A check-in/out (or an unknown face: person_id NULL, kind 'unknown')."""
+    """A check-in/out (or an unknown face: person_id NULL, kind 'unknown').
+
+    On a central server a door's event also carries its door_seq and event_uuid (schema 0008);
+    (device_id, door_seq) is unique, so a batch pushed twice is stored once. An event of a person the
+    central no longer has keeps its kind with person_id NULL and review set."""
 
     __tablename__ = "attendance_events"
     __table_args__ = (
         CheckConstraint(sql_in("kind", EventKind), name="kind"),
         Index("ix_attendance_events_person_id_occurred_at", "person_id", "occurred_at"),
+        UniqueConstraint("device_id", "door_seq"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -164,6 +169,10 @@ class AttendanceEvent(Base):
     # None: nothing odd. Else why someone should check the event, e.g. it was recorded at a time before
     # the newest stored event (the kiosk's clock went back; schema 0006).
     review: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # A door's own sequence number of the event (strictly increasing per door) and its UUID; NULL for
+    # events recorded here (standalone kiosk, corrections). Schema 0008.
+    door_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    event_uuid: Mapped[str | None] = mapped_column(String(36), nullable=True)
 
 
 class Leave(Base):
@@ -179,7 +188,7 @@ class Leave(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # Like events, leave is payroll data: it stays when only a person's biometric data is erased.
-    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = _owned_by_person()
     first_day: Mapped[date] = mapped_column(Date)
     last_day: Mapped[date] = mapped_column(Date)
     kind: Mapped[str] = mapped_column(String(16))
@@ -278,3 +287,55 @@ class PendingErasure(Base):
     with_events: Mapped[bool] = mapped_column(Boolean)
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
     requested_by: Mapped[str] = mapped_column(String(100))
+
+
+class Door(Base):
+    """A door kiosk known to a central server (docs/central.md): its enrolment code or token (only
+    their SHA-256 hex), and what it last reported (time, clock offset, version, backlog)."""
+
+    __tablename__ = "doors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Slug of the name, e.g. "main-entrance": the door's events carry it as attendance_events.device_id.
+    device_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    site: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # SHA-256 hex of the one-time enrolment code; NULL once used.
+    enrol_code_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    enrol_code_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # SHA-256 hex of the door's bearer token; NULL until the door has enrolled.
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The highest event sequence of this door stored here (0: none yet).
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # The door's clock minus ours at its last push, seconds (positive: the door runs ahead).
+    clock_offset_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The door's software version and events it still has to push, as it last said.
+    version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    backlog: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The gallery version the door last asked changes since (what it holds).
+    gallery_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class GalleryChange(Base):
+    """One change a door must know about a person (enrolment, templates, erasure, (de)activation,
+    consent, rename); version is the gallery version doors pull changes since. No foreign key: an
+    erased person's row may be gone. sqlite_autoincrement: a version is never handed out twice."""
+
+    __tablename__ = "gallery_changes"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SyncState(Base):
+    """A door's own sync bookmarks (key -> text), e.g. pushed_seq and gallery_version."""
+
+    __tablename__ = "sync_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -16,16 +16,17 @@ from kiosk.errors import DuplicatePerson, PersonNotFound, StoreError
 from kiosk.identity import clean_employee_id, clean_name
 from kiosk.store._base import (
     PersonInfo,
+    counted_person_info,
     like_pattern,
     now_utc,
     person_info,
     person_row,
     strip_expressions,
-    template_count,
     unerased_person_row,
     write_audit,
 )
 from kiosk.store.db import Database
+from kiosk.store.gallery_feed import record_gallery_change
 from kiosk.store.models import AttendanceEvent, ConsentChange, FaceTemplate, Person
 
 logger = logging.getLogger(__name__)
@@ -61,13 +62,14 @@ def add_person(
             s.add(ConsentChange(person_id=person.id, at=now, granted=True, changed_by=actor))
         write_audit(s, actor, "person.add", f"person:{person.id}",
                     {"employee_id": employee_id, "expression_consent": expression_consent}, now)
+        record_gallery_change(s, person.id, now)
         return person_info(person)
 
 
 def get_person(db: Database, person_id: int) -> PersonInfo:
     """The person with this database id; PersonNotFound otherwise."""
     with db.session() as s:
-        return person_info(person_row(s, person_id), template_count(s, person_id))
+        return counted_person_info(s, person_row(s, person_id))
 
 
 def get_person_by_employee_id(db: Database, employee_id: str) -> PersonInfo:
@@ -76,7 +78,7 @@ def get_person_by_employee_id(db: Database, employee_id: str) -> PersonInfo:
         person = s.scalar(select(Person).where(Person.employee_id == employee_id.strip()))
         if person is None:
             raise PersonNotFound(f"no person with employee id {employee_id!r}")
-        return person_info(person, template_count(s, person.id))
+        return counted_person_info(s, person)
 
 
 def list_people(
@@ -122,7 +124,7 @@ def search_people(
         if not include_inactive:
             stmt = stmt.where(Person.active.is_(True))
         rows = s.scalars(stmt.order_by(Person.name, Person.id).limit(limit)).all()
-        return [person_info(p, template_count(s, p.id)) for p in rows]
+        return [counted_person_info(s, p) for p in rows]
 
 
 def set_consent(
@@ -144,7 +146,8 @@ def set_consent(
                 stripped = strip_expressions(s, AttendanceEvent.person_id == person_id)
             write_audit(s, actor, "person.consent", f"person:{person_id}",
                         {"granted": granted, "expression_stripped": stripped}, now)
-        return person_info(person, template_count(s, person_id))
+            record_gallery_change(s, person_id, now)
+        return counted_person_info(s, person)
 
 
 def set_active(
@@ -160,7 +163,8 @@ def set_active(
             person.active = active
             write_audit(s, actor, "person.activate" if active else "person.deactivate",
                         f"person:{person_id}", None, now)
-        return person_info(person, template_count(s, person_id))
+            record_gallery_change(s, person_id, now)
+        return counted_person_info(s, person)
 
 
 def deactivate(
@@ -181,4 +185,5 @@ def rename_person(
         if person.name != name:
             write_audit(s, actor, "person.rename", f"person:{person_id}", {"from": person.name, "to": name}, now)
             person.name = name
-        return person_info(person, template_count(s, person_id))
+            record_gallery_change(s, person_id, now)
+        return counted_person_info(s, person)

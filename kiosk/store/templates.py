@@ -16,8 +16,9 @@ import numpy.typing as npt
 from sqlalchemy import delete, func, select
 
 from kiosk.errors import InvalidTemplate
-from kiosk.store._base import now_utc, person_row, unerased_person_row, write_audit
+from kiosk.store._base import now_utc, person_row, record_of, unerased_person_row, write_audit
 from kiosk.store.db import Database
+from kiosk.store.gallery_feed import record_gallery_change
 from kiosk.store.models import EMBEDDING_DIM, EnrolmentImage, FaceTemplate, Person
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ def add_templates(
         s.flush()
         write_audit(s, actor, "templates.replace" if replace else "templates.add",
                     f"person:{person_id}", {"count": n}, now)
+        record_gallery_change(s, person_id, now)
         return [r.id for r in rows]
 
 
@@ -103,7 +105,7 @@ def list_templates(db: Database, person_id: int) -> list[TemplateInfo]:
             .where(FaceTemplate.person_id == person_id)
             .order_by(FaceTemplate.id)
         ).all()
-        return [TemplateInfo(r.id, r.person_id, r.created_at, r.source, r.quality, r.embedder) for r in rows]
+        return [record_of(TemplateInfo, r) for r in rows]
 
 
 def all_templates(db: Database) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:

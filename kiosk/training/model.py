@@ -5,40 +5,35 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from kiosk.training.architecture import (
-    BN_EPSILON,
-    BN_MOMENTUM_KERAS,
-    CONVS_PER_BLOCK,
-    DEFAULT_WIDTHS,
-    HEAD_DROPOUT,
-    PIXEL_SCALE,
-    block_dropout,
-    convs_in_block,
-)
+from kiosk.training import architecture as arch
 from kiosk.vision.preprocess import CLASSES, INPUT_SIZE
 
 
 def _conv_block(x, filters: int, convs: int, dropout: float, name: str):
     for i in range(convs):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i + 1}")(x)
-        x = layers.BatchNormalization(momentum=BN_MOMENTUM_KERAS, epsilon=BN_EPSILON, name=f"{name}_bn{i + 1}")(x)
+        x = layers.BatchNormalization(momentum=arch.BN_MOMENTUM_KERAS, epsilon=arch.BN_EPSILON,
+                                      name=f"{name}_bn{i + 1}")(x)
         x = layers.ReLU(name=f"{name}_relu{i + 1}")(x)
     x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
     return layers.Dropout(dropout, name=f"{name}_drop")(x) if dropout else x
 
 
-def build_model(widths: tuple[int, ...] = DEFAULT_WIDTHS, convs_per_block: int = CONVS_PER_BLOCK) -> keras.Model:
+def build_model(
+    widths: tuple[int, ...] = arch.DEFAULT_WIDTHS, convs_per_block: int = arch.CONVS_PER_BLOCK
+) -> keras.Model:
     """Input float32 N x 48 x 48 x 1 with pixel values 0..255; output N x 7 softmax over CLASSES.
 
     Scaling to 0..1 happens inside the model; the int8 export folds it into the first conv, so the
     exported model takes raw pixels (int8 = pixel - 128, scale 1).
     """
     inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="face")
-    x = layers.Rescaling(PIXEL_SCALE, name="scale")(inputs)
+    x = layers.Rescaling(arch.PIXEL_SCALE, name="scale")(inputs)
     for i, width in enumerate(widths):
-        x = _conv_block(x, width, convs_in_block(i, convs_per_block), block_dropout(i), name=f"block{i + 1}")
+        x = _conv_block(x, width, arch.convs_in_block(i, convs_per_block), arch.block_dropout(i),
+                        name=f"block{i + 1}")
     x = layers.GlobalAveragePooling2D(name="gap")(x)
-    x = layers.Dropout(HEAD_DROPOUT, name="head_drop")(x)
+    x = layers.Dropout(arch.HEAD_DROPOUT, name="head_drop")(x)
     outputs = layers.Dense(len(CLASSES), activation="softmax", name="scores")(x)
     return keras.Model(inputs, outputs, name="kiosk_expression")
 

@@ -16,6 +16,8 @@ Security model:
   client address with a growing wait (auth.LoginLimiter; web.login_attempts,
   web.login_address_attempts, web.login_window_s). The client address is the peer's, or the
   X-Forwarded-For hop named by a proxy in web.trusted_proxies (auth.client_address).
+- The doors' API (/api/v1/door/..., role central only) authenticates by bearer token in its own
+  blueprint (web/door_api.py), so the sign-in and CSRF checks skip it.
 - Requests that match no route, or use a method the route does not take, get 404 / 405 before
   any CSRF check; ids in URLs are bounded to 64-bit (a larger one is a 404, not a crash).
 - CSV downloads are UTF-8 without a BOM; add ?excel=1 to any CSV link for a UTF-8 BOM, so that
@@ -121,6 +123,10 @@ def create_app(
         analyzer=analyzer, owns_db=owns_db,
     )
     _register_views(app)
+    if settings.role == "central":  # the doors' JSON API (docs/central.md); absent (404) otherwise
+        from kiosk.web.door_api import bp as door_api_bp
+
+        app.register_blueprint(door_api_bp)
     _add_request_hooks(app, settings)
     _add_error_pages(app, settings)
     return app
@@ -160,6 +166,8 @@ def _add_request_hooks(app: Flask, settings: Settings) -> None:
         signin.load_user()
         if request.endpoint == "static" or request.routing_exception is not None:
             return None  # no view runs: Flask answers 404 / 405
+        if request.blueprint == "door_api":
+            return None  # bearer tokens, no cookies or CSRF: kiosk.web.door_api checks every request
         view = app.view_functions.get(request.endpoint or "")
         role = required_role(view)
         if role != PUBLIC:

@@ -176,6 +176,7 @@ def _journalled(status_file: Path) -> Callable[[], bool]:
 
 # -- 1. the database fails under the door --------------------------------------------------------
 
+@pytest.mark.slow
 def test_lock_beyond_busy_timeout_keeps_the_checkin(arrival: Path, analyzer: DlibFaceAnalyzer, tmp_path: Path) -> None:
     """Another process holds the write lock far longer than busy_timeout while A arrives: the
     service stays up, shows the fault, and writes the check-in once the lock is gone."""
@@ -205,6 +206,7 @@ def test_lock_beyond_busy_timeout_keeps_the_checkin(arrival: Path, analyzer: Dli
     assert [(p, k) for p, k, _ in _events(db_path)] == [(ids[PEOPLE[0]], "in")]
 
 
+@pytest.mark.slow
 def test_sigkill_while_locked_then_restart_writes_the_checkin_once(
         arrival: Path, empty_scene: Path, analyzer: DlibFaceAnalyzer, tmp_path: Path) -> None:
     """kill -9 while the check-in waits for a locked database; the next start writes it, once."""
@@ -288,6 +290,7 @@ def _journalled_until_cleared(proc: subprocess.Popen[bytes], status_file: Path, 
     assert _status(status_file)["db_fault"] is None
 
 
+@pytest.mark.slow
 def test_full_disk_keeps_the_service_up(arrival: Path, analyzer: DlibFaceAnalyzer, small_disk: Path,
                                        tmp_path: Path) -> None:
     """The database's disk fills up (SQLITE_FULL) while the door runs: the service stays up, the
@@ -327,6 +330,7 @@ runpy.run_module("kiosk.service", run_name="__main__", alter_sys=True)
 """
 
 
+@pytest.mark.slow
 def test_readonly_database_keeps_the_service_up(arrival: Path, analyzer: DlibFaceAnalyzer, tmp_path: Path) -> None:
     """The database refuses writes (read-only) from the start: the door runs, the status says
     "readonly", and once it is writable again the check-in goes in (fresh connections)."""
@@ -347,6 +351,7 @@ def test_readonly_database_keeps_the_service_up(arrival: Path, analyzer: DlibFac
     assert [(p, k) for p, k, _ in _events(db_path)] == [(ids[PEOPLE[0]], "in")]
 
 
+@pytest.mark.slow
 def test_full_state_disk_does_not_crash_the_status_writer(arrival: Path, analyzer: DlibFaceAnalyzer,
                                                           small_disk: Path, tmp_path: Path) -> None:
     """The status file's disk is full from the start: the door still records check-ins."""
@@ -371,6 +376,7 @@ def _camera(status_file: Path) -> dict[str, Any]:
     return _status(status_file).get("camera") or {}
 
 
+@pytest.mark.slow
 def test_missing_replay_folder_at_start_is_camera_offline_then_recovers(
         arrival: Path, analyzer: DlibFaceAnalyzer, tmp_path: Path) -> None:
     """The replay folder is not there when the service starts: "camera offline" and retries
@@ -396,6 +402,7 @@ def test_missing_replay_folder_at_start_is_camera_offline_then_recovers(
     assert [(p, k) for p, k, _ in _events(db_path)] == [(ids[PEOPLE[0]], "in")]
 
 
+@pytest.mark.slow
 def test_replay_folder_deleted_while_running_is_camera_offline(
         arrival: Path, analyzer: DlibFaceAnalyzer, tmp_path: Path) -> None:
     """The replay folder is removed under a running service: "camera offline", retries, and
@@ -638,6 +645,7 @@ def test_entries_kept_in_memory_reach_the_journal_when_its_disk_recovers(
     assert Journal(path).open() == []
 
 
+@pytest.mark.slow
 def test_greeting_is_not_held_back_by_a_locked_database(analyzer: DlibFaceAnalyzer, arrival: Path,
                                                          tmp_path: Path) -> None:
     """With the database locked, the person still sees "Good morning" at once, not after

@@ -1,5 +1,6 @@
 """Enrolment faults from issue 11: too few or mixed photos, photos that cost unbounded memory,
-names and employee ids of any length. Real photos, the real dlib models, the real CLI process."""
+names and employee ids of any length. Real photos, the real dlib models; the CLI in this process
+for its messages, as a real process where its peak memory and CPU time are measured."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli
 from PIL import Image
 
 from kiosk import store
 from kiosk.config import ConfigError, Settings, load_settings
 from kiosk.enrolment import EnrolmentError, enrol, load_photos
-from kiosk.vision.faces import make_analyzer
 
 pytestmark = pytest.mark.reliability
 
@@ -29,54 +30,42 @@ HU = sorted((PEOPLE / "Hu_Jintao").glob("*.jpg"))
 PEAK_RSS_MB = 300  # issue 11: any accepted photo set enrols or is refused within this (and a few s)
 
 
-@pytest.fixture(scope="module")
-def analyzer():
-    return make_analyzer()
-
-
-@pytest.fixture
-def env(tmp_path):
-    settings = Settings.model_validate({"database": {"path": str(tmp_path / "k.db")}})
-    with store.open_from_settings(settings) as db:
-        yield settings, db
-
-
 # --- 1. too few photos, mixed photos ----------------------------------------------------------
 
 
-def test_two_photos_of_two_people_are_not_enrolled_as_one(env, analyzer) -> None:
-    settings, db = env
+def test_two_photos_of_two_people_are_not_enrolled_as_one(enrol_env, dlib_analyzer) -> None:
+    settings, db = enrol_env
     images, _ = load_photos([RAY[0], HU[0]])
     with pytest.raises(EnrolmentError):
-        enrol(db, settings, analyzer, name="Ray", employee_id="E1", photos=images)
+        enrol(db, settings, dlib_analyzer, name="Ray", employee_id="E1", photos=images)
     assert store.list_people(db) == []
 
 
-def test_two_photos_of_two_people_are_both_marked_as_differing(tmp_path, analyzer) -> None:
+def test_two_photos_of_two_people_are_both_marked_as_differing(tmp_path, dlib_analyzer) -> None:
     settings = Settings.model_validate({"database": {"path": str(tmp_path / "k.db")},
                                         "enrolment": {"min_photos": 2}})
     images, _ = load_photos([RAY[0], HU[0]])
     with store.open_from_settings(settings) as db, pytest.raises(EnrolmentError) as info:
-        enrol(db, settings, analyzer, name="Ray", employee_id="E1", photos=images)
+        enrol(db, settings, dlib_analyzer, name="Ray", employee_id="E1", photos=images)
     verdicts = info.value.result.verdicts
     assert [v.ok for v in verdicts] == [False, False]
     assert all("same person" in (v.reason or "") for v in verdicts)
 
 
-def test_fewer_photos_than_min_photos_are_refused(env, analyzer) -> None:
-    settings, db = env
+def test_fewer_photos_than_min_photos_are_refused(enrol_env, dlib_analyzer) -> None:
+    settings, db = enrol_env
     assert settings.enrolment.min_photos == 3
     images, _ = load_photos(RAY[:1])
     with pytest.raises(EnrolmentError, match="at least 3 photos"):
-        enrol(db, settings, analyzer, name="Ray", employee_id="E1", photos=images)
+        enrol(db, settings, dlib_analyzer, name="Ray", employee_id="E1", photos=images)
     assert store.list_people(db) == []
 
 
-def test_fewer_usable_photos_than_min_photos_are_refused(env, analyzer) -> None:
-    settings, db = env
+def test_fewer_usable_photos_than_min_photos_are_refused(enrol_env, dlib_analyzer) -> None:
+    settings, db = enrol_env
     images, bad = load_photos([*RAY[:2], TEST_DATA / "faces" / "misc" / "no_face.jpg"])
     with pytest.raises(EnrolmentError, match="at least 3 photos"):
-        enrol(db, settings, analyzer, name="Ray", employee_id="E1", photos=images, unreadable=bad)
+        enrol(db, settings, dlib_analyzer, name="Ray", employee_id="E1", photos=images, unreadable=bad)
     assert store.list_people(db) == []
 
 
@@ -87,7 +76,15 @@ def test_capture_photos_below_min_photos_is_a_config_error(tmp_path) -> None:
         load_settings(path)
 
 
-# --- the CLI as a real process: peak memory, time, messages -----------------------------------
+# --- the CLI: messages in this process; peak memory and time of a real process ----------------
+
+
+def _config(tmp_path: Path) -> Path:
+    """tmp_path/kiosk.yaml naming the database tmp_path/k.db (written once)."""
+    config = tmp_path / "kiosk.yaml"
+    if not config.exists():
+        config.write_text(f"database:\n  path: {tmp_path / 'k.db'}\n")
+    return config
 
 
 def _run_cli(tmp_path: Path, *args: str, timeout: float = 60.0) -> tuple[subprocess.CompletedProcess, float, float]:
@@ -97,10 +94,7 @@ def _run_cli(tmp_path: Path, *args: str, timeout: float = 60.0) -> tuple[subproc
     measures this one child alone (the test process's own children are not mixed in). CPU
     seconds (user + system) are steadier than wall time on a shared machine.
     """
-    config = tmp_path / "kiosk.yaml"
-    if not config.exists():
-        config.write_text(f"database:\n  path: {tmp_path / 'k.db'}\n")
-    cmd = [sys.executable, "-m", "kiosk.cli", "--config", str(config), *args]
+    cmd = [sys.executable, "-m", "kiosk.cli", "--config", str(_config(tmp_path)), *args]
     wrapper = ("import resource, subprocess, sys\n"
                "p = subprocess.run(sys.argv[1:])\n"
                "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
@@ -123,9 +117,8 @@ def _cli_baseline(tmp_path: Path) -> float:
     return seconds
 
 
-@pytest.mark.slow
 def test_cli_refuses_one_photo(tmp_path) -> None:
-    proc, _, _ = _run_cli(tmp_path, "enroll", "--name", "Ray", "--employee-id", "E1", str(RAY[0]))
+    proc = run_cli("enroll", "--name", "Ray", "--employee-id", "E1", str(RAY[0]), config=_config(tmp_path))
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "at least 3 photos" in proc.stderr
 
@@ -214,6 +207,7 @@ def test_web_upload_of_a_huge_png_is_refused_before_decoding(web_admin) -> None:
     assert time.monotonic() - start < 3.0
 
 
+@pytest.mark.slow
 def test_a_second_web_enrolment_at_the_same_time_gets_busy_503(web_admin) -> None:
     from kiosk.web.admin_pages import enrolment as admin
 
@@ -234,20 +228,20 @@ def test_a_second_web_enrolment_at_the_same_time_gets_busy_503(web_admin) -> Non
 # --- 3. name and employee id lengths ----------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_cli_refuses_a_10002_character_name(tmp_path) -> None:
-    proc, _, _ = _run_cli(tmp_path, "enroll", "--name", "N" * 10_002, "--employee-id", "E1", *map(str, RAY[:3]))
+    proc = run_cli("enroll", "--name", "N" * 10_002, "--employee-id", "E1", *map(str, RAY[:3]),
+                   config=_config(tmp_path))
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "name is too long (10002 characters; at most 200)" in proc.stderr
     with store.open_database(tmp_path / "k.db") as db:
         assert store.list_people(db) == []
 
 
-def test_enrol_refuses_an_overlong_employee_id(env, analyzer) -> None:
-    settings, db = env
+def test_enrol_refuses_an_overlong_employee_id(enrol_env, dlib_analyzer) -> None:
+    settings, db = enrol_env
     images, _ = load_photos(RAY[:3])
     with pytest.raises(EnrolmentError, match="employee id is too long"):
-        enrol(db, settings, analyzer, name="Ray", employee_id="E" * 65, photos=images)
+        enrol(db, settings, dlib_analyzer, name="Ray", employee_id="E" * 65, photos=images)
     assert store.list_people(db) == []
 
 

@@ -1,5 +1,7 @@
-"""Issue 11, the store: faults found by people who set out to break the kiosk, on real SQLite files
-and real processes. Each test failed on the code before its fix."""
+"""Issue 11, the store: faults found by people who set out to break the kiosk, on real SQLite files.
+The CLI runs in this process (cli_helpers.run_cli); real processes where a process is the point (an
+erasure killed with SIGKILL, another process opening and closing the file). Each test failed on the
+code before its fix."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import CliResult, run_cli
 
 from kiosk.config import RetentionSettings
 from kiosk.store import (
@@ -44,12 +47,9 @@ def _other_process_opens_and_closes(path: Path) -> None:
     subprocess.run([sys.executable, "-c", script, str(path)], check=True, timeout=60)
 
 
-def kiosk(config: Path, *args: str, env: dict[str, str] | None = None,
-          timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run `kiosk --config config ARGS` as a real process; KIOSK_* variables of the test run are dropped."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK")}
-    return subprocess.run([sys.executable, "-m", "kiosk.cli", "--config", str(config), *args],
-                          capture_output=True, text=True, timeout=timeout, env={**clean, **(env or {})})
+def kiosk(config: Path, *args: str, stdin: str | None = None) -> CliResult:
+    """`kiosk --config config ARGS` in this process (cli_helpers.run_cli; KIOSK_* variables dropped)."""
+    return run_cli(*args, config=config, stdin=stdin)
 
 
 @pytest.fixture
@@ -355,7 +355,7 @@ def read_only():
         os.chmod(path, mode | 0o200)
 
 
-def _one_clear_error(proc: subprocess.CompletedProcess) -> str:
+def _one_clear_error(proc: CliResult) -> str:
     assert proc.returncode != 0, proc.stdout
     assert "Traceback" not in proc.stderr and "sqlalche" not in proc.stderr, proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -381,10 +381,7 @@ def test_read_only_database_gives_one_clear_message(ann_at_the_door: Path, read_
     for args, stdin in ((["people", "rename", "E1", "Ann Other"], None),
                         (["users", "add", "bob", "--role", "admin", "--password-stdin"], "a-long-password-1\n"),
                         (["db", "backup", str(outside / "copy.db")], None)):
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK")}
-        proc = subprocess.run([sys.executable, "-m", "kiosk.cli", "--config", str(ann_at_the_door), *args],
-                              capture_output=True, text=True, timeout=120, env=clean, input=stdin)
-        line = _one_clear_error(proc)
+        line = _one_clear_error(kiosk(ann_at_the_door, *args, stdin=stdin))
         assert "read-only" in line and str(db_path) in line, line
     assert db_path.read_bytes() == before
 

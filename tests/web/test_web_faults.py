@@ -228,6 +228,7 @@ def test_an_account_is_throttled_from_any_address(app: Flask) -> None:
     assert _try_login(client, *MANAGER, "10.0.9.9") == 429
 
 
+@pytest.mark.slow
 def test_many_failures_from_one_address_are_throttled(app: Flask) -> None:
     client = app.test_client()
     limit = app.extensions["kiosk"].settings.web.login_address_attempts

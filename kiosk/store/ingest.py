@@ -1,0 +1,227 @@
+"""A central server's intake of a door's events (docs/central.md): one batch in one transaction,
+each (door, seq) stored once, the answer the highest sequence held for the door.
+
+A sequence held already with the same UUID is a repeat and skipped (the door lost our answer and
+pushed again); with another UUID it is a SeqConflict and nothing of the batch is stored (the door's
+database was replaced and its numbers started again: skipping would lose its events). An event of
+a person the central does not have, or has erased, is stored without a person, without expression
+or match data, and with review set; so are none of the others' expression data without consent.
+Events from a door whose clock is off by more than max_clock_offset_s get review set.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from kiosk.store._base import now_utc
+from kiosk.store.db import Database
+from kiosk.store.doors import MAX_VERSION_CHARS, DoorError, DoorNotFound, DoorRevoked
+from kiosk.store.models import AttendanceEvent, Door, GalleryChange, Person
+from kiosk.vocabulary import EventKind, values
+
+logger = logging.getLogger(__name__)
+
+_CHUNK = 500  # values per IN (...) list
+
+
+class SeqConflict(DoorError):
+    """A pushed sequence is held already with another event UUID: the door's numbering restarted."""
+
+
+class InvalidDoorEvent(DoorError):
+    """A pushed event the central cannot take (bad kind, sequence, time or values)."""
+
+
+@dataclass(frozen=True)
+class DoorEvent:
+    """One event as a door pushes it; seq: the door's own event id (>= 1), at: aware time."""
+
+    seq: int
+    uuid: str
+    person_id: int | None
+    at: datetime
+    kind: str
+    distance: float | None = None
+    score: float | None = None
+    expression_label: str | None = None
+    expression_scores: dict[str, float] | None = None
+    expression_confidence: float | None = None
+    review: str | None = None
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What a push did: the highest sequence held for the door, events stored, repeats skipped,
+    events flagged for review, and the door's clock offset (s, door minus central) if it said."""
+
+    last_seq: int
+    stored: int
+    repeated: int
+    flagged: int
+    clock_offset_s: float | None
+
+
+def ingest_events(
+    db: Database,
+    door_id: int,
+    events: Sequence[DoorEvent],
+    *,
+    clock: datetime | None = None,
+    version: str | None = None,
+    backlog: int | None = None,
+    max_clock_offset_s: float = 120.0,
+    now: datetime | None = None,
+) -> IngestResult:
+    """Store a door's batch in one transaction (see module docstring) and note the door's report
+    (seen now, clock offset, version, backlog). DoorRevoked, SeqConflict, InvalidDoorEvent."""
+    now = now_utc(now)
+    batch = _unique_by_seq(events)
+    for attempt in range(2):
+        try:
+            return _ingest(db, door_id, batch, clock=clock, version=version, backlog=backlog,
+                           max_clock_offset_s=max_clock_offset_s, now=now)
+        except IntegrityError:
+            # another push of this door stored some of these sequences meanwhile; they are repeats now
+            if attempt:
+                raise
+            logger.info("door %s: a concurrent push stored part of this batch; retrying", door_id)
+    raise AssertionError("unreachable")
+
+
+def _unique_by_seq(events: Sequence[DoorEvent]) -> list[DoorEvent]:
+    """The batch by sequence, checked; a sequence twice with the same UUID counts once."""
+    by_seq: dict[int, DoorEvent] = {}
+    kinds = values(EventKind)
+    for e in events:
+        if isinstance(e.seq, bool) or not isinstance(e.seq, int) or e.seq < 1:
+            raise InvalidDoorEvent(f"event seq must be a whole number from 1, not {e.seq!r}")
+        if e.kind not in kinds:
+            raise InvalidDoorEvent(f"event {e.seq}: kind must be one of {', '.join(kinds)}, not {e.kind!r}")
+        if (e.person_id is None) != (e.kind == EventKind.UNKNOWN):
+            raise InvalidDoorEvent(f"event {e.seq}: kind 'unknown' goes with person_id null, and only with it")
+        if e.at.tzinfo is None:
+            raise InvalidDoorEvent(f"event {e.seq}: its time has no UTC offset")
+        for name in ("distance", "score", "expression_confidence"):
+            value = getattr(e, name)
+            if value is not None and not math.isfinite(value):
+                raise InvalidDoorEvent(f"event {e.seq}: {name} must be a finite number")
+        seen = by_seq.get(e.seq)
+        if seen is not None and seen.uuid != e.uuid:
+            raise InvalidDoorEvent(f"seq {e.seq} appears twice in the batch with different UUIDs")
+        by_seq[e.seq] = e
+    return [by_seq[k] for k in sorted(by_seq)]
+
+
+def _held(s: Session, device_id: str, seqs: list[int]) -> dict[int, str | None]:
+    """{seq: uuid} of the given sequences already stored for the door."""
+    held: dict[int, str | None] = {}
+    for i in range(0, len(seqs), _CHUNK):
+        rows = s.execute(select(AttendanceEvent.door_seq, AttendanceEvent.event_uuid).where(
+            AttendanceEvent.device_id == device_id, AttendanceEvent.door_seq.in_(seqs[i:i + _CHUNK])))
+        held.update({int(seq): uuid for seq, uuid in rows})
+    return held
+
+
+def _people(s: Session, ids: list[int]) -> dict[int, tuple[bool, bool]]:
+    """{person id: (erased, expression consent)} of those that exist or existed: a person whose row
+    is gone but who has gallery changes was erased (with their events, or purged later)."""
+    out: dict[int, tuple[bool, bool]] = {}
+    for i in range(0, len(ids), _CHUNK):
+        rows = s.execute(select(Person.id, Person.erased_at, Person.expression_consent)
+                         .where(Person.id.in_(ids[i:i + _CHUNK])))
+        out.update({int(pid): (erased is not None, bool(consent)) for pid, erased, consent in rows})
+    gone = [pid for pid in ids if pid not in out]
+    for i in range(0, len(gone), _CHUNK):
+        erased = s.scalars(select(GalleryChange.person_id)
+                           .where(GalleryChange.person_id.in_(gone[i:i + _CHUNK])).distinct())
+        out.update({int(pid): (True, False) for pid in erased})
+    return out
+
+
+def _ingest(
+    db: Database, door_id: int, batch: list[DoorEvent], *, clock: datetime | None, version: str | None,
+    backlog: int | None, max_clock_offset_s: float, now: datetime,
+) -> IngestResult:
+    with db.session() as s:
+        # the door's row locked (PostgreSQL; SQLite's BEGIN IMMEDIATE serialises anyway): one push
+        # of a door at a time, so two copies of one batch never race each other
+        door = s.get(Door, door_id, with_for_update=True)
+        if door is None:
+            raise DoorNotFound(f"no door with id {door_id}")
+        if door.revoked_at is not None:
+            raise DoorRevoked(f"the door {door.name!r} was revoked")
+        offset = None if clock is None else (now_utc(clock) - now).total_seconds()
+        clock_note = None
+        if offset is not None and abs(offset) > max_clock_offset_s:
+            clock_note = (f"door {door.device_id}'s clock was {offset:+.0f} s off the central's "
+                          f"(limit {max_clock_offset_s:g} s) when it pushed this event")
+            logger.warning("door %s: clock off by %+.0f s; its events are flagged", door.device_id, offset)
+        held = _held(s, door.device_id, [e.seq for e in batch])
+        conflicts = [e.seq for e in batch if e.seq in held and held[e.seq] != e.uuid]
+        if conflicts:
+            raise SeqConflict(
+                f"door {door.device_id}: sequence(s) {', '.join(map(str, conflicts[:5]))} are held already for "
+                "other events (its database was replaced and numbering restarted?); add the door again "
+                "under a new name so that its events keep their own numbers")
+        new = [e for e in batch if e.seq not in held]
+        people = _people(s, sorted({e.person_id for e in new if e.person_id is not None}))
+        rows = [_row(door.device_id, e, people, clock_note) for e in new]
+        if rows:
+            s.execute(insert(AttendanceEvent), rows)
+        flagged = sum(1 for r in rows if r["review"])
+        if new:
+            door.last_seq = max(door.last_seq, new[-1].seq)
+        door.last_seen_at = now
+        if offset is not None:
+            door.clock_offset_s = offset
+        if version is not None:
+            door.version = version[:MAX_VERSION_CHARS]
+        if backlog is not None:
+            door.backlog = max(0, backlog)
+        result = IngestResult(door.last_seq, len(rows), len(batch) - len(new), flagged, offset)
+    if result.stored or result.repeated:
+        logger.info("door %s: %d events stored, %d repeats skipped, last_seq %d",
+                    door_id, result.stored, result.repeated, result.last_seq)
+    return result
+
+
+def _row(device_id: str, e: DoorEvent, people: dict[int, tuple[bool, bool]],
+         clock_note: str | None) -> dict[str, Any]:
+    """The attendance_events values of one new event."""
+    notes = [e.review] if e.review else []
+    person_id = e.person_id
+    consent = False
+    keep_match = True
+    if person_id is not None:
+        erased, consent = people.get(person_id, (True, False))
+        if person_id not in people or erased:
+            notes.append(f"recognised at the door as person {person_id}, who is not known to the central; "
+                         "stored without a person" if person_id not in people else
+                         "recognised at the door as a person erased since; stored without a person")
+            person_id, consent, keep_match = None, False, False
+    if clock_note:
+        notes.append(clock_note)
+    return {
+        "person_id": person_id,
+        "occurred_at": e.at,
+        "kind": e.kind,
+        "device_id": device_id,
+        "expression_label": e.expression_label if consent else None,
+        "expression_scores": ({str(k): float(v) for k, v in e.expression_scores.items()}
+                              if consent and e.expression_scores is not None else None),
+        "expression_confidence": e.expression_confidence if consent else None,
+        "match_distance": e.distance if keep_match else None,
+        "match_score": e.score if keep_match else None,
+        "review": "; ".join(notes) or None,
+        "door_seq": e.seq,
+        "event_uuid": e.uuid,
+    }
