@@ -555,11 +555,6 @@ def test_central_example_config(tmp_path: Path) -> None:
     assert settings.expression.enabled is False
 
 
-@pytest.mark.xfail(
-    condition=not HAS_URL,
-    reason="database.url is not a setting yet (issue 13: the store's PostgreSQL engine)",
-    strict=True,
-)
 def test_central_example_config_loads_as_shipped() -> None:
     load_settings(CENTRAL_EXAMPLE, environ={})
 

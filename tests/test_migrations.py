@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
@@ -265,3 +266,166 @@ def test_0008_adds_doors_and_door_sequences_keeping_events(tmp_path: Path) -> No
     with pytest.raises(IntegrityError), db.session() as s:
         s.add(AttendanceEvent(person_id=1, occurred_at=T0, kind="out", device_id="door-a", door_seq=1))
     db.close()
+
+# -- PostgreSQL (the central server): the same migrations, the same schema ------------------------------
+
+
+# the revision SECOND_REVISION (the test-only next one) builds on: the shipped head
+BASE = SECOND_REVISION.split('down_revision = "', 1)[1].split('"', 1)[0]
+
+
+@pytest.fixture
+def pg_db(pg_server, request: pytest.FixtureRequest):
+    """(url, name) of a new empty database on the session's PostgreSQL cluster, dropped afterwards."""
+    name = "mig_" + request.node.name.lower().replace("[", "_").replace("]", "").replace("-", "_")[:50]
+    url = pg_server.create_database(name)
+    yield url, name
+    pg_server.drop_database(name)
+
+
+def _schema_names(engine_url: str) -> dict[str, dict[str, object]]:
+    """{table: {pk, fks, indexes, uniques, checks: names; columns: {name: (type family, nullable)}}}."""
+    engine = create_engine(engine_url)
+    families = {"INTEGER": "int", "BIGINT": "int", "VARCHAR": "text", "TEXT": "text", "FLOAT": "float",
+                "DOUBLE_PRECISION": "float", "DATETIME": "time", "TIMESTAMP": "time", "DATE": "date",
+                "BOOLEAN": "bool", "BLOB": "bytes", "BYTEA": "bytes", "JSON": "json"}
+    out: dict[str, dict[str, object]] = {}
+    with engine.connect() as conn:
+        insp = sa.inspect(conn)
+        for table in insp.get_table_names():
+            if table == "alembic_version":
+                continue
+            out[table] = {
+                "pk": insp.get_pk_constraint(table)["name"],
+                "fks": sorted((f["name"], f["referred_table"], (f.get("options") or {}).get("ondelete"))
+                              for f in insp.get_foreign_keys(table)),
+                "indexes": sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                                  for i in insp.get_indexes(table)
+                                  if not i.get("duplicates_constraint")),  # PostgreSQL: a unique key's index
+                "uniques": sorted(u["name"] for u in insp.get_unique_constraints(table)),
+                "checks": sorted(c["name"] for c in insp.get_check_constraints(table)),
+                "columns": {c["name"]: (families[type(c["type"]).__name__.upper()], c["nullable"])
+                            for c in insp.get_columns(table)},
+            }
+    engine.dispose()
+    return out
+
+
+def test_postgresql_migrates_from_empty_to_head_one_revision_at_a_time(pg_db) -> None:
+    url, _ = pg_db
+    revisions = sorted(store_migrate.known_revisions())
+    for rev in revisions:
+        result = upgrade(url, revision=rev)
+        assert result.after == rev and result.backup is None  # PostgreSQL: pg_dump is the admin's
+        assert current_revision(url) == rev
+    assert current_revision(url) == head_revision()
+    assert not upgrade(url).changed  # at head: nothing to do
+
+
+def test_models_match_head_on_postgresql(pg_db) -> None:
+    url, _ = pg_db
+    upgrade(url)
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+    engine.dispose()
+    assert diff == []
+
+
+def test_both_engines_get_the_same_schema_names_and_types(tmp_path: Path, pg_db) -> None:
+    """The naming convention, constraint names, indexes, ON DELETE rules, column types and NULL rules
+    come out the same from the same migrations on SQLite and PostgreSQL."""
+    url, _ = pg_db
+    upgrade(url)
+    upgrade(tmp_path / "kiosk.db")
+    on_pg, on_sqlite = _schema_names(url), _schema_names(f"sqlite:///{tmp_path / 'kiosk.db'}")
+    assert sorted(on_pg) == sorted(on_sqlite)
+    con = sqlite3.connect(tmp_path / "kiosk.db")
+    autoincrement = {name for name, sql in con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
+                     if "AUTOINCREMENT" in (sql or "")}
+    con.close()
+    for table in on_pg:
+        if table in autoincrement:  # SQLite's AUTOINCREMENT key is a column clause: it keeps no name
+            assert (on_pg[table]["pk"], on_sqlite[table]["pk"]) == (f"pk_{table}", None)
+            on_sqlite[table]["pk"] = on_pg[table]["pk"]
+        assert on_pg[table] == on_sqlite[table], table
+    # the migrations name their CHECK constraints in full and Alembic applies the naming convention
+    # again (ck_<table>_<name>): the same doubled name on both engines, so later migrations find them
+    assert on_pg["attendance_events"]["checks"] == ["ck_attendance_events_ck_attendance_events_kind"]
+    assert on_pg["leave"]["checks"] == ["ck_leave_ck_leave_days", "ck_leave_ck_leave_kind"]
+
+
+def test_postgresql_refuses_what_it_must_not_touch(pg_db) -> None:
+    url, _ = pg_db
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE stuff (x integer)")
+    with pytest.raises(NotAKioskDatabase, match="PostgreSQL database without a kiosk schema version.*stuff"):
+        upgrade(url)
+    with pytest.raises(NotAKioskDatabase):
+        open_database(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE stuff")
+    upgrade(url, revision=sorted(store_migrate.known_revisions())[-2])
+    with pytest.raises(DatabaseOutdated, match="kiosk db upgrade.*pg_dump"):
+        open_database(url)
+    upgrade(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(DatabaseTooNew, match="9999"):
+        open_database(url)
+    with pytest.raises(DatabaseTooNew):
+        upgrade(url)
+    engine.dispose()
+    with pytest.raises(StoreError, match="no kiosk database"):
+        open_database(url.replace(url.split("/")[3].split("?")[0], "postgres"), create=False)
+
+
+def test_second_revision_on_a_filled_postgresql_database_keeps_data(pg_db, two_revisions: Path) -> None:
+    url, _ = pg_db
+    upgrade(url, revision=BASE)
+    with pytest.raises(DatabaseOutdated):
+        open_database(url)
+    from kiosk.store import postgres as store_postgres
+
+    db = Database(None, store_postgres.make_engine(url, 1000), store_postgres.PostgresOps(url))
+    p = add_person(db, "E1", "Ann", now=T0)
+    add_templates(db, p.id, np.ones((2, 128), np.float32), now=T0)
+    record_event(db, p.id, T0, "in", "kiosk-1")
+    db.close()
+    result = upgrade(url)
+    assert (result.before, result.after, result.backup) == (BASE, "0099", None)
+    db = open_database(url)
+    ids, matrix = all_templates(db)
+    assert ids.tolist() == [p.id, p.id] and matrix.shape == (2, 128)
+    db.close()
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        assert "note" in [c["name"] for c in sa.inspect(conn).get_columns("people")]
+    engine.dispose()
+
+
+def test_a_failed_postgresql_migration_changes_nothing(pg_db, two_revisions: Path) -> None:
+    broken = SECOND_REVISION.replace(
+        'batch.add_column(sa.Column("note", sa.String(100), nullable=True))',
+        'batch.add_column(sa.Column("note", sa.String(100), nullable=True))\n'
+        '    op.execute("DELETE FROM face_templates")\n'
+        '    op.execute("SELECT no_such_function()")',
+    )
+    (two_revisions / "versions" / "0099_note.py").write_text(broken)
+    url, _ = pg_db
+    upgrade(url, revision=BASE)
+    from kiosk.store import postgres as store_postgres
+
+    db = Database(None, store_postgres.make_engine(url, 1000), store_postgres.PostgresOps(url))
+    p = add_person(db, "E1", "Ann", now=T0)
+    add_templates(db, p.id, np.ones((2, 128), np.float32), now=T0)
+    db.close()
+    with pytest.raises(StoreError, match="nothing changed.*no_such_function"):
+        upgrade(url)
+    assert current_revision(url) == BASE
+    engine = create_engine(url)
+    with engine.connect() as conn:  # DDL and DELETE rolled back together
+        assert conn.exec_driver_sql("SELECT count(*) FROM face_templates").scalar() == 2
+        assert "note" not in [c["name"] for c in sa.inspect(conn).get_columns("people")]
+    engine.dispose()

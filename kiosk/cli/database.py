@@ -1,5 +1,5 @@
 """`kiosk db`: create or migrate the database schema, show its revision, and write an off-site copy
-without biometric data."""
+without biometric data (SQLite; a PostgreSQL database is backed up with pg_dump)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,13 @@ from kiosk.errors import KioskError
 logger = logging.getLogger(__name__)
 
 
+def _where(ctx: Context) -> str:
+    """The configured database for messages: the SQLite file, or the URL without its password."""
+    from kiosk import store
+
+    return store.describe_location(ctx.settings.database.location)
+
+
 @click.group()
 def db() -> None:
     """Database schema."""
@@ -22,13 +29,16 @@ def db() -> None:
 @db.command("upgrade")
 @with_context
 def db_upgrade(ctx: Context) -> None:
-    """Create the database or migrate it to the newest schema (backing it up first)."""
+    """Create the database or migrate it to the newest schema (an SQLite file is backed up first;
+    back PostgreSQL up with pg_dump before an update)."""
     from kiosk import store
 
     result = store.upgrade_from_settings(ctx.settings, backup=True)
-    where = ctx.settings.database.path
+    where = _where(ctx)
     if result.changed:
         backup = f"; backup at {result.backup}" if result.backup else ""
+        if ctx.settings.database.url is not None and result.before is not None:
+            backup = "; not backed up here (PostgreSQL: pg_dump before an update)"
         click.echo(f"{where}: schema {result.before or 'none'} -> {result.after}{backup}")
     else:
         click.echo(f"{where}: schema {result.after} is current")
@@ -40,8 +50,9 @@ def db_status(ctx: Context) -> None:
     """Show the schema revision of the database and of this version."""
     from kiosk import store
 
-    path = ctx.settings.database.path
-    click.echo(f"{path}: schema {store.current_revision(path) or 'none'} (this version: {store.head_revision()})")
+    location = ctx.settings.database.location
+    click.echo(f"{_where(ctx)}: schema {store.current_revision(location) or 'none'} "
+               f"(this version: {store.head_revision()})")
 
 
 @db.command("backup")
@@ -53,6 +64,10 @@ def db_backup(ctx: Context, dest: Path) -> None:
     copy can live where erasure cannot reach. After restoring it, enrol the faces again."""
     from kiosk import store
 
+    if ctx.settings.database.url is not None:
+        raise KioskError(f"{_where(ctx)} is PostgreSQL: `kiosk db backup` copies an SQLite file. Back it up with "
+                         "pg_dump, e.g. runuser -u postgres -- pg_dump -Fc kiosk > kiosk-$(date +%F).dump "
+                         "(docs/central.md, Backups)")
     source = Path(ctx.settings.database.path)
     if not source.is_file():
         raise KioskError(f"{source}: no database to copy")

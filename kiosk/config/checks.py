@@ -13,7 +13,7 @@ def status_file_problem(settings: Settings) -> str | None:
     status = settings.status_path.resolve()
     database = Path(settings.database.path).resolve()
     taken = {database.with_name(database.name + suffix) for suffix in ("", "-wal", "-shm", "-journal")}
-    key = settings.web.secret_key_file or database.parent / "web_secret.key"
+    key = settings.web.secret_key_file or settings.database.folder / "web_secret.key"
     if status in taken or status == Path(key).resolve():
         return (f"service.status_file: {settings.status_path} is the database's own file or the web key; "
                 "the door would overwrite it every few seconds (leave it unset: status.json beside the database)")
@@ -39,6 +39,9 @@ def door_problems(settings: Settings) -> list[str]:
     if settings.role == "door" and not settings.central.url:
         problems.append("central.url: a door (role: door) needs its central server's address, "
                         "e.g. central: {url: https://kiosk.example.org}")
+    if settings.database.url is not None:
+        problems.append("database.url: the door service keeps its check-ins in an SQLite file (database.path); "
+                        "PostgreSQL is for the central server (role: central, `kiosk serve`)")
     if settings.role == "central":
         problems.append("role: central runs the web app for many doors (`kiosk serve`), not a door "
                         "service; use role: door on the Pi at the entrance")

@@ -41,14 +41,16 @@ class Settings(Section):
 
     @property
     def token_path(self) -> Path:
-        """Where a door keeps its central token: central.token_file, or door.token beside the database."""
+        """Where a door keeps its central token: central.token_file, or door.token beside the database
+        (database.folder: the working directory with database.url)."""
         if self.central.token_file:
             return Path(self.central.token_file)
-        return Path(self.database.path).resolve().parent / "door.token"
+        return self.database.folder / "door.token"
 
     @property
     def status_path(self) -> Path:
-        """Where the door service writes its status: service.status_file, or status.json beside the database."""
+        """Where the door service writes its status: service.status_file, or status.json beside the database
+        (database.folder: the working directory with database.url)."""
         if self.service.status_file:
             return Path(self.service.status_file)
-        return Path(self.database.path).resolve().parent / "status.json"
+        return self.database.folder / "status.json"

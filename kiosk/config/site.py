@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import date, time
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from kiosk.config.base import Section
 
@@ -51,11 +52,41 @@ class SiteSettings(Section):
         return value
 
 
+DATABASE_URL_SCHEME = "postgresql+psycopg"
+DATABASE_URL_EXAMPLE = "postgresql+psycopg://kiosk@/kiosk?host=/run/postgresql"
+
+
+def database_url_problem(url: str) -> str | None:
+    """Why url cannot be database.url (one line that never repeats the URL: it may hold a password)."""
+    scheme = url.split("://", 1)[0] if "://" in url else url.split(":", 1)[0]
+    if scheme.lower().startswith("sqlite"):
+        return ("an SQLite database is set with database.path (the file), not database.url; database.url is "
+                f"for PostgreSQL, e.g. {DATABASE_URL_EXAMPLE}")
+    if scheme != DATABASE_URL_SCHEME:
+        return (f"only {DATABASE_URL_SCHEME}:// URLs are supported (PostgreSQL through psycopg 3), "
+                f"not {scheme or '?'}://...; e.g. {DATABASE_URL_EXAMPLE}")
+    try:
+        name = urlsplit(url).path.lstrip("/")
+    except ValueError:
+        return f"not a valid URL; e.g. {DATABASE_URL_EXAMPLE}"
+    if not name:
+        return f"the URL names no database (the part after the host and /), e.g. {DATABASE_URL_EXAMPLE}"
+    return None
+
+
 class DatabaseSettings(Section):
-    """The SQLite file, its migration backups, the daily off-site copy and the lock wait (ms)."""
+    """The database: an SQLite file (path, the default) or a PostgreSQL server (url, a central);
+    migration backups, the daily off-site copy and the lock wait (ms)."""
 
     # SQLite file; created on first use. Relative paths are relative to the working directory.
+    # Unused when url is set.
     path: Path = Path("var/kiosk.db")
+    # PostgreSQL instead of the SQLite file (a central server, role: central), as
+    # postgresql+psycopg://USER[:PASSWORD]@[HOST]/DBNAME[?host=SOCKET_DIR]; empty: the SQLite file.
+    # Keep passwords out of it: peer authentication over the socket, or ~/.pgpass.
+    # Files otherwise kept beside the database (web_secret.key, status.json, door.token) then go
+    # to the working directory (kiosk-central.service: /var/lib/kiosk) unless set elsewhere.
+    url: str | None = None
     # Copies of the database taken before a migration; how many to keep (0: no backups).
     # Backups hold biometric templates too; erasing a person erases them from the backups beside
     # the database as well, but copies moved elsewhere are out of reach.
@@ -69,6 +100,35 @@ class DatabaseSettings(Section):
     # Longer rides out the web app and the kiosk writing at once; shorter fails faster.
     busy_timeout_ms: int = Field(5000, ge=0, le=600_000)
 
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        problem = database_url_problem(value.strip())
+        if problem is not None:
+            raise ValueError(problem)
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _no_file_copies_of_a_server(self) -> DatabaseSettings:
+        if self.url is not None and self.offsite_dir is not None:
+            raise ValueError("offsite_dir: off-site copies are made of the SQLite file; with database.url "
+                             "back PostgreSQL up with pg_dump (docs/central.md, Backups)")
+        return self
+
+    @property
+    def location(self) -> Path | str:
+        """What kiosk.store opens: the url when set, else the SQLite file's path."""
+        return self.url if self.url is not None else self.path
+
+    @property
+    def folder(self) -> Path:
+        """The folder for files kept beside the database (web_secret.key, status.json, door.token):
+        the SQLite file's folder, or with a url the working directory (absolute)."""
+        if self.url is not None:
+            return Path.cwd()
+        return Path(self.path).resolve().parent
 
 
 

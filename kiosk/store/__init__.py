@@ -5,8 +5,8 @@ all, the Transaction of ``with db.transaction() as tx:``) first. Nothing outside
 imports SQLAlchemy or the store's submodules (ruff TID251). Areas: people, templates, events,
 corrections, leave, captures, audit log, retention, erasure, export, accounts, off-site copies,
 report reads, a door's cache of the central (door_cache), a central server's doors, event intake
-and gallery feed; db (sessions, transactions), opening and migrate (files and schema), sqlite (the
-engine's specifics).
+and gallery feed; db (sessions, transactions, the engine seam), opening and migrate (databases and
+schema), sqlite and postgres (each engine's specifics).
 """
 
 from kiosk.identity import clean_employee_id, clean_name
@@ -97,6 +97,7 @@ from kiosk.store.leave import (
 from kiosk.store.migrate import (
     UpgradeResult,
     current_revision,
+    describe_location,
     head_revision,
     upgrade,
     upgrade_from_settings,
@@ -146,7 +147,8 @@ from kiosk.store.templates import (
 
 __all__ = [
     # database, schema, transactions
-    "Database", "Transaction", "UpgradeResult", "backup_database", "current_revision", "head_revision",
+    "Database", "Transaction", "UpgradeResult", "backup_database", "current_revision", "describe_location",
+    "head_revision",
     "open_database", "open_from_settings", "upgrade", "upgrade_from_settings",
     # people
     "PersonInfo", "add_person", "clean_employee_id", "clean_name", "deactivate", "get_person",

@@ -1,19 +1,20 @@
-"""An open kiosk database: sessions and the unit of work (Database.transaction).
+"""An open kiosk database: sessions and the unit of work (Database.transaction), on either engine.
 
-Engine details (WAL, synchronous=FULL, foreign keys on) are in kiosk.store.sqlite; opening a
-file (and refusing the wrong ones) in kiosk.store.opening.
+Engine details sit behind one seam, EngineOps: kiosk.store.sqlite (WAL, synchronous=FULL, foreign
+keys on, VACUUM of the file) and kiosk.store.postgres (lock timeout, VACUUM FULL of the biometric
+tables, REPEATABLE READ snapshots). Opening (and refusing the wrong databases) is in kiosk.store.opening.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import DatabaseError
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kiosk.errors import StoreError
@@ -25,39 +26,89 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class Database:
-    """An open kiosk database: engine + session factory. Use the functions in kiosk.store."""
+class EngineOps(Protocol):
+    """What differs between the engines (sqlite.SqliteOps, postgres.PostgresOps); nothing else in
+    kiosk.store may depend on the engine."""
 
-    def __init__(self, path: Path, engine: Engine) -> None:
+    kind: str  # "sqlite" | "postgresql"
+    where: str  # the file's path, or the URL without its password: for messages and logs
+    path: Path | None  # the SQLite file; None on PostgreSQL
+
+    def translated_errors(self) -> AbstractContextManager[None]:
+        """Raise the engine's errors as kiosk.errors.StoreError kinds (one line for a person)."""
+
+    def vacuum(self, engine: Engine, tables: Sequence[str] | None) -> None:
+        """Make deleted rows of tables leave the disk (SQLite: the whole file; None: the biometric tables)."""
+
+    def begin_read_snapshot(self, conn: Connection) -> None:
+        """Make conn's next transaction a read-only snapshot (reporting.read_snapshot)."""
+
+    def end_read_snapshot(self, conn: Connection) -> None:
+        """End the snapshot begun on conn."""
+
+    def in_transaction(self, conn: Connection) -> bool:
+        """True when the DBAPI connection under conn is inside a transaction."""
+
+    def pragma(self, engine: Engine, name: str) -> Any:
+        """SQLite: the value of PRAGMA name; PostgreSQL: StoreError."""
+
+    def identity(self) -> tuple[int, int] | None:
+        """(device, inode) of the database file; None without one."""
+
+
+class Database:
+    """An open kiosk database: engine + session factory. Use the functions in kiosk.store.
+
+    Database(path, engine) is an SQLite file; Database(None, engine, postgres.PostgresOps(url))
+    a PostgreSQL database. kind says which ("sqlite" | "postgresql"), where names it in messages.
+    """
+
+    def __init__(self, path: Path | None, engine: Engine, ops: EngineOps | None = None) -> None:
+        if ops is None:
+            if path is None:
+                raise StoreError("Database: an SQLite database needs its file's path")
+            ops = sqlite.SqliteOps(path)
+        self.ops: EngineOps = ops
         self.path = path
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         # erasures interrupted earlier that open_from_settings finished (finish_pending_erasures)
         self.finished_erasures: list[FinishedErasure] = []
-        self._identity = sqlite.file_identity(path)
+        self._identity = ops.identity()
+
+    @property
+    def kind(self) -> str:
+        """The engine: "sqlite" or "postgresql"."""
+        return self.ops.kind
+
+    @property
+    def where(self) -> str:
+        """The database for messages: the SQLite file's path, or the URL without its password."""
+        return self.ops.where
 
     def moved(self) -> bool:
         """True when the file at self.path is no longer the one opened: deleted (its folder too), or
         replaced by a rename (a copy restored while we run). Commits then go to the unlinked old file
-        and vanish at the next start, without any error from SQLite."""
-        return self._identity is not None and sqlite.file_identity(self.path) != self._identity
+        and vanish at the next start, without any error from SQLite. Always False on PostgreSQL."""
+        return self._identity is not None and self.ops.identity() != self._identity
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session committed on success (durably: synchronous=FULL), rolled back on error.
+        """A session committed on success (durably: synchronous=FULL on SQLite), rolled back on error.
 
-        SQLite's errors come out as database_error()'s StoreError kinds (DatabaseUnavailable for
-        locked past busy_timeout, disk full, I/O error; DatabaseReadOnly; DatabaseDamaged), so
-        callers outside the store can catch them.
+        The engine's errors come out as StoreError kinds (DatabaseUnavailable: locked past the busy
+        timeout, disk full, I/O error, server down or refusing the login, a conflict; DatabaseReadOnly;
+        DatabaseDamaged), so callers outside the store can catch them. Constraint violations
+        (IntegrityError) are left to the caller.
         """
-        with sqlite.translated_errors(self.path), self._sessions() as session:
+        with self.ops.translated_errors(), self._sessions() as session:
             try:
                 yield session
                 session.commit()
             except BaseException:
                 try:
                     session.rollback()
-                except DatabaseError:  # a broken file or connection; the first error is the one to show
+                except DBAPIError:  # a broken file or connection; the first error is the one to show
                     logger.debug("rollback failed", exc_info=True)
                 raise
 
@@ -65,20 +116,23 @@ class Database:
     def transaction(self) -> Iterator[Transaction]:
         """A unit of work: every kiosk.store function given the Transaction (in place of the Database)
         runs in one session, committed once when the with-block ends, or rolled back whole when it
-        raises. SQLite's errors come out as session() says. Inside one, this joins it.
+        raises. The engine's errors come out as session() says. Inside one, this joins it.
 
         Steps that cannot run inside a transaction (erase_person, purge_expired: they VACUUM) refuse it.
         """
         with self.session() as session:
             yield Transaction(self, session)
 
-    def vacuum(self) -> None:
-        """Rewrite the file without free pages and empty the WAL (erased bytes leave the disk)."""
-        sqlite.vacuum(self.engine, self.path)
+    def vacuum(self, tables: Sequence[str] | None = None) -> None:
+        """Make deleted rows leave the disk: SQLite rewrites the whole file and empties the WAL;
+        PostgreSQL rewrites the given tables (VACUUM FULL; None: the tables an erasure empties,
+        postgres.ERASED_TABLES; empty: nothing to do)."""
+        self.ops.vacuum(self.engine, tables)
 
     def pragma(self, name: str) -> Any:
-        """The value of a PRAGMA on a pooled connection (for checks and tests)."""
-        return sqlite.pragma(self.engine, name)
+        """The value of an SQLite PRAGMA on a pooled connection (for checks and tests); StoreError on
+        PostgreSQL."""
+        return self.ops.pragma(self.engine, name)
 
     def close(self) -> None:
         """Release all connections."""
@@ -99,6 +153,7 @@ class BoundDatabase(Database):
     """
 
     def __init__(self, db: Database, session: Session) -> None:  # no super().__init__: no engine of its own
+        self.ops = db.ops
         self.path = db.path
         self.engine = db.engine
         self.finished_erasures = []
@@ -119,8 +174,8 @@ class Transaction(BoundDatabase):
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """The transaction's session, with SQLite's errors translated as Database.session() does."""
-        with sqlite.translated_errors(self.path):
+        """The transaction's session, with the engine's errors translated as Database.session() does."""
+        with self.ops.translated_errors():
             yield self.bound_session
 
     @contextmanager
@@ -128,7 +183,7 @@ class Transaction(BoundDatabase):
         """This transaction itself (a nested unit of work joins the outer one)."""
         yield self
 
-    def vacuum(self) -> None:
+    def vacuum(self, tables: Sequence[str] | None = None) -> None:
         """Refused: VACUUM cannot run inside a transaction."""
         raise StoreError("VACUUM cannot run inside a transaction; call this outside db.transaction()")
 

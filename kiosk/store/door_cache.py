@@ -204,7 +204,8 @@ def apply_gallery(
             employee_ids = {pid: eid for pid, eid in
                             s.execute(select(Person.id, Person.employee_id).where(Person.id.in_(gone_ids)))}
         for pid in sorted(gone_ids):
-            scrubbed += len(scrub_backups(db.path, pid, employee_ids.get(pid, ""), delete_events=False))
+            if db.path is not None:  # an SQLite file (a door's cache always is): its upgrade backups too
+                scrubbed += len(scrub_backups(db.path, pid, employee_ids.get(pid, ""), delete_events=False))
     result = GalleryApplied(len(people), len(gone_ids), added, deleted, scrubbed)
     logger.info("gallery from the central applied: %s", result)
     return result

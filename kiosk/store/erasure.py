@@ -4,7 +4,9 @@ upgrade backups beside the file, finished at the next open if the process dies i
 Templates, enrolment images, consent history, expression data and match scores of the person's
 events are deleted, then the file is VACUUMed and the WAL truncated so no copy of the bytes
 remains in the database files; the same rows go from every upgrade backup beside it
-(scrub_backups), whatever its schema revision. The person's attendance events are employment
+(scrub_backups), whatever its schema revision. On PostgreSQL the tables that held the biometric
+and consent rows are rewritten (VACUUM FULL) instead, and there are no backups beside it (pg_dump
+files and WAL archives are the administrator's: docs/central.md). The person's attendance events are employment
 records with their own retention (retention.attendance_days), so by default they and the bare
 people row (employee id, name, erased_at) stay until purge_expired() removes the events; the row
 then goes too. erase_person(keep_events=False) deletes everything at once.
@@ -21,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
-from kiosk.errors import StoreError
+from kiosk.errors import DatabaseUnavailable, StoreError
 from kiosk.store import sqlite
 from kiosk.store._base import (
     EVENT_EXPRESSION_AND_MATCH_COLUMNS,
@@ -74,15 +76,20 @@ class EraseResult:
     events_kept: int
     row_deleted: bool
     backups_scrubbed: int = 0  # upgrade backups of the database the person was erased from too
+    # PostgreSQL only: True when the rows are gone but the tables could not be rewritten yet (a long
+    # report was reading them); finish_pending_erasures does it later (next start, next purge).
+    files_pending: bool = False
 
 
 @dataclass(frozen=True)
 class FinishedErasure:
-    """The second half of an erasure done: the live file vacuumed, these upgrade backups scrubbed."""
+    """The second half of an erasure done: the live file vacuumed, these upgrade backups scrubbed.
+    deferred (PostgreSQL only): not done yet, readers held the tables; the erasure stays pending."""
 
     person_id: int
     employee_id: str
     backups_scrubbed: tuple[Path, ...]
+    deferred: bool = False
 
 
 def erase_person(
@@ -133,7 +140,7 @@ def erase_person(
         result = EraseResult(person_id, n_templates, n_images, n_consent,
                              events_deleted, events_kept, row_deleted)
         details: dict[str, Any] = asdict(result)
-        del details["person_id"], details["backups_scrubbed"]
+        del details["person_id"], details["backups_scrubbed"], details["files_pending"]
         write_audit(s, actor, "person.erase", f"person:{person_id}", details, now)
         record_gallery_change(s, person_id, now)  # every door drops the person's templates
         # the second half (VACUUM, backups) is recorded in the same commit, so it is finished later
@@ -146,6 +153,8 @@ def erase_person(
     finished = finish_erasure(db, pending_id)
     if finished is not None and finished.backups_scrubbed:
         result = dataclass_replace(result, backups_scrubbed=len(finished.backups_scrubbed))
+    if finished is not None and finished.deferred:
+        result = dataclass_replace(result, files_pending=True)
     logger.info("erased person %s: %s", person_id, result)
     return result
 
@@ -179,7 +188,8 @@ def scrub_backups(path: Path, person_id: int, employee_id: str, *, delete_events
 
 def finish_erasure(db: Database, pending_id: int, *, resumed: bool = False) -> FinishedErasure | None:
     """Finish the erasure recorded as pending_erasures row pending_id (committed in the live file):
-    VACUUM the live file, scrub every upgrade backup, then delete the row. None if it is gone already.
+    VACUUM the live file (PostgreSQL: VACUUM FULL of postgres.ERASED_TABLES), scrub every upgrade backup (SQLite
+    only), then delete the row. None if it is gone already.
 
     Idempotent, so an erasure cut off anywhere in here (power cut, SIGKILL) is simply finished again.
     Audit: person.erase_backups when backups were changed; person.erase_finished when resumed.
@@ -190,8 +200,18 @@ def finish_erasure(db: Database, pending_id: int, *, resumed: bool = False) -> F
             return None
         person_id, employee_id, with_events = row.person_id, row.employee_id, row.with_events
         actor = row.requested_by
-    db.vacuum()
-    scrubbed = scrub_backups(db.path, person_id, employee_id, delete_events=with_events)
+    try:
+        db.vacuum()  # SQLite: the file; PostgreSQL: postgres.ERASED_TABLES
+    except DatabaseUnavailable as exc:
+        if db.kind == "sqlite":
+            raise
+        # PostgreSQL: a reader (a long report) holds the table; the rows are gone already, their bytes
+        # leave the table files when this is finished again (finish_pending_erasures)
+        logger.warning("erasure of person %s: rows deleted; rewriting the tables waits for readers (%s)",
+                       person_id, exc)
+        return FinishedErasure(person_id, employee_id, (), deferred=True)
+    scrubbed = ([] if db.path is None
+                else scrub_backups(db.path, person_id, employee_id, delete_events=with_events))
     now = datetime.now(UTC)
     with db.session() as s:
         s.execute(delete(PendingErasure).where(PendingErasure.id == pending_id))
@@ -208,8 +228,9 @@ def finish_erasure(db: Database, pending_id: int, *, resumed: bool = False) -> F
 
 
 def finish_pending_erasures(db: Database) -> list[FinishedErasure]:
-    """Finish every erasure interrupted after its commit (see finish_erasure); those finished now."""
+    """Finish every erasure interrupted after its commit, or (PostgreSQL) whose tables were busy (see
+    finish_erasure); those finished now."""
     with db.session() as s:
         pending = list(s.scalars(select(PendingErasure.id).order_by(PendingErasure.id)))
     done = [finish_erasure(db, pending_id, resumed=True) for pending_id in pending]
-    return [d for d in done if d is not None]
+    return [d for d in done if d is not None and not d.deferred]

@@ -8,6 +8,7 @@ connection (read-only: PRAGMA query_only), and every query run through the Datab
 reads that connection inside that one transaction, until the with-block ends (ROLLBACK).
 
 Writers are not held up by a snapshot (WAL); only a checkpoint cannot pass it while it lasts.
+On PostgreSQL the snapshot is a REPEATABLE READ READ ONLY transaction (the engine seam, db.EngineOps).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from sqlalchemy import Integer, Select, String, bindparam, case, func, insert, s
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from kiosk.store import sqlite
 from kiosk.store.db import BoundDatabase, Database
 from kiosk.store.models import AttendanceEvent, Door, Person, UTCDateTime
 from kiosk.vocabulary import EventKind
@@ -48,12 +48,12 @@ def read_snapshot(db: Database) -> Iterator[Database]:
         yield db
         return
     with db.engine.connect() as conn:
-        sqlite.begin_read_snapshot(conn)  # deferred: the snapshot starts at the first SELECT
+        db.ops.begin_read_snapshot(conn)  # deferred: the snapshot starts at the first SELECT
         try:
             with Session(bind=conn, expire_on_commit=False, autoflush=False) as session:
                 yield SnapshotDatabase(db, session)
         finally:
-            sqlite.end_read_snapshot(conn)
+            db.ops.end_read_snapshot(conn)
 
 
 def in_read_transaction(db: Database) -> bool:
@@ -61,7 +61,7 @@ def in_read_transaction(db: Database) -> bool:
     if not isinstance(db, SnapshotDatabase):
         return False
     try:
-        return sqlite.in_transaction(db.bound_session.connection())
+        return db.ops.in_transaction(db.bound_session.connection())
     except SQLAlchemyError:  # the snapshot has ended and its connection gone back to the pool
         return False
 

@@ -12,6 +12,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from kiosk.config import RetentionSettings
+from kiosk.errors import DatabaseUnavailable
 from kiosk.store._base import (
     changed_rows,
     newest_event_time,
@@ -20,6 +21,7 @@ from kiosk.store._base import (
     write_audit,
 )
 from kiosk.store.db import Database, refuse_transaction
+from kiosk.store.erasure import finish_pending_erasures
 from kiosk.store.models import (
     AttendanceEvent,
     AuditEntry,
@@ -79,7 +81,8 @@ def purge_expired(
     keep_from_id: int | None = None,
 ) -> PurgeResult:
     """Apply retention: delete old events, strip old expression data, drop kept photos if
-    not allowed, remove erased people with no events left; VACUUM when anything went.
+    not allowed, remove erased people with no events left; VACUUM when anything went (SQLite: the
+    file; PostgreSQL: enrolment_images when photos went, the rest is autovacuum's).
 
     Never trusts a clock far ahead of the data: when now is more than CLOCK_AHEAD_TOLERANCE after the
     newest stored event or audit line, nothing is deleted and the result says why (refused; also
@@ -125,6 +128,14 @@ def purge_expired(
         if any(result.counts().values()):
             write_audit(s, actor, "retention.purge", None, result.counts(), now)
     if any(result.counts().values()):
-        db.vacuum()
+        try:
+            db.vacuum(("enrolment_images",) if n_images else ())  # PostgreSQL: only photo storage
+        except DatabaseUnavailable as exc:
+            if db.kind == "sqlite":
+                raise
+            logger.warning("retention purge: rows deleted; enrolment_images not rewritten yet, a reader "
+                           "held it (%s); run the purge again to rewrite it", exc)
+    if db.kind == "postgresql":  # erasures whose tables were busy when they ran (erasure.finish_erasure)
+        finish_pending_erasures(db)
     logger.info("retention purge: %s", result)
     return result

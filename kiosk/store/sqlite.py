@@ -1,8 +1,8 @@
 """Everything SQLite-specific in the store: engine PRAGMAs, error translation, the file-header check,
 file identity, VACUUM, the backup API and the upgrade backups, edits of copied files, read snapshots.
 
-The models and queries elsewhere in kiosk.store are dialect-neutral SQLAlchemy; a second engine
-(PostgreSQL) replaces this module's functions, not the queries.
+The models and queries elsewhere in kiosk.store are dialect-neutral SQLAlchemy; SqliteOps is this
+engine's side of the seam (db.EngineOps), kiosk.store.postgres the PostgreSQL one.
 """
 
 from __future__ import annotations
@@ -355,3 +355,42 @@ def in_transaction(conn: Connection) -> bool:
     """True when the DBAPI connection under conn is inside a transaction."""
     raw: Any = conn.connection.driver_connection
     return bool(raw.in_transaction)
+
+
+class SqliteOps:
+    """The engine seam (db.EngineOps) for the SQLite file at path."""
+
+    kind = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path: Path | None = path
+        self.where = str(path)
+        self._path = path
+
+    def translated_errors(self) -> Any:
+        """A context manager translating SQLite's errors (see translated_errors)."""
+        return translated_errors(self._path)
+
+    def vacuum(self, engine: Engine, tables: Sequence[str] | None) -> None:
+        """VACUUM the whole file and truncate the WAL (tables: ignored, every table is rewritten)."""
+        vacuum(engine, self._path)
+
+    def begin_read_snapshot(self, conn: Connection) -> None:
+        """See begin_read_snapshot."""
+        begin_read_snapshot(conn)
+
+    def end_read_snapshot(self, conn: Connection) -> None:
+        """See end_read_snapshot."""
+        end_read_snapshot(conn)
+
+    def in_transaction(self, conn: Connection) -> bool:
+        """See in_transaction."""
+        return in_transaction(conn)
+
+    def pragma(self, engine: Engine, name: str) -> Any:
+        """The value of PRAGMA name (see pragma)."""
+        return pragma(engine, name)
+
+    def identity(self) -> tuple[int, int] | None:
+        """(device, inode) of the file now; None when there is none."""
+        return file_identity(self._path)

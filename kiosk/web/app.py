@@ -66,8 +66,7 @@ logger = logging.getLogger(__name__)
 
 def _secret_key(settings: Settings) -> bytes:
     """The cookie signing key from web.secret_key_file (created with mode 0600 if missing)."""
-    path = settings.web.secret_key_file or (
-        Path(settings.database.path).resolve().parent / "web_secret.key")
+    path = settings.web.secret_key_file or settings.database.folder / "web_secret.key"
     path = Path(path)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

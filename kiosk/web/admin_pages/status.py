@@ -50,7 +50,7 @@ def status() -> str:
         captures=latest_captures(c.db), offsite_dir=database.offsite_dir,
         offsite=daily_copies(database.offsite_dir) if database.offsite_dir else [],
         embedder=c.settings.recognition.embedder_id(),
-        schema=current_revision(database.path) if database.path.exists() else None,
+        schema=current_revision(database.location) if database.url or database.path.exists() else None,
         recognition=c.settings.recognition, expression=c.settings.expression,
         model=str(model) if model else "built-in model", tz=c.settings.tz,
         stale_after=timedelta(seconds=c.settings.web.status_stale_s))
