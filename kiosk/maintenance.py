@@ -57,7 +57,8 @@ class MaintenanceTarget(Protocol):
 def run_purge(c: MaintenanceTarget, who: str) -> PurgeResult:
     """Apply the retention settings now (store.purge_expired), audited as who; its PurgeResult. A door of a
     central keeps every event the central has not acknowledged (and its newest: ids are never reused)."""
-    keep = read_sync_state(c.db.path).pushed_seq if c.settings.role == "door" else None
+    door_file = c.db.path if c.settings.role == "door" else None  # a door's database is always a file
+    keep = read_sync_state(door_file).pushed_seq if door_file is not None else None
     return purge_expired(c.db, c.clock.now(), c.settings.retention, actor=who, keep_from_id=keep)
 
 
