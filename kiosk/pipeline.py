@@ -64,6 +64,7 @@ class CheckinDecision:
     t: float
     recheck: bool = False
     box: Box | None = None
+    mirror_passes: int = 0
 
     @property
     def known(self) -> bool:
@@ -94,6 +95,7 @@ class _Track:
     person_id: int | None = None
     known_before: bool = False
     decisions: int = 0
+    mirror_passes: int = 0
     moved: bool = False  # the face moved after the decision (maybe someone else stepped in)
 
 
@@ -214,6 +216,7 @@ class Pipeline:
             track.results.clear()
             track.timings.clear()
             track.analysed = 0
+            track.mirror_passes = 0
             track.retried = False
         height = track.box[2] - track.box[0]
         if height < q.min_face_px * 0.9:
@@ -238,8 +241,12 @@ class Pipeline:
         # mirror_tta embedding the rule was calibrated with, so nothing is computed twice.
         split_tta = self._fast_path_on() and not track.results and self.analyzer.settings.mirror_tta
         start = time.perf_counter()
-        obs: FaceObservation = self.analyzer.describe(image, face_box, mirror=False if split_tta else None)
+        # Only dlib's 5 landmarks (chip and head turn); the 68 are computed for the expression crop alone.
+        obs: FaceObservation = self.analyzer.describe(image, face_box, mirror=False if split_tta else None,
+                                                      full_landmarks=False)
         embed_ms = (time.perf_counter() - start) * 1000.0
+        if not split_tta and self.analyzer.settings.mirror_tta and obs.embedding is not None:
+            track.mirror_passes += 1
         timings["embed"] = timings.get("embed", 0.0) + embed_ms
         self.last_frame_ms["embed"] = embed_ms
         if not obs.accepted:
@@ -254,6 +261,7 @@ class Pipeline:
             start = time.perf_counter()
             obs.embedding = (obs.embedding + self.analyzer.mirror_embedding(image, face_box)) / 2.0
             timings["embed"] += (time.perf_counter() - start) * 1000.0
+            track.mirror_passes += 1
             start = time.perf_counter()
             match = self.gallery.identify(obs.embedding)
             timings["match"] += (time.perf_counter() - start) * 1000.0
@@ -261,7 +269,7 @@ class Pipeline:
         scores = None
         if self.classifier is not None and person is not None and self.consent(person):
             start = time.perf_counter()
-            scores = self.classifier.scores_for_face(image, obs.landmarks)
+            scores = self.classifier.scores_for_face(image, self.analyzer.face_landmarks(image, face_box))
             timings["expression"] = timings.get("expression", 0.0) + (time.perf_counter() - start) * 1000.0
         return _FrameResult(person, match.distance, obs.quality,
                             obs.embedding, scores)
@@ -343,4 +351,4 @@ class Pipeline:
             logger.debug("re-check gave unknown (known before: %s); dropped", prior_known)
             return None
         return CheckinDecision(person, distance, score, expression, len(agreeing), track.analysed,
-                               timings, t, recheck=recheck, box=track.box)
+                               timings, t, recheck=recheck, box=track.box, mirror_passes=track.mirror_passes)

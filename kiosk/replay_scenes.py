@@ -117,6 +117,22 @@ class _Writer:
         self.count += 1
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """One person to walk up in a scene: photo, label, stranger or not, and how they look.
+
+    mirror: the photo flipped left-right (the other side of the face); side: photo side px when
+    standing in front (default STEADY_PHOTO_PX: smaller is further away); gain: brightness factor.
+    """
+
+    photo: Path
+    label: str
+    stranger: bool = False
+    mirror: bool = False
+    side: int | None = None
+    gain: float = 1.0
+
+
 def make_scene(
     people_photos: list[Path],
     stranger: Path | None,
@@ -138,6 +154,26 @@ def make_scene(
     labels: names for the visits (default: the photo's parent folder name, "stranger").
     tail_s: extra seconds of empty frames at the end.
     """
+    entries = [(p, False) for p in people_photos] + ([(stranger, True)] if stranger is not None else [])
+    arrivals = [Arrival(Path(photo), labels[i] if labels and i < len(labels) else (
+        "stranger" if is_stranger else Path(photo).parent.name), is_stranger)
+        for i, (photo, is_stranger) in enumerate(entries)]
+    return make_arrivals_scene(arrivals, out_dir, fps, steady_s=steady_s, empty_s=empty_s, linger=linger,
+                               size=size, tail_s=tail_s)
+
+
+def make_arrivals_scene(
+    arrivals: list[Arrival],
+    out_dir: Path,
+    fps: float = 5.0,
+    *,
+    steady_s: float = 2.0,
+    empty_s: float = 2.0,
+    linger: dict[int, float] | None = None,
+    size: tuple[int, int] = FRAME_SIZE,
+    tail_s: float = 0.0,
+) -> list[Visit]:
+    """make_scene() for Arrival entries (mirrored, further away, darker); returns the visits in order."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("frame_*.jpg"):
         old.unlink()
@@ -147,13 +183,16 @@ def make_scene(
     empty_frames = max(1, round(empty_s * fps))
     for _ in range(empty_frames):
         writer.write(bg, key=-1)
-    entries = [(p, False) for p in people_photos] + ([(stranger, True)] if stranger is not None else [])
     linger = linger or {}
     visits: list[Visit] = []
-    side = min(STEADY_PHOTO_PX, height - 20)
     centre = (width // 2, height // 2)
-    for i, (photo_path, is_stranger) in enumerate(entries):
-        photo = load_image(photo_path)
+    for i, arrival in enumerate(arrivals):
+        photo = load_image(arrival.photo)
+        if arrival.mirror:
+            photo = np.ascontiguousarray(photo[:, ::-1])
+        if arrival.gain != 1.0:
+            photo = np.clip(photo.astype(np.float32) * arrival.gain, 0, 255).astype(np.uint8)
+        side = min(arrival.side or STEADY_PHOTO_PX, height - 20)
         first = writer.count
         # Walking up: the face grows and slides to the middle.
         approach = [0.45, 0.6, 0.75, 0.9]
@@ -173,9 +212,7 @@ def make_scene(
         last = writer.count - 1
         for _ in range(empty_frames):
             writer.write(bg, key=-1)
-        label = labels[i] if labels and i < len(labels) else (
-            "stranger" if is_stranger else Path(photo_path).parent.name)
-        visits.append(Visit(label, Path(photo_path), is_stranger, first, steady_from, last, fps))
+        visits.append(Visit(arrival.label, arrival.photo, arrival.stranger, first, steady_from, last, fps))
     for _ in range(round(tail_s * fps)):
         writer.write(bg, key=-1)
     logger.info("scene: %d frames, %d visits in %s", writer.count, len(visits), out_dir)

@@ -11,6 +11,7 @@ import pytest
 from kiosk.config import RecognitionSettings
 from kiosk.errors import ImageError, KioskError
 from kiosk.vision.faces import (
+    YAW_5_POINT_SCALE,
     DlibFaceAnalyzer,
     FaceAnalyzer,
     load_image,
@@ -198,3 +199,21 @@ def test_face_filling_the_frame_found_with_edge_pad(hog: DlibFaceAnalyzer, plain
     t, r, b, lft = face.box
     assert 0 <= t < b <= crop.shape[0] and 0 <= lft < r <= crop.shape[1]
     assert float(np.linalg.norm(face.embedding - full.embedding)) < 0.45
+
+
+def test_door_path_skips_the_68_points_and_embeds_the_same(analyzer: DlibFaceAnalyzer) -> None:
+    """describe(full_landmarks=False), the door's path: the same embedding bit for bit (the chip
+    comes from the 5 points either way), the 5 points as landmarks, the head turn on the 68-point
+    scale; face_landmarks() gives the 68 points for the expression crop."""
+    for path in sorted((FACES / "people").glob("*/*.jpg"))[:4]:
+        image = load_image(path)
+        box = analyzer.detect(image)[0]
+        full = analyzer.describe(image, box)
+        door = analyzer.describe(image, box, full_landmarks=False)
+        assert full.embedding is not None and door.embedding is not None
+        assert np.array_equal(full.embedding, door.embedding)
+        assert set(door.landmarks) == {"nose_tip", "left_eye", "right_eye"} and "chin" in full.landmarks
+        assert door.yaw_ratio == pytest.approx(yaw_ratio_of(door.landmarks) * YAW_5_POINT_SCALE)
+        assert abs(door.yaw_ratio - full.yaw_ratio) < 0.1  # frontal photos: both near 0
+        assert door.rejected_reason == full.rejected_reason is None
+        assert analyzer.face_landmarks(image, box) == full.landmarks

@@ -109,6 +109,9 @@ def test_single_frame_fast_path_only_for_close_matches(analyzer: FakeFaceAnalyze
     assert all(d.frames_analysed == 1 for _, d in fast)  # photo 0: distance ~0.16, well under 0.40
     assert all(d.frames_used >= 2 for _, d in voted)
     assert all(f[1].timings_ms["embed"] < v[1].timings_ms["embed"] for f, v in zip(fast, voted, strict=True))
+    # The fast path never mirrors; the vote mirrors every analysed frame (one pass each).
+    assert all(d.mirror_passes == 0 for _, d in fast)
+    assert all(d.mirror_passes == d.frames_analysed for _, d in voted)
 
 
 def test_clear_stranger_is_decided_on_one_frame_only_when_far(analyzer: FakeFaceAnalyzer, gallery: Gallery) -> None:

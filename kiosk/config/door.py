@@ -21,10 +21,10 @@ class AttendanceSettings(Section):
     cooldown_s: float = Field(60.0, ge=0.0, le=86400.0)
     # Frames analysed per check-in; more is steadier and slower at the door.
     frames_per_checkin: int = Field(3, ge=1, le=30)
-    # Every frame is shrunk to this width for the cheap "is a face there?" check. With HOG (80 px
-    # window) it finds faces taller than 80 * frame width / presence_width px (128 px in a
-    # 640 px frame); YuNet finds far smaller ones (recognition.quality.min_face_px still
-    # applies). Smaller is faster and, with HOG, needs the person closer to the camera.
+    # With recognition.detector hog, every frame is shrunk to this width for the cheap "is a face
+    # there?" check: HOG (80 px window) finds faces taller than 80 * frame width / presence_width
+    # px (128 px in a 640 px frame). Smaller is faster and needs the person closer to the camera.
+    # (YuNet's presence check has its own width, recognition.yunet_presence_width.)
     presence_width: int = Field(400, ge=80, le=4096)
     # Consecutive frames a large-enough face must hold still before it is analysed. More
     # waits for a steadier face (sharper frames) and makes the check-in start later.

@@ -46,6 +46,14 @@ class RecognitionSettings(Section):
     # YuNet: faces scoring below this are ignored. Lower finds more faces that are dim, turned
     # or partly hidden, and more false faces in the background.
     yunet_score: float = Field(0.6, ge=0.0, le=1.0)
+    # YuNet as the door's presence check: every frame is shrunk to this width first
+    # (attendance.presence_width is HOG's). YuNet finds faces of ~15 px, so at 320 px a face of
+    # recognition.quality.min_face_px (80) in a 640 px frame is still 40 px, and a face filling the
+    # frame stays within YuNet's range. Smaller is faster: on the bench's door frames 320 px took
+    # 4.6 ms against 8.3 ms at 400 px (YuNet pads to multiples of 32: 416x320 vs 320x256), found
+    # the same faces, and its boxes gave embeddings as close to a full-resolution box's as 400's
+    # (median 0.029 vs 0.028); 256 px missed 2 of 100 arriving faces. Larger finds faces further away.
+    yunet_presence_width: int = Field(320, ge=80, le=4096)
     # YuNet ONNX file; empty means the one shipped in models/yunet/.
     yunet_model: Path | None = None
     # Check the YuNet model's SHA-256 against the .sha256 file beside it before loading.

@@ -171,9 +171,10 @@ class FakeFaceAnalyzer:
 
     # -- FaceAnalyzer --------------------------------------------------------------------------
     def describe(self, image: RGBImage, box: Box, embed_rejected: bool = False,
-                 mirror: bool | None = None, embed: bool = True) -> FaceObservation:
+                 mirror: bool | None = None, embed: bool = True, full_landmarks: bool = True) -> FaceObservation:
         """Landmarks, quality and (unless rejected) the embedding of the drawn face in box, as
-        DlibFaceAnalyzer.describe; a box without a drawn face is refused as blurred."""
+        DlibFaceAnalyzer.describe (full_landmarks changes nothing here); a box without a drawn
+        face is refused as blurred."""
         image = check_image(image)
         face = face_at(image, box)
         sharpness = FACE_SHARPNESS if face is not None else 0.0
@@ -186,6 +187,10 @@ class FakeFaceAnalyzer:
                 embedding = ((embedding + self._mirror(face)) / 2.0).astype(np.float32)
         return FaceObservation(box=box, landmarks=landmarks, embedding=embedding, quality=quality,
                                sharpness=sharpness, yaw_ratio=0.0, rejected_reason=reason)
+
+    def face_landmarks(self, image: RGBImage, box: Box) -> Landmarks:
+        """The drawn face's landmarks (fixed points of the box), as DlibFaceAnalyzer.face_landmarks."""
+        return _landmarks(box)
 
     def mirror_embedding(self, image: RGBImage, box: Box) -> Embedding:
         """The mirror pass: plain embedding + mirror_offset; (plain + this) / 2 is the mirror_tta one."""

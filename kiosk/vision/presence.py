@@ -90,12 +90,20 @@ class YuNetPresenceDetector:
                  min(width, round(lft / scale))) for t, r, b, lft in self._detector.detect(small)]
 
 
+def presence_width(settings: Settings) -> int:
+    """Width (px) the presence check shrinks frames to: recognition.yunet_presence_width for YuNet,
+    attendance.presence_width for HOG (and an analyzer's own check)."""
+    if settings.recognition.detector == "yunet":
+        return settings.recognition.yunet_presence_width
+    return settings.attendance.presence_width
+
+
 def make_presence_detector(settings: Settings, analyzer: object | None = None) -> FaceFinder:
     """The door's presence check: the analyzer's own (OwnPresence), else YuNet for recognition.detector
-    "yunet" (the analyzer's YuNet when it has one), else HOG; on frames shrunk to attendance.presence_width."""
-    width = settings.attendance.presence_width
+    "yunet" (the analyzer's YuNet when it has one), else HOG; on frames shrunk to presence_width()."""
     if isinstance(analyzer, OwnPresence):
-        return analyzer.presence_detector(width)
+        return analyzer.presence_detector(settings.attendance.presence_width)
+    width = presence_width(settings)
     if settings.recognition.detector == "yunet":
         shared = getattr(analyzer, "yunet", None)
         if not isinstance(shared, YuNetDetector):
