@@ -24,27 +24,23 @@ Options:
   --no-start      install and enable the services but do not (re)start them
   -h, --help      show this help
 
-Environment (for packaging and tests): KIOSK_PREFIX (/opt/kiosk), KIOSK_ETC (/etc/kiosk),
-KIOSK_STATE (/var/lib/kiosk), KIOSK_UNIT_DIR (/etc/systemd/system), KIOSK_OS_RELEASE
-(/etc/os-release). The shipped units expect the default paths.
 USAGE
+    usage_environment "The shipped units expect the default paths."
 }
 
-DRY_RUN=0
-WITH_BROWSER=0
-START=1
-while [[ $# -gt 0 ]]; do
-    case "$1" in
-        --dry-run) DRY_RUN=1 ;;
-        --with-browser) WITH_BROWSER=1 ;;
-        --no-start) START=0 ;;
-        -h | --help) usage; exit 0 ;;
-        *) echo "install-pi.sh: unknown option: $1 (see --help)" >&2; exit 2 ;;
-    esac
-    shift
-done
-
 SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=lib.sh
+source "$SRC_DIR/deploy/lib.sh"
+
+WITH_BROWSER=0
+extra_option() { # the options only a Pi has
+    case "$1" in
+        --with-browser) WITH_BROWSER=1 ;;
+        *) return 1 ;;
+    esac
+}
+parse_options "$@"
+
 PREFIX="${KIOSK_PREFIX:-/opt/kiosk}"
 VENV="$PREFIX/venv"
 ETC_DIR="${KIOSK_ETC:-/etc/kiosk}"
@@ -59,9 +55,6 @@ APT_PACKAGES=(python3-venv python3-dev python3-picamera2 libopenblas0)
 SIMPLEJPEG_VERSION="1.9.0"
 CHANGED=0
 export DEBIAN_FRONTEND=noninteractive
-
-# shellcheck source=lib.sh
-source "$SRC_DIR/deploy/lib.sh"
 
 check_platform() {
     say "Checking the platform"

@@ -25,28 +25,18 @@ Options:
   --no-start  install and enable the service but do not (re)start it
   -h, --help  show this help
 
-Environment (for packaging and tests): KIOSK_PREFIX (/opt/kiosk), KIOSK_ETC (/etc/kiosk),
-KIOSK_STATE (/var/lib/kiosk), KIOSK_UNIT_DIR (/etc/systemd/system), KIOSK_OS_RELEASE
-(/etc/os-release). The shipped unit expects the default paths.
 USAGE
+    usage_environment "The shipped unit expects the default paths."
 }
-
-DRY_RUN=0
-START=1
-while [[ $# -gt 0 ]]; do
-    case "$1" in
-        --dry-run) DRY_RUN=1 ;;
-        --no-start) START=0 ;;
-        -h | --help) usage; exit 0 ;;
-        *) echo "install-server.sh: unknown option: $1 (see --help)" >&2; exit 2 ;;
-    esac
-    shift
-done
 
 SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # Every path below is absolute; from / the postgres and kiosk users can always enter the working
 # directory (from /root, PostgreSQL's programs would warn that they cannot).
 cd /
+# shellcheck source=lib.sh
+source "$SRC_DIR/deploy/lib.sh"
+parse_options "$@"
+
 PREFIX="${KIOSK_PREFIX:-/opt/kiosk}"
 VENV="$PREFIX/venv"
 ETC_DIR="${KIOSK_ETC:-/etc/kiosk}"
@@ -61,9 +51,6 @@ UNIT=kiosk-central.service
 APT_PACKAGES=(postgresql python3-venv)
 CHANGED=0
 export DEBIAN_FRONTEND=noninteractive
-
-# shellcheck source=lib.sh
-source "$SRC_DIR/deploy/lib.sh"
 
 # as_postgres CMD...: run a PostgreSQL client program as the database superuser (peer login).
 as_postgres() { run runuser -u postgres -- "$@"; }

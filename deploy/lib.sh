@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # The steps deploy/install-pi.sh and deploy/install-server.sh share; sourced by both, not run.
-# The sourcing script sets DRY_RUN, START and CHANGED (0/1), SRC_DIR (this source tree), PREFIX,
-# VENV, STATE_DIR, UNIT_DIR, OS_RELEASE and KIOSK_USER before calling any of these.
+# The sourcing script defines usage, calls parse_options "$@" (DRY_RUN, START), and sets CHANGED=0,
+# SRC_DIR (this source tree), PREFIX, VENV, STATE_DIR, UNIT_DIR, OS_RELEASE and KIOSK_USER.
 # shellcheck disable=SC2154  # those variables are assigned by the script that sources this file
 
 FACE_RECOGNITION_VERSION="1.3.0"
@@ -10,6 +10,36 @@ say() { printf '==> %s\n' "$*"; }
 note() { printf '    %s\n' "$*"; }
 warn() { printf 'WARNING: %s\n' "$*" >&2; }
 die() { printf '%s: %s\n' "${0##*/}" "$*" >&2; exit 1; }
+
+usage_environment() { # usage_environment LAST_SENTENCE: --help's paragraph on the KIOSK_* variables
+    cat <<USAGE
+Environment (for packaging and tests): KIOSK_PREFIX (/opt/kiosk), KIOSK_ETC (/etc/kiosk),
+KIOSK_STATE (/var/lib/kiosk), KIOSK_UNIT_DIR (/etc/systemd/system), KIOSK_OS_RELEASE
+(/etc/os-release). $1
+USAGE
+}
+
+# parse_options ARG...: DRY_RUN and START from --dry-run and --no-start; -h/--help prints the
+# script's usage and exits 0; any other option goes to the script's extra_option function (when
+# it has one), which returns 1 for one it does not know either: that stops with exit 2.
+parse_options() {
+    DRY_RUN=0
+    START=1
+    while [[ $# -gt 0 ]]; do
+        case "$1" in
+            --dry-run) DRY_RUN=1 ;;
+            --no-start) START=0 ;;
+            -h | --help) usage; exit 0 ;;
+            *)
+                if ! { declare -F extra_option >/dev/null && extra_option "$1"; }; then
+                    echo "${0##*/}: unknown option: $1 (see --help)" >&2
+                    exit 2
+                fi
+                ;;
+        esac
+        shift
+    done
+}
 
 # run CMD...: do it, or with --dry-run only say it would.
 run() {
