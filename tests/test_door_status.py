@@ -120,7 +120,7 @@ def test_daily_purge_runs_once_a_local_day(tmp_path: Path, monkeypatch: pytest.M
         calls: list[str] = []
         real = maintenance.purge_expired
         monkeypatch.setattr(maintenance, "purge_expired",
-                            lambda *a, actor: calls.append(actor) or real(*a, actor=actor))
+                            lambda *a, actor, **kw: calls.append(actor) or real(*a, actor=actor, **kw))
         purge = DailyPurge()
         purge.run_if_due(target)
         assert purge.last_day == NOW.date() and purge.refused is None

@@ -49,6 +49,11 @@ class Settings(Section):
         """Where the door service writes its status: service.status_file, or status.json beside the database."""
         return self._file_or_beside_database(self.service.status_file, "status.json")
 
+    @property
+    def secret_key_path(self) -> Path:
+        """The web app's cookie signing key: web.secret_key_file, or web_secret.key beside the database."""
+        return self._file_or_beside_database(self.web.secret_key_file, "web_secret.key")
+
     def _file_or_beside_database(self, configured: Path | None, name: str) -> Path:
         """The configured file when set, else `name` in database.folder (the SQLite file's folder; the
         working directory with database.url)."""
