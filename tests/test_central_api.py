@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from app_helpers import opened_db, kiosk_app
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -50,9 +51,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def db(settings: Settings) -> Iterator[Database]:
-    database = open_from_settings(settings)
-    yield database
-    database.close()
+    yield from opened_db(settings)
 
 
 @pytest.fixture
@@ -62,9 +61,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def app(settings: Settings, db: Database, clock: ManualClock) -> Flask:
-    application = create_app(settings, db, clock=clock, secret_key="x" * 64)
-    application.testing = True
-    return application
+    return kiosk_app(settings, db, clock)
 
 
 @pytest.fixture
