@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from app_helpers import opened_db, kiosk_app
+from app_helpers import kiosk_app, opened_db
 from flask import Flask
 from flask.testing import FlaskClient
 

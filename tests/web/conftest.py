@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from app_helpers import opened_db, kiosk_app
+from app_helpers import kiosk_app, opened_db
 from flask import Flask
 from flask.testing import FlaskClient
 from web_helpers import ADMIN, MANAGER, NOW, login, make_settings
