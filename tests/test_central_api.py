@@ -26,6 +26,7 @@ import pytest
 from app_helpers import kiosk_app, opened_db
 from flask import Flask
 from flask.testing import FlaskClient
+from thread_helpers import run_in_threads
 
 from kiosk import store
 from kiosk.clock import ManualClock
@@ -532,24 +533,14 @@ def test_one_batch_pushed_twice_at_once_is_stored_once(settings: Settings, db: D
     door = store.authenticate_door(db, token)
     batch = [store.DoorEvent(seq=i, uuid=str(uuid.UUID(int=i)), person_id=None, at=NOW, kind="unknown")
              for i in range(1, 2001)]
-    answers: list[int] = []
-    errors: list[BaseException] = []
     start = threading.Barrier(2)
 
-    def run() -> None:
-        database = open_from_settings(make_settings(Path(settings.database.path).parent, busy_timeout_ms=30000))
-        try:
+    def run() -> int:
+        mine = make_settings(Path(settings.database.path).parent, busy_timeout_ms=30000)
+        with open_from_settings(mine) as database:
             start.wait()
-            answers.append(store.ingest_events(database, door.id, batch, now=NOW).last_seq)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            database.close()
+            return store.ingest_events(database, door.id, batch, now=NOW).last_seq
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    answers, errors = run_in_threads(run, 2, 60)
     assert errors == [] and answers == [2000, 2000]
     assert seqs(db) == list(range(1, 2001))
