@@ -26,6 +26,7 @@ import pytest
 from app_helpers import kiosk_app, opened_db
 from flask import Flask
 from flask.testing import FlaskClient
+from net_helpers import free_port
 from thread_helpers import run_in_threads
 
 from kiosk import store
@@ -429,12 +430,6 @@ def test_gallery_bad_since_is_400(client: FlaskClient, token: str, since: str) -
 # --- a real server, killed -------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _call(url: str, body: dict[str, Any] | None = None, token: str | None = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
@@ -483,7 +478,7 @@ def _start_server(config: Path, port: int) -> subprocess.Popen[str]:
 def test_real_server_sigkill_then_the_same_batch_is_stored_once(tmp_path: Path) -> None:
     from cli_helpers import run_cli_process
 
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "central.yaml"
     config.write_text(f"role: central\ndatabase:\n  path: {tmp_path / 'central.db'}\n  backups_kept: 0\n"
                       f"web:\n  host: 127.0.0.1\n  port: {port}\n")
