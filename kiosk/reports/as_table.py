@@ -25,8 +25,8 @@ from kiosk.reports.cells import (
     totals_cells,
 )
 from kiosk.reports.model import DailyReport, LeaveDay, PersonTotals, RangeReport
-from kiosk.reports.scan import RangeScan, check_range
-from kiosk.reports.sites import Places, check_sites
+from kiosk.reports.scan import RangeScan, check_range_request
+from kiosk.reports.sites import Places
 from kiosk.store import Database, PersonInfo, read_snapshot
 
 logger = logging.getLogger(__name__)
@@ -114,9 +114,7 @@ def iter_range_table(db: Database, settings: Settings, start: date, end: date,
                      today: date | None, sites: Collection[str] | None = None,
                      strict: bool = True) -> Iterator[str]:
     """range_table's text, the days written as they are read (widths fixed up front)."""
-    check_range(start, end)
-    if strict:
-        check_sites(db, settings, sites)
+    check_range_request(db, settings, start, end, sites, strict)
 
     def chunks() -> Iterator[str]:
         leave: list[LeaveDay] = []
