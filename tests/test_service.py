@@ -171,7 +171,7 @@ def _start_looping(scene: DoorScene, analyzer: DlibFaceAnalyzer, tmp_path: Path,
     log = tmp_path / "kiosk.log"
     proc = _start(tmp_path / "kiosk.yaml", log)
     wait_for(lambda: read_status(status_file).get("counts", {}).get("events", 0) >= events, proc, 240,
-              what, log)
+             what, log)
     return db_path, status_file, log, proc
 
 

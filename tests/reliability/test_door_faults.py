@@ -201,7 +201,7 @@ def test_lock_beyond_busy_timeout_keeps_the_checkin(arrival: Path, analyzer: Dli
             wait_for(lambda: _screen(status_file).get("db_fault"), proc, 10, "the screen to show the fault", log)
             time.sleep(1.0)  # held for well over busy_timeout (0.2 s) in all
         waited = wait_for(lambda: _pending(read_status(status_file)) == 0, proc, 60,
-                           "the journalled check-in to reach the database", log)
+                          "the journalled check-in to reach the database", log)
         status = read_status(status_file)
         assert status["db_fault"] is None and status["counts"]["events"] == 1
         print(f"check-in reached the database {waited:.1f} s after the lock was released")
@@ -387,7 +387,7 @@ def test_missing_replay_folder_at_start_is_camera_offline_then_recovers(
         assert "no such folder" in _camera(status_file)["last_error"]
         shutil.copytree(arrival, frames)
         wait_for(lambda: read_status(status_file).get("counts", {}).get("events") == 1, proc, 90,
-                  "the check-in after the folder appeared", log)
+                 "the check-in after the folder appeared", log)
         assert _camera(status_file)["reconnects"] == 1
     finally:
         rc = _stop(proc)
@@ -407,7 +407,7 @@ def test_replay_folder_deleted_while_running_is_camera_offline(
         wait_for(lambda: _camera(status_file).get("frames", 0) >= 5, proc, 120, "frames", log)
         shutil.rmtree(frames)
         wait_for(lambda: _camera(status_file).get("state") in ("lost", "retrying"), proc, 30,
-                  "the camera to be lost", log)
+                 "the camera to be lost", log)
         wait_for(lambda: _screen(status_file).get("kind") == "offline", proc, 10, "'camera offline'", log)
         time.sleep(1.0)
         assert proc.poll() is None
