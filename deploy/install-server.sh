@@ -25,28 +25,18 @@ Options:
   --no-start  install and enable the service but do not (re)start it
   -h, --help  show this help
 
-Environment (for packaging and tests): KIOSK_PREFIX (/opt/kiosk), KIOSK_ETC (/etc/kiosk),
-KIOSK_STATE (/var/lib/kiosk), KIOSK_UNIT_DIR (/etc/systemd/system), KIOSK_OS_RELEASE
-(/etc/os-release). The shipped unit expects the default paths.
 USAGE
+    usage_environment "The shipped unit expects the default paths."
 }
-
-DRY_RUN=0
-START=1
-while [[ $# -gt 0 ]]; do
-    case "$1" in
-        --dry-run) DRY_RUN=1 ;;
-        --no-start) START=0 ;;
-        -h | --help) usage; exit 0 ;;
-        *) echo "install-server.sh: unknown option: $1 (see --help)" >&2; exit 2 ;;
-    esac
-    shift
-done
 
 SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # Every path below is absolute; from / the postgres and kiosk users can always enter the working
 # directory (from /root, PostgreSQL's programs would warn that they cannot).
 cd /
+# shellcheck source=lib.sh
+source "$SRC_DIR/deploy/lib.sh"
+parse_options "$@"
+
 PREFIX="${KIOSK_PREFIX:-/opt/kiosk}"
 VENV="$PREFIX/venv"
 ETC_DIR="${KIOSK_ETC:-/etc/kiosk}"
@@ -59,26 +49,8 @@ DB_ROLE=kiosk
 DB_NAME=kiosk
 UNIT=kiosk-central.service
 APT_PACKAGES=(postgresql python3-venv)
-FACE_RECOGNITION="face-recognition==1.3.0"
 CHANGED=0
 export DEBIAN_FRONTEND=noninteractive
-
-say() { printf '==> %s\n' "$*"; }
-note() { printf '    %s\n' "$*"; }
-warn() { printf 'WARNING: %s\n' "$*" >&2; }
-die() { printf 'install-server.sh: %s\n' "$*" >&2; exit 1; }
-
-# run CMD...: do it, or with --dry-run only say it would.
-run() {
-    if [[ $DRY_RUN -eq 1 ]]; then
-        printf '    would run:'
-    else
-        printf '    +'
-    fi
-    printf ' %q' "$@"
-    printf '\n'
-    [[ $DRY_RUN -eq 1 ]] || "$@"
-}
 
 # as_postgres CMD...: run a PostgreSQL client program as the database superuser (peer login).
 as_postgres() { run runuser -u postgres -- "$@"; }
@@ -89,47 +61,15 @@ pg_answer() {
     runuser -u postgres -- psql -X -q -t -A -d postgres -c "$1" 2>/dev/null || true
 }
 
-source_hash() {
-    (cd "$SRC_DIR" && find pyproject.toml kiosk -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 |
-        LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
-}
-
-venv_has() { # venv_has DIST VERSION: is exactly that version importable from the venv?
-    [[ -x "$VENV/bin/python" ]] || return 1
-    local have
-    have="$("$VENV/bin/python" -m pip show "$1" 2>/dev/null | sed -n 's/^Version: //p')" || return 1
-    [[ "$have" == "$2" ]]
-}
-
 check_platform() {
-    if [[ $DRY_RUN -eq 0 && $EUID -ne 0 ]]; then
-        die "must run as root (sudo $0), or try --dry-run"
-    fi
+    require_root
     say "Checking the platform"
-    local codename=""
-    if [[ -r "$OS_RELEASE" ]]; then
-        codename="$(sed -n 's/^VERSION_CODENAME=//p' "$OS_RELEASE" | tr -d '"')"
-    fi
+    local codename
+    codename="$(os_codename)"
     [[ "$codename" == "bookworm" ]] || warn "made for Debian 12 (bookworm); this is '${codename:-unknown}'"
-    [[ -f "$SRC_DIR/pyproject.toml" && -d "$SRC_DIR/kiosk" ]] || die "no kiosk source tree at $SRC_DIR"
+    require_source_tree
     [[ -f "$SRC_DIR/deploy/kiosk-central.example.yaml" && -f "$SRC_DIR/systemd/$UNIT" ]] ||
         die "no deploy/kiosk-central.example.yaml or systemd/$UNIT in $SRC_DIR"
-}
-
-install_apt_packages() {
-    say "APT packages"
-    local missing=() pkg
-    for pkg in "${APT_PACKAGES[@]}"; do
-        if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
-            note "$pkg already installed"
-        else
-            missing+=("$pkg")
-        fi
-    done
-    if [[ ${#missing[@]} -gt 0 ]]; then
-        run apt-get update
-        run apt-get install -y --no-install-recommends "${missing[@]}"
-    fi
 }
 
 start_postgres() {
@@ -175,103 +115,21 @@ create_database() {
     fi
 }
 
-create_dirs() {
-    say "Directories"
-    [[ -d "$PREFIX" ]] || run install -d -m 0755 "$PREFIX"
-    [[ -d "$ETC_DIR" ]] || run install -d -m 0755 "$ETC_DIR"
-    [[ -d "$UNIT_DIR" ]] || run install -d -m 0755 "$UNIT_DIR"
-    if [[ -d "$STATE_DIR" ]]; then
-        note "$STATE_DIR exists"
-    else
-        run install -d -m 0750 -o "$KIOSK_USER" -g "$KIOSK_USER" "$STATE_DIR"
-    fi
-}
-
-install_python() {
-    say "Python environment in $VENV"
-    if [[ -x "$VENV/bin/python" ]]; then
-        note "venv exists"
-    else
-        run python3 -m venv "$VENV"
-    fi
-    local hash stamp="$PREFIX/.source-sha256"
-    hash="$(source_hash)"
-    if [[ -x "$VENV/bin/kiosk" && -f "$stamp" && "$(cat "$stamp")" == "$hash" ]]; then
-        note "kiosk from this source tree already installed"
-    else
-        run "$VENV/bin/python" -m pip install --disable-pip-version-check "$SRC_DIR"
-        if [[ $DRY_RUN -eq 1 ]]; then
-            printf '    would write: %s\n' "$stamp"
-        else
-            printf '%s\n' "$hash" >"$stamp"
-        fi
-        CHANGED=1
-    fi
-    if venv_has face-recognition 1.3.0; then
-        note "face-recognition 1.3.0 installed"
-    else
-        # It names the source `dlib` (a 15-minute compile); dlib-bin from the pins is the same library.
-        run "$VENV/bin/python" -m pip install --disable-pip-version-check --no-deps "$FACE_RECOGNITION"
-        CHANGED=1
-    fi
-}
-
-install_config() {
-    say "Configuration $CONFIG"
-    if [[ -e "$CONFIG" ]]; then
-        note "exists; left as it is (compare with $SRC_DIR/deploy/kiosk-central.example.yaml)"
-    else
-        run install -m 0640 -o root -g "$KIOSK_USER" "$SRC_DIR/deploy/kiosk-central.example.yaml" "$CONFIG"
-        CHANGED=1
-    fi
-}
-
-upgrade_database() {
-    say "Database schema"
-    # As the service user: peer authentication maps it to the role kiosk. A no-op when current.
-    run runuser -u "$KIOSK_USER" -- env -C "$STATE_DIR" "$VENV/bin/kiosk" --config "$CONFIG" db upgrade
-}
-
-install_unit() {
-    say "systemd unit"
-    if cmp -s "$SRC_DIR/systemd/$UNIT" "$UNIT_DIR/$UNIT"; then
-        note "$UNIT up to date"
-    else
-        run install -m 0644 "$SRC_DIR/systemd/$UNIT" "$UNIT_DIR/$UNIT"
-        run systemctl daemon-reload
-        CHANGED=1
-    fi
-}
-
-enable_service() {
-    say "Service"
-    if systemctl is-enabled --quiet "$UNIT" 2>/dev/null; then
-        note "$UNIT enabled"
-    else
-        run systemctl enable "$UNIT"
-    fi
-    if [[ $START -eq 0 ]]; then
-        note "not starting (--no-start)"
-    elif [[ $CHANGED -eq 1 ]]; then
-        run systemctl restart "$UNIT"
-    else
-        run systemctl start "$UNIT"
-    fi
-}
-
 main() {
     [[ $DRY_RUN -eq 1 ]] && say "Dry run: nothing will be changed"
     check_platform
-    install_apt_packages
+    install_apt_packages "${APT_PACKAGES[@]}"
     start_postgres
     create_user
     create_database
-    create_dirs
+    create_dirs "$PREFIX" "$ETC_DIR" "$UNIT_DIR"
+    # shellcheck disable=SC2119  # a plain venv: no apt Python packages on a server
     install_python
-    install_config
-    upgrade_database
-    install_unit
-    enable_service
+    install_config "$SRC_DIR/deploy/kiosk-central.example.yaml" "$CONFIG" --restart
+    # As the service user: peer authentication maps it to the role kiosk.
+    upgrade_database "Database schema" "$CONFIG"
+    install_units "systemd unit" "$UNIT"
+    enable_services "Service" "$UNIT"
     say "Done. Logs: journalctl -u kiosk-central -f ; settings: $CONFIG"
     note "The web app listens where $CONFIG's web section says (127.0.0.1:8080 as shipped):"
     note "put an HTTPS reverse proxy in front of it for the doors and browsers (docs/central.md)."

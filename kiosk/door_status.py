@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeGuard
+
+from kiosk.atomic_write import replace_file
 
 logger = logging.getLogger(__name__)
 
@@ -257,17 +257,7 @@ class DoorStatus:
 def write_json_atomic(path: Path, data: JsonObject) -> None:
     """Write JSON to a temp file in the same folder, fsync, rename over path (readers never see half)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, default=str)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o640)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_file(path, json.dumps(data, indent=1, default=str).encode("utf-8"), mode=0o640)
 
 
 def write_status_file(path: Path, status: DoorStatus) -> None:

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kiosk import store
+from kiosk.backoff import backoff_s
 from kiosk.central_client import (
     BadToken,
     CentralBadAnswer,
@@ -171,8 +172,11 @@ class DoorSync:
         sync_s * 2**(n-1) up to BACKOFF_MAX_S, +-10 % so that many doors do not retry in step."""
         if ok:
             return float(self.central.sync_s)
-        delay = min(BACKOFF_MAX_S, self.central.sync_s * 2.0 ** min(self.failures - 1, 20))
-        return delay * random.uniform(0.9, 1.1)
+        return self._backoff_s() * random.uniform(0.9, 1.1)
+
+    def _backoff_s(self) -> float:
+        """sync_s doubled for each failure in a row after the first, up to BACKOFF_MAX_S (no jitter)."""
+        return backoff_s(self.central.sync_s, BACKOFF_MAX_S, self.failures - 1)
 
     def _wait(self, delay: float, online: bool) -> None:
         deadline = self._monotonic() + delay
@@ -229,7 +233,7 @@ class DoorSync:
         message = f"{where}: {exc}" if where else str(exc)
         log = logger.warning if self.failures == 1 or revoked else logger.info
         log("door sync failed (attempt %d, next in up to %.0f s): %s", self.failures,
-            min(BACKOFF_MAX_S, self.central.sync_s * 2.0 ** min(self.failures - 1, 20)), message)
+            self._backoff_s(), message)
         fields: dict[str, object] = {"enrolled": True, "error": message, "revoked": revoked}
         if online is not None:
             fields["online"] = online

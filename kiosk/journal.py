@@ -20,13 +20,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from kiosk.atomic_write import replace_file
 from kiosk.clock import as_utc
 
 logger = logging.getLogger(__name__)
@@ -116,19 +116,8 @@ class Journal:
         """Atomically replace the file by one holding only `pending` (when it has grown past COMPACT_BYTES)."""
         if self._fd is None or os.fstat(self._fd).st_size <= COMPACT_BYTES:
             return
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                for entry in pending:
-                    handle.write(entry.to_line())
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o640)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(self.path.parent)
+        replace_file(self.path, b"".join(entry.to_line() for entry in pending), mode=0o640)
+        _fsync_dir(self.path.parent)  # best effort, unlike replace_file's sync_folder
         self.open()
         logger.info("journal %s compacted (%d entries still pending)", self.path, len(pending))
 

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from kiosk import store
+from kiosk.backoff import BackoffDelays
 from kiosk.errors import PersonNotFound, StoreError
 from kiosk.journal import Journal, JournalEntry
 from kiosk.store import EventInfo
@@ -68,7 +69,7 @@ class EventOutbox:
         self._pending: deque[JournalEntry] = deque()
         self._latest: dict[int, EventInfo] = {}  # person id -> latest event this process decided
         self._decided_until: dict[int, datetime] = {}  # person id -> latest time of any of those
-        self._delay_s = RETRY_INITIAL_S
+        self._delays = BackoffDelays(RETRY_INITIAL_S, RETRY_MAX_S)
         self._next_try = 0.0
         self._db_error: str | None = None
         self._journal_error: str | None = None
@@ -266,14 +267,13 @@ class EventOutbox:
         self._db_error = message
         self._fault_since = self._fault_since or self._wall_clock()
         self.db.close()  # fresh connections next time (a file made writable again, a reset device)
-        self._next_try = self._monotonic() + self._delay_s
-        self._delay_s = min(self._delay_s * 2.0, RETRY_MAX_S)
+        self._next_try = self._monotonic() + self._delays.next_s()
 
     def _db_ok(self) -> None:
         if self._db_error is not None:
             logger.info("database taking check-ins again")
         self._db_error = None
-        self._delay_s = RETRY_INITIAL_S
+        self._delays.reset()
         self._next_try = 0.0
         if self._journal_error is None:
             self._fault_since = None

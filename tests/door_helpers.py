@@ -1,11 +1,20 @@
-"""Shared by the live-kiosk tests: enrolled people, a door scene of replay frames, a config file."""
+"""Shared by the live-kiosk tests: enrolled people, a door scene of replay frames, a config file, and a
+real door process (started with its output in a log, waited on, its status file read)."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 import yaml
 
 from kiosk import store
@@ -13,6 +22,7 @@ from kiosk.config import Settings, load_settings
 from kiosk.replay_scenes import Visit, make_scene
 from kiosk.vision.faces import DlibFaceAnalyzer, load_image
 
+ROOT = Path(__file__).resolve().parents[1]
 FACES = Path(__file__).parent / "data" / "faces"
 # Enrolled with photos 2-4; photo 1 walks up to the camera.
 PEOPLE = ("Debbie_Reynolds", "Hu_Jintao")
@@ -76,3 +86,44 @@ def write_config(path: Path, db_path: Path, frames: Path, cooldown_s: float = 60
     }
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return load_settings(path, environ={})
+
+
+# -- a real door process --------------------------------------------------------------------------
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without KIOSK_* variables and with Python's warnings off, plus extra."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("KIOSK")} | {"PYTHONWARNINGS": "ignore"} | extra
+
+
+def start_kiosk(args: Sequence[str], log: Path, *, env: dict[str, str] | None = None,
+                append: bool = True) -> subprocess.Popen[bytes]:
+    """`python ARGS` in the project root (env: clean_env()), its output added to log (log emptied
+    first unless append)."""
+    with log.open("ab" if append else "wb") as out:
+        return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=clean_env() if env is None else env,
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+def wait_for(predicate: Callable[[], Any], proc: subprocess.Popen[bytes] | None, timeout: float, what: str,
+             log: Path) -> float:
+    """Poll predicate every 0.1 s; seconds it took. Fails (with the log) on timeout or when proc exits."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the service exited ({proc.returncode}) while waiting for {what}; log:\n"
+                        f"{log.read_text()[-4000:]}")
+        time.sleep(0.1)
+    if proc is not None:
+        proc.kill()
+    pytest.fail(f"timed out waiting for {what}; log:\n{log.read_text()[-4000:]}")
+
+
+def read_status(path: Path) -> dict[str, Any]:
+    """The door's status file as JSON; {} while it is missing or half-written."""
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return {}

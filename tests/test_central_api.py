@@ -23,8 +23,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from app_helpers import kiosk_app, opened_db
 from flask import Flask
 from flask.testing import FlaskClient
+from net_helpers import free_port
+from thread_helpers import run_in_threads
 
 from kiosk import store
 from kiosk.clock import ManualClock
@@ -50,9 +53,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def db(settings: Settings) -> Iterator[Database]:
-    database = open_from_settings(settings)
-    yield database
-    database.close()
+    yield from opened_db(settings)
 
 
 @pytest.fixture
@@ -62,9 +63,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def app(settings: Settings, db: Database, clock: ManualClock) -> Flask:
-    application = create_app(settings, db, clock=clock, secret_key="x" * 64)
-    application.testing = True
-    return application
+    return kiosk_app(settings, db, clock)
 
 
 @pytest.fixture
@@ -431,12 +430,6 @@ def test_gallery_bad_since_is_400(client: FlaskClient, token: str, since: str) -
 # --- a real server, killed -------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _call(url: str, body: dict[str, Any] | None = None, token: str | None = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
@@ -485,7 +478,7 @@ def _start_server(config: Path, port: int) -> subprocess.Popen[str]:
 def test_real_server_sigkill_then_the_same_batch_is_stored_once(tmp_path: Path) -> None:
     from cli_helpers import run_cli_process
 
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "central.yaml"
     config.write_text(f"role: central\ndatabase:\n  path: {tmp_path / 'central.db'}\n  backups_kept: 0\n"
                       f"web:\n  host: 127.0.0.1\n  port: {port}\n")
@@ -535,24 +528,14 @@ def test_one_batch_pushed_twice_at_once_is_stored_once(settings: Settings, db: D
     door = store.authenticate_door(db, token)
     batch = [store.DoorEvent(seq=i, uuid=str(uuid.UUID(int=i)), person_id=None, at=NOW, kind="unknown")
              for i in range(1, 2001)]
-    answers: list[int] = []
-    errors: list[BaseException] = []
     start = threading.Barrier(2)
 
-    def run() -> None:
-        database = open_from_settings(make_settings(Path(settings.database.path).parent, busy_timeout_ms=30000))
-        try:
+    def run() -> int:
+        mine = make_settings(Path(settings.database.path).parent, busy_timeout_ms=30000)
+        with open_from_settings(mine) as database:
             start.wait()
-            answers.append(store.ingest_events(database, door.id, batch, now=NOW).last_seq)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            database.close()
+            return store.ingest_events(database, door.id, batch, now=NOW).last_seq
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    answers, errors = run_in_threads(run, 2, 60)
     assert errors == [] and answers == [2000, 2000]
     assert seqs(db) == list(range(1, 2001))

@@ -4,7 +4,6 @@ is its own error (offline, revoked, bad token, rejected, bad answer), answers ar
 from __future__ import annotations
 
 import base64
-import socket
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -13,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 from central_double import CentralDouble
+from net_helpers import free_port
 
 from kiosk import central_client
 from kiosk.central_client import (
@@ -192,8 +192,6 @@ def test_an_address_that_is_not_http_is_refused_and_nan_is_not_sent() -> None:
 
 
 def test_a_port_nobody_listens_on_is_offline() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     with pytest.raises(CentralOffline, match="cannot be reached"):
         CentralClient(f"http://127.0.0.1:{port}", "t", timeout_s=2).gallery(0)

@@ -44,6 +44,7 @@ import sqlalchemy as sa
 import yaml
 from cli_helpers import run_cli
 from door_helpers import PEOPLE, person_photos
+from net_helpers import free_port
 
 from kiosk import store
 from kiosk.central_client import event_json
@@ -133,12 +134,6 @@ def central_db(request: pytest.FixtureRequest, tmp_path: Path) -> CentralDb:
 
 
 # -- processes -------------------------------------------------------------------------------------------------
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @dataclass
 class Proc:
@@ -459,7 +454,7 @@ def _recognised(door: Door, pid: int, after: int = 0) -> bool:
 
 @pytest.mark.slow
 def test_two_doors_and_a_central_end_to_end(tmp_path: Path, central_db: CentralDb, cluster: Cluster) -> None:
-    port = _free_port()
+    port = free_port()
     central_config = _central_config(tmp_path / "central.yaml", central_db, port)
     server = Proc("central", ["--config", str(central_config), "serve"], tmp_path / "central.log")
     cluster.procs.append(server)

@@ -99,6 +99,37 @@ def _tree(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
+def _source_stamp() -> str:
+    """The source hash install-*.sh record for this tree (the same recipe as source_hash)."""
+    files = sorted(
+        p for p in [ROOT / "pyproject.toml", *(ROOT / "kiosk").rglob("*")]
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    )
+    lines = "".join(
+        f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(ROOT)}\n"
+        for p in sorted(files, key=lambda p: str(p.relative_to(ROOT)).encode())
+    )
+    return hashlib.sha256(lines.encode()).hexdigest() + "\n"
+
+
+def _shellcheck(script: Path) -> subprocess.CompletedProcess[str]:
+    """shellcheck --severity=style SCRIPT (deploy/.shellcheckrc: it follows deploy/lib.sh); skips
+    the test when shellcheck is not installed."""
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck not installed (apt-get install shellcheck)")
+    return subprocess.run(
+        [shellcheck, "--severity=style", str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def _assert_strict_bash(script: Path) -> None:
+    text = script.read_text()
+    assert text.startswith("#!/usr/bin/env bash\n")
+    assert "set -euo pipefail" in text
+    assert os.access(script, os.X_OK)
+
+
 def test_help_and_bad_option(sandbox: dict[str, Path]) -> None:
     result = _run(sandbox, "--help")
     assert result.returncode == 0
@@ -161,15 +192,7 @@ def test_dry_run_on_an_installed_pi_has_nothing_to_do(sandbox: dict[str, Path]) 
     cases = " ".join(f'{name}) echo "Version: {v}";;' for name, v in versions.items())
     _stub(venv_bin, "python", f'[ "$1 $2 $3" = "-m pip show" ] && case "$4" in {cases} esac; exit 0')
     _stub(venv_bin, "kiosk", "exit 0")
-    files = sorted(
-        p for p in [ROOT / "pyproject.toml", *(ROOT / "kiosk").rglob("*")]
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
-    )
-    lines = "".join(
-        f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(ROOT)}\n"
-        for p in sorted(files, key=lambda p: str(p.relative_to(ROOT)).encode())
-    )
-    (prefix / ".source-sha256").write_text(hashlib.sha256(lines.encode()).hexdigest() + "\n")
+    (prefix / ".source-sha256").write_text(_source_stamp())
     sandbox["etc"].mkdir(parents=True)
     (sandbox["etc"] / "kiosk.yaml").write_text("site: {name: Mine}\n")
     sandbox["state"].mkdir(parents=True)
@@ -190,20 +213,18 @@ def test_dry_run_on_an_installed_pi_has_nothing_to_do(sandbox: dict[str, Path]) 
 
 
 def test_shellcheck() -> None:
-    shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        pytest.skip("shellcheck not installed (apt-get install shellcheck)")
-    result = subprocess.run(
-        [shellcheck, "--severity=style", str(SCRIPT)], capture_output=True, text=True, timeout=60, check=False
-    )
+    result = _shellcheck(SCRIPT)
     assert result.returncode == 0, result.stdout
 
 
 def test_script_is_strict_bash() -> None:
-    text = SCRIPT.read_text()
-    assert text.startswith("#!/usr/bin/env bash\n")
-    assert "set -euo pipefail" in text
-    assert os.access(SCRIPT, os.X_OK)
+    _assert_strict_bash(SCRIPT)
+
+
+def test_shared_library_shellcheck() -> None:
+    """deploy/lib.sh, the steps both installers source, on its own."""
+    result = _shellcheck(ROOT / "deploy" / "lib.sh")
+    assert result.returncode == 0, result.stdout
 
 
 # -- example config -------------------------------------------------------------------------
@@ -302,19 +323,6 @@ def _changes(box: dict[str, Path]) -> list[str]:
 def _fake_psql(box: dict[str, Path]) -> None:
     """A psql that answers 1 (the server is up, the role and database exist) when FAKE_PG=1."""
     _stub(box["fakebin"], "psql", '[ "$FAKE_PG" = 1 ] && echo 1; exit 0')
-
-
-def _source_stamp() -> str:
-    """The source hash install-*.sh record for this tree (the same recipe as source_hash)."""
-    files = sorted(
-        p for p in [ROOT / "pyproject.toml", *(ROOT / "kiosk").rglob("*")]
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
-    )
-    lines = "".join(
-        f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(ROOT)}\n"
-        for p in sorted(files, key=lambda p: str(p.relative_to(ROOT)).encode())
-    )
-    return hashlib.sha256(lines.encode()).hexdigest() + "\n"
 
 
 def test_server_help_and_bad_option(server_box: dict[str, Path]) -> None:
@@ -516,20 +524,13 @@ def test_server_stops_when_postgresql_does_not_answer(server_box: dict[str, Path
 
 
 def test_server_shellcheck() -> None:
-    shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        pytest.skip("shellcheck not installed (apt-get install shellcheck)")
     for script in (SERVER_SCRIPT, ROOT / "deploy" / "dev-setup.sh"):
-        result = subprocess.run([shellcheck, "--severity=style", str(script)], capture_output=True, text=True,
-                                timeout=60, check=False)
+        result = _shellcheck(script)
         assert result.returncode == 0, result.stdout
 
 
 def test_server_script_is_strict_bash() -> None:
-    text = SERVER_SCRIPT.read_text()
-    assert text.startswith("#!/usr/bin/env bash\n")
-    assert "set -euo pipefail" in text
-    assert os.access(SERVER_SCRIPT, os.X_OK)
+    _assert_strict_bash(SERVER_SCRIPT)
 
 
 # -- the central's example config ------------------------------------------------------------

@@ -4,12 +4,12 @@ open_service() undoing what it opened when a step fails. No models, no camera fr
 from __future__ import annotations
 
 import json
-import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
+from net_helpers import busy_port
 
 from kiosk import maintenance, store
 from kiosk.clock import ManualClock
@@ -137,10 +137,8 @@ def test_daily_purge_runs_once_a_local_day(tmp_path: Path, monkeypatch: pytest.M
 def test_a_failed_start_closes_what_it_opened_and_says_stopped(tmp_path: Path) -> None:
     from kiosk.service import open_service
 
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        settings = _settings(tmp_path, port=busy.getsockname()[1])
+    with busy_port() as port:
+        settings = _settings(tmp_path, port=port)
         with pytest.raises(KioskError, match="cannot listen on"):
             open_service(settings, analyzer=object())  # type: ignore[arg-type]  # never used
     assert json.loads(settings.status_path.read_text())["state"] == "stopped"

@@ -7,12 +7,10 @@ faces; and `kiosk run` as a real process killed with SIGKILL in the middle of an
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,7 +23,7 @@ import pytest
 import yaml
 from central_double import CentralDouble
 from cli_helpers import run_cli
-from door_helpers import PEOPLE, person_photos, write_config
+from door_helpers import PEOPLE, person_photos, start_kiosk, wait_for, write_config
 
 from kiosk import store
 from kiosk.clock import ManualClock
@@ -518,22 +516,7 @@ def test_the_door_service_recognises_cached_people_and_pushes_at_once(tmp_path: 
 # -- a real `kiosk run` killed in the middle of an upload ----------------------------------------------------
 
 def _start(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK")} | {"PYTHONWARNINGS": "ignore"}
-    with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "kiosk.cli", "--config", str(config), "run"], cwd=ROOT,
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def _wait(predicate: Any, timeout: float, what: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    proc.kill()
-    pytest.fail(f"timed out waiting for {what}; log:\n{log.read_text()[-3000:]}")
+    return start_kiosk(["-m", "kiosk.cli", "--config", str(config), "run"], log)
 
 
 @pytest.mark.slow
@@ -565,7 +548,7 @@ def test_kiosk_run_killed_mid_upload_loses_nothing_and_sends_nothing_twice(tmp_p
     log = tmp_path / "door.log"
     central.hold_push = 3  # the third batch is stored, then its answer waits: the door dies meanwhile
     proc = _start(config, log)
-    _wait(central.pushed.is_set, 120, "the third push", proc, log)
+    wait_for(central.pushed.is_set, proc, 120, "the third push", log)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     central.release.set()
@@ -582,7 +565,7 @@ def test_kiosk_run_killed_mid_upload_loses_nothing_and_sends_nothing_twice(tmp_p
             return False
         return bool(s.central and s.central.online and s.central.backlog == 0 and s.counts.get("recognised"))
 
-    _wait(all_pushed, 180, "a recognised check-in and an empty backlog", proc, log)
+    wait_for(all_pushed, proc, 180, "a recognised check-in and an empty backlog", log)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0, log.read_text()[-3000:]
     with store.open_database(db_path) as db:

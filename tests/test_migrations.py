@@ -180,7 +180,8 @@ def test_foreign_files_are_refused(tmp_path: Path) -> None:
     assert text.read_text() == "hello, this is not a database at all"
 
 
-def test_failed_migration_changes_nothing(tmp_path: Path, two_revisions: Path) -> None:
+def _break_second_revision(two_revisions: Path) -> None:
+    """Make 0099 delete every template and then fail (a function that does not exist)."""
     broken = SECOND_REVISION.replace(
         'batch.add_column(sa.Column("note", sa.String(100), nullable=True))',
         'batch.add_column(sa.Column("note", sa.String(100), nullable=True))\n'
@@ -188,6 +189,10 @@ def test_failed_migration_changes_nothing(tmp_path: Path, two_revisions: Path) -
         '    op.execute("SELECT no_such_function()")',
     )
     (two_revisions / "versions" / "0099_note.py").write_text(broken)
+
+
+def test_failed_migration_changes_nothing(tmp_path: Path, two_revisions: Path) -> None:
+    _break_second_revision(two_revisions)
     path = tmp_path / "kiosk.db"
     upgrade(path, revision="0009")
     db = Database(path, store_sqlite.make_engine(path, 1000, foreign_keys=True))
@@ -406,13 +411,7 @@ def test_second_revision_on_a_filled_postgresql_database_keeps_data(pg_db, two_r
 
 
 def test_a_failed_postgresql_migration_changes_nothing(pg_db, two_revisions: Path) -> None:
-    broken = SECOND_REVISION.replace(
-        'batch.add_column(sa.Column("note", sa.String(100), nullable=True))',
-        'batch.add_column(sa.Column("note", sa.String(100), nullable=True))\n'
-        '    op.execute("DELETE FROM face_templates")\n'
-        '    op.execute("SELECT no_such_function()")',
-    )
-    (two_revisions / "versions" / "0099_note.py").write_text(broken)
+    _break_second_revision(two_revisions)
     url, _ = pg_db
     upgrade(url, revision=BASE)
     from kiosk.store import postgres as store_postgres

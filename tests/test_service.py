@@ -4,7 +4,6 @@ gallery reloads and the daily purge (in process, fake monotonic time and a manua
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import sqlite3
@@ -19,7 +18,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from door_helpers import PEOPLE, REPLAY_START, DoorScene, door_scene, enrol_people, write_config
+from door_helpers import (
+    PEOPLE,
+    REPLAY_START,
+    DoorScene,
+    door_scene,
+    enrol_people,
+    read_status,
+    start_kiosk,
+    wait_for,
+    write_config,
+)
 
 from kiosk import store
 from kiosk.clock import ManualClock
@@ -52,30 +61,7 @@ def short_loop(tmp_path_factory: pytest.TempPathFactory) -> DoorScene:
 
 
 def _start(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK")}
-    env["PYTHONWARNINGS"] = "ignore"
-    with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "kiosk.service", "--config", str(config)],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def _status(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _wait_for(predicate: Any, proc: subprocess.Popen[bytes], timeout: float, what: str, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    proc.kill()
-    pytest.fail(f"timed out waiting for {what}; log:\n{log.read_text()[-3000:]}")
+    return start_kiosk(["-m", "kiosk.service", "--config", str(config)], log, append=False)
 
 
 class ScreenWatcher(threading.Thread):
@@ -91,7 +77,7 @@ class ScreenWatcher(threading.Thread):
     def run(self) -> None:
         url = None
         while not self.stop:
-            url = url or _status(self.status_file).get("screen")
+            url = url or read_status(self.status_file).get("screen")
             if url:
                 try:
                     state = json.loads(urllib.request.urlopen(url + "state.json", timeout=2).read())
@@ -154,7 +140,7 @@ def test_replayed_morning_end_to_end(morning: DoorScene, analyzer: DlibFaceAnaly
         assert (event.expression_scores is not None) is has_expression
     assert _integrity(db_path) == "ok"
 
-    status = _status(status_file)
+    status = read_status(status_file)
     assert status["state"] == "stopped" and status["stop_reason"] == "end of replay"
     assert status["counts"]["events"] == 4 and status["counts"]["frames"] == len(list(morning.frames.iterdir()))
     assert status["camera"]["reconnects"] == 1
@@ -184,8 +170,8 @@ def _start_looping(scene: DoorScene, analyzer: DlibFaceAnalyzer, tmp_path: Path,
     status_file = settings.status_path
     log = tmp_path / "kiosk.log"
     proc = _start(tmp_path / "kiosk.yaml", log)
-    _wait_for(lambda: _status(status_file).get("counts", {}).get("events", 0) >= events, proc, 240,
-              what, log)
+    wait_for(lambda: read_status(status_file).get("counts", {}).get("events", 0) >= events, proc, 240,
+             what, log)
     return db_path, status_file, log, proc
 
 
@@ -195,7 +181,7 @@ def test_sigkill_loses_no_committed_event(short_loop: DoorScene, analyzer: DlibF
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    reported = _status(status_file)["counts"]["events"]
+    reported = read_status(status_file)["counts"]["events"]
     logged = {int(m) for m in EVENT_LINE.findall(log.read_text())}
     assert _integrity(db_path) == "ok"
     events = _events(db_path)  # opens cleanly (WAL recovered), schema at head
@@ -208,7 +194,7 @@ def test_sigterm_finishes_and_exits_zero(short_loop: DoorScene, analyzer: DlibFa
     db_path, status_file, log, proc = _start_looping(short_loop, analyzer, tmp_path, 1, "an event")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0, log.read_text()[-2000:]
-    status = _status(status_file)
+    status = read_status(status_file)
     assert status["state"] == "stopped" and status["stop_reason"] == "SIGTERM"
     assert len(_events(db_path)) == status["counts"]["events"]
 

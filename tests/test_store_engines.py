@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from cli_helpers import run_cli
 from sqlalchemy.exc import IntegrityError
+from thread_helpers import run_in_threads
 
 from kiosk.config import ConfigError, RetentionSettings, Settings, door_problems, load_settings
 from kiosk.errors import DatabaseReadOnly, DatabaseUnavailable, StoreError
@@ -419,19 +420,8 @@ def test_upgrades_from_two_processes_at_once_migrate_once(pg_server) -> None:
     """Two services starting on an empty database: the migration lock lets one create the schema;
     the other finds it at head."""
     url = pg_server.create_database("kiosk_race")
-    results: list[object] = []
-
-    def run() -> None:
-        try:
-            results.append(upgrade(url))
-        except BaseException as exc:  # noqa: BLE001 - looked at below
-            results.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    done, raised = run_in_threads(lambda: upgrade(url), 3, 30)
+    results: list[object] = [*done, *raised]
     try:
         befores = sorted(str(getattr(r, "before", r)) for r in results)
         assert befores == sorted(["None", head_revision(), head_revision()]), results
@@ -510,23 +500,14 @@ def test_one_batch_pushed_twice_at_once_is_stored_once_on_both_engines(db_settin
         door = store.add_door(db, "Main entrance", site="berlin", now=T0).door
         batch = [store.DoorEvent(seq=i, uuid=f"00000000-0000-0000-0000-{i:012d}", person_id=None, at=T0,
                                  kind="unknown") for i in range(1, 1001)]
-        answers: list[int] = []
-        errors: list[BaseException] = []
         start = threading.Barrier(2)
 
-        def push() -> None:
+        def push() -> int:
             with store.open_database(db_settings.database.location, busy_timeout_ms=30_000) as mine:
-                try:
-                    start.wait()
-                    answers.append(store.ingest_events(mine, door.id, batch, now=T0).last_seq)
-                except BaseException as exc:  # noqa: BLE001 - looked at below
-                    errors.append(exc)
+                start.wait()
+                return store.ingest_events(mine, door.id, batch, now=T0).last_seq
 
-        threads = [threading.Thread(target=push) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
+        answers, errors = run_in_threads(push, 2, 60)
         assert errors == [] and answers == [1000, 1000]
         assert len(events_between(db, T0 - timedelta(seconds=1), T0 + timedelta(seconds=1))) == 1000
         assert store.ingest_events(db, door.id, batch[:10], now=T0).last_seq == 1000  # a repeat: no error

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from kiosk.backoff import BackoffDelays
 from kiosk.camera.base import Camera, Frame, MonotonicClock, Sleep
 from kiosk.errors import CameraUnavailableError
 
@@ -70,7 +71,7 @@ class RetryingCamera(Camera):
         self._last_error: str | None = None
         self._reconnects = 0
         self._failed = 0
-        self._delay = initial_delay_s
+        self._delays = BackoffDelays(initial_delay_s, max_delay_s, factor)
         self._next_attempt: float | None = None
         self._frames = 0
         self._inner_open = False
@@ -105,7 +106,7 @@ class RetryingCamera(Camera):
         """Try to open now; a missing camera is not an error (reads retry), a broken config is."""
         if self._state != "closed":
             return
-        self._delay = self.initial_delay_s
+        self._delays.reset()
         self._attempt()
 
     def read(self) -> Frame | None:
@@ -161,7 +162,7 @@ class RetryingCamera(Camera):
             logger.info("camera back after %d failed attempt(s)", self._failed)
         self._was_down = False
         self._failed = 0
-        self._delay = self.initial_delay_s
+        self._delays.reset()
         self._next_attempt = None
         self._set_state("ok")
         return True
@@ -181,10 +182,8 @@ class RetryingCamera(Camera):
         self._last_error = message
         self._was_down = True
         if state == "lost":
-            self._delay = self.initial_delay_s
-        delay = self._delay
-        self._delay = min(self._delay * self.factor, self.max_delay_s)
-        self._next_attempt = self._clock() + delay
+            self._delays.reset()
+        self._next_attempt = self._clock() + self._delays.next_s()
         self._set_state(state)
 
     def _close_inner(self) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
+from kiosk.atomic_write import replace_file
 from kiosk.cli.base import Context, fail, with_context
 
 logger = logging.getLogger(__name__)
@@ -24,18 +24,7 @@ def central() -> None:
 def write_token_file(path: Path, token: str) -> None:
     """Write the token to path with mode 0600 from the start (temp file, fsync, rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(token + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    replace_file(path, (token + "\n").encode("utf-8"), mode=0o600)
 
 
 @central.command("enrol")

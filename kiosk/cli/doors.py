@@ -12,7 +12,7 @@ from kiosk.cli.base import Context, with_context
 from kiosk.errors import KioskError
 
 if TYPE_CHECKING:
-    from kiosk.store import Database
+    from kiosk.store import Database, NewDoorCode
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +30,12 @@ def _open_central(ctx: Context) -> Database:
     return ctx.open_db()
 
 
-def _say_code(name: str, device_id: str, code: str, expires_at: datetime) -> None:
-    click.echo(f"door {name!r} (device id {device_id})")
-    click.echo(f"enrolment code: {code}")
-    click.echo(f"valid once, until {expires_at:%Y-%m-%d %H:%M} UTC. On the door, run:")
-    click.echo(f"  kiosk central enrol <this server's URL> {code}")
+def _say_code(new: NewDoorCode) -> None:
+    """Print the door, its one-time code (until when, UTC) and what to run on the door."""
+    click.echo(f"door {new.door.name!r} (device id {new.door.device_id})")
+    click.echo(f"enrolment code: {new.code}")
+    click.echo(f"valid once, until {new.expires_at:%Y-%m-%d %H:%M} UTC. On the door, run:")
+    click.echo(f"  kiosk central enrol <this server's URL> {new.code}")
 
 
 @doors.command("add")
@@ -47,7 +48,7 @@ def doors_add(ctx: Context, name: str, site: str | None) -> None:
 
     with _open_central(ctx) as database:
         new = store.add_door(database, name, site=site, actor="cli")
-    _say_code(new.door.name, new.door.device_id, new.code, new.expires_at)
+    _say_code(new)
 
 
 @doors.command("code")
@@ -59,7 +60,7 @@ def doors_code(ctx: Context, name: str) -> None:
 
     with _open_central(ctx) as database:
         new = store.new_enrol_code(database, name, actor="cli")
-    _say_code(new.door.name, new.door.device_id, new.code, new.expires_at)
+    _say_code(new)
 
 
 @doors.command("revoke")

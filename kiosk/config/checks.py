@@ -13,8 +13,7 @@ def status_file_problem(settings: Settings) -> str | None:
     status = settings.status_path.resolve()
     database = Path(settings.database.path).resolve()
     taken = {database.with_name(database.name + suffix) for suffix in ("", "-wal", "-shm", "-journal")}
-    key = settings.web.secret_key_file or settings.database.folder / "web_secret.key"
-    if status in taken or status == Path(key).resolve():
+    if status in taken or status == settings.secret_key_path.resolve():
         return (f"service.status_file: {settings.status_path} is the database's own file or the web key; "
                 "the door would overwrite it every few seconds (leave it unset: status.json beside the database)")
     return None

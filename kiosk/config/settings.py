@@ -41,16 +41,20 @@ class Settings(Section):
 
     @property
     def token_path(self) -> Path:
-        """Where a door keeps its central token: central.token_file, or door.token beside the database
-        (database.folder: the working directory with database.url)."""
-        if self.central.token_file:
-            return Path(self.central.token_file)
-        return self.database.folder / "door.token"
+        """Where a door keeps its central token: central.token_file, or door.token beside the database."""
+        return self._file_or_beside_database(self.central.token_file, "door.token")
 
     @property
     def status_path(self) -> Path:
-        """Where the door service writes its status: service.status_file, or status.json beside the database
-        (database.folder: the working directory with database.url)."""
-        if self.service.status_file:
-            return Path(self.service.status_file)
-        return self.database.folder / "status.json"
+        """Where the door service writes its status: service.status_file, or status.json beside the database."""
+        return self._file_or_beside_database(self.service.status_file, "status.json")
+
+    @property
+    def secret_key_path(self) -> Path:
+        """The web app's cookie signing key: web.secret_key_file, or web_secret.key beside the database."""
+        return self._file_or_beside_database(self.web.secret_key_file, "web_secret.key")
+
+    def _file_or_beside_database(self, configured: Path | None, name: str) -> Path:
+        """The configured file when set, else `name` in database.folder (the SQLite file's folder; the
+        working directory with database.url)."""
+        return Path(configured) if configured else self.database.folder / name

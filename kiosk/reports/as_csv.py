@@ -17,8 +17,7 @@ from kiosk.reports.cells import (
     text_cells,
 )
 from kiosk.reports.model import DailyReport, RangeDay, RangeReport
-from kiosk.reports.scan import RangeScan, check_range
-from kiosk.reports.sites import check_sites
+from kiosk.reports.scan import RangeScan, check_range_request
 from kiosk.store import Database, read_snapshot
 
 logger = logging.getLogger(__name__)
@@ -66,9 +65,7 @@ def iter_range_csv(db: Database, settings: Settings, start: date, end: date,
     day, produced while the events stream in. The read snapshot is held until the last chunk (or
     until the iterator is closed). Bad ranges, and (a central's) unknown sites, raise ReportError
     here, before any chunk; sites: as RangeScan's."""
-    check_range(start, end)
-    if strict:
-        check_sites(db, settings, sites)
+    check_range_request(db, settings, start, end, sites, strict)
 
     def chunks() -> Iterator[str]:
         with read_snapshot(db) as snapshot:

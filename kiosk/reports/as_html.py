@@ -12,10 +12,12 @@ from kiosk.reports.cells import (
     LEAVE_HEADERS,
     TOTALS_HEADERS,
     daily_headers_and_cells,
+    daily_title,
     day_cells,
     day_headers,
     leave_cells,
     leave_text,
+    range_title,
     team_text,
     totals_cells,
 )
@@ -47,7 +49,7 @@ def daily_html(report: DailyReport) -> str:
     """The daily report as a standalone page: people, absent, on leave, unknown faces, team expression."""
     headers, rows = daily_headers_and_cells(report)
     team = None if report.team_expression is None else team_text(report.team_expression)
-    title = f"{report.site} - attendance on {report.day.isoformat()}{_sites_note(report.sites)}"
+    title = daily_title(report.site, report.day) + _sites_note(report.sites)
     return _render("daily.html", report=report, title=title,
                    headers=headers, rows=rows, leave=[leave_text(x) for x in report.on_leave], team=team)
 
@@ -55,8 +57,7 @@ def daily_html(report: DailyReport) -> str:
 def range_html(report: RangeReport, summary: RangeSummary | None = None) -> str:
     """The range as a standalone page; with a summary, its rows are the first of summary.person_days
     (a note says so) and the days with no check-out have their own table."""
-    title = (f"{report.site} - attendance {report.start.isoformat()} to {report.end.isoformat()}"
-             f"{_sites_note(report.sites)}")
+    title = range_title(report.site, report.start, report.end) + _sites_note(report.sites)
     return _render(
         "range.html", report=report, summary=summary, title=title,
         day_headers=day_headers(report.by_site, True),

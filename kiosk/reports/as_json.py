@@ -10,8 +10,7 @@ from datetime import date
 from kiosk.config import Settings
 from kiosk.dates import iso
 from kiosk.reports.model import DailyReport, LeaveDay, PersonDay, PersonTotals, RangeReport
-from kiosk.reports.scan import RangeScan, check_range
-from kiosk.reports.sites import check_sites
+from kiosk.reports.scan import RangeScan, check_range_request
 from kiosk.store import Database, read_snapshot
 
 logger = logging.getLogger(__name__)
@@ -103,9 +102,7 @@ def iter_range_json(db: Database, settings: Settings, start: date, end: date,
                     today: date | None, sites: Collection[str] | None = None,
                     strict: bool = True) -> Iterator[str]:
     """range_json's text, the days written as they are read (same keys, same order)."""
-    check_range(start, end)
-    if strict:
-        check_sites(db, settings, sites)
+    check_range_request(db, settings, start, end, sites, strict)
     head = {"site": settings.site.name, "start": start.isoformat(), "end": end.isoformat(),
             "timezone": settings.site.timezone, "mode": settings.attendance.mode}
 

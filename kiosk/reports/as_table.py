@@ -15,16 +15,18 @@ from kiosk.reports.cells import (
     TOTALS_HEADERS,
     absent_text,
     daily_headers_and_cells,
+    daily_title,
     day_cells,
     day_headers,
     leave_cells,
     leave_text,
+    range_title,
     team_text,
     totals_cells,
 )
 from kiosk.reports.model import DailyReport, LeaveDay, PersonTotals, RangeReport
-from kiosk.reports.scan import RangeScan, check_range
-from kiosk.reports.sites import Places, check_sites
+from kiosk.reports.scan import RangeScan, check_range_request
+from kiosk.reports.sites import Places
 from kiosk.store import Database, PersonInfo, read_snapshot
 
 logger = logging.getLogger(__name__)
@@ -54,8 +56,7 @@ def daily_table(report: DailyReport) -> str:
     """The daily report as text: the people's table, absent, on leave, unknown faces, team expression."""
     headers, rows = daily_headers_and_cells(report)
     parts = [
-        f"{report.site} - attendance on {report.day.isoformat()} "
-        f"({report.timezone}, {report.mode}){_sites_note(report.sites)}",
+        f"{daily_title(report.site, report.day)} ({report.timezone}, {report.mode}){_sites_note(report.sites)}",
         "",
         table(headers, rows) if rows else "No one checked in.",
         "",
@@ -75,8 +76,7 @@ def _sites_note(sites: list[str] | None) -> str:
 
 def _range_title(site: str, start: date, end: date, timezone: str, mode: str,
                  sites: list[str] | None = None) -> str:
-    return (f"{site} - attendance {start.isoformat()} to {end.isoformat()} ({timezone}, {mode})"
-            f"{_sites_note(sites)}\n\n")
+    return f"{range_title(site, start, end)} ({timezone}, {mode}){_sites_note(sites)}\n\n"
 
 
 def _range_tail(totals: list[PersonTotals], leave: list[LeaveDay], unknown_faces: int) -> str:
@@ -114,9 +114,7 @@ def iter_range_table(db: Database, settings: Settings, start: date, end: date,
                      today: date | None, sites: Collection[str] | None = None,
                      strict: bool = True) -> Iterator[str]:
     """range_table's text, the days written as they are read (widths fixed up front)."""
-    check_range(start, end)
-    if strict:
-        check_sites(db, settings, sites)
+    check_range_request(db, settings, start, end, sites, strict)
 
     def chunks() -> Iterator[str]:
         leave: list[LeaveDay] = []

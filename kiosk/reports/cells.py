@@ -137,3 +137,13 @@ def absent_text(report: DailyReport) -> str:
 def leave_text(x: LeaveDay) -> str:
     """A leave day as "Name (id, kind)"."""
     return f"{x.person.name} ({x.person.employee_id}, {x.kind})"
+
+
+def daily_title(site: str, day: date) -> str:
+    """The daily report's title, e.g. "Office - attendance on 2026-03-02" (renderers add details)."""
+    return f"{site} - attendance on {day.isoformat()}"
+
+
+def range_title(site: str, start: date, end: date) -> str:
+    """A range report's title, e.g. "Office - attendance 2026-03-02 to 2026-03-08"."""
+    return f"{site} - attendance {start.isoformat()} to {end.isoformat()}"

@@ -21,7 +21,7 @@ from kiosk.reports.model import (
     person_day_key,
 )
 from kiosk.reports.person_day import DayClock, person_day, person_day_from_figures
-from kiosk.reports.sites import Places, load_places, place_row
+from kiosk.reports.sites import Places, check_sites, load_places, place_row
 from kiosk.store import (
     Database,
     DayFigures,
@@ -46,6 +46,15 @@ def check_range(start: date, end: date) -> None:
         raise ReportError(f"report range ends ({end}) before it starts ({start})")
     if (end - start).days >= MAX_RANGE_DAYS:
         raise ReportError(f"report range longer than {MAX_RANGE_DAYS} days; split it")
+
+
+def check_range_request(db: Database, settings: Settings, start: date, end: date,
+                        sites: Collection[str] | None, strict: bool) -> None:
+    """What a streamed range report checks before its first chunk: the range (check_range) and,
+    when strict, that the sites have doors (check_sites); ReportError otherwise."""
+    check_range(start, end)
+    if strict:
+        check_sites(db, settings, sites)
 
 
 def finished_work_days(settings: Settings, start: date, end: date, today: date) -> list[date]:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +24,7 @@ import numpy.typing as npt
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from kiosk.atomic_write import replace_file
 from kiosk.identity import clean_employee_id, clean_name
 from kiosk.store._base import (
     EVENT_EXPRESSION_AND_MATCH_COLUMNS,
@@ -129,21 +128,7 @@ def read_sync_state(database_path: Path | str) -> SyncState:
 def write_sync_state(database_path: Path | str, state: SyncState) -> None:
     """Replace the sync state atomically (temp file, fsync, rename, fsync of the folder); OSError if refused."""
     path = sync_state_path(database_path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(asdict(state), handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+    replace_file(path, json.dumps(asdict(state), indent=1).encode("utf-8"), mode=0o600, sync_folder=True)
 
 
 def events_after(db: Database, seq: int, limit: int) -> list[EventInfo]:

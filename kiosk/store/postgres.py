@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -229,30 +229,22 @@ class PostgresOps:
 
     kind = "postgresql"
     path: Path | None = None
+    # the read snapshot and transaction checks need no state: this module's functions, as they are
+    begin_read_snapshot = staticmethod(begin_read_snapshot)
+    end_read_snapshot = staticmethod(end_read_snapshot)
+    in_transaction = staticmethod(in_transaction)
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.where = display(url)
 
-    def translated_errors(self) -> Any:
+    def translated_errors(self) -> AbstractContextManager[None]:
         """A context manager translating psycopg errors (see translated_errors)."""
         return translated_errors(self.where)
 
     def vacuum(self, engine: Engine, tables: Sequence[str] | None) -> None:
         """VACUUM FULL the tables (None: ERASED_TABLES; see vacuum)."""
         vacuum(engine, self.where, ERASED_TABLES if tables is None else tables)
-
-    def begin_read_snapshot(self, conn: Connection) -> None:
-        """See begin_read_snapshot."""
-        begin_read_snapshot(conn)
-
-    def end_read_snapshot(self, conn: Connection) -> None:
-        """See end_read_snapshot."""
-        end_read_snapshot(conn)
-
-    def in_transaction(self, conn: Connection) -> bool:
-        """See in_transaction."""
-        return in_transaction(conn)
 
     def pragma(self, engine: Engine, name: str) -> Any:
         """Refused: PRAGMAs are SQLite's."""

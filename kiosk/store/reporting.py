@@ -151,48 +151,32 @@ class DayFigures(NamedTuple):
     site_device: str | None = None
 
 
-def _day_figures_query() -> Select[Any]:
+def _day_figures_query(by_device: bool = False) -> Select[Any]:
     """The GROUP BY of day_figures, built once (bound values :utc_from, :utc_to, :person_id).
-    Times come back as the stored text: parsing them in _utc is a third of the type machinery's cost."""
+    Times come back as the stored text: parsing them in _utc is a third of the type machinery's cost.
+
+    by_device: grouped by (person, device) too, with the device after the person and each group's
+    first event time last: a few rows per person (the doors they used), merged in Python by
+    _merge_devices."""
     e = AttendanceEvent
-    return select(
-        e.person_id,
+    figures = (
         func.min(case((e.kind == EventKind.IN, e.occurred_at)), type_=String),
         func.max(case((e.kind == EventKind.OUT, e.occurred_at)), type_=String),
         func.count(),
         func.sum(case((e.kind == EventKind.OUT, 1), else_=0)),
         func.max(case((e.recorded_by.is_not(None), 1), else_=0)),
-    ).where(
+    )
+    keys = (e.person_id, e.device_id) if by_device else (e.person_id,)
+    first = (func.min(e.occurred_at, type_=String),) if by_device else ()
+    return select(*keys, *figures, *first).where(
         e.occurred_at >= bindparam("utc_from", type_=UTCDateTime),
         e.occurred_at < bindparam("utc_to", type_=UTCDateTime),
         (bindparam("person_id", type_=Integer).is_(None)) | (e.person_id == bindparam("person_id")),
-    ).group_by(e.person_id)
+    ).group_by(*keys)
 
 
 _DAY_FIGURES = _day_figures_query()
-
-
-def _day_figures_by_device_query() -> Select[Any]:
-    """_day_figures_query grouped by (person, device) too, with each group's first event time: a
-    few rows per person (the doors they used), merged in Python by _merge_devices."""
-    e = AttendanceEvent
-    return select(
-        e.person_id,
-        e.device_id,
-        func.min(case((e.kind == EventKind.IN, e.occurred_at)), type_=String),
-        func.max(case((e.kind == EventKind.OUT, e.occurred_at)), type_=String),
-        func.count(),
-        func.sum(case((e.kind == EventKind.OUT, 1), else_=0)),
-        func.max(case((e.recorded_by.is_not(None), 1), else_=0)),
-        func.min(e.occurred_at, type_=String),
-    ).where(
-        e.occurred_at >= bindparam("utc_from", type_=UTCDateTime),
-        e.occurred_at < bindparam("utc_to", type_=UTCDateTime),
-        (bindparam("person_id", type_=Integer).is_(None)) | (e.person_id == bindparam("person_id")),
-    ).group_by(e.person_id, e.device_id)
-
-
-_DAY_FIGURES_BY_DEVICE = _day_figures_by_device_query()
+_DAY_FIGURES_BY_DEVICE = _day_figures_query(by_device=True)
 
 
 def _utc(value: str | datetime | None) -> datetime | None:

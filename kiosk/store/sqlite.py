@@ -13,7 +13,7 @@ import re
 import shutil
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -361,31 +361,23 @@ class SqliteOps:
     """The engine seam (db.EngineOps) for the SQLite file at path."""
 
     kind = "sqlite"
+    # the read snapshot and transaction checks need no state: this module's functions, as they are
+    begin_read_snapshot = staticmethod(begin_read_snapshot)
+    end_read_snapshot = staticmethod(end_read_snapshot)
+    in_transaction = staticmethod(in_transaction)
 
     def __init__(self, path: Path) -> None:
         self.path: Path | None = path
         self.where = str(path)
         self._path = path
 
-    def translated_errors(self) -> Any:
+    def translated_errors(self) -> AbstractContextManager[None]:
         """A context manager translating SQLite's errors (see translated_errors)."""
         return translated_errors(self._path)
 
     def vacuum(self, engine: Engine, tables: Sequence[str] | None) -> None:
         """VACUUM the whole file and truncate the WAL (tables: ignored, every table is rewritten)."""
         vacuum(engine, self._path)
-
-    def begin_read_snapshot(self, conn: Connection) -> None:
-        """See begin_read_snapshot."""
-        begin_read_snapshot(conn)
-
-    def end_read_snapshot(self, conn: Connection) -> None:
-        """See end_read_snapshot."""
-        end_read_snapshot(conn)
-
-    def in_transaction(self, conn: Connection) -> bool:
-        """See in_transaction."""
-        return in_transaction(conn)
 
     def pragma(self, engine: Engine, name: str) -> Any:
         """The value of PRAGMA name (see pragma)."""

@@ -34,7 +34,6 @@ import os
 import secrets
 import time
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, abort, g, redirect, render_template, request, url_for
@@ -66,8 +65,7 @@ logger = logging.getLogger(__name__)
 
 def _secret_key(settings: Settings) -> bytes:
     """The cookie signing key from web.secret_key_file (created with mode 0600 if missing)."""
-    path = settings.web.secret_key_file or settings.database.folder / "web_secret.key"
-    path = Path(path)
+    path = settings.secret_key_path
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from kiosk.backoff import backoff_s
 from kiosk.errors import WebError
 from kiosk.store import Database, UserInfo, add_user, set_user_password
 from kiosk.vocabulary import Role, one_of
@@ -153,7 +154,7 @@ class Backoff:
             fails, last = self._count(key, now)
         if fails < self.free:
             return 0.0
-        delay = min(self.max_s, self.base_s * 2.0 ** (fails - self.free))
+        delay = backoff_s(self.base_s, self.max_s, fails - self.free)
         return max(0.0, last + delay - now)
 
     def failed(self, key: str) -> None:

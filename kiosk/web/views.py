@@ -35,6 +35,7 @@ from kiosk.reports import (
     totals_cells,
 )
 from kiosk.store import (
+    EventInfo,
     LeaveInfo,
     PersonInfo,
     events_between,
@@ -387,11 +388,16 @@ def _person_history(person_id: int) -> tuple[PersonInfo, date, date, RangeReport
     return p, start, end, _history(person_id, start, end)
 
 
-def _expression_counts(person_id: int, start: date, end: date) -> dict[str, int]:
+def _events_of(person_id: int, start: date, end: date) -> list[EventInfo]:
+    """The person's events on the site's local days start to end (both included)."""
     c = ctx()
     utc_from, _ = local_day_bounds(start, c.settings.tz)
     _, utc_to = local_day_bounds(end, c.settings.tz)
-    events = events_between(c.db, utc_from, utc_to, person_id=person_id)
+    return events_between(c.db, utc_from, utc_to, person_id=person_id)
+
+
+def _expression_counts(person_id: int, start: date, end: date) -> dict[str, int]:
+    events = _events_of(person_id, start, end)
     return dict(Counter(e.expression_label for e in events if e.expression_label).most_common())
 
 
@@ -411,11 +417,9 @@ def person(person_id: int) -> str:
     hours = round(sum(r.present_minutes for r in rows) / 60, 2)
     extra: dict[str, object] = {"leave": leave_between(c.db, start, None, person_id=person_id)}  # and planned
     if is_admin(current_user()):
-        utc_from, _ = local_day_bounds(start, c.settings.tz)
-        _, utc_to = local_day_bounds(end, c.settings.tz)
         extra |= {"templates": list_templates(c.db, person_id),
                  "audit": list_audit(c.db, target=f"person:{person_id}", limit=20),
-                 "events": events_between(c.db, utc_from, utc_to, person_id=person_id),
+                 "events": _events_of(person_id, start, end),
                  "today": c.today(), "fix_day": day_arg("fix", c.today())}
     return render_template("person.html", p=p, rows=rows, start=start, end=end,
                            show_expr=show_expr, expr_counts=expr_counts, expr_chart=expr_chart,

@@ -21,12 +21,21 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from door_helpers import PEOPLE, enrol_people, person_photos, write_config
+from door_helpers import (
+    PEOPLE,
+    clean_env,
+    enrol_people,
+    person_photos,
+    read_status,
+    start_kiosk,
+    wait_for,
+    write_config,
+)
 
 from kiosk import store
 from kiosk.attendance import Attendance
@@ -88,35 +97,8 @@ def _config(tmp_path: Path, db_path: Path, frames: Path, *, loop: bool = True, c
 def _start(config: Path, log: Path, extra_env: dict[str, str] | None = None,
            prefix: list[str] | None = None, module: bool = True) -> subprocess.Popen[bytes]:
     """`python [prefix] -m kiosk.service --config config` (without -m when not module), output to log."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK")}
-    env["PYTHONWARNINGS"] = "ignore"
-    env.update(extra_env or {})
-    args = [sys.executable, *(prefix or []), *(["-m", "kiosk.service"] if module else []), "--config", str(config)]
-    with log.open("ab") as out:
-        return subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def _status(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _wait_for(predicate: Callable[[], Any], proc: subprocess.Popen[bytes] | None, timeout: float, what: str,
-              log: Path) -> float:
-    """Poll predicate every 0.1 s; seconds it took. Fails (with the log) on timeout or when proc exits."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if predicate():
-            return time.monotonic() - start
-        if proc is not None and proc.poll() is not None:
-            pytest.fail(f"the service exited ({proc.returncode}) while waiting for {what}; log:\n"
-                        f"{log.read_text()[-4000:]}")
-        time.sleep(0.1)
-    if proc is not None:
-        proc.kill()
-    pytest.fail(f"timed out waiting for {what}; log:\n{log.read_text()[-4000:]}")
+    args = [*(prefix or []), *(["-m", "kiosk.service"] if module else []), "--config", str(config)]
+    return start_kiosk(args, log, env=clean_env(**(extra_env or {})))
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> int | None:
@@ -141,7 +123,7 @@ def _pending(status: dict[str, Any]) -> int:
 
 
 def _screen(status_file: Path) -> dict[str, Any]:
-    url = _status(status_file).get("screen")
+    url = read_status(status_file).get("screen")
     if not url:
         return {}
     try:
@@ -164,14 +146,44 @@ def _write_lock(db_path: Path) -> Iterator[sqlite3.Connection]:
 
 
 def _running(status_file: Path) -> Callable[[], bool]:
-    return lambda: _status(status_file).get("state") == "running"
+    return lambda: read_status(status_file).get("state") == "running"
 
 
 def _journalled(status_file: Path) -> Callable[[], bool]:
     def check() -> bool:
-        status = _status(status_file)
+        status = read_status(status_file)
         return _pending(status) == 1 and bool(status.get("db_fault"))
     return check
+
+
+class _Door(NamedTuple):
+    """A door service started on a scene: its people's ids, database, status file, log and process."""
+
+    ids: dict[str, int]
+    db_path: Path
+    status_file: Path
+    log: Path
+    proc: subprocess.Popen[bytes]
+
+
+def _start_door(tmp_path: Path, analyzer: DlibFaceAnalyzer, frames: Path) -> _Door:
+    """Enrol PEOPLE in tmp_path/kiosk.db and start the service on the frames folder (status.json
+    beside the database, output in tmp_path/kiosk.log)."""
+    db_path = tmp_path / "kiosk.db"
+    ids = enrol_people(db_path, analyzer)
+    config = _config(tmp_path, db_path, frames)
+    log = tmp_path / "kiosk.log"
+    return _Door(ids, db_path, db_path.parent / "status.json", log, _start(config, log))
+
+
+@contextmanager
+def _checkin_held_by_a_lock(door: _Door) -> Iterator[None]:
+    """Once the service runs, another process takes the write lock; inside: the arriving check-in
+    waits in the journal (the lock is held until the block ends)."""
+    wait_for(_running(door.status_file), door.proc, 120, "the service to run", door.log)
+    with _write_lock(door.db_path):
+        wait_for(_journalled(door.status_file), door.proc, 60, "the check-in to wait in the journal", door.log)
+        yield
 
 
 # -- 1. the database fails under the door --------------------------------------------------------
@@ -180,24 +192,17 @@ def _journalled(status_file: Path) -> Callable[[], bool]:
 def test_lock_beyond_busy_timeout_keeps_the_checkin(arrival: Path, analyzer: DlibFaceAnalyzer, tmp_path: Path) -> None:
     """Another process holds the write lock far longer than busy_timeout while A arrives: the
     service stays up, shows the fault, and writes the check-in once the lock is gone."""
-    db_path = tmp_path / "kiosk.db"
-    ids = enrol_people(db_path, analyzer)
-    config = _config(tmp_path, db_path, arrival)
-    status_file = db_path.parent / "status.json"
-    log = tmp_path / "kiosk.log"
-    proc = _start(config, log)
+    door = ids, db_path, status_file, log, proc = _start_door(tmp_path, analyzer, arrival)
     try:
-        _wait_for(_running(status_file), proc, 120, "the service to run", log)
-        with _write_lock(db_path):
-            _wait_for(_journalled(status_file), proc, 60, "the check-in to wait in the journal", log)
-            status = _status(status_file)
+        with _checkin_held_by_a_lock(door):
+            status = read_status(status_file)
             assert "locked" in status["db_fault"]["error"]
             assert status["counts"]["events"] == 0
-            _wait_for(lambda: _screen(status_file).get("db_fault"), proc, 10, "the screen to show the fault", log)
+            wait_for(lambda: _screen(status_file).get("db_fault"), proc, 10, "the screen to show the fault", log)
             time.sleep(1.0)  # held for well over busy_timeout (0.2 s) in all
-        waited = _wait_for(lambda: _pending(_status(status_file)) == 0, proc, 60,
-                           "the journalled check-in to reach the database", log)
-        status = _status(status_file)
+        waited = wait_for(lambda: _pending(read_status(status_file)) == 0, proc, 60,
+                          "the journalled check-in to reach the database", log)
+        status = read_status(status_file)
         assert status["db_fault"] is None and status["counts"]["events"] == 1
         print(f"check-in reached the database {waited:.1f} s after the lock was released")
     finally:
@@ -210,22 +215,15 @@ def test_lock_beyond_busy_timeout_keeps_the_checkin(arrival: Path, analyzer: Dli
 def test_sigkill_while_locked_then_restart_writes_the_checkin_once(
         arrival: Path, empty_scene: Path, analyzer: DlibFaceAnalyzer, tmp_path: Path) -> None:
     """kill -9 while the check-in waits for a locked database; the next start writes it, once."""
-    db_path = tmp_path / "kiosk.db"
-    ids = enrol_people(db_path, analyzer)
-    config = _config(tmp_path, db_path, arrival)
-    status_file = db_path.parent / "status.json"
-    log = tmp_path / "kiosk.log"
-    proc = _start(config, log)
+    door = ids, db_path, status_file, log, proc = _start_door(tmp_path, analyzer, arrival)
     try:
-        _wait_for(_running(status_file), proc, 120, "the service to run", log)
-        with _write_lock(db_path):
-            _wait_for(_journalled(status_file), proc, 60, "the check-in to wait in the journal", log)
+        with _checkin_held_by_a_lock(door):
             proc.send_signal(signal.SIGKILL)
             assert proc.wait(timeout=30) == -signal.SIGKILL
     finally:
         proc.kill()
     assert _events(db_path) == []
-    journal = Path(_status(status_file)["journal"]["path"])
+    journal = Path(read_status(status_file)["journal"]["path"])
     with journal.open("ab") as handle:  # a write torn by the kill (a power cut would do the same)
         handle.write(b'{"op":"event","id":"torn","person_id":1,"at":"2026-')
     for _run in range(2):  # restarted twice: the second start must not add it again
@@ -237,7 +235,7 @@ def test_sigkill_while_locked_then_restart_writes_the_checkin_once(
             proc.kill()
         events = _events(db_path)
         assert [(p, k) for p, k, _ in events] == [(ids[PEOPLE[0]], "in")], log.read_text()[-4000:]
-        assert _pending(_status(status_file)) == 0
+        assert _pending(read_status(status_file)) == 0
     occurred = events[0][2]
     assert datetime(2026, 3, 2, 7, 55, tzinfo=UTC) < occurred < datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
@@ -281,13 +279,13 @@ def _journalled_until_cleared(proc: subprocess.Popen[bytes], status_file: Path, 
                               clear: Callable[[], object]) -> None:
     """The arriving check-in waits in the journal with `fault` in the status, the service stays up;
     after clear() it reaches the database and the fault is gone."""
-    _wait_for(_journalled(status_file), proc, 60, "the check-in to wait in the journal", log)
-    assert fault in _status(status_file)["db_fault"]["error"]
+    wait_for(_journalled(status_file), proc, 60, "the check-in to wait in the journal", log)
+    assert fault in read_status(status_file)["db_fault"]["error"]
     time.sleep(1.0)
     assert proc.poll() is None
     clear()
-    _wait_for(lambda: _pending(_status(status_file)) == 0, proc, 60, "the check-in to reach the database", log)
-    assert _status(status_file)["db_fault"] is None
+    wait_for(lambda: _pending(read_status(status_file)) == 0, proc, 60, "the check-in to reach the database", log)
+    assert read_status(status_file)["db_fault"] is None
 
 
 @pytest.mark.slow
@@ -302,7 +300,7 @@ def test_full_disk_keeps_the_service_up(arrival: Path, analyzer: DlibFaceAnalyze
     log = tmp_path / "kiosk.log"
     proc = _start(config, log)
     try:
-        _wait_for(_running(status_file), proc, 120, "the service to run", log)
+        wait_for(_running(status_file), proc, 120, "the service to run", log)
         filler = _fill(small_disk)
         _journalled_until_cleared(proc, status_file, log, "full", filler.unlink)
     finally:
@@ -343,7 +341,7 @@ def test_readonly_database_keeps_the_service_up(arrival: Path, analyzer: DlibFac
     log = tmp_path / "kiosk.log"
     proc = _start(config, log, prefix=["-c", READONLY_WRAPPER, str(flag)], module=False)
     try:
-        _wait_for(_running(status_file), proc, 120, "the service to run", log)
+        wait_for(_running(status_file), proc, 120, "the service to run", log)
         _journalled_until_cleared(proc, status_file, log, "readonly", flag.unlink)
     finally:
         rc = _stop(proc)
@@ -373,7 +371,7 @@ def test_full_state_disk_does_not_crash_the_status_writer(arrival: Path, analyze
 # -- 3. the replay camera's folder disappears ------------------------------------------------------
 
 def _camera(status_file: Path) -> dict[str, Any]:
-    return _status(status_file).get("camera") or {}
+    return read_status(status_file).get("camera") or {}
 
 
 @pytest.mark.slow
@@ -381,20 +379,15 @@ def test_missing_replay_folder_at_start_is_camera_offline_then_recovers(
         arrival: Path, analyzer: DlibFaceAnalyzer, tmp_path: Path) -> None:
     """The replay folder is not there when the service starts: "camera offline" and retries
     (not an exit); once the folder appears the door works."""
-    db_path = tmp_path / "kiosk.db"
-    ids = enrol_people(db_path, analyzer)
     frames = tmp_path / "frames"
-    config = _config(tmp_path, db_path, frames)
-    status_file = db_path.parent / "status.json"
-    log = tmp_path / "kiosk.log"
-    proc = _start(config, log)
+    ids, db_path, status_file, log, proc = _start_door(tmp_path, analyzer, frames)
     try:
-        _wait_for(lambda: _camera(status_file).get("state") == "retrying", proc, 120, "the camera to retry", log)
-        _wait_for(lambda: _screen(status_file).get("kind") == "offline", proc, 10, "'camera offline'", log)
+        wait_for(lambda: _camera(status_file).get("state") == "retrying", proc, 120, "the camera to retry", log)
+        wait_for(lambda: _screen(status_file).get("kind") == "offline", proc, 10, "'camera offline'", log)
         assert "no such folder" in _camera(status_file)["last_error"]
         shutil.copytree(arrival, frames)
-        _wait_for(lambda: _status(status_file).get("counts", {}).get("events") == 1, proc, 90,
-                  "the check-in after the folder appeared", log)
+        wait_for(lambda: read_status(status_file).get("counts", {}).get("events") == 1, proc, 90,
+                 "the check-in after the folder appeared", log)
         assert _camera(status_file)["reconnects"] == 1
     finally:
         rc = _stop(proc)
@@ -407,25 +400,20 @@ def test_replay_folder_deleted_while_running_is_camera_offline(
         arrival: Path, analyzer: DlibFaceAnalyzer, tmp_path: Path) -> None:
     """The replay folder is removed under a running service: "camera offline", retries, and
     frames flow again when the folder is back."""
-    db_path = tmp_path / "kiosk.db"
-    enrol_people(db_path, analyzer)
     frames = tmp_path / "frames"
     shutil.copytree(arrival, frames)
-    config = _config(tmp_path, db_path, frames)
-    status_file = db_path.parent / "status.json"
-    log = tmp_path / "kiosk.log"
-    proc = _start(config, log)
+    _, _, status_file, log, proc = _start_door(tmp_path, analyzer, frames)
     try:
-        _wait_for(lambda: _camera(status_file).get("frames", 0) >= 5, proc, 120, "frames", log)
+        wait_for(lambda: _camera(status_file).get("frames", 0) >= 5, proc, 120, "frames", log)
         shutil.rmtree(frames)
-        _wait_for(lambda: _camera(status_file).get("state") in ("lost", "retrying"), proc, 30,
-                  "the camera to be lost", log)
-        _wait_for(lambda: _screen(status_file).get("kind") == "offline", proc, 10, "'camera offline'", log)
+        wait_for(lambda: _camera(status_file).get("state") in ("lost", "retrying"), proc, 30,
+                 "the camera to be lost", log)
+        wait_for(lambda: _screen(status_file).get("kind") == "offline", proc, 10, "'camera offline'", log)
         time.sleep(1.0)
         assert proc.poll() is None
         before = _camera(status_file)["frames"]
         shutil.copytree(arrival, frames)
-        _wait_for(lambda: _camera(status_file).get("frames", 0) > before + 5, proc, 60, "frames again", log)
+        wait_for(lambda: _camera(status_file).get("frames", 0) > before + 5, proc, 60, "frames again", log)
         assert _camera(status_file)["reconnects"] >= 1
     finally:
         rc = _stop(proc)
@@ -464,8 +452,7 @@ def test_damaged_or_missing_dlib_model_is_one_clear_message(command: str, damage
     db_path = tmp_path / "kiosk.db"
     config = _config(tmp_path, db_path, arrival)
     models = _broken_models(tmp_path / "site", damage)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK")}
-    env.update(PYTHONWARNINGS="ignore", PYTHONPATH=str(models))
+    env = clean_env(PYTHONPATH=str(models))
     kiosk = [str(Path(sys.executable).parent / "kiosk"), "--config", str(config)]
     args = kiosk + (["run"] if command == "run" else
                     ["enroll", "--name", "Debbie Reynolds", "--employee-id", "E1",

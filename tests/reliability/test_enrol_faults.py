@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import run_cli
+from net_helpers import free_port
 from PIL import Image
 
 from kiosk import store
@@ -340,7 +341,6 @@ def _multipart(fields: dict[str, str], files: list[Path]) -> tuple[bytes, str]:
 def test_web_enrolment_of_the_largest_accepted_upload_stays_in_bounded_memory(tmp_path) -> None:
     """A real server (waitress) gets web.max_photos photos of nearly web.max_photo_mb each."""
     import http.cookiejar
-    import socket
     import urllib.parse
     import urllib.request
 
@@ -358,9 +358,7 @@ def test_web_enrolment_of_the_largest_accepted_upload_stays_in_bounded_memory(tm
     assert all(p.stat().st_size <= web.max_photo_mb * 1024 * 1024 for p in photos)
     assert sum(p.stat().st_size for p in photos) > 0.9 * web.max_photos * web.max_photo_mb * 1e6
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-c", _SERVER, str(tmp_path / "k.db"), str(port)],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
     try:

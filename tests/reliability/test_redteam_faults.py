@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import CliResult, run_cli, run_cli_process
+from net_helpers import busy_port
 
 from kiosk import store
 from kiosk.enrolment import EnrolmentError, check_employee_id, load_photos
@@ -151,14 +152,9 @@ def test_a_second_door_service_on_the_same_database_is_refused_and_leaves_the_st
 
 
 def test_the_screen_port_in_use_is_one_message(tmp_path: Path) -> None:
-    import socket
-
     frames = tmp_path / "frames"
     frames.mkdir()
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
+    with busy_port() as port:
         config = tmp_path / "kiosk.yaml"
         config.write_text(f"site:\n  timezone: Europe/Berlin\ndatabase:\n  path: {tmp_path / 'k.db'}\n"
                           f"expression:\n  enabled: false\n"
@@ -270,12 +266,7 @@ def test_the_door_screen_shows_the_site_name_as_text_not_markup() -> None:
 
 
 def test_a_second_web_app_on_a_busy_port_is_one_message_and_runs_no_daily_jobs(tmp_path: Path) -> None:
-    import socket
-
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
+    with busy_port() as port:
         config = tmp_path / "kiosk.yaml"
         config.write_text(f"site:\n  timezone: Europe/Berlin\ndatabase:\n  path: {tmp_path / 'k.db'}\n"
                           f"web:\n  host: 127.0.0.1\n  port: {port}\n")

@@ -6,14 +6,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from app_helpers import kiosk_app, opened_db
 from flask import Flask
 from flask.testing import FlaskClient
 from web_helpers import ADMIN, MANAGER, NOW, login, make_settings
 
 from kiosk.clock import ManualClock
 from kiosk.config import Settings
-from kiosk.store import Database, open_from_settings
-from kiosk.web import create_app, create_user
+from kiosk.store import Database
+from kiosk.web import create_user
 
 
 @pytest.fixture
@@ -23,9 +24,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def db(settings: Settings) -> Iterator[Database]:
-    database = open_from_settings(settings)
-    yield database
-    database.close()
+    yield from opened_db(settings)
 
 
 @pytest.fixture
@@ -37,9 +36,7 @@ def clock() -> ManualClock:
 def app(settings: Settings, db: Database, clock: ManualClock) -> Flask:
     create_user(db, *ADMIN, "admin")
     create_user(db, *MANAGER, "manager")
-    application = create_app(settings, db, clock=clock, secret_key="x" * 64)
-    application.testing = True
-    return application
+    return kiosk_app(settings, db, clock)
 
 
 @pytest.fixture

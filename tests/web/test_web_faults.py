@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from net_helpers import free_port
 from web_helpers import ADMIN, MANAGER, csrf_of, login
 
 pytestmark = pytest.mark.reliability
@@ -410,14 +411,6 @@ def test_cli_manages_accounts(settings, db) -> None:
 # --- 6. kiosk serve stops cleanly on SIGTERM ------------------------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait_until_serving(proc, port: int) -> None:
     import time
     import urllib.request
@@ -442,7 +435,7 @@ def test_serve_finishes_the_request_in_flight_and_exits_0_on_sigterm(tmp_path) -
     import sys
     import time
 
-    port = _free_port()
+    port = free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("KIOSK")},
            "KIOSK__DATABASE__PATH": str(tmp_path / "kiosk.db"), "KIOSK__WEB__PORT": str(port),
            "KIOSK__WEB__HOST": "127.0.0.1", "KIOSK__WEB__DAILY_PURGE": "false"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,18 +10,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from net_helpers import free_port
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_serve_runs_waitress_and_answers(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     share = tmp_path / "share"  # database.offsite_dir: the daily copy is written at start
     share.mkdir()
     env = {**os.environ, "KIOSK__DATABASE__PATH": str(tmp_path / "kiosk.db"),

@@ -5,7 +5,9 @@ central server, a manager can be limited to sites (comma-separated; empty: every
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
@@ -64,59 +66,60 @@ def users() -> ResponseReturnValue:
                            new_role=NEW_ACCOUNT_ROLE, with_sites=c.settings.role == "central")
 
 
-@bp.route("/users/<username>/active", methods=["POST"])
-@admin_only
-def user_active(username: str) -> ResponseReturnValue:
+def _account_change(rule: str) -> Callable[[Callable[[str], str]], Callable[[str], ResponseReturnValue]]:
+    """Register change as the admins' POST /users/<username>/<rule>: 404 for an unknown account,
+    else change(username) runs and the line it returns is flashed on the Users page."""
+
+    def register(change: Callable[[str], str]) -> Callable[[str], ResponseReturnValue]:
+        @functools.wraps(change)
+        def view(username: str) -> ResponseReturnValue:
+            _account_or_404(username)
+            flash(change(username))
+            return _back()
+
+        return bp.route(f"/users/<username>/{rule}", methods=["POST"])(admin_only(view))
+
+    return register
+
+
+@_account_change("active")
+def user_active(username: str) -> str:
     """Enable or disable an account (never the last active admin: the store refuses)."""
-    _account_or_404(username)
     active = request.form.get("active") == "1"
     accounts.set_account_active(ctx().db, username, active, actor=actor(), me=_me())
-    flash(f"Account {username} {'enabled' if active else 'disabled'}.")
-    return _back()
+    return f"Account {username} {'enabled' if active else 'disabled'}."
 
 
-@bp.route("/users/<username>/password", methods=["POST"])
-@admin_only
-def user_password(username: str) -> ResponseReturnValue:
+@_account_change("password")
+def user_password(username: str) -> str:
     """Set a new password for an account (e.g. a forgotten one); its sessions end."""
-    _account_or_404(username)
     accounts.set_account_password(ctx().db, username, request.form.get("password", "")[:2048],
                                   actor=actor(), me=_me())
-    flash(f"New password set for {username}; they are signed out everywhere.")
-    return _back()
+    return f"New password set for {username}; they are signed out everywhere."
 
 
-@bp.route("/users/<username>/role", methods=["POST"])
-@admin_only
-def user_role(username: str) -> ResponseReturnValue:
+@_account_change("role")
+def user_role(username: str) -> str:
     """Make an account admin or manager (never the last active admin a manager); its sessions end."""
-    _account_or_404(username)
     role = request.form.get("role", "")
     accounts.set_account_role(ctx().db, username, role, actor=actor(), me=_me())
-    flash(f"{username} is now {role}; they are signed out everywhere.")
-    return _back()
+    return f"{username} is now {role}; they are signed out everywhere."
 
 
-@bp.route("/users/<username>/remove", methods=["POST"])
-@admin_only
-def user_remove(username: str) -> ResponseReturnValue:
+@_account_change("remove")
+def user_remove(username: str) -> str:
     """Delete an account (type its username to confirm; never the last active admin)."""
-    _account_or_404(username)
     accounts.remove_account(ctx().db, username, actor=actor(), me=_me(),
                             typed=request.form.get("confirm", ""))
-    flash(f"Account {username} deleted.")
-    return _back()
+    return f"Account {username} deleted."
 
 
-@bp.route("/users/<username>/sites", methods=["POST"])
-@admin_only
-def user_sites(username: str) -> ResponseReturnValue:
+@_account_change("sites")
+def user_sites(username: str) -> str:
     """Limit a manager to sites (comma-separated; empty: every site); a central server's only."""
     c = ctx()
     if c.settings.role != "central":
         abort(404)
-    _account_or_404(username)
     sites = [x for x in request.form.get("sites", "")[:10_000].split(",") if x.strip()]
     user = set_user_sites(c.db, username, sites, actor=actor())
-    flash(f"{username} sees {'only ' + ', '.join(user.sites) if user.sites else 'every site'}.")
-    return _back()
+    return f"{username} sees {'only ' + ', '.join(user.sites) if user.sites else 'every site'}."

@@ -1,0 +1,28 @@
+"""The web app as the tests run it: on a database opened from settings, with a manual clock, in
+Flask's testing mode (shared by tests/web and the central's door API tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from flask import Flask
+
+from kiosk.clock import ManualClock
+from kiosk.config import Settings
+from kiosk.store import Database, open_from_settings
+from kiosk.web import create_app
+
+SECRET_KEY = "x" * 64
+
+
+def opened_db(settings: Settings) -> Iterator[Database]:
+    """The database of settings, open while the generator runs (`yield from` it in a fixture)."""
+    with open_from_settings(settings) as database:
+        yield database
+
+
+def kiosk_app(settings: Settings, db: Database, clock: ManualClock) -> Flask:
+    """create_app on db with clock and SECRET_KEY, in testing mode."""
+    application = create_app(settings, db, clock=clock, secret_key=SECRET_KEY)
+    application.testing = True
+    return application
