@@ -38,13 +38,13 @@ from kiosk.store._base import (
 from kiosk.store.db import Database, refuse_transaction
 from kiosk.store.erasure import scrub_backups
 from kiosk.store.models import (
-    EMBEDDING_DIM,
     AttendanceEvent,
     ConsentChange,
     EnrolmentImage,
     FaceTemplate,
     Person,
 )
+from kiosk.vision.embedding import EMBEDDING_SIZE
 
 logger = logging.getLogger(__name__)
 
@@ -168,8 +168,8 @@ def apply_gallery(
     refuse_transaction(db, "apply_gallery")
     now = now_utc(now)
     for person in people:
-        if person.templates.ndim != 2 or person.templates.shape[1] != EMBEDDING_DIM:
-            raise ValueError(f"person {person.id}: templates must be (N, {EMBEDDING_DIM}) float32")
+        if person.templates.ndim != 2 or person.templates.shape[1] != EMBEDDING_SIZE:
+            raise ValueError(f"person {person.id}: templates must be (N, {EMBEDDING_SIZE}) float32")
     listed = {p.id for p in people}
     gone_ids = set(removed) - listed
     with db.transaction() as tx, tx.session() as s:

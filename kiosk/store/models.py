@@ -33,9 +33,6 @@ from sqlalchemy.types import TypeDecorator
 
 from kiosk.vocabulary import CaptureStatus, EventKind, LeaveKind, Role, sql_in
 
-EMBEDDING_DIM = 128
-"""Length of a face template (dlib / face_recognition embedding)."""
-
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",

@@ -19,7 +19,8 @@ from kiosk.errors import InvalidTemplate
 from kiosk.store._base import now_utc, person_row, record_of, unerased_person_row, write_audit
 from kiosk.store.db import Database
 from kiosk.store.gallery_feed import record_gallery_change
-from kiosk.store.models import EMBEDDING_DIM, EnrolmentImage, FaceTemplate, Person
+from kiosk.store.models import EnrolmentImage, FaceTemplate, Person
+from kiosk.vision.embedding import EMBEDDING_SIZE, as_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -59,15 +60,7 @@ def add_templates(
     sources are photo file names (any directory part is dropped); replace=True first deletes
     the person's existing templates (re-enrolment); embedder says how they were made.
     """
-    emb = np.asarray(embeddings, dtype=np.float32)
-    if emb.ndim == 1:
-        emb = emb[None, :]
-    if emb.ndim != 2 or emb.shape[1] != EMBEDDING_DIM:
-        raise InvalidTemplate(
-            f"face templates must have shape (N, {EMBEDDING_DIM}), got {emb.shape}"
-        )
-    if not np.all(np.isfinite(emb)):
-        raise InvalidTemplate("face template contains NaN or infinity")
+    emb = as_embeddings(embeddings, InvalidTemplate)
     n = emb.shape[0]
     sources = list(sources) if sources is not None else [None] * n
     qualities = list(qualities) if qualities is not None else [None] * n
@@ -118,7 +111,7 @@ def all_templates(db: Database) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.f
             .order_by(FaceTemplate.id)
         ).all()
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    matrix = np.empty((len(rows), EMBEDDING_DIM), dtype=np.float32)
+    matrix = np.empty((len(rows), EMBEDDING_SIZE), dtype=np.float32)
     for i, (_, blob) in enumerate(rows):
         matrix[i] = np.frombuffer(blob, dtype="<f4")
     return ids, matrix
