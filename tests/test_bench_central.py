@@ -51,6 +51,7 @@ def _check_tiny(r: dict[str, object]) -> None:
     assert r["repeated_pushes"] >= 3 and isinstance(r["repeated_events"], int) and r["repeated_events"] > 0
     assert isinstance(r["ingest_events_per_s"], float) and r["ingest_events_per_s"] > 0
     assert isinstance(r["batch_p95_ms"], float) and r["batch_p95_ms"] > 0
+    assert isinstance(r["batch_alone_ms"], float) and r["batch_alone_ms"] > 0
     assert r["year_report_rows"] == r["year_report_expected_rows"] == 9 * r["year_events"] // 18  # type: ignore[operator]
     assert r["year_report_site_columns"] is True
     assert isinstance(r["year_report_s"], float) and r["year_report_s"] > 0

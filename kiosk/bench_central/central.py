@@ -219,23 +219,41 @@ class ReportRun:
     header: str
 
 
+def _vm_hwm_kib(pid: int) -> int:
+    """The process's peak resident set so far (VmHWM, KiB; 0 where /proc has none)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def run_range_csv(url: str, first: date, last: date, out: Path) -> ReportRun:
-    """`kiosk report range --from first --to last --format csv` as a central, into out; timed."""
+    """`kiosk report range --from first --to last --format csv` as a central, into out; timed.
+    Peak RSS is the child's VmHWM sampled every 50 ms (rusage's ru_maxrss would count this big
+    process's pages, which the child holds between fork and exec)."""
     cmd = [*kiosk_command(), "report", "range", "--from", first.isoformat(), "--to", last.isoformat(),
            "--format", "csv"]
-    with out.open("wb") as fh:
+    peak = 0
+    with out.open("wb") as fh, (out.parent / f"{out.stem}.err").open("w+b") as err_file:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=central_env(url), cwd=out.parent, stdout=fh, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage (ru_maxrss in KiB)
+        proc = subprocess.Popen(cmd, env=central_env(url), cwd=out.parent, stdout=fh, stderr=err_file)
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)  # this child's own CPU times
+            if pid:
+                break
+            peak = max(peak, _vm_hwm_kib(proc.pid))
+            time.sleep(0.05)
         seconds = time.perf_counter() - t0
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if proc.stderr:
-        proc.stderr.close()
-    proc.returncode = os.waitstatus_to_exitcode(status)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err_file.seek(0)
+        err = err_file.read().decode(errors="replace")
     if proc.returncode != 0:
         raise KioskError(f"kiosk report range failed ({proc.returncode}): {err[-500:]}")
     with out.open("rb") as fh:
         header = fh.readline().decode(errors="replace").strip()
         rows = sum(1 for _ in fh)
-    return ReportRun(round(seconds, 2), round(usage.ru_utime + usage.ru_stime, 2),
-                     round(usage.ru_maxrss / 1024.0, 1), rows, out.stat().st_size, header)
+    return ReportRun(round(seconds, 2), round(usage.ru_utime + usage.ru_stime, 2), round(peak / 1024.0, 1),
+                     rows, out.stat().st_size, header)

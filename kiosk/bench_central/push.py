@@ -7,6 +7,10 @@ keep-alive connection per door), with the faults a real door meets:
   (it timed out and pushed again while the first was still in flight): stored once between them;
 - a failed push (no connection, 503): retried like a door does, backing off, the batch sent again.
 
+The first ALONE doors hold their last batch back and push it once all others are done, one door
+at a time: the latency of a batch on an otherwise idle central (alone_ms), beside the latencies
+under 50 doors at once, which are mostly waiting for a worker thread.
+
 Every answer is checked against what it must say (last_seq, stored, repeated); a mismatch is counted.
 Latencies are wall milliseconds from sending the request to reading the whole answer.
 """
@@ -33,6 +37,7 @@ VERSION = "bench"
 TIMEOUT_S = 120.0  # one request (a push queued behind 49 others still answers well within it)
 RETRIES = 6  # attempts after a failed push (no connection, 503), 0.25 s doubling
 TWIN_EVERY = 5  # every fifth door sends its first batch twice at once
+ALONE = 5  # doors that push their last batch alone at the end
 
 
 @dataclass
@@ -57,6 +62,8 @@ class DoorFigures:
     retries: int = 0
     mismatches: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    held_back: tuple[bytes, int, int] | None = None  # (events JSON, count, last seq) pushed alone later
+    alone_ms: list[float] = field(default_factory=list)
 
 
 class DoorClient:
@@ -146,15 +153,19 @@ def _twin(client: DoorClient, port: int, token: str, tail: bytes, backlog: int,
 
 
 def run_door(index: int, door: Door, token: str, port: int, batch: int, start: threading.Barrier,
-             fig: DoorFigures, seed: int = 2) -> None:
-    """Push the door's whole outbox once the start barrier opens (see the module docstring)."""
+             fig: DoorFigures, seed: int = 2, *, hold_back: bool = False) -> None:
+    """Push the door's outbox once the start barrier opens (see the module docstring); with
+    hold_back and two batches or more, all but the last (left in fig.held_back)."""
     client = DoorClient(port, token)
     batches = door.batches(batch)
+    if hold_back and len(batches) >= 2:
+        last = batches.pop()
+        fig.held_back = (events_json(last), len(last), int(last[-1]["seq"]))
     tails = [events_json(b) for b in batches] or [b"[]"]  # nothing to push: one heartbeat
     counts = [len(b) for b in batches] or [0]
     lasts = [int(b[-1]["seq"]) for b in batches] or [door.base_seq]
     lost_answer = random.Random(seed * 1000 + index).randrange(len(tails))
-    left = sum(counts)
+    left = sum(counts) + (fig.held_back[1] if fig.held_back else 0)
     start.wait()
     try:
         for k, tail in enumerate(tails):
@@ -194,9 +205,11 @@ def run_door(index: int, door: Door, token: str, port: int, batch: int, start: t
 
 @dataclass(frozen=True)
 class IngestFigures:
-    """All doors together: wall seconds from the start to the last answer, per-door figures."""
+    """All doors together: wall seconds from the start to the last answer of the pushes at once,
+    events stored in that time, per-door figures."""
 
     wall_s: float
+    stored: int
     doors: list[DoorFigures]
 
     def all_first_ms(self) -> list[float]:
@@ -207,13 +220,18 @@ class IngestFigures:
         """Latencies of every repeated push (ms)."""
         return [ms for f in self.doors for ms in f.repeat_ms]
 
+    def all_alone_ms(self) -> list[float]:
+        """Latencies of the held-back batches, each pushed alone (ms)."""
+        return [ms for f in self.doors for ms in f.alone_ms]
+
 
 def push_all(doors: list[Door], tokens: list[str], port: int, batch: int) -> IngestFigures:
-    """Every door pushes its outbox at once (threads released together); wall time and figures."""
+    """Every door pushes its outbox at once (threads released together), then the held-back
+    batches one at a time; wall time of the first part, and the figures."""
     figures = [DoorFigures() for _ in doors]
     start = threading.Barrier(len(doors) + 1)
     threads = [threading.Thread(target=run_door, args=(i, d, t, port, batch, start, f), daemon=True,
-                                name=f"door-{i + 1}")
+                                kwargs={"hold_back": i < ALONE}, name=f"door-{i + 1}")
                for i, (d, t, f) in enumerate(zip(doors, tokens, figures, strict=True))]
     for t in threads:
         t.start()
@@ -221,7 +239,19 @@ def push_all(doors: list[Door], tokens: list[str], port: int, batch: int) -> Ing
     t0 = time.perf_counter()
     for t in threads:
         t.join()
-    return IngestFigures(time.perf_counter() - t0, figures)
+    wall = time.perf_counter() - t0
+    stored = sum(f.stored for f in figures)
+    for door, token, fig in zip(doors, tokens, figures, strict=True):
+        if fig.held_back is None or fig.errors:
+            continue
+        tail, n, last = fig.held_back
+        client = DoorClient(port, token)
+        answer = _retrying(client, tail, n, fig)
+        client.close()
+        fig.pushes += 1
+        fig.alone_ms.append(answer.ms)
+        _check(fig, door, answer, n, last, repeat=False)
+    return IngestFigures(wall, stored, figures)
 
 
 def percentile(values: list[float], q: float) -> float:
