@@ -222,3 +222,13 @@ def test_a_central_that_is_down_is_retried_then_reported(monkeypatch: pytest.Mon
     fig = run.doors[0]
     assert fig.retries >= 2 and fig.errors and "HTTP 0 no_answer" in fig.errors[0]
     assert run.wall_s < 10
+
+
+def test_a_door_with_nothing_to_push_sends_a_heartbeat(fake_central: tuple[int, type[_Central]]) -> None:
+    port, handler = fake_central
+    handler.answer = {"last_seq": 0, "stored": 0, "repeated": 0}
+    door = _one_door()
+    door.events = []
+    run = push.push_all([door], ["tok"], port, 3)
+    assert run.doors[0].errors == [] and run.doors[0].mismatches == [] and run.doors[0].pushes == 1
+    assert [b["events"] for b in handler.bodies] == [[]] and handler.bodies[0]["backlog"] == 0

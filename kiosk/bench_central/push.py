@@ -118,8 +118,9 @@ def _retrying(client: DoorClient, tail: bytes, backlog: int, fig: DoorFigures) -
     return answer
 
 
-def _check(fig: DoorFigures, door: Door, answer: Answer, n: int, last: int, *, repeat: bool) -> bool:
-    """Count the answer into fig; False (and an error noted) when the door must stop."""
+def _check(fig: DoorFigures, door: Door, answer: Answer, n: int, last: int | None, *, repeat: bool) -> bool:
+    """Count the answer into fig (last None: a heartbeat, any last_seq will do); False (and an
+    error noted) when the door must stop."""
     if answer.status != 200:
         fig.errors.append(f"{door.device_id}: HTTP {answer.status} {answer.body.get('error')}: "
                           f"{str(answer.body.get('message', ''))[:160]}")
@@ -127,7 +128,8 @@ def _check(fig: DoorFigures, door: Door, answer: Answer, n: int, last: int, *, r
     stored, repeated = int(answer.body.get("stored", -1)), int(answer.body.get("repeated", -1))
     fig.stored += max(stored, 0)
     fig.repeated += max(repeated, 0)
-    if answer.body.get("last_seq") != last or stored + repeated != n or (repeat and stored != 0):
+    wrong_last = last is not None and answer.body.get("last_seq") != last
+    if wrong_last or stored + repeated != n or (repeat and stored != 0):
         fig.mismatches.append(f"{door.device_id}: answer {answer.body} for {n} events up to seq {last}"
                               f"{' (a repeat)' if repeat else ''}")
     return True
@@ -163,7 +165,7 @@ def run_door(index: int, door: Door, token: str, port: int, batch: int, start: t
         fig.held_back = (events_json(last), len(last), int(last[-1]["seq"]))
     tails = [events_json(b) for b in batches] or [b"[]"]  # nothing to push: one heartbeat
     counts = [len(b) for b in batches] or [0]
-    lasts = [int(b[-1]["seq"]) for b in batches] or [door.base_seq]
+    lasts: list[int | None] = [int(b[-1]["seq"]) for b in batches] or [None]
     lost_answer = random.Random(seed * 1000 + index).randrange(len(tails))
     left = sum(counts) + (fig.held_back[1] if fig.held_back else 0)
     start.wait()
