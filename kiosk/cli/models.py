@@ -213,3 +213,35 @@ def bench_reports(people: int, days: int, no_web: bool, as_json: bool) -> None:
     click.echo(format_report_bench(result))
     if as_json:
         click.echo(as_json_line(result))
+
+
+@bench.command("central")
+@click.option("--url", default=None, metavar="URL",
+              help="postgresql+psycopg://... of an empty database to fill (default: a throw-away cluster).")
+@click.option("--doors", type=click.IntRange(1, 500), default=50, show_default=True,
+              help="Simulated doors, pushing at once.")
+@click.option("--events", type=click.IntRange(1, 2_000_000), default=100_000, show_default=True,
+              help="Events the doors push in all.")
+@click.option("--people", type=click.IntRange(1, 100_000), default=2000, show_default=True)
+@click.option("--sites", type=click.IntRange(1, 100), default=5, show_default=True)
+@click.option("--days", type=click.IntRange(1, 999), default=365, show_default=True,
+              help="Days of history bulk-loaded, and the range of the timed report.")
+@click.option("--batch", type=click.IntRange(1, 5000), default=500, show_default=True,
+              help="Events per push (central.batch).")
+@click.option("--threads", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="The central's web.threads.")
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line of the figures.")
+@friendly
+def bench_central(url: str | None, doors: int, events: int, people: int, sites: int, days: int, batch: int,
+                  threads: int, as_json: bool) -> None:
+    """A central server on PostgreSQL: DOORS doors pushing EVENTS events at once over HTTP (with
+    repeated batches), lost and duplicated counted in the database, and the year's range CSV."""
+    from kiosk.bench_central import as_json_line, format_central_bench, run_central_bench
+    from kiosk.bench_central.workload import Sizes
+
+    result = run_central_bench(Sizes(doors=doors, events=events, people=people, sites=sites, days=days,
+                                     batch=batch), url=url, threads=threads,
+                               note=lambda line: click.echo(line, err=True))
+    click.echo(format_central_bench(result))
+    if as_json:
+        click.echo(as_json_line(result))
