@@ -472,6 +472,7 @@ def test_cli_enrol_writes_the_token_0600_and_status_shows_the_sync(tmp_path: Pat
     assert f"enrolled as {DEVICE}" in text.stdout and "gallery version 0" in text.stdout
 
 
+@pytest.mark.slow
 def test_the_door_service_recognises_cached_people_and_pushes_at_once(tmp_path: Path, central: CentralDouble) -> None:
     """open_service with role door in process: the gallery comes from the central, the door loop reloads it,
     a check-in of the central's person 501 is pushed at once; after the central removes 501, nobody is."""

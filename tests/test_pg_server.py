@@ -76,6 +76,7 @@ def test_not_installed_is_a_skip_with_the_reason(tmp_path: Path) -> None:
     assert "PostgreSQL is not installed" in result.stdout and "apt-get install postgresql" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_killed_test_process_leaves_no_server_behind() -> None:
     if find_pg_bin() is None:
         pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")

@@ -59,6 +59,7 @@ def test_tiny_run_exports_valid_int8(tmp_path):
     assert scores.shape == (7,) and abs(scores.sum() - 1) < 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.train
 def test_training_resumes_after_a_stop(tmp_path):
     from kiosk.training.train import TrainConfig, train
