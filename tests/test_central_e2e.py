@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import sqlite3
@@ -150,10 +151,29 @@ def central_db(request: pytest.FixtureRequest, tmp_path: Path) -> CentralDb:
 
 # -- processes -------------------------------------------------------------------------------------------------
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out for bind(0) and outgoing connections (Linux; else 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port on 127.0.0.1 for the central, below the ephemeral range: a port from bind(0) is free again
+    once checked, and the doors' screens, their outgoing connections or another test's server could be given
+    it before the central binds it (in the ephemeral range that is likely under -n 2, below it only another
+    test picking the very same number could)."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, max(20001, _ephemeral_low()))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    pytest.fail("no free port between 20000 and the ephemeral range")
 
 
 def kiosk_argv(*args: str | Path) -> list[str]:
