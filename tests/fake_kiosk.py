@@ -23,6 +23,7 @@ from kiosk.config import ConfigError, load_settings
 from kiosk.enrolment import EnrolmentResult, enrol, photo_loaders
 from kiosk.errors import KioskError
 from kiosk.vision.fake import PHOTOS, FakeFace, FakeFaceAnalyzer, blank_frame, draw_face, fake_scene
+from kiosk.vision.types import RGBImage
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +31,9 @@ FRAME_SIZE = (320, 240)  # (width, height) px: small frames decode fast; the fac
 FACE_PX = 200
 
 
-def _write_rgb(path: Path, image: object) -> None:
+def _write_rgb(path: Path, image: RGBImage) -> None:
     """Write an RGB uint8 HxWx3 image to path (JPEG or PNG by suffix)."""
-    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):  # type: ignore[arg-type]
+    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
         raise OSError(f"cannot write {path}")
 
 
