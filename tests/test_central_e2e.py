@@ -1,28 +1,32 @@
 """Doors and central together, end to end, as real processes: a central (`kiosk serve`, role central) and two
-doors (`kiosk run`, role door) on replay cameras of committed photos with the real models, added with
-`kiosk doors add` and enrolled with `kiosk central enrol`. Door A talks to the central through a small
+doors (role door) on looped replay cameras, added with `kiosk doors add` and enrolled with `kiosk central
+enrol`. The doors are real door processes (tests/fake_kiosk.py: `kiosk run`'s service with the fake face
+analyzer of kiosk.vision.fake, whose faces are coloured squares in JPEG frames), and the person is enrolled
+on the central with enrol() and that analyzer from drawn photo files: no model is loaded, so a check-in
+takes a fraction of a second and the scene loops every ~2 s. Door A talks to the central through a small
 TCP proxy of the test's own, which can hold the answer of a push (so the door is killed in the middle of
 an upload, deterministically). One scenario, in this order:
 
-(a) a person enrolled on the central (CLI, committed photos) reaches both doors within sync_s and is
-    recognised there; (b) the central killed (SIGKILL) while both doors keep checking the person in,
-    started again: every event stored exactly once; (c) door A killed (SIGKILL) while the central's answer
-    to its push is held, restarted: no loss, no duplicate; (d) an old batch replayed by hand: repeats,
-    no error; the same numbers with other events: 409, nothing stored; (g) in at one door, out at the other:
-    the central's daily report has one day with an in and an out; (f) the person removed on the central:
-    within sync_s both doors stop recognising them and no template of theirs is left in either door's
-    files; (e) door B revoked: its pushes are refused (403), it shows so (status, screen) and keeps
-    checking people in locally. At the end every door's local events are compared with the central's
-    rows by (device, seq).
+(a) a person enrolled on the central reaches both doors within sync_s and is recognised there; (b) the
+    central killed (SIGKILL) while both doors keep checking the person in, started again: every event stored
+    exactly once; (c) door A killed (SIGKILL) while the central's answer to its push is held, restarted: no
+    loss, no duplicate; (d) an old batch replayed by hand: repeats, no error; the same numbers with other
+    events: 409, nothing stored; (g) in at one door, out at the other: the central's daily report has one day
+    with an in and an out; (f) the person removed on the central: within sync_s both doors stop recognising
+    them and no template of theirs is left in either door's files; (e) door B revoked: its pushes are refused
+    (403), it shows so (status, screen) and keeps checking people in locally. At the end (SIGTERM, exit 0)
+    every door's local events are compared with the central's rows by (device, seq).
 
-The central's database comes from one place (`central_db`), parametrised over SQLite and PostgreSQL; the
-PostgreSQL case skips while `database.url` is not a setting.
+The central's database comes from one place (`central_db`), parametrised over SQLite and PostgreSQL.
+One shorter test keeps the real models: enrolled with `kiosk enroll` from committed photos on the central,
+the person is recognised by a real `kiosk run` door and the event reaches the central.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import sqlite3
@@ -44,7 +48,7 @@ import sqlalchemy as sa
 import yaml
 from cli_helpers import run_cli
 from door_helpers import PEOPLE, person_photos
-from net_helpers import free_port
+from fake_kiosk import enrol_fake_person, fake_photos, write_fake_scene
 
 from kiosk import store
 from kiosk.central_client import event_json
@@ -56,11 +60,21 @@ from kiosk.screen.state import REVOKED_NOTICE
 from kiosk.store import EventInfo
 
 ROOT = Path(__file__).resolve().parents[1]
+FAKE_KIOSK = ROOT / "tests" / "fake_kiosk.py"
 API = "/api/v1/door"
-SYNC_S = 2.0
+# sync_s: also the door's first retry after a failed round, then 2x, 4x: 0.7 s puts a retry 4.9 s after the
+# first failure, soon after the killed central is back in (b) (two check-ins and a restart, ~3.5 s).
+SYNC_S = 0.7
 SLACK_S = 3.0  # a sync round, a status write (0.5 s) and a busy 2-core machine on top of sync_s
-DEADLINE_S = 90.0  # the longest wait for something the processes do on their own
-
+DEADLINE_S = 60.0  # the longest wait for something the processes do on their own
+# The fake scene: 20 frames/s, the face walks up (0.2 s), holds still 0.4 s (steady_frames, then one or two
+# analysed frames), leaves (0.1 s), with 0.2 s of empty frames before and after it, so 0.4 s between visits
+# when looped (twice the door's leave_s: every loop is a new visit, and with cooldown 0 a new event): 1.1 s
+# a loop. A door that falls behind gets its frames later, never in a burst (the replay camera's pacing).
+FAKE_FPS = 20.0
+FAKE_STEADY_S = 0.4
+FAKE_EMPTY_S = 0.2
+FAKE_LEAVE_S = 0.2
 
 
 # -- in/out on the merged stream (store level, fast) -----------------------------------------------------------
@@ -110,6 +124,8 @@ def test_in_and_out_are_decided_on_the_merged_stream_of_all_doors(db: store.Data
 
 # -- the scenario with real processes --------------------------------------------------------------------------
 
+FAKE_PERSON = 0  # kiosk.vision.fake's person 0: photo 0 walks up to the doors, photos 1-3 are enrolled
+
 # -- the central's database: one place ----------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -135,20 +151,56 @@ def central_db(request: pytest.FixtureRequest, tmp_path: Path) -> CentralDb:
 
 # -- processes -------------------------------------------------------------------------------------------------
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out for bind(0) and outgoing connections (Linux; else 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _free_port() -> int:
+    """A free port on 127.0.0.1 for the central, below the ephemeral range: a port from bind(0) is free again
+    once checked, and the doors' screens, their outgoing connections or another test's server could be given
+    it before the central binds it (in the ephemeral range that is likely under -n 2, below it only another
+    test picking the very same number could)."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, max(20001, _ephemeral_low()))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    pytest.fail("no free port between 20000 and the ephemeral range")
+
+
+def kiosk_argv(*args: str | Path) -> list[str]:
+    """The command line of `kiosk ARGS` (python -m kiosk.cli)."""
+    return [sys.executable, "-m", "kiosk.cli", *map(str, args)]
+
+
+def fake_door_argv(config: Path) -> list[str]:
+    """The command line of a door process with the fake face analyzer (tests/fake_kiosk.py)."""
+    return [sys.executable, str(FAKE_KIOSK), "--config", str(config), "run"]
+
+
 @dataclass
 class Proc:
-    """A `kiosk` process with its log file (appended across restarts)."""
+    """A process (argv) with its log file (appended across restarts)."""
 
     name: str
-    args: list[str]
+    argv: list[str]
     log: Path
     popen: subprocess.Popen[bytes] | None = None
+    terminated: bool = False  # SIGTERM sent to this run
 
     def start(self) -> Proc:
+        self.terminated = False
         env = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK")} | {"PYTHONWARNINGS": "ignore"}
         with self.log.open("ab") as out:
-            self.popen = subprocess.Popen([sys.executable, "-m", "kiosk.cli", *self.args], cwd=ROOT, env=env,
-                                          stdout=out, stderr=subprocess.STDOUT)
+            self.popen = subprocess.Popen(self.argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         return self
 
     @property
@@ -167,12 +219,19 @@ class Proc:
             assert self.popen.wait(10) == -signal.SIGKILL
         self.popen = None
 
+    def terminate(self) -> None:
+        """SIGTERM, once (a second one during the interpreter's exit would kill it), without waiting."""
+        if self.alive() and not self.terminated:
+            assert self.popen is not None
+            self.popen.send_signal(signal.SIGTERM)
+            self.terminated = True
+
     def stop(self) -> int | None:
-        """SIGTERM, wait; its exit status (None: it was not running)."""
+        """SIGTERM (unless sent already), wait; its exit status (None: it was not running)."""
         if self.popen is None:
             return None
         if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
+            self.terminate()
             try:
                 self.popen.wait(30)
             except subprocess.TimeoutExpired:
@@ -189,6 +248,7 @@ class Cluster:
 
     def __init__(self) -> None:
         self.procs: list[Proc] = []
+        self.waited: list[tuple[str, float]] = []  # (what, seconds) of each wait, for the timings
 
     def wait(self, predicate: Callable[[], object], what: str, timeout: float = DEADLINE_S) -> float:
         """Poll predicate until true; seconds it took. Fails with the logs when the deadline passes or a
@@ -196,7 +256,9 @@ class Cluster:
         start = time.monotonic()
         while True:
             if predicate():
-                return time.monotonic() - start
+                took = time.monotonic() - start
+                self.waited.append((what, took))
+                return took
             dead = [p for p in self.procs if p.popen is not None and not p.alive()]
             if time.monotonic() - start > timeout or dead:
                 why = f"{', '.join(p.name for p in dead)} exited" if dead else f"{timeout:.0f} s passed"
@@ -411,6 +473,7 @@ def cluster() -> Iterator[Cluster]:
     yield c
     for p in c.procs:
         p.stop()
+    print("\n" + "\n".join(f"  waited {took:4.1f} s for {what}" for what, took in c.waited))
 
 
 def _central_config(path: Path, db: CentralDb, port: int) -> Path:
@@ -420,18 +483,35 @@ def _central_config(path: Path, db: CentralDb, port: int) -> Path:
     return path
 
 
+def _start_central(tmp_path: Path, db: CentralDb, cluster: Cluster) -> tuple[Path, Proc, int]:
+    """(config, process, port) of a migrated central, started and listening."""
+    port = _free_port()
+    config = _central_config(tmp_path / "central.yaml", db, port)
+    migrated = run_cli("db", "upgrade", config=config)
+    assert migrated.returncode == 0, migrated.stderr
+    server = Proc("central", kiosk_argv("--config", config, "serve"), tmp_path / "central.log")
+    cluster.procs.append(server)
+    server.start()
+    _wait_port(port, server)
+    return config, server, port
+
+
 def _door(tmp_path: Path, name: str, device_id: str, url: str, frames: Path, central_config: Path,
-          cluster: Cluster) -> Door:
+          cluster: Cluster, *, fake: bool = True) -> Door:
+    """A door added on the central and enrolled with it (`kiosk doors add`, `kiosk central enrol`), not
+    started: with fake, a fake-analyzer door process on the fake scene's timing; else `kiosk run`."""
     folder = tmp_path / device_id
     folder.mkdir()
     config = folder / "kiosk.yaml"
+    fps = FAKE_FPS if fake else 5
+    attendance: dict[str, Any] = {"cooldown_s": 0} | ({"leave_s": FAKE_LEAVE_S} if fake else {})
     config.write_text(yaml.safe_dump({
         "role": "door",
         "site": {"timezone": "UTC", "device_id": device_id},
         "database": {"path": str(folder / "kiosk.db"), "backups_kept": 0},
         "expression": {"enabled": False},
-        "attendance": {"cooldown_s": 0},
-        "camera": {"type": "replay", "options": {"path": str(frames), "fps": 5, "loop": True},
+        "attendance": attendance,
+        "camera": {"type": "replay", "options": {"path": str(frames), "fps": fps, "loop": True},
                    "retry_initial_s": 0.2, "retry_max_s": 1.0},
         "service": {"status_interval_s": 0.5, "gallery_check_s": 0.5},
         "screen": {"port": 0},
@@ -443,7 +523,8 @@ def _door(tmp_path: Path, name: str, device_id: str, url: str, frames: Path, cen
     enrolled = run_cli("central", "enrol", url, code.strip(), config=config)
     assert enrolled.returncode == 0, enrolled.stderr
     assert f"enrolled as {device_id}" in enrolled.stdout
-    proc = Proc(name, ["--config", str(config), "run"], folder / "door.log")
+    argv = fake_door_argv(config) if fake else kiosk_argv("--config", config, "run")
+    proc = Proc(name, argv, folder / "door.log")
     cluster.procs.append(proc)
     return Door(device_id, config, load_settings(config, environ={}), proc)
 
@@ -454,28 +535,61 @@ def _recognised(door: Door, pid: int, after: int = 0) -> bool:
 
 @pytest.mark.slow
 def test_two_doors_and_a_central_end_to_end(tmp_path: Path, central_db: CentralDb, cluster: Cluster) -> None:
-    port = free_port()
-    central_config = _central_config(tmp_path / "central.yaml", central_db, port)
-    server = Proc("central", ["--config", str(central_config), "serve"], tmp_path / "central.log")
-    cluster.procs.append(server)
-    person = PEOPLE[0]
-    frames = tmp_path / "frames"  # the person walks up, stays 2 s, leaves; looped at both doors
-    make_scene([person_photos(person)[0]], None, frames, 5.0, empty_s=1.5, tail_s=0.5)
-    migrated = run_cli("db", "upgrade", config=central_config)
-    assert migrated.returncode == 0, migrated.stderr
-    server.start()
-    _wait_port(port, server)
+    central_config, server, port = _start_central(tmp_path, central_db, cluster)
+    frames = tmp_path / "frames"  # the person walks up, stays, leaves; looped at both doors
+    loop_s = write_fake_scene(frames, FAKE_PERSON, FAKE_FPS, steady_s=FAKE_STEADY_S, empty_s=FAKE_EMPTY_S)
+    assert loop_s <= 1.1
     proxy = Proxy(port).start()
     try:
         a = _door(tmp_path, "Door A", "door-a", f"http://127.0.0.1:{proxy.port}", frames, central_config, cluster)
         b = _door(tmp_path, "Door B", "door-b", f"http://127.0.0.1:{port}", frames, central_config, cluster)
-        _scenario(tmp_path, central_config, Central(central_db.url), server, port, proxy, a, b, cluster)
+
+        def enrol() -> None:  # `kiosk enroll` from photo files, with the fake analyzer
+            result = enrol_fake_person(central_config, "Ada Lovelace", "E1", fake_photos(tmp_path / "photos",
+                                                                                         FAKE_PERSON))
+            assert result.templates_added == 3, result
+
+        _scenario(central_config, Central(central_db.url), server, port, proxy, a, b, cluster, enrol)
     finally:
         proxy.close()
 
 
-def _scenario(tmp_path: Path, central_config: Path, central: Central, server: Proc, port: int, proxy: Proxy,
-              a: Door, b: Door, cluster: Cluster) -> None:
+@pytest.mark.slow
+def test_the_real_models_recognise_at_a_door_a_person_enrolled_on_the_central(tmp_path: Path,
+                                                                               cluster: Cluster) -> None:
+    """The one run with the real models: `kiosk enroll` from committed photos on the central (SQLite), a
+    `kiosk run` door recognises the person from another photo, and the event reaches the central."""
+    path = tmp_path / "central" / "central.db"
+    path.parent.mkdir()
+    db = CentralDb({"path": str(path), "backups_kept": 0}, f"sqlite:///{path}")
+    central_config, server, port = _start_central(tmp_path, db, cluster)
+    central = Central(db.url)
+    frames = tmp_path / "frames"
+    make_scene([person_photos(PEOPLE[0])[0]], None, frames, 5.0, empty_s=1.5, tail_s=0.5)
+    door = _door(tmp_path, "Door A", "door-a", f"http://127.0.0.1:{port}", frames, central_config, cluster,
+                 fake=False)
+    door.proc.start()  # loads its models while the central enrols
+    enrolled = run_cli("enroll", "--name", "Debbie Reynolds", "--employee-id", "E1",
+                       *map(str, person_photos(PEOPLE[0])[1:]), config=central_config)
+    assert enrolled.returncode == 0, enrolled.stderr
+    pid = int(central.rows("SELECT id FROM people WHERE employee_id = 'E1'")[0][0])
+    version = central.gallery_version()
+    cluster.wait(lambda: (door.sync_state().get("gallery_version") or 0) >= version, "the gallery at the door")
+    cluster.wait(lambda: _recognised(door, pid), "the person recognised at the door")
+    seq = next(i for i, p, _ in door.events() if p == pid)
+    cluster.wait(lambda: seq in {s for s, p, _, _ in central.door_events(door.device_id) if p == pid},
+                 "the check-in on the central")
+    templates = [bytes(t) for (t,) in central.rows("SELECT embedding FROM face_templates WHERE person_id = :p",
+                                                   p=pid)]
+    assert len(templates) == len(person_photos(PEOPLE[0])) - 1
+    assert all(t in door.files_bytes() for t in templates)  # the door matched on the central's templates
+    assert door.proc.stop() == 0, door.proc.tail()
+    central.exactly_once()
+    assert server.stop() == 0, server.tail()
+
+
+def _scenario(central_config: Path, central: Central, server: Proc, port: int, proxy: Proxy, a: Door, b: Door,
+              cluster: Cluster, enrol: Callable[[], None]) -> None:
     doors = (a, b)
     t0 = time.monotonic()
 
@@ -491,10 +605,8 @@ def _scenario(tmp_path: Path, central_config: Path, central: Central, server: Pr
 
     mark("start")
 
-    # (a) enrol on the central, from committed photos: both doors have the person within sync_s
-    enrolled = run_cli("enroll", "--name", "Debbie Reynolds", "--employee-id", "E1",
-                       *map(str, person_photos(PEOPLE[0])[1:]), config=central_config)
-    assert enrolled.returncode == 0, enrolled.stderr
+    # (a) enrol on the central, from photo files: both doors have the person within sync_s
+    enrol()
     pid = int(central.rows("SELECT id FROM people WHERE employee_id = 'E1'")[0][0])
     version = central.gallery_version()
     took = cluster.wait(lambda: all((d.sync_state().get("gallery_version") or 0) >= version for d in doors),
@@ -616,7 +728,10 @@ def _scenario(tmp_path: Path, central_config: Path, central: Central, server: Pr
 
     # the end: every door's events on the central once, and nothing the door does not have
     for door in doors:
+        door.proc.terminate()
+    for door in doors:
         assert door.proc.stop() == 0, door.proc.tail()
+    server.terminate()  # nothing reaches it any more; its rows are read while it stops
     for door in doors:  # what the central holds is the door's own, in order, up to at least pushed_seq
         local = [i for i, *_ in door.events()]
         held = [seq for seq, *_ in central.door_events(door.device_id)]
