@@ -165,6 +165,7 @@ def run_service(
     stop_after: int | None = None,
     install_signals: bool = True,
     camera: RetryingCamera | None = None,
+    analyzer: FaceAnalyzer | None = None,
 ) -> int:
     """`kiosk run`: open, loop until SIGTERM/SIGINT (or replay end / stop_after frames), close; the exit code.
 
@@ -173,7 +174,7 @@ def run_service(
     stop = StopRequest()
     if install_signals:
         install_signal_handlers(stop)
-    service = open_service(settings, clock=clock, camera=camera, stop=stop)
+    service = open_service(settings, clock=clock, camera=camera, analyzer=analyzer, stop=stop)
     try:
         return service.run(stop_after=stop_after)
     finally:

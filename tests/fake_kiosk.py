@@ -72,17 +72,10 @@ def enrol_fake_person(config: Path, name: str, employee_id: str, photos: list[Pa
 
 def run_door(config: Path) -> int:
     """The door service of `kiosk --config CONFIG run` with the fake analyzer; its exit status."""
-    from kiosk.door_loop import StopRequest
-    from kiosk.service import install_signal_handlers, open_service
+    from kiosk.service import run_service
 
     settings = load_settings(config)
-    stop = StopRequest()
-    install_signal_handlers(stop)
-    service = open_service(settings, analyzer=FakeFaceAnalyzer(settings.recognition), stop=stop)
-    try:
-        return service.run()
-    finally:
-        service.close()
+    return run_service(settings, analyzer=FakeFaceAnalyzer(settings.recognition))
 
 
 def main(argv: list[str] | None = None) -> int:
