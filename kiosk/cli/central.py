@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 @click.group()
 def central() -> None:
-    """This door's central server: enrol the door, show how far its sync is."""
+    """This door's central server: enrol the door, join with its history, show how far its sync is."""
 
 
 def write_token_file(path: Path, token: str) -> None:
@@ -114,3 +114,30 @@ def central_status(ctx: Context, as_json: bool) -> None:
             service["online"]]
         click.echo(f"door service ({service['state']}, {service['updated_at']}): central {link}, last push "
                    f"{service['last_push_at'] or 'never'}" + (f"; {service['error']}" if service["error"] else ""))
+
+
+@central.command("join")
+@click.argument("url")
+@click.argument("code")
+@click.option("--force", is_flag=True, help="Replace a token this kiosk already has for another central.")
+@with_context
+def central_join(ctx: Context, url: str, code: str, force: bool) -> None:
+    """Join the central at URL with CODE, uploading this kiosk's people, templates, events, leave and audit once."""
+    from kiosk.central_client import check_url
+    from kiosk.central_join import join
+
+    s = ctx.settings
+    if not Path(s.database.path).exists():
+        fail(f"no database at {s.database.path}: nothing to join with")
+    r = join(s, url, code, force=force, batch=s.central.batch)
+    if r.already:
+        click.echo(f"this kiosk has joined {url} as {r.device_id} already: nothing to upload")
+        return
+    click.echo(f"{'resumed: ' if r.resumed else ''}joined as {r.device_id}: people {r.created} created, "
+               f"{r.matched} matched; leave {r.leave_stored} stored, {r.leave_repeated} repeated; audit "
+               f"{r.audit_stored} stored, {r.audit_repeated} repeated; events {r.events_stored} stored, "
+               f"{r.events_repeated} repeated (pushed up to {r.pushed_seq}); gallery version {r.gallery_version}")
+    for line in r.conflicts:
+        click.echo(f"conflict: {line}")
+    if s.role != "door":
+        click.echo(f"next: set `role: door` and `central: {{url: {check_url(url)}}}` in the config, then restart")

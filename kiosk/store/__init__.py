@@ -83,6 +83,16 @@ from kiosk.store.events import (
 )
 from kiosk.store.export import export_person
 from kiosk.store.gallery_feed import GalleryChanges, GalleryPerson, changes_since, gallery_version
+from kiosk.store.importing import (
+    ImportAudit,
+    ImportLeave,
+    ImportPerson,
+    ImportResult,
+    InvalidImport,
+    all_audit,
+    import_standalone,
+    standalone_templates,
+)
 from kiosk.store.ingest import DoorEvent, IngestResult, InvalidDoorEvent, SeqConflict, ingest_events
 from kiosk.store.leave import (
     LeaveInfo,
@@ -186,6 +196,7 @@ __all__ = [
     "ENROL_CODE_TTL", "BadEnrolCode", "DoorError", "DoorEvent", "DoorInfo", "DoorNotFound", "DoorRevoked",
     "DuplicateDoor", "GalleryChanges", "GalleryPerson", "IngestResult", "InvalidDoorEvent", "NewDoorCode",
     "SeqConflict", "UnknownDoorToken", "add_door", "authenticate_door", "changes_since", "device_slug",
-    "enrol_door", "gallery_version", "get_door", "ingest_events", "list_doors", "new_enrol_code",
+    "enrol_door", "gallery_version", "ImportAudit", "ImportLeave", "ImportPerson", "ImportResult",
+    "InvalidImport", "import_standalone", "all_audit", "standalone_templates", "get_door", "ingest_events", "list_doors", "new_enrol_code",
     "note_gallery_pull", "revoke_door",
 ]

@@ -1,4 +1,4 @@
-"""The door API of a central server, /api/v1/door/{enrol,events,gallery} (docs/central.md): JSON
+"""The door API of a central server, /api/v1/door/{enrol,events,gallery,import} (docs/central.md): JSON
 over HTTP, bearer tokens, registered by create_app only with role: central.
 
 Every route but enrol needs `Authorization: Bearer <token>` (checked here before any view runs;
@@ -13,9 +13,10 @@ import base64
 import json
 import logging
 import math
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, NoReturn
 
+import numpy as np
 from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -75,7 +76,7 @@ def _kiosk_error(exc: KioskError) -> Response:
         return _json_error(401, "unauthorized", str(exc))
     if isinstance(exc, store.BadEnrolCode):
         return _json_error(400, "bad_code", str(exc))
-    if isinstance(exc, store.InvalidDoorEvent):
+    if isinstance(exc, store.InvalidDoorEvent | store.InvalidImport):
         return _json_error(400, "malformed", str(exc))
     if isinstance(exc, store.SeqConflict):
         logger.error("door API: %s", exc)
@@ -251,3 +252,93 @@ def gallery() -> Response:
               for p in changes.people]
     return jsonify(version=changes.version, embedder=c.settings.recognition.embedder_id(),
                    full=changes.full, people=people, removed=changes.removed)
+
+
+MAX_IMPORT_ITEMS = 5000  # people, leave or audit lines in one import request
+
+
+def _list(body: dict[str, Any], key: str) -> list[Any]:
+    value = body.get(key, [])
+    if not isinstance(value, list):
+        _fail(400, "malformed", f"{key} must be a list")
+    if len(value) > MAX_IMPORT_ITEMS:
+        _fail(413, "too_many", f"{len(value)} {key} in one request; at most {MAX_IMPORT_ITEMS}")
+    return value
+
+
+def _object(raw: Any, what: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        _fail(400, "malformed", f"{what} must be an object")
+    return raw
+
+
+def _day(value: Any, what: str) -> date:
+    if not isinstance(value, str) or len(value) != 10:
+        _fail(400, "malformed", f"{what} must be a day YYYY-MM-DD")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        _fail(400, "malformed", f"{what} {value!r} is not a day YYYY-MM-DD")
+
+
+def _import_person(raw: Any, i: int) -> store.ImportPerson:
+    p = _object(raw, f"people[{i}]")
+    templates = p.get("templates", [])
+    if not isinstance(templates, list) or len(templates) > 100:
+        _fail(400, "malformed", f"people[{i}].templates must be a list of at most 100 templates")
+    blobs: list[bytes] = []
+    for t in templates:
+        try:
+            blob = base64.b64decode(str(t), validate=True)
+        except ValueError:
+            blob = b""
+        vector = np.frombuffer(blob, dtype="<f4") if len(blob) == 512 else None
+        if vector is None or not np.isfinite(vector).all():
+            _fail(400, "malformed", f"people[{i}]: a template must be base64 of 128 finite float32 LE")
+        blobs.append(blob)
+    if not isinstance(p.get("active"), bool) or not isinstance(p.get("expression_consent"), bool):
+        _fail(400, "malformed", f"people[{i}]: active and expression_consent must be true or false")
+    return store.ImportPerson(
+        local_id=_whole(p.get("local_id"), f"people[{i}].local_id", 1),
+        employee_id=str(_text(p.get("employee_id"), f"people[{i}].employee_id", 64, optional=False)),
+        name=str(_text(p.get("name"), f"people[{i}].name", 200, optional=False)),
+        active=bool(p["active"]), expression_consent=bool(p["expression_consent"]), templates=blobs,
+        embedder=_text(p.get("embedder"), f"people[{i}].embedder", 100))
+
+
+def _import_leave(raw: Any, i: int) -> store.ImportLeave:
+    item = _object(raw, f"leave[{i}]")
+    return store.ImportLeave(
+        employee_id=str(_text(item.get("employee_id"), f"leave[{i}].employee_id", 64, optional=False)),
+        first_day=_day(item.get("first_day"), f"leave[{i}].first_day"),
+        last_day=_day(item.get("last_day"), f"leave[{i}].last_day"),
+        kind=str(_text(item.get("kind"), f"leave[{i}].kind", 16, optional=False)),
+        recorded_by=str(_text(item.get("recorded_by"), f"leave[{i}].recorded_by", 100, optional=False)))
+
+
+def _import_audit(raw: Any, i: int) -> store.ImportAudit:
+    a = _object(raw, f"audit[{i}]")
+    details = a.get("details")
+    if details is not None and (not isinstance(details, dict) or len(json.dumps(details)) > 4 * MAX_TEXT):
+        _fail(400, "malformed", f"audit[{i}].details must be a small object or null")
+    return store.ImportAudit(
+        at=_time(a.get("at"), f"audit[{i}].at"),
+        actor=str(_text(a.get("actor"), f"audit[{i}].actor", 100, optional=False)),
+        action=str(_text(a.get("action"), f"audit[{i}].action", 64, optional=False)),
+        target=_text(a.get("target"), f"audit[{i}].target", 200), details=details)
+
+
+@bp.post("/import")
+def import_standalone() -> Response:
+    """A joining kiosk's {"people", "leave", "audit"} (any of them) -> {"people": {local id: central id},
+    "created", "matched", "leave_stored", "leave_repeated", "audit_stored", "audit_repeated", "conflicts"}."""
+    door: store.DoorInfo = g.door
+    body = _body()
+    people = [_import_person(raw, i) for i, raw in enumerate(_list(body, "people"))]
+    leave = [_import_leave(raw, i) for i, raw in enumerate(_list(body, "leave"))]
+    audit = [_import_audit(raw, i) for i, raw in enumerate(_list(body, "audit"))]
+    c = ctx()
+    r = store.import_standalone(c.db, door.device_id, people, leave, audit, now=c.clock.now())
+    return jsonify(people={str(k): v for k, v in r.people.items()}, created=r.created, matched=r.matched,
+                   leave_stored=r.leave_stored, leave_repeated=r.leave_repeated, audit_stored=r.audit_stored,
+                   audit_repeated=r.audit_repeated, conflicts=r.conflicts)
