@@ -137,7 +137,7 @@ class CentralClient:
         """POST /events with events (event_json) and the door's clock; the answer (last_seq: the highest
         sequence the central holds for this door). backlog: events still waiting after this batch."""
         body = {"clock": clock.isoformat(), "version": __version__, "backlog": backlog, "events": list(events)}
-        answer = _request(self.url + API + "/events", body, self.token, self.timeout_s)
+        answer = call_central(self.url + API + "/events", body, self.token, self.timeout_s)
         last_seq, stored, repeated = answer.get("last_seq"), answer.get("stored"), answer.get("repeated")
         if not _is_int(last_seq) or last_seq < 0:
             raise CentralBadAnswer(f"the central's answer to a push has no last_seq: {_short(answer)}")
@@ -149,13 +149,13 @@ class CentralClient:
 
     def gallery(self, since: int) -> GalleryAnswer:
         """GET /gallery?since=since: what changed in the gallery after version since (0: all of it)."""
-        answer = _request(f"{self.url}{API}/gallery?since={int(since)}", None, self.token, self.timeout_s)
+        answer = call_central(f"{self.url}{API}/gallery?since={int(since)}", None, self.token, self.timeout_s)
         return parse_gallery(answer)
 
 
 def enrol(url: str, code: str, *, timeout_s: float = 10.0) -> Enrolment:
     """POST /enrol: exchange a one-time enrolment code for this door's token (CentralRejected bad_code)."""
-    answer = _request(check_url(url) + API + "/enrol", {"code": code.strip(), "version": __version__}, None,
+    answer = call_central(check_url(url) + API + "/enrol", {"code": code.strip(), "version": __version__}, None,
                       timeout_s)
     fields = {k: answer.get(k) for k in ("token", "device_id", "name", "site")}
     if not all(isinstance(v, str) for v in fields.values()) or not fields["token"] or not fields["device_id"]:
@@ -203,7 +203,7 @@ def _person(data: object) -> CachedPerson:
                         matrix)
 
 
-def _request(url: str, body: Mapping[str, Any] | None, token: str | None, timeout_s: float) -> dict[str, Any]:
+def call_central(url: str, body: Mapping[str, Any] | None, token: str | None, timeout_s: float) -> dict[str, Any]:
     """One JSON request (POST with body, else GET); the answer's JSON object, or one of the errors above."""
     headers = {"Accept": "application/json", "User-Agent": f"kiosk-door/{__version__}"}
     data = None

@@ -25,13 +25,13 @@ from kiosk.central_client import (
     API,
     CentralBadAnswer,
     CentralClient,
-    _request,
+    call_central,
     check_url,
     enrol,
     event_json,
 )
 from kiosk.config import Settings
-from kiosk.door_sync import _stamp, event_uuid, read_token
+from kiosk.door_sync import event_stamp, event_uuid, read_token
 from kiosk.errors import KioskError
 from kiosk.vocabulary import EventKind
 
@@ -91,7 +91,7 @@ def _enrolment(settings: Settings, url: str, code: str, force: bool, report: Joi
 
 
 def _post(url: str, token: str, timeout_s: float, body: dict[str, Any]) -> dict[str, Any]:
-    return _request(url + API + "/import", body, token, timeout_s)
+    return call_central(url + API + "/import", body, token, timeout_s)
 
 
 def _count(answer: dict[str, Any], key: str) -> int:
@@ -189,7 +189,7 @@ def join(settings: Settings, url: str, code: str, *, force: bool = False, batch:
                                        f"{events[0].id}..{events[-1].id}")
             report.events_stored += answer.stored or 0
             report.events_repeated += answer.repeated or 0
-            state = replace(state, pushed_seq=events[-1].id, pushed_at=_stamp(events[-1].occurred_at))
+            state = replace(state, pushed_seq=events[-1].id, pushed_at=event_stamp(events[-1].occurred_at))
             store.write_sync_state(path, state)
             logger.info("join: pushed events %d..%d: %s stored, %s repeated", events[0].id, events[-1].id,
                         answer.stored, answer.repeated)

@@ -71,7 +71,7 @@ def event_uuid(device_id: str, seq: int, at: datetime) -> str:
     return str(uuid.uuid5(EVENT_UUID_NAMESPACE, f"{device_id}:{seq}:{at.astimezone(UTC).isoformat()}"))
 
 
-def _stamp(at: datetime) -> str:
+def event_stamp(at: datetime) -> str:
     """An event's time as the sync state keeps it (UTC ISO 8601)."""
     return at.astimezone(UTC).isoformat()
 
@@ -282,11 +282,11 @@ class DoorSync:
             return
         found = store.events_after(db, seq - 1, 1)
         here = found[0] if found and found[0].id == seq else None
-        if here is not None and (stamp is None or _stamp(here.occurred_at) == stamp):
+        if here is not None and (stamp is None or event_stamp(here.occurred_at) == stamp):
             if stamp is None:
-                self._save(pushed_at=_stamp(here.occurred_at))
+                self._save(pushed_at=event_stamp(here.occurred_at))
             return
-        what = "is gone" if here is None else f"is another one (recorded {_stamp(here.occurred_at)}, not {stamp})"
+        what = "is gone" if here is None else f"is another one (recorded {event_stamp(here.occurred_at)}, not {stamp})"
         logger.warning("the event %d the central acknowledged last %s: was the database replaced or restored? "
                        "Offering every local event again from the first (the central skips those it holds)",
                        seq, what)
@@ -305,7 +305,7 @@ class DoorSync:
         if at is None and last_seq > 0:
             found = store.events_after(db, last_seq - 1, 1)
             at = found[0].occurred_at if found and found[0].id == last_seq else None
-        self._save(pushed_seq=last_seq, pushed_at=_stamp(at) if at is not None else "")
+        self._save(pushed_seq=last_seq, pushed_at=event_stamp(at) if at is not None else "")
         self._set(pushed_seq=last_seq, last_push_at=datetime.now(UTC))
         if last_seq < last:
             if last_seq < before:
