@@ -29,6 +29,7 @@ Security model:
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import secrets
@@ -85,6 +86,21 @@ def _secret_key(settings: Settings) -> bytes:
     return key.encode()
 
 
+MALLOC_ARENAS = 2  # glibc heaps the web app's worker threads share (glibc's default: 8 per core)
+_M_ARENA_MAX = -8  # mallopt parameter number in glibc's malloc.h
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Let the request threads share `arenas` glibc heaps instead of one each, before they start: a
+    thread that decodes an enrolment photo in a heap of its own kept about 5 MB more at the peak (the
+    bounded-memory enrolment test measured 293.7 MB every time with 2, 294-299 MB without). True when
+    set (glibc); elsewhere nothing happens."""
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, arenas))
+    except (OSError, AttributeError):
+        return False
+
+
 def create_app(
     settings: Settings,
     db: Database | None = None,
@@ -94,6 +110,7 @@ def create_app(
     secret_key: str | bytes | None = None,
 ) -> Flask:
     """The web app on settings' database (opened here when db is None; closed with the app)."""
+    limit_malloc_arenas()
     app = Flask(__name__)
     app.request_class = KioskRequest
     app.url_map.converters["int"] = IdConverter  # before any route is added

@@ -383,3 +383,14 @@ def test_templates_not_exposed_to_managers(manager_client: tuple[FlaskClient, st
     assert client.get(f"/admin/people/{person_id}/export.json").status_code == 403
     html = client.get(f"/people/{person_id}").get_data(as_text=True)
     assert "a.jpg" not in html
+
+
+def test_the_web_app_limits_glibc_heaps_for_its_threads() -> None:
+    """On glibc (Linux, the Pi) create_app caps malloc arenas, which keeps the enrolment peak bounded."""
+    import platform
+
+    from kiosk.web.app import limit_malloc_arenas
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc only")
+    assert limit_malloc_arenas() is True
