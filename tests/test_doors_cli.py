@@ -107,3 +107,18 @@ def test_doors_need_role_central(tmp_path: Path) -> None:
     r = run_cli("doors", "add", "Main entrance", config=config)
     assert r.returncode == 1 and "role: central" in r.stderr and "role: standalone" in r.stderr
     assert not (tmp_path / "kiosk.db").exists()
+
+
+def test_codes_can_be_typed_as_a_command_line_argument(config: Path, tmp_path: Path, monkeypatch) -> None:
+    """A code is hex: one that began with "-" (token_urlsafe's alphabet) was taken for an option by
+    `kiosk central enrol URL CODE` ("No such option '-M'"), found by the end-to-end test."""
+    import secrets
+
+    monkeypatch.setattr(secrets, "token_urlsafe", lambda n=None: "-M" + "x" * 22)  # the old generator, unlucky
+    codes = []
+    for i in range(20):
+        r = run_cli("doors", "add", f"Door {i}", config=config)
+        assert r.returncode == 0, r.stderr
+        codes.append(code_of(r.stdout))
+    assert all(len(c) == 32 and int(c, 16) >= 0 and not c.startswith("-") for c in codes)
+    assert len(set(codes)) == 20

@@ -141,7 +141,7 @@ def door_info(d: Door) -> DoorInfo:
 
 
 def _new_code(d: Door, now: datetime) -> str:
-    code = secrets.token_urlsafe(18)
+    code = secrets.token_hex(16)  # 128 bits; hex, so it never starts with "-" (an option on a command line)
     d.enrol_code_hash = sha256_hex(code)
     d.enrol_code_expires_at = now + ENROL_CODE_TTL
     return code
