@@ -31,7 +31,7 @@ from kiosk.central_client import (
     event_json,
 )
 from kiosk.config import Settings
-from kiosk.door_sync import event_stamp, event_uuid, read_token
+from kiosk.door_sync import event_stamp, event_uuid, read_token, write_token_file
 from kiosk.errors import KioskError
 from kiosk.vocabulary import EventKind
 
@@ -82,8 +82,7 @@ def _enrolment(settings: Settings, url: str, code: str, force: bool, report: Joi
         raise JoinRefused(f"this kiosk already has a token in {settings.token_path} (for {state.url or 'unknown'}); "
                           "add --force to join with this code instead")
     enrolment = enrol(url, code, timeout_s=settings.central.timeout_s)
-    settings.token_path.parent.mkdir(parents=True, exist_ok=True)
-    replace_file(settings.token_path, (enrolment.token + "\n").encode("utf-8"), mode=0o600)
+    write_token_file(settings.token_path, enrolment.token)
     state = store.SyncState(device_id=enrolment.device_id, name=enrolment.name, site=enrolment.site, url=url,
                             enrolled_at=datetime.now(UTC).isoformat())
     store.write_sync_state(path, state)

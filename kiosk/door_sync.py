@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kiosk import store
+from kiosk.atomic_write import replace_file
 from kiosk.backoff import backoff_s
 from kiosk.central_client import (
     BadToken,
@@ -83,6 +84,12 @@ def read_token(path: Path) -> str | None:
     except FileNotFoundError:
         return None
     return token or None
+
+
+def write_token_file(path: Path, token: str) -> None:
+    """Write the door's token to path with mode 0600 from the start (temp file, fsync, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    replace_file(path, (token + "\n").encode("utf-8"), mode=0o600)
 
 
 class DoorSync:

@@ -10,7 +10,6 @@ from typing import Any
 
 import click
 
-from kiosk.atomic_write import replace_file
 from kiosk.cli.base import Context, fail, with_context
 
 logger = logging.getLogger(__name__)
@@ -19,12 +18,6 @@ logger = logging.getLogger(__name__)
 @click.group()
 def central() -> None:
     """This door's central server: enrol the door, join with its history, show how far its sync is."""
-
-
-def write_token_file(path: Path, token: str) -> None:
-    """Write the token to path with mode 0600 from the start (temp file, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    replace_file(path, (token + "\n").encode("utf-8"), mode=0o600)
 
 
 @central.command("enrol")
@@ -36,7 +29,7 @@ def central_enrol(ctx: Context, url: str, code: str, force: bool) -> None:
     """Exchange CODE (from `kiosk doors add` on the central at URL) for this door's token (mode 0600)."""
     from kiosk import store
     from kiosk.central_client import check_url, enrol
-    from kiosk.door_sync import read_token
+    from kiosk.door_sync import read_token, write_token_file
 
     s = ctx.settings
     url = check_url(url)
