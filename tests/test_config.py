@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import typing
+from datetime import date, datetime, time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import BaseModel, ValidationError
@@ -33,9 +37,12 @@ def test_every_section_is_reachable_from_settings() -> None:
         model = todo.pop()
         reached.add(model)
         for field in model.model_fields.values():
-            kind = field.annotation
-            if isinstance(kind, type) and issubclass(kind, BaseModel) and kind not in reached:
-                todo.append(kind)
+            kinds = [field.annotation]
+            while kinds:  # the annotation and its arguments (dict[str, SiteOverride])
+                kind = kinds.pop()
+                kinds.extend(typing.get_args(kind))
+                if isinstance(kind, type) and issubclass(kind, BaseModel) and kind not in reached:
+                    todo.append(kind)
     assert set(_sections()) == reached
 
 
@@ -61,3 +68,34 @@ def test_defaults_work_monday_to_friday() -> None:
     site = Settings().site
     assert site.work_days == ["mon", "tue", "wed", "thu", "fri"]
     assert site.work_days is not Settings().site.work_days  # a fresh list each time
+
+
+def test_sites_take_their_own_rules_and_site_for_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "kiosk.yaml"
+    path.write_text("role: central\nsite:\n  timezone: Europe/Berlin\n  holidays: ['2026-10-03']\n"
+                    "sites:\n  london:\n    timezone: Europe/London\n    workday_start: '08:30'\n"
+                    "    holidays: ['2026-12-28']\n  berlin: {}\n")
+    settings = load_settings(path, environ={})
+    london, berlin, none = settings.rules_of("london"), settings.rules_of("berlin"), settings.rules_of(None)
+    assert (london.tz, london.workday_start, london.late_grace_minutes) == (ZoneInfo("Europe/London"), time(8, 30), 5)
+    assert (berlin.tz, berlin.workday_start) == (ZoneInfo("Europe/Berlin"), time(9, 0))
+    assert settings.rules_of("paris") == none == berlin  # a site not listed: site: whole
+    assert not london.is_work_day(date(2026, 12, 28)) and london.is_work_day(date(2026, 10, 5))
+    assert not berlin.is_work_day(date(2026, 10, 3)) and not london.is_work_day(date(2026, 10, 3))  # Saturday
+    assert london.is_work_day(date(2026, 10, 2)) and berlin.is_work_day(date(2026, 12, 28))
+    late_evening = datetime(2026, 3, 2, 23, 30, tzinfo=ZoneInfo("UTC"))
+    assert (london.local_day(late_evening), berlin.local_day(late_evening)) == (date(2026, 3, 2), date(2026, 3, 3))
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("sites:\n  london: {timezone: Europe/London}\n", "top level): Value error, sites: only a central server"),
+    ("role: central\nsites:\n  london: {timezone: Europe/Lndon}\n",
+     "line 3: sites.london.timezone: Value error, unknown time zone 'Europe/Lndon'"),
+    ("role: central\nsites:\n  london: {opens: '08:00'}\n", "line 3: sites.london.opens: unknown key"),
+    ("role: central\nsites:\n  ' london': {}\n", "a site name is 1 to 100 characters"),
+])
+def test_bad_sites_are_one_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "kiosk.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings(path, environ={})

@@ -31,6 +31,7 @@ from kiosk.config.loader import (
 )
 from kiosk.config.settings import Settings
 from kiosk.config.site import WEEKDAYS, DatabaseSettings, RetentionSettings, SiteSettings, Weekday
+from kiosk.config.sites import SiteOverride, SiteRules
 from kiosk.config.web import WebSettings
 
 __all__ = [
@@ -53,6 +54,8 @@ __all__ = [
     "Section",
     "ServiceSettings",
     "Settings",
+    "SiteOverride",
+    "SiteRules",
     "SiteSettings",
     "WebSettings",
     "Weekday",

@@ -6,11 +6,14 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from pydantic import Field, model_validator
+
 from kiosk.config.base import Section
 from kiosk.config.central import CentralSettings
 from kiosk.config.door import AttendanceSettings, CameraSettings, ScreenSettings, ServiceSettings
 from kiosk.config.faces import EnrolmentSettings, ExpressionSettings, RecognitionSettings
 from kiosk.config.site import DatabaseSettings, RetentionSettings, SiteSettings
+from kiosk.config.sites import SiteOverride, SiteRules, site_name_problem, site_rules
 from kiosk.config.web import WebSettings
 
 
@@ -33,6 +36,24 @@ class Settings(Section):
     service: ServiceSettings = ServiceSettings()
     screen: ScreenSettings = ScreenSettings()
     central: CentralSettings = CentralSettings()
+    # A central's sites with rules of their own, by the site name its doors carry (`kiosk doors add
+    # --site NAME`); a key a site leaves out takes site:'s value, and a site not listed uses site: whole.
+    sites: dict[str, SiteOverride] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _sites_on_a_central(self) -> Settings:
+        if self.sites and self.role != "central":
+            raise ValueError("sites: only a central server (role: central) has several sites; a door or a "
+                             "standalone kiosk sets its own rules in site:")
+        for name in self.sites:
+            problem = site_name_problem(name)
+            if problem is not None:
+                raise ValueError(problem)
+        return self
+
+    def rules_of(self, site: str | None) -> SiteRules:
+        """The rules a site's days are placed and judged by (None or a site not in sites: site:'s)."""
+        return site_rules(self.site, self.sites.get(site) if site is not None else None)
 
     @property
     def tz(self) -> ZoneInfo:

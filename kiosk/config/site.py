@@ -21,6 +21,15 @@ def _office_week() -> list[Weekday]:
     return ["mon", "tue", "wed", "thu", "fri"]
 
 
+def known_zone(value: str) -> str:
+    """value when it names an IANA time zone; ValueError (the config error's text) otherwise."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)") from exc
+    return value
+
+
 class SiteSettings(Section):
     """The site: its name, time zone, working hours, work days and holidays."""
 
@@ -45,11 +54,7 @@ class SiteSettings(Section):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)") from exc
-        return value
+        return known_zone(value)
 
 
 DATABASE_URL_SCHEME = "postgresql+psycopg"
