@@ -66,6 +66,8 @@ class JoinReport:
     events_repeated: int = 0
     pushed_seq: int = 0
     gallery_version: int = 0
+    renumbered: int = 0  # local people moved to the central's ids by this run
+    local_only: int = 0  # people erased here, moved to negative ids by this run
     conflicts: list[str] = field(default_factory=list)
 
 
@@ -100,8 +102,8 @@ def _count(answer: dict[str, Any], key: str) -> int:
     return value
 
 
-def _upload_records(db: store.Database, url: str, token: str, timeout_s: float, report: JoinReport) -> dict[int, int]:
-    """People (with templates), leave and audit to the central; {local person id: central id}."""
+def _upload_people(db: store.Database, url: str, token: str, timeout_s: float, report: JoinReport) -> dict[int, int]:
+    """People (with templates, erased ones left out) to the central; {local person id: central id}."""
     templates = store.standalone_templates(db)
     people = store.list_people(db, include_inactive=True, include_erased=False)
     mapping: dict[int, int] = {}
@@ -123,7 +125,13 @@ def _upload_records(db: store.Database, url: str, token: str, timeout_s: float, 
         report.created += _count(answer, "created")
         report.matched += _count(answer, "matched")
         report.conflicts += [str(c) for c in answer.get("conflicts") or []]
-    employee = {p.id: p.employee_id for p in people}
+    return mapping
+
+
+def _upload_lines(db: store.Database, url: str, token: str, timeout_s: float, report: JoinReport) -> None:
+    """Leave (by employee id) and audit lines to the central, after the renumbering: an audit target
+    person:N names the central's person N (an erased person's lines keep their negative id)."""
+    employee = {p.id: p.employee_id for p in store.list_people(db, include_inactive=True, include_erased=False)}
     leave = [{"employee_id": employee[x.person_id], "first_day": x.first_day.isoformat(),
               "last_day": x.last_day.isoformat(), "kind": x.kind, "recorded_by": x.recorded_by}
              for x in store.leave_between(db) if x.person_id in employee]
@@ -136,20 +144,16 @@ def _upload_records(db: store.Database, url: str, token: str, timeout_s: float, 
             setattr(report, f"{key}_repeated",
                     getattr(report, f"{key}_repeated") + _count(answer, f"{key}_repeated"))
             report.conflicts += [str(c) for c in answer.get("conflicts") or []]
-    return mapping
 
 
-def _wire_event(event: store.EventInfo, device_id: str, mapping: dict[int, int]) -> dict[str, Any]:
-    """An event as pushed, its person the central's (an erased local person's event goes as unknown)."""
+def _wire_event(event: store.EventInfo, device_id: str) -> dict[str, Any]:
+    """An event as pushed: after the renumbering its person id is the central's; an erased person's
+    (a negative local id) goes as unknown."""
     body = event_json(event, event_uuid(device_id, event.id, event.occurred_at))
-    if event.person_id is not None:
-        central_id = mapping.get(event.person_id)
-        if central_id is None:
-            body.update(person_id=None, kind=str(EventKind.UNKNOWN), expression_label=None,
-                        expression_scores=None, expression_confidence=None,
-                        review="recorded before the kiosk joined, for a person erased on it since")
-        else:
-            body["person_id"] = central_id
+    if event.person_id is not None and event.person_id < 1:
+        body.update(person_id=None, kind=str(EventKind.UNKNOWN), expression_label=None,
+                    expression_scores=None, expression_confidence=None,
+                    review="recorded before the kiosk joined, for a person erased on it since")
     if event.recorded_by:
         note = f"hand correction by {event.recorded_by} on the kiosk before it joined"
         body["review"] = f"{body['review']}; {note}" if body.get("review") else note
@@ -174,14 +178,17 @@ def join(settings: Settings, url: str, code: str, *, force: bool = False, batch:
         report.already, report.pushed_seq, report.gallery_version = True, state.pushed_seq, state.gallery_version
         return report
     with store.open_database(path, busy_timeout_ms=settings.database.busy_timeout_ms, create=False) as db:
-        mapping = _upload_records(db, url, token, settings.central.timeout_s, report)
+        mapping = _upload_people(db, url, token, settings.central.timeout_s, report)
+        renumbered = store.renumber_people(db, mapping, actor=f"join:{state.device_id}")
+        report.renumbered, report.local_only = renumbered.moved, renumbered.local_only
+        _upload_lines(db, url, token, settings.central.timeout_s, report)
         client = CentralClient(url, token, settings.central.timeout_s)
         while True:
             events = store.events_after(db, state.pushed_seq, batch)
             if not events:
                 break
             waiting, _ = store.event_backlog(db, events[-1].id)
-            answer = client.push_events([_wire_event(e, state.device_id, mapping) for e in events],
+            answer = client.push_events([_wire_event(e, state.device_id) for e in events],
                                         clock=datetime.now(UTC), backlog=waiting)
             if answer.last_seq < events[-1].id:
                 raise CentralBadAnswer(f"the central acknowledged seq {answer.last_seq} for events "

@@ -171,3 +171,62 @@ def test_a_malformed_import_is_refused_and_stores_nothing(tmp_path: Path,
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(nobody, timeout=5)
     assert caught.value.code == 401
+
+
+def test_the_local_history_is_renumbered_to_the_centrals_ids(tmp_path: Path,
+                                                              central: tuple[str, store.Database]) -> None:
+    """Local ids 1 and 2 are the central's 2 and 1 (a swap), the erased local 3 is where the central puts the new
+    E4: after the join every local row names its own person, and the door judges Y's first check-in by Y's day."""
+    from kiosk.attendance import Attendance, StoreEventLog
+
+    url, cdb = central
+    grace_c = store.add_person(cdb, "E2", "Grace").id  # central 1
+    ada_c = store.add_person(cdb, "E1", "Ada").id  # central 2
+    settings = _standalone(tmp_path, url)
+    Path(settings.database.path).parent.mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    morning = T0  # 08:00 UTC
+    with store.open_from_settings(settings) as db:
+        ada = store.add_person(db, "E1", "Ada", expression_consent=True, actor="alice", now=T0).id  # local 1
+        grace = store.add_person(db, "E2", "Grace", actor="alice", now=T0).id  # local 2
+        linus = store.add_person(db, "E3", "Linus", now=T0).id  # local 3, erased below
+        bob = store.add_person(db, "E4", "Bob", now=T0).id  # local 4; the central makes E4 its 3
+        assert (ada, grace, linus, bob) == (1, 2, 3, 4) and (grace_c, ada_c) == (1, 2)
+        for pid in (ada, grace, bob):
+            store.add_templates(db, pid, rng.standard_normal((2, 128)).astype(np.float32), now=T0)
+        store.record_event(db, grace, morning - timedelta(days=1), "in", "kiosk")
+        store.record_event(db, linus, morning - timedelta(days=1), "in", "kiosk")
+        x_in = store.record_event(db, ada, morning, "in", "kiosk").id  # X's morning
+        store.record_event(db, bob, morning + timedelta(minutes=5), "in", "kiosk")
+        store.add_leave(db, grace, date(2026, 11, 20), date(2026, 11, 21), "holiday", actor="alice", now=T0)
+        store.erase_person(db, linus, actor="alice", now=T0)
+
+    report = join(settings, url, _code(cdb), batch=3)
+    bob_c = store.get_person_by_employee_id(cdb, "E4").id
+    assert (report.created, report.matched, bob_c) == (1, 2, 3)
+
+    with store.open_from_settings(settings) as db:
+        # Y's first check-in of the day after the join is an "in", whatever X did this morning
+        door = _standalone(tmp_path, url, role="door")
+        attendance = Attendance(StoreEventLog(db, "kiosk"), door, ManualClock(morning + timedelta(hours=1)))
+        decision = attendance.sighting(grace_c)
+        assert decision.recorded and decision.kind == "in", decision.reason
+        # X's morning names X (the central's E1), not Y
+        x_event = store.events_after(db, x_in - 1, 1)[0]
+        assert x_event.person_id == ada_c
+        assert store.get_person(db, ada_c).employee_id == "E1"
+        assert [x.person_id for x in store.leave_between(db)] == [grace_c]
+        assert store.get_person(db, bob_c).employee_id == "E4"
+        # the erased Linus stays erased, under an id no central person can take
+        erased = [p for p in store.list_people(db, include_inactive=True, include_erased=True)
+                  if p.employee_id.startswith("E3")]
+        assert len(erased) == 1 and erased[0].id < 0 and erased[0].erased_at is not None
+        assert len(store.list_templates(db, erased[0].id)) == 0
+        # audit lines name the central's ids: Ada's consent line was person:1, is person:2
+        consent = [a for a in store.list_audit(db, limit=1000) if a.action == "person.consent"
+                   or (a.action == "person.add" and a.details and a.details.get("employee_id") == "E1")]
+        assert consent and all(a.target == f"person:{ada_c}" for a in consent)
+    # the central's copies of the audit lines name its own people too
+    added = [a for a in store.all_audit(cdb) if a.action == "person.add" and a.details
+             and a.details.get("joined_from") and a.details.get("employee_id") == "E1"]
+    assert added and added[0].target == f"person:{ada_c}"

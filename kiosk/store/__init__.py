@@ -132,6 +132,7 @@ from kiosk.store.people import (
     set_active,
     set_consent,
 )
+from kiosk.store.renumber import Renumbered, RenumberRefused, renumber_people, renumber_record
 from kiosk.store.reporting import (
     DayFigures,
     EventMark,
@@ -199,4 +200,6 @@ __all__ = [
     "enrol_door", "gallery_version", "ImportAudit", "ImportLeave", "ImportPerson", "ImportResult",
     "InvalidImport", "import_standalone", "all_audit", "standalone_templates", "get_door", "ingest_events", "list_doors", "new_enrol_code",
     "note_gallery_pull", "revoke_door",
+    # a joining kiosk's people renumbered to the central's ids
+    "RenumberRefused", "Renumbered", "renumber_people", "renumber_record",
 ]
