@@ -1,11 +1,13 @@
 """`kiosk central join URL CODE`: a standalone kiosk joins a central with its history (docs/central.md
-"Joining"): enrol as a door, upload people with templates, leave and audit lines (POST /import: the central
-matches people by employee id), push every event through the door protocol (seq = local event id, the
-central stores each (door, seq) once), then pull the whole gallery so the local cache uses the central's ids.
+"Joining"): enrol as a door, upload people with templates (POST /import: the central matches people by
+employee id and answers {local id: central id}), renumber the kiosk's own rows to the central's ids
+(store.renumber_people), upload leave and audit lines, push every event through the door protocol (seq = local
+event id, the central stores each (door, seq) once), then pull the whole gallery.
 
 Resumable: the sync state (central_sync.json) records the enrolment and pushed_seq after each acknowledged
-batch, so a join run again after an interruption skips the enrolment, re-sends people (matched, nothing
-duplicated) and pushes only events after pushed_seq.
+batch, and the renumbering is recorded in the kiosk's file in its own commit, so a join run again after an
+interruption skips the enrolment, re-sends people (matched, nothing duplicated; their ids are the central's
+already, nobody is moved twice) and pushes only events after pushed_seq.
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ logger = logging.getLogger(__name__)
 PEOPLE_PER_REQUEST = 200  # ~100 templates of 700 base64 characters each stay far below the 8 MiB body limit
 LINES_PER_REQUEST = 2000  # leave or audit lines per request
 DONE_NAME = "central_join.json"
-"""Written beside the database once a join finished (the gallery pulled renumbers the local people, so their
-records must not be uploaded again)."""
+"""Written beside the database once a join finished (the whole gallery is pulled: from then on the door's
+sync goes on, a join sends nothing)."""
 
 
 class JoinRefused(KioskError):

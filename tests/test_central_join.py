@@ -1,9 +1,11 @@
 """`kiosk central join`: a standalone kiosk's SQLite file (people, templates, events, leave, audit) joins a
-central (the real app on its own SQLite file, served over real HTTP in a thread): twice (nothing twice),
-interrupted after a batch and resumed (only the rest sent), then the door's sync goes on without re-sending."""
+central (the real app on its own SQLite file, or on the throw-away PostgreSQL cluster, served over real HTTP
+in a thread): twice (nothing twice), interrupted after a batch and resumed (only the rest sent), then the
+door's sync goes on without re-sending; the kiosk's own rows renumbered to the central's ids."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -28,12 +30,21 @@ class Interrupted(Exception):
     """Raised by a test between two batches (the join's process dying there)."""
 
 
-@pytest.fixture
-def central(tmp_path: Path) -> Iterator[tuple[str, store.Database]]:
-    """A central (role central, SQLite) served over HTTP on a free port; its URL and database."""
-    settings = Settings.model_validate({"role": "central", "database": {
-        "path": str(tmp_path / "central" / "central.db"), "backups_kept": 0}})
-    (tmp_path / "central").mkdir()
+_DATABASES = itertools.count(1)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def central(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, store.Database]]:
+    """A central (role central; SQLite, or a new database on the throw-away PostgreSQL cluster) served over
+    HTTP on a free port; its URL and database."""
+    if request.param == "postgresql":
+        url = request.getfixturevalue("pg_server").create_database(f"kiosk_join_{next(_DATABASES)}")
+        store.upgrade(url)
+        database: dict[str, Any] = {"url": url}
+    else:
+        (tmp_path / "central").mkdir()
+        database = {"path": str(tmp_path / "central" / "central.db"), "backups_kept": 0}
+    settings = Settings.model_validate({"role": "central", "database": database})
     with store.open_from_settings(settings) as db:
         app = kiosk_app(settings, db, ManualClock(datetime.now(UTC)))
         server = make_server("127.0.0.1", 0, app, threaded=True)

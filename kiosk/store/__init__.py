@@ -5,8 +5,8 @@ all, the Transaction of ``with db.transaction() as tx:``) first. Nothing outside
 imports SQLAlchemy or the store's submodules (ruff TID251). Areas: people, templates, events,
 corrections, leave, captures, audit log, retention, erasure, export, accounts, off-site copies,
 report reads, a door's cache of the central (door_cache), a central server's doors, event intake
-and gallery feed; db (sessions, transactions, the engine seam), opening and migrate (databases and
-schema), sqlite and postgres (each engine's specifics).
+and gallery feed, a joining kiosk's import and renumbering; db (sessions, transactions, the engine
+seam), opening and migrate (databases and schema), sqlite and postgres (each engine's specifics).
 """
 
 from kiosk.identity import clean_employee_id, clean_name

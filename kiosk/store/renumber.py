@@ -93,6 +93,7 @@ def _plan(people: list[tuple[int, str, bool]], mapping: dict[int, int], settled:
     moves: dict[int, int] = {}
     lowest = min([0] + [pid for pid, _, _ in people])
     kept = 0
+    stale: list[str] = []
     for pid, employee_id, erased in people:
         if erased:
             if pid > 0:  # erased here: an id no central person has
@@ -102,8 +103,7 @@ def _plan(people: list[tuple[int, str, bool]], mapping: dict[int, int], settled:
                 kept += 1
         elif pid in settled:
             if mapping.get(pid, pid) != pid:
-                logger.warning("person %s (%s) was renumbered by an earlier run; the central now says %s: "
-                               "kept", pid, employee_id, mapping[pid])
+                stale.append(f"{pid} ({employee_id}) -> {mapping[pid]}")
             kept += 1
         elif pid in mapping:
             if mapping[pid] != pid:
@@ -115,6 +115,9 @@ def _plan(people: list[tuple[int, str, bool]], mapping: dict[int, int], settled:
                                   "join?): run the join again")
         else:
             kept += 1
+    if stale:
+        logger.warning("%d people settled by an earlier renumbering get other ids in this map; kept (first: %s)",
+                       len(stale), stale[0])
     staying = {pid for pid, _, _ in people} - set(moves)
     taken = sorted(staying & set(moves.values()))
     if taken:
