@@ -8,18 +8,21 @@ a person the central does not have, or has erased, is stored without a person, w
 or match data, and with review set; so are none of the others' expression data without consent.
 Events from a door whose clock is off by more than max_clock_offset_s get review set.
 
-Given an attendance mode, the in/out of a person's camera events is decided again on the merged stream
-of every door, in event time order per local day (first_last: the day's first event "in", later ones
-"out"; toggle: in, out, in ...), so someone who enters by door A and leaves by door B has one day with
-an in and an out; a door's own kind is its provisional answer. Hand corrections keep their kind.
+Given a Pairing, the in/out of a person's camera events is decided again on the merged stream of every
+door, in event time order per local day (first_last: the day's first event "in", later ones "out";
+toggle: in, out, in ...), so someone who enters by door A and leaves by door B has one day with an in
+and an out; a door's own kind is its provisional answer. Hand corrections keep their kind. Each event's
+local day is in its own door's site zone (events without a door's site: the default zone). In toggle
+mode a camera event within cooldown_s after the person's previous counted camera event of that day (any
+door) does not toggle: it takes the previous event's kind and is not counted itself.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -65,6 +68,17 @@ class DoorEvent:
 
 
 @dataclass(frozen=True)
+class Pairing:
+    """How intake decides in/out on the merged stream: attendance mode ("first_last" | "toggle"), the zone
+    of events without a door's site (site:), each site's zone by site name, and the cooldown (s, toggle)."""
+
+    mode: str
+    default_zone: ZoneInfo
+    site_zones: Mapping[str, ZoneInfo] = field(default_factory=dict)
+    cooldown_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class IngestResult:
     """What a push did: the highest sequence held for the door, events stored, repeats skipped,
     events flagged for review, and the door's clock offset (s, door minus central) if it said."""
@@ -85,12 +99,12 @@ def ingest_events(
     version: str | None = None,
     backlog: int | None = None,
     max_clock_offset_s: float = 120.0,
-    pairing: tuple[str, ZoneInfo] | None = None,
+    pairing: Pairing | None = None,
     now: datetime | None = None,
 ) -> IngestResult:
     """Store a door's batch in one transaction (see module docstring) and note the door's report
-    (seen now, clock offset, version, backlog); pairing (attendance mode, site zone): decide the in/out of
-    the people's days it touches on the merged stream. DoorRevoked, SeqConflict, InvalidDoorEvent."""
+    (seen now, clock offset, version, backlog); pairing: decide the in/out of the people's days it
+    touches on the merged stream. DoorRevoked, SeqConflict, InvalidDoorEvent."""
     now = now_utc(now)
     batch = _unique_by_seq(events)
     for attempt in range(2):
@@ -155,33 +169,62 @@ def _people(s: Session, ids: list[int]) -> dict[int, tuple[bool, bool]]:
     return out
 
 
-def _pair_days(s: Session, touched: list[tuple[int, datetime]], mode: str, tz: ZoneInfo) -> int:
+def _zones_by_device(s: Session, pairing: Pairing) -> dict[str, ZoneInfo]:
+    """{device id: its door's site zone} of the doors whose site has a zone of its own."""
+    zones: dict[str, ZoneInfo] = {}
+    if pairing.site_zones:
+        for device_id, site in s.execute(select(Door.device_id, Door.site).where(Door.site.is_not(None))):
+            zone = pairing.site_zones.get(str(site))
+            if zone is not None:
+                zones[str(device_id)] = zone
+    return zones
+
+
+def _pair_days(s: Session, touched: list[tuple[int, datetime, str | None]], pairing: Pairing) -> int:
     """Decide in/out again for each (person, local day) touched, on all their events of that day in time
-    order (camera events only; hand corrections keep their kind and count in the order); kinds changed."""
-    days = {(pid, now_utc(at).astimezone(tz).date()) for pid, at in touched}
+    order (camera events only; hand corrections keep their kind and count in the order), each event's day in
+    its own door's zone; touched: (person id, time, device id) of new events; returns the kinds changed."""
+    zones = _zones_by_device(s, pairing)
+    default = pairing.default_zone
+
+    def day_of(at: datetime, device_id: str | None) -> Any:
+        return now_utc(at).astimezone(zones.get(device_id or "", default)).date()
+
+    days = {(pid, day_of(at, device_id)) for pid, at, device_id in touched}
     if not days:
         return 0
-    lo = min(datetime.combine(d, time(0), tzinfo=tz) for _, d in days)
-    hi = max(datetime.combine(d + timedelta(days=1), time(0), tzinfo=tz) for _, d in days)
+    # the UTC window that holds every local day touched in any zone (an event's own zone places it below)
+    all_zones = {default, *zones.values()}
+    local_days = {d for _, d in days}
+    lo = min(datetime.combine(min(local_days), time(0), tzinfo=z) for z in all_zones)
+    hi = max(datetime.combine(max(local_days) + timedelta(days=1), time(0), tzinfo=z) for z in all_zones)
+    toggle_cooldown = pairing.cooldown_s if pairing.mode == "toggle" else 0.0
     pids = sorted({pid for pid, _ in days})
     changes: list[dict[str, Any]] = []
     person_kinds = (EventKind.IN, EventKind.OUT)
     for i in range(0, len(pids), _CHUNK):
         rows = s.execute(select(AttendanceEvent.id, AttendanceEvent.person_id, AttendanceEvent.occurred_at,
-                                AttendanceEvent.kind, AttendanceEvent.recorded_by)
+                                AttendanceEvent.kind, AttendanceEvent.recorded_by, AttendanceEvent.device_id)
                          .where(AttendanceEvent.person_id.in_(pids[i:i + _CHUNK]),
                                 AttendanceEvent.occurred_at >= lo, AttendanceEvent.occurred_at < hi,
                                 AttendanceEvent.kind.in_(person_kinds))
                          .order_by(AttendanceEvent.person_id, AttendanceEvent.occurred_at, AttendanceEvent.id))
-        previous: dict[tuple[int, Any], str] = {}
-        for eid, pid, at, kind, recorded_by in rows:
-            key = (int(pid), now_utc(at).astimezone(tz).date())
+        previous: dict[tuple[int, Any], str] = {}  # the kind of the day's previous event
+        counted: dict[tuple[int, Any], datetime] = {}  # the time of the day's previous counted camera event
+        for eid, pid, at, kind, recorded_by, device_id in rows:
+            key = (int(pid), day_of(at, device_id))
             if key not in days:
                 continue
             before = previous.get(key)
             if recorded_by is None:
-                want = EventKind.IN if before is None else (
-                    EventKind.OUT if mode == "first_last" or before == EventKind.IN else EventKind.IN)
+                anchor = counted.get(key)
+                if before is not None and anchor is not None and \
+                        (now_utc(at) - anchor).total_seconds() < toggle_cooldown:
+                    want = before  # seen again within the cooldown (at another door): neither in nor out
+                else:
+                    want = EventKind.IN if before is None else (
+                        EventKind.OUT if pairing.mode == "first_last" or before == EventKind.IN else EventKind.IN)
+                    counted[key] = now_utc(at)
                 if want != kind:
                     changes.append({"id": eid, "kind": str(want)})
                     kind = want
@@ -193,7 +236,7 @@ def _pair_days(s: Session, touched: list[tuple[int, datetime]], mode: str, tz: Z
 
 def _ingest(
     db: Database, door_id: int, batch: list[DoorEvent], *, clock: datetime | None, version: str | None,
-    backlog: int | None, max_clock_offset_s: float, pairing: tuple[str, ZoneInfo] | None, now: datetime,
+    backlog: int | None, max_clock_offset_s: float, pairing: Pairing | None, now: datetime,
 ) -> IngestResult:
     with db.session() as s:
         # the door's row locked (PostgreSQL; SQLite's BEGIN IMMEDIATE serialises anyway): one push
@@ -222,9 +265,9 @@ def _ingest(
         if rows:
             s.execute(insert(AttendanceEvent), rows)
         if pairing is not None:
-            repaired = _pair_days(s, [(r["person_id"], r["occurred_at"]) for r in rows
+            repaired = _pair_days(s, [(r["person_id"], r["occurred_at"], r["device_id"]) for r in rows
                                       if r["person_id"] is not None and r["kind"] in (EventKind.IN, EventKind.OUT)],
-                                  *pairing)
+                                  pairing)
             if repaired:
                 logger.info("door %s: in/out of %d events decided again on the merged stream of all doors",
                             door.device_id, repaired)
