@@ -96,17 +96,34 @@ def test_in_at_new_york_late_then_seen_in_berlin_next_morning_are_two_days(db: s
     assert [(k, d) for _, k, d in kinds(db, ada)] == [("in", ny), ("out", ny), ("in", berlin), ("out", berlin)]
 
 
-def test_doors_without_a_zone_of_their_own_use_the_default_zone(db: store.Database) -> None:
-    """A door with no site, a site not in `sites:` and a hand correction are placed in the default zone
-    (the central's site:)."""
-    doors = Doors(db, store.Pairing("toggle", BERLIN, {"london": ZoneInfo("Europe/London")}))
-    plain, paris = doors.add("Side door"), doors.add("Paris gate", "paris")
+@pytest.mark.parametrize("mode", ["first_last", "toggle"])
+def test_events_without_a_doors_site_are_placed_in_the_home_sites_zone(db: store.Database, mode: str) -> None:
+    """A hand correction and an event at a door with no site take the zone of the person's home site (the
+    site of their latest camera event at a door with a site), as reports place them: a forgotten check-out
+    entered for 18:30 in New York (00:30 the next day in Berlin, the central's site: zone) closes New York's
+    day and leaves the next New York morning its check-in. A site not in `sites:` has site:'s zone, and so
+    has everything of a person never seen at a door with a site."""
+    doors = Doors(db, store.Pairing(mode, BERLIN, {"ny": NEW_YORK}))
+    ny, side, paris = doors.add("NY lobby", "ny"), doors.add("Side door"), doors.add("Paris gate", "paris")
     ada = store.add_person(db, "E1", "Ada").id
-    doors.push(plain, ada, local(2, 23, 0))
-    doors.push(paris, ada, local(3, 0, 30), "out")  # Berlin's (and Paris's) 3rd: a new day
-    store.add_correction(db, ada, local(3, 0, 40), "out", actor="admin", note="left", now=local(3, 9))
-    doors.push(plain, ada, local(3, 0, 50), "in")  # after the correction's "out": "in"
-    assert [k for _, k, _ in kinds(db, ada)] == ["in", "in", "out", "in"]
+    doors.push(ny, ada, local(2, 9, tz=NEW_YORK))
+    store.add_correction(db, ada, local(2, 18, 30, tz=NEW_YORK), "out", actor="admin", note="forgot",
+                         now=local(3, 7, tz=NEW_YORK))
+    doors.push(ny, ada, local(3, 8, tz=NEW_YORK), "out")
+    doors.push(side, ada, local(3, 23, 30, tz=NEW_YORK))  # Berlin's 4th, New York's 3rd
+    expected = ["in", "out", "in", "out"]
+    assert [(k, d) for _, k, d in kinds(db, ada)] == list(zip(expected, [ny, "manual", ny, side], strict=True))
+    # Bob: a site without a zone of its own, and a door without a site: Berlin's days
+    bob = store.add_person(db, "E2", "Bob").id
+    doors.push(paris, bob, local(2, 23, 0))
+    doors.push(paris, bob, local(3, 0, 30), "out")
+    doors.push(side, bob, local(3, 0, 50), "out")
+    assert [k for _, k, _ in kinds(db, bob)] == ["in", "in", "out"]
+    # Cy, only ever at the door without a site: site:'s zone
+    cy = store.add_person(db, "E3", "Cy").id
+    doors.push(side, cy, local(2, 23, 50))
+    doors.push(side, cy, local(3, 0, 10), "out")
+    assert [k for _, k, _ in kinds(db, cy)] == ["in", "in"]
 
 
 def test_pairing_from_settings_has_each_sites_zone() -> None:

@@ -12,7 +12,7 @@ Given a Pairing, the in/out of a person's camera events is decided again on the 
 door, in event time order per local day (first_last: the day's first event "in", later ones "out";
 toggle: in, out, in ...), so someone who enters by door A and leaves by door B has one day with an in
 and an out; a door's own kind is its provisional answer. Hand corrections keep their kind. Each event's
-local day is in its own door's site zone (events without a door's site: the default zone). In toggle
+local day is in its own door's site zone (events without a door's site: the person's home site's). In toggle
 mode a camera event within cooldown_s after the person's previous counted camera event of that day (any
 door) does not toggle: it takes the previous event's kind and is not counted itself.
 """
@@ -69,8 +69,8 @@ class DoorEvent:
 
 @dataclass(frozen=True)
 class Pairing:
-    """How intake decides in/out on the merged stream: attendance mode ("first_last" | "toggle"), the zone
-    of events without a door's site (site:), each site's zone by site name, and the cooldown (s, toggle)."""
+    """How intake decides in/out on the merged stream: attendance mode ("first_last" | "toggle"), site:'s
+    zone (sites not in site_zones, people without a home site), each site's zone by name, cooldown (s, toggle)."""
 
     mode: str
     default_zone: ZoneInfo
@@ -169,35 +169,59 @@ def _people(s: Session, ids: list[int]) -> dict[int, tuple[bool, bool]]:
     return out
 
 
-def _zones_by_device(s: Session, pairing: Pairing) -> dict[str, ZoneInfo]:
-    """{device id: its door's site zone} of the doors whose site has a zone of its own."""
-    zones: dict[str, ZoneInfo] = {}
-    if pairing.site_zones:
-        for device_id, site in s.execute(select(Door.device_id, Door.site).where(Door.site.is_not(None))):
-            zone = pairing.site_zones.get(str(site))
-            if zone is not None:
-                zones[str(device_id)] = zone
-    return zones
+class _Zones:
+    """Which zone places each event: its door's site zone; an event without a door that has a site (a hand
+    correction, a door with no site) the zone of the person's home site (the site of their latest camera
+    event at a door with a site, as reports place it), else the default zone. No sites: the default alone."""
+
+    def __init__(self, s: Session, pairing: Pairing) -> None:
+        self.s, self.default, self.site_zones = s, pairing.default_zone, pairing.site_zones
+        self.doors: dict[str, ZoneInfo] = {}
+        self.homes: dict[int, ZoneInfo] = {}
+        if self.site_zones:
+            self.doors = {str(device_id): self._of_site(site) for device_id, site in
+                          s.execute(select(Door.device_id, Door.site).where(Door.site.is_not(None)))}
+
+    def _of_site(self, site: str | None) -> ZoneInfo:
+        return self.site_zones.get(site, self.default) if site is not None else self.default
+
+    def all(self) -> set[ZoneInfo]:
+        """Every zone an event can be placed in."""
+        return {self.default, *self.site_zones.values()}
+
+    def of(self, person_id: int, device_id: str | None) -> ZoneInfo:
+        """The zone of a person's event at device_id."""
+        if not self.site_zones:
+            return self.default
+        zone = self.doors.get(device_id or "")
+        if zone is None:
+            zone = self.homes.get(person_id)
+            if zone is None:
+                e = AttendanceEvent
+                site = self.s.scalar(
+                    select(Door.site).select_from(e).join(Door, Door.device_id == e.device_id)
+                    .where(e.person_id == person_id, e.recorded_by.is_(None), Door.site.is_not(None))
+                    .order_by(e.occurred_at.desc(), e.id.desc()).limit(1))
+                zone = self.homes[person_id] = self._of_site(site)
+        return zone
 
 
 def _pair_days(s: Session, touched: list[tuple[int, datetime, str | None]], pairing: Pairing) -> int:
     """Decide in/out again for each (person, local day) touched, on all their events of that day in time
     order (camera events only; hand corrections keep their kind and count in the order), each event's day in
-    its own door's zone; touched: (person id, time, device id) of new events; returns the kinds changed."""
-    zones = _zones_by_device(s, pairing)
-    default = pairing.default_zone
+    its own zone (_Zones); touched: (person id, time, device id) of new events; returns the kinds changed."""
+    zones = _Zones(s, pairing)
 
-    def day_of(at: datetime, device_id: str | None) -> Any:
-        return now_utc(at).astimezone(zones.get(device_id or "", default)).date()
+    def day_of(pid: int, at: datetime, device_id: str | None) -> Any:
+        return now_utc(at).astimezone(zones.of(pid, device_id)).date()
 
-    days = {(pid, day_of(at, device_id)) for pid, at, device_id in touched}
+    days = {(pid, day_of(pid, at, device_id)) for pid, at, device_id in touched}
     if not days:
         return 0
     # the UTC window that holds every local day touched in any zone (an event's own zone places it below)
-    all_zones = {default, *zones.values()}
     local_days = {d for _, d in days}
-    lo = min(datetime.combine(min(local_days), time(0), tzinfo=z) for z in all_zones)
-    hi = max(datetime.combine(max(local_days) + timedelta(days=1), time(0), tzinfo=z) for z in all_zones)
+    lo = min(datetime.combine(min(local_days), time(0), tzinfo=z) for z in zones.all())
+    hi = max(datetime.combine(max(local_days) + timedelta(days=1), time(0), tzinfo=z) for z in zones.all())
     toggle_cooldown = pairing.cooldown_s if pairing.mode == "toggle" else 0.0
     pids = sorted({pid for pid, _ in days})
     changes: list[dict[str, Any]] = []
@@ -208,11 +232,11 @@ def _pair_days(s: Session, touched: list[tuple[int, datetime, str | None]], pair
                          .where(AttendanceEvent.person_id.in_(pids[i:i + _CHUNK]),
                                 AttendanceEvent.occurred_at >= lo, AttendanceEvent.occurred_at < hi,
                                 AttendanceEvent.kind.in_(person_kinds))
-                         .order_by(AttendanceEvent.person_id, AttendanceEvent.occurred_at, AttendanceEvent.id))
+                         .order_by(AttendanceEvent.person_id, AttendanceEvent.occurred_at, AttendanceEvent.id)).all()
         previous: dict[tuple[int, Any], str] = {}  # the kind of the day's previous event
         counted: dict[tuple[int, Any], datetime] = {}  # the time of the day's previous counted camera event
         for eid, pid, at, kind, recorded_by, device_id in rows:
-            key = (int(pid), day_of(at, device_id))
+            key = (int(pid), day_of(int(pid), at, device_id))
             if key not in days:
                 continue
             before = previous.get(key)
