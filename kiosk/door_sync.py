@@ -54,9 +54,6 @@ logger = logging.getLogger(__name__)
 
 BACKOFF_MAX_S = 300.0
 """Longest wait between two attempts while the central is away or refuses the door (s)."""
-OFFLINE_NOTICE_AFTER_S = 30 * 60.0
-"""After this long (s) without a good round, the door screen tells people their check-ins wait on the kiosk
-(shorter: the notice comes up for a brief network hiccup; longer: people learn later that the door is cut off)."""
 EVENT_UUID_NAMESPACE = uuid.UUID("5f0c3a9e-6d1b-5c4e-9a7b-2f8d1e0c4b6a")
 """uuid5 namespace of event uuids: uuid5(EVENT_UUID_NAMESPACE, f"{device_id}:{seq}:{UTC time ISO 8601}")."""
 CONFLICT_HELP = ("The central holds some of this door's event numbers for other events (was the door's "
@@ -157,12 +154,13 @@ class DoorSync:
 
     def screen_notice(self) -> str | None:
         """What the door screen says about the link for the people checking in: REVOKED_NOTICE when the
-        central refuses this door, OFFLINE_NOTICE after OFFLINE_NOTICE_AFTER_S without a good round, else None."""
+        central refuses this door, OFFLINE_NOTICE after central.offline_notice_after_s (s) without a good
+        round, else None."""
         with self._lock:
             report, last_good = self._report, self._last_good
         if report.revoked:
             return REVOKED_NOTICE
-        if report.enrolled and self._monotonic() - last_good > OFFLINE_NOTICE_AFTER_S:
+        if report.enrolled and self._monotonic() - last_good > self.central.offline_notice_after_s:
             return OFFLINE_NOTICE
         return None
 

@@ -264,6 +264,28 @@ def test_two_doors_have_their_own_sequences(client: FlaskClient, db: Database, t
         ("back-door", 1), ("back-door", 2), ("back-door", 3), ("main-entrance", 1), ("main-entrance", 2)]
 
 
+def test_pushes_are_paired_in_each_doors_site_zone_with_the_cooldown(tmp_path: Path, clock: ManualClock) -> None:
+    """The API pairs with the central's settings: `sites:` zones (a Los Angeles door's 23:30 is its own
+    day's check-out, though Berlin's next day), and attendance.cooldown_s across doors in toggle mode."""
+    settings = Settings.model_validate({
+        "role": "central", "database": {"path": str(tmp_path / "central.db"), "backups_kept": 0},
+        "site": {"timezone": "Europe/Berlin"}, "attendance": {"mode": "toggle", "cooldown_s": 60},
+        "sites": {"la": {"timezone": "America/Los_Angeles"}}})
+    with open_from_settings(settings) as database:
+        api = kiosk_app(settings, database, clock).test_client()
+        la, berlin = enrol(api, database, "LA lobby", "la"), enrol(api, database, "Berlin gate", "berlin")
+        ann = store.add_person(database, "E1", "Ann", now=NOW).id
+        morning = datetime(2026, 11, 29, 17, 0, tzinfo=UTC)  # 09:00 in Los Angeles
+        assert push(api, la, [ev(1, ann, at=morning), ev(2, ann, at=morning + timedelta(hours=14, minutes=30)),
+                              ev(3, ann, at=morning + timedelta(hours=14, minutes=30, seconds=40))]).status_code == 200
+        bob = store.add_person(database, "E2", "Bob", now=NOW).id
+        push(api, berlin, [ev(1, bob, at=NOW), ev(2, bob, at=NOW + timedelta(seconds=30)),
+                           ev(3, bob, at=NOW + timedelta(seconds=90))])
+        got = [(r[1], r[0], r[3]) for r in sorted(rows(database.path))]
+        assert sorted(got) == [("berlin-gate", 1, "in"), ("berlin-gate", 2, "in"), ("berlin-gate", 3, "out"),
+                               ("la-lobby", 1, "in"), ("la-lobby", 2, "out"), ("la-lobby", 3, "out")]
+
+
 def test_unknown_and_erased_people_are_stored_without_a_person(client: FlaskClient, db: Database,
                                                                token: str) -> None:
     ann = store.add_person(db, "E1", "Ann", now=NOW)

@@ -81,7 +81,7 @@ FAKE_LEAVE_S = 0.2
 
 def _push(db: store.Database, door: int, seq: int, at: datetime, pid: int | None, kind: str, mode: str) -> None:
     event = store.DoorEvent(seq=seq, uuid=f"{door}-{seq}", person_id=pid, at=at, kind=kind)
-    store.ingest_events(db, door, [event], pairing=(mode, ZoneInfo("Europe/Berlin")), now=at)
+    store.ingest_events(db, door, [event], pairing=store.Pairing(mode, ZoneInfo("Europe/Berlin")), now=at)
 
 
 def _kinds(db: store.Database, pid: int) -> list[tuple[str, str, str | None]]:

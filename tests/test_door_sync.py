@@ -408,20 +408,30 @@ def test_the_doors_purge_keeps_what_the_central_lacks_and_the_newest_event(door,
     assert _ids(db) == [10]
 
 
-def test_screen_notice_for_a_revoked_or_long_offline_door(door, central: CentralDouble) -> None:
-    from kiosk.door_sync import OFFLINE_NOTICE_AFTER_S
+@pytest.mark.parametrize("after_s", [None, 90.0])
+def test_screen_notice_for_a_revoked_or_long_offline_door(door, central: CentralDouble,
+                                                          after_s: float | None) -> None:
+    """The offline notice comes central.offline_notice_after_s (default 30 min) after the last good round,
+    not before (on the sync's monotonic clock: a wall clock step changes nothing)."""
     from kiosk.screen import ScreenState
     from kiosk.screen.state import OFFLINE_NOTICE, REVOKED_NOTICE
 
     settings, db = door
+    if after_s is None:
+        assert settings.central.offline_notice_after_s == 1800.0
+    else:
+        settings.central.offline_notice_after_s = after_s
+    delay = settings.central.offline_notice_after_s
     now = [1000.0]
     sync = DoorSync(settings, monotonic=lambda: now[0])
     screen = ScreenState()
     assert sync.run_round() is True and sync.screen_notice() is None
+    now[0] += delay + 5  # online all along: no notice however long since the start
+    assert sync.run_round() is True and sync.screen_notice() is None
     central.stop()
     assert sync.run_round() is False
-    now[0] += OFFLINE_NOTICE_AFTER_S - 1
-    assert sync.screen_notice() is None  # a short outage: nobody needs to know
+    now[0] += delay - 1
+    assert sync.run_round() is False and sync.screen_notice() is None  # a short outage: nobody needs to know
     now[0] += 2
     screen.set_central_notice(sync.screen_notice())
     shown = screen.snapshot()

@@ -29,3 +29,7 @@ class CentralSettings(Section):
     # On the central's Doors page: an enrolled door not heard from for longer than this (s) is shown
     # as silent (an alert). Shorter notices a dead door sooner; below a few sync_s it cries wolf.
     silent_after_s: float = Field(900.0, gt=0, le=30 * 86400)
+    # On a door: seconds without a good sync round before the door screen tells the people checking in
+    # that their check-ins wait on the kiosk. Shorter tells them sooner; below a few sync_s every short
+    # outage (a router restart) shows it, longer leaves a dead link unnoticed at the door for longer.
+    offline_notice_after_s: float = Field(1800.0, gt=0, le=7 * 86400)

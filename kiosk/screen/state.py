@@ -19,7 +19,7 @@ IDLE_SUB = "to check in or out"
 # Shown under every message while the database is not taking check-ins (they are journalled).
 DB_FAULT_NOTICE = "Check-ins are being kept on this kiosk - please tell the admin (database fault)"
 # Shown under every message on a door of a central server that the central refuses (revoked), or that has
-# not reached it for a long time (kiosk.door_sync.OFFLINE_NOTICE_AFTER_S); check-ins go on locally.
+# not reached it for a long time (central.offline_notice_after_s); check-ins go on locally.
 REVOKED_NOTICE = "Your check-ins are saved on this kiosk - it is not connected to the office system (please tell the admin)"
 OFFLINE_NOTICE = "Your check-ins are saved on this kiosk and will be sent when the connection is back"
 

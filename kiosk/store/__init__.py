@@ -93,7 +93,14 @@ from kiosk.store.importing import (
     import_standalone,
     standalone_templates,
 )
-from kiosk.store.ingest import DoorEvent, IngestResult, InvalidDoorEvent, SeqConflict, ingest_events
+from kiosk.store.ingest import (
+    DoorEvent,
+    IngestResult,
+    InvalidDoorEvent,
+    Pairing,
+    SeqConflict,
+    ingest_events,
+)
 from kiosk.store.leave import (
     LeaveInfo,
     LeaveNotFound,
@@ -198,7 +205,7 @@ __all__ = [
     "DuplicateDoor", "GalleryChanges", "GalleryPerson", "IngestResult", "InvalidDoorEvent", "NewDoorCode",
     "SeqConflict", "UnknownDoorToken", "add_door", "authenticate_door", "changes_since", "device_slug",
     "enrol_door", "gallery_version", "ImportAudit", "ImportLeave", "ImportPerson", "ImportResult",
-    "InvalidImport", "import_standalone", "all_audit", "standalone_templates", "get_door", "ingest_events", "list_doors", "new_enrol_code",
+    "InvalidImport", "import_standalone", "all_audit", "standalone_templates", "get_door", "ingest_events", "Pairing", "list_doors", "new_enrol_code",
     "note_gallery_pull", "revoke_door",
     # a joining kiosk's people renumbered to the central's ids
     "RenumberRefused", "Renumbered", "renumber_people", "renumber_record",

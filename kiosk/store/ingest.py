@@ -8,18 +8,21 @@ a person the central does not have, or has erased, is stored without a person, w
 or match data, and with review set; so are none of the others' expression data without consent.
 Events from a door whose clock is off by more than max_clock_offset_s get review set.
 
-Given an attendance mode, the in/out of a person's camera events is decided again on the merged stream
-of every door, in event time order per local day (first_last: the day's first event "in", later ones
-"out"; toggle: in, out, in ...), so someone who enters by door A and leaves by door B has one day with
-an in and an out; a door's own kind is its provisional answer. Hand corrections keep their kind.
+Given a Pairing, the in/out of a person's camera events is decided again on the merged stream of every
+door, in event time order per local day (first_last: the day's first event "in", later ones "out";
+toggle: in, out, in ...), so someone who enters by door A and leaves by door B has one day with an in
+and an out; a door's own kind is its provisional answer. Hand corrections keep their kind. Each event's
+local day is in its own door's site zone (events without a door's site: the person's home site's). In toggle
+mode a camera event within cooldown_s after the person's previous counted camera event of that day (any
+door) does not toggle: it takes the previous event's kind and is not counted itself.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -65,6 +68,17 @@ class DoorEvent:
 
 
 @dataclass(frozen=True)
+class Pairing:
+    """How intake decides in/out on the merged stream: attendance mode ("first_last" | "toggle"), site:'s
+    zone (sites not in site_zones, people without a home site), each site's zone by name, cooldown (s, toggle)."""
+
+    mode: str
+    default_zone: ZoneInfo
+    site_zones: Mapping[str, ZoneInfo] = field(default_factory=dict)
+    cooldown_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class IngestResult:
     """What a push did: the highest sequence held for the door, events stored, repeats skipped,
     events flagged for review, and the door's clock offset (s, door minus central) if it said."""
@@ -85,12 +99,12 @@ def ingest_events(
     version: str | None = None,
     backlog: int | None = None,
     max_clock_offset_s: float = 120.0,
-    pairing: tuple[str, ZoneInfo] | None = None,
+    pairing: Pairing | None = None,
     now: datetime | None = None,
 ) -> IngestResult:
     """Store a door's batch in one transaction (see module docstring) and note the door's report
-    (seen now, clock offset, version, backlog); pairing (attendance mode, site zone): decide the in/out of
-    the people's days it touches on the merged stream. DoorRevoked, SeqConflict, InvalidDoorEvent."""
+    (seen now, clock offset, version, backlog); pairing: decide the in/out of the people's days it
+    touches on the merged stream. DoorRevoked, SeqConflict, InvalidDoorEvent."""
     now = now_utc(now)
     batch = _unique_by_seq(events)
     for attempt in range(2):
@@ -155,33 +169,86 @@ def _people(s: Session, ids: list[int]) -> dict[int, tuple[bool, bool]]:
     return out
 
 
-def _pair_days(s: Session, touched: list[tuple[int, datetime]], mode: str, tz: ZoneInfo) -> int:
+class _Zones:
+    """Which zone places each event: its door's site zone; an event without a door that has a site (a hand
+    correction, a door with no site) the zone of the person's home site (the site of their latest camera
+    event at a door with a site, as reports place it), else the default zone. No sites: the default alone."""
+
+    def __init__(self, s: Session, pairing: Pairing) -> None:
+        self.s, self.default, self.site_zones = s, pairing.default_zone, pairing.site_zones
+        self.doors: dict[str, ZoneInfo] = {}
+        self.homes: dict[int, ZoneInfo] = {}
+        if self.site_zones:
+            self.doors = {str(device_id): self._of_site(site) for device_id, site in
+                          s.execute(select(Door.device_id, Door.site).where(Door.site.is_not(None)))}
+
+    def _of_site(self, site: str | None) -> ZoneInfo:
+        return self.site_zones.get(site, self.default) if site is not None else self.default
+
+    def all(self) -> set[ZoneInfo]:
+        """Every zone an event can be placed in."""
+        return {self.default, *self.site_zones.values()}
+
+    def of(self, person_id: int, device_id: str | None) -> ZoneInfo:
+        """The zone of a person's event at device_id."""
+        if not self.site_zones:
+            return self.default
+        zone = self.doors.get(device_id or "")
+        if zone is None:
+            zone = self.homes.get(person_id)
+            if zone is None:
+                e = AttendanceEvent
+                site = self.s.scalar(
+                    select(Door.site).select_from(e).join(Door, Door.device_id == e.device_id)
+                    .where(e.person_id == person_id, e.recorded_by.is_(None), Door.site.is_not(None))
+                    .order_by(e.occurred_at.desc(), e.id.desc()).limit(1))
+                zone = self.homes[person_id] = self._of_site(site)
+        return zone
+
+
+def _pair_days(s: Session, touched: list[tuple[int, datetime, str | None]], pairing: Pairing) -> int:
     """Decide in/out again for each (person, local day) touched, on all their events of that day in time
-    order (camera events only; hand corrections keep their kind and count in the order); kinds changed."""
-    days = {(pid, now_utc(at).astimezone(tz).date()) for pid, at in touched}
+    order (camera events only; hand corrections keep their kind and count in the order), each event's day in
+    its own zone (_Zones); touched: (person id, time, device id) of new events; returns the kinds changed."""
+    zones = _Zones(s, pairing)
+
+    def day_of(pid: int, at: datetime, device_id: str | None) -> Any:
+        return now_utc(at).astimezone(zones.of(pid, device_id)).date()
+
+    days = {(pid, day_of(pid, at, device_id)) for pid, at, device_id in touched}
     if not days:
         return 0
-    lo = min(datetime.combine(d, time(0), tzinfo=tz) for _, d in days)
-    hi = max(datetime.combine(d + timedelta(days=1), time(0), tzinfo=tz) for _, d in days)
+    # the UTC window that holds every local day touched in any zone (an event's own zone places it below)
+    local_days = {d for _, d in days}
+    lo = min(datetime.combine(min(local_days), time(0), tzinfo=z) for z in zones.all())
+    hi = max(datetime.combine(max(local_days) + timedelta(days=1), time(0), tzinfo=z) for z in zones.all())
+    toggle_cooldown = pairing.cooldown_s if pairing.mode == "toggle" else 0.0
     pids = sorted({pid for pid, _ in days})
     changes: list[dict[str, Any]] = []
     person_kinds = (EventKind.IN, EventKind.OUT)
     for i in range(0, len(pids), _CHUNK):
         rows = s.execute(select(AttendanceEvent.id, AttendanceEvent.person_id, AttendanceEvent.occurred_at,
-                                AttendanceEvent.kind, AttendanceEvent.recorded_by)
+                                AttendanceEvent.kind, AttendanceEvent.recorded_by, AttendanceEvent.device_id)
                          .where(AttendanceEvent.person_id.in_(pids[i:i + _CHUNK]),
                                 AttendanceEvent.occurred_at >= lo, AttendanceEvent.occurred_at < hi,
                                 AttendanceEvent.kind.in_(person_kinds))
-                         .order_by(AttendanceEvent.person_id, AttendanceEvent.occurred_at, AttendanceEvent.id))
-        previous: dict[tuple[int, Any], str] = {}
-        for eid, pid, at, kind, recorded_by in rows:
-            key = (int(pid), now_utc(at).astimezone(tz).date())
+                         .order_by(AttendanceEvent.person_id, AttendanceEvent.occurred_at, AttendanceEvent.id)).all()
+        previous: dict[tuple[int, Any], str] = {}  # the kind of the day's previous event
+        counted: dict[tuple[int, Any], datetime] = {}  # the time of the day's previous counted camera event
+        for eid, pid, at, kind, recorded_by, device_id in rows:
+            key = (int(pid), day_of(int(pid), at, device_id))
             if key not in days:
                 continue
             before = previous.get(key)
             if recorded_by is None:
-                want = EventKind.IN if before is None else (
-                    EventKind.OUT if mode == "first_last" or before == EventKind.IN else EventKind.IN)
+                anchor = counted.get(key)
+                if before is not None and anchor is not None and \
+                        (now_utc(at) - anchor).total_seconds() < toggle_cooldown:
+                    want = before  # seen again within the cooldown (at another door): neither in nor out
+                else:
+                    want = EventKind.IN if before is None else (
+                        EventKind.OUT if pairing.mode == "first_last" or before == EventKind.IN else EventKind.IN)
+                    counted[key] = now_utc(at)
                 if want != kind:
                     changes.append({"id": eid, "kind": str(want)})
                     kind = want
@@ -193,7 +260,7 @@ def _pair_days(s: Session, touched: list[tuple[int, datetime]], mode: str, tz: Z
 
 def _ingest(
     db: Database, door_id: int, batch: list[DoorEvent], *, clock: datetime | None, version: str | None,
-    backlog: int | None, max_clock_offset_s: float, pairing: tuple[str, ZoneInfo] | None, now: datetime,
+    backlog: int | None, max_clock_offset_s: float, pairing: Pairing | None, now: datetime,
 ) -> IngestResult:
     with db.session() as s:
         # the door's row locked (PostgreSQL; SQLite's BEGIN IMMEDIATE serialises anyway): one push
@@ -222,9 +289,9 @@ def _ingest(
         if rows:
             s.execute(insert(AttendanceEvent), rows)
         if pairing is not None:
-            repaired = _pair_days(s, [(r["person_id"], r["occurred_at"]) for r in rows
+            repaired = _pair_days(s, [(r["person_id"], r["occurred_at"], r["device_id"]) for r in rows
                                       if r["person_id"] is not None and r["kind"] in (EventKind.IN, EventKind.OUT)],
-                                  *pairing)
+                                  pairing)
             if repaired:
                 logger.info("door %s: in/out of %d events decided again on the merged stream of all doors",
                             door.device_id, repaired)

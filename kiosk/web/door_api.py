@@ -21,6 +21,7 @@ from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from kiosk import store
+from kiosk.config import Settings
 from kiosk.errors import DatabaseDamaged, DatabaseReadOnly, DatabaseUnavailable, KioskError
 from kiosk.web.context import ctx
 
@@ -214,6 +215,14 @@ def enrol() -> Response:
     return jsonify(token=token, device_id=door.device_id, name=door.name, site=door.site)
 
 
+def pairing_of(settings: Settings) -> store.Pairing:
+    """The merged stream's rules from settings: attendance mode and cooldown (s), the zone of each site in
+    `sites:` and site:'s zone for the rest (events without a door's site)."""
+    return store.Pairing(mode=settings.attendance.mode, default_zone=settings.tz,
+                         site_zones={name: settings.rules_of(name).tz for name in settings.sites},
+                         cooldown_s=settings.attendance.cooldown_s)
+
+
 @bp.post("/events")
 def events() -> Response:
     """{"clock", "version", "backlog", "events": [...]} -> {"last_seq", "stored", "repeated"}."""
@@ -231,7 +240,7 @@ def events() -> Response:
     c = ctx()
     result = store.ingest_events(c.db, door.id, batch, clock=clock, version=version, backlog=backlog,
                                  max_clock_offset_s=c.settings.central.max_clock_offset_s,
-                                 pairing=(c.settings.attendance.mode, c.settings.tz), now=c.clock.now())
+                                 pairing=pairing_of(c.settings), now=c.clock.now())
     return jsonify(last_seq=result.last_seq, stored=result.stored, repeated=result.repeated)
 
 

@@ -1,5 +1,6 @@
 """Privacy and backups: the privacy page (expression analysis, retention, consent overview), the
-retention purge on demand, the audit log (page and CSV) and a database backup download.
+retention purge on demand, the audit log (page and CSV) and a database backup download (an SQLite
+copy; on a central with database.url there is none: backup_note() says to use pg_dump instead).
 
 Expression analysis on/off is the config key expression.enabled (not a DB override): the
 privacy page shows its state and how to change it, because the kiosk service only reads
@@ -27,6 +28,15 @@ bp = Blueprint("privacy", __name__)
 
 AUDIT_PAGE_ROWS = 300
 AUDIT_CSV_ROWS = 100_000
+POSTGRESQL_BACKUP_NOTE = ("This database is PostgreSQL: back it up on the server with pg_dump, e.g. "
+                          "runuser -u postgres -- pg_dump -Fc kiosk > central-$(date +%F).dump "
+                          "(docs/central.md, Backups); there is no download here.")
+
+
+@bp.app_template_global()
+def backup_note() -> str | None:
+    """Why the status page offers no backup download (PostgreSQL: pg_dump), or None (SQLite: it does)."""
+    return POSTGRESQL_BACKUP_NOTE if ctx().settings.database.url is not None else None
 
 
 def _search_text() -> str:
@@ -81,9 +91,14 @@ def audit_csv() -> Response:
 
 @bp.route("/backup", methods=["POST"])
 @admin_only
-def backup() -> Response:
-    """The database as a download for safe keeping, without biometric data (store.write_offsite_copy)."""
+def backup() -> ResponseReturnValue:
+    """The database as a download for safe keeping, without biometric data (store.write_offsite_copy);
+    on PostgreSQL the status page again with the pg_dump note."""
     c = ctx()
+    note = backup_note()
+    if note is not None:
+        flash(note, "error")
+        return redirect(url_for("admin.status.status"))
     with tempfile.TemporaryDirectory(prefix="kiosk-backup-") as folder:
         copy = write_offsite_copy(Path(c.settings.database.path), Path(folder) / "kiosk.db")
         body = copy.path.read_bytes()
