@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Collection, Iterator
-from datetime import date
+from datetime import date, datetime
 
 from kiosk.config import Settings
 from kiosk.dates import iso
@@ -99,7 +99,7 @@ def range_json(report: RangeReport) -> str:
 
 
 def iter_range_json(db: Database, settings: Settings, start: date, end: date,
-                    today: date | None, sites: Collection[str] | None = None,
+                    today: date | datetime | None, sites: Collection[str] | None = None,
                     strict: bool = True) -> Iterator[str]:
     """range_json's text, the days written as they are read (same keys, same order)."""
     check_range_request(db, settings, start, end, sites, strict)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterable, Iterator
-from datetime import date
+from datetime import date, datetime
 
 from kiosk.config import Settings
 from kiosk.reports.cells import (
@@ -111,7 +111,7 @@ def _day_widths(people: Iterable[PersonInfo], places: Places) -> list[int]:
 
 
 def iter_range_table(db: Database, settings: Settings, start: date, end: date,
-                     today: date | None, sites: Collection[str] | None = None,
+                     today: date | datetime | None, sites: Collection[str] | None = None,
                      strict: bool = True) -> Iterator[str]:
     """range_table's text, the days written as they are read (widths fixed up front)."""
     check_range_request(db, settings, start, end, sites, strict)
