@@ -126,7 +126,9 @@ def person_day_from_figures(person: PersonInfo, day: date, f: DayFigures, clock:
     last_out = None
     if f.latest_out is not None and (first_in is None or f.latest_out > first_in):
         last_out = f.latest_out.astimezone(clock.tz)
-    minutes = int((last_out - first_in).total_seconds() // 60) if first_in and last_out else 0
+    # real minutes (UTC instants): aware times of one zone subtract as wall clocks, 1 h off on DST days
+    minutes = int((f.latest_out - f.first_in).total_seconds() // 60) \
+        if last_out is not None and f.first_in is not None and f.latest_out is not None else 0
     late, minutes_late = clock.lateness(first_in) if first_in is not None else (False, 0)
     open_ = (first_in is not None and last_out is None) or (f.outs > 0 and first_in is None)
     return PersonDay(
