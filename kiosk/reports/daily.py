@@ -115,6 +115,7 @@ def _daily_report(db: Database, settings: Settings, day: date, todays: Todays, p
         by_site=places.by_site,
         sites=sorted(places.only) if places.only is not None else None,
         home=places.home,
+        zones=places.zones,
     )
 
 

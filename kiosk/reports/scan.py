@@ -87,6 +87,12 @@ class PersonTally:
         self.days_no_checkout += int(row.no_checkout)
 
 
+def json_site_keys(by_site: bool, sites: list[str] | None, zones: dict[str, str]) -> dict[str, Any]:
+    """A JSON report's keys about sites: "sites" on a central (the filter; None: every site) and
+    "timezones" (site -> zone) when the sites are in several zones; nothing elsewhere."""
+    return ({"sites": sites} if by_site else {}) | ({"timezones": zones} if zones else {})
+
+
 class RangeScan:
     """One pass over a range, day by day, inside one snapshot (store.day_figures per day in
     first_last mode, store.iter_event_marks of the day in toggle mode).
@@ -137,6 +143,7 @@ class RangeScan:
         self.unknown_faces = 0
         self.person_days = 0  # rows with events seen so far
         self.absences: list[date] = []  # the person's absent days, for a one-person scan only
+        self._came: set[int] = set()  # people with events on the day read last, at any site
 
     def days(self) -> Iterator[RangeDay]:
         """RangeDay per local day, start..end: one query per day (aggregated in SQL in first_last
@@ -192,7 +199,7 @@ class RangeScan:
                 rows.append(self._placed(person_day_from_figures(self.people[f.person_id], day, f, clock, today), f))
             unknown = sum(f.events for f in figures
                           if f.person_id is None and places.shows(places.site_of_device(f.site_device)))
-            return [r for r in rows if places.shows(r.site)], unknown
+            return self._shown(rows), unknown
         by_person: dict[int, list[EventMark]] = defaultdict(list)
         unknown = 0
         for mark in iter_event_marks(self.db, w.utc_from, w.utc_to, person_id=self.person_id):
@@ -208,7 +215,12 @@ class RangeScan:
             today = self.todays.of(places.home_rules(pid))
             rows.append(place_row(person_day(self.people[pid], day, evs, self.settings, False, today, rules),
                                   evs, places))
-        return [r for r in rows if places.shows(r.site)], unknown
+        return self._shown(rows), unknown
+
+    def _shown(self, rows: list[PersonDay]) -> list[PersonDay]:
+        """The rows of the filter's sites; everyone who came (at any site) is kept in self._came."""
+        self._came = {r.person_id for r in rows}
+        return [r for r in rows if self.places.shows(r.site)]
 
     def _placed(self, row: PersonDay, f: DayFigures) -> PersonDay:
         """row with the site and doors of its figures (grouped by device on a central)."""
@@ -219,7 +231,7 @@ class RangeScan:
 
     def _close_day(self, day: date, rows: list[PersonDay], unknown: int) -> RangeDay:
         rows.sort(key=person_day_key)
-        came = {r.person_id for r in rows}
+        came = self._came if self.places.only is not None else {r.person_id for r in rows}
         for r in rows:
             self._tallies[r.person_id].add_day(r)
         leave = sorted((LeaveDay(day, self.people[pid], kind) for pid, kind in self._leave_by_day.get(day, [])
@@ -241,11 +253,13 @@ class RangeScan:
         """The report fields about sites: by_site, sites (the filter, sorted) and home."""
         only = self.places.only
         return {"by_site": self.places.by_site, "sites": sorted(only) if only is not None else None,
-                "home": self.places.home}
+                "home": self.places.home, "zones": self.places.zones}
 
     def site_fields_json(self) -> dict[str, Any]:
-        """The JSON report's "sites" key on a central (the filter; None: every site); {} elsewhere."""
-        return {"sites": self.site_fields()["sites"]} if self.places.by_site else {}
+        """The JSON report's "sites" key on a central (the filter; None: every site), and "timezones"
+        (site -> zone) when its sites are in several zones; {} elsewhere."""
+        fields = self.site_fields()
+        return json_site_keys(fields["by_site"], fields["sites"], fields["zones"])
 
     def totals(self) -> list[PersonTotals]:
         """Per person totals (call after days() is exhausted): everyone expected, with events or

@@ -99,6 +99,11 @@ class Places:
         return list(dict.fromkeys([self.default, *self.rules.values()]))
 
     @property
+    def zones(self) -> dict[str, str]:
+        """Configured site -> its zone's name, when the sites do not all share one zone ({} else)."""
+        return {site: r.tz.key for site, r in sorted(self.rules.items())} if self.zoned else {}
+
+    @property
     def zoned(self) -> bool:
         """True when events must be placed one by one: the sites have more than one time zone."""
         return len({r.tz.key for r in self.all_rules}) > 1
