@@ -16,10 +16,13 @@ import json
 import re
 import uuid
 from datetime import UTC, date, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 from app_helpers import kiosk_app
+from cli_helpers import run_cli
 
 from kiosk.clock import ManualClock
 from kiosk.config import Settings
@@ -313,3 +316,51 @@ def test_a_limited_managers_pages_follow_the_rules(db: Database, db_settings: Se
     assert {r["name"]: r["days_absent"] for r in totals} == {"Nina": "2", "Nora": "2"}
     board = client.get("/day?date=2026-06-16").get_data(as_text=True)
     assert "20:30" in board and "America/New_York" in board
+
+
+# --- hand corrections: typed and listed in the person's home site's zone ---------------------------
+
+
+def test_web_corrections_are_typed_in_the_home_sites_zone(db: Database, db_settings: Settings) -> None:
+    c = week(db)
+    s = settings().model_copy(update={"database": db_settings.database})
+    create_user(db, "alice", "admin-password-1", "admin")
+    app = kiosk_app(s, db, ManualClock(datetime(2026, 6, 22, 12, 0, tzinfo=UTC)))
+    client = app.test_client()
+    _login(client, "alice", "admin-password-1")
+    page = f"/people/{c.ids['Nina']}?start=2026-06-16&end=2026-06-18"
+    html = client.get(page).get_data(as_text=True)
+    assert "local in America/New_York (the zone of Nina's home site)" in html
+    assert "16 Jun 2026 20:30" in html and "18 Jun 2026 08:30" in html  # listed in New York time
+    token = _CSRF_RE.search(html)
+    assert token is not None
+    r = client.post(f"/admin/people/{c.ids['Nina']}/events", data={
+        "csrf_token": token.group(1), "date": "2026-06-16", "time": "23:10", "kind": "out", "note": "left late"},
+        follow_redirects=True)
+    assert r.status_code == 200 and "16 Jun 2026 23:10" in r.get_data(as_text=True)
+    row = next(x for x in range_report(db, s, date(2026, 6, 16), date(2026, 6, 16), today=TODAY).rows
+               if x.name == "Nina")
+    assert row.last_out is not None and row.last_out.isoformat() == "2026-06-16T23:10:00-04:00"  # 03:10 UTC Wed
+    assert (row.present_minutes, row.open, row.corrected) == (160, False, True)
+
+
+def test_cli_corrections_are_typed_in_the_home_sites_zone(db: Database, db_settings: Settings,
+                                                          tmp_path: Path) -> None:
+    week(db)
+    config = tmp_path / "central.yaml"
+    data = settings().model_dump(mode="json", include={"role", "site", "sites"})
+    data["database"] = {"url": db_settings.database.url} if db_settings.database.url else \
+        {"path": str(db_settings.database.path), "backups_kept": 0}
+    config.write_text(yaml.safe_dump(data))
+    proc = run_cli("events", "add", "N1", "--kind", "out", "--at", "2026-06-17 18:00", "--note", "forgot",
+                   config=config)
+    assert proc.returncode == 0, proc.stderr
+    assert "at 2026-06-17 18:00" in proc.stdout
+    listed = run_cli("events", "list", "N1", "--date", "2026-06-15", config=config)
+    assert listed.returncode == 0, listed.stderr
+    assert "2026-06-15 08:20" in listed.stdout and "2026-06-15 21:00" in listed.stdout  # her Monday, NY time
+    rows = {r.day: r for r in range_report(db, settings(), date(2026, 6, 17), date(2026, 6, 17), today=TODAY).rows
+            if r.name == "Nora"}
+    out = rows[date(2026, 6, 17)].last_out
+    assert out is not None and out.isoformat() == "2026-06-17T18:00:00-04:00"  # 22:00 UTC
+    assert "home site" in run_cli("events", "add", "--help").stdout

@@ -37,6 +37,7 @@ from kiosk.reports.model import (
 from kiosk.reports.ranges import DAY_ROWS_SHOWN, WEEKS_CHARTED, range_report, range_summary
 from kiosk.reports.render import FORMATS, iter_range, render_daily, render_range
 from kiosk.reports.scan import MAX_RANGE_DAYS, RangeScan, finished_work_days
+from kiosk.reports.sites import person_rules
 
 __all__ = [
     "CSV_COLUMNS",
@@ -66,6 +67,7 @@ __all__ = [
     "iter_range_csv",
     "leave_csv_cells",
     "parse_day",
+    "person_rules",
     "range_as_dict",
     "range_csv_rows",
     "range_day_csv_rows",

@@ -48,7 +48,8 @@ def daily_report(db: Database, settings: Settings, day: date, today: date | date
     absences and leave of people whose home site is one of them (reports.sites); strict: a site no
     door has is a ReportError. On a central the site rules apply (reports.sites)."""
     with read_snapshot(db) as snapshot:
-        places = load_places(snapshot, settings, sites, local_day_bounds(day, settings.tz)[1], strict=strict)
+        places = load_places(snapshot, settings, sites, local_day_bounds(day, settings.tz)[1], strict=strict,
+                             last_day=day)
         return _daily_report(snapshot, settings, day, Todays(today), places)
 
 

@@ -113,7 +113,7 @@ class RangeScan:
         self.db, self.settings, self.start, self.end = snapshot, settings, start, end
         self.person_id = person_id
         self.places: Places = load_places(snapshot, settings, sites, local_day_bounds(end, settings.tz)[1],
-                                          strict=strict)
+                                          strict=strict, last_day=end)
         places = self.places
         self.people = people_by_id(snapshot)  # everyone, erased too: a small table
         self.todays = Todays(today)

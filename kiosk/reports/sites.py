@@ -232,10 +232,12 @@ def check_sites(db: Database, settings: Settings, sites: Collection[str] | None)
 
 
 def load_places(snapshot: Database, settings: Settings, sites: Collection[str] | None,
-                until: datetime, *, strict: bool = True) -> Places:
-    """The Places of a report read from the snapshot (home sites as of `until`, aware). On a
-    standalone kiosk or a door (no sites) a filter is a ReportError; with strict, so is a site no
-    door has (a typing error must not give an empty payroll file silently)."""
+                until: datetime, *, strict: bool = True, last_day: date | None = None) -> Places:
+    """The Places of a report read from the snapshot (home sites as of `until`, aware; with
+    last_day, the report's last local date, a configured site's doors count up to the end of that
+    date in the site's own zone). On a standalone kiosk or a door (no sites) a filter is a
+    ReportError; with strict, so is a site no door has (a typing error must not give an empty
+    payroll file silently)."""
     only = site_filter(sites)
     default = settings.rules_of(None)
     if settings.role != "central":
@@ -245,7 +247,8 @@ def load_places(snapshot: Database, settings: Settings, sites: Collection[str] |
     if strict:
         _check_filter(settings, only, {d.site for d in doors.values() if d.site is not None})
     rules = {name: settings.rules_of(name) for name in settings.sites}
-    return Places(default, True, doors, only, home_sites(snapshot, until), rules)
+    ends = {name: local_day_bounds(last_day, r.tz)[1] for name, r in rules.items()} if last_day else None
+    return Places(default, True, doors, only, home_sites(snapshot, until, site_before=ends), rules)
 
 
 def known_sites(db: Database, settings: Settings) -> list[str]:
@@ -253,3 +256,11 @@ def known_sites(db: Database, settings: Settings) -> list[str]:
     if settings.role != "central":
         return []
     return sorted({d.site for d in list_doors(db) if d.site is not None})
+
+
+def person_rules(db: Database, settings: Settings, person_id: int, now: datetime) -> SiteRules:
+    """The rules of a person's home site as of now (aware): the zone hand corrections are typed and
+    listed in on a central with `sites:`; site:'s elsewhere."""
+    if settings.role != "central" or not settings.sites:
+        return settings.rules_of(None)
+    return settings.rules_of(home_sites(db, now, person_id).get(person_id))

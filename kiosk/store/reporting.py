@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -278,17 +278,29 @@ def _merge_devices(grouped: Iterable[tuple[Any, ...]], doors: Collection[str]) -
             for pid, a in acc.items()] + unknown
 
 
-def home_sites(db: Database, before: datetime) -> dict[int, str]:
-    """Each person's home site: the site of their latest event before `before` (aware) at a door
-    that has a site; people never seen at such a door are absent. One query, an index seek per person."""
+def home_sites(db: Database, before: datetime, person_id: int | None = None,
+               site_before: Mapping[str, datetime] | None = None) -> dict[int, str]:
+    """Each person's home site (or only person_id's): the site of their latest event before `before`
+    (aware) at a door that has a site; site_before: another bound for the events of those sites'
+    doors (a central's sites in other zones: the end of the same local date there). People never
+    seen at such a door are absent. One query, an index seek per person."""
     e = AttendanceEvent
+    bounds = {site: t.astimezone(UTC) for site, t in (site_before or {}).items()}
+    limit = e.occurred_at < before.astimezone(UTC)
+    if bounds:
+        latest_bound = max([before.astimezone(UTC), *bounds.values()])
+        own = case(*[(Door.site == site, literal(t, UTCDateTime)) for site, t in sorted(bounds.items())],
+                   else_=literal(before.astimezone(UTC), UTCDateTime))
+        limit = (e.occurred_at < latest_bound) & (e.occurred_at < own)
     latest = (
         select(Door.site).select_from(e).join(Door, Door.device_id == e.device_id)
-        .where(e.person_id == Person.id, e.recorded_by.is_(None), Door.site.is_not(None),
-               e.occurred_at < before.astimezone(UTC))
+        .where(e.person_id == Person.id, e.recorded_by.is_(None), Door.site.is_not(None), limit)
         .order_by(e.occurred_at.desc(), e.id.desc()).limit(1)
         .correlate(Person).scalar_subquery()
     )
+    stmt = select(Person.id, latest)
+    if person_id is not None:
+        stmt = stmt.where(Person.id == person_id)
     with db.session() as s:
-        rows = s.execute(select(Person.id, latest)).tuples().all()
+        rows = s.execute(stmt).tuples().all()
     return {pid: site for pid, site in rows if site is not None}
