@@ -364,3 +364,18 @@ def test_cli_corrections_are_typed_in_the_home_sites_zone(db: Database, db_setti
     out = rows[date(2026, 6, 17)].last_out
     assert out is not None and out.isoformat() == "2026-06-17T18:00:00-04:00"  # 22:00 UTC
     assert "home site" in run_cli("events", "add", "--help").stdout
+
+
+def test_the_central_example_configs_sites_block_is_valid_once_uncommented() -> None:
+    example = Path(__file__).resolve().parents[1] / "deploy" / "kiosk-central.example.yaml"
+    lines = example.read_text().splitlines()
+    start = lines.index("# sites:")
+    block = [lines[start][2:]]
+    for line in lines[start + 1:]:
+        if not line.startswith("#   "):
+            break
+        block.append(line[2:])
+    data = yaml.safe_load(example.read_text()) | yaml.safe_load("\n".join(block))
+    s = Settings.model_validate(data)
+    assert s.rules_of("london").tz.key == "Europe/London" and s.rules_of("new-york").late_grace_minutes == 10
+    assert s.rules_of("london").late_grace_minutes == 5  # left out: site:'s
