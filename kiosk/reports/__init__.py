@@ -1,5 +1,6 @@
 """Attendance reports from the store: daily and date-range figures, rendered as text table,
-CSV, JSON or a standalone HTML page. All times are shown in the site's time zone.
+CSV, JSON or a standalone HTML page. All times are shown in the site's time zone (on a central
+with `sites:`, each day in its site's zone: reports.sites).
 
 Modules: model (the records), person_day (reading one person's day: hours, lateness, open days),
 daily (one day), scan (one pass over a range, with per-person tallies), ranges (range reports

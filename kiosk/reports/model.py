@@ -16,7 +16,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class PersonDay:
-    """One person's figures for one local day; times are aware, in the site zone."""
+    """One person's figures for one local day; times are aware, in the day's zone (site:'s, or on a
+    central with sites: the day's site's)."""
 
     person_id: int
     employee_id: str
