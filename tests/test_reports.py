@@ -331,3 +331,17 @@ def test_standalone_reports_keep_their_shape_without_sites(day_db: Database) -> 
     assert "In at" not in render_daily(r, "table") and "In at" not in render_daily(r, "html")
     with pytest.raises(ReportError, match="only on a central server"):
         daily_report(day_db, settings(), DAY, sites=["berlin"])
+
+
+def test_range_report_counts_real_hours_on_a_dst_day_as_the_daily_report_does(tmp_path: Path) -> None:
+    """first_last range rows (SQL figures) gave wall-clock hours across the DST jump (8 h for 7 real
+    hours) while the daily report gave 7 h; both give the real time now."""
+    db = open_database(tmp_path / "kiosk.db")
+    p = add_person(db, "E1", "Ann", now=CREATED)
+    record_event(db, p.id, datetime(2026, 3, 29, 0, 30, tzinfo=UTC), "in", "d")  # 01:30 CET
+    record_event(db, p.id, datetime(2026, 3, 29, 7, 30, tzinfo=UTC), "out", "d")  # 09:30 CEST
+    day = date(2026, 3, 29)
+    daily = daily_report(db, settings(), day).rows[0]
+    ranged = range_report(db, settings(), day, day).rows[0]
+    assert daily.present_minutes == ranged.present_minutes == 7 * 60
+    db.close()

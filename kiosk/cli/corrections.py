@@ -4,8 +4,10 @@ check-outs, whole days of leave), every change audited."""
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -24,6 +26,14 @@ ROW_ID = click.IntRange(1, 2**63 - 1)
 # --- attendance events ------------------------------------------------------------------------
 
 
+def _person_tz(database: store.Database, ctx: Context, person_id: int) -> ZoneInfo:
+    """The zone a person's events are typed and listed in: the site's, or on a central with sites:
+    their home site's (reports.person_rules)."""
+    from kiosk.reports import person_rules
+
+    return person_rules(database, ctx.settings, person_id, datetime.now(UTC)).tz
+
+
 @click.group()
 def events() -> None:
     """List a person's attendance events; correct them by hand (audited, marked in reports)."""
@@ -34,21 +44,23 @@ def events() -> None:
 @click.option("--date", "day_text", default="today", show_default=True, help="Local day: YYYY-MM-DD, today, yesterday.")
 @with_context
 def events_list(ctx: Context, employee_id: str, day_text: str) -> None:
-    """EMPLOYEE_ID's events on one day: id, time, kind, who recorded it."""
+    """EMPLOYEE_ID's events on one day: id, time, kind, who recorded it (local times: the site's, or on a
+    central with sites: the person's home site's)."""
     from kiosk import store
     from kiosk.reports import parse_day
 
     day = parse_day(day_text, ctx.settings)
     with ctx.open_db() as database:
         p = person(database, employee_id)
-        start, end = store.local_day_bounds(day, ctx.settings.tz)
+        tz = _person_tz(database, ctx, p.id)
+        start, end = store.local_day_bounds(day, tz)
         rows = store.events_between(database, start, end, person_id=p.id)
     if not rows:
         click.echo(f"{p.name} ({p.employee_id}): no events on {day}")
     for e in rows:
         by = f"by hand ({e.recorded_by}: {e.note})" if e.manual else f"camera {e.device_id}"
         review = f"  REVIEW: {e.review}" if e.review else ""
-        click.echo(f"{e.id:>8}  {e.occurred_at.astimezone(ctx.settings.tz):%Y-%m-%d %H:%M}  {e.kind:<4} {by}{review}")
+        click.echo(f"{e.id:>8}  {e.occurred_at.astimezone(tz):%Y-%m-%d %H:%M}  {e.kind:<4} {by}{review}")
 
 
 @events.command("add")
@@ -56,8 +68,9 @@ def events_list(ctx: Context, employee_id: str, day_text: str) -> None:
 @click.option("--kind", type=click.Choice([kind.value for kind in PERSON_EVENT_KINDS]), required=True,
               help="Check-in or check-out.")
 @click.option("--at", "at_text", required=True,
-              help='Local time "YYYY-MM-DD HH:MM" (site time zone); in the repeated hour when clocks go back '
-                   'add its UTC offset, e.g. "2026-10-25 02:30+02:00".')
+              help='Local time "YYYY-MM-DD HH:MM" in the site\'s time zone (on a central with sites: the '
+                   'person\'s home site\'s, the site of their latest door event); in the repeated hour when '
+                   'clocks go back add its UTC offset, e.g. "2026-10-25 02:30+02:00".')
 @click.option("--note", required=True, help="Why (kept with the event and in the audit log).")
 @with_context
 def events_add(ctx: Context, employee_id: str, kind: str, at_text: str, note: str) -> None:
@@ -65,9 +78,9 @@ def events_add(ctx: Context, employee_id: str, kind: str, at_text: str, note: st
     from kiosk import store
     from kiosk.clock import parse_site_time
 
-    at = parse_site_time(at_text, ctx.settings.tz)
     with ctx.open_db() as database:
         p = person(database, employee_id)
+        at = parse_site_time(at_text, _person_tz(database, ctx, p.id))
         event = store.add_correction(database, p.id, at, kind, actor="cli", note=note,
                                      retention_days=ctx.settings.retention.attendance_days)
     click.echo(f"{p.name} ({p.employee_id}): check-{kind} at {at:%Y-%m-%d %H:%M} added (event {event.id})")
@@ -83,8 +96,8 @@ def events_remove(ctx: Context, event_id: int, reason: str) -> None:
 
     with ctx.open_db() as database:
         removed = store.remove_event(database, event_id, actor="cli", reason=reason)
-    click.echo(f"event {event_id} removed: check-{removed.kind} at "
-               f"{removed.occurred_at.astimezone(ctx.settings.tz):%Y-%m-%d %H:%M}")
+        tz = _person_tz(database, ctx, removed.person_id) if removed.person_id is not None else ctx.settings.tz
+    click.echo(f"event {event_id} removed: check-{removed.kind} at {removed.occurred_at.astimezone(tz):%Y-%m-%d %H:%M}")
 
 
 # --- leave ------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Attendance reports from the store: daily and date-range figures, rendered as text table,
-CSV, JSON or a standalone HTML page. All times are shown in the site's time zone.
+CSV, JSON or a standalone HTML page. All times are shown in the site's time zone (on a central
+with `sites:`, each day in its site's zone: reports.sites).
 
 Modules: model (the records), person_day (reading one person's day: hours, lateness, open days),
 daily (one day), scan (one pass over a range, with per-person tallies), ranges (range reports
@@ -37,6 +38,7 @@ from kiosk.reports.model import (
 from kiosk.reports.ranges import DAY_ROWS_SHOWN, WEEKS_CHARTED, range_report, range_summary
 from kiosk.reports.render import FORMATS, iter_range, render_daily, render_range
 from kiosk.reports.scan import MAX_RANGE_DAYS, RangeScan, finished_work_days
+from kiosk.reports.sites import person_rules
 
 __all__ = [
     "CSV_COLUMNS",
@@ -66,6 +68,7 @@ __all__ = [
     "iter_range_csv",
     "leave_csv_cells",
     "parse_day",
+    "person_rules",
     "range_as_dict",
     "range_csv_rows",
     "range_day_csv_rows",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterator
-from datetime import date
+from datetime import date, datetime
 
 from kiosk.config import Settings
 from kiosk.csv_safe import csv_text
@@ -59,7 +59,7 @@ def range_day_csv_rows(rd: RangeDay, home: dict[int, str] | None = None) -> list
 
 
 def iter_range_csv(db: Database, settings: Settings, start: date, end: date,
-                   today: date | None = None, *, person_id: int | None = None,
+                   today: date | datetime | None = None, *, person_id: int | None = None,
                    sites: Collection[str] | None = None, strict: bool = True) -> Iterator[str]:
     """The range's payroll CSV (render_range's csv) as text chunks: the header, then one chunk per
     day, produced while the events stream in. The read snapshot is held until the last chunk (or

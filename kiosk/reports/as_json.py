@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Collection, Iterator
-from datetime import date
+from datetime import date, datetime
 
 from kiosk.config import Settings
 from kiosk.dates import iso
 from kiosk.reports.model import DailyReport, LeaveDay, PersonDay, PersonTotals, RangeReport
-from kiosk.reports.scan import RangeScan, check_range_request
+from kiosk.reports.scan import RangeScan, check_range_request, json_site_keys
 from kiosk.store import Database, read_snapshot
 
 logger = logging.getLogger(__name__)
@@ -51,18 +51,13 @@ def totals_json(t: PersonTotals) -> JsonObject:
             "days_no_checkout": t.days_no_checkout}
 
 
-def _site_keys(by_site: bool, sites: list[str] | None) -> JsonObject:
-    """The report's "sites" key on a central (the filter; null: every site); nothing elsewhere."""
-    return {"sites": sites} if by_site else {}
-
-
 def daily_as_dict(report: DailyReport) -> JsonObject:
     """The daily report as JSON-ready data."""
     team = report.team_expression
     return {
         "site": report.site, "date": report.day.isoformat(), "timezone": report.timezone,
         "mode": report.mode,
-        **_site_keys(report.by_site, report.sites),
+        **json_site_keys(report.by_site, report.sites, report.zones),
         "people": [person_day_json(r, report.by_site) for r in report.rows],
         "work_day": report.work_day,
         "absent": [{"employee_id": p.employee_id, "name": p.name} for p in report.absent],
@@ -80,7 +75,7 @@ def range_as_dict(report: RangeReport) -> JsonObject:
     return {
         "site": report.site, "start": report.start.isoformat(), "end": report.end.isoformat(),
         "timezone": report.timezone, "mode": report.mode,
-        **_site_keys(report.by_site, report.sites),
+        **json_site_keys(report.by_site, report.sites, report.zones),
         "days": [person_day_json(r, report.by_site) for r in report.rows],
         "totals": [totals_json(t) for t in report.totals],
         "leave": [leave_json(x) for x in report.leave],
@@ -99,7 +94,7 @@ def range_json(report: RangeReport) -> str:
 
 
 def iter_range_json(db: Database, settings: Settings, start: date, end: date,
-                    today: date | None, sites: Collection[str] | None = None,
+                    today: date | datetime | None, sites: Collection[str] | None = None,
                     strict: bool = True) -> Iterator[str]:
     """range_json's text, the days written as they are read (same keys, same order)."""
     check_range_request(db, settings, start, end, sites, strict)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterable, Iterator
-from datetime import date
+from datetime import date, datetime
 
 from kiosk.config import Settings
 from kiosk.reports.cells import (
@@ -24,7 +24,7 @@ from kiosk.reports.cells import (
     team_text,
     totals_cells,
 )
-from kiosk.reports.model import DailyReport, LeaveDay, PersonTotals, RangeReport
+from kiosk.reports.model import DailyReport, LeaveDay, PersonTotals, RangeReport, zone_text
 from kiosk.reports.scan import RangeScan, check_range_request
 from kiosk.reports.sites import Places
 from kiosk.store import Database, PersonInfo, read_snapshot
@@ -56,7 +56,7 @@ def daily_table(report: DailyReport) -> str:
     """The daily report as text: the people's table, absent, on leave, unknown faces, team expression."""
     headers, rows = daily_headers_and_cells(report)
     parts = [
-        f"{daily_title(report.site, report.day)} ({report.timezone}, {report.mode}){_sites_note(report.sites)}",
+        f"{daily_title(report.site, report.day)} ({report.zone_text}, {report.mode}){_sites_note(report.sites)}",
         "",
         table(headers, rows) if rows else "No one checked in.",
         "",
@@ -90,7 +90,7 @@ def _range_tail(totals: list[PersonTotals], leave: list[LeaveDay], unknown_faces
 def range_table(report: RangeReport) -> str:
     """The range report as text: days, totals, leave, unknown faces."""
     days = table(day_headers(report.by_site, True), [day_cells(r, True, report.by_site) for r in report.rows])
-    return (_range_title(report.site, report.start, report.end, report.timezone, report.mode, report.sites)
+    return (_range_title(report.site, report.start, report.end, report.zone_text, report.mode, report.sites)
             + days + "\n" + _range_tail(report.totals, report.leave, report.unknown_faces))
 
 
@@ -111,7 +111,7 @@ def _day_widths(people: Iterable[PersonInfo], places: Places) -> list[int]:
 
 
 def iter_range_table(db: Database, settings: Settings, start: date, end: date,
-                     today: date | None, sites: Collection[str] | None = None,
+                     today: date | datetime | None, sites: Collection[str] | None = None,
                      strict: bool = True) -> Iterator[str]:
     """range_table's text, the days written as they are read (widths fixed up front)."""
     check_range_request(db, settings, start, end, sites, strict)
@@ -122,7 +122,8 @@ def iter_range_table(db: Database, settings: Settings, start: date, end: date,
             scan = RangeScan(snapshot, settings, start, end, today, sites=sites, strict=strict)
             by_site = scan.places.by_site
             widths = _day_widths(scan.people.values(), scan.places)
-            yield (_range_title(settings.site.name, start, end, settings.site.timezone,
+            yield (_range_title(settings.site.name, start, end,
+                                zone_text(settings.site.timezone, scan.places.zones),
                                 settings.attendance.mode, scan.site_fields()["sites"])
                    + _line(day_headers(by_site, True), widths) + "\n" + _rule(widths) + "\n")
             for rd in scan.days():

@@ -16,7 +16,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class PersonDay:
-    """One person's figures for one local day; times are aware, in the site zone."""
+    """One person's figures for one local day; times are aware, in the day's zone (site:'s, or on a
+    central with sites: the day's site's)."""
 
     person_id: int
     employee_id: str
@@ -91,6 +92,16 @@ def leave_day_key(x: LeaveDay) -> tuple[date, str, str]:
     return (x.day, x.person.name.casefold(), x.person.employee_id)
 
 
+def zone_text(timezone: str, zones: dict[str, str]) -> str:
+    """How a report says which zone its times are in: site:'s zone, or on a central with sites in
+    other zones each site's ("each site's own: berlin Europe/Berlin, nyc America/New_York; other
+    rows UTC")."""
+    if not zones:
+        return timezone
+    return ("each site's own: " + ", ".join(f"{k} {v}" for k, v in sorted(zones.items()))
+            + f"; other rows {timezone}")
+
+
 @dataclass(frozen=True)
 class DailyReport:
     """Everything about one local day at the site; nobody is absent on a day that is no work day."""
@@ -108,6 +119,12 @@ class DailyReport:
     by_site: bool = False  # a central server's report: site and door columns are shown
     sites: list[str] | None = None  # the site filter (sorted); None: every site
     home: dict[int, str] = field(default_factory=dict)  # person id -> home site (by_site only)
+    zones: dict[str, str] = field(default_factory=dict)  # site -> its zone, when not all in timezone
+
+    @property
+    def zone_text(self) -> str:
+        """The zone the times are in, as pages and text reports say it (model.zone_text)."""
+        return zone_text(self.timezone, self.zones)
 
 
 @dataclass(frozen=True)
@@ -154,6 +171,12 @@ class RangeReport:
     by_site: bool = False  # a central server's report: site and door columns are shown
     sites: list[str] | None = None  # the site filter (sorted); None: every site
     home: dict[int, str] = field(default_factory=dict)  # person id -> home site (by_site only)
+    zones: dict[str, str] = field(default_factory=dict)  # site -> its zone, when not all in timezone
+
+    @property
+    def zone_text(self) -> str:
+        """The zone the times are in, as pages and text reports say it (model.zone_text)."""
+        return zone_text(self.timezone, self.zones)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ A check-out without a check-in (one removed, or never recorded) makes the day op
 No check-out: a day already over (before today, local) with a check-in and no check-out after
 it: a forgotten check-out, its hours not known (0.00).
 Lateness: first "in" after workday_start + grace; minutes late count from workday_start.
+Rules (zone, workday start, grace): site:'s, or on a central the day's site's (reports.sites).
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from kiosk.attendance import lateness
-from kiosk.config import Settings
+from kiosk.config import Settings, SiteRules
 from kiosk.reports.model import PersonDay
 from kiosk.store import DayFigures, EventInfo, EventMark, PersonInfo
 from kiosk.vocabulary import EventKind
@@ -55,11 +55,13 @@ def _seconds_present(events: Sequence[EventInfo | EventMark], mode: str, first_i
 
 def person_day(
     person: PersonInfo, day: date, events: Sequence[EventInfo | EventMark], settings: Settings,
-    with_expr: bool, today: date | None = None,
+    with_expr: bool, today: date | None = None, rules: SiteRules | None = None,
 ) -> PersonDay:
     """The person's PersonDay from the day's events (in time order); expression counts only when
-    with_expr and the person consents; today tells a forgotten check-out from someone still in."""
-    tz = settings.tz
+    with_expr and the person consents; today tells a forgotten check-out from someone still in;
+    rules: the day's (zone of its times, lateness; default site:'s)."""
+    rules = rules or settings.rules_of(None)
+    tz = rules.tz
     ins = [e.occurred_at for e in events if e.kind == EventKind.IN]
     outs = [e.occurred_at for e in events if e.kind == EventKind.OUT]
     first_in = min(ins) if ins else None
@@ -68,10 +70,8 @@ def person_day(
     if outs and not ins:  # a check-out with no check-in (one removed, or never recorded): incomplete too
         open_ = True
     late, minutes_late = (False, 0)
-    if first_in is not None:
-        late, minutes_late = lateness(
-            first_in, tz, settings.site.workday_start, settings.site.late_grace_minutes
-        )
+    if first_in is not None:  # against workday_start of the person-day's date, in the day's zone
+        late, minutes_late = DayClock.at(day, rules).lateness(first_in.astimezone(tz))
     expression = None
     if with_expr and person.expression_consent:
         expression = dict(Counter(e.expression_label for e in events if e.expression_label))
@@ -103,10 +103,14 @@ class DayClock:
 
     @classmethod
     def of(cls, day: date, settings: Settings) -> DayClock:
-        """The clock of a local day at the site."""
-        tz = settings.tz
-        return cls(tz, datetime.combine(day, settings.site.workday_start, tzinfo=tz),
-                   timedelta(minutes=settings.site.late_grace_minutes))
+        """The clock of a local day at the site (site:'s rules)."""
+        return cls.at(day, settings.rules_of(None))
+
+    @classmethod
+    def at(cls, day: date, rules: SiteRules) -> DayClock:
+        """The clock of a local day under a site's rules (its zone, workday_start and grace)."""
+        return cls(rules.tz, datetime.combine(day, rules.workday_start, tzinfo=rules.tz),
+                   timedelta(minutes=rules.late_grace_minutes))
 
     def lateness(self, first_in: datetime) -> tuple[bool, int]:
         """(late?, whole minutes after workday_start) of a first "in" in the site zone, as
@@ -122,7 +126,9 @@ def person_day_from_figures(person: PersonInfo, day: date, f: DayFigures, clock:
     last_out = None
     if f.latest_out is not None and (first_in is None or f.latest_out > first_in):
         last_out = f.latest_out.astimezone(clock.tz)
-    minutes = int((last_out - first_in).total_seconds() // 60) if first_in and last_out else 0
+    # real minutes (UTC instants): aware times of one zone subtract as wall clocks, 1 h off on DST days
+    minutes = int((f.latest_out - f.first_in).total_seconds() // 60) \
+        if last_out is not None and f.first_in is not None and f.latest_out is not None else 0
     late, minutes_late = clock.lateness(first_in) if first_in is not None else (False, 0)
     open_ = (first_in is not None and last_out is None) or (f.outs > 0 and first_in is None)
     return PersonDay(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Collection
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from kiosk.config import Settings
 from kiosk.reports.model import LeaveDay, PersonDay, RangeReport, RangeSummary
@@ -24,7 +24,7 @@ WEEKS_CHARTED = 8  # the range page charts hours per person for the last weeks o
 
 
 def range_report(db: Database, settings: Settings, start: date, end: date,
-                 today: date | None = None, *, person_id: int | None = None,
+                 today: date | datetime | None = None, *, person_id: int | None = None,
                  sites: Collection[str] | None = None, strict: bool = True) -> RangeReport:
     """Per person per day rows and totals for local days start..end inclusive (no expressions),
     all in memory (for short ranges; range_summary and iter_range_csv for long ones).
@@ -55,7 +55,7 @@ def _week_start(day: date, start: date) -> date:
 
 
 def range_summary(db: Database, settings: Settings, start: date, end: date,
-                  today: date | None = None, *, max_rows: int = DAY_ROWS_SHOWN,
+                  today: date | datetime | None = None, *, max_rows: int = DAY_ROWS_SHOWN,
                   weeks: int = WEEKS_CHARTED, sites: Collection[str] | None = None,
                   strict: bool = True) -> RangeSummary:
     """Totals and at most max_rows person-days of start..end from one streamed pass (memory does

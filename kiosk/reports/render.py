@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Iterator
-from datetime import date
+from datetime import date, datetime
 
 from kiosk.config import Settings
 from kiosk.errors import ReportError
@@ -48,7 +48,7 @@ def render_range(report: RangeReport, fmt: str = "table") -> str:
 
 
 def iter_range(db: Database, settings: Settings, start: date, end: date, fmt: str = "table",
-               today: date | None = None, *, sites: Collection[str] | None = None,
+               today: date | datetime | None = None, *, sites: Collection[str] | None = None,
                strict: bool = True) -> Iterator[str]:
     """render_range's text in chunks with memory bounded whatever the range: csv, json and table
     are written day by day from one snapshot; html is range_summary's page (all totals, the first

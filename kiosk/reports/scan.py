@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from kiosk.config import Settings
+from kiosk.config import Settings, SiteRules
 from kiosk.errors import ReportError
 from kiosk.reports.model import (
     LeaveDay,
@@ -21,7 +21,7 @@ from kiosk.reports.model import (
     person_day_key,
 )
 from kiosk.reports.person_day import DayClock, person_day, person_day_from_figures
-from kiosk.reports.sites import Places, check_sites, load_places, place_row
+from kiosk.reports.sites import Places, Todays, check_sites, day_window, load_places, place_row
 from kiosk.store import (
     Database,
     DayFigures,
@@ -57,10 +57,13 @@ def check_range_request(db: Database, settings: Settings, start: date, end: date
         check_sites(db, settings, sites)
 
 
-def finished_work_days(settings: Settings, start: date, end: date, today: date) -> list[date]:
-    """Local dates start..end inclusive that are work days (site.work_days, not holidays) and before today."""
+def finished_work_days(settings: Settings, start: date, end: date, today: date,
+                       rules: SiteRules | None = None) -> list[date]:
+    """Local dates start..end inclusive that are work days (work_days, not holidays) and before
+    today, by rules (default: site:'s)."""
+    rules = rules or settings.rules_of(None)
     days = (start + timedelta(days=i) for i in range((end - start).days + 1))
-    return [d for d in days if d < today and settings.site.is_work_day(d)]
+    return [d for d in days if d < today and rules.is_work_day(d)]
 
 
 @dataclass
@@ -84,6 +87,12 @@ class PersonTally:
         self.days_no_checkout += int(row.no_checkout)
 
 
+def json_site_keys(by_site: bool, sites: list[str] | None, zones: dict[str, str]) -> dict[str, Any]:
+    """A JSON report's keys about sites: "sites" on a central (the filter; None: every site) and
+    "timezones" (site -> zone) when the sites are in several zones; nothing elsewhere."""
+    return ({"sites": sites} if by_site else {}) | ({"timezones": zones} if zones else {})
+
+
 class RangeScan:
     """One pass over a range, day by day, inside one snapshot (store.day_figures per day in
     first_last mode, store.iter_event_marks of the day in toggle mode).
@@ -92,38 +101,49 @@ class RangeScan:
     after the pass. Memory: one day's events plus one tally per person, whatever the range.
     sites (a central's): only rows of those sites, and the absences, leave and totals of people
     whose home site is one of them (reports.sites); strict: a site no door has is a ReportError.
+    today: a date (the same in every zone), or an aware instant (default now: each zone's date).
+    On a central the site rules apply (reports.sites): events on their own zone's dates, each day
+    by its site's rules, expected days by the home site's.
     """
 
     def __init__(self, snapshot: Database, settings: Settings, start: date, end: date,
-                 today: date | None = None, person_id: int | None = None,
+                 today: date | datetime | None = None, person_id: int | None = None,
                  sites: Collection[str] | None = None, *, strict: bool = True) -> None:
         check_range(start, end)
         self.db, self.settings, self.start, self.end = snapshot, settings, start, end
         self.person_id = person_id
-        tz = settings.tz
-        self.places: Places = load_places(snapshot, settings, sites, local_day_bounds(end, tz)[1],
-                                          strict=strict)
+        self.places: Places = load_places(snapshot, settings, sites, local_day_bounds(end, settings.tz)[1],
+                                          strict=strict, last_day=end)
+        places = self.places
         self.people = people_by_id(snapshot)  # everyone, erased too: a small table
+        self.todays = Todays(today)
+        self.today = self.todays.of(places.default)
         leave_records = [x for x in leave_between(snapshot, start, end, person_id=person_id)
-                         if self.places.shows_person(x.person_id)]
+                         if places.shows_person(x.person_id)]
         self._leave = leave_by_person_day(leave_records)
         self._leave_by_day: dict[date, list[tuple[int, LeaveKind]]] = defaultdict(list)
         for (pid, d), kind in self._leave.items():
-            if start <= d <= end and settings.site.is_work_day(d):
+            if start <= d <= end and places.home_rules(pid).is_work_day(d):
                 self._leave_by_day[d].append((pid, LeaveKind(kind)))
-        # Expected at work: active people enrolled by the end (absences count from enrolment)
-        self._expected = [
-            (p.id, p.created_at.astimezone(tz).date()) for p in self.people.values()
-            if p.active and p.erased_at is None and p.created_at.astimezone(tz).date() <= end
-            and person_id in (None, p.id) and self.places.shows_person(p.id)
-        ]
-        self._listed = {pid for pid, _ in self._expected} | {x.person_id for x in leave_records}
-        self.today = today or datetime.now(tz).date()
-        self._finished = set(finished_work_days(settings, start, end, self.today))
+        # Expected at work: active people enrolled by the end (absences count from enrolment),
+        # grouped by their home site's rules (work days, holidays, zone)
+        self._expected: dict[SiteRules, list[tuple[int, date]]] = defaultdict(list)
+        for p in self.people.values():
+            if not (p.active and p.erased_at is None and person_id in (None, p.id) and places.shows_person(p.id)):
+                continue
+            rules = places.home_rules(p.id)
+            enrolled = p.created_at.astimezone(rules.tz).date()
+            if enrolled <= end:
+                self._expected[rules].append((p.id, enrolled))
+        self._listed = {pid for group in self._expected.values() for pid, _ in group} | \
+            {x.person_id for x in leave_records}
+        self._finished = {rules: set(finished_work_days(settings, start, end, self.todays.of(rules), rules))
+                          for rules in self._expected}
         self._tallies: dict[int, PersonTally] = defaultdict(PersonTally)
         self.unknown_faces = 0
         self.person_days = 0  # rows with events seen so far
         self.absences: list[date] = []  # the person's absent days, for a one-person scan only
+        self._came: set[int] = set()  # people with events on the day read last, at any site
 
     def days(self) -> Iterator[RangeDay]:
         """RangeDay per local day, start..end: one query per day (aggregated in SQL in first_last
@@ -135,47 +155,93 @@ class RangeScan:
 
     def _read_day(self, day: date) -> tuple[list[PersonDay], int]:
         """The day's person-days (unsorted) and its unknown faces."""
-        utc_from, utc_to = local_day_bounds(day, self.settings.tz)
         places = self.places
+        if places.by_site:
+            return self._read_site_day(day)
+        utc_from, utc_to = local_day_bounds(day, self.settings.tz)
         if self.settings.attendance.mode == "first_last":
-            figures = day_figures(self.db, utc_from, utc_to, person_id=self.person_id,
-                                  doors=places.door_ids if places.by_site else None)
-            clock = DayClock.of(day, self.settings)
-            rows = [self._placed(person_day_from_figures(self.people[f.person_id], day, f, clock, self.today), f)
+            figures = day_figures(self.db, utc_from, utc_to, person_id=self.person_id)
+            clock = DayClock.at(day, places.default)
+            rows = [person_day_from_figures(self.people[f.person_id], day, f, clock, self.today)
                     for f in figures if f.person_id is not None]
-            unknown = sum(f.events for f in figures
-                          if f.person_id is None and places.shows(places.site_of_device(f.site_device)))
-            return [r for r in rows if places.shows(r.site)], unknown
+            return rows, sum(f.events for f in figures if f.person_id is None)
         by_person: dict[int, list[EventMark]] = defaultdict(list)
         unknown = 0
         for mark in iter_event_marks(self.db, utc_from, utc_to, person_id=self.person_id):
             if mark.person_id is None:
+                unknown += 1
+            else:
+                by_person[mark.person_id].append(mark)
+        rows = [person_day(self.people[pid], day, evs, self.settings, False, self.today)
+                for pid, evs in by_person.items()]
+        return rows, unknown
+
+    def _read_site_day(self, day: date) -> tuple[list[PersonDay], int]:
+        """_read_day on a central: events on their own zone's date, each day by its site's rules."""
+        places = self.places
+        w = day_window(day, places)
+        if self.settings.attendance.mode == "first_last":
+            keep = None
+            if places.zoned:
+                def keep(pid: int | None, device: str, manual: bool, at: datetime) -> bool:
+                    return w.holds(places.device_rules(device, manual, pid), at)
+            figures = day_figures(self.db, w.utc_from, w.utc_to, person_id=self.person_id,
+                                  doors=places.door_ids, cuts=w.cuts, keep=keep)
+            clocks: dict[SiteRules, DayClock] = {}
+            rows = []
+            for f in figures:
+                if f.person_id is None:
+                    continue
+                site = places.site_of_device(f.site_device)
+                rules = places.day_rules(site, f.person_id)
+                clock = clocks.get(rules) or clocks.setdefault(rules, DayClock.at(day, rules))
+                today = self.todays.of(places.home_rules(f.person_id))
+                rows.append(self._placed(person_day_from_figures(self.people[f.person_id], day, f, clock, today), f))
+            unknown = sum(f.events for f in figures
+                          if f.person_id is None and places.shows(places.site_of_device(f.site_device)))
+            return self._shown(rows), unknown
+        by_person: dict[int, list[EventMark]] = defaultdict(list)
+        unknown = 0
+        for mark in iter_event_marks(self.db, w.utc_from, w.utc_to, person_id=self.person_id):
+            if not w.holds(places.device_rules(mark.device_id, mark.manual, mark.person_id), mark.occurred_at):
+                continue  # another local date in its own zone
+            if mark.person_id is None:
                 unknown += places.shows(places.site_of_device(None if mark.manual else mark.device_id))
             else:
                 by_person[mark.person_id].append(mark)
-        rows = [place_row(person_day(self.people[pid], day, evs, self.settings, False, self.today), evs, places)
-                for pid, evs in by_person.items()]
-        return [r for r in rows if places.shows(r.site)], unknown
+        rows = []
+        for pid, evs in by_person.items():
+            rules = places.day_rules(places.day_site(evs), pid)
+            today = self.todays.of(places.home_rules(pid))
+            rows.append(place_row(person_day(self.people[pid], day, evs, self.settings, False, today, rules),
+                                  evs, places))
+        return self._shown(rows), unknown
+
+    def _shown(self, rows: list[PersonDay]) -> list[PersonDay]:
+        """The rows of the filter's sites; everyone who came (at any site) is kept in self._came."""
+        self._came = {r.person_id for r in rows}
+        return [r for r in rows if self.places.shows(r.site)]
 
     def _placed(self, row: PersonDay, f: DayFigures) -> PersonDay:
         """row with the site and doors of its figures (grouped by device on a central)."""
-        if self.places.by_site:
-            row.site = self.places.site_of_device(f.site_device)
-            row.door_in = self.places.door_name(f.first_in_device) if row.first_in else None
-            row.door_out = self.places.door_name(f.latest_out_device) if row.last_out else None
+        row.site = self.places.site_of_device(f.site_device)
+        row.door_in = self.places.door_name(f.first_in_device) if row.first_in else None
+        row.door_out = self.places.door_name(f.latest_out_device) if row.last_out else None
         return row
 
     def _close_day(self, day: date, rows: list[PersonDay], unknown: int) -> RangeDay:
         rows.sort(key=person_day_key)
-        came = {r.person_id for r in rows}
+        came = self._came if self.places.only is not None else {r.person_id for r in rows}
         for r in rows:
             self._tallies[r.person_id].add_day(r)
         leave = sorted((LeaveDay(day, self.people[pid], kind) for pid, kind in self._leave_by_day.get(day, [])
                         if pid not in came), key=leave_day_key)
         for x in leave:
             self._tallies[x.person.id].days_on_leave += 1
-        if day in self._finished:
-            for pid, enrolled in self._expected:
+        for rules, expected in self._expected.items():
+            if day not in self._finished[rules]:
+                continue
+            for pid, enrolled in expected:
                 if enrolled <= day and pid not in came and (pid, day) not in self._leave:
                     self._tallies[pid].days_absent += 1
                     if self.person_id is not None:
@@ -183,16 +249,17 @@ class RangeScan:
         self.unknown_faces += unknown
         self.person_days += len(rows)
         return RangeDay(day, rows, leave, unknown)
-
     def site_fields(self) -> dict[str, Any]:
         """The report fields about sites: by_site, sites (the filter, sorted) and home."""
         only = self.places.only
         return {"by_site": self.places.by_site, "sites": sorted(only) if only is not None else None,
-                "home": self.places.home}
+                "home": self.places.home, "zones": self.places.zones}
 
     def site_fields_json(self) -> dict[str, Any]:
-        """The JSON report's "sites" key on a central (the filter; None: every site); {} elsewhere."""
-        return {"sites": self.site_fields()["sites"]} if self.places.by_site else {}
+        """The JSON report's "sites" key on a central (the filter; None: every site), and "timezones"
+        (site -> zone) when its sites are in several zones; {} elsewhere."""
+        fields = self.site_fields()
+        return json_site_keys(fields["by_site"], fields["sites"], fields["zones"])
 
     def totals(self) -> list[PersonTotals]:
         """Per person totals (call after days() is exhausted): everyone expected, with events or

@@ -13,14 +13,15 @@ On PostgreSQL the snapshot is a REPEATABLE READ READ ONLY transaction (the engin
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Integer, Select, String, bindparam, case, func, insert, select
+from sqlalchemy import Integer, Select, String, bindparam, case, func, insert, literal, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -179,6 +180,35 @@ _DAY_FIGURES = _day_figures_query()
 _DAY_FIGURES_BY_DEVICE = _day_figures_query(by_device=True)
 
 
+@functools.cache
+def _segmented_query(inner_cuts: int) -> Select[Any]:
+    """day_figures grouped by (person, device, segment): segment k holds the events from cut k on
+    (bound :cut1..:cutN; 0 before :cut1), so every group lies on one local date in any zone.
+    Columns as _DAY_FIGURES_BY_DEVICE's with the segment after the device."""
+    e = AttendanceEvent
+    seg = case(*[(e.occurred_at >= bindparam(f"cut{k}", type_=UTCDateTime), k)
+                 for k in range(inner_cuts, 0, -1)], else_=0) if inner_cuts else literal(0)
+    rows = select(e.person_id, e.device_id, e.kind, e.occurred_at, e.recorded_by, seg.label("seg")).where(
+        e.occurred_at >= bindparam("utc_from", type_=UTCDateTime),
+        e.occurred_at < bindparam("utc_to", type_=UTCDateTime),
+        (bindparam("person_id", type_=Integer).is_(None)) | (e.person_id == bindparam("person_id")),
+    ).subquery()
+    return select(
+        rows.c.person_id, rows.c.device_id, rows.c.seg,
+        func.min(case((rows.c.kind == EventKind.IN, rows.c.occurred_at)), type_=String),
+        func.max(case((rows.c.kind == EventKind.OUT, rows.c.occurred_at)), type_=String),
+        func.count(),
+        func.sum(case((rows.c.kind == EventKind.OUT, 1), else_=0)),
+        func.max(case((rows.c.recorded_by.is_not(None), 1), else_=0)),
+        func.min(rows.c.occurred_at, type_=String),
+    ).group_by(rows.c.person_id, rows.c.device_id, rows.c.seg)
+
+
+SegmentKeep = Callable[[int | None, str, bool, datetime], bool]
+"""day_figures' keep: (person id, device id, entered by hand?, the segment's first instant) -> True
+when that group of events belongs to the day asked for."""
+
+
 def _utc(value: str | datetime | None) -> datetime | None:
     """A stored naive-UTC time (text on SQLite, datetime elsewhere) as an aware UTC datetime."""
     if value is None:
@@ -189,11 +219,24 @@ def _utc(value: str | datetime | None) -> datetime | None:
 
 
 def day_figures(db: Database, utc_from: datetime, utc_to: datetime, *,
-                person_id: int | None = None, doors: Collection[str] | None = None) -> list[DayFigures]:
+                person_id: int | None = None, doors: Collection[str] | None = None,
+                cuts: Sequence[datetime] = (), keep: SegmentKeep | None = None) -> list[DayFigures]:
     """DayFigures per person with events in utc_from <= occurred_at < utc_to (one GROUP BY query,
     one row per person: a day of 500 people is 500 rows, however many events). doors (device ids,
-    a central's): group by device too and fill the *_device fields (unknown faces: a row per device)."""
-    params = {"utc_from": utc_from, "utc_to": utc_to, "person_id": person_id}
+    a central's): group by device too and fill the *_device fields (unknown faces: a row per device).
+    cuts (aware, ascending, inside the window) with keep: the events are grouped by (person, device,
+    segment between cuts) and only the groups keep accepts are counted (a central whose sites lie in
+    several zones: each group lies on one local date of its own zone)."""
+    params: dict[str, Any] = {"utc_from": utc_from, "utc_to": utc_to, "person_id": person_id}
+    if keep is not None:
+        inner = [t for t in cuts if utc_from < t < utc_to]
+        params |= {f"cut{k}": t for k, t in enumerate(inner, 1)}
+        starts = [utc_from, *inner]
+        with db.session() as s:
+            segmented = s.execute(_segmented_query(len(inner)), params).tuples().all()
+        kept = [(pid, device, *figures) for pid, device, seg, *figures in segmented
+                if keep(pid, device, bool(figures[4]), starts[seg])]
+        return _merge_devices(kept, doors or ())
     if doors is not None:
         with db.session() as s:
             grouped = s.execute(_DAY_FIGURES_BY_DEVICE, params).tuples().all()
@@ -235,17 +278,29 @@ def _merge_devices(grouped: Iterable[tuple[Any, ...]], doors: Collection[str]) -
             for pid, a in acc.items()] + unknown
 
 
-def home_sites(db: Database, before: datetime) -> dict[int, str]:
-    """Each person's home site: the site of their latest event before `before` (aware) at a door
-    that has a site; people never seen at such a door are absent. One query, an index seek per person."""
+def home_sites(db: Database, before: datetime, person_id: int | None = None,
+               site_before: Mapping[str, datetime] | None = None) -> dict[int, str]:
+    """Each person's home site (or only person_id's): the site of their latest event before `before`
+    (aware) at a door that has a site; site_before: another bound for the events of those sites'
+    doors (a central's sites in other zones: the end of the same local date there). People never
+    seen at such a door are absent. One query, an index seek per person."""
     e = AttendanceEvent
+    bounds = {site: t.astimezone(UTC) for site, t in (site_before or {}).items()}
+    limit = e.occurred_at < before.astimezone(UTC)
+    if bounds:
+        latest_bound = max([before.astimezone(UTC), *bounds.values()])
+        own = case(*[(Door.site == site, literal(t, UTCDateTime)) for site, t in sorted(bounds.items())],
+                   else_=literal(before.astimezone(UTC), UTCDateTime))
+        limit = (e.occurred_at < latest_bound) & (e.occurred_at < own)
     latest = (
         select(Door.site).select_from(e).join(Door, Door.device_id == e.device_id)
-        .where(e.person_id == Person.id, e.recorded_by.is_(None), Door.site.is_not(None),
-               e.occurred_at < before.astimezone(UTC))
+        .where(e.person_id == Person.id, e.recorded_by.is_(None), Door.site.is_not(None), limit)
         .order_by(e.occurred_at.desc(), e.id.desc()).limit(1)
         .correlate(Person).scalar_subquery()
     )
+    stmt = select(Person.id, latest)
+    if person_id is not None:
+        stmt = stmt.where(Person.id == person_id)
     with db.session() as s:
-        rows = s.execute(select(Person.id, latest)).tuples().all()
+        rows = s.execute(stmt).tuples().all()
     return {pid: site for pid, site in rows if site is not None}

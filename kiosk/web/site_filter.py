@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 from flask import g, has_request_context, request
 
+from kiosk.config import SiteRules
 from kiosk.errors import ReportError
 from kiosk.reports.sites import known_sites
 from kiosk.store import home_sites
@@ -100,3 +101,14 @@ def person_shown() -> Callable[[int], bool]:
     c = ctx()
     home = home_sites(c.db, c.clock.now())
     return lambda pid: home.get(pid) in sites
+
+
+def home_rules_of() -> Callable[[int], SiteRules]:
+    """Each person's home site's rules (work days, holidays, zone) as of now on a central with
+    `sites:`; site:'s for everyone elsewhere."""
+    c = ctx()
+    default = c.settings.rules_of(None)
+    if c.settings.role != "central" or not c.settings.sites:
+        return lambda _pid: default
+    home = home_sites(c.db, c.clock.now())
+    return lambda pid: c.settings.rules_of(home.get(pid))

@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import partial
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, abort, render_template, request
 from markupsafe import Markup
@@ -29,6 +30,7 @@ from kiosk.reports import (
     TeamExpression,
     daily_report,
     iter_range_csv,
+    person_rules,
     range_report,
     range_summary,
     render_daily,
@@ -51,7 +53,13 @@ from kiosk.store import (
 from kiosk.web.charts import bar_chart, colour_of, hbar_chart, stacked_shares
 from kiosk.web.context import ctx, current_user, is_admin
 from kiosk.web.downloads import csv_response, csv_stream, text_download
-from kiosk.web.site_filter import keep_site, person_shown, report_sites, site_bar_context
+from kiosk.web.site_filter import (
+    home_rules_of,
+    keep_site,
+    person_shown,
+    report_sites,
+    site_bar_context,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +123,7 @@ def _board_context(day: date) -> dict[str, object]:
     c = ctx()
     today = c.today()
     choice = report_sites()
-    report = daily_report(c.db, c.settings, day, today=today, sites=choice.sites, strict=choice.strict)
+    report = daily_report(c.db, c.settings, day, today=c.clock.now(), sites=choice.sites, strict=choice.strict)
     rows = report.rows
     inside = [r for r in rows if _in_now(r)]
     incomplete = [r for r in rows if r.open and not _in_now(r)]
@@ -160,7 +168,7 @@ def day_csv() -> Response:
     c = ctx()
     d = day_arg("date", c.today())
     choice = report_sites()
-    report = daily_report(c.db, c.settings, d, today=c.today(), sites=choice.sites, strict=choice.strict)
+    report = daily_report(c.db, c.settings, d, today=c.clock.now(), sites=choice.sites, strict=choice.strict)
     return text_download(f"attendance-{d}.csv", render_daily(report, "csv"), "text/csv")
 
 
@@ -180,7 +188,7 @@ def range_page() -> str:
     c = ctx()
     start, end = range_args()
     choice = report_sites()
-    summary = range_summary(c.db, c.settings, start, end, today=c.today(), sites=choice.sites,
+    summary = range_summary(c.db, c.settings, start, end, today=c.clock.now(), sites=choice.sites,
                             strict=choice.strict)
     week_charts = []
     for w_start, minutes in sorted(summary.week_minutes.items()):
@@ -200,7 +208,7 @@ def range_csv() -> Response:
     start, end = range_args()
     choice = report_sites()
     return csv_stream(f"attendance-{start}-to-{end}.csv",
-                      iter_range_csv(c.db, c.settings, start, end, today=c.today(), sites=choice.sites,
+                      iter_range_csv(c.db, c.settings, start, end, today=c.clock.now(), sites=choice.sites,
                                      strict=choice.strict))
 
 
@@ -210,7 +218,7 @@ def range_totals_csv() -> Response:
     c = ctx()
     start, end = range_args()
     choice = report_sites()
-    report = range_summary(c.db, c.settings, start, end, today=c.today(), max_rows=0, sites=choice.sites,
+    report = range_summary(c.db, c.settings, start, end, today=c.clock.now(), max_rows=0, sites=choice.sites,
                            strict=choice.strict).report
     return csv_response(f"totals-{start}-to-{end}.csv", TOTALS_CSV_COLUMNS,
                         [totals_cells(t) for t in report.totals])
@@ -234,8 +242,9 @@ def _leave_rows(start: date, end: date) -> list[LeaveRow]:
     shown = person_shown()
     items = [x for x in leave_between(c.db, start, end) if shown(x.person_id)]
     people = people_by_id(c.db, {x.person_id for x in items})
+    rules = home_rules_of()  # work days and holidays of each person's home site (a central's sites:)
     rows = [LeaveRow(item=x, person=people[x.person_id],
-                     work_days=sum(1 for d in x.days() if start <= d <= end and c.settings.site.is_work_day(d)))
+                     work_days=sum(1 for d in x.days() if start <= d <= end and rules(x.person_id).is_work_day(d)))
             for x in items]
     return sorted(rows, key=lambda r: (r.item.first_day, r.person.name.casefold()))
 
@@ -365,7 +374,7 @@ def _history(person_id: int, start: date, end: date) -> RangeReport:
     """The person's days, totals and absences over start..end (one snapshot)."""
     c = ctx()
     choice = report_sites()
-    return range_report(c.db, c.settings, start, end, today=c.today(), person_id=person_id,
+    return range_report(c.db, c.settings, start, end, today=c.clock.now(), person_id=person_id,
                         sites=choice.sites, strict=choice.strict)
 
 
@@ -388,11 +397,19 @@ def _person_history(person_id: int) -> tuple[PersonInfo, date, date, RangeReport
     return p, start, end, _history(person_id, start, end)
 
 
-def _events_of(person_id: int, start: date, end: date) -> list[EventInfo]:
-    """The person's events on the site's local days start to end (both included)."""
+def _person_zone(person_id: int) -> ZoneInfo:
+    """The zone a person's events are listed and corrections typed in: their home site's on a
+    central with sites: (reports.person_rules), else the site's."""
     c = ctx()
-    utc_from, _ = local_day_bounds(start, c.settings.tz)
-    _, utc_to = local_day_bounds(end, c.settings.tz)
+    return person_rules(c.db, c.settings, person_id, c.clock.now()).tz
+
+
+def _events_of(person_id: int, start: date, end: date) -> list[EventInfo]:
+    """The person's events on the local days start to end (both included) of their zone (_person_zone)."""
+    c = ctx()
+    tz = _person_zone(person_id)
+    utc_from, _ = local_day_bounds(start, tz)
+    _, utc_to = local_day_bounds(end, tz)
     return events_between(c.db, utc_from, utc_to, person_id=person_id)
 
 
@@ -417,10 +434,11 @@ def person(person_id: int) -> str:
     hours = round(sum(r.present_minutes for r in rows) / 60, 2)
     extra: dict[str, object] = {"leave": leave_between(c.db, start, None, person_id=person_id)}  # and planned
     if is_admin(current_user()):
+        tz = _person_zone(person_id)  # corrections are typed and listed in the home site's zone
         extra |= {"templates": list_templates(c.db, person_id),
                  "audit": list_audit(c.db, target=f"person:{person_id}", limit=20),
-                 "events": _events_of(person_id, start, end),
-                 "today": c.today(), "fix_day": day_arg("fix", c.today())}
+                 "events": _events_of(person_id, start, end), "person_tz": tz,
+                 "today": c.today(), "fix_day": day_arg("fix", c.clock.now().astimezone(tz).date())}
     return render_template("person.html", p=p, rows=rows, start=start, end=end,
                            show_expr=show_expr, expr_counts=expr_counts, expr_chart=expr_chart,
                            hours=hours, hm=_hm, absences=history.absences, **extra)
@@ -434,5 +452,5 @@ def person_csv(person_id: int) -> Response:
     c = ctx()
     choice = report_sites()
     return csv_stream(f"history-{p.employee_id}-{start}-to-{end}.csv",
-                      iter_range_csv(c.db, c.settings, start, end, today=c.today(), person_id=p.id,
+                      iter_range_csv(c.db, c.settings, start, end, today=c.clock.now(), person_id=p.id,
                                      sites=choice.sites, strict=choice.strict))

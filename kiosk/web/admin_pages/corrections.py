@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from datetime import date, datetime, time
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
@@ -12,7 +13,7 @@ from flask.typing import ResponseReturnValue
 from kiosk.clock import site_time
 from kiosk.errors import WebError
 from kiosk.leave_csv import MAX_CSV_BYTES, parse_leave_csv
-from kiosk.reports import check_day
+from kiosk.reports import check_day, person_rules
 from kiosk.store import (
     EventNotFound,
     LeaveNotFound,
@@ -30,14 +31,21 @@ logger = logging.getLogger(__name__)
 bp = Blueprint("corrections", __name__)
 
 
-def _local_time(day_text: str, time_text: str) -> datetime:
-    """Form date (YYYY-MM-DD) and time (HH:MM) in the site's zone -> aware datetime; WebError if bad."""
+def _person_tz(person_id: int) -> ZoneInfo:
+    """The zone a person's corrections are typed in: their home site's on a central with sites:
+    (reports.person_rules), else the site's."""
+    c = ctx()
+    return person_rules(c.db, c.settings, person_id, c.clock.now()).tz
+
+
+def _local_time(day_text: str, time_text: str, tz: ZoneInfo) -> datetime:
+    """Form date (YYYY-MM-DD) and time (HH:MM) in zone tz -> aware datetime; WebError if bad."""
     try:
         given = datetime.combine(date.fromisoformat(day_text.strip()), time.fromisoformat(time_text.strip()))
     except ValueError:
         raise WebError(f"not a date and time: {day_text!r} {time_text!r} (use YYYY-MM-DD and HH:MM)") from None
     check_day(given.date())
-    return site_time(given, ctx().settings.tz)  # refuses a skipped or (without offset) repeated hour
+    return site_time(given, tz)  # refuses a skipped or (without offset) repeated hour
 
 
 def _form_day(field: str) -> date:
@@ -61,7 +69,7 @@ def _person_page_from(person_id: int, day: date) -> ResponseReturnValue:
 def add_event(person_id: int) -> ResponseReturnValue:
     """Add a missed check-in or check-out by hand (with a reason; audited, marked in reports)."""
     p = person_or_404(person_id)
-    at = _local_time(request.form.get("date", ""), request.form.get("time", ""))
+    at = _local_time(request.form.get("date", ""), request.form.get("time", ""), _person_tz(p.id))
     kind = request.form.get("kind", "")  # the store refuses anything but an EventKind of a person
     add_correction(ctx().db, p.id, at, kind, actor=actor(), note=request.form.get("note", ""),
                    retention_days=ctx().settings.retention.attendance_days)
@@ -77,7 +85,8 @@ def remove_event_page(event_id: int) -> ResponseReturnValue:
         removed = remove_event(ctx().db, event_id, actor=actor(), reason=request.form.get("reason", ""))
     except EventNotFound:
         abort(404)
-    local = removed.occurred_at.astimezone(ctx().settings.tz)
+    tz = _person_tz(removed.person_id) if removed.person_id is not None else ctx().settings.tz
+    local = removed.occurred_at.astimezone(tz)
     flash(f"Removed the check-{removed.kind} of {local:%d %b %Y %H:%M}.")
     if removed.person_id is None:
         return redirect(url_for("admin.status.status"))
