@@ -21,6 +21,7 @@ import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
 import numpy as np
 
 from kiosk.errors import KioskError
