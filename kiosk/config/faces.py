@@ -95,8 +95,8 @@ class RecognitionSettings(Section):
     # README) and scaled to length sqrt(2), about dlib's own, so distances keep roughly
     # face_recognition's scale. "length": the same without the matrix. "raw": dlib's
     # embeddings as they are (the rule before; it needs max_ratio 0.9). Templates are stored
-    # raw either way, so switching needs no re-enrolment. With the same tuning on half A,
-    # half B missed 7.9% (wccn), 8.1% (length) and 10.1% (raw) of probes.
+    # raw either way, so switching needs no re-enrolment. Each tuned the same way on half A,
+    # half B missed 7.9% (wccn), 8.8% (length) and 10.3% (raw) of probes.
     comparison: Literal["wccn", "length", "raw"] = "wccn"
     # The WCCN matrix (.npy, 128x128 float32); empty means models/face_wccn.npy.
     comparison_model: Path | None = None
