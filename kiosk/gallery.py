@@ -5,27 +5,86 @@ identifying a face is one matrix product: about 0.3 ms for 10,000 people x 3 tem
 A person may have several templates (photos). With the default template_aggregation="mean" a
 person is searched as the mean of their templates (their centroid), which on LFW misses fewer
 enrolled people than the nearest single template at the same stranger acceptance.
+
+Templates stay dlib's raw 128-d embeddings (as stored, erased and synced); they and the probes
+are mapped into the comparison space (recognition.comparison) only when compared: "wccn" scales
+each embedding to length 1, multiplies it by the WCCN matrix (models/face_wccn.npy) and scales
+the result to length sqrt(2); "length" does the same without the matrix; "raw" compares dlib's
+embeddings as they are. sqrt(2) is about dlib's own length (median 1.40 on ../shared/data), so
+distances keep roughly face_recognition's scale and every threshold stays a distance.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import sys
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from kiosk.config import RecognitionSettings
-from kiosk.errors import GalleryError
+from kiosk.errors import GalleryError, ModelError
 from kiosk.vision.embedding import EMBEDDING_SIZE, Embedding, as_embeddings
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EMBEDDING_SIZE", "Gallery", "Match", "PersonId", "match_score"]
+__all__ = ["EMBEDDING_SIZE", "Gallery", "Match", "PersonId", "comparison_matrix", "match_score", "unit_rows"]
 
 PersonId = Hashable
 Labels = npt.NDArray[np.int32]
+
+# Length of embeddings in the comparison space: dlib's typical length (median 1.40), so that
+# distances keep about their raw scale.
+COMPARISON_LENGTH = float(np.sqrt(2.0))
+WCCN_NAME = "face_wccn.npy"
+# The shipped matrix: the repository's models/ folder (source checkout, editable install), or
+# <venv>/share/kiosk/models/ where a regular install puts it (pyproject data-files).
+WCCN_LOCATIONS = (
+    Path(__file__).resolve().parents[1] / "models" / WCCN_NAME,
+    Path(sys.prefix) / "share" / "kiosk" / "models" / WCCN_NAME,
+)
+DEFAULT_WCCN = next((p for p in WCCN_LOCATIONS if p.is_file()), WCCN_LOCATIONS[0])
+
+
+def unit_rows(x: npt.ArrayLike) -> Embedding:
+    """(M, 128) or (128,) rows scaled to length 1, float32 (an all-zero row stays zero)."""
+    rows = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(rows, axis=-1, keepdims=True)
+    scaled: Embedding = rows / np.maximum(norms, np.float32(1e-12))
+    return scaled
+
+
+@functools.lru_cache(maxsize=4)
+def _load_matrix(path: Path, check: bool) -> Embedding:
+    from kiosk.vision.runtime import verify_checksum
+
+    if not path.is_file():
+        raise ModelError(f"WCCN matrix not found: {path} (or set recognition.comparison: length)")
+    if check:
+        verify_checksum(path, setting="recognition.comparison_verify_checksum")
+    try:
+        matrix = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read the WCCN matrix {path}: {exc}") from None
+    if matrix.shape != (EMBEDDING_SIZE, EMBEDDING_SIZE) or not np.all(np.isfinite(matrix)):
+        raise ModelError(f"{path}: expected a finite {EMBEDDING_SIZE}x{EMBEDDING_SIZE} matrix, "
+                         f"got shape {matrix.shape}")
+    loaded: Embedding = np.ascontiguousarray(matrix, dtype=np.float32)
+    loaded.flags.writeable = False
+    logger.info("loaded WCCN matrix %s", path)
+    return loaded
+
+
+def comparison_matrix(settings: RecognitionSettings) -> Embedding | None:
+    """The (128, 128) float32 WCCN matrix of recognition.comparison "wccn" (SHA-256 checked), else None."""
+    if settings.comparison != "wccn":
+        return None
+    path = Path(settings.comparison_model) if settings.comparison_model else DEFAULT_WCCN
+    return _load_matrix(path.resolve(), settings.comparison_verify_checksum)
 
 
 def match_score(distance: float, max_distance: float) -> float:
@@ -40,7 +99,8 @@ def match_score(distance: float, max_distance: float) -> float:
 class Match:
     """Result of identify(): person_id is None for "unknown".
 
-    distance: Euclidean distance to the best person's nearest template (inf when the gallery is empty).
+    distance: Euclidean distance, in the comparison space, to the best person (their mean template, or
+    nearest one with template_aggregation "min"; inf when the gallery is empty).
     margin: second-best person's distance minus the best one's (inf with fewer than two people).
     score: 0..1 confidence; 0 at the rejection boundary, 1 for a perfect match.
     """
@@ -66,8 +126,8 @@ class Gallery:
 
     def __init__(self, settings: RecognitionSettings | None = None) -> None:
         self.settings = settings or RecognitionSettings()
+        self._matrix = comparison_matrix(self.settings)
         self._templates: Embedding = np.zeros((0, EMBEDDING_SIZE), dtype=np.float32)
-        self._sq_norms: Embedding = np.zeros(0, dtype=np.float32)
         self._labels: Labels = np.zeros(0, dtype=np.int32)  # index into self._people per template
         self._people: list[PersonId] = []
         self._index: dict[PersonId, int] = {}
@@ -113,7 +173,6 @@ class Gallery:
             self._people.append(person_id)
         label = self._index[person_id]
         self._templates = np.concatenate([self._templates, mat])
-        self._sq_norms = np.concatenate([self._sq_norms, np.einsum("ij,ij->i", mat, mat)])
         self._labels = np.concatenate([self._labels, np.full(len(mat), label, dtype=np.int32)])
         self._search = None
 
@@ -124,7 +183,6 @@ class Gallery:
         keep = self._labels != self._index[person_id]
         removed = int((~keep).sum())
         self._templates = self._templates[keep]
-        self._sq_norms = self._sq_norms[keep]
         self._labels = self._labels[keep]
         self._search = None
         return removed
@@ -144,28 +202,40 @@ class Gallery:
                 gallery._index[pid] = len(gallery._people)
                 gallery._people.append(pid)
         gallery._templates = mat
-        gallery._sq_norms = np.einsum("ij,ij->i", mat, mat)
         gallery._labels = np.fromiter((gallery._index[p] for p in ids), dtype=np.int32, count=len(ids))
         return gallery
 
     # -- search --------------------------------------------------------------------------------
+    def compared(self, embeddings: npt.ArrayLike) -> Embedding:
+        """(M, 128) or (128,) raw embeddings -> (M, 128) float32 in the comparison space (see the module)."""
+        rows = _as_matrix(embeddings)
+        if self.settings.comparison == "raw":
+            return rows
+        rows = unit_rows(rows)
+        if self._matrix is not None:
+            rows = unit_rows(rows @ self._matrix)
+        scaled: Embedding = rows * np.float32(COMPARISON_LENGTH)
+        return scaled
+
     def _search_rows(self) -> tuple[Embedding, Embedding, Labels]:
         """(matrix (R, 128) float32, squared norms (R,), person label per row) that probes are compared with."""
         if self._search is None:
+            templates = self.compared(self._templates) if len(self) else self._templates
             if self.settings.template_aggregation == "mean" and len(self):
                 labels = np.unique(self._labels)
                 sums = np.zeros((len(self._people), EMBEDDING_SIZE), dtype=np.float64)
-                np.add.at(sums, self._labels, self._templates)
+                np.add.at(sums, self._labels, templates)
                 counts = np.bincount(self._labels, minlength=len(self._people))
                 rows = (sums[labels] / counts[labels, None]).astype(np.float32)
             else:
-                labels, rows = self._labels, self._templates
+                labels, rows = self._labels, templates
             self._search = (np.ascontiguousarray(rows), np.einsum("ij,ij->i", rows, rows), labels)
         return self._search
 
     def distances(self, embeddings: npt.ArrayLike) -> Embedding:
-        """Euclidean distances, (M, 128) or (128,) probes x N templates -> (M, N) float32."""
-        return self._distances(embeddings, self._templates, self._sq_norms)
+        """Distances in the comparison space, (M, 128) or (128,) probes x N templates -> (M, N) float32."""
+        templates = self.compared(self._templates) if len(self) else self._templates
+        return self._distances(self.compared(embeddings), templates, np.einsum("ij,ij->i", templates, templates))
 
     @staticmethod
     def _distances(embeddings: npt.ArrayLike, rows: Embedding, sq_norms: Embedding) -> Embedding:
@@ -189,7 +259,7 @@ class Gallery:
                          exclude: int | None = None) -> tuple[int, float, float, float]:
         """_best_two plus the best distance's z-score among the other rows' distances (nan with < 3 of them)."""
         rows, sq_norms, labels = self._search_rows()
-        d = self._distances(embeddings, rows, sq_norms).mean(axis=0)
+        d = self._distances(self.compared(embeddings), rows, sq_norms).mean(axis=0)
         if exclude is not None:
             d = np.where(labels == exclude, np.inf, d)
         i1 = int(np.argmin(d))

@@ -12,6 +12,7 @@ from kiosk.evaluation.faces import (
     RESULT_KEYS,
     EvaluationDataError,
     cache_key,
+    embed_dataset,
     evaluate_faces,
     half_of,
     load_embedding_cache,
@@ -19,6 +20,9 @@ from kiosk.evaluation.faces import (
     stranger_photos,
 )
 from kiosk.evaluation.metrics import wilson_interval
+from kiosk.evaluation.wccn import learn_wccn
+from kiosk.evaluation.wccn import main as wccn_main
+from kiosk.gallery import DEFAULT_WCCN
 from kiosk.vision.faces import load_image, make_analyzer
 
 ROOT = Path(__file__).parents[1]
@@ -31,11 +35,10 @@ EMBEDDING_CACHE = ROOT / "work-cache" / "faces_embeddings.npz"
 SHARED_EXTRA = ROOT / ".." / "shared" / "data" / "faces-extra-strangers"
 # Targets on held-out half B (issue 14): strangers taken for somebody, enrolled people taken for
 # somebody else, enrolled people not recognised (a photo without a usable face counts).
-# Measured with YuNet and the rule 0.435 / 0.9 tuned on half A: strangers 0.49% (6 of 1,224),
-# wrong person 0% (of 693), missed 10.1% (70). The issue's 9% target for misses is NOT met (its
-# 95% interval is 8.1-12.6%; no rule tried met all three, see the README), so the check here is
-# the measured figure with a little room, to catch a regression.
-STRANGER_TARGET, WRONG_TARGET, MISSED_LIMIT = 0.01, 0.002, 0.105
+# Measured with YuNet, comparison wccn with the matrix learned from half A's people only and the
+# rule 0.435 / 0.875 tuned on half A: strangers 0.90% (11 of 1,224), wrong person 0% (of 693),
+# missed 7.9% (55). These are the issue's targets themselves.
+STRANGER_TARGET, WRONG_TARGET, MISSED_LIMIT = 0.01, 0.002, 0.09
 
 
 def test_evaluate_on_committed_photos(tmp_path: Path) -> None:
@@ -125,7 +128,16 @@ def test_calibration_targets_on_held_out_half(tmp_path: Path) -> None:
         # Live (a fresh clone, CI): every 8th extra stranger keeps the run near 10 minutes on one
         # core; with the cache filled by an earlier run it takes seconds.
         extra = extra[::8]
-    result = evaluate_faces(half_b, enrol_photos=3, cache=EMBEDDING_CACHE, extra_strangers=extra)
+    # The A->B check: the WCCN matrix learned from half A's people only (the shipped one has
+    # seen half B's people too), the thresholds as shipped (tuned on half A).
+    half_a = make_half_split(SHARED_FACES, tmp_path / "faces_A", half="A")
+    people_a, _ = embed_dataset(half_a, settings, cache=EMBEDDING_CACHE, strangers=False)
+    from kiosk.evaluation.wccn import save_matrix
+
+    save_matrix(learn_wccn(people_a), tmp_path / "wccn_A.npy")
+    settings_a = settings.model_copy(update={"comparison_model": tmp_path / "wccn_A.npy"})
+    result = evaluate_faces(half_b, enrol_photos=3, settings=settings_a, cache=EMBEDDING_CACHE,
+                            extra_strangers=extra)
     assert result["people"] > 100 and result["strangers"] > 100 + len(extra) * 0.9
     # The cache must still be what the pipeline computes: re-embed a few cached photos live.
     cached = load_embedding_cache(EMBEDDING_CACHE, cache_key(settings))
@@ -139,7 +151,44 @@ def test_calibration_targets_on_held_out_half(tmp_path: Path) -> None:
             assert cached[rel] is None and live is None, photo
         else:
             np.testing.assert_allclose(cached[rel], live, atol=1e-4, err_msg=str(photo))
-    # Targets, on people and strangers the rule was not tuned on (half A tuned it).
+    # The shipped matrix is what learn_wccn makes of all the shared people (reproducible).
+    people_b, _ = embed_dataset(half_b, settings, cache=EMBEDDING_CACHE, strangers=False)
+    np.testing.assert_allclose(learn_wccn({**people_a, **people_b}), np.load(DEFAULT_WCCN), atol=1e-4)
+    # Targets, on people and strangers neither the matrix nor the rule was tuned on (half A).
     assert result["stranger_accepted"] <= STRANGER_TARGET
     assert result["wrong_person"] <= WRONG_TARGET
     assert result["missed"] <= MISSED_LIMIT
+
+
+def test_wccn_shrinks_the_directions_one_person_varies_in(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(20, 128))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    # Every person's photos vary along axis 0 only (a pose direction), a little elsewhere.
+    people = {f"p{i}": [(c + rng.normal(0, 0.3) * np.eye(128)[0] + rng.normal(0, 0.01, 128)).astype(np.float32)
+                        for _ in range(5)] + [None] for i, c in enumerate(centres)}
+    w = learn_wccn(people)
+    assert w.shape == (128, 128) and w.dtype == np.float32 and np.allclose(w, w.T, atol=1e-5)
+    gain = np.linalg.norm(w, axis=0)
+    assert gain[0] < 0.5 * np.median(gain[1:])
+    with pytest.raises(ValueError):
+        learn_wccn(people, ridge=0.0)
+    from kiosk.errors import KioskError
+
+    with pytest.raises(KioskError, match="2 or more people"):
+        learn_wccn({"one": people["p0"], "lonely": [people["p1"][0]]})
+
+
+def test_wccn_command_writes_matrix_and_checksum(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import hashlib
+    import json
+
+    out = tmp_path / "w.npy"
+    assert wccn_main(["--data", str(FACES), "--out", str(out), "--cache", str(tmp_path / "emb.npz")]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["people"] == len(list((FACES / "people").iterdir())) and line["half"] is None
+    assert (tmp_path / "w.npy.sha256").read_text().split()[0] == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert np.load(out).shape == (128, 128)
+    # Bad input: one message, exit 1, nothing written.
+    assert wccn_main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.npy")]) == 1
+    assert "people/<Name>" in capsys.readouterr().err and not (tmp_path / "x.npy").exists()

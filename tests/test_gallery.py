@@ -159,3 +159,59 @@ def test_one_match_score_and_one_embedding_check() -> None:
         as_embeddings(np.zeros((2, 127)))
     with pytest.raises(InvalidTemplate, match="NaN or infinite"):  # the store's error, same check
         as_embeddings(np.full(EMBEDDING_SIZE, np.nan), InvalidTemplate)
+
+
+def test_comparison_spaces_keep_templates_raw(embeddings: dict[str, list[np.ndarray]]) -> None:
+    from kiosk.gallery import COMPARISON_LENGTH, comparison_matrix, unit_rows
+
+    name = next(n for n in embeddings if n != "strangers")
+    a, b = embeddings[name][0], embeddings[name][3]
+    raw = Gallery(RecognitionSettings(comparison="raw"))
+    raw.add(name, a)
+    assert raw.distances(b)[0, 0] == pytest.approx(float(np.linalg.norm(a - b)), abs=1e-5)
+    # Length: a face's scale does not matter, only its direction.
+    length = Gallery(RecognitionSettings(comparison="length"))
+    length.add(name, a)
+    assert length.identify(1.3 * b).distance == pytest.approx(length.identify(b).distance, abs=1e-5)
+    assert raw.identify(1.3 * b).distance != pytest.approx(raw.identify(b).distance, abs=1e-3)
+    # WCCN (the default): sqrt(2) * unit(unit(e) @ W), templates stored as given.
+    gallery = Gallery()
+    gallery.add(name, a)
+    w = comparison_matrix(gallery.settings)
+    assert w is not None and w.shape == (128, 128) and w.dtype == np.float32
+    expect = COMPARISON_LENGTH * np.linalg.norm(unit_rows(unit_rows(a) @ w) - unit_rows(unit_rows(b) @ w))
+    assert gallery.identify(b).distance == pytest.approx(float(expect), abs=1e-5)
+    np.testing.assert_array_equal(gallery.templates[0], a)
+    np.testing.assert_array_equal(gallery.templates_of(name)[0], a)
+    # A zero vector is no face, but must not turn into NaN distances.
+    assert np.isfinite(gallery.identify(np.zeros(128, np.float32)).distance)
+
+
+def test_wccn_matrix_is_checked_before_use(tmp_path: Path) -> None:
+    from kiosk.errors import ModelError
+    from kiosk.evaluation.wccn import save_matrix
+    from kiosk.gallery import DEFAULT_WCCN
+
+    good = tmp_path / "w.npy"
+    save_matrix(np.load(DEFAULT_WCCN), good)
+    assert Gallery(RecognitionSettings(comparison_model=good)).identify(np.ones(128, np.float32)).person_id is None
+    changed = tmp_path / "changed.npy"
+    w = np.load(DEFAULT_WCCN)
+    save_matrix(w, changed)
+    w[0, 0] += 1e-3
+    np.save(changed, w, allow_pickle=False)  # replaced after its checksum was written
+    with pytest.raises(ModelError, match="corrupted or was replaced"):
+        Gallery(RecognitionSettings(comparison_model=changed))
+    # Without the check the replaced file is used; a wrong shape is refused either way.
+    Gallery(RecognitionSettings(comparison_model=changed, comparison_verify_checksum=False))
+    bad = tmp_path / "bad.npy"
+    save_matrix(np.eye(64, dtype=np.float32), bad)
+    with pytest.raises(ModelError, match="128x128"):
+        Gallery(RecognitionSettings(comparison_model=bad))
+    with pytest.raises(ModelError, match="not found"):
+        Gallery(RecognitionSettings(comparison_model=tmp_path / "missing.npy"))
+    (tmp_path / "nosum.npy").write_bytes(good.read_bytes())
+    with pytest.raises(ModelError, match="recognition.comparison_verify_checksum"):
+        Gallery(RecognitionSettings(comparison_model=tmp_path / "nosum.npy"))
+    # comparison length and raw never read the matrix.
+    Gallery(RecognitionSettings(comparison="length", comparison_model=tmp_path / "missing.npy"))

@@ -210,14 +210,14 @@ def save_embedding_cache(path: Path, key: str, entries: Mapping[str, Embedding |
     os.replace(tmp, path)
 
 
-def evaluate_faces(data_dir: Path, enrol_photos: int = 3, settings: RecognitionSettings | None = None,
-                   analyzer: FaceAnalyzer | None = None, progress: Progress | None = None,
-                   cache: Path | None = None, extra_strangers: Sequence[Path] = ()) -> dict[str, Any]:
-    """Run the protocol on data_dir (people/<Name>/*.jpg, strangers/*.jpg); returns RESULT_KEYS.
+def embed_dataset(data_dir: Path, settings: RecognitionSettings | None = None,
+                  analyzer: FaceAnalyzer | None = None, progress: Progress | None = None,
+                  cache: Path | None = None, extra_strangers: Sequence[Path] = (), strangers: bool = True,
+                  ) -> tuple[dict[str, list[Embedding | None]], list[Embedding | None]]:
+    """({person: (128,) float32 or None per photo, in name order}, [same per stranger photo]) of data_dir.
 
-    extra_strangers: more stranger photo files (see stranger_photos), probed like strangers/;
-    in the cache they are keyed by their resolved path.
-
+    extra_strangers: more stranger photo files (see stranger_photos), after strangers/; in the
+    cache they are keyed by their resolved path. strangers=False: people only (no stranger list).
     Every photo is analysed once with the analyzer (default: the dlib one from settings); the
     largest face that passes the quality checks is used. progress(done, total) is called per photo.
     cache: optional .npz of embeddings keyed by the photo's path relative to data_dir, reused when
@@ -225,12 +225,12 @@ def evaluate_faces(data_dir: Path, enrol_photos: int = 3, settings: RecognitionS
     """
     settings = settings or RecognitionSettings()
     data_dir = Path(data_dir)
-    people, strangers = list_dataset(data_dir)
-    strangers = strangers + [Path(p) for p in extra_strangers]
+    people, stranger_files = list_dataset(data_dir)
+    stranger_files = stranger_files + [Path(p) for p in extra_strangers] if strangers else []
     key = cache_key(settings, analyzer)
     cached = load_embedding_cache(cache, key) if cache is not None else {}
     fresh: dict[str, Embedding | None] = {}
-    total = sum(len(p) for p in people.values()) + len(strangers)
+    total = sum(len(p) for p in people.values()) + len(stranger_files)
     done = 0
 
     def embed(path: Path) -> Embedding | None:
@@ -258,9 +258,22 @@ def evaluate_faces(data_dir: Path, enrol_photos: int = 3, settings: RecognitionS
         return emb
 
     people_emb = {name: [embed(p) for p in photos] for name, photos in people.items()}
-    stranger_emb = [embed(p) for p in strangers]
+    stranger_emb = [embed(p) for p in stranger_files]
     if cache is not None and fresh:
         save_embedding_cache(cache, key, {**cached, **fresh})
+    return people_emb, stranger_emb
+
+
+def evaluate_faces(data_dir: Path, enrol_photos: int = 3, settings: RecognitionSettings | None = None,
+                   analyzer: FaceAnalyzer | None = None, progress: Progress | None = None,
+                   cache: Path | None = None, extra_strangers: Sequence[Path] = ()) -> dict[str, Any]:
+    """Run the protocol on data_dir (people/<Name>/*.jpg, strangers/*.jpg); returns RESULT_KEYS.
+
+    Embeddings as embed_dataset makes them (analyzer, progress, cache, extra_strangers); the
+    decision rule, comparison space included, is settings'.
+    """
+    settings = settings or RecognitionSettings()
+    people_emb, stranger_emb = embed_dataset(data_dir, settings, analyzer, progress, cache, extra_strangers)
     result = score_protocol(people_emb, stranger_emb, enrol_photos, settings)
     logger.info("face evaluation on %s: %s", data_dir, result)
     return result
