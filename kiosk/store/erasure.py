@@ -4,12 +4,14 @@ upgrade backups beside the file, finished at the next open if the process dies i
 Templates, enrolment images, consent history, expression data and match scores of the person's
 events are deleted, then the file is VACUUMed and the WAL truncated so no copy of the bytes
 remains in the database files; the same rows go from every upgrade backup beside it
-(scrub_backups), whatever its schema revision. On PostgreSQL the tables that held the biometric
-and consent rows are rewritten (VACUUM FULL) instead, and there are no backups beside it (pg_dump
-files and WAL archives are the administrator's: docs/central.md). The person's attendance events are employment
-records with their own retention (retention.attendance_days), so by default they and the bare
-people row (employee id, name, erased_at) stay until purge_expired() removes the events; the row
-then goes too. erase_person(keep_events=False) deletes everything at once.
+(scrub_backups), whatever its schema revision and its numbering of people (a join renumbers the live
+file, not its backups: person_in_backup finds the person there by the recorded moves and the employee
+id). On PostgreSQL the tables that held the biometric and consent rows are rewritten (VACUUM FULL)
+instead, and there are no backups beside it (pg_dump files and WAL archives are the administrator's:
+docs/central.md). The person's attendance events are employment records with their own retention
+(retention.attendance_days), so by default they and the bare people row (employee id, name,
+erased_at) stay until purge_expired() removes the events; the row then goes too.
+erase_person(keep_events=False) deletes everything at once.
 """
 
 from __future__ import annotations
