@@ -130,7 +130,23 @@ def central_join(ctx: Context, url: str, code: str, force: bool) -> None:
                f"{r.matched} matched; leave {r.leave_stored} stored, {r.leave_repeated} repeated; audit "
                f"{r.audit_stored} stored, {r.audit_repeated} repeated; events {r.events_stored} stored, "
                f"{r.events_repeated} repeated (pushed up to {r.pushed_seq}); gallery version {r.gallery_version}")
+    if r.renumbered:
+        click.echo(f"renumbered: {_count(r.renumbered, 'local person', 'local people')} moved to the central's ids")
+    else:
+        click.echo("renumbered: no local person moved by this run (their ids are the central's already)")
+    if r.local_only:
+        many = r.local_only > 1
+        click.echo(f"local only: {_count(r.local_only, 'person', 'people')} erased here moved to "
+                   f"{'negative ids' if many else 'a negative id'} (not sent; no central person has "
+                   f"{'them' if many else 'it'})")
+    else:
+        click.echo("local only: no erased person moved by this run")
     for line in r.conflicts:
         click.echo(f"conflict: {line}")
     if s.role != "door":
         click.echo(f"next: set `role: door` and `central: {{url: {check_url(url)}}}` in the config, then restart")
+
+
+def _count(n: int, one: str, many: str) -> str:
+    """'1 local person', '2 local people' (one and many: the words after the number)."""
+    return f"{n} {one if n == 1 else many}"

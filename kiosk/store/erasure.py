@@ -4,16 +4,19 @@ upgrade backups beside the file, finished at the next open if the process dies i
 Templates, enrolment images, consent history, expression data and match scores of the person's
 events are deleted, then the file is VACUUMed and the WAL truncated so no copy of the bytes
 remains in the database files; the same rows go from every upgrade backup beside it
-(scrub_backups), whatever its schema revision. On PostgreSQL the tables that held the biometric
-and consent rows are rewritten (VACUUM FULL) instead, and there are no backups beside it (pg_dump
-files and WAL archives are the administrator's: docs/central.md). The person's attendance events are employment
-records with their own retention (retention.attendance_days), so by default they and the bare
-people row (employee id, name, erased_at) stay until purge_expired() removes the events; the row
-then goes too. erase_person(keep_events=False) deletes everything at once.
+(scrub_backups), whatever its schema revision and its numbering of people (a join renumbers the live
+file, not its backups: person_in_backup finds the person there by the recorded moves and the employee
+id). On PostgreSQL the tables that held the biometric and consent rows are rewritten (VACUUM FULL)
+instead, and there are no backups beside it (pg_dump files and WAL archives are the administrator's:
+docs/central.md). The person's attendance events are employment records with their own retention
+(retention.attendance_days), so by default they and the bare people row (employee id, name,
+erased_at) stay until purge_expired() removes the events; the row then goes too.
+erase_person(keep_events=False) deletes everything at once.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass
 from dataclasses import replace as dataclass_replace
@@ -44,6 +47,7 @@ from kiosk.store.models import (
     Leave,
     PendingErasure,
 )
+from kiosk.store.renumber import RECORD_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -159,26 +163,94 @@ def erase_person(
     return result
 
 
+Run = tuple[str, dict[int, int]]
+"""One run of a join's renumbering: (its time, {old person id: new person id})."""
+
+
+def _renumber_runs(path: Path) -> list[Run]:
+    """The runs of the join's renumbering recorded in the file at path (renumber.RECORD_KEY), oldest first; []
+    when there are none, or when the record cannot be read (then only employee ids find people in backups)."""
+    try:
+        rows = sqlite.read_file(path, "sync_state", "SELECT value FROM sync_state WHERE key = ?", (RECORD_KEY,))
+    except sqlite.FILE_ERRORS as exc:
+        return _unreadable(path, exc)
+    try:
+        record = json.loads(rows[0][0]) if rows else {}
+        runs = record.get("runs", []) if isinstance(record, dict) else []
+        return [(str(run["at"]), {int(old): int(new) for old, new in run["moved"].items()}) for run in runs]
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        return _unreadable(path, exc)
+
+
+def _unreadable(path: Path, exc: Exception) -> list[Run]:
+    logger.warning("the renumbering record of %s cannot be read (%s: %s): people in its backups are found by "
+                   "employee id alone", path, type(exc).__name__, exc)
+    return []
+
+
+def _same_key(held: str, employee_id: str, person_id: int) -> bool:
+    """Whether a backup's row with employee id held, at the person's id there, is the person known live as
+    employee_id: the same id, or the live row renamed <employee id>~<its id> by a door's gallery pull."""
+    return held == employee_id or employee_id == f"{held}~{person_id}"
+
+
+def person_in_backup(backup: Path, person_id: int, employee_id: str, live_runs: list[Run]) -> tuple[int, str] | None:
+    """(id, employee id) in the backup at backup of the person known in the live file as person_id with
+    employee_id ("" when unknown); None when the backup holds no such person.
+
+    The live id goes back through the renumbering runs (live_runs) the backup does not have (its own record says
+    which it has); the row there is the person when its employee id agrees (or none is known), else the row
+    holding employee_id is (the id was in another numbering: a pending erasure's from before a join, an id
+    reused after a purge); neither: the person came after the backup. FILE_ERRORS when it cannot be read.
+    """
+    held_runs = _renumber_runs(backup) if live_runs else []
+    pid = person_id
+    for _, moved in reversed([run for run in live_runs if run not in held_runs]):
+        pid = {new: old for old, new in moved.items()}.get(pid, pid)
+    rows = sqlite.read_file(backup, "people", "SELECT id, employee_id FROM people WHERE id = ? OR employee_id = ?",
+                            (pid, employee_id))
+    if rows is None:  # a file without people (not a kiosk's?): only the id is there to go by
+        return None if employee_id else (pid, employee_id)
+    at = next(((int(i), str(e)) for i, e in rows if int(i) == pid), None)
+    if at is not None and (not employee_id or _same_key(at[1], employee_id, pid)):
+        return at
+    keyed = next(((int(i), str(e)) for i, e in rows if employee_id and e == employee_id), None)
+    if keyed is not None:
+        logger.info("person %s (%s) is %s in the backup %s (found by employee id)", person_id, employee_id,
+                    keyed[0], backup.name)
+    return keyed
+
+
 def scrub_backups(path: Path, person_id: int, employee_id: str, *, delete_events: bool) -> list[Path]:
     """Erase one person from every upgrade backup of the database at path, as erase_person does in
     the live file (templates, photos, consent, capture requests, expression and match data; with
     delete_events their events and row too), then VACUUM each backup; returns the backups changed.
 
-    Works on any schema revision a backup may have (raw SQL on the tables that exist there).
+    person_id is the live id, employee_id the person's ("" when unknown): a backup keeps the numbering it was
+    written with (before a join's renumbering, say), so each finds the person by person_in_backup. Works on any
+    schema revision a backup may have (raw SQL on the tables that exist there).
     """
-    statements: list[tuple[str, str, tuple[Any, ...]]] = [
-        (table, f"DELETE FROM {table} WHERE {column} = ?", (person_id,)) for table, column in _BIOMETRIC_TABLES]
-    statements.append(("capture_requests", "DELETE FROM capture_requests WHERE employee_id = ?", (employee_id,)))
-    for table, (delete_sql, strip_sql) in _PERSON_ROWS.items():
-        sql = delete_sql if delete_events else strip_sql
-        if sql is not None:
-            statements.append((table, sql, (person_id,)))
+    backups = sqlite.backups_of(path)
+    live_runs = _renumber_runs(path) if backups else []
     changed = []
-    for backup in sqlite.backups_of(path):
+    for backup in backups:
         try:
-            if sqlite.rewrite_file(backup, statements):
+            found = person_in_backup(backup, person_id, employee_id, live_runs)
+            statements: list[tuple[str, str, tuple[Any, ...]]] = []
+            if found is not None:
+                pid, key = found
+                statements = [(table, f"DELETE FROM {table} WHERE {column} = ?", (pid,))
+                              for table, column in _BIOMETRIC_TABLES]
+                for table, (delete_sql, strip_sql) in _PERSON_ROWS.items():
+                    sql = delete_sql if delete_events else strip_sql
+                    if sql is not None:
+                        statements.append((table, sql, (pid,)))
+            keys = {k for k in (employee_id, found[1] if found is not None else "") if k}
+            statements += [("capture_requests", "DELETE FROM capture_requests WHERE employee_id = ?", (k,))
+                           for k in sorted(keys)]
+            if statements and sqlite.rewrite_file(backup, statements):
                 changed.append(backup)
-        except sqlite.FileDatabaseError as exc:
+        except sqlite.FILE_ERRORS as exc:
             raise StoreError(f"cannot erase person {person_id} from the backup {backup}: {exc}; "
                              "delete that backup file by hand") from None
     for backup in changed:

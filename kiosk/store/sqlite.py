@@ -293,6 +293,23 @@ def rewrite_file(path: Path, statements: Sequence[tuple[str, str, tuple[Any, ...
         con.close()
 
 
+def read_file(path: Path, table: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]] | None:
+    """The rows of one SELECT (? parameters) on the existing file at path (a backup, a copy, or the live file
+    read beside the store's own connections); None when the file lacks table (any schema revision).
+
+    Raises FileDatabaseError (sqlite3.DatabaseError) when the file cannot be read.
+    """
+    if not path.exists():  # sqlite3.connect would create it
+        raise FileDatabaseError(f"{path} does not exist")
+    con = sqlite3.connect(path, timeout=DEFAULT_BUSY_TIMEOUT_MS / 1000)
+    try:
+        if table not in _tables(con):
+            return None
+        return [tuple(r) for r in con.execute(sql, params).fetchall()]
+    finally:
+        con.close()
+
+
 def quick_check(path: Path) -> list[str]:
     """What PRAGMA quick_check says of the file at path (["ok"] when it is intact)."""
     con = sqlite3.connect(path)
