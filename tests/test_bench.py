@@ -57,7 +57,7 @@ def test_bench_on_a_short_scene(tmp_path: Path) -> None:
     # Both detectors and both embedders, stage by stage, on the same frames.
     stages = result["stages"]
     assert stages["faces_found"] == {"yunet": 2, "hog": 2}
-    for stage, variants in (("presence", {"yunet", "hog"}), ("window", {"yunet", "hog"}), ("landmarks", {"yunet", "hog"}),
+    for stage, variants in (("presence", {"yunet", "hog"}), ("window", {"yunet"}), ("landmarks", {"yunet", "hog"}),
                             ("chip", {"yunet", "hog"}), ("embed", {"litert", "dlib"}), ("mirror", {"litert", "dlib"})):
         assert set(stages[stage]) == variants and all(v["n"] == 4 for v in stages[stage].values()), stage
     assert stages["embed"]["dlib"]["p50"] > stages["embed"]["litert"]["p50"]  # gross order only

@@ -5,10 +5,12 @@ convention (what the landmark models expect). HOG (no upsampling, on a grey copy
 on a copy shrunk to `width` px; an analyzer that brings its own presence check (the fake one)
 is asked for it instead (OwnPresence).
 
-While the door tracks a face, `detect_near(image, box)` searches only a window around the face's
-last box (CROP_SPAN x its side, clamped into the frame): a fraction of the pixels of a whole-frame
-search. It returns None, meaning "search the whole frame", when no face is found in the window or
-the face found touches a window edge that is not the frame's (cut off, or moving out of it).
+While the door tracks a face, YuNet's `detect_near(image, box)` searches only a window around the
+face's last box (CROP_SPAN x its side, clamped into the frame): a fraction of the pixels of a
+whole-frame search. It returns None, meaning "search the whole frame", when no face is found in the
+window or the face found touches a window edge that is not the frame's (cut off, or moving out of
+it). HOG has no window search: its boxes snap to a grid of cells that a window shifts (by up to
+~20 px here), enough to move a decision to another frame of the approach.
 """
 
 from __future__ import annotations
@@ -116,27 +118,6 @@ class PresenceDetector:
             left, right = max(0, rect.left()), min(grey.shape[1], rect.right())
             boxes.append((round(top / scale), round(right / scale), round(bottom / scale), round(left / scale)))
         return boxes
-
-    def detect_near(self, image: RGBImage, box: Box) -> list[Box] | None:
-        """Face boxes found in a window around box (same scale as detect()), full-frame px; None: search
-        the whole frame (nothing found there, or a face cut by the window's edge)."""
-        height, width = image.shape[:2]
-        scale = min(1.0, self.width / width)
-        side = max(box[2] - box[0], box[1] - box[3], 1)
-        x0, y0, x1, y1 = window = crop_window(box, width, height, side * CROP_SPAN)
-        grey: GreyImage = np.asarray(cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY), dtype=np.uint8)
-        if scale < 1.0:
-            grey = np.asarray(cv2.resize(grey, (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))),
-                                         interpolation=cv2.INTER_AREA), dtype=np.uint8)
-        boxes: list[Box] = []
-        for rect in self._detector(grey, 0):
-            if _cut_off(rect.left(), rect.top(), rect.right(), rect.bottom(), window, width, height, scale):
-                return None
-            top, bottom = max(0, rect.top()), min(grey.shape[0], rect.bottom())
-            left, right = max(0, rect.left()), min(grey.shape[1], rect.right())
-            boxes.append((y0 + round(top / scale), x0 + round(right / scale), y0 + round(bottom / scale),
-                          x0 + round(left / scale)))
-        return boxes or None
 
 
 class YuNetPresenceDetector:
