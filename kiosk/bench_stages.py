@@ -3,7 +3,8 @@
 For each frame (RGB uint8 HxWx3, a check-in's first analysed frame), interleaved so that all
 variants see the same machine load, in ms:
   presence   the door's presence check (kiosk.vision.presence) on the shrunk frame: YuNet
-             and dlib HOG (each gives the box the later stages use);
+             and dlib HOG (each gives the box the later stages use); window: YuNet's check
+             only around that box (detect_near, what the door runs while it tracks a face);
   landmarks  dlib's 5-point shape in that box plus the quality checks (sharpness, yaw): what
              the door computes before embedding; landmarks68 the 68-point shape (only needed
              for the expression crop, and formerly on every analysed frame);
@@ -59,7 +60,12 @@ def stage_times(settings: Settings, frames: list[npt.NDArray[np.uint8]], gallery
     """{stage: {variant: {p50, p95, n} ms}} on frames (see the module doc), plus "faces_found"
     {detector: frames with a face}; every frame `rounds` times."""
     from kiosk.vision.faces import make_analyzer
-    from kiosk.vision.presence import FaceFinder, PresenceDetector, YuNetPresenceDetector
+    from kiosk.vision.presence import (
+        FaceFinder,
+        NearFinder,
+        PresenceDetector,
+        YuNetPresenceDetector,
+    )
 
     r = settings.recognition
     analyzers = {name: make_analyzer(r.model_copy(update={"embedder": name, "detector": "yunet"}))
@@ -73,7 +79,7 @@ def stage_times(settings: Settings, frames: list[npt.NDArray[np.uint8]], gallery
                                        "hog": PresenceDetector(widths["hog"])}
     times: dict[str, dict[str, list[float]]] = {
         stage: {v: [] for v in variants} for stage, variants in (
-            ("presence", DETECTORS), ("landmarks", DETECTORS), ("landmarks68", DETECTORS), ("chip", DETECTORS),
+            ("presence", DETECTORS), ("window", ("yunet",)), ("landmarks", DETECTORS), ("landmarks68", DETECTORS), ("chip", DETECTORS),
             ("embed", EMBEDDERS), ("mirror", EMBEDDERS), ("search", ("gallery",)))}
     found = {d: 0 for d in DETECTORS}
     for k in range(rounds):
@@ -86,6 +92,10 @@ def stage_times(settings: Settings, frames: list[npt.NDArray[np.uint8]], gallery
                 if box is None:
                     continue
                 found[det] += k == 0
+                near = presence[det]
+                if isinstance(near, NearFinder):
+                    with _clock(times["window"][det]):
+                        near.detect_near(image, box)
                 rect = api._css_to_rect(box)
                 with _clock(times["landmarks"][det]):
                     shape = api.pose_predictor_5_point(image, rect)
@@ -121,7 +131,7 @@ def format_stages(stages: dict[str, Any]) -> list[str]:
     """Lines of a per-stage table (p50 / p95 ms) of a stage_times() result."""
     widths = ", ".join(f"{d} {w} px" for d, w in stages["presence_width"].items())
     lines = [f"per stage, same {stages['frames']} frames (p50/p95 ms; presence on frames shrunk to {widths})"]
-    for stage in ("presence", "landmarks", "landmarks68", "chip", "embed", "mirror", "search"):
+    for stage in ("presence", "window", "landmarks", "landmarks68", "chip", "embed", "mirror", "search"):
         cells = ", ".join(f"{v} {s['p50']}/{s['p95']}" for v, s in stages[stage].items())
         lines.append(f"  {stage:12}{cells}")
     lines.append("  faces found: " + ", ".join(f"{d} {n}" for d, n in stages["faces_found"].items()))

@@ -2,7 +2,9 @@
 
 Per frame (RGB uint8 HxWx3) the Pipeline runs only a cheap face-presence check (dlib HOG,
 no upsampling, on a grey copy shrunk to attendance.presence_width; or YuNet on a shrunk copy
-when recognition.detector is "yunet"). When one face is large
+when recognition.detector is "yunet"); while it tracks a face seen in the frame before, only a
+window around that face is searched (attendance.presence_crop; the whole frame when the face is
+not in the window, and every presence_full_every-th frame). When one face is large
 enough (recognition.quality.min_face_px) and holds still for attendance.steady_frames frames,
 the next frames are analysed fully, but only that face: its presence box scaled back to the
 frame is reused for landmarks and the 128-d embedding at full resolution, then one gallery
@@ -36,7 +38,7 @@ from kiosk.gallery import Gallery, match_score
 from kiosk.vision.embedding import Embedding
 from kiosk.vision.expression import ExpressionClassifier, FusedExpression, fuse
 from kiosk.vision.faces import FaceAnalyzer, FaceObservation
-from kiosk.vision.presence import make_presence_detector
+from kiosk.vision.presence import NearFinder, make_presence_detector
 from kiosk.vision.types import Box, Float32Array, RGBImage
 
 logger = logging.getLogger(__name__)
@@ -133,6 +135,11 @@ class Pipeline:
         self.consent = consent
         self.presence = make_presence_detector(settings, analyzer)
         self._track: _Track | None = None
+        self._seen_before = False  # the previous frame's presence check found a face
+        self._since_full = 0  # frames searched only around the tracked face since the last whole-frame search
+        # Presence searches so far: "window" (around the tracked face, found it), "whole" (the whole
+        # frame), "missed" (the window search found nothing usable, then the whole frame was searched).
+        self.presence_counts = {"window": 0, "whole": 0, "missed": 0}
         # Stage times of the latest frame: "presence" always, "embed" when it was analysed.
         self.last_frame_ms: dict[str, float] = {}
         self.hint: str | None = None  # e.g. "come closer", for the door screen
@@ -153,6 +160,7 @@ class Pipeline:
     def reset(self) -> None:
         """Forget the current face (e.g. after the camera was lost)."""
         self._track = None
+        self._seen_before = False
         self.hint = None
 
     def set_gallery(self, gallery: Gallery) -> None:
@@ -167,9 +175,10 @@ class Pipeline:
         t = time.monotonic() if t is None else t
         self.last_frame_ms = {}
         start = time.perf_counter()
-        boxes = self.presence.detect(image)
+        boxes = self._find_faces(image)
         self.last_frame_ms["presence"] = (time.perf_counter() - start) * 1000.0
         box = self._pick(boxes)
+        self._seen_before = box is not None
         track = self._track
         if box is None:
             if track is not None and t - track.last_seen >= self.settings.attendance.leave_s:
@@ -194,6 +203,23 @@ class Pipeline:
         return self._maybe_analyse(image, t)
 
     # -- internals ---------------------------------------------------------------------------
+    def _find_faces(self, image: RGBImage) -> list[Box]:
+        """The presence check: around the tracked face when it was seen in the frame before (see
+        attendance.presence_crop), else, or when that finds nothing usable, the whole frame."""
+        a = self.settings.attendance
+        track = self._track
+        if (a.presence_crop and track is not None and self._seen_before and isinstance(self.presence, NearFinder)
+                and self._since_full + 1 < a.presence_full_every):
+            near = self.presence.detect_near(image, track.box)
+            if near:
+                self._since_full += 1
+                self.presence_counts["window"] += 1
+                return near
+            self.presence_counts["missed"] += 1
+        self._since_full = 0
+        self.presence_counts["whole"] += 1
+        return self.presence.detect(image)
+
     def _pick(self, boxes: list[Box]) -> Box | None:
         if not boxes:
             return None

@@ -57,7 +57,7 @@ def test_bench_on_a_short_scene(tmp_path: Path) -> None:
     # Both detectors and both embedders, stage by stage, on the same frames.
     stages = result["stages"]
     assert stages["faces_found"] == {"yunet": 2, "hog": 2}
-    for stage, variants in (("presence", {"yunet", "hog"}), ("landmarks", {"yunet", "hog"}),
+    for stage, variants in (("presence", {"yunet", "hog"}), ("window", {"yunet"}), ("landmarks", {"yunet", "hog"}),
                             ("chip", {"yunet", "hog"}), ("embed", {"litert", "dlib"}), ("mirror", {"litert", "dlib"})):
         assert set(stages[stage]) == variants and all(v["n"] == 4 for v in stages[stage].values()), stage
     assert stages["embed"]["dlib"]["p50"] > stages["embed"]["litert"]["p50"]  # gross order only
@@ -68,13 +68,21 @@ def test_bench_on_a_short_scene(tmp_path: Path) -> None:
     assert result["speedup"] > 1.5
     assert result["search_10k_ms"] < 20
     assert set(result["ours"]["burst_stage_ms"]) == {"detect", "embed", "expression", "match", "store"}
+    # The door's order: journal (durable), greeting, then the database commit, timed apart.
+    ours = result["ours"]
+    assert ours["commit_ms"]["n"] == 4 and ours["commit_ms"]["p50"] > 0
+    assert ours["checkin_commit_ms"]["p50"] > ours["checkin_ms"]["p50"]
+    assert result["events_written"] == 2  # every decision of the first pass reached the scratch database
+    # The tracked face is searched for only around its last box on most of its frames.
+    searches = result["presence_searches"]
+    assert searches["window"] > searches["missed"] and searches["window"] > 2
     assert result["embedder"] == "litert" and isinstance(result["embed_ms_p50"], float)
     add_embedder_comparison(result, settings, person_photos(PEOPLE[0])[:2])
     assert set(result["embedders"]) == {"dlib", "litert"}
     assert all(v["n"] == 4 for v in result["embedders"].values())  # 2 faces x 2 rounds each
     assert result["embed_speedup"] > 1  # gross order only: the twin is the faster one
     text = format_bench(result)
-    assert "per check-in" in text and "10000 people" in text and "dlib / litert" in text and "per stage" in text
+    assert "per check-in" in text and "commit after greeting" in text and "window" in text and "10000 people" in text and "dlib / litert" in text and "per stage" in text
 
 
 def test_bench_without_any_face_says_so(tmp_path: Path, dlib_analyzer) -> None:
