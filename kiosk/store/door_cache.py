@@ -3,7 +3,8 @@
 The door's own event id is the sequence number it pushes (events_after / event_backlog read them in id
 order). apply_gallery writes a gallery answer of the central in one transaction, with the central's
 person ids as the local ones; a removed person's templates, photos and consent history are deleted and
-the file (and every upgrade backup beside it) is vacuumed before the caller stores the new version.
+the file vacuumed; then every upgrade backup beside it follows (removed people scrubbed, local people replaced
+by the central's unenrolled, withdrawn consent stripped: erasure.py), before the caller stores the new version.
 
 The sync state (pushed_seq, gallery_version and who the door is on the central) lives in a small JSON
 file beside the database, central_sync.json, replaced atomically (fsync, rename): a stale copy after a

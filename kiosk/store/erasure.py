@@ -8,7 +8,9 @@ remains in the database files; the same rows go from every upgrade backup beside
 file, not its backups: person_in_backup finds the person there by the recorded moves and the employee
 id). On PostgreSQL the tables that held the biometric and consent rows are rewritten (VACUUM FULL)
 instead, and there are no backups beside it (pg_dump files and WAL archives are the administrator's:
-docs/central.md). The person's attendance events are employment records with their own retention
+docs/central.md). rewrite_backups is the one way any change of the live file reaches its backups: erasure here,
+consent withdrawal (withdraw_consent_in_backups), a door's replaced local person (unenrol_in_backups) and the
+retention purge (retention.py). The person's attendance events are employment records with their own retention
 (retention.attendance_days), so by default they and the bare people row (employee id, name,
 erased_at) stay until purge_expired() removes the events; the row then goes too.
 erase_person(keep_events=False) deletes everything at once.

@@ -1,5 +1,6 @@
 """The retention purge: old events, expression data, kept photos, erased people and finished capture
-requests go when retention says so, never on the word of a clock far ahead of the data.
+requests go when retention says so, never on the word of a clock far ahead of the data; in the upgrade
+backups beside an SQLite file too, by the same rules (erasure.rewrite_backups).
 """
 
 from __future__ import annotations
@@ -140,7 +141,9 @@ def purge_expired(
     logged and audit-logged). Cut-offs count back from min(now, newest stored time + tolerance).
     keep_from_id (a door of a central: its acknowledged pushed_seq): events with id >= it are kept
     whatever their age (not yet on the central), and so is the newest event, so that SQLite never hands
-    out an event id (the door's sequence number) again. Commits by itself: refused inside db.transaction().
+    out an event id (the door's sequence number) again. Then the same purge runs on every upgrade backup
+    beside an SQLite file (_backup_plan; backups_purged: those changed; StoreError naming a backup that cannot
+    be changed, the live purge committed already). Commits by itself: refused inside db.transaction().
     """
     refuse_transaction(db, "purge_expired")
     now = now_utc(now)
