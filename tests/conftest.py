@@ -37,7 +37,7 @@ ENGINES = ("sqlite", "postgresql")
 # [sqlite] and [postgresql]; the PostgreSQL run skips with the reason when the server cannot start).
 # Elsewhere these fixtures are SQLite files only.
 BOTH_ENGINES = {"test_store", "test_leave", "test_corrections", "test_enrolment", "test_store_engines",
-                "test_gallery_feed", "test_ingest_pairing"}
+                "test_gallery_feed", "test_ingest_pairing", "test_correction_pairing"}
 ENGINE_FIXTURES = ("db", "db_settings", "enrol_env")
 # Tests of those modules that are about SQLite files (WAL, PRAGMAs, locks, the file's bytes): their
 # PostgreSQL run is skipped with this reason. A new test can say so with @pytest.mark.sqlite_only("why").

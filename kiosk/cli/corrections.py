@@ -16,6 +16,7 @@ from kiosk.vocabulary import PERSON_EVENT_KINDS, LeaveKind, values
 
 if TYPE_CHECKING:
     from kiosk import store
+    from kiosk.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,16 @@ def _person_tz(database: store.Database, ctx: Context, person_id: int) -> ZoneIn
     from kiosk.reports import person_rules
 
     return person_rules(database, ctx.settings, person_id, datetime.now(UTC)).tz
+
+
+def _pairing(settings: Settings) -> store.Pairing | None:
+    """On a central (role: central) the merged stream's rules (door_api.pairing_of): a correction decides the
+    day's camera events again; None elsewhere (a door's or a standalone kiosk's kinds are its own)."""
+    if settings.role != "central":
+        return None
+    from kiosk.web.door_api import pairing_of
+
+    return pairing_of(settings)
 
 
 @click.group()
@@ -82,7 +93,8 @@ def events_add(ctx: Context, employee_id: str, kind: str, at_text: str, note: st
         p = person(database, employee_id)
         at = parse_site_time(at_text, _person_tz(database, ctx, p.id))
         event = store.add_correction(database, p.id, at, kind, actor="cli", note=note,
-                                     retention_days=ctx.settings.retention.attendance_days)
+                                     retention_days=ctx.settings.retention.attendance_days,
+                                     pairing=_pairing(ctx.settings))
     click.echo(f"{p.name} ({p.employee_id}): check-{kind} at {at:%Y-%m-%d %H:%M} added (event {event.id})")
 
 
@@ -95,7 +107,7 @@ def events_remove(ctx: Context, event_id: int, reason: str) -> None:
     from kiosk import store
 
     with ctx.open_db() as database:
-        removed = store.remove_event(database, event_id, actor="cli", reason=reason)
+        removed = store.remove_event(database, event_id, actor="cli", reason=reason, pairing=_pairing(ctx.settings))
         tz = _person_tz(database, ctx, removed.person_id) if removed.person_id is not None else ctx.settings.tz
     click.echo(f"event {event_id} removed: check-{removed.kind} at {removed.occurred_at.astimezone(tz):%Y-%m-%d %H:%M}")
 

@@ -3,7 +3,8 @@
 The door's own event id is the sequence number it pushes (events_after / event_backlog read them in id
 order). apply_gallery writes a gallery answer of the central in one transaction, with the central's
 person ids as the local ones; a removed person's templates, photos and consent history are deleted and
-the file (and every upgrade backup beside it) is vacuumed before the caller stores the new version.
+the file vacuumed; then every upgrade backup beside it follows (removed people scrubbed, local people replaced
+by the central's unenrolled, withdrawn consent stripped: erasure.py), before the caller stores the new version.
 
 The sync state (pushed_seq, gallery_version and who the door is on the central) lives in a small JSON
 file beside the database, central_sync.json, replaced atomically (fsync, rename): a stale copy after a
@@ -26,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from kiosk.atomic_write import replace_file
 from kiosk.identity import clean_employee_id, clean_name
+from kiosk.store import sqlite
 from kiosk.store._base import (
     EVENT_EXPRESSION_AND_MATCH_COLUMNS,
     EventInfo,
@@ -36,7 +38,7 @@ from kiosk.store._base import (
     write_audit,
 )
 from kiosk.store.db import Database, refuse_transaction
-from kiosk.store.erasure import scrub_backups
+from kiosk.store.erasure import scrub_backups, unenrol_in_backups, withdraw_consent_in_backups
 from kiosk.store.models import (
     AttendanceEvent,
     ConsentChange,
@@ -176,21 +178,17 @@ def apply_gallery(
         if full:
             gone_ids |= set(s.scalars(select(Person.id).where(Person.id.not_in(listed)))) if listed else \
                 set(s.scalars(select(Person.id)))
-        added = _write_people(s, people, embedder, now)
+        added, renamed, withdrawn = _write_people(s, people, embedder, now)
         deleted = 0
         for pid in sorted(gone_ids):
             deleted += _remove_person(s, pid, pushed_seq)
         write_audit(s, CENTRAL_ACTOR, "door.gallery", None,
                     {"people": len(people), "removed": len(gone_ids), "full": full}, now)
     scrubbed = 0
-    if gone_ids:  # even when nothing was left to delete: a VACUUM refused last time is done now
+    if gone_ids or renamed:  # even when nothing was left to delete: a VACUUM refused last time is done now
         db.vacuum()
-        with db.session() as s:
-            employee_ids = {pid: eid for pid, eid in
-                            s.execute(select(Person.id, Person.employee_id).where(Person.id.in_(gone_ids)))}
-        for pid in sorted(gone_ids):
-            if db.path is not None:  # an SQLite file (a door's cache always is): its upgrade backups too
-                scrubbed += len(scrub_backups(db.path, pid, employee_ids.get(pid, ""), delete_events=False))
+    if db.path is not None:  # an SQLite file (a door's cache always is): its upgrade backups too
+        scrubbed = _reach_backups(db, db.path, gone_ids, renamed, withdrawn)
     result = GalleryApplied(len(people), len(gone_ids), added, deleted, scrubbed)
     logger.info("gallery from the central applied: %s", result)
     return result
@@ -201,20 +199,44 @@ def _chunks(values: list[Any], size: int = 500) -> list[list[Any]]:
     return [values[i:i + size] for i in range(0, len(values), size)]
 
 
-def _write_people(s: Session, people: list[CachedPerson], embedder: str | None, now: datetime) -> int:
-    """Insert or update people with the central's ids and replace their templates; templates written.
+def _reach_backups(db: Database, path: Path, gone_ids: set[int], renamed: list[tuple[int, str]],
+                   withdrawn: list[tuple[int, str]]) -> int:
+    """Make the upgrade backups of the door's file at path follow what apply_gallery did (erasure.py): removed
+    people scrubbed, local people replaced by the central's unenrolled, withdrawn consent stripped; the number
+    of (backup, person) changes."""
+    if not sqlite.backups_of(path):
+        return 0
+    changed = 0
+    if gone_ids:
+        with db.session() as s:
+            employee_ids = {pid: eid for pid, eid in
+                            s.execute(select(Person.id, Person.employee_id).where(Person.id.in_(gone_ids)))}
+        for pid in sorted(gone_ids):
+            changed += len(scrub_backups(path, pid, employee_ids.get(pid, ""), delete_events=False))
+    for pid, employee_id in renamed:
+        changed += len(unenrol_in_backups(path, pid, employee_id))
+    for pid, employee_id in withdrawn:
+        changed += len(withdraw_consent_in_backups(path, pid, employee_id))
+    return changed
+
+
+def _write_people(s: Session, people: list[CachedPerson], embedder: str | None,
+                  now: datetime) -> tuple[int, list[tuple[int, str]], list[tuple[int, str]]]:
+    """Insert or update people with the central's ids and replace their templates; (templates written,
+    [(id, employee id)] of the local rows renamed, of the people whose consent was withdrawn).
 
     A local row that holds one of their employee ids but is not in the answer (a person enrolled here
     before the door joined) is deactivated, loses its templates and is renamed <employee id>~<its id>.
     """
     if not people:
-        return 0
+        return 0, [], []
     wanted = {p.id: (clean_employee_id(p.employee_id), clean_name(p.name)) for p in people}
     ids = list(wanted)
     rows: dict[int, Person] = {r.id: r for chunk in _chunks(ids)
                                for r in s.scalars(select(Person).where(Person.id.in_(chunk)))}
     holders = {eid: pid for chunk in _chunks([e for e, _ in wanted.values()])
                for pid, eid in s.execute(select(Person.id, Person.employee_id).where(Person.employee_id.in_(chunk)))}
+    renamed: list[tuple[int, str]] = []
     for eid, holder in holders.items():
         if holder not in wanted:
             logger.warning("employee id %s comes from the central; local person %s held it: deactivated, renamed "
@@ -222,6 +244,7 @@ def _write_people(s: Session, people: list[CachedPerson], embedder: str | None, 
             _remove_person(s, holder, 0)
             s.execute(update(Person).where(Person.id == holder).values(employee_id=f"{eid}~{holder}")
                       .execution_options(synchronize_session=False))
+            renamed.append((holder, f"{eid}~{holder}"))
     moving = [r for r in rows.values() if r.employee_id != wanted[r.id][0]]
     for row in moving:  # free the old ids first: two people may swap employee ids in one answer
         row.employee_id = f"~{row.id}~"
@@ -251,7 +274,7 @@ def _write_people(s: Session, people: list[CachedPerson], embedder: str | None, 
                  for p in people if p.active for t in np.asarray(p.templates, dtype="<f4")]
     if templates:
         s.execute(insert(FaceTemplate), templates)
-    return len(templates)
+    return len(templates), renamed, [(p.id, wanted[p.id][0]) for p in consent_changed if not p.expression_consent]
 
 
 def _remove_person(s: Session, person_id: int, pushed_seq: int) -> int:

@@ -8,7 +8,9 @@ remains in the database files; the same rows go from every upgrade backup beside
 file, not its backups: person_in_backup finds the person there by the recorded moves and the employee
 id). On PostgreSQL the tables that held the biometric and consent rows are rewritten (VACUUM FULL)
 instead, and there are no backups beside it (pg_dump files and WAL archives are the administrator's:
-docs/central.md). The person's attendance events are employment records with their own retention
+docs/central.md). rewrite_backups is the one way any change of the live file reaches its backups: erasure here,
+consent withdrawal (withdraw_consent_in_backups), a door's replaced local person (unenrol_in_backups) and the
+retention purge (retention.py). The person's attendance events are employment records with their own retention
 (retention.attendance_days), so by default they and the bare people row (employee id, name,
 erased_at) stay until purge_expired() removes the events; the row then goes too.
 erase_person(keep_events=False) deletes everything at once.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from dataclasses import replace as dataclass_replace
 from datetime import UTC, datetime
@@ -221,6 +224,46 @@ def person_in_backup(backup: Path, person_id: int, employee_id: str, live_runs: 
     return keyed
 
 
+Statements = list[tuple[str, str, tuple[Any, ...]]]
+"""SQL for sqlite.rewrite_file: (table it needs, SQL with ? parameters, parameters)."""
+Plan = Callable[[Path, list[Run]], Statements]
+"""What to run on one backup, given its path and the live file's renumbering runs."""
+BLANK_EXPRESSIONS = "expression_label = NULL, expression_scores = NULL, expression_confidence = NULL"
+HAS_EXPRESSIONS = ("(expression_label IS NOT NULL OR expression_scores IS NOT NULL "
+                    "OR expression_confidence IS NOT NULL)")
+
+
+def rewrite_backups(path: Path, what: str, plan: Plan) -> list[Path]:
+    """Run plan(backup, live runs)'s statements on every upgrade backup of the SQLite database at path
+    (sqlite.rewrite_file: tables a backup lacks are skipped; VACUUM where a row changed); the backups changed.
+
+    The one way a change of the live file reaches its backups (erasure, consent withdrawal, the retention purge,
+    a door's gallery pull). StoreError naming the backup when one cannot be read or changed; what ("erase
+    person 3") says what was being done.
+    """
+    backups = sqlite.backups_of(path)
+    live_runs = _renumber_runs(path) if backups else []
+    changed = []
+    for backup in backups:
+        try:
+            statements = plan(backup, live_runs)
+            if statements and sqlite.rewrite_file(backup, statements):
+                changed.append(backup)
+        except sqlite.FILE_ERRORS as exc:
+            raise StoreError(f"cannot {what} in the backup {backup}: {exc}; delete that backup file by hand") from None
+    for backup in changed:
+        logger.info("%s: done in the backup %s", what, backup)
+    return changed
+
+
+def _for_person(person_id: int, employee_id: str, statements: Callable[[int], Statements]) -> Plan:
+    """A Plan running statements(the person's id there) on each backup that holds the person (person_in_backup)."""
+    def plan(backup: Path, live_runs: list[Run]) -> Statements:
+        found = person_in_backup(backup, person_id, employee_id, live_runs)
+        return [] if found is None else statements(found[0])
+    return plan
+
+
 def scrub_backups(path: Path, person_id: int, employee_id: str, *, delete_events: bool) -> list[Path]:
     """Erase one person from every upgrade backup of the database at path, as erase_person does in
     the live file (templates, photos, consent, capture requests, expression and match data; with
@@ -230,32 +273,46 @@ def scrub_backups(path: Path, person_id: int, employee_id: str, *, delete_events
     written with (before a join's renumbering, say), so each finds the person by person_in_backup. Works on any
     schema revision a backup may have (raw SQL on the tables that exist there).
     """
-    backups = sqlite.backups_of(path)
-    live_runs = _renumber_runs(path) if backups else []
-    changed = []
-    for backup in backups:
-        try:
-            found = person_in_backup(backup, person_id, employee_id, live_runs)
-            statements: list[tuple[str, str, tuple[Any, ...]]] = []
-            if found is not None:
-                pid, key = found
-                statements = [(table, f"DELETE FROM {table} WHERE {column} = ?", (pid,))
-                              for table, column in _BIOMETRIC_TABLES]
-                for table, (delete_sql, strip_sql) in _PERSON_ROWS.items():
-                    sql = delete_sql if delete_events else strip_sql
-                    if sql is not None:
-                        statements.append((table, sql, (pid,)))
-            keys = {k for k in (employee_id, found[1] if found is not None else "") if k}
-            statements += [("capture_requests", "DELETE FROM capture_requests WHERE employee_id = ?", (k,))
-                           for k in sorted(keys)]
-            if statements and sqlite.rewrite_file(backup, statements):
-                changed.append(backup)
-        except sqlite.FILE_ERRORS as exc:
-            raise StoreError(f"cannot erase person {person_id} from the backup {backup}: {exc}; "
-                             "delete that backup file by hand") from None
-    for backup in changed:
-        logger.info("erased person %s from backup %s", person_id, backup)
-    return changed
+    def plan(backup: Path, live_runs: list[Run]) -> Statements:
+        found = person_in_backup(backup, person_id, employee_id, live_runs)
+        statements: Statements = []
+        if found is not None:
+            pid = found[0]
+            statements = [(table, f"DELETE FROM {table} WHERE {column} = ?", (pid,))
+                          for table, column in _BIOMETRIC_TABLES]
+            for table, (delete_sql, strip_sql) in _PERSON_ROWS.items():
+                sql = delete_sql if delete_events else strip_sql
+                if sql is not None:
+                    statements.append((table, sql, (pid,)))
+        keys = {k for k in (employee_id, found[1] if found is not None else "") if k}
+        return statements + [("capture_requests", "DELETE FROM capture_requests WHERE employee_id = ?", (k,))
+                             for k in sorted(keys)]
+    return rewrite_backups(path, f"erase person {person_id}", plan)
+
+
+def withdraw_consent_in_backups(path: Path, person_id: int, employee_id: str) -> list[Path]:
+    """A consent withdrawal (people.set_consent, a door applying the central's) in every upgrade backup of the
+    database at path: the person's events lose their expression data and the row its consent, so a restored
+    backup neither shows nor collects any (the consent history there is left as it was); the backups changed."""
+    return rewrite_backups(path, f"withdraw the consent of person {person_id}", _for_person(
+        person_id, employee_id, lambda pid: [
+            ("attendance_events", f"UPDATE attendance_events SET {BLANK_EXPRESSIONS} "
+                                  f"WHERE person_id = ? AND {HAS_EXPRESSIONS}", (pid,)),
+            ("people", "UPDATE people SET expression_consent = 0 WHERE id = ? AND expression_consent != 0", (pid,)),
+        ]))
+
+
+def unenrol_in_backups(path: Path, person_id: int, employee_id: str) -> list[Path]:
+    """A door's local person replaced by the central's (door_cache: renamed <employee id>~<id>) in every upgrade
+    backup of the database at path as in the live file: templates, photos and consent history deleted, the row
+    inactive without consent (their events untouched); the backups changed."""
+    def statements(pid: int) -> Statements:
+        return [(table, f"DELETE FROM {table} WHERE {column} = ?", (pid,)) for table, column in _BIOMETRIC_TABLES] + [
+            ("people", "UPDATE people SET active = 0, expression_consent = 0, consent_changed_at = NULL, "
+                       "consent_changed_by = NULL WHERE id = ? AND (active != 0 OR expression_consent != 0 "
+                       "OR consent_changed_at IS NOT NULL OR consent_changed_by IS NOT NULL)", (pid,))]
+    return rewrite_backups(path, f"remove the templates of person {person_id}",
+                           _for_person(person_id, employee_id, statements))
 
 
 def finish_erasure(db: Database, pending_id: int, *, resumed: bool = False) -> FinishedErasure | None:

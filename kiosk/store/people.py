@@ -26,6 +26,7 @@ from kiosk.store._base import (
     write_audit,
 )
 from kiosk.store.db import Database
+from kiosk.store.erasure import withdraw_consent_in_backups
 from kiosk.store.gallery_feed import record_gallery_change
 from kiosk.store.models import AttendanceEvent, ConsentChange, FaceTemplate, Person
 
@@ -130,7 +131,8 @@ def search_people(
 def set_consent(
     db: Database, person_id: int, granted: bool, *, actor: str, now: datetime | None = None
 ) -> PersonInfo:
-    """Grant or withdraw expression-analysis consent (history kept; withdrawal strips past data)."""
+    """Grant or withdraw expression-analysis consent (history kept; withdrawal strips past data, in the SQLite
+    file's upgrade backups too: erasure.withdraw_consent_in_backups, after the commit)."""
     now = now_utc(now)
     with db.session() as s:
         person = person_row(s, person_id)
@@ -147,7 +149,11 @@ def set_consent(
             write_audit(s, actor, "person.consent", f"person:{person_id}",
                         {"granted": granted, "expression_stripped": stripped}, now)
             record_gallery_change(s, person_id, now)
-        return counted_person_info(s, person)
+        info = counted_person_info(s, person)
+    # also when consent was withdrawn already (before backups were reached, say): nothing changes twice
+    if not granted and db.path is not None:  # PostgreSQL has no backups beside it
+        withdraw_consent_in_backups(db.path, person_id, info.employee_id)
+    return info
 
 
 def set_active(

@@ -7,7 +7,8 @@ the people rows moved through temporary ids below every held one (a swap, local 
 meets a taken id), each child table in one UPDATE from a temporary map table, then PRAGMA foreign_key_check.
 People erased here (not sent to the central) move to negative ids, which no central person ever has, so a
 later gallery pull cannot give their row (and their history) to a central person. pending_erasures keep
-their ids: those name the person in the upgrade backups, which keep the old numbering.
+their ids, in whatever numbering they were written: finishing one finds the person in each upgrade backup by the
+employee id it holds (erasure.person_in_backup), not by that id.
 
 Recorded in the same commit (sync_state row RECORD_KEY: the central ids settled and each run's moves), so a
 run again after an interruption never moves a settled person twice, even given a stale map.
@@ -35,7 +36,7 @@ logger = logging.getLogger(__name__)
 RECORD_KEY = "join.renumbered"
 """The sync_state key of the renumbering record: {"settled": [central ids], "runs": [{"at", "moved"}]}."""
 KEPT_TABLES = frozenset({"pending_erasures"})
-"""Tables whose person ids are left alone (they name the person in the upgrade backups' numbering)."""
+"""Tables whose person ids are left alone (a pending erasure is finished by its employee id: module docstring)."""
 _MAP_TABLE = "kiosk_renumber_map"
 
 

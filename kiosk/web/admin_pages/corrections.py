@@ -17,6 +17,7 @@ from kiosk.reports import check_day, person_rules
 from kiosk.store import (
     EventNotFound,
     LeaveNotFound,
+    Pairing,
     add_correction,
     add_leave,
     add_leave_batch,
@@ -24,6 +25,7 @@ from kiosk.store import (
     remove_leave,
 )
 from kiosk.web.context import actor, admin_only, ctx
+from kiosk.web.door_api import pairing_of
 from kiosk.web.views import person_or_404
 
 logger = logging.getLogger(__name__)
@@ -36,6 +38,13 @@ def _person_tz(person_id: int) -> ZoneInfo:
     (reports.person_rules), else the site's."""
     c = ctx()
     return person_rules(c.db, c.settings, person_id, c.clock.now()).tz
+
+
+def _pairing() -> Pairing | None:
+    """On a central (role: central) the merged stream's rules (door_api.pairing_of): a correction decides the
+    day's camera events again; None elsewhere."""
+    settings = ctx().settings
+    return pairing_of(settings) if settings.role == "central" else None
 
 
 def _local_time(day_text: str, time_text: str, tz: ZoneInfo) -> datetime:
@@ -72,7 +81,7 @@ def add_event(person_id: int) -> ResponseReturnValue:
     at = _local_time(request.form.get("date", ""), request.form.get("time", ""), _person_tz(p.id))
     kind = request.form.get("kind", "")  # the store refuses anything but an EventKind of a person
     add_correction(ctx().db, p.id, at, kind, actor=actor(), note=request.form.get("note", ""),
-                   retention_days=ctx().settings.retention.attendance_days)
+                   retention_days=ctx().settings.retention.attendance_days, pairing=_pairing())
     flash(f"Added a check-{kind} for {p.name} at {at:%d %b %Y %H:%M}.")
     return _person_page_from(p.id, at.date())
 
@@ -82,7 +91,8 @@ def add_event(person_id: int) -> ResponseReturnValue:
 def remove_event_page(event_id: int) -> ResponseReturnValue:
     """Delete a wrong attendance event (with a reason; the audit log keeps what it was)."""
     try:
-        removed = remove_event(ctx().db, event_id, actor=actor(), reason=request.form.get("reason", ""))
+        removed = remove_event(ctx().db, event_id, actor=actor(), reason=request.form.get("reason", ""),
+                               pairing=_pairing())
     except EventNotFound:
         abort(404)
     tz = _person_tz(removed.person_id) if removed.person_id is not None else ctx().settings.tz
