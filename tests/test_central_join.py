@@ -6,7 +6,6 @@ door's sync goes on without re-sending; the kiosk's own rows renumbered to the c
 from __future__ import annotations
 
 import itertools
-import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -14,8 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from app_helpers import kiosk_app
-from werkzeug.serving import make_server
+from app_helpers import served_central
 
 from kiosk import store
 from kiosk.central_join import join
@@ -45,14 +43,8 @@ def central(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[st
         (tmp_path / "central").mkdir()
         database = {"path": str(tmp_path / "central" / "central.db"), "backups_kept": 0}
     settings = Settings.model_validate({"role": "central", "database": database})
-    with store.open_from_settings(settings) as db:
-        app = kiosk_app(settings, db, ManualClock(datetime.now(UTC)))
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        yield f"http://127.0.0.1:{server.server_port}", db
-        server.shutdown()
-        thread.join()
+    with served_central(settings) as served:
+        yield served
 
 
 def _standalone(tmp_path: Path, url: str, role: str = "standalone") -> Settings:

@@ -7,7 +7,6 @@ served over HTTP in a thread, the real `kiosk` command line."""
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,12 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from app_helpers import kiosk_app
+from app_helpers import served_central
 from cli_helpers import run_cli
-from werkzeug.serving import make_server
 
 from kiosk import store
-from kiosk.clock import ManualClock
 from kiosk.config import Settings
 from kiosk.store import erasure as erasure_module
 
@@ -232,14 +229,8 @@ def central(tmp_path: Path) -> Iterator[tuple[str, store.Database]]:
     (tmp_path / "central").mkdir()
     settings = Settings.model_validate({"role": "central", "database": {
         "path": str(tmp_path / "central" / "central.db"), "backups_kept": 0}})
-    with store.open_from_settings(settings) as db:
-        app = kiosk_app(settings, db, ManualClock(datetime.now(UTC)))
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        yield f"http://127.0.0.1:{server.server_port}", db
-        server.shutdown()
-        thread.join()
+    with served_central(settings) as served:
+        yield served
 
 
 def test_cli_join_says_who_was_renumbered_and_a_later_remove_scrubs_the_right_person(
