@@ -258,3 +258,27 @@ def test_evaluate_command_enrol_all_and_half_matrix(tmp_path: Path) -> None:
     length = run_cli(*args, "--wccn-half", "A", config=cfg)
     assert length.returncode == 2 and "needs recognition.comparison: wccn" in length.stderr
     assert "Traceback" not in alone.stderr + length.stderr
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_rates_at_the_held_out_gallery_size(tmp_path: Path) -> None:
+    # Issue 14's held-out gallery has 297 people; the halves alone ~150. With everybody of the
+    # shared folder enrolled (295) and half B's probes and strangers scored, the shipped rule
+    # (tuned on half A at 139 people) is what the README's "~300 people" table says: the stranger
+    # target is not met. Counts within 2 of the table's (live embeddings may move one or two).
+    if not SHARED_FACES.is_dir() or not SHARED_EXTRA.is_dir():
+        pytest.skip(f"needs the shared face data at {SHARED_FACES.resolve()}")
+    from kiosk.evaluation.wccn import learn_from_folder
+
+    learn_from_folder(SHARED_FACES, tmp_path / "wccn_A.npy", half="A", cache=EMBEDDING_CACHE)
+    settings = RecognitionSettings(comparison_model=tmp_path / "wccn_A.npy")
+    table = {"A": (12, 0, 44), "B": (21, 0, 65)}  # strangers accepted, wrong person, missed
+    for half, (strangers, wrong, missed) in table.items():
+        result = evaluate_faces(SHARED_FACES, 3, settings, cache=EMBEDDING_CACHE, half=half, enrol_all=True,
+                                extra_strangers=stranger_photos([SHARED_EXTRA], half))
+        assert result["people"] == 295 and result["probes"] == {"A": 531, "B": 693}[half]
+        counts = result["counts"]
+        assert abs(counts["stranger_accepted"] - strangers) <= 2, (half, counts)
+        assert abs(counts["wrong_person"] - wrong) <= 2 and abs(counts["missed"] - missed) <= 2, (half, counts)
+    assert result["stranger_accepted"] > STRANGER_TARGET  # half B: the gap the README reports
