@@ -17,6 +17,7 @@ from kiosk.evaluation.faces import (
     half_of,
     load_embedding_cache,
     make_half_split,
+    score_protocol,
     stranger_photos,
 )
 from kiosk.evaluation.metrics import wilson_interval
@@ -190,3 +191,94 @@ def test_wccn_command_writes_matrix_and_checksum(tmp_path: Path, capsys: pytest.
     # Bad input: one message, exit 1, nothing written.
     assert wccn_main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.npy")]) == 1
     assert "people/<Name>" in capsys.readouterr().err and not (tmp_path / "x.npy").exists()
+
+
+def _lookalike_folder(tmp_path: Path) -> Path:
+    """FACES' people, and as strangers/ the half-A people's probe photos under names of half B."""
+    data = tmp_path / "lookalikes"
+    (data / "strangers").mkdir(parents=True)
+    (data / "people").symlink_to((FACES / "people").resolve())
+    names = (f"Stranger_{i}" for i in range(1000))
+    for photo in sorted((FACES / "people").glob("*/*_0004.jpg")):
+        if half_of(photo.parent.name) == "A":
+            name = next(n for n in names if half_of(n) == "B")
+            (data / "strangers" / f"{name}.jpg").write_bytes(photo.read_bytes())
+    return data
+
+
+def test_enrol_all_scores_one_half_against_the_whole_gallery(tmp_path: Path) -> None:
+    # Half B alone enrols only half B's people, so a stranger who looks like somebody of half A
+    # is never at risk; enrolling everybody (the site's real gallery size) puts them at risk.
+    data = _lookalike_folder(tmp_path)
+    b_people = [p.name for p in (FACES / "people").iterdir() if half_of(p.name) == "B"]
+    alone = evaluate_faces(data, enrol_photos=3, half="B")
+    everybody = evaluate_faces(data, enrol_photos=3, half="B", enrol_all=True)
+    assert alone["people"] == len(b_people) and everybody["people"] == len(list((FACES / "people").iterdir()))
+    assert everybody["templates"] == 3 * everybody["people"]
+    # The same probes (half B's people) and strangers (3 look-alikes of half A's people) are scored.
+    assert everybody["probes"] == alone["probes"] == sum(
+        len(list((FACES / "people" / n).glob("*.jpg"))) - 3 for n in b_people)
+    assert everybody["strangers"] == alone["strangers"] == 3
+    assert everybody["no_face"] == alone["no_face"]
+    assert alone["counts"]["stranger_accepted"] == 0
+    assert everybody["counts"]["stranger_accepted"] >= 2
+    with pytest.raises(ValueError, match="half"):
+        evaluate_faces(data, half="C")
+
+
+def test_score_protocol_scores_only_enrolled_people() -> None:
+    e = np.ones(128, dtype=np.float32)
+    with pytest.raises(ValueError, match="enrolled"):
+        score_protocol({"a": [e, e], "b": [e, e]}, [], 1, RecognitionSettings(), gallery_people=["a"],
+                       probe_people=["b"])
+
+
+def test_evaluate_command_enrol_all_and_half_matrix(tmp_path: Path) -> None:
+    import json
+
+    from cli_helpers import run_cli
+
+    data = _lookalike_folder(tmp_path)
+    cache = tmp_path / "emb.npz"
+    args = ("evaluate", "faces", "--data", data, "--cache", cache, "--half", "B")
+    plain = json.loads(run_cli(*args).stdout.strip().splitlines()[-1])
+    proc = run_cli(*args, "--enrol-all", "--wccn-half", "A")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["people"] == 4 and plain["people"] == 1 and result["probes"] == plain["probes"]
+    assert plain["counts"]["stranger_accepted"] == 0 and result["counts"]["stranger_accepted"] >= 2
+    # The matrix of half A's people (3 here) changes the distances, so the rates may differ from
+    # the shipped matrix's, but the command learns it in a scratch folder and leaves nothing behind.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.npz", "lookalikes"]
+    # Bad combinations: one message each, exit 2 (usage), no traceback.
+    alone = run_cli("evaluate", "faces", "--data", data, "--enrol-all")
+    assert alone.returncode == 2 and "--enrol-all needs --half" in alone.stderr
+    cfg = tmp_path / "length.yaml"
+    cfg.write_text("recognition:\n  comparison: length\n")
+    length = run_cli(*args, "--wccn-half", "A", config=cfg)
+    assert length.returncode == 2 and "needs recognition.comparison: wccn" in length.stderr
+    assert "Traceback" not in alone.stderr + length.stderr
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_rates_at_the_held_out_gallery_size(tmp_path: Path) -> None:
+    # Issue 14's held-out gallery has 297 people; the halves alone ~150. With everybody of the
+    # shared folder enrolled (295) and half B's probes and strangers scored, the shipped rule
+    # (tuned on half A at 139 people) is what the README's "~300 people" table says: the stranger
+    # target is not met. Counts within 2 of the table's (live embeddings may move one or two).
+    if not SHARED_FACES.is_dir() or not SHARED_EXTRA.is_dir():
+        pytest.skip(f"needs the shared face data at {SHARED_FACES.resolve()}")
+    from kiosk.evaluation.wccn import learn_from_folder
+
+    learn_from_folder(SHARED_FACES, tmp_path / "wccn_A.npy", half="A", cache=EMBEDDING_CACHE)
+    settings = RecognitionSettings(comparison_model=tmp_path / "wccn_A.npy")
+    table = {"A": (12, 0, 44), "B": (21, 0, 65)}  # strangers accepted, wrong person, missed
+    for half, (strangers, wrong, missed) in table.items():
+        result = evaluate_faces(SHARED_FACES, 3, settings, cache=EMBEDDING_CACHE, half=half, enrol_all=True,
+                                extra_strangers=stranger_photos([SHARED_EXTRA], half))
+        assert result["people"] == 295 and result["probes"] == {"A": 531, "B": 693}[half]
+        counts = result["counts"]
+        assert abs(counts["stranger_accepted"] - strangers) <= 2, (half, counts)
+        assert abs(counts["wrong_person"] - wrong) <= 2 and abs(counts["missed"] - missed) <= 2, (half, counts)
+    assert result["stranger_accepted"] > STRANGER_TARGET  # half B: the gap the README reports

@@ -41,23 +41,38 @@ def evaluate() -> None:
 @click.option("--half", type=click.Choice(["A", "B"]), default=None,
               help="Only one half of the people and strangers (split by CRC-32 of the name; the rule "
                    "was tuned on A, B is held out).")
+@click.option("--enrol-all", is_flag=True,
+              help="With --half: enrol every person of --data (a gallery of the whole folder's size) "
+                   "but score only the half's probes and strangers.")
+@click.option("--wccn-half", type=click.Choice(["A", "B"]), default=None,
+              help="Compare with a WCCN matrix learned here from this half's people only (instead of "
+                   "recognition.comparison_model), e.g. A for the A->B check.")
 @click.option("--strangers", "stranger_dirs", multiple=True, type=PATH,
               help="Another folder of stranger photos (one per stranger), added to strangers/; "
                    "repeatable. --half applies to them too (by file name).")
 @with_context
 def evaluate_faces_cmd(ctx: Context, data_dir: Path, enrol_photos: int, cache: Path | None,
-                       half: str | None, stranger_dirs: tuple[Path, ...]) -> None:
+                       half: str | None, enrol_all: bool, wccn_half: str | None,
+                       stranger_dirs: tuple[Path, ...]) -> None:
     """Identification and stranger rejection rates with Wilson 95% intervals; last line is JSON."""
     import tempfile
 
-    from kiosk.evaluation.faces import evaluate_faces, make_half_split, stranger_photos
+    from kiosk.evaluation.faces import evaluate_faces, stranger_photos
+    from kiosk.evaluation.wccn import learn_from_folder
 
+    settings = ctx.settings.recognition
+    if enrol_all and half is None:
+        raise click.UsageError("--enrol-all needs --half (without it everybody is enrolled and scored anyway)")
+    if wccn_half is not None and settings.comparison != "wccn":
+        raise click.UsageError(f"--wccn-half needs recognition.comparison: wccn (it is {settings.comparison})")
     extra = stranger_photos(stranger_dirs, half)
-    with tempfile.TemporaryDirectory(prefix="kiosk-half-") as scratch:
-        if half is not None:
-            data_dir = make_half_split(data_dir, Path(scratch) / f"faces_{half}", half=half)
-        result = evaluate_faces(data_dir, enrol_photos, ctx.settings.recognition, progress=_progress,
-                                cache=cache, extra_strangers=extra)
+    with tempfile.TemporaryDirectory(prefix="kiosk-wccn-") as scratch:
+        if wccn_half is not None:
+            matrix = Path(scratch) / f"wccn_{wccn_half}.npy"
+            learn_from_folder(data_dir, matrix, settings, half=wccn_half, cache=cache)
+            settings = settings.model_copy(update={"comparison_model": matrix})
+        result = evaluate_faces(data_dir, enrol_photos, settings, progress=_progress, cache=cache,
+                                extra_strangers=extra, half=half, enrol_all=enrol_all)
     click.echo(json.dumps(result))
 
 

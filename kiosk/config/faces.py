@@ -111,11 +111,15 @@ class RecognitionSettings(Section):
     # splits of half A). On the held-out half B (693 probes, 1,224 strangers) 0.435 with
     # max_ratio 0.875 accepts 0.90% of strangers (95% CI 0.50-1.60%), takes nobody for
     # someone else (0-0.55%) and misses 7.9% (6.2-10.2%). See the README's table.
+    # More people enrolled means more strangers accepted: with all 295 shared people enrolled
+    # (kiosk evaluate faces --enrol-all), half B 1.72% strangers, 9.4% missed; see max_ratio.
     max_distance: float = Field(0.435, ge=0.0, le=2.0)
     # The best distance divided by the second-best person's must be at most this (1 turns
     # the check off). Lower: fewer people taken for a look-alike colleague and fewer
     # strangers accepted, more misses. Tuned with max_distance (0.875 with wccn; 0.9 was
-    # best for comparison raw).
+    # best for comparison raw). With ~300 people enrolled, 0.85 (tuned on half A with all 295
+    # shared people enrolled) keeps strangers under 1% (half B 0.82%, nobody taken for someone
+    # else) but misses 11.3% instead of 9.4%; see the README ("~300 enrolled people").
     max_ratio: float = Field(0.875, ge=0.0, le=1.0)
     # The best person must beat the second-best person by this much distance (0: off).
     # Higher: fewer people taken for a look-alike colleague, more misses.

@@ -10,6 +10,11 @@ usable face (none detected or rejected by the quality checks). Extra stranger fo
 per stranger, e.g. ../shared/data/faces-extra-strangers) can be added to the strangers;
 result["ci95"] gives a Wilson 95% interval [low, high] for stranger_accepted, wrong_person and
 missed, result["counts"] the counts behind them.
+
+Halves (half_of: CRC-32 of the person's name or the stranger's file stem) give a tuned-on /
+held-out split. With one half alone the gallery has only that half's ~150 people; enrol_all
+enrols everybody of the folder (~295, the size of issue 14's held-out gallery) and scores one
+half's probes and strangers, since the stranger rate grows with the gallery.
 """
 
 from __future__ import annotations
@@ -95,20 +100,24 @@ def make_half_split(src: Path, dst: Path, half: str = "B") -> Path:
 def score_protocol(people: Mapping[str, Sequence[Embedding | None]],
                    strangers: Sequence[Embedding | None], enrol_photos: int,
                    settings: RecognitionSettings, gallery_people: Sequence[str] | None = None,
-                   ) -> dict[str, Any]:
+                   probe_people: Sequence[str] | None = None) -> dict[str, Any]:
     """The protocol on precomputed embeddings ((128,) float32 or None = no usable face), in photo order.
 
-    gallery_people: who is enrolled (default: everybody in people); only their probes are scored.
+    gallery_people: who is enrolled (default: everybody in people). probe_people: whose probes are
+    scored (default: the enrolled; each must be enrolled); no_face counts their photos and the strangers.
     """
     if enrol_photos < 1:
         raise ValueError("enrol_photos must be at least 1")
     enrolled = list(people) if gallery_people is None else list(gallery_people)
+    scored = enrolled if probe_people is None else list(probe_people)
+    if not set(scored) <= set(enrolled):
+        raise ValueError("every scored person must be enrolled")
     gallery = Gallery(settings)
     for name in enrolled:
         templates = [e for e in people[name][:enrol_photos] if e is not None]
         if templates:
             gallery.add(name, np.stack(templates))
-    probes = [(name, e) for name in enrolled for e in people[name][enrol_photos:]]
+    probes = [(name, e) for name in scored for e in people[name][enrol_photos:]]
     identified = wrong = missed = 0
     for name, emb in probes:
         if emb is None:
@@ -122,7 +131,7 @@ def score_protocol(people: Mapping[str, Sequence[Embedding | None]],
         else:
             wrong += 1
     accepted = sum(1 for e in strangers if e is not None and gallery.identify(e).known)
-    all_images = [e for name in enrolled for e in people[name]] + list(strangers)
+    all_images = [e for name in scored for e in people[name]] + list(strangers)
     n_probes = max(len(probes), 1)
     counts = {"stranger_accepted": accepted, "wrong_person": wrong, "missed": missed}
     totals = {"stranger_accepted": len(strangers), "wrong_person": len(probes), "missed": len(probes)}
@@ -213,11 +222,14 @@ def save_embedding_cache(path: Path, key: str, entries: Mapping[str, Embedding |
 def embed_dataset(data_dir: Path, settings: RecognitionSettings | None = None,
                   analyzer: FaceAnalyzer | None = None, progress: Progress | None = None,
                   cache: Path | None = None, extra_strangers: Sequence[Path] = (), strangers: bool = True,
+                  people_half: str | None = None, strangers_half: str | None = None,
                   ) -> tuple[dict[str, list[Embedding | None]], list[Embedding | None]]:
     """({person: (128,) float32 or None per photo, in name order}, [same per stranger photo]) of data_dir.
 
     extra_strangers: more stranger photo files (see stranger_photos), after strangers/; in the
     cache they are keyed by their resolved path. strangers=False: people only (no stranger list).
+    people_half / strangers_half ("A" or "B"): only that half (half_of) of people/ or strangers/
+    (extra_strangers are taken as given).
     Every photo is analysed once with the analyzer (default: the dlib one from settings); the
     largest face that passes the quality checks is used. progress(done, total) is called per photo.
     cache: optional .npz of embeddings keyed by the photo's path relative to data_dir, reused when
@@ -226,6 +238,10 @@ def embed_dataset(data_dir: Path, settings: RecognitionSettings | None = None,
     settings = settings or RecognitionSettings()
     data_dir = Path(data_dir)
     people, stranger_files = list_dataset(data_dir)
+    if people_half is not None:
+        people = {name: photos for name, photos in people.items() if half_of(name) == people_half}
+    if strangers_half is not None:
+        stranger_files = [p for p in stranger_files if half_of(p.stem) == strangers_half]
     stranger_files = stranger_files + [Path(p) for p in extra_strangers] if strangers else []
     key = cache_key(settings, analyzer)
     cached = load_embedding_cache(cache, key) if cache is not None else {}
@@ -266,14 +282,21 @@ def embed_dataset(data_dir: Path, settings: RecognitionSettings | None = None,
 
 def evaluate_faces(data_dir: Path, enrol_photos: int = 3, settings: RecognitionSettings | None = None,
                    analyzer: FaceAnalyzer | None = None, progress: Progress | None = None,
-                   cache: Path | None = None, extra_strangers: Sequence[Path] = ()) -> dict[str, Any]:
+                   cache: Path | None = None, extra_strangers: Sequence[Path] = (),
+                   half: str | None = None, enrol_all: bool = False) -> dict[str, Any]:
     """Run the protocol on data_dir (people/<Name>/*.jpg, strangers/*.jpg); returns RESULT_KEYS.
 
     Embeddings as embed_dataset makes them (analyzer, progress, cache, extra_strangers); the
-    decision rule, comparison space included, is settings'.
+    decision rule, comparison space included, is settings'. half ("A" or "B"): only that half's
+    people and strangers/ (extra_strangers as given); with enrol_all every person of data_dir is
+    enrolled (a gallery of the whole folder's size) but only the half's probes are scored.
     """
+    if half not in (None, "A", "B"):
+        raise ValueError("half must be 'A', 'B' or None")
     settings = settings or RecognitionSettings()
-    people_emb, stranger_emb = embed_dataset(data_dir, settings, analyzer, progress, cache, extra_strangers)
-    result = score_protocol(people_emb, stranger_emb, enrol_photos, settings)
-    logger.info("face evaluation on %s: %s", data_dir, result)
+    people_emb, stranger_emb = embed_dataset(data_dir, settings, analyzer, progress, cache, extra_strangers,
+                                             people_half=None if enrol_all else half, strangers_half=half)
+    scored = None if half is None else [name for name in people_emb if half_of(name) == half]
+    result = score_protocol(people_emb, stranger_emb, enrol_photos, settings, probe_people=scored)
+    logger.info("face evaluation on %s (half %s, enrol_all %s): %s", data_dir, half, enrol_all, result)
     return result

@@ -18,12 +18,12 @@ import hashlib
 import json
 import logging
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from kiosk.config import RecognitionSettings
 from kiosk.errors import KioskError
 from kiosk.gallery import unit_rows
 from kiosk.vision.embedding import EMBEDDING_SIZE, Embedding
@@ -72,11 +72,23 @@ def save_matrix(w: Embedding, path: Path) -> str:
     return digest
 
 
+def learn_from_folder(data_dir: Path, out: Path, settings: RecognitionSettings | None = None,
+                      half: str | None = None, cache: Path | None = None,
+                      ridge: float = DEFAULT_RIDGE) -> tuple[str, int]:
+    """Learn W from an evaluation folder's people (optionally one half) and write it to out (+ .sha256).
+
+    Returns (SHA-256 hex digest, people in the folder or half). Embeddings as embed_dataset makes
+    them under settings (cache reused); strangers are not used.
+    """
+    from kiosk.evaluation.faces import embed_dataset
+
+    people, _ = embed_dataset(Path(data_dir), settings or RecognitionSettings(), cache=cache, strangers=False,
+                              people_half=half)
+    return save_matrix(learn_wccn(people, ridge), out), len(people)
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI: learn W from an evaluation folder's people (optionally one half) and write it."""
-    from kiosk.config import RecognitionSettings
-    from kiosk.evaluation.faces import embed_dataset, make_half_split
-
     parser = argparse.ArgumentParser(prog="python -m kiosk.evaluation.wccn", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="folder with people/<Name>/*.jpg")
     parser.add_argument("--half", choices=["A", "B"], default=None, help="only this half's people (CRC-32 split)")
@@ -86,17 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        with tempfile.TemporaryDirectory(prefix="kiosk-wccn-") as scratch:
-            data = args.data
-            if args.half is not None:
-                data = make_half_split(args.data, Path(scratch) / f"faces_{args.half}", half=args.half)
-            people, _ = embed_dataset(data, RecognitionSettings(), cache=args.cache, strangers=False)
-        w = learn_wccn(people, args.ridge)
-        digest = save_matrix(w, args.out)
+        digest, people = learn_from_folder(args.data, args.out, half=args.half, cache=args.cache, ridge=args.ridge)
     except (KioskError, ValueError, OSError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
-    sys.stdout.write(json.dumps({"out": str(args.out), "sha256": digest, "people": len(people),
+    sys.stdout.write(json.dumps({"out": str(args.out), "sha256": digest, "people": people,
                                  "half": args.half, "ridge": args.ridge}) + "\n")
     return 0
 
