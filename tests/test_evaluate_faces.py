@@ -37,8 +37,9 @@ SHARED_EXTRA = ROOT / ".." / "shared" / "data" / "faces-extra-strangers"
 # Targets on held-out half B (issue 14): strangers taken for somebody, enrolled people taken for
 # somebody else, enrolled people not recognised (a photo without a usable face counts).
 # Measured with YuNet, comparison wccn with the matrix learned from half A's people only and the
-# rule 0.435 / 0.875 tuned on half A: strangers 0.90% (11 of 1,224), wrong person 0% (of 693),
-# missed 7.9% (55). These are the issue's targets themselves.
+# rule 0.435 / 0.85 tuned on half A (at 295 people enrolled): with half B's 156 people enrolled,
+# strangers 0.74% (9 of 1,224), wrong person 0% (of 693), missed 8.8% (61). These are the
+# issue's targets themselves.
 STRANGER_TARGET, WRONG_TARGET, MISSED_LIMIT = 0.01, 0.002, 0.09
 
 
@@ -265,15 +266,16 @@ def test_evaluate_command_enrol_all_and_half_matrix(tmp_path: Path) -> None:
 def test_rates_at_the_held_out_gallery_size(tmp_path: Path) -> None:
     # Issue 14's held-out gallery has 297 people; the halves alone ~150. With everybody of the
     # shared folder enrolled (295) and half B's probes and strangers scored, the shipped rule
-    # (tuned on half A at 139 people) is what the README's "~300 people" table says: the stranger
-    # target is not met. Counts within 2 of the table's (live embeddings may move one or two).
+    # (tuned on half A at 295 people) is what the README's "~300 people" table says: the stranger
+    # and wrong-person targets are met, the miss target is not. Counts within 2 of the table's
+    # (live embeddings may move one or two).
     if not SHARED_FACES.is_dir() or not SHARED_EXTRA.is_dir():
         pytest.skip(f"needs the shared face data at {SHARED_FACES.resolve()}")
     from kiosk.evaluation.wccn import learn_from_folder
 
     learn_from_folder(SHARED_FACES, tmp_path / "wccn_A.npy", half="A", cache=EMBEDDING_CACHE)
     settings = RecognitionSettings(comparison_model=tmp_path / "wccn_A.npy")
-    table = {"A": (12, 0, 44), "B": (21, 0, 65)}  # strangers accepted, wrong person, missed
+    table = {"A": (7, 0, 56), "B": (10, 0, 78)}  # strangers accepted, wrong person, missed
     for half, (strangers, wrong, missed) in table.items():
         result = evaluate_faces(SHARED_FACES, 3, settings, cache=EMBEDDING_CACHE, half=half, enrol_all=True,
                                 extra_strangers=stranger_photos([SHARED_EXTRA], half))
@@ -281,4 +283,5 @@ def test_rates_at_the_held_out_gallery_size(tmp_path: Path) -> None:
         counts = result["counts"]
         assert abs(counts["stranger_accepted"] - strangers) <= 2, (half, counts)
         assert abs(counts["wrong_person"] - wrong) <= 2 and abs(counts["missed"] - missed) <= 2, (half, counts)
-    assert result["stranger_accepted"] > STRANGER_TARGET  # half B: the gap the README reports
+    assert result["stranger_accepted"] <= STRANGER_TARGET and result["wrong_person"] <= WRONG_TARGET
+    assert result["missed"] > MISSED_LIMIT  # half B: the gap the README reports

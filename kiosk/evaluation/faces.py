@@ -19,6 +19,7 @@ half's probes and strangers, since the stranger rate grows with the gallery.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from kiosk.atomic_write import replace_file
 from kiosk.config import RecognitionSettings
 from kiosk.errors import KioskError
 from kiosk.evaluation.metrics import wilson_interval
@@ -214,9 +216,10 @@ def save_embedding_cache(path: Path, key: str, entries: Mapping[str, Embedding |
         if entries[p] is not None:
             mat[i] = entries[p]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(path).with_suffix(".tmp.npz")
-    np.savez(tmp, key=np.array(key), paths=np.array(paths), embeddings=mat)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    np.savez(buffer, key=np.array(key), paths=np.array(paths), embeddings=mat)
+    # a temp file of its own: two evaluations (pytest workers) saving at once each replace it whole
+    replace_file(Path(path), buffer.getvalue(), mode=0o644)
 
 
 def embed_dataset(data_dir: Path, settings: RecognitionSettings | None = None,
