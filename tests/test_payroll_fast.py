@@ -325,3 +325,32 @@ def test_site_rules_on_a_central_with_sites(pg_server) -> None:
         assert [line[:13] for line in london.splitlines()[1:]] == ["2026-06-15,L,", "2026-06-17,L,"]
     finally:
         db.close()
+
+
+def test_a_report_left_early_leaves_the_database_usable(org) -> None:
+    """A download stopped after a few days (the web client gone) ends the COPY and the snapshot; the
+    next report on the same pool is whole."""
+    url, db, _ = org
+    settings = settings_of(url)
+    chunks = payroll_fast.fast_range_csv(db, settings, FIRST, LAST, TODAY)
+    assert chunks is not None
+    first = [next(chunks), next(chunks), next(chunks)]
+    chunks.close()  # type: ignore[attr-defined]
+    whole = fast_csv(db, settings, FIRST, LAST, TODAY)
+    assert whole.startswith("".join(first)) and len(whole) > len("".join(first))
+
+
+def test_hours_in_sql_are_pythons(org) -> None:
+    """The hours cell from whole minutes, from the list and computed beyond it, is f"{round(m / 60, 2):.2f}"."""
+    import psycopg
+
+    from kiosk.store.payroll_sql import _hours_lookup, _Statement
+
+    url, _, _ = org
+    st = _Statement()
+    sql = f"COPY (SELECT m, {_hours_lookup(st, 'm')} FROM generate_series(-400, 4000) AS g(m)) TO STDOUT (FORMAT binary)"
+    with psycopg.connect("postgresql://" + url.split("://", 1)[1]) as conn, conn.cursor().copy(sql, st.params) as copy:
+        copy.set_types(["int4", "text"])
+        got = dict(copy.rows())
+    assert len(got) == 4401
+    assert got == {m: f"{round(m / 60.0, 2):.2f}" for m in range(-400, 4001)}

@@ -221,9 +221,9 @@ def payroll_statement(req: PayrollRequest) -> tuple[str, dict[str, Any]]:
               else f"AND l.person_id = ANY(CAST({st.bind([p.id for p in people if p.listed])} AS int[]))")
     start, end = st.bind(req.start), st.bind(req.end)
     kind_in, kind_out = st.bind(str(EventKind.IN)), st.bind(str(EventKind.OUT))
-    shown = ""
-    if req.only is not None:
-        shown = f"AND COALESCE(({door_sites} ->> g.site_dev) = ANY(CAST({st.bind(sorted(req.only))} AS text[])), false)"
+    only = st.bind(sorted(req.only)) if req.only is not None else None
+    shown = (f"AND COALESCE(({door_sites} ->> g.site_dev) = ANY(CAST({only} AS text[])), false)"
+             if only is not None else "")
     zone_of_rules = _pick("f.rules", [str(r.zone) for r in rules])
     # one concat_ws of few pieces: each piece or || costs an allocation per row (~0.1 us)
     flags = ("CASE WHEN f.open THEN CASE WHEN f.fi IS NOT NULL AND f.day < f.today "
@@ -233,41 +233,43 @@ def payroll_statement(req: PayrollRequest) -> tuple[str, dict[str, Any]]:
     pieces = ["CAST(f.day AS text)", "f.cells", _iso(zones, "f.zone", "f.fi", "f.first_in"),
               _iso(zones, "f.zone", "f.lo", "f.last_out"), _hours_lookup(st, "f.m"),
               "CASE WHEN f.late THEN 'yes,' || CAST(f.minutes_late AS text) ELSE 'no,0' END", flags]
-    leave_line = "CAST(f.day AS text) || ',' || f.cells || ',,,0.00,no,0,leave,no,' || f.leave || ',no'"
+    leave_rank = rank("lv.person_id")
+    leave_line = (f"CAST(lv.day AS text) || ',' || ({person_cells} ->> {leave_rank}) || ',,,0.00,no,0,leave,no,' "
+                  "|| lv.kind || ',no'")
     if req.by_site:
         pieces += [f"COALESCE({site_cells} ->> f.site_dev, '')", f"COALESCE({door_names} ->> f.in_dev, '')",
                    f"CASE WHEN f.lo IS NULL THEN '' ELSE COALESCE({door_names} ->> f.out_dev, '') END"]
-        leave_line += f" || ',' || ({home_cells} ->> f.rank) || ',,'"
+        leave_line += f" || ',' || ({home_cells} ->> {leave_rank}) || ',,'"
     present_line = f"concat_ws(',', {', '.join(pieces)})"  # no piece is NULL
+    # a leave row only where the person has no row shown that day: no event placed on it, or (with a
+    # site filter) the day's site, its first door event's, not in the filter; an index probe each
+    same_day = (f"e.person_id = lv.person_id AND e.occurred_at >= CAST(lv.day AS timestamp) - INTERVAL '1 day' "
+                f"AND e.occurred_at < CAST(lv.day AS timestamp) + INTERVAL '2 days' "
+                f"AND CAST(e.occurred_at + {_offset(zones, event_zone, 'e.occurred_at')} AS date) = lv.day")
+    if only is None:
+        no_row = (f"NOT COALESCE((SELECT true FROM attendance_events e LEFT JOIN doors d ON d.device_id = e.device_id "
+                  f"WHERE {same_day} LIMIT 1), false)")  # a subquery per leave day, not an anti-join of all events
+    else:
+        no_row = (f"NOT COALESCE((SELECT ({door_sites} ->> d.code) = ANY(CAST({only} AS text[])) "
+                  f"FROM attendance_events e JOIN doors d ON d.device_id = e.device_id "
+                  f"WHERE {same_day} AND e.recorded_by IS NULL ORDER BY e.occurred_at, d.code LIMIT 1), false)")
     sql = f"""COPY (
-WITH doors AS (
+WITH doors AS NOT MATERIALIZED (  -- a materialized CTE would keep the grouping out of parallel workers
     SELECT * FROM unnest(CAST({st.bind([d.device_id for d in req.doors])} AS text[]),
                          CAST({st.bind([codes[d.device_id] for d in req.doors])} AS int[]),
                          CAST({st.bind(door_zone)} AS int[])) AS d(device_id, code, zone)
-), leave_days AS (
-    SELECT DISTINCT ON (l.person_id, g.d) l.person_id, CAST(g.d AS date) AS day, l.kind
-    FROM leave l
-    CROSS JOIN LATERAL generate_series(GREATEST(l.first_day, {start}), LEAST(l.last_day, {end}),
-                                       INTERVAL '1 day') AS g(d)
-    WHERE l.last_day >= {start} AND l.first_day <= {end} {leave_person} {listed}
-      AND {_work_day(rules, home_rules('l.person_id'), "CAST(g.d AS date)")}
-    ORDER BY l.person_id, g.d, l.first_day DESC, l.id DESC
 ), placed AS (
     SELECT e.person_id, e.kind, e.occurred_at, e.recorded_by IS NOT NULL AS manual,
            COALESCE(d.code, 0) AS dev,
-           CAST(e.occurred_at + {_offset(zones, event_zone, "e.occurred_at")} AS date) AS day,
-           CAST(NULL AS text) AS leave
+           CAST(e.occurred_at + {_offset(zones, event_zone, "e.occurred_at")} AS date) AS day
     FROM attendance_events e
     LEFT JOIN doors d ON d.device_id = e.device_id
     WHERE e.occurred_at >= {st.bind(_naive_utc(req.utc_from))} AND e.occurred_at < {st.bind(_naive_utc(req.utc_to))}
       AND e.person_id IS NOT NULL {one_person}
-    UNION ALL
-    SELECT person_id, NULL, NULL, false, 0, day, kind FROM leave_days
 ), days AS (
     SELECT day, person_id,
            min(occurred_at) FILTER (WHERE kind = {kind_in}) AS first_in,
            max(occurred_at) FILTER (WHERE kind = {kind_out}) AS latest_out,
-           count(occurred_at) AS events,
            count(*) FILTER (WHERE kind = {kind_out}) AS outs,
            bool_or(manual) AS corrected,
            CAST((min(ARRAY[date_part('epoch', occurred_at), dev]) FILTER (WHERE kind = {kind_in}))[2] AS int)
@@ -275,20 +277,18 @@ WITH doors AS (
            CAST((max(ARRAY[date_part('epoch', occurred_at), dev]) FILTER (WHERE kind = {kind_out}))[2] AS int)
                AS out_dev,
            CAST((min(ARRAY[date_part('epoch', occurred_at), dev]) FILTER (WHERE dev > 0 AND NOT manual))[2] AS int)
-               AS site_dev,
-           max(leave) AS leave
+               AS site_dev
     FROM placed GROUP BY day, person_id
     OFFSET 0  -- the day filter stays outside: pushed into WHERE, its estimate (0.5 %%) spoils the plan
 ), figures AS (
-    SELECT g.day, g.person_id, g.leave, g.corrected, g.outs, g.first_in, g.in_dev, g.out_dev, g.site_dev,
+    SELECT g.day, g.person_id, g.corrected, g.outs, g.first_in, g.in_dev, g.out_dev, g.site_dev,
            CASE WHEN g.first_in IS NULL OR g.latest_out > g.first_in THEN g.latest_out END AS last_out,
-           g.events > 0 {shown} AS shown,
            CASE WHEN g.site_dev IS NULL THEN {home_rules('g.person_id')} ELSE {door_rules}[g.site_dev + 1] END
                AS rules,
            {home_rules('g.person_id')} AS home_rules,
            {rank('g.person_id')} AS rank
     FROM days g
-    WHERE g.day BETWEEN {start} AND {end}
+    WHERE g.day BETWEEN {start} AND {end} {shown}
     ORDER BY g.day OFFSET 0
 ), local AS (
     SELECT f.*, {zone_of_rules} AS zone, {person_cells} ->> f.rank AS cells,
@@ -298,21 +298,28 @@ WITH doors AS (
            f.day + {_pick("f.rules", [_micros(r.late_after_us) for r in rules])} AS late_after,
            {_pick("f.home_rules", [f"DATE '{r.today.isoformat()}'" for r in rules])} AS today
     FROM figures f
-    WHERE f.shown OR f.leave IS NOT NULL
     ORDER BY f.day OFFSET 0
 ), present AS (
     SELECT f.*,
-           CASE WHEN f.lo IS NOT NULL AND f.fi IS NOT NULL THEN CAST(floor(date_part('epoch', f.lo - f.fi) / 60) AS bigint)
-                ELSE 0 END AS m,
+           CASE WHEN f.lo IS NOT NULL AND f.fi IS NOT NULL
+                THEN CAST(floor(date_part('epoch', f.lo - f.fi) / 60) AS bigint) ELSE 0 END AS m,
            f.fi > f.late_after AS late,
            CAST(floor(date_part('epoch', f.fi - f.day_start) / 60) AS bigint) AS minutes_late,
            (f.fi IS NOT NULL AND f.lo IS NULL) OR (f.outs > 0 AND f.fi IS NULL) AS open
     FROM local f
     ORDER BY f.day OFFSET 0
+), leave_days AS (
+    SELECT DISTINCT ON (l.person_id, g.d) CAST(g.d AS date) AS day, l.person_id, l.kind
+    FROM leave l
+    CROSS JOIN LATERAL generate_series(GREATEST(l.first_day, {start}), LEAST(l.last_day, {end}),
+                                       INTERVAL '1 day') AS g(d)
+    WHERE l.last_day >= {start} AND l.first_day <= {end} {leave_person} {listed}
+      AND {_work_day(rules, home_rules('l.person_id'), "CAST(g.d AS date)")}
+    ORDER BY l.person_id, g.d, l.first_day DESC, l.id DESC
 ), lines AS (
-    SELECT f.day, f.rank,
-           CASE WHEN f.shown THEN {present_line} ELSE {leave_line} END AS line
-    FROM present f
+    SELECT f.day, f.rank, {present_line} AS line FROM present f
+    UNION ALL
+    SELECT lv.day, {leave_rank}, {leave_line} FROM leave_days lv WHERE {no_row}
 )
 SELECT day, string_agg(line, E'\\n' ORDER BY rank) || E'\\n' FROM lines GROUP BY day ORDER BY day
 ) TO STDOUT (FORMAT binary)"""
