@@ -188,7 +188,7 @@ def test_the_data_has_the_hard_cases(org, monkeypatch) -> None:
     for needle in ["'=SUM(A1:A9)", "'+49 30 1234", '"O\'Brien, ""Jim"""', "'=1+1", ",-3.5,", "'@handle",
                    ",-nan,", "Zoë Ångström", ",open,yes,,yes", ",open,no,,yes", ",open,yes,,no", ",leave,no,holiday,no,", ",leave,no,other,no,",
                    "+02:00", "+01:00", "'=cmd site", "'=Door", '"Side, ""B"""', ",present,yes,,no,",
-                   "Erased Person", "Removed Person", ",-0."]:
+                   "Erased Person", "Removed Person"]:
         assert needle in text, needle
     assert "2026-10-26,=1+1" not in text and "No Door Events" in text  # a holiday: no leave row that day
 
@@ -354,3 +354,217 @@ def test_hours_in_sql_are_pythons(org) -> None:
         got = dict(copy.rows())
     assert len(got) == 4401
     assert got == {m: f"{round(m / 60.0, 2):.2f}" for m in range(-400, 4001)}
+
+
+# --- Two zones far apart: Berlin and New York (6 hours; DST changes on different dates) ----------
+
+NEW_YORK = ZoneInfo("America/New_York")
+ZONE_OF = {"berlin": BERLIN, "nyc": NEW_YORK, "paris": ZoneInfo("Europe/Paris")}
+TWO_ZONES = {
+    "berlin": {"timezone": "Europe/Berlin", "workday_start": "09:00", "late_grace_minutes": 5,
+               "work_days": ["mon", "tue", "wed", "thu", "fri"], "holidays": ["2026-04-03", "2026-06-17", "2026-10-26"]},
+    "nyc": {"timezone": "America/New_York", "workday_start": "08:00", "late_grace_minutes": 10,
+            "work_days": ["tue", "wed", "thu", "fri", "sat"], "holidays": ["2026-06-19", "2026-07-04", "2026-11-03"]},
+}
+"""site: is UTC (08:30, grace 5, mon-fri, HOLIDAYS): the rules of people with no home site and of the
+unconfigured site paris."""
+ZONE_DOORS = [("Berlin main", "berlin"), ("Berlin side", "berlin"), ("NY lobby", "nyc"), ("NY garage", "nyc"),
+              ("Paris door", "paris"), ("No site door", None)]
+ZONE_FIRST, ZONE_LAST = date(2026, 3, 1), date(2026, 11, 8)  # US DST 03-08, 11-01; EU 03-29, 10-25
+ZONE_PEOPLE = [  # (employee id, name, where they work: door sites by weight)
+    ("B1", "Bea Berlin", ["berlin"]), ("B2", "=Ben Berlin", ["berlin"] * 5 + [None]),
+    ("N1", "Nora New York", ["nyc"]), ("N2", "nina new york", ["nyc"] * 4 + ["kiosk"]),
+    ("T1", "Tom Traveller", ["berlin", "nyc", "both"]), ("T2", "Tara Traveller", ["berlin", "nyc", "both", "both"]),
+    ("M1", "Mia Siteless Door", [None] * 4 + ["nyc"]), ("S1", "Sam No Home", [None, "kiosk"]),
+    ("P1", "Paul Paris", ["paris"] * 3 + ["berlin"]), ("R1", "Removed Person", ["nyc", "berlin"]),
+    ("X1", "Erased Person", ["berlin"]), ("L1", "Lea Leave Only", []),
+]
+
+
+def _at(zone: Any, day: date, minutes: int, rng: random.Random, fold: int = 0) -> datetime:
+    """An aware UTC instant `minutes` after local midnight of day in zone (fold: the second of a repeated hour)."""
+    wall = datetime.combine(day, time(0)) + timedelta(minutes=minutes, seconds=rng.randrange(60),
+                                                       microseconds=rng.randrange(1_000_000))
+    return wall.replace(tzinfo=zone, fold=fold).astimezone(UTC)
+
+
+def _zone_day(rng: random.Random, day: date, where: str | None, doors: dict[str | None, list[str]],
+              home_zone: Any) -> list[tuple[datetime, str, str]]:
+    """(UTC time, kind, device) of one person-day at `where` (a site, None: the site-less door, "kiosk":
+    a device no door has, "both": in at Berlin, out in New York)."""
+    if where == "both":
+        return [(_at(BERLIN, day, rng.randrange(420, 600), rng), "in", rng.choice(doors["berlin"])),
+                (_at(NEW_YORK, day, rng.randrange(600, 1260), rng), "out", rng.choice(doors["nyc"]))]
+    if where == "kiosk":
+        return [(_at(home_zone, day, rng.randrange(420, 600), rng), "in", "kiosk-1"),
+                (_at(home_zone, day, rng.randrange(900, 1140), rng), "out", rng.choice(doors[None]))]
+    zone, door = home_zone if where is None else ZONE_OF[where], rng.choice(doors[where])
+    shape = rng.choice(["normal"] * 5 + ["open", "out only", "out before in", "twice", "evening", "night", "dst"])
+    if shape == "normal":
+        return [(_at(zone, day, rng.randrange(420, 600), rng), "in", door),
+                (_at(zone, day, rng.randrange(900, 1140), rng), "out", rng.choice(doors[where]))]
+    if shape == "open":
+        return [(_at(zone, day, rng.randrange(420, 700), rng), "in", door)]
+    if shape == "out only":
+        return [(_at(zone, day, rng.randrange(900, 1140), rng), "out", door)]
+    if shape == "out before in":
+        return [(_at(zone, day, rng.randrange(400, 500), rng), "out", door),
+                (_at(zone, day, rng.randrange(520, 700), rng), "in", door)]
+    if shape == "twice":
+        return [(_at(zone, day, 480 + i * 120 + rng.randrange(100), rng), kind, rng.choice(doors[where]))
+                for i, kind in enumerate(["in", "out", "in", "out"])]
+    if shape == "evening":  # 20:00-23:00 local: in New York the next UTC date
+        return [(_at(zone, day, rng.randrange(1200, 1380), rng), "in", door)]
+    if shape == "night":  # near local midnight, both ends of the day
+        return [(_at(zone, day, rng.randrange(0, 40), rng), "in", door),
+                (_at(zone, day, 1380 + rng.randrange(59), rng), "out", door)]
+    return [(_at(zone, day, rng.randrange(60, 150), rng), "in", door),  # around 02:00 local: DST days
+            (_at(zone, day, rng.randrange(120, 180), rng, fold=1), "out", door),
+            (_at(zone, day, rng.randrange(180, 240), rng), "out", door)]
+
+
+def build_two_zones(db: Database, seed: int = 20260615) -> dict[str, int]:
+    """Doors at Berlin, New York, an unconfigured site and none; people working at one site, travelling,
+    moving, at the site-less door, with no home site; corrections in the home zone (evenings too), leave
+    across both sites' holidays and week-ends; a season over the four DST changes. {employee id: person id}."""
+    rng = random.Random(seed)
+    devices = {name: add_door(db, name, site=site, actor="test").door.device_id for name, site in ZONE_DOORS}
+    doors: dict[str | None, list[str]] = {}
+    for name, site in ZONE_DOORS:
+        doors.setdefault(site, []).append(devices[name])
+    ids = {eid: add_person(db, eid, name, now=datetime(2026, 1, 5, tzinfo=UTC)).id for eid, name, _ in ZONE_PEOPLE}
+    home_zone = {"B1": BERLIN, "B2": BERLIN, "N1": NEW_YORK, "N2": NEW_YORK, "T1": BERLIN, "T2": NEW_YORK,
+                 "M1": NEW_YORK, "S1": UTC, "P1": BERLIN, "R1": NEW_YORK, "X1": BERLIN}
+    dst_days = [date(2026, m, d) + timedelta(days=i) for m, d in [(3, 6), (3, 27), (10, 23), (10, 30)] for i in range(5)]
+    season = [ZONE_FIRST + timedelta(days=i) for i in range((ZONE_LAST - ZONE_FIRST).days + 1)]
+    rows: list[dict[str, Any]] = []
+    for eid, _, places in ZONE_PEOPLE:
+        if not places:
+            continue
+        for day in sorted(set(rng.sample(season, 30) + dst_days + [ZONE_LAST])):
+            where = places[0] if eid == "T2" and day < date(2026, 7, 1) else rng.choice(places)  # Tara moves
+            if eid == "T1" and day == ZONE_LAST:
+                where = "berlin"  # Tom's home site: Berlin
+            for at, kind, device in _zone_day(rng, day, where, doors, home_zone[eid]):
+                rows.append({"person_id": ids[eid], "occurred_at": at, "kind": kind, "device_id": device})
+    for day in rng.sample(season, 20):  # unknown faces: counted nowhere in the CSV
+        rows.append({"person_id": None, "occurred_at": _at(NEW_YORK, day, 1290, rng), "kind": "unknown",
+                     "device_id": doors["nyc"][0]})
+    pinned = [  # (employee id, zone, day, minutes, kind, door)
+        # a day whose first door has no site: the home site's rules (nyc: 08:00 + 10), in New York time
+        ("M1", NEW_YORK, date(2026, 6, 16), 500, "in", "No site door"), ("M1", NEW_YORK, date(2026, 6, 16), 1020, "out", "NY lobby"),
+        # Tom (home berlin) at a New York door on a day of his leave
+        ("T1", NEW_YORK, date(2026, 6, 23), 470, "in", "NY lobby"), ("T1", NEW_YORK, date(2026, 6, 23), 990, "out", "NY lobby"),
+        # Hana: Berlin, then a New York evening on the last date (the next UTC date): home nyc at its end
+        ("H1", BERLIN, date(2026, 11, 6), 540, "in", "Berlin main"), ("H1", BERLIN, date(2026, 11, 6), 1000, "out", "Berlin main"),
+        ("H1", NEW_YORK, ZONE_LAST, 1230, "in", "NY lobby"),
+        # open in New York on the evening before ZONE_TODAY's instant: not over there yet
+        ("H1", NEW_YORK, date(2026, 10, 26), 1260, "in", "NY lobby"),
+    ]
+    ids["H1"] = add_person(db, "H1", "Hana Hopper", now=datetime(2026, 1, 5, tzinfo=UTC)).id
+    for eid, zone, day, minutes, kind, door in pinned:
+        rows.append({"person_id": ids[eid], "occurred_at": _at(zone, day, minutes, rng), "kind": kind,
+                     "device_id": devices[door]})
+    rows.sort(key=lambda r: r["occurred_at"])
+    bulk_add_events(db, rows)
+    corrections = [(eid, rng.choice(season), rng.choice([470, 530, 1000, 1290]), rng.choice(["in", "out"]))
+                   for eid in home_zone for _ in range(3)]
+    corrections += [("H1", ZONE_LAST - timedelta(days=1), 1350, "out"),  # 22:30 NY: 04:30 the next day in Berlin
+                    ("N1", date(2026, 6, 18), 510, "in"), ("S1", date(2026, 3, 8), 150, "in"), ("M1", date(2026, 11, 1), 90, "out")]
+    for eid, day, minutes, kind in corrections:
+        zone = BERLIN if eid == "H1" and day < date(2026, 11, 7) else home_zone.get(eid, NEW_YORK)
+        add_correction(db, ids[eid], _at(zone, day, minutes, rng), kind, actor="admin", note="forgot", now=NOW)
+    for eid, first, last, kind in [("T1", date(2026, 6, 22), date(2026, 6, 26), "holiday"),
+                                   ("N1", date(2026, 6, 15), date(2026, 7, 5), "holiday"),
+                                   ("B1", date(2026, 3, 30), date(2026, 4, 10), "sick"),
+                                   ("M1", date(2026, 10, 30), date(2026, 11, 4), "other"),
+                                   ("S1", date(2026, 10, 23), date(2026, 10, 27), "holiday"),
+                                   ("L1", date(2026, 3, 5), date(2026, 3, 12), "sick"),
+                                   ("R1", date(2026, 10, 19), date(2026, 10, 30), "other"),
+                                   ("H1", date(2026, 11, 2), date(2026, 11, 5), "holiday")]:
+        add_leave(db, ids[eid], first, last, kind, actor="admin", now=NOW)
+    deactivate(db, ids["R1"], actor="admin", now=NOW)
+    erase_person(db, ids["X1"], actor="admin", keep_events=True, now=NOW)
+    return ids
+
+
+def two_zone_settings(url: str) -> Settings:
+    return Settings.model_validate({
+        "role": "central", "database": {"url": url}, "attendance": {"mode": "first_last"},
+        "site": {"timezone": "UTC", "workday_start": "08:30", "late_grace_minutes": 5, "holidays": HOLIDAYS},
+        "sites": TWO_ZONES,
+    })
+
+
+@pytest.fixture(scope="module")
+def two_zones(pg_server) -> Iterator[tuple[str, Database, dict[str, int]]]:
+    """A central's database with build_two_zones' data (built once)."""
+    url = pg_server.create_database("kiosk_payroll_two_zones")
+    db = open_database(url)
+    ids = build_two_zones(db)
+    yield url, db, ids
+    db.close()
+
+
+ZONE_TODAY = datetime(2026, 10, 27, 2, 30, tzinfo=UTC)  # 03:30 on 10-27 in Berlin, 22:30 on 10-26 in New York
+
+
+@pytest.mark.parametrize("today", [TODAY, ZONE_TODAY], ids=["date", "instant"])
+@pytest.mark.parametrize("request_kw", [
+    {}, {"sites": ["berlin"]}, {"sites": ["nyc"]}, {"sites": ["berlin", "nyc"]}, {"sites": ["paris"]},
+    {"person": "T1"}, {"person": "T1", "sites": ["berlin"]}, {"person": "M1"}, {"person": "H1"}, {"person": "S1"},
+    {"person": "R1", "sites": ["nyc"]},
+], ids=["all", "berlin", "nyc", "both-sites", "unconfigured-site", "traveller", "traveller+berlin",
+        "siteless-door", "moved-last-day", "no-home", "removed+nyc"])
+def test_two_zones_fast_csv_equals_the_python_path(two_zones, monkeypatch, today, request_kw) -> None:
+    url, db, ids = two_zones
+    settings = two_zone_settings(url)
+    kw: dict[str, Any] = {"sites": request_kw.get("sites")}
+    if "person" in request_kw:
+        kw["person_id"] = ids[request_kw["person"]]
+    expected = python_csv(monkeypatch, db, settings, ZONE_FIRST, ZONE_LAST, today, **kw)
+    assert expected.count("\n") > 5
+    assert fast_csv(db, settings, ZONE_FIRST, ZONE_LAST, today, **kw) == expected
+
+
+@pytest.mark.parametrize(("first", "last"), [
+    (date(2026, 3, 7), date(2026, 3, 9)), (date(2026, 3, 28), date(2026, 3, 30)),
+    (date(2026, 10, 24), date(2026, 10, 26)), (date(2026, 10, 31), date(2026, 11, 2)),
+    (date(2026, 11, 7), date(2026, 11, 7)), (date(2026, 6, 16), date(2026, 6, 23)),
+], ids=["us-spring", "eu-spring", "eu-autumn", "us-autumn", "day-before-last", "june"])
+@pytest.mark.parametrize("sites", [None, ["berlin"], ["nyc"]], ids=["all", "berlin", "nyc"])
+def test_two_zones_short_ranges(two_zones, monkeypatch, first, last, sites) -> None:
+    """Short ranges (home sites as of their own last date): the DST days of both zones, the day before
+    Hana's New York evening (her correction's date is her home's), a June week with leave."""
+    url, db, _ = two_zones
+    settings = two_zone_settings(url)
+    expected = python_csv(monkeypatch, db, settings, first, last, ZONE_TODAY, sites=sites)
+    assert fast_csv(db, settings, first, last, ZONE_TODAY, sites=sites) == expected
+
+
+def test_two_zones_data_has_the_cases(two_zones, monkeypatch) -> None:
+    """The two-zone data holds what the differential is meant to cover (site rules, docs/central.md)."""
+    url, db, ids = two_zones
+    settings = two_zone_settings(url)
+    text = python_csv(monkeypatch, db, settings, ZONE_FIRST, ZONE_LAST, TODAY)
+    lines = text.splitlines()
+    for needle in ["-04:00,", "-05:00,", "+01:00,", "+02:00,", "+00:00,", ",leave,no,holiday,no,nyc,,",
+                   ",leave,no,sick,no,berlin,,", ",leave,no,other,no,nyc,,", ",present,yes,,no,,,",
+                   ",Paris door,", ",No site door,", "Removed Person", "Erased Person", "'=Ben Berlin"]:
+        assert needle in text, needle
+    # the site-less door's day takes Mia's home site's rules: New York time, 08:00 + 10 min grace
+    assert any(line.startswith("2026-06-16,M1,Mia Siteless Door,2026-06-16T08:20:") and ",yes,20,present," in line
+               and line.endswith(",No site door,NY lobby") for line in lines)
+    # a traveller: in at Berlin, out in New York, one Berlin day out after midnight Berlin time
+    assert any(",T1,Tom Traveller," in line and line.endswith(",berlin,Berlin main,NY lobby") for line in lines) or \
+        any(line.endswith(",berlin,Berlin side,NY garage") for line in lines)
+    # an evening check-in in New York (the next UTC date) is that New York date's
+    assert any(line.startswith("2026-11-08,H1,Hana Hopper,2026-11-08T20:30:") for line in lines)
+    # today as an instant: each zone's own date (10-26 in New York, 10-27 in Berlin)
+    instant = python_csv(monkeypatch, db, settings, date(2026, 10, 26), date(2026, 10, 26), ZONE_TODAY)
+    assert ",H1,Hana Hopper,2026-10-26T21:00:" in instant and ",open,no,,no,nyc,NY lobby," in instant
+    # Tom came in New York on a day of his leave: no leave row that day, with or without a filter
+    berlin = python_csv(monkeypatch, db, settings, ZONE_FIRST, ZONE_LAST, TODAY, sites=["berlin"])
+    assert "2026-06-23,T1,Tom Traveller,2026-06-23T07:50:" in text and "2026-06-23,T1," not in berlin
+    assert "2026-06-24,T1,Tom Traveller,,,0.00,no,0,leave,no,holiday,no,berlin,," in berlin
+    assert ids

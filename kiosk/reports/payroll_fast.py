@@ -16,7 +16,7 @@ from typing import Any
 from kiosk.config import Settings, SiteRules
 from kiosk.csv_safe import csv_text
 from kiosk.reports.cells import csv_columns
-from kiosk.reports.sites import Places, load_places
+from kiosk.reports.sites import Places, Todays, load_places
 from kiosk.store import (
     Database,
     OffsetSpan,
@@ -41,20 +41,23 @@ def fast_path_applies(db: Database, settings: Settings) -> bool:
     return db.kind == "postgresql" and settings.attendance.mode == "first_last"
 
 
-def fast_range_csv(db: Database, settings: Settings, start: date, end: date, today: date | None = None, *,
+def fast_range_csv(db: Database, settings: Settings, start: date, end: date,
+                   today: date | datetime | None = None, *,
                    person_id: int | None = None, sites: Collection[str] | None = None,
                    strict: bool = True) -> Iterator[str] | None:
     """iter_range_csv's chunks (the header, then one chunk per day with rows) made in SQL, or None
-    when the fast path does not apply (fast_path_applies); the caller has checked the range and sites."""
+    when the fast path does not apply (fast_path_applies); the caller has checked the range and sites.
+    today: as RangeScan's (a date for every zone, or an aware instant: each zone's date; None: now)."""
     if not fast_path_applies(db, settings):
         return None
-    return _chunks(db, settings, start, end, today, person_id, sites, strict)
+    return _chunks(db, settings, start, end, Todays(today), person_id, sites, strict)
 
 
-def _chunks(db: Database, settings: Settings, start: date, end: date, today: date | None,
+def _chunks(db: Database, settings: Settings, start: date, end: date, today: Todays,
             person_id: int | None, sites: Collection[str] | None, strict: bool) -> Iterator[str]:
     with read_snapshot(db) as snapshot:
-        places = load_places(snapshot, settings, sites, local_day_bounds(end, settings.tz)[1], strict=strict)
+        places = load_places(snapshot, settings, sites, local_day_bounds(end, settings.tz)[1], strict=strict,
+                             last_day=end)
         request = payroll_request(snapshot, settings, places, start, end, today, person_id)
         yield csv_text([], csv_columns(places.by_site))
         days = 0
@@ -71,19 +74,19 @@ def cells(*values: str) -> str:
     return line[:-3]  # without the ",.\n" after them
 
 
-def _rules(rules: SiteRules, zone: int, today: date | None) -> PayrollRules:
+def _rules(rules: SiteRules, zone: int, todays: Todays) -> PayrollRules:
     """A site's rules for the query: its zone's index, workday start and start + grace in
-    microseconds after midnight, ISO work days, holidays and today (the zone's now, unless given)."""
+    microseconds after midnight, ISO work days, holidays and today in its zone."""
     start = rules.workday_start
     start_us = ((start.hour * 60 + start.minute) * 60 + start.second) * 1_000_000 + start.microsecond
     return PayrollRules(zone=zone, start_us=start_us,
                         late_after_us=start_us + rules.late_grace_minutes * 60_000_000,
                         work_days=frozenset(ISO_WEEKDAY[d] for d in rules.work_days),
-                        holidays=rules.holidays, today=today or datetime.now(rules.tz).date())
+                        holidays=rules.holidays, today=todays.of(rules))
 
 
 def payroll_request(snapshot: Database, settings: Settings, places: Places, start: date, end: date,
-                    today: date | None, person_id: int | None) -> PayrollRequest:
+                    today: Todays, person_id: int | None) -> PayrollRequest:
     """Everything payroll_days needs besides the tables: the site rules (index 0: site:'s, then the
     configured sites), their zones' UTC offsets over the range, the doors and people as ready cells."""
     names = sorted(settings.sites)

@@ -6,9 +6,12 @@ The caller hands over everything that is not in the tables, already decided in P
 people type (formula-escaped and quoted by kiosk.csv_safe), each person's rank in (name.casefold(),
 employee id) order, the doors, the site rules (zones as UTC-offset spans, workday start, grace, work
 days, holidays, today) and the site filter. The SQL then follows the site rules (docs/central.md):
-an event's local day is its own zone's (its door's site's; no door: the person's home site's); a
-person-day's times and lateness are in the zone of its site (the first event at a door; none: the
-home site); leave rows and "a day already over" use the home site's work days and today.
+an event's local day is its own zone's (its door's site's; no door, or a door without a site: the
+person's home site's); a person-day's times and lateness are in the zone of its site (the first
+event at a door; no such door, or one without a site: the home site's), its hours real elapsed
+minutes (across a DST change too) and its lateness wall-clock minutes; leave rows and "a day
+already over" use the home site's work days and today, and a person who came that day (at any
+site, whatever the filter shows) has no leave row.
 """
 
 from __future__ import annotations
@@ -53,8 +56,8 @@ class PayrollRules:
 
 @dataclass(frozen=True)
 class PayrollDoor:
-    """A door: device id, site (None: none given), rules (index; None: no site, so its events take
-    the person's home site's zone), its name and site as ready CSV cells."""
+    """A door: device id, site (None: none given), rules (index; None: no site, so its events and the
+    days it is first at take the person's home site's rules), its name and site as ready CSV cells."""
 
     device_id: str
     site: str | None
@@ -164,8 +167,8 @@ class _Statement:
         self.params[name] = value
         return f"%({name})s"
 
-    def ints(self, values: Sequence[int]) -> str:
-        """A constant int[] (1-based; a subscript of it is one step, whatever its length)."""
+    def ints(self, values: Sequence[int | None]) -> str:
+        """A constant int[] (1-based, None: NULL; a subscript of it is one step, whatever its length)."""
         return f"(CAST({self.bind(list(values))} AS int[]))"
 
     def texts(self, values: Sequence[str | None]) -> str:
@@ -207,7 +210,7 @@ def payroll_statement(req: PayrollRequest) -> tuple[str, dict[str, Any]]:
     door_names = st.texts(["", *(d.name_cell for d in req.doors)])
     door_sites = st.texts([None, *(d.site for d in req.doors)])
     site_cells = st.texts(["", *(d.site_cell for d in req.doors)])
-    door_rules = st.ints([0, *(0 if d.rules is None else d.rules for d in req.doors)])
+    door_rules = st.ints([None, *(d.rules for d in req.doors)])  # NULL: no door, or a door without a site
 
     # each event's zone: its door's site's; no door (a correction, a device no door has, a door
     # without a site): the person's home site's (looked up only then: COALESCE is lazy)
@@ -241,18 +244,14 @@ def payroll_statement(req: PayrollRequest) -> tuple[str, dict[str, Any]]:
                    f"CASE WHEN f.lo IS NULL THEN '' ELSE COALESCE({door_names} ->> f.out_dev, '') END"]
         leave_line += f" || ',' || ({home_cells} ->> {leave_rank}) || ',,'"
     present_line = f"concat_ws(',', {', '.join(pieces)})"  # no piece is NULL
-    # a leave row only where the person has no row shown that day: no event placed on it, or (with a
-    # site filter) the day's site, its first door event's, not in the filter; an index probe each
+    # a leave row only where the person came nowhere that day (no event placed on it, at any site:
+    # a site filter hides rows, not the coming); a subquery per leave day (an index probe), where NOT
+    # EXISTS would be planned as an anti-join of the range's events
     same_day = (f"e.person_id = lv.person_id AND e.occurred_at >= CAST(lv.day AS timestamp) - INTERVAL '1 day' "
                 f"AND e.occurred_at < CAST(lv.day AS timestamp) + INTERVAL '2 days' "
                 f"AND CAST(e.occurred_at + {_offset(zones, event_zone, 'e.occurred_at')} AS date) = lv.day")
-    if only is None:
-        no_row = (f"NOT COALESCE((SELECT true FROM attendance_events e LEFT JOIN doors d ON d.device_id = e.device_id "
-                  f"WHERE {same_day} LIMIT 1), false)")  # a subquery per leave day, not an anti-join of all events
-    else:
-        no_row = (f"NOT COALESCE((SELECT ({door_sites} ->> d.code) = ANY(CAST({only} AS text[])) "
-                  f"FROM attendance_events e JOIN doors d ON d.device_id = e.device_id "
-                  f"WHERE {same_day} AND e.recorded_by IS NULL ORDER BY e.occurred_at, d.code LIMIT 1), false)")
+    no_row = (f"NOT COALESCE((SELECT true FROM attendance_events e LEFT JOIN doors d ON d.device_id = e.device_id "
+              f"WHERE {same_day} LIMIT 1), false)")
     sql = f"""COPY (
 WITH doors AS NOT MATERIALIZED (  -- a materialized CTE would keep the grouping out of parallel workers
     SELECT * FROM unnest(CAST({st.bind([d.device_id for d in req.doors])} AS text[]),
@@ -283,8 +282,7 @@ WITH doors AS NOT MATERIALIZED (  -- a materialized CTE would keep the grouping 
 ), figures AS (
     SELECT g.day, g.person_id, g.corrected, g.outs, g.first_in, g.in_dev, g.out_dev, g.site_dev,
            CASE WHEN g.first_in IS NULL OR g.latest_out > g.first_in THEN g.latest_out END AS last_out,
-           CASE WHEN g.site_dev IS NULL THEN {home_rules('g.person_id')} ELSE {door_rules}[g.site_dev + 1] END
-               AS rules,
+           COALESCE({door_rules}[g.site_dev + 1], {home_rules('g.person_id')}) AS rules,  -- no site: the home's
            {home_rules('g.person_id')} AS home_rules,
            {rank('g.person_id')} AS rank
     FROM days g
@@ -301,8 +299,8 @@ WITH doors AS NOT MATERIALIZED (  -- a materialized CTE would keep the grouping 
     ORDER BY f.day OFFSET 0
 ), present AS (
     SELECT f.*,
-           CASE WHEN f.lo IS NOT NULL AND f.fi IS NOT NULL
-                THEN CAST(floor(date_part('epoch', f.lo - f.fi) / 60) AS bigint) ELSE 0 END AS m,
+           CASE WHEN f.last_out IS NOT NULL AND f.first_in IS NOT NULL  -- real minutes (UTC), also on DST days
+                THEN CAST(floor(date_part('epoch', f.last_out - f.first_in) / 60) AS bigint) ELSE 0 END AS m,
            f.fi > f.late_after AS late,
            CAST(floor(date_part('epoch', f.fi - f.day_start) / 60) AS bigint) AS minutes_late,
            (f.fi IS NOT NULL AND f.lo IS NULL) OR (f.outs > 0 AND f.fi IS NULL) AS open
