@@ -568,3 +568,37 @@ def test_two_zones_data_has_the_cases(two_zones, monkeypatch) -> None:
     assert "2026-06-23,T1,Tom Traveller,2026-06-23T07:50:" in text and "2026-06-23,T1," not in berlin
     assert "2026-06-24,T1,Tom Traveller,,,0.00,no,0,leave,no,holiday,no,berlin,," in berlin
     assert ids
+
+
+def test_dst_days_lateness_wall_clock_hours_real(pg_server, monkeypatch) -> None:
+    """A workday start before the DST change (01:30): lateness counts wall-clock minutes (as at the door),
+    hours count real minutes; both paths agree, in Berlin and in New York."""
+    url = pg_server.create_database("kiosk_payroll_dst_lateness")
+    db = open_database(url)
+    try:
+        settings = Settings.model_validate({
+            "role": "central", "database": {"url": url}, "site": {"timezone": "UTC"},
+            "sites": {"berlin": {"timezone": "Europe/Berlin", "workday_start": "01:30", "late_grace_minutes": 0},
+                      "nyc": {"timezone": "America/New_York", "workday_start": "01:30", "late_grace_minutes": 0}},
+        })
+        doors = {site: add_door(db, f"{site} door", site=site, actor="test").door.device_id for site in ("berlin", "nyc")}
+        ids = {site: add_person(db, site[0].upper(), f"{site} person", now=datetime(2026, 1, 5, tzinfo=UTC)).id
+               for site in doors}
+        rows = []
+        for site, zone, spring, autumn, repeated in [("berlin", BERLIN, date(2026, 3, 29), date(2026, 10, 25), 2),
+                                                     ("nyc", NEW_YORK, date(2026, 3, 8), date(2026, 11, 1), 1)]:
+            # in after the spring jump (03:30), and in the second pass of the autumn's repeated hour
+            for day, wall, fold in [(spring, time(3, 30), 0), (autumn, time(repeated, 45), 1)]:
+                at = datetime.combine(day, wall).replace(tzinfo=zone, fold=fold).astimezone(UTC)
+                rows += [{"person_id": ids[site], "occurred_at": at, "kind": "in", "device_id": doors[site]},
+                         {"person_id": ids[site], "occurred_at": at + timedelta(hours=3), "kind": "out",
+                          "device_id": doors[site]}]
+        bulk_add_events(db, rows)
+        first, last = date(2026, 3, 1), date(2026, 11, 2)
+        expected = python_csv(monkeypatch, db, settings, first, last, TODAY)
+        assert fast_csv(db, settings, first, last, TODAY) == expected
+        got = {line.split(",")[0]: line.split(",")[5:8] for line in expected.splitlines()[1:]}
+        assert got == {"2026-03-29": ["3.00", "yes", "120"], "2026-10-25": ["3.00", "yes", "75"],  # wall: 02:45 - 01:30
+                       "2026-03-08": ["3.00", "yes", "120"], "2026-11-01": ["3.00", "yes", "15"]}  # wall: 01:45 - 01:30
+    finally:
+        db.close()
