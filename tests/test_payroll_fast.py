@@ -2,8 +2,11 @@
 against the Python path (RangeScan) byte for byte, on seeded random data with the hard cases: names
 with quotes, commas and formulas, case and casefold twins, non-ASCII, corrections, leave, open days,
 days before and after today, both DST changes, removed and erased people, doors on sites and off
-them; also that the fast path is the one taken (PostgreSQL, first_last) and not elsewhere, and the
-site rules (zones, workday start, work days, holidays of each site) on a central with sites."""
+them; a second world on a central whose sites are Berlin and New York (sites: with their own zones,
+work days, holidays and workday starts; evenings on the next UTC date, travellers, a move, a door
+without a site, corrections in the home zone, leave, the four DST days, site filters, one person,
+today as a date and as an instant); also that the fast path is the one taken (PostgreSQL, first_last)
+and not elsewhere, and hand-worked site-rule rows."""
 
 from __future__ import annotations
 
@@ -159,8 +162,8 @@ def fast_csv(*args: Any, **kwargs: Any) -> str:
 
 
 MULTI_ZONE = {"paris": {"timezone": "Europe/Paris"}, "=cmd site": {"timezone": "Europe/Amsterdam"}}
-"""Sites of their own zones whose offsets are Berlin's all 2026: the multi-zone SQL runs, main's
-Python path (site: for all) agrees."""
+"""Sites of their own zones whose offsets are Berlin's all 2026: the multi-zone SQL runs on the first
+world's data (TWO_ZONES below: zones far apart)."""
 
 
 @pytest.mark.parametrize("sites_config", [None, MULTI_ZONE], ids=["site-only", "zones"])
