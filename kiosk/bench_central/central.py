@@ -230,12 +230,19 @@ def _vm_hwm_kib(pid: int) -> int:
     return 0
 
 
-def run_range_csv(url: str, first: date, last: date, out: Path) -> ReportRun:
-    """`kiosk report range --from first --to last --format csv` as a central, into out; timed.
-    Peak RSS is the child's VmHWM sampled every 50 ms (rusage's ru_maxrss would count this big
-    process's pages, which the child holds between fork and exec)."""
-    cmd = [*kiosk_command(), "report", "range", "--from", first.isoformat(), "--to", last.isoformat(),
-           "--format", "csv"]
+PYTHON_PATH = ("import sys; import kiosk.reports.payroll_fast as f; f.fast_path_applies = lambda db, s: False; "
+               "from kiosk.cli import main; sys.argv[0] = 'kiosk'; main()")
+"""`python -c` of the kiosk CLI with the range CSV's fast path off: the Python path (RangeScan), timed as a
+baseline in the same run (kiosk.bench_central.report_runs)."""
+
+
+def run_range_csv(url: str, first: date, last: date, out: Path, *, python_path: bool = False) -> ReportRun:
+    """`kiosk report range --from first --to last --format csv` as a central, into out; timed
+    (python_path: the same command with the fast path off). Peak RSS is the child's VmHWM sampled
+    every 50 ms (rusage's ru_maxrss would count this big process's pages, which the child holds
+    between fork and exec)."""
+    kiosk = [sys.executable, "-c", PYTHON_PATH] if python_path else kiosk_command()
+    cmd = [*kiosk, "report", "range", "--from", first.isoformat(), "--to", last.isoformat(), "--format", "csv"]
     peak = 0
     with out.open("wb") as fh, (out.parent / f"{out.stem}.err").open("w+b") as err_file:
         t0 = time.perf_counter()

@@ -127,6 +127,15 @@ from kiosk.store.offsite import (
     write_offsite_copy,
 )
 from kiosk.store.opening import open_database, open_from_settings
+from kiosk.store.payroll_sql import (
+    OffsetSpan,
+    PayrollDoor,
+    PayrollPerson,
+    PayrollRequest,
+    PayrollRules,
+    offset_spans,
+    payroll_days,
+)
 from kiosk.store.people import (
     add_person,
     deactivate,
@@ -200,6 +209,9 @@ __all__ = [
     # report reads
     "DayFigures", "EventMark", "bulk_add_events", "bulk_add_people", "day_figures", "home_sites",
     "iter_event_marks", "read_snapshot",
+    # the range payroll CSV made in SQL (PostgreSQL; kiosk.reports.payroll_fast)
+    "OffsetSpan", "PayrollDoor", "PayrollPerson", "PayrollRequest", "PayrollRules", "offset_spans",
+    "payroll_days",
     # doors of a central server, their events and the gallery feed (docs/central.md)
     "ENROL_CODE_TTL", "BadEnrolCode", "DoorError", "DoorEvent", "DoorInfo", "DoorNotFound", "DoorRevoked",
     "DuplicateDoor", "GalleryChanges", "GalleryPerson", "IngestResult", "InvalidDoorEvent", "NewDoorCode",
