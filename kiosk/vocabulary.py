@@ -50,6 +50,9 @@ class CaptureStatus(StrEnum):
 PERSON_EVENT_KINDS: tuple[EventKind, ...] = (EventKind.IN, EventKind.OUT)
 #: Capture requests not finished yet.
 CAPTURES_ACTIVE: tuple[CaptureStatus, ...] = (CaptureStatus.WAITING, CaptureStatus.CAPTURING)
+#: The device id of events entered by hand (corrections); no door may take it.
+MANUAL_DEVICE = "manual"
+
 #: How a capture request can end.
 CAPTURES_FINISHED: tuple[CaptureStatus, ...] = tuple(s for s in CaptureStatus if s not in CAPTURES_ACTIVE)
 

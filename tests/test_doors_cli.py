@@ -79,6 +79,8 @@ def test_revoke_then_list_and_refusals(config: Path, tmp_path: Path) -> None:
         (("doors", "add", "Ok door", "--site", ""), "site"),
         (("doors", "add", "Evil\u202edoor"), "control"),
         (("doors", "code", "main-entrance"), "revoked"),
+        (("doors", "add", "Manual"), "hand corrections"),   # device id "manual": the corrections' own
+        (("doors", "add", "MANUAL!"), "hand corrections"),
     ]:
         r = run_cli(*args, config=config)
         assert r.returncode == 1, (args, r.stdout)

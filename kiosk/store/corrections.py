@@ -20,11 +20,10 @@ from kiosk.store._base import EventInfo, event_info, now_utc, unerased_person_ro
 from kiosk.store.db import Database
 from kiosk.store.ingest import Pairing, pair_again
 from kiosk.store.models import AttendanceEvent
-from kiosk.vocabulary import PERSON_EVENT_KINDS
+from kiosk.vocabulary import MANUAL_DEVICE, PERSON_EVENT_KINDS
 
 logger = logging.getLogger(__name__)
 
-MANUAL_DEVICE = "manual"  # device_id of events entered by hand
 FUTURE_SLACK = timedelta(minutes=5)  # clocks differ a little; later than this is a typo
 
 

@@ -23,6 +23,7 @@ from kiosk.identity import refuse_hidden
 from kiosk.store._base import now_utc, write_audit
 from kiosk.store.db import Database
 from kiosk.store.models import Door
+from kiosk.vocabulary import MANUAL_DEVICE
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,9 @@ def device_slug(name: str) -> str:
         raise DoorError(f"the door name {name!r} needs some letters or digits (they make its device id)")
     if len(slug) > 64:
         raise DoorError(f"the door name {name!r} is too long (its device id {slug!r} has over 64 characters)")
+    if slug == MANUAL_DEVICE:
+        raise DoorError(f"the door name {name!r} would have the device id {MANUAL_DEVICE!r}, which marks hand "
+                        "corrections; choose another name")
     return slug
 
 

@@ -260,7 +260,7 @@ def _pair_days(s: Session, touched: list[tuple[int, datetime, str | None]], pair
 
 def pair_again(s: Session, touched: Sequence[tuple[int, datetime, str | None]], pairing: Pairing) -> int:
     """Decide in/out again on the merged stream (module docstring) for the (person, local day) of each (person id,
-    aware time, device id placing it: a door's, or corrections.MANUAL_DEVICE) in touched, in s (the caller's
+    aware time, device id placing it: a door's, or vocabulary.MANUAL_DEVICE) in touched, in s (the caller's
     transaction: a hand correction added or removed on a central); returns the camera events whose kind changed."""
     return _pair_days(s, list(touched), pairing)
 
