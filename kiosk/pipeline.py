@@ -11,7 +11,8 @@ frame is reused for landmarks and the 128-d embedding at full resolution, then o
 search, and expression scores only for people who consented. After frames_per_checkin usable frames
 (or earlier when the majority is settled) it returns a CheckinDecision. The same face staying
 in front triggers nothing more until it leaves (absent for leave_s), recheck_s passes, or it
-moves and settles again (the next person in a queue stepping into the same spot).
+moves after holding still and settles again (the next person in a queue stepping into the same spot;
+not a face decided on its approach that takes one more step).
 
 Identity rule over a burst: the accepted frames vote; the decision is that person only when
 all frames that named someone named the same person and they are a majority. Disagreeing
@@ -45,6 +46,10 @@ logger = logging.getLogger(__name__)
 
 PipelineState = Literal["idle", "approaching", "analysing", "done"]
 STAGES = ("presence", "detect", "embed", "expression", "match")
+# Frames in a row a face must hold still after its decision before a move counts as a possible swap
+# (someone else stepping into the spot): a face decided while still walking up moves once or twice
+# more as it takes its place (frames overlapping by ~0.4-0.55 at 5 fps in the replay scenes).
+SETTLED_FRAMES = 2
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,8 @@ class _Track:
     known_before: bool = False
     decisions: int = 0
     mirror_passes: int = 0
-    moved: bool = False  # the face moved after the decision (maybe someone else stepped in)
+    moved: bool = False  # the face held still after the decision, then moved (maybe someone else stepped in)
+    still_after: int = 0  # frames since the decision that overlapped the one before by steady_iou, in a row
 
 
 def _person_id(value: object) -> int:
@@ -195,9 +201,13 @@ class Pipeline:
             return self._maybe_analyse(image, t)
         if iou(box, track.box) >= self.settings.attendance.steady_iou:
             track.steady += 1
+            track.still_after += track.decided_at is not None
         else:
             track.steady = 1
-            track.moved = track.decided_at is not None
+            # Only a face that settled after its decision can be replaced: one still walking up or
+            # settling (the decision fell on the approach) is the same person taking their place.
+            track.moved = track.moved or (track.decided_at is not None and track.still_after >= SETTLED_FRAMES)
+            track.still_after = 0
         track.box = box
         track.last_seen = t
         return self._maybe_analyse(image, t)
@@ -343,6 +353,7 @@ class Pipeline:
             if track.analysed >= a.max_burst_frames:
                 logger.info("no usable face in %d frames; waiting for the person to leave", track.analysed)
                 track.decided_at = t  # wait for leave/recheck, no event
+                track.still_after = 0
                 track.person_id = None
             return None
         person: int | None = None
@@ -371,6 +382,7 @@ class Pipeline:
         recheck = track.decisions > 0 and (person is None or person == track.person_id)
         track.decisions += 1
         track.decided_at = t
+        track.still_after = 0
         prior_known = track.known_before
         track.person_id = person if person is not None else track.person_id
         if person is None and recheck:

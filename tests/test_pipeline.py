@@ -217,3 +217,30 @@ def test_next_person_in_a_queue_is_not_taken_for_the_last(analyzer: FakeFaceAnal
     pipeline = Pipeline(analyzer, gallery, None, _settings())
     decisions = _run(pipeline, scene)
     assert [(d.person_id, d.recheck) for _, d in decisions] == [(1, False), (2, False)]
+
+
+def test_a_face_still_settling_after_its_decision_is_not_rechecked(analyzer: FakeFaceAnalyzer,
+                                                                   gallery: Gallery) -> None:
+    """Decided on the approach (two frames overlapping by 0.70), then one more step forward (IoU
+    0.40 < steady_iou) and standing still: the same person settling, not the next one in a queue.
+    (Failed before: the step after the decision counted as "moved", and settling made a re-check.)"""
+    face = FakeFace(FAKE_PEOPLE[0])
+    bg = blank_frame()
+    approach = [(100, (440, 240)), (130, (400, 240)), (150, (385, 240)), (200, (330, 240))]
+    frames = [draw_face(bg, face, side, centre) for side, centre in approach]
+    frames += [draw_face(bg, face, 210, (320, 240))] * 15  # standing still for 3 s
+    pipeline = Pipeline(analyzer, gallery, None, _settings())
+    decisions = _run(pipeline, ((i / 5.0, f) for i, f in enumerate(frames)))
+    assert [(i, d.person_id, d.recheck) for i, d in decisions] == [(2, 1, False)]
+
+
+def test_a_face_that_held_still_then_moved_and_settled_is_rechecked(analyzer: FakeFaceAnalyzer,
+                                                                    gallery: Gallery) -> None:
+    """After its decision the face holds still, then moves (someone else stepped into the spot, before
+    leave_s) and settles: that is checked again at once (the queue case, without waiting recheck_s)."""
+    bg = blank_frame()
+    a, b = FakeFace(FAKE_PEOPLE[0]), FakeFace(FAKE_PEOPLE[1])
+    frames = [draw_face(bg, a, 200, (320, 240))] * 10 + [draw_face(bg, b, 200, (380, 250))] * 10
+    pipeline = Pipeline(analyzer, gallery, None, _settings())
+    decisions = _run(pipeline, ((i / 5.0, f) for i, f in enumerate(frames)))
+    assert [(d.person_id, d.recheck) for _, d in decisions] == [(1, False), (2, False)]
