@@ -5,8 +5,9 @@ no upsampling, on a grey copy shrunk to attendance.presence_width; or YuNet on a
 when recognition.detector is "yunet"); while it tracks a face seen in the frame before, only a
 window around that face is searched (attendance.presence_crop; the whole frame when the face is
 not in the window, and every presence_full_every-th frame). When one face is large
-enough (recognition.quality.min_face_px) and holds still for attendance.steady_frames frames,
-the next frames are analysed fully, but only that face: its presence box scaled back to the
+enough (recognition.quality.min_face_px) and holds still for attendance.steady_frames frames
+(or is at least attendance.start_sharpness sharp already: not blurred by walking; see
+kiosk.vision.quality), the next frames are analysed fully, but only that face: its presence box scaled back to the
 frame is reused for landmarks and the 128-d embedding at full resolution, then one gallery
 search, and expression scores only for people who consented. After frames_per_checkin usable frames
 (or earlier when the majority is settled) it returns a CheckinDecision. The same face staying
@@ -40,6 +41,7 @@ from kiosk.vision.embedding import Embedding
 from kiosk.vision.expression import ExpressionClassifier, FusedExpression, fuse
 from kiosk.vision.faces import FaceAnalyzer, FaceObservation
 from kiosk.vision.presence import NearFinder, make_presence_detector
+from kiosk.vision.quality import sharp_enough
 from kiosk.vision.types import Box, Float32Array, RGBImage
 
 logger = logging.getLogger(__name__)
@@ -258,7 +260,10 @@ class Pipeline:
         if height < q.min_face_px * 0.9:
             self.hint = "come closer"
             return None
-        if track.analysed == 0 and track.steady < a.steady_frames:
+        # A face is analysed once it held still for steady_frames frames, or at once when it is sharp
+        # (walking up blurs a face; a blurred one waits until it holds still).
+        if (track.analysed == 0 and track.steady < a.steady_frames
+                and not sharp_enough(image, track.box, a.start_sharpness)):
             return None
         self.hint = None
         result = self._analyse(image, track)

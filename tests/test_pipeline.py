@@ -244,3 +244,31 @@ def test_a_face_that_held_still_then_moved_and_settled_is_rechecked(analyzer: Fa
     pipeline = Pipeline(analyzer, gallery, None, _settings())
     decisions = _run(pipeline, ((i / 5.0, f) for i, f in enumerate(frames)))
     assert [(d.person_id, d.recheck) for _, d in decisions] == [(1, False), (2, False)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("blur_px", [0, 9, 25])
+def test_walking_blur_waits_for_a_still_face_and_decides_right(blur_px: int, dlib_analyzer: DlibFaceAnalyzer,
+                                                               dlib_gallery: Gallery, tmp_path: Path) -> None:
+    """Two enrolled people and a stranger walk up, their approach frames smeared blur_px px along the
+    walk (real models): the same decisions, one each. A sharp face is decided on its first large-enough
+    frame (attendance.start_sharpness), a blurred one once it holds still; without the gate every
+    face waits for steady_frames."""
+    from kiosk.vision.quality import motion_blur
+
+    visits = make_scene([person_photos(n)[0] for n in PEOPLE], FACES / "strangers" / STRANGER, tmp_path, 5.0)
+    approach = {i for v in visits for i in range(v.first_frame, v.steady_from)}
+    frames = [(t, motion_blur(image, blur_px) if i in approach else image)
+              for i, (t, image) in enumerate(_disk_frames(tmp_path, 5.0))]
+    offsets = {}
+    for gate in (True, False):
+        settings = _settings() if gate else _settings(start_sharpness=0.0)
+        decisions = _run(Pipeline(dlib_analyzer, dlib_gallery, None, settings), frames)
+        assert [(d.person_id, d.recheck) for _, d in decisions] == [(1, False), (2, False), (None, False)], gate
+        assert all(v.first_frame <= i <= v.last_frame for (i, _), v in zip(decisions, visits, strict=True))
+        offsets[gate] = [i - v.first_frame for (i, _), v in zip(decisions, visits, strict=True)]
+    assert min(offsets[False]) >= 2, offsets  # without the gate: held still for steady_frames (2) first
+    if blur_px == 0:
+        assert offsets[True] == [0, 0, 0], offsets  # sharp: the first frame decides
+    elif blur_px == 25:  # smeared below start_sharpness: every face waits to hold still, as without the gate
+        assert offsets[True] == offsets[False], offsets
