@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from kiosk.vision.faces import sharpness_of
-from kiosk.vision.types import Box, RGBImage
+from kiosk.vision.types import Box, Float32Array, RGBImage
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 WALK_ANGLE_DEG = 7.0
 
 
-def motion_kernel(length_px: int, angle_deg: float = WALK_ANGLE_DEG) -> np.ndarray | None:
+def motion_kernel(length_px: int, angle_deg: float = WALK_ANGLE_DEG) -> Float32Array | None:
     """float32 length_px x length_px kernel of a straight smear at angle_deg (0 = sideways), sum 1;
     None for length_px <= 1 (no blur)."""
     if length_px <= 1:
