@@ -43,7 +43,8 @@ class AttendanceSettings(Section):
     # Lower decides more faces on their first frame; higher waits for more of them; 0: always wait.
     # Door frames of ../shared/data faces 100 px high, smeared 0/5/9/15 px along the walk: median
     # 22/13/10/7; 15 lets 85% of the sharp faces through and stops both blurred single frames that
-    # accepted a stranger there (README, Performance: 2 of 10,000; 0 of 2,950 named the wrong person).
+    # accepted a stranger there (README, Performance: 2 of 10,000; none of 2,950 named the wrong
+    # person; `python -m kiosk.bench_blur` measures it).
     start_sharpness: float = Field(15.0, ge=0.0)
     # Overlap (intersection over union) of the face box between frames that counts as still.
     steady_iou: float = Field(0.5, ge=0.0, le=1.0)
