@@ -1,7 +1,7 @@
 """`kiosk bench`: our pipeline against the naive per-frame baseline on the same replayed frames.
 
 Ours: the Pipeline (cheap presence check on every frame, around the tracked face once one is
-found; landmarks + embedding only for the burst frames of a steady face), each decision handed on
+found; landmarks + embedding only for the burst frames of a sharp or steady face), each decision handed on
 as the door does: the attendance rules journal the event (fsync'd, durable), the greeting shows,
 then the event is committed to a scratch SQLite file. Baseline: what
 face_recognition's Raspberry Pi example does, on every full frame: HOG detection with one

@@ -5,13 +5,15 @@ no upsampling, on a grey copy shrunk to attendance.presence_width; or YuNet on a
 when recognition.detector is "yunet"); while it tracks a face seen in the frame before, only a
 window around that face is searched (attendance.presence_crop; the whole frame when the face is
 not in the window, and every presence_full_every-th frame). When one face is large
-enough (recognition.quality.min_face_px) and holds still for attendance.steady_frames frames,
-the next frames are analysed fully, but only that face: its presence box scaled back to the
+enough (recognition.quality.min_face_px) and holds still for attendance.steady_frames frames
+(or is at least attendance.start_sharpness sharp already: not blurred by walking; see
+kiosk.vision.quality), the next frames are analysed fully, but only that face: its presence box scaled back to the
 frame is reused for landmarks and the 128-d embedding at full resolution, then one gallery
 search, and expression scores only for people who consented. After frames_per_checkin usable frames
 (or earlier when the majority is settled) it returns a CheckinDecision. The same face staying
 in front triggers nothing more until it leaves (absent for leave_s), recheck_s passes, or it
-moves and settles again (the next person in a queue stepping into the same spot).
+moves after holding still and settles again (the next person in a queue stepping into the same spot;
+not a face decided on its approach that takes one more step).
 
 Identity rule over a burst: the accepted frames vote; the decision is that person only when
 all frames that named someone named the same person and they are a majority. Disagreeing
@@ -39,12 +41,17 @@ from kiosk.vision.embedding import Embedding
 from kiosk.vision.expression import ExpressionClassifier, FusedExpression, fuse
 from kiosk.vision.faces import FaceAnalyzer, FaceObservation
 from kiosk.vision.presence import NearFinder, make_presence_detector
+from kiosk.vision.quality import sharp_enough
 from kiosk.vision.types import Box, Float32Array, RGBImage
 
 logger = logging.getLogger(__name__)
 
 PipelineState = Literal["idle", "approaching", "analysing", "done"]
 STAGES = ("presence", "detect", "embed", "expression", "match")
+# Frames in a row a face must hold still after its decision before a move counts as a possible swap
+# (someone else stepping into the spot): a face decided while still walking up moves once or twice
+# more as it takes its place (frames overlapping by ~0.4-0.55 at 5 fps in the replay scenes).
+SETTLED_FRAMES = 2
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,8 @@ class _Track:
     known_before: bool = False
     decisions: int = 0
     mirror_passes: int = 0
-    moved: bool = False  # the face moved after the decision (maybe someone else stepped in)
+    moved: bool = False  # the face held still after the decision, then moved (maybe someone else stepped in)
+    still_after: int = 0  # frames since the decision that overlapped the one before by steady_iou, in a row
 
 
 def _person_id(value: object) -> int:
@@ -195,9 +203,13 @@ class Pipeline:
             return self._maybe_analyse(image, t)
         if iou(box, track.box) >= self.settings.attendance.steady_iou:
             track.steady += 1
+            track.still_after += track.decided_at is not None
         else:
             track.steady = 1
-            track.moved = track.decided_at is not None
+            # Only a face that settled after its decision can be replaced: one still walking up or
+            # settling (the decision fell on the approach) is the same person taking their place.
+            track.moved = track.moved or (track.decided_at is not None and track.still_after >= SETTLED_FRAMES)
+            track.still_after = 0
         track.box = box
         track.last_seen = t
         return self._maybe_analyse(image, t)
@@ -248,7 +260,10 @@ class Pipeline:
         if height < q.min_face_px * 0.9:
             self.hint = "come closer"
             return None
-        if track.analysed == 0 and track.steady < a.steady_frames:
+        # A face is analysed once it held still for steady_frames frames, or at once when it is sharp
+        # (walking up blurs a face; a blurred one waits until it holds still).
+        if (track.analysed == 0 and track.steady < a.steady_frames
+                and not sharp_enough(image, track.box, a.start_sharpness)):
             return None
         self.hint = None
         result = self._analyse(image, track)
@@ -343,6 +358,7 @@ class Pipeline:
             if track.analysed >= a.max_burst_frames:
                 logger.info("no usable face in %d frames; waiting for the person to leave", track.analysed)
                 track.decided_at = t  # wait for leave/recheck, no event
+                track.still_after = 0
                 track.person_id = None
             return None
         person: int | None = None
@@ -371,6 +387,7 @@ class Pipeline:
         recheck = track.decisions > 0 and (person is None or person == track.person_id)
         track.decisions += 1
         track.decided_at = t
+        track.still_after = 0
         prior_known = track.known_before
         track.person_id = person if person is not None else track.person_id
         if person is None and recheck:

@@ -217,3 +217,58 @@ def test_next_person_in_a_queue_is_not_taken_for_the_last(analyzer: FakeFaceAnal
     pipeline = Pipeline(analyzer, gallery, None, _settings())
     decisions = _run(pipeline, scene)
     assert [(d.person_id, d.recheck) for _, d in decisions] == [(1, False), (2, False)]
+
+
+def test_a_face_still_settling_after_its_decision_is_not_rechecked(analyzer: FakeFaceAnalyzer,
+                                                                   gallery: Gallery) -> None:
+    """Decided on the approach (two frames overlapping by 0.70), then one more step forward (IoU
+    0.40 < steady_iou) and standing still: the same person settling, not the next one in a queue.
+    (Failed before: the step after the decision counted as "moved", and settling made a re-check.)"""
+    face = FakeFace(FAKE_PEOPLE[0])
+    bg = blank_frame()
+    approach = [(100, (440, 240)), (130, (400, 240)), (150, (385, 240)), (200, (330, 240))]
+    frames = [draw_face(bg, face, side, centre) for side, centre in approach]
+    frames += [draw_face(bg, face, 210, (320, 240))] * 15  # standing still for 3 s
+    pipeline = Pipeline(analyzer, gallery, None, _settings())
+    decisions = _run(pipeline, ((i / 5.0, f) for i, f in enumerate(frames)))
+    assert [(i, d.person_id, d.recheck) for i, d in decisions] == [(2, 1, False)]
+
+
+def test_a_face_that_held_still_then_moved_and_settled_is_rechecked(analyzer: FakeFaceAnalyzer,
+                                                                    gallery: Gallery) -> None:
+    """After its decision the face holds still, then moves (someone else stepped into the spot, before
+    leave_s) and settles: that is checked again at once (the queue case, without waiting recheck_s)."""
+    bg = blank_frame()
+    a, b = FakeFace(FAKE_PEOPLE[0]), FakeFace(FAKE_PEOPLE[1])
+    frames = [draw_face(bg, a, 200, (320, 240))] * 10 + [draw_face(bg, b, 200, (380, 250))] * 10
+    pipeline = Pipeline(analyzer, gallery, None, _settings())
+    decisions = _run(pipeline, ((i / 5.0, f) for i, f in enumerate(frames)))
+    assert [(d.person_id, d.recheck) for _, d in decisions] == [(1, False), (2, False)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("blur_px", [0, 9, 25])
+def test_walking_blur_waits_for_a_still_face_and_decides_right(blur_px: int, dlib_analyzer: DlibFaceAnalyzer,
+                                                               dlib_gallery: Gallery, tmp_path: Path) -> None:
+    """Two enrolled people and a stranger walk up, their approach frames smeared blur_px px along the
+    walk (real models): the same decisions, one each. A sharp face is decided on its first large-enough
+    frame (attendance.start_sharpness), a blurred one once it holds still; without the gate every
+    face waits for steady_frames."""
+    from kiosk.vision.quality import motion_blur
+
+    visits = make_scene([person_photos(n)[0] for n in PEOPLE], FACES / "strangers" / STRANGER, tmp_path, 5.0)
+    approach = {i for v in visits for i in range(v.first_frame, v.steady_from)}
+    frames = [(t, motion_blur(image, blur_px) if i in approach else image)
+              for i, (t, image) in enumerate(_disk_frames(tmp_path, 5.0))]
+    offsets = {}
+    for gate in (True, False):
+        settings = _settings() if gate else _settings(start_sharpness=0.0)
+        decisions = _run(Pipeline(dlib_analyzer, dlib_gallery, None, settings), frames)
+        assert [(d.person_id, d.recheck) for _, d in decisions] == [(1, False), (2, False), (None, False)], gate
+        assert all(v.first_frame <= i <= v.last_frame for (i, _), v in zip(decisions, visits, strict=True))
+        offsets[gate] = [i - v.first_frame for (i, _), v in zip(decisions, visits, strict=True)]
+    assert min(offsets[False]) >= 2, offsets  # without the gate: held still for steady_frames (2) first
+    if blur_px == 0:
+        assert offsets[True] == [0, 0, 0], offsets  # sharp: the first frame decides
+    elif blur_px == 25:  # smeared below start_sharpness: every face waits to hold still, as without the gate
+        assert offsets[True] == offsets[False], offsets

@@ -37,6 +37,15 @@ class AttendanceSettings(Section):
     # Consecutive frames a large-enough face must hold still before it is analysed. More
     # waits for a steadier face (sharper frames) and makes the check-in start later.
     steady_frames: int = Field(2, ge=1, le=30)
+    # A large-enough face at least this sharp (variance of the Laplacian of its crop, the measure of
+    # recognition.quality.min_sharpness) is analysed at once, without waiting for steady_frames: a
+    # walking face blurs and waits to hold still; a sharp one is decided 2-3 frames (~0.5 s) sooner.
+    # Lower decides more faces on their first frame; higher waits for more of them; 0: always wait.
+    # Door frames of ../shared/data faces 100 px high, smeared 0/5/9/15 px along the walk: median
+    # 22/13/10/7; 15 lets 85% of the sharp faces through and stops both blurred single frames that
+    # accepted a stranger there (README, Performance: 2 of 10,000; none of 2,950 named the wrong
+    # person; `python -m kiosk.bench_blur` measures it).
+    start_sharpness: float = Field(15.0, ge=0.0)
     # Overlap (intersection over union) of the face box between frames that counts as still.
     steady_iou: float = Field(0.5, ge=0.0, le=1.0)
     # Stop a burst as soon as its majority is settled (e.g. 2 agreeing frames of 3). Faster
