@@ -216,3 +216,22 @@ def test_the_web_app_enrols_with_dlib_under_the_shipped_twin() -> None:
     assert server.embedder_id() in default.compatible_embedder_ids()
     own = RecognitionSettings(embedder="litert", embedder_model="mine.tflite")
     assert own.for_enrolment_server() is own  # another model has no dlib equivalent
+
+
+def test_embedder_threads_reach_the_interpreter_and_change_nothing(chips, monkeypatch) -> None:
+    import kiosk.vision.embedder as embedder_module
+
+    asked: list[int] = []
+    real_load = embedder_module.load_interpreter
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs["threads"])
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(embedder_module, "load_interpreter", spy)
+    one = DlibFaceAnalyzer(RecognitionSettings(embedder_threads=1))
+    two = DlibFaceAnalyzer(RecognitionSettings())  # the default: 2
+    assert asked == [1, 2]
+    assert one._embedder is not None and two._embedder is not None
+    for chip in chips[0][:5]:
+        np.testing.assert_array_equal(one._embedder.embed_chip(chip), two._embedder.embed_chip(chip))

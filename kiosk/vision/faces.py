@@ -205,7 +205,8 @@ class DlibFaceAnalyzer:
         self._embedder: LiteRTFaceEmbedder | None = None
         if self.settings.embedder == "litert":
             self._embedder = LiteRTFaceEmbedder(model_path(self.settings.embedder_model),
-                                                check=self.settings.embedder_verify_checksum)
+                                                check=self.settings.embedder_verify_checksum,
+                                                threads=self.settings.embedder_threads)
         self.yunet: YuNetDetector | None = None
         if self.settings.detector == "yunet":
             s = self.settings
