@@ -127,3 +127,12 @@ def read_status(path: Path) -> dict[str, Any]:
         return dict(json.loads(path.read_text()))
     except (OSError, ValueError):
         return {}
+
+
+def door_settings(**attendance: object) -> Settings:
+    """Default settings with expression analysis off and these attendance keys set (pipeline tests)."""
+    s = Settings()
+    s.expression.enabled = False
+    for key, value in attendance.items():
+        setattr(s.attendance, key, value)
+    return s

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from door_helpers import FACES, PEOPLE, STRANGER, person_photos
+from door_helpers import FACES, PEOPLE, STRANGER, door_settings, person_photos
 
 from kiosk.config import Settings
 from kiosk.gallery import Gallery
@@ -59,14 +59,6 @@ def _enrolled(analyzer: FaceAnalyzer, photos: list[list[RGBImage]]) -> Gallery:
     return g
 
 
-def _settings(**attendance: object) -> Settings:
-    s = Settings()
-    s.expression.enabled = False
-    for key, value in attendance.items():
-        setattr(s.attendance, key, value)
-    return s
-
-
 def _disk_frames(frames_dir: Path, fps: float) -> Iterator[tuple[float, RGBImage]]:
     for i, path in enumerate(sorted(frames_dir.glob("*.jpg"))):
         yield i / fps, cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
@@ -103,8 +95,8 @@ def test_presence_finds_a_near_face_and_scales_the_box_back() -> None:
 
 def test_single_frame_fast_path_only_for_close_matches(analyzer: FakeFaceAnalyzer, gallery: Gallery) -> None:
     scene = fake_scene(_people(), fps=5.0, steady_s=2.0)
-    fast = _run(Pipeline(analyzer, gallery, None, _settings()), scene)
-    voted = _run(Pipeline(analyzer, gallery, None, _settings(single_frame_distance=0.0)), scene)
+    fast = _run(Pipeline(analyzer, gallery, None, door_settings()), scene)
+    voted = _run(Pipeline(analyzer, gallery, None, door_settings(single_frame_distance=0.0)), scene)
     assert [d.person_id for _, d in fast] == [d.person_id for _, d in voted] == [1, 2]
     assert all(d.frames_analysed == 1 for _, d in fast)  # photo 0: distance ~0.16, well under 0.40
     assert all(d.frames_used >= 2 for _, d in voted)
@@ -116,8 +108,8 @@ def test_single_frame_fast_path_only_for_close_matches(analyzer: FakeFaceAnalyze
 
 def test_clear_stranger_is_decided_on_one_frame_only_when_far(analyzer: FakeFaceAnalyzer, gallery: Gallery) -> None:
     scene = fake_scene([FAKE_STRANGER], fps=5.0, steady_s=2.0)
-    fast = _run(Pipeline(analyzer, gallery, None, _settings()), scene)
-    voted = _run(Pipeline(analyzer, gallery, None, _settings(single_frame_reject_distance=2.0)), scene)
+    fast = _run(Pipeline(analyzer, gallery, None, door_settings()), scene)
+    voted = _run(Pipeline(analyzer, gallery, None, door_settings(single_frame_reject_distance=2.0)), scene)
     assert [d.person_id for _, d in fast] == [d.person_id for _, d in voted] == [None]
     assert fast[0][1].frames_analysed == 1  # this stranger is > 0.55 (~1.4) from every enrolled person
     assert voted[0][1].frames_analysed >= 2
@@ -127,8 +119,8 @@ def test_split_mirror_pass_gives_the_calibrated_embedding(analyzer: FakeFaceAnal
     """When the first frame is not close enough, adding the mirror half equals the full mirror_tta embedding."""
     assert analyzer.settings.mirror_tta
     scene = fake_scene(_people(photo=1), fps=5.0, steady_s=2.0)
-    split = _run(Pipeline(analyzer, gallery, None, _settings(single_frame_distance=0.01)), scene)
-    whole = _run(Pipeline(analyzer, gallery, None, _settings(single_frame_distance=0.0)), scene)
+    split = _run(Pipeline(analyzer, gallery, None, door_settings(single_frame_distance=0.01)), scene)
+    whole = _run(Pipeline(analyzer, gallery, None, door_settings(single_frame_distance=0.0)), scene)
     assert [(f, d.person_id, d.distance) for f, d in split] == [(f, d.person_id, d.distance) for f, d in whole]
 
 
@@ -146,7 +138,7 @@ def test_one_decision_per_visit_with_the_right_identity(kind: str, request: pyte
         photos = [person_photos(n)[0] for n in PEOPLE]
         visits = make_scene(photos, FACES / "strangers" / STRANGER, tmp_path, fps=5.0, steady_s=2.0)
         frames = _disk_frames(tmp_path, 5.0)
-    pipeline = Pipeline(analyzer, gallery, None, _settings())
+    pipeline = Pipeline(analyzer, gallery, None, door_settings())
     decisions = _run(pipeline, frames)
     assert [d.person_id for _, d in decisions] == [1, 2, None]
     for (frame, decision), visit in zip(decisions, visits, strict=True):
@@ -165,7 +157,7 @@ def test_one_decision_per_visit_with_the_right_identity(kind: str, request: pyte
 def test_a_lingering_face_is_rechecked_only_every_recheck_s(analyzer: FakeFaceAnalyzer, gallery: Gallery) -> None:
     # 1 frame per second keeps this cheap: 65 s in front of the camera.
     scene = fake_scene([FakeFace(FAKE_PEOPLE[1])], fps=1.0, steady_s=65.0)
-    pipeline = Pipeline(analyzer, gallery, None, _settings(recheck_s=30.0))
+    pipeline = Pipeline(analyzer, gallery, None, door_settings(recheck_s=30.0))
     decisions = _run(pipeline, scene)
     assert [d.person_id for _, d in decisions] == [2, 2, 2]
     assert [d.recheck for _, d in decisions] == [False, True, True]
@@ -176,14 +168,14 @@ def test_a_lingering_face_is_rechecked_only_every_recheck_s(analyzer: FakeFaceAn
 
 def test_small_faces_far_away_are_never_analysed(analyzer: FakeFaceAnalyzer, gallery: Gallery) -> None:
     frame = draw_face(blank_frame(), FakeFace(FAKE_PEOPLE[0]), 60, (320, 240))  # face 60 px: too far away
-    pipeline = Pipeline(analyzer, gallery, None, _settings())
+    pipeline = Pipeline(analyzer, gallery, None, door_settings())
     assert all(pipeline.process(frame, i * 0.2) is None for i in range(6))
     assert "embed" not in pipeline.last_frame_ms
 
 
 def test_reset_and_new_gallery_start_a_new_visit(analyzer: FakeFaceAnalyzer, gallery: Gallery) -> None:
     frame = draw_face(blank_frame(), FakeFace(FAKE_PEOPLE[0]), 300, (320, 240))
-    pipeline = Pipeline(analyzer, Gallery(), None, _settings(steady_frames=1))
+    pipeline = Pipeline(analyzer, Gallery(), None, door_settings(steady_frames=1))
     first = [pipeline.process(frame, i * 0.2) for i in range(4)]
     assert [d.person_id for d in first if d] == [None]  # empty gallery: unknown
     pipeline.set_gallery(gallery)
@@ -201,7 +193,7 @@ def test_expression_only_for_people_who_consented(analyzer: FakeFaceAnalyzer, ga
     classifier = TFLiteExpressionClassifier(DEFAULT_MODEL, check=False)
     frame = draw_face(blank_frame(), FakeFace(FAKE_PEOPLE[0]), 300, (320, 240))
     for consent, expect in ((True, True), (False, False)):
-        pipeline = Pipeline(analyzer, gallery, classifier, _settings(steady_frames=1),
+        pipeline = Pipeline(analyzer, gallery, classifier, door_settings(steady_frames=1),
                             consent=lambda _pid, c=consent: c)
         decisions = [d for i in range(4) if (d := pipeline.process(frame, i * 0.2))]
         assert len(decisions) == 1 and decisions[0].person_id == 1
@@ -214,7 +206,7 @@ def test_expression_only_for_people_who_consented(analyzer: FakeFaceAnalyzer, ga
 def test_next_person_in_a_queue_is_not_taken_for_the_last(analyzer: FakeFaceAnalyzer, gallery: Gallery) -> None:
     # B steps in 0.2 s after A walks off: shorter than leave_s, so the face "never left".
     scene = fake_scene(_people(), fps=5.0, steady_s=2.0, empty_s=0.2)
-    pipeline = Pipeline(analyzer, gallery, None, _settings())
+    pipeline = Pipeline(analyzer, gallery, None, door_settings())
     decisions = _run(pipeline, scene)
     assert [(d.person_id, d.recheck) for _, d in decisions] == [(1, False), (2, False)]
 
@@ -229,7 +221,7 @@ def test_a_face_still_settling_after_its_decision_is_not_rechecked(analyzer: Fak
     approach = [(100, (440, 240)), (130, (400, 240)), (150, (385, 240)), (200, (330, 240))]
     frames = [draw_face(bg, face, side, centre) for side, centre in approach]
     frames += [draw_face(bg, face, 210, (320, 240))] * 15  # standing still for 3 s
-    pipeline = Pipeline(analyzer, gallery, None, _settings())
+    pipeline = Pipeline(analyzer, gallery, None, door_settings())
     decisions = _run(pipeline, ((i / 5.0, f) for i, f in enumerate(frames)))
     assert [(i, d.person_id, d.recheck) for i, d in decisions] == [(2, 1, False)]
 
@@ -241,7 +233,7 @@ def test_a_face_that_held_still_then_moved_and_settled_is_rechecked(analyzer: Fa
     bg = blank_frame()
     a, b = FakeFace(FAKE_PEOPLE[0]), FakeFace(FAKE_PEOPLE[1])
     frames = [draw_face(bg, a, 200, (320, 240))] * 10 + [draw_face(bg, b, 200, (380, 250))] * 10
-    pipeline = Pipeline(analyzer, gallery, None, _settings())
+    pipeline = Pipeline(analyzer, gallery, None, door_settings())
     decisions = _run(pipeline, ((i / 5.0, f) for i, f in enumerate(frames)))
     assert [(d.person_id, d.recheck) for _, d in decisions] == [(1, False), (2, False)]
 
@@ -262,7 +254,7 @@ def test_walking_blur_waits_for_a_still_face_and_decides_right(blur_px: int, dli
               for i, (t, image) in enumerate(_disk_frames(tmp_path, 5.0))]
     offsets = {}
     for gate in (True, False):
-        settings = _settings() if gate else _settings(start_sharpness=0.0)
+        settings = door_settings() if gate else door_settings(start_sharpness=0.0)
         decisions = _run(Pipeline(dlib_analyzer, dlib_gallery, None, settings), frames)
         assert [(d.person_id, d.recheck) for _, d in decisions] == [(1, False), (2, False), (None, False)], gate
         assert all(v.first_frame <= i <= v.last_frame for (i, _), v in zip(decisions, visits, strict=True))

@@ -4,15 +4,13 @@ face, cheaper than the whole frame; and the pipeline using it (and the whole fra
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from door_helpers import FACES, PEOPLE, STRANGER, person_photos
+from door_helpers import FACES, PEOPLE, STRANGER, door_settings, person_photos
 
-from kiosk.config import Settings
 from kiosk.gallery import Gallery
 from kiosk.pipeline import Pipeline, iou
 from kiosk.replay_scenes import background, compose, make_scene
@@ -85,41 +83,14 @@ def test_window_search_never_returns_a_face_cut_by_its_edge(finder: NearFinder) 
     assert answers[0] and not answers[-1]
 
 
-def test_window_search_is_cheaper_than_the_whole_frame(analyzer: DlibFaceAnalyzer) -> None:
-    """CPU time (all threads: robust to a busy machine), interleaved (YuNet ~1.5 ms against ~4.5 ms here)."""
-    finder = make_presence_detector(Settings(), analyzer)
-    assert isinstance(finder, NearFinder)
-    frame = _frame(240)
-    box = _largest(finder.detect(frame))
-    finder.detect_near(frame, box)  # warm-up: makes the window's net
-    whole, near = [], []
-    for _ in range(25):
-        start = time.process_time()
-        finder.detect(frame)
-        whole.append(time.process_time() - start)
-        start = time.process_time()
-        finder.detect_near(frame, box)
-        near.append(time.process_time() - start)
-    print(f"whole frame {np.median(whole) * 1e3:.2f} ms, window {np.median(near) * 1e3:.2f} ms")
-    assert np.median(near) < 0.8 * np.median(whole)
-
-
-def _settings(**attendance: object) -> Settings:
-    s = Settings()
-    s.expression.enabled = False
-    for key, value in attendance.items():
-        setattr(s.attendance, key, value)
-    return s
-
-
 def test_pipeline_searches_around_the_tracked_face_and_the_whole_frame_every_nth(analyzer: DlibFaceAnalyzer) -> None:
     frame = _frame(260)
-    pipeline = Pipeline(analyzer, Gallery(), None, _settings(presence_full_every=5))
+    pipeline = Pipeline(analyzer, Gallery(), None, door_settings(presence_full_every=5))
     for i in range(11):
         pipeline.process(frame, i * 0.2)
     # Frame 0 finds the face (whole); then 4 of every 5 frames search only around it.
     assert pipeline.presence_counts == {"window": 8, "whole": 3, "missed": 0}
-    off = Pipeline(analyzer, Gallery(), None, _settings(presence_crop=False))
+    off = Pipeline(analyzer, Gallery(), None, door_settings(presence_crop=False))
     for i in range(5):
         off.process(frame, i * 0.2)
     assert off.presence_counts == {"window": 0, "whole": 5, "missed": 0}
@@ -130,7 +101,7 @@ def test_pipeline_takes_up_a_larger_face_elsewhere_within_presence_full_every(an
     search picks B, so the window cannot hide a new arrival for more than presence_full_every frames."""
     a_alone = _frame(150, (150, 240))
     both = compose(a_alone, load_image(person_photos(PEOPLE[1])[0]), 300, (470, 240))
-    pipeline = Pipeline(analyzer, Gallery(), None, _settings(presence_full_every=4))
+    pipeline = Pipeline(analyzer, Gallery(), None, door_settings(presence_full_every=4))
     pipeline.process(a_alone, 0.0)
     track = pipeline._track
     assert track is not None and track.box[1] < 320
@@ -144,7 +115,7 @@ def test_pipeline_takes_up_a_larger_face_elsewhere_within_presence_full_every(an
 
 def test_pipeline_searches_the_whole_frame_when_the_face_left_the_window(analyzer: DlibFaceAnalyzer) -> None:
     left, right = _frame(160, (130, 240)), _frame(160, (520, 240))
-    pipeline = Pipeline(analyzer, Gallery(), None, _settings())
+    pipeline = Pipeline(analyzer, Gallery(), None, door_settings())
     pipeline.process(left, 0.0)
     pipeline.process(right, 0.2)  # moved across the frame between two frames
     assert pipeline.presence_counts == {"window": 0, "whole": 2, "missed": 1}
@@ -158,7 +129,7 @@ def test_door_scene_decides_the_same_with_and_without_the_window(detector: str, 
     the same people, one decision each (no re-check), whether tracked faces are searched around
     their box or not. (A HOG window search moved the first decision into the approach, and the face
     settling after it made a re-check; test failed before HOG's window search was removed.)"""
-    settings = _settings()
+    settings = door_settings()
     settings.recognition.detector = detector  # type: ignore[assignment]
     analyzer = make_analyzer(settings.recognition)
     gallery = Gallery(settings.recognition)
