@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import socket
 import subprocess
 import sys
 import time
@@ -136,3 +138,28 @@ def door_settings(**attendance: object) -> Settings:
     for key, value in attendance.items():
         setattr(s.attendance, key, value)
     return s
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out for bind(0) and outgoing connections (Linux; else 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port_below_ephemeral() -> int:
+    """A free port on 127.0.0.1 for the central, below the ephemeral range: a port from bind(0) is free again
+    once checked, and the doors' screens, their outgoing connections or another test's server could be given
+    it before the central binds it (in the ephemeral range that is likely under -n 2, below it only another
+    test picking the very same number could)."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, max(20001, _ephemeral_low()))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    pytest.fail("no free port between 20000 and the ephemeral range")

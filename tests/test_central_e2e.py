@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import socket
 import sqlite3
@@ -47,7 +46,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from cli_helpers import run_cli
-from door_helpers import PEOPLE, person_photos
+from door_helpers import PEOPLE, free_port_below_ephemeral, person_photos
 from fake_kiosk import enrol_fake_person, fake_photos, write_fake_scene
 
 from kiosk import store
@@ -150,31 +149,6 @@ def central_db(request: pytest.FixtureRequest, tmp_path: Path) -> CentralDb:
 
 
 # -- processes -------------------------------------------------------------------------------------------------
-
-def _ephemeral_low() -> int:
-    """The lowest port the kernel hands out for bind(0) and outgoing connections (Linux; else 32768)."""
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def _free_port() -> int:
-    """A free port on 127.0.0.1 for the central, below the ephemeral range: a port from bind(0) is free again
-    once checked, and the doors' screens, their outgoing connections or another test's server could be given
-    it before the central binds it (in the ephemeral range that is likely under -n 2, below it only another
-    test picking the very same number could)."""
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(20000, max(20001, _ephemeral_low()))
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    pytest.fail("no free port between 20000 and the ephemeral range")
-
 
 def kiosk_argv(*args: str | Path) -> list[str]:
     """The command line of `kiosk ARGS` (python -m kiosk.cli)."""
@@ -485,7 +459,7 @@ def _central_config(path: Path, db: CentralDb, port: int) -> Path:
 
 def _start_central(tmp_path: Path, db: CentralDb, cluster: Cluster) -> tuple[Path, Proc, int]:
     """(config, process, port) of a migrated central, started and listening."""
-    port = _free_port()
+    port = free_port_below_ephemeral()
     config = _central_config(tmp_path / "central.yaml", db, port)
     migrated = run_cli("db", "upgrade", config=config)
     assert migrated.returncode == 0, migrated.stderr

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -22,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from cli_helpers import run_cli, run_cli_process
+from door_helpers import free_port_below_ephemeral
 
 from kiosk import store
 
@@ -31,24 +31,6 @@ EVENTS = 3000  # camera events on the kiosk, plus one hand correction
 BATCH = 25  # central.batch: 121 pushes, so the kill lands among them
 KILL_AFTER = 500  # SIGKILL the join once the central holds this many of its events
 DEVICE = "old-kiosk"  # the device id the central gives the door "Old kiosk"
-
-
-def _free_port() -> int:
-    """A free port below the kernel's ephemeral range (nothing outgoing is given it before the central binds)."""
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(20000, max(20001, low))
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    pytest.fail("no free port between 20000 and the ephemeral range")
 
 
 def _env() -> dict[str, str]:
@@ -101,7 +83,7 @@ def _central_rows(engine: sa.Engine, sql: str) -> list[Any]:
 @pytest.mark.slow
 def test_a_join_killed_mid_upload_and_run_again_sends_everything_once(tmp_path: Path,
                                                                       central_location: dict[str, Any]) -> None:
-    port = _free_port()
+    port = free_port_below_ephemeral()
     central_config = tmp_path / "central.yaml"
     central_config.write_text(yaml.safe_dump({
         "role": "central", "database": central_location, "site": {"timezone": "UTC"},
