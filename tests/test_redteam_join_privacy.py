@@ -5,14 +5,17 @@ Real SQLite files, a real PostgreSQL server (the `db` fixture), real threads; ea
 from __future__ import annotations
 
 import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from kiosk import store
 from kiosk.errors import StoreError
+from kiosk.store import ingest as ingest_module
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 SCORES = {"happy": 0.918273, "neutral": 0.0817}
@@ -58,3 +61,68 @@ def test_a_bad_backup_does_not_keep_the_withdrawal_from_the_other_backups(tmp_pa
         assert not store.get_person(db, pid).expression_consent
     assert _scores_in(path) == [None]
     assert _scores_in(good) == [None], "the good backup kept the withdrawn person's scores"
+
+
+# --- a hand correction while a door's push of the same person-day is in flight ---------------------------------
+
+BERLIN = ZoneInfo("Europe/Berlin")
+DAY = datetime(2026, 3, 2, tzinfo=BERLIN)
+BOTH = pytest.mark.parametrize("db_engine", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)],
+                               indirect=True)
+
+
+def _kinds(db: store.Database, person_id: int) -> list[tuple[str, str]]:
+    rows = sorted((e for e in store.events_after(db, 0, 100) if e.person_id == person_id),
+                  key=lambda e: (e.occurred_at, e.id))
+    return [(e.occurred_at.astimezone(BERLIN).strftime("%H:%M"), e.kind) for e in rows]
+
+
+@BOTH
+def test_a_correction_racing_a_push_of_the_same_day_ends_paired_right(
+        db: store.Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """first_last: door A pushes Ada's 08:00 and 17:00; while that push has paired her day but not committed, HR
+    adds a check-in at 07:30. The day must end 07:30 in, 08:00 out, 17:00 out. Before the fix, on PostgreSQL
+    (READ COMMITTED) each transaction paired the day without the other's rows: 08:00 stayed "in"."""
+    pairing = store.Pairing("first_last", BERLIN)
+    door = store.add_door(db, "Gate A").door
+    ada = store.add_person(db, "E1", "Ada").id
+    push_paired, correction_done = threading.Event(), threading.Event()
+    original = ingest_module._pair_days
+
+    def paired_then_wait(*args: Any, **kwargs: Any) -> int:
+        result = original(*args, **kwargs)
+        if threading.current_thread().name == "push":
+            push_paired.set()
+            correction_done.wait(2.0)  # the correction either finishes meanwhile (the race) or waits for us
+        return result
+
+    monkeypatch.setattr(ingest_module, "_pair_days", paired_then_wait)
+    errors: list[BaseException] = []
+
+    def push() -> None:
+        try:
+            store.ingest_events(db, door.id, [
+                store.DoorEvent(seq=1, uuid="a-1", person_id=ada, at=DAY.replace(hour=8), kind="in"),
+                store.DoorEvent(seq=2, uuid="a-2", person_id=ada, at=DAY.replace(hour=17), kind="in")],
+                pairing=pairing, now=DAY.replace(hour=18))
+        except BaseException as exc:  # noqa: BLE001 - shown by the assertion below
+            errors.append(exc)
+
+    def correct() -> None:
+        try:
+            store.add_correction(db, ada, DAY.replace(hour=7, minute=30), "in", actor="hr", note="badge forgotten",
+                                 now=DAY + timedelta(days=1), pairing=pairing)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            correction_done.set()
+
+    pusher = threading.Thread(target=push, name="push")
+    pusher.start()
+    assert push_paired.wait(30)
+    corrector = threading.Thread(target=correct, name="correct")
+    corrector.start()
+    pusher.join(60)
+    corrector.join(60)
+    assert not errors, errors
+    assert _kinds(db, ada) == [("07:30", "in"), ("08:00", "out"), ("17:00", "out")]

@@ -14,7 +14,8 @@ toggle: in, out, in ...), so someone who enters by door A and leaves by door B h
 and an out; a door's own kind is its provisional answer. Hand corrections keep their kind. Each event's
 local day is in its own door's site zone (events without a door's site: the person's home site's). In toggle
 mode a camera event within cooldown_s after the person's previous counted camera event of that day (any
-door) does not toggle: it takes the previous event's kind and is not counted itself.
+door) does not toggle: it takes the previous event's kind and is not counted itself. The people's rows are locked
+(FOR NO KEY UPDATE) before their days are read, so a push and a hand correction of one person-day pair in turn.
 """
 
 from __future__ import annotations
@@ -227,6 +228,12 @@ def _pair_days(s: Session, touched: list[tuple[int, datetime, str | None]], pair
     changes: list[dict[str, Any]] = []
     person_kinds = (EventKind.IN, EventKind.OUT)
     for i in range(0, len(pids), _CHUNK):
+        # the people's rows locked, in id order, before their days are read: a hand correction and a push of the
+        # same person-day pair one after the other, the second seeing the first's rows (PostgreSQL's READ
+        # COMMITTED: each statement sees what committed before it). NO KEY UPDATE: it does not wait for the KEY
+        # SHARE locks the new events' foreign keys hold. SQLite: the write lock serialises anyway.
+        s.execute(select(Person.id).where(Person.id.in_(pids[i:i + _CHUNK])).order_by(Person.id)
+                  .with_for_update(key_share=True))
         rows = s.execute(select(AttendanceEvent.id, AttendanceEvent.person_id, AttendanceEvent.occurred_at,
                                 AttendanceEvent.kind, AttendanceEvent.recorded_by, AttendanceEvent.device_id)
                          .where(AttendanceEvent.person_id.in_(pids[i:i + _CHUNK]),
