@@ -126,3 +126,22 @@ def test_a_correction_racing_a_push_of_the_same_day_ends_paired_right(
     corrector.join(60)
     assert not errors, errors
     assert _kinds(db, ada) == [("07:30", "in"), ("08:00", "out"), ("17:00", "out")]
+
+
+# --- a wrong or malicious join answer ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("central_id", [2**31, 2**63 - 1, 10**20])
+def test_a_central_id_beyond_the_centrals_range_is_refused_and_nothing_moves(tmp_path: Path, central_id: int) -> None:
+    """A central's person ids are 32-bit (PostgreSQL INTEGER). A map giving 2**63 - 1 was applied (the kiosk's next
+    own person got a random 19-digit id), 10**20 came out as a bare OverflowError; now RenumberRefused, nothing
+    changed, and the next person still gets the next small id."""
+    path = tmp_path / "kiosk.db"
+    with store.open_database(path) as db:
+        for eid in ("E1", "E2"):
+            store.add_person(db, eid, eid, now=T0)
+        with pytest.raises(store.RenumberRefused, match="nothing was renumbered"):
+            store.renumber_people(db, {1: central_id, 2: 5}, actor="join:test")
+        assert [p.id for p in store.list_people(db, include_inactive=True)] == [1, 2]
+        assert store.renumber_record(db) == {}
+        assert store.add_person(db, "E3", "E3", now=T0).id == 3
