@@ -94,8 +94,8 @@ def _plan(people: list[tuple[int, str, bool]], mapping: dict[int, int], settled:
     """{old id: new id} of the people that move, and how many are kept; RenumberRefused when impossible."""
     if len(set(mapping.values())) != len(mapping) or any(
             isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_CENTRAL_ID for v in mapping.values()):
-        raise RenumberRefused("the central's ids for this kiosk's people are not one id each from 1 to "
-                              f"{MAX_CENTRAL_ID}; nothing was renumbered")
+        raise RenumberRefused("the central's ids for this kiosk's people are not one positive id each (at most "
+                              f"{MAX_CENTRAL_ID}); nothing was renumbered")
     moves: dict[int, int] = {}
     lowest = min([0] + [pid for pid, _, _ in people])
     kept = 0
