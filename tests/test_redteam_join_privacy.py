@@ -145,3 +145,24 @@ def test_a_central_id_beyond_the_centrals_range_is_refused_and_nothing_moves(tmp
         assert [p.id for p in store.list_people(db, include_inactive=True)] == [1, 2]
         assert store.renumber_record(db) == {}
         assert store.add_person(db, "E3", "E3", now=T0).id == 3
+
+
+# --- clock jumps in event times ---------------------------------------------------------------------------------
+
+
+@BOTH
+def test_a_push_with_event_times_at_the_edge_of_the_calendar_is_stored_and_the_rest_paired(db: store.Database) -> None:
+    """A door whose clock jumped to year 9999 (or back to year 1) pushes those events with a normal one: before the
+    fix the pairing raised OverflowError (date value out of range), so the whole batch was refused every time
+    and the door's outbox stuck behind it. Now all three are stored, the odd ones with the door's own kind."""
+    pairing = store.Pairing("toggle", ZoneInfo("America/New_York"), cooldown_s=60.0)
+    door = store.add_door(db, "Gate A").door
+    ada = store.add_person(db, "E1", "Ada").id
+    times = [datetime(9999, 12, 31, 23, 0, tzinfo=UTC), datetime(1, 1, 1, 1, 0, tzinfo=UTC),
+             datetime(2026, 3, 2, 13, 0, tzinfo=UTC)]
+    result = store.ingest_events(db, door.id, [
+        store.DoorEvent(seq=n, uuid=f"u-{n}", person_id=ada, at=at, kind="out")
+        for n, at in enumerate(times, start=1)], pairing=pairing, now=times[2])
+    assert result.stored == 3 and result.last_seq == 3
+    kinds = {e.occurred_at.year: e.kind for e in store.events_after(db, 0, 10)}
+    assert kinds == {9999: "out", 1: "out", 2026: "in"}

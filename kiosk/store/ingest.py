@@ -24,7 +24,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -214,9 +214,15 @@ def _pair_days(s: Session, touched: list[tuple[int, datetime, str | None]], pair
     zones = _Zones(s, pairing)
 
     def day_of(pid: int, at: datetime, device_id: str | None) -> Any:
-        return now_utc(at).astimezone(zones.of(pid, device_id)).date()
+        """The local day; None for a time at the very edge of datetime's range (a door's broken clock: year 1 or
+        9999), which is stored with its door's kind and not paired (its day and the next are not representable)."""
+        try:
+            day = now_utc(at).astimezone(zones.of(pid, device_id)).date()
+        except OverflowError:
+            return None
+        return day if date.min < day < date.max else None
 
-    days = {(pid, day_of(pid, at, device_id)) for pid, at, device_id in touched}
+    days = {(pid, day) for pid, at, device_id in touched if (day := day_of(pid, at, device_id)) is not None}
     if not days:
         return 0
     # the UTC window that holds every local day touched in any zone (an event's own zone places it below)
@@ -243,8 +249,9 @@ def _pair_days(s: Session, touched: list[tuple[int, datetime, str | None]], pair
         previous: dict[tuple[int, Any], str] = {}  # the kind of the day's previous event
         counted: dict[tuple[int, Any], datetime] = {}  # the time of the day's previous counted camera event
         for eid, pid, at, kind, recorded_by, device_id in rows:
-            key = (int(pid), day_of(int(pid), at, device_id))
-            if key not in days:
+            day = day_of(int(pid), at, device_id)
+            key = (int(pid), day)
+            if day is None or key not in days:
                 continue
             before = previous.get(key)
             if recorded_by is None:
