@@ -238,21 +238,27 @@ def rewrite_backups(path: Path, what: str, plan: Plan) -> list[Path]:
     (sqlite.rewrite_file: tables a backup lacks are skipped; VACUUM where a row changed); the backups changed.
 
     The one way a change of the live file reaches its backups (erasure, consent withdrawal, the retention purge,
-    a door's gallery pull). StoreError naming the backup when one cannot be read or changed; what ("erase
-    person 3") says what was being done.
+    a door's gallery pull). StoreError naming the backups that cannot be read or changed, after every other
+    backup was done; what ("erase person 3") says what was being done.
     """
     backups = sqlite.backups_of(path)
     live_runs = _renumber_runs(path) if backups else []
     changed = []
-    for backup in backups:
+    failed: list[str] = []
+    for backup in backups:  # one bad backup (corrupt, unwritable) must not keep the change from the others
         try:
             statements = plan(backup, live_runs)
             if statements and sqlite.rewrite_file(backup, statements):
                 changed.append(backup)
         except sqlite.FILE_ERRORS as exc:
-            raise StoreError(f"cannot {what} in the backup {backup}: {exc}; delete that backup file by hand") from None
+            logger.error("cannot %s in the backup %s: %s", what, backup, exc)
+            failed.append(f"{backup}: {exc}")
     for backup in changed:
         logger.info("%s: done in the backup %s", what, backup)
+    if failed:
+        raise StoreError(f"cannot {what} in {len(failed)} backup(s) ({'; '.join(failed)}); done in the live "
+                         f"database and in {len(backups) - len(failed)} other backup(s); delete "
+                         f"{'that backup file' if len(failed) == 1 else 'those backup files'} by hand")
     return changed
 
 

@@ -14,7 +14,8 @@ toggle: in, out, in ...), so someone who enters by door A and leaves by door B h
 and an out; a door's own kind is its provisional answer. Hand corrections keep their kind. Each event's
 local day is in its own door's site zone (events without a door's site: the person's home site's). In toggle
 mode a camera event within cooldown_s after the person's previous counted camera event of that day (any
-door) does not toggle: it takes the previous event's kind and is not counted itself.
+door) does not toggle: it takes the previous event's kind and is not counted itself. The people's rows are locked
+(FOR NO KEY UPDATE) before their days are read, so a push and a hand correction of one person-day pair in turn.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -213,9 +214,15 @@ def _pair_days(s: Session, touched: list[tuple[int, datetime, str | None]], pair
     zones = _Zones(s, pairing)
 
     def day_of(pid: int, at: datetime, device_id: str | None) -> Any:
-        return now_utc(at).astimezone(zones.of(pid, device_id)).date()
+        """The local day; None for a time at the very edge of datetime's range (a door's broken clock: year 1 or
+        9999), which is stored with its door's kind and not paired (its day and the next are not representable)."""
+        try:
+            day = now_utc(at).astimezone(zones.of(pid, device_id)).date()
+        except OverflowError:
+            return None
+        return day if date.min < day < date.max else None
 
-    days = {(pid, day_of(pid, at, device_id)) for pid, at, device_id in touched}
+    days = {(pid, day) for pid, at, device_id in touched if (day := day_of(pid, at, device_id)) is not None}
     if not days:
         return 0
     # the UTC window that holds every local day touched in any zone (an event's own zone places it below)
@@ -227,6 +234,12 @@ def _pair_days(s: Session, touched: list[tuple[int, datetime, str | None]], pair
     changes: list[dict[str, Any]] = []
     person_kinds = (EventKind.IN, EventKind.OUT)
     for i in range(0, len(pids), _CHUNK):
+        # the people's rows locked, in id order, before their days are read: a hand correction and a push of the
+        # same person-day pair one after the other, the second seeing the first's rows (PostgreSQL's READ
+        # COMMITTED: each statement sees what committed before it). NO KEY UPDATE: it does not wait for the KEY
+        # SHARE locks the new events' foreign keys hold. SQLite: the write lock serialises anyway.
+        s.execute(select(Person.id).where(Person.id.in_(pids[i:i + _CHUNK])).order_by(Person.id)
+                  .with_for_update(key_share=True))
         rows = s.execute(select(AttendanceEvent.id, AttendanceEvent.person_id, AttendanceEvent.occurred_at,
                                 AttendanceEvent.kind, AttendanceEvent.recorded_by, AttendanceEvent.device_id)
                          .where(AttendanceEvent.person_id.in_(pids[i:i + _CHUNK]),
@@ -236,8 +249,9 @@ def _pair_days(s: Session, touched: list[tuple[int, datetime, str | None]], pair
         previous: dict[tuple[int, Any], str] = {}  # the kind of the day's previous event
         counted: dict[tuple[int, Any], datetime] = {}  # the time of the day's previous counted camera event
         for eid, pid, at, kind, recorded_by, device_id in rows:
-            key = (int(pid), day_of(int(pid), at, device_id))
-            if key not in days:
+            day = day_of(int(pid), at, device_id)
+            key = (int(pid), day)
+            if day is None or key not in days:
                 continue
             before = previous.get(key)
             if recorded_by is None:

@@ -38,6 +38,9 @@ RECORD_KEY = "join.renumbered"
 KEPT_TABLES = frozenset({"pending_erasures"})
 """Tables whose person ids are left alone (a pending erasure is finished by its employee id: module docstring)."""
 _MAP_TABLE = "kiosk_renumber_map"
+MAX_CENTRAL_ID = 2**31 - 1
+"""The largest person id a central can answer (people.id is a 32-bit INTEGER on its PostgreSQL; the door API's
+limit too): a larger one is a wrong answer, and would push this file's own next ids out of the central's range."""
 
 
 class RenumberRefused(StoreError):
@@ -89,8 +92,10 @@ def _read_record(s: Session) -> dict[str, Any]:
 def _plan(people: list[tuple[int, str, bool]], mapping: dict[int, int], settled: set[int]) -> tuple[
         dict[int, int], int]:
     """{old id: new id} of the people that move, and how many are kept; RenumberRefused when impossible."""
-    if len(set(mapping.values())) != len(mapping) or any(v < 1 for v in mapping.values()):
-        raise RenumberRefused("the central's ids for this kiosk's people are not one positive id each")
+    if len(set(mapping.values())) != len(mapping) or any(
+            isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_CENTRAL_ID for v in mapping.values()):
+        raise RenumberRefused("the central's ids for this kiosk's people are not one positive id each (at most "
+                              f"{MAX_CENTRAL_ID}); nothing was renumbered")
     moves: dict[int, int] = {}
     lowest = min([0] + [pid for pid, _, _ in people])
     kept = 0
