@@ -1,0 +1,100 @@
+"""Red team of issue 13's central reporting (site rules, the PostgreSQL payroll fast path): hostile
+site and door names, odd zones (30- and 45-minute offsets, Pacific/Apia's skipped day, Lord Howe's
+30-minute DST), events exactly at local midnight, sites no door has and doors of unlisted sites;
+the fast path against the Python path byte for byte, and what a user gets when things fail."""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from kiosk.config import Settings
+from kiosk.reports import iter_range_csv, payroll_fast
+from kiosk.store import Database, add_door, add_leave, add_person, bulk_add_events, open_database
+
+NOW = datetime(2012, 2, 1, tzinfo=UTC)
+ZONES = {"kolkata": "Asia/Kolkata", "kathmandu": "Asia/Kathmandu", "apia": "Pacific/Apia",
+         "lord_howe": "Australia/Lord_Howe"}
+HOSTILE = ["'; DROP TABLE people; --", "back\\slash", "100% \"quoted\"", '=HYPERLINK("http://x","y")',
+           "Zürich Ünïcødé ✓", "s" * 100, "%(p0)s", "a,b\nc"]
+
+
+def settings_of(url: str) -> Settings:
+    sites: dict[str, Any] = {name: {"timezone": zone} for name, zone in ZONES.items()}
+    sites["kolkata"]["holidays"] = ["2011-12-30"]
+    sites["apia"]["work_days"] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    sites["no door has this"] = {"timezone": "Asia/Kathmandu"}
+    sites["'; DROP TABLE people; --"] = {"timezone": "Asia/Kolkata", "workday_start": "07:45"}
+    return Settings.model_validate({
+        "role": "central", "database": {"url": url}, "attendance": {"mode": "first_last"},
+        "site": {"timezone": "Europe/Berlin", "workday_start": "08:30", "late_grace_minutes": 5},
+        "sites": sites,
+    })
+
+
+def build(db: Database, seed: int = 13) -> dict[str, int]:
+    """Doors in the odd zones and hostile names, people, events at local midnight and around it."""
+    rng = random.Random(seed)
+    doors: list[tuple[str, str | None]] = [(f"{site} door", site) for site in ZONES]
+    doors += [(f"door {n}: {name}"[:50], name) for n, name in enumerate(HOSTILE) if "\n" not in name]
+    doors += [("unlisted site door", "mars"), ("siteless door", None)]
+    devices = {add_door(db, name, site=site, actor="test").door.device_id: site for name, site in doors}
+    names = ["Ann", *HOSTILE, *(f"Person {n}" for n in range(len(devices)))]
+    people = [(f"E{n:02d}", name) for n, name in enumerate(names[:len(devices)])]
+    ids = {eid: add_person(db, eid, name, now=datetime(2011, 11, 1, tzinfo=UTC)).id for eid, name in people}
+    rows: list[dict[str, Any]] = []
+    days = [date(2011, 12, 24) + timedelta(days=i) for i in range(14)]
+    for n, pid in enumerate(ids.values()):
+        mine = [list(devices)[n], rng.choice(list(devices))]
+        for day in days:
+            device = mine[0] if rng.random() < 0.8 else mine[1]
+            zone = ZoneInfo(ZONES.get(devices[device] or "", "Europe/Berlin"))
+            midnight = datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+            for at, kind in [(midnight, "in"), (midnight + timedelta(hours=24), "out"),
+                             (midnight + timedelta(minutes=rng.randrange(400, 700)), "in"),
+                             (midnight + timedelta(minutes=rng.randrange(900, 1439)), "out")]:
+                if rng.random() < 0.8:
+                    rows.append({"person_id": pid, "occurred_at": at, "kind": kind,
+                                 "device_id": rng.choice([device, device, rng.choice(mine)])})
+    rows.sort(key=lambda r: r["occurred_at"])
+    bulk_add_events(db, rows)
+    for n, pid in enumerate(ids.values()):
+        add_leave(db, pid, date(2011, 12, 27 + n % 3), date(2011, 12, 29 + n % 3), "holiday", actor="admin", now=NOW)
+    return ids
+
+
+@pytest.fixture(scope="module")
+def odd(pg_server) -> Iterator[tuple[Settings, Database]]:
+    url = pg_server.create_database("kiosk_redteam_reports")
+    db = open_database(url)
+    build(db)
+    yield settings_of(url), db
+    db.close()
+
+
+def both(monkeypatch: pytest.MonkeyPatch, *args: Any, **kwargs: Any) -> tuple[str, str]:
+    """(the Python path's CSV, the fast path's CSV) of iter_range_csv(*args, **kwargs)."""
+    fast = "".join(iter_range_csv(*args, **kwargs))
+    with monkeypatch.context() as m:
+        m.setattr(payroll_fast, "fast_path_applies", lambda db, settings: False)
+        slow = "".join(iter_range_csv(*args, **kwargs))
+    return slow, fast
+
+
+@pytest.mark.parametrize("sites", [None, ["apia"], ["kathmandu", "kolkata"], ["lord_howe"],
+                                   ["'; DROP TABLE people; --"], ["mars"], ["100% \"quoted\""], ["back\\slash"],
+                                   ['=HYPERLINK("http://x","y")'], ["s" * 100]])
+@pytest.mark.parametrize("today", [date(2011, 12, 30), datetime(2011, 12, 30, 10, 30, tzinfo=UTC)])
+def test_odd_zones_and_hostile_names_fast_equals_python(odd, monkeypatch, sites, today) -> None:
+    settings, db = odd
+    slow, fast = both(monkeypatch, db, settings, date(2011, 12, 25), date(2012, 1, 5), today, sites=sites)
+    if sites is None:
+        assert {row[12] for row in csv.reader(io.StringIO(slow))} >= {*ZONES, "mars", ""}
+    assert fast == slow
