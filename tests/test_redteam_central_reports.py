@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import os
 import random
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -16,6 +20,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from kiosk.config import Settings
+from kiosk.errors import StoreError
 from kiosk.reports import iter_range_csv, payroll_fast
 from kiosk.store import Database, add_door, add_leave, add_person, bulk_add_events, open_database
 
@@ -98,3 +103,63 @@ def test_odd_zones_and_hostile_names_fast_equals_python(odd, monkeypatch, sites,
     if sites is None:
         assert {row[12] for row in csv.reader(io.StringIO(slow))} >= {*ZONES, "mars", ""}
     assert fast == slow
+
+
+@pytest.fixture(scope="module")
+def big(pg_server) -> Iterator[tuple[Settings, Database]]:
+    """A central with 300 people over 120 days (megabytes of CSV: more than the socket buffers)."""
+    url = pg_server.create_database("kiosk_redteam_big")
+    db = open_database(url)
+    device = add_door(db, "Main", site="kolkata", actor="test").door.device_id
+    ids = [add_person(db, f"P{n:03d}", f"Person {n}", now=datetime(2011, 1, 1, tzinfo=UTC)).id for n in range(300)]
+    start = datetime(2011, 6, 1, 3, 0, tzinfo=UTC)
+    bulk_add_events(db, [{"person_id": pid, "occurred_at": start + timedelta(days=d, minutes=m), "kind": kind,
+                          "device_id": device}
+                         for d in range(120) for pid in ids for m, kind in ((pid % 60, "in"), (500, "out"))])
+    yield settings_of(url), db
+    db.close()
+
+
+def _kill_other_backends(db: Database) -> None:
+    """Terminate every other session on db's database (the report's among them): a lost connection."""
+    with db.engine.connect() as conn:
+        conn.exec_driver_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        conn.commit()
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "python"])
+def test_a_connection_lost_mid_csv_is_one_clear_error(big, monkeypatch, fast) -> None:
+    """PostgreSQL gone after the first days of a streamed CSV: a StoreError (the CLI's one line and
+    exit 1, not a traceback) that says the CSV is incomplete; the next report is whole again."""
+    settings, db = big
+    if not fast:
+        monkeypatch.setattr(payroll_fast, "fast_path_applies", lambda db, settings: False)
+    chunks = iter_range_csv(db, settings, date(2011, 6, 1), date(2011, 9, 28), date(2011, 10, 1))
+    got = [next(chunks), next(chunks)]
+    _kill_other_backends(db)
+    with pytest.raises(StoreError, match="incomplete") as caught:
+        got += list(chunks)
+    assert "2011-06-01..2011-09-28" in str(caught.value)
+    again = "".join(iter_range_csv(db, settings, date(2011, 6, 1), date(2011, 9, 28), date(2011, 10, 1)))
+    assert len(again.splitlines()) == 1 + 300 * 120
+
+
+def test_the_cli_says_the_csv_is_incomplete_when_postgresql_goes(big, tmp_path) -> None:
+    """`kiosk report range --format csv > file` with PostgreSQL gone mid-stream (a real process): exit
+    1 and one `error:` line saying the CSV is incomplete, no traceback."""
+    settings, db = big
+    config = tmp_path / "kiosk.yaml"
+    config.write_text(json.dumps({"role": "central", "database": {"url": settings.database.url},
+                                  "sites": {"kolkata": {"timezone": "Asia/Kolkata"}}}))
+    proc = subprocess.Popen([sys.executable, "-m", "kiosk.cli", "--config", str(config), "report", "range",
+                             "--from", "2011-06-01", "--to", "2011-09-28", "--format", "csv"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "NO_COLOR": "1"})
+    assert proc.stdout is not None and proc.stderr is not None
+    head = proc.stdout.read(20_000)  # the report is running, blocked on the full pipe
+    _kill_other_backends(db)
+    rest = proc.stdout.read()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1, err
+    assert len((head + rest).splitlines()) < 1 + 300 * 120
+    assert "Traceback" not in err and [line[:6] for line in err.splitlines()] == ["error:"] and "incomplete" in err, err
