@@ -18,9 +18,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from app_helpers import kiosk_app
 
+from kiosk.clock import ManualClock
 from kiosk.config import Settings
-from kiosk.errors import StoreError
+from kiosk.errors import KioskError, StoreError
 from kiosk.reports import iter_range_csv, payroll_fast
 from kiosk.store import Database, add_door, add_leave, add_person, bulk_add_events, open_database
 
@@ -163,3 +165,27 @@ def test_the_cli_says_the_csv_is_incomplete_when_postgresql_goes(big, tmp_path) 
     assert proc.wait(timeout=60) == 1, err
     assert len((head + rest).splitlines()) < 1 + 300 * 120
     assert "Traceback" not in err and [line[:6] for line in err.splitlines()] == ["error:"] and "incomplete" in err, err
+
+
+def test_a_web_csv_cut_by_the_database_ends_in_a_marked_line(big, monkeypatch) -> None:
+    """/range.csv with PostgreSQL gone mid-stream: the body's last line says INCOMPLETE (behind a
+    proxy that speaks HTTP/1.0 to waitress, e.g. nginx's default, the cut is otherwise a clean end
+    of file), and the error still ends the response (an HTTP/1.1 client sees a broken transfer)."""
+    settings, db = big
+    from kiosk.web import create_user
+
+    create_user(db, "hr", "hr-password-12345", "admin")
+    client = kiosk_app(settings, db, ManualClock(datetime(2011, 10, 1, tzinfo=UTC))).test_client()
+    page = client.get("/login").get_data(as_text=True)
+    token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    assert client.post("/login", data={"username": "hr", "password": "hr-password-12345",
+                                       "csrf_token": token}).status_code == 302
+    response = client.get("/range.csv?start=2011-06-01&end=2011-09-28", buffered=False)
+    body = response.iter_encoded()
+    got = [next(body), next(body)]
+    _kill_other_backends(db)
+    with pytest.raises(KioskError, match="incomplete"):
+        for chunk in body:
+            got.append(chunk)
+    last = b"".join(got).decode().splitlines()[-1]
+    assert last.startswith("INCOMPLETE") and "2011-06-01..2011-09-28" in last, last
