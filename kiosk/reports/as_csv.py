@@ -19,7 +19,7 @@ from kiosk.reports.cells import (
 )
 from kiosk.reports.model import DailyReport, RangeDay, RangeReport
 from kiosk.reports.scan import RangeScan, check_range_request
-from kiosk.store import Database, read_snapshot
+from kiosk.store import Database, read_snapshot, whole_or_store_error
 
 logger = logging.getLogger(__name__)
 
@@ -65,12 +65,14 @@ def iter_range_csv(db: Database, settings: Settings, start: date, end: date,
     """The range's payroll CSV (render_range's csv) as text chunks: the header, then one chunk per
     day, produced while the events stream in. The read snapshot is held until the last chunk (or
     until the iterator is closed). Bad ranges, and (a central's) unknown sites, raise ReportError
-    here, before any chunk; sites: as RangeScan's."""
+    here, before any chunk; a database error later a StoreError saying the CSV is incomplete; sites:
+    as RangeScan's."""
     check_range_request(db, settings, start, end, sites, strict)
+    what = f"the payroll CSV for {start.isoformat()}..{end.isoformat()}"
     fast = payroll_fast.fast_range_csv(db, settings, start, end, today, person_id=person_id, sites=sites,
                                        strict=strict)
     if fast is not None:  # PostgreSQL, first_last: the rows made in SQL (same bytes)
-        return fast
+        return whole_or_store_error(db, fast, what)
 
     def chunks() -> Iterator[str]:
         with read_snapshot(db) as snapshot:
@@ -83,4 +85,4 @@ def iter_range_csv(db: Database, settings: Settings, start: date, end: date,
                 if lines:
                     yield csv_text(lines, clean=text_cells(by_site))
 
-    return chunks()
+    return whole_or_store_error(db, chunks(), what)

@@ -158,6 +158,7 @@ from kiosk.store.reporting import (
     home_sites,
     iter_event_marks,
     read_snapshot,
+    whole_or_store_error,
 )
 from kiosk.store.retention import PurgeResult, purge_expired
 from kiosk.store.sqlite import backup_database
@@ -208,7 +209,7 @@ __all__ = [
     "read_sync_state", "sync_state_path", "write_sync_state",
     # report reads
     "DayFigures", "EventMark", "bulk_add_events", "bulk_add_people", "day_figures", "home_sites",
-    "iter_event_marks", "read_snapshot",
+    "iter_event_marks", "read_snapshot", "whole_or_store_error",
     # the range payroll CSV made in SQL (PostgreSQL; kiosk.reports.payroll_fast)
     "OffsetSpan", "PayrollDoor", "PayrollPerson", "PayrollRequest", "PayrollRules", "offset_spans",
     "payroll_days",

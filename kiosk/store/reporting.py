@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from psycopg import Error as PsycopgError
 from sqlalchemy import Integer, Select, String, bindparam, case, func, insert, literal, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from kiosk.errors import StoreError
 from kiosk.store.db import BoundDatabase, Database
 from kiosk.store.models import AttendanceEvent, Door, Person, UTCDateTime
 from kiosk.vocabulary import EventKind
@@ -55,6 +57,28 @@ def read_snapshot(db: Database) -> Iterator[Database]:
                 yield SnapshotDatabase(db, session)
         finally:
             db.ops.end_read_snapshot(conn)
+
+
+def whole_or_store_error(db: Database, chunks: Iterator[str], what: str) -> Iterator[str]:
+    """chunks passed on as made; a database error while they are made (PostgreSQL gone in the
+    middle of a streamed report) becomes one StoreError saying that `what` is incomplete (what was
+    already passed on is not all of it). Closing this closes chunks (the report's snapshot)."""
+    sent = 0
+    try:
+        for chunk in chunks:
+            yield chunk
+            sent += 1
+    except (DBAPIError, PsycopgError, StoreError) as exc:
+        from kiosk.store.postgres import database_error
+
+        cause = exc if isinstance(exc, StoreError) else database_error(db.where, exc)
+        logger.info("%s stopped after %d parts: %s", what, sent, cause)  # the caller shows the error
+        raise type(cause)(f"{what} is incomplete: it stopped after {sent} part(s), the database failed ({cause}). "
+                          "What was written so far is not the whole report; make it again") from exc
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
 
 
 def in_read_transaction(db: Database) -> bool:

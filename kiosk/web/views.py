@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import partial
@@ -21,7 +22,7 @@ from flask import Blueprint, Response, abort, render_template, request
 from markupsafe import Markup
 
 from kiosk.dates import hm, parse_day
-from kiosk.errors import PersonNotFound, ReportError
+from kiosk.errors import KioskError, PersonNotFound, ReportError
 from kiosk.reports import (
     TOTALS_CSV_COLUMNS,
     DailyReport,
@@ -208,8 +209,23 @@ def range_csv() -> Response:
     start, end = range_args()
     choice = report_sites()
     return csv_stream(f"attendance-{start}-to-{end}.csv",
-                      iter_range_csv(c.db, c.settings, start, end, today=c.clock.now(), sites=choice.sites,
-                                     strict=choice.strict))
+                      marked_if_cut(iter_range_csv(c.db, c.settings, start, end, today=c.clock.now(),
+                                                   sites=choice.sites, strict=choice.strict)))
+
+
+def marked_if_cut(chunks: Iterator[str]) -> Iterator[str]:
+    """A streamed CSV's chunks; when they stop on an error (the database gone), a last line
+    "INCOMPLETE: <the error>" and the error again (the response is cut: a broken transfer over
+    HTTP/1.1; the line shows it where a proxy speaking HTTP/1.0 to us would pass a clean end)."""
+    try:
+        yield from chunks
+    except KioskError as exc:
+        yield "INCOMPLETE: " + " ".join(str(exc).replace('"', "'").split()) + "\n"
+        raise
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
 
 
 @bp.route("/range-totals.csv")
@@ -452,5 +468,5 @@ def person_csv(person_id: int) -> Response:
     c = ctx()
     choice = report_sites()
     return csv_stream(f"history-{p.employee_id}-{start}-to-{end}.csv",
-                      iter_range_csv(c.db, c.settings, start, end, today=c.clock.now(), person_id=p.id,
-                                     sites=choice.sites, strict=choice.strict))
+                      marked_if_cut(iter_range_csv(c.db, c.settings, start, end, today=c.clock.now(),
+                                                   person_id=p.id, sites=choice.sites, strict=choice.strict)))
