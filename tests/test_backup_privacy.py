@@ -288,3 +288,46 @@ def test_an_unreadable_backup_is_named_and_the_live_purge_stands(tmp_path: Path)
     bad.unlink()
     with store.open_database(path) as db:
         assert store.purge_expired(db, T0, RETENTION).backups_purged == 0
+
+
+def test_a_rewrite_whose_vacuum_fails_leaves_no_deleted_bytes_behind(tmp_path, monkeypatch) -> None:
+    """A full disk can fail the VACUUM after the commit; a retry then changes no row and skips it, so the
+    deleted rows' bytes must already be gone from the file's free pages (secure_delete)."""
+    import sqlite3 as real_sqlite3
+
+    from kiosk.store import sqlite as sqlite_module
+
+    path = tmp_path / "backup.db"
+    secret = b"TEMPLATE-BYTES-OF-THE-ERASED-ONE" * 64
+    with real_sqlite3.connect(path) as con:
+        con.execute("CREATE TABLE face_templates (person_id INTEGER, embedding BLOB)")
+        con.execute("INSERT INTO face_templates VALUES (1, ?)", (secret,))
+        con.execute("INSERT INTO face_templates VALUES (2, ?)", (b"other" * 64,))
+    con.close()
+    assert secret in path.read_bytes()
+
+    class NoVacuum:
+        def __init__(self, con: real_sqlite3.Connection) -> None:
+            self._con = con
+
+        def execute(self, sql: str, *args: object) -> real_sqlite3.Cursor:
+            if sql.strip().upper() == "VACUUM":
+                raise real_sqlite3.OperationalError("database or disk is full")
+            return self._con.execute(sql, *args)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._con, name)
+
+    def connect_as_a_build_without_secure_delete(*args: object, **kwargs: object) -> NoVacuum:
+        con = real_connect(*args, **kwargs)
+        con.execute("PRAGMA secure_delete = OFF")  # Debian's default is ON; other builds' is OFF
+        return NoVacuum(con)
+
+    real_connect = real_sqlite3.connect
+    monkeypatch.setattr(sqlite_module.sqlite3, "connect", connect_as_a_build_without_secure_delete)
+    with pytest.raises(real_sqlite3.OperationalError):
+        sqlite_module.rewrite_file(path, [("face_templates", "DELETE FROM face_templates WHERE person_id = ?", (1,))])
+    monkeypatch.undo()
+    assert not sqlite_module.rewrite_file(path, [("face_templates", "DELETE FROM face_templates WHERE person_id = ?", (1,))])
+    assert secret not in path.read_bytes()
+    assert b"other" * 64 in path.read_bytes()
