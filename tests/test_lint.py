@@ -28,3 +28,12 @@ def test_mypy_is_clean():
         pytest.skip("mypy is not installed (pip install -e '.[test]')")
     result = subprocess.run([str(mypy)], cwd=ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr
+
+
+def test_a_standalone_kiosk_never_loads_the_postgresql_driver() -> None:
+    """psycopg costs a process about 9 MB; only a database.url loads it (a bounded-memory web test failed
+    at 303 MB against 300 when a report module imported it at the top)."""
+    code = ("import sys, kiosk.web, kiosk.store, kiosk.reports, kiosk.cli, kiosk.service; "
+            "print(sorted(m for m in sys.modules if m == 'psycopg' or m.startswith('psycopg.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

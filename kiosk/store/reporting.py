@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from psycopg import Error as PsycopgError
 from sqlalchemy import Integer, Select, String, bindparam, case, func, insert, literal, select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -59,6 +59,14 @@ def read_snapshot(db: Database) -> Iterator[Database]:
             db.ops.end_read_snapshot(conn)
 
 
+def _database_errors() -> tuple[type[BaseException], ...]:
+    """What a failing database raises while a report streams: SQLAlchemy's wrapped driver errors, our
+    StoreError, and psycopg's own (the fast path's COPY) when psycopg is loaded at all (importing it in
+    every process would cost a standalone kiosk's web app about 9 MB)."""
+    psycopg = sys.modules.get("psycopg")
+    return (DBAPIError, StoreError) + ((psycopg.Error,) if psycopg is not None else ())
+
+
 def whole_or_store_error(db: Database, chunks: Iterator[str], what: str) -> Iterator[str]:
     """chunks passed on as made; a database error while they are made (PostgreSQL gone in the
     middle of a streamed report) becomes one StoreError saying that `what` is incomplete (what was
@@ -68,7 +76,7 @@ def whole_or_store_error(db: Database, chunks: Iterator[str], what: str) -> Iter
         for chunk in chunks:
             yield chunk
             sent += 1
-    except (DBAPIError, PsycopgError, StoreError) as exc:
+    except _database_errors() as exc:
         from kiosk.store.postgres import database_error
 
         cause = exc if isinstance(exc, StoreError) else database_error(db.where, exc)
