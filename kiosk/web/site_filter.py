@@ -111,4 +111,5 @@ def home_rules_of() -> Callable[[int], SiteRules]:
     if c.settings.role != "central" or not c.settings.sites:
         return lambda _pid: default
     home = home_sites(c.db, c.clock.now())
-    return lambda pid: c.settings.rules_of(home.get(pid))
+    rules: dict[str | None, SiteRules] = {name: c.settings.rules_of(name) for name in c.settings.sites}
+    return lambda pid: rules.get(home.get(pid), default)

@@ -258,10 +258,13 @@ def _leave_rows(start: date, end: date) -> list[LeaveRow]:
     shown = person_shown()
     items = [x for x in leave_between(c.db, start, end) if shown(x.person_id)]
     people = people_by_id(c.db, {x.person_id for x in items})
-    rules = home_rules_of()  # work days and holidays of each person's home site (a central's sites:)
-    rows = [LeaveRow(item=x, person=people[x.person_id],
-                     work_days=sum(1 for d in x.days() if start <= d <= end and rules(x.person_id).is_work_day(d)))
-            for x in items]
+    rules_of = home_rules_of()  # work days and holidays of each person's home site (a central's sites:)
+
+    def work_days(x: LeaveInfo) -> int:
+        rules = rules_of(x.person_id)
+        return sum(1 for d in x.days() if start <= d <= end and rules.is_work_day(d))
+
+    rows = [LeaveRow(item=x, person=people[x.person_id], work_days=work_days(x)) for x in items]
     return sorted(rows, key=lambda r: (r.item.first_day, r.person.name.casefold()))
 
 
