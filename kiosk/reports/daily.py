@@ -113,10 +113,7 @@ def _daily_report(db: Database, settings: Settings, day: date, todays: Todays, p
         team_expression=team,
         work_day=work_day,
         on_leave=on_leave,
-        by_site=places.by_site,
-        sites=sorted(places.only) if places.only is not None else None,
-        home=places.home,
-        zones=places.zones,
+        **places.report_fields(),
     )
 
 

@@ -250,10 +250,8 @@ class RangeScan:
         self.person_days += len(rows)
         return RangeDay(day, rows, leave, unknown)
     def site_fields(self) -> dict[str, Any]:
-        """The report fields about sites: by_site, sites (the filter, sorted) and home."""
-        only = self.places.only
-        return {"by_site": self.places.by_site, "sites": sorted(only) if only is not None else None,
-                "home": self.places.home, "zones": self.places.zones}
+        """The report fields about sites (Places.report_fields)."""
+        return self.places.report_fields()
 
     def site_fields_json(self) -> dict[str, Any]:
         """The JSON report's "sites" key on a central (the filter; None: every site), and "timezones"

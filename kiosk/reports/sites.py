@@ -26,7 +26,7 @@ import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from kiosk.config import Settings, SiteRules
 from kiosk.errors import ReportError
@@ -102,6 +102,11 @@ class Places:
     def zones(self) -> dict[str, str]:
         """Configured site -> its zone's name, when the sites do not all share one zone ({} else)."""
         return {site: r.tz.key for site, r in sorted(self.rules.items())} if self.zoned else {}
+
+    def report_fields(self) -> dict[str, Any]:
+        """The report fields about sites: by_site, sites (the filter, sorted; None: every site), home, zones."""
+        only = sorted(self.only) if self.only is not None else None
+        return {"by_site": self.by_site, "sites": only, "home": self.home, "zones": self.zones}
 
     @property
     def zoned(self) -> bool:
