@@ -47,6 +47,8 @@ WCCN_LOCATIONS = (
     Path(__file__).resolve().parents[1] / "models" / WCCN_NAME,
     Path(sys.prefix) / "share" / "kiosk" / "models" / WCCN_NAME,
 )
+# Gallery size (people) the normalised rule was tuned at; smaller galleries get a stricter threshold.
+NORMALISATION_GALLERY = 295
 DEFAULT_WCCN = next((p for p in WCCN_LOCATIONS if p.is_file()), WCCN_LOCATIONS[0])
 
 
@@ -132,6 +134,7 @@ class Gallery:
         self._people: list[PersonId] = []
         self._index: dict[PersonId, int] = {}
         self._search: tuple[Embedding, Embedding, Labels] | None = None  # matrix, sq norms, labels
+        self._isolations: dict[int, float] = {}  # person label -> _isolation(), for the current _search
 
     # -- contents ------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -230,6 +233,7 @@ class Gallery:
             else:
                 labels, rows = self._labels, templates
             self._search = (np.ascontiguousarray(rows), np.einsum("ij,ij->i", rows, rows), labels)
+            self._isolations = {}
         return self._search
 
     def distances(self, embeddings: npt.ArrayLike) -> Embedding:
@@ -252,47 +256,95 @@ class Gallery:
 
     def _best_two(self, embeddings: npt.ArrayLike, exclude: int | None = None) -> tuple[int, float, float]:
         """(best person label, its distance, second-best person's distance); several probes are averaged."""
-        label, best, second, _ = self._best_two_cohort(embeddings, exclude)
-        return label, best, second
+        d, labels = self._person_distances(embeddings, exclude)
+        i1 = int(np.argmin(d)) if d.size else -1
+        if i1 < 0 or not np.isfinite(d[i1]):
+            return -1, float("inf"), float("inf")
+        others = np.delete(d, i1)
+        others = others[np.isfinite(others)]
+        return int(labels[i1]), float(d[i1]), float(others.min()) if others.size else float("inf")
 
-    def _best_two_cohort(self, embeddings: npt.ArrayLike,
-                         exclude: int | None = None) -> tuple[int, float, float, float]:
-        """_best_two plus the best distance's z-score among the other rows' distances (nan with < 3 of them)."""
+    def _person_distances(self, embeddings: npt.ArrayLike,
+                          exclude: int | None = None) -> tuple[Embedding, Labels]:
+        """(distance to each enrolled person (P,), their labels (P,)); several probes are averaged.
+
+        A person's distance is to their mean template (template_aggregation "mean") or their
+        nearest template ("min"); exclude's is inf.
+        """
         rows, sq_norms, labels = self._search_rows()
         d = self._distances(self.compared(embeddings), rows, sq_norms).mean(axis=0)
+        if self.settings.template_aggregation != "mean":
+            per_person = np.full(len(self._people), np.inf, dtype=np.float32)
+            np.minimum.at(per_person, labels, d)
+            people = np.unique(labels)
+            d, labels = per_person[people], people.astype(np.int32)
         if exclude is not None:
-            d = np.where(labels == exclude, np.inf, d)
-        i1 = int(np.argmin(d))
-        best = float(d[i1])
-        if not np.isfinite(best):
-            return -1, float("inf"), float("inf"), float("nan")
-        label = int(labels[i1])
-        others = d[(labels != label) & np.isfinite(d)]
-        second = float(others.min()) if others.size else float("inf")
-        z = float("nan")
-        if others.size >= 3:
-            spread = float(others.std())
-            z = (best - float(others.mean())) / spread if spread > 0 else float("-inf")
-        return label, best, second, z
+            d = np.where(labels == exclude, np.inf, d).astype(np.float32)
+        return d, labels
+
+    def _isolation(self, label: int) -> float:
+        """Distance (comparison space) from a person's search rows to the nearest other person's; inf alone.
+
+        Kept per person until the gallery changes: a face at the door asks for the same person again.
+        """
+        rows, sq_norms, labels = self._search_rows()
+        if label not in self._isolations:
+            own = labels == label
+            d = self._distances(rows[own], rows[~own], sq_norms[~own]) if not own.all() else np.full(1, np.inf)
+            self._isolations[label] = float(d.min())
+        return self._isolations[label]
+
+    def normalised_distance(self, d: Embedding, i1: int) -> float:
+        """The rule's normalised distance of person i1 (index into d) given every person's distance d (P,)
+        (see RecognitionSettings.max_normalised_distance); nan with only one person enrolled."""
+        s = self.settings
+        others = np.sort(np.delete(d, i1))[: s.cohort_size]
+        if others.size == 0 or not np.all(np.isfinite(others)):
+            return float("nan")
+        _, _, labels = self._search_rows()
+        isolation = self._isolation(int(labels[i1])) if s.isolation_weight > 0 else 0.0
+        return float(d[i1] - s.cohort_weight * others.mean() - s.isolation_weight * isolation)
+
+    def normalised_threshold(self) -> float:
+        """max_normalised_distance at this gallery's size (gallery_size_slope; inf when the rule is off)."""
+        s = self.settings
+        if s.max_normalised_distance is None:
+            return float("inf")
+        people = len(np.unique(self._labels))
+        return s.max_normalised_distance + s.gallery_size_slope * float(
+            np.log(min(max(people, 1), NORMALISATION_GALLERY) / NORMALISATION_GALLERY))
 
     def identify(self, embeddings: npt.ArrayLike) -> Match:
         """Who is this? One (128,) embedding or several frames (M, 128) of the same face.
 
         Rule (calibrated on ../shared/data/faces, see RecognitionSettings): accept the nearest
-        person when distance <= max_distance, distance / second-best person's distance <=
-        max_ratio and second - best >= min_margin (and, with max_cohort_z set, the distance's
-        z-score among the distances to everybody else is at most that); otherwise person_id is None.
+        person when distance <= max_distance, the normalised distance (the distance less the
+        weighted mean distance to the next cohort_size people and the candidate's distance to
+        their nearest colleague) is within normalised_threshold(), distance / second-best person's
+        distance <= max_ratio and second - best >= min_margin (and, with max_cohort_z set, the
+        distance's z-score among the distances to everybody else is at most that); otherwise
+        person_id is None.
         """
         if len(self) == 0:
             _as_matrix(embeddings)
             return Match(None, float("inf"), float("inf"), 0.0)
-        label, best, second, z = self._best_two_cohort(embeddings)
+        d, labels = self._person_distances(embeddings)
+        i1 = int(np.argmin(d))
+        best = float(d[i1])
+        label = int(labels[i1])
+        others = np.delete(d, i1)
+        second = float(others.min()) if others.size else float("inf")
         margin = second - best
         ratio = best / second if second > 0 and np.isfinite(second) else 0.0
         s = self.settings
         accepted = best <= s.max_distance and ratio <= s.max_ratio and margin >= s.min_margin
-        if s.max_cohort_z is not None and not np.isnan(z):
-            accepted = accepted and z <= s.max_cohort_z
+        if accepted and s.max_normalised_distance is not None:
+            normalised = self.normalised_distance(d, i1)
+            accepted = np.isnan(normalised) or normalised <= self.normalised_threshold()
+        if accepted and s.max_cohort_z is not None and others.size >= 3:
+            spread = float(others.std())
+            z = (best - float(others.mean())) / spread if spread > 0 else float("-inf")
+            accepted = z <= s.max_cohort_z
         score = match_score(best, s.max_distance) if accepted else 0.0
         candidate = self._people[label]
         return Match(candidate if accepted else None, best, margin, score, candidate)

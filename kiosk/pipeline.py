@@ -257,7 +257,7 @@ class Pipeline:
             track.mirror_passes = 0
             track.retried = False
         height = track.box[2] - track.box[0]
-        if height < q.min_face_px * 0.9:
+        if height < q.min_face_px:  # describe() would refuse it for its size: skip its landmarks
             self.hint = "come closer"
             return None
         # A face is analysed once it held still for steady_frames frames, or at once when it is sharp

@@ -37,9 +37,10 @@ SHARED_EXTRA = ROOT / ".." / "shared" / "data" / "faces-extra-strangers"
 # Targets on held-out half B (issue 14): strangers taken for somebody, enrolled people taken for
 # somebody else, enrolled people not recognised (a photo without a usable face counts).
 # Measured with YuNet, comparison wccn with the matrix learned from half A's people only and the
-# rule 0.435 / 0.85 tuned on half A (at 295 people enrolled): with half B's 156 people enrolled,
-# strangers 0.74% (9 of 1,224), wrong person 0% (of 693), missed 8.8% (61). These are the
-# issue's targets themselves.
+# normalised rule tuned on half A (max_distance 0.44, max_normalised_distance 0.1175, cohort 5 x
+# 0.4, isolation 0.2, slope 0.01): with half B's 156 people enrolled, strangers 0.33% (4 of
+# 1,224), wrong person 0% (of 693), missed 8.5% (59); with all 295 enrolled 0.82% (10), 0%,
+# 8.8% (61). These are the issue's targets themselves.
 STRANGER_TARGET, WRONG_TARGET, MISSED_LIMIT = 0.01, 0.002, 0.09
 
 
@@ -266,16 +267,16 @@ def test_evaluate_command_enrol_all_and_half_matrix(tmp_path: Path) -> None:
 def test_rates_at_the_held_out_gallery_size(tmp_path: Path) -> None:
     # Issue 14's held-out gallery has 297 people; the halves alone ~150. With everybody of the
     # shared folder enrolled (295) and half B's probes and strangers scored, the shipped rule
-    # (tuned on half A at 295 people) is what the README's "~300 people" table says: the stranger
-    # and wrong-person targets are met, the miss target is not. Counts within 2 of the table's
-    # (live embeddings may move one or two).
+    # (tuned on half A) is what the README's "~300 people" table says: all three targets are met
+    # (the ratio rule before it missed 78 of half B's 693 probes, 11.3%). Counts within 2 of the
+    # table's (live embeddings may move one or two).
     if not SHARED_FACES.is_dir() or not SHARED_EXTRA.is_dir():
         pytest.skip(f"needs the shared face data at {SHARED_FACES.resolve()}")
     from kiosk.evaluation.wccn import learn_from_folder
 
     learn_from_folder(SHARED_FACES, tmp_path / "wccn_A.npy", half="A", cache=EMBEDDING_CACHE)
     settings = RecognitionSettings(comparison_model=tmp_path / "wccn_A.npy")
-    table = {"A": (7, 0, 56), "B": (10, 0, 78)}  # strangers accepted, wrong person, missed
+    table = {"A": (7, 0, 49), "B": (10, 0, 61)}  # strangers accepted, wrong person, missed
     for half, (strangers, wrong, missed) in table.items():
         result = evaluate_faces(SHARED_FACES, 3, settings, cache=EMBEDDING_CACHE, half=half, enrol_all=True,
                                 extra_strangers=stranger_photos([SHARED_EXTRA], half))
@@ -284,4 +285,20 @@ def test_rates_at_the_held_out_gallery_size(tmp_path: Path) -> None:
         assert abs(counts["stranger_accepted"] - strangers) <= 2, (half, counts)
         assert abs(counts["wrong_person"] - wrong) <= 2 and abs(counts["missed"] - missed) <= 2, (half, counts)
     assert result["stranger_accepted"] <= STRANGER_TARGET and result["wrong_person"] <= WRONG_TARGET
-    assert result["missed"] > MISSED_LIMIT  # half B: the gap the README reports
+    assert result["missed"] <= MISSED_LIMIT
+    # Smaller sites: the normalised rule must not loosen when fewer people are enrolled (its cohort
+    # is then farther away; gallery_size_slope makes up for it). Random galleries of half B's
+    # people, each scored on its own people's probes and all of half B's strangers.
+    people, strangers = embed_dataset(SHARED_FACES, settings, cache=EMBEDDING_CACHE, strangers_half="B",
+                                      extra_strangers=stranger_photos([SHARED_EXTRA], "B"))
+    half_b = [name for name in people if half_of(name) == "B"]
+    rng = np.random.default_rng(0)
+    for size in (3, 10, 30, 80):
+        missed = []
+        for _ in range(5):
+            gallery = [str(n) for n in rng.choice(half_b, size, replace=False)]
+            small = score_protocol(people, strangers, 3, settings, gallery_people=gallery)
+            assert small["stranger_accepted"] <= STRANGER_TARGET, (size, small["counts"])
+            assert small["wrong_person"] <= WRONG_TARGET, (size, small["counts"])
+            missed.append(small["missed"])
+        assert float(np.mean(missed)) <= MISSED_LIMIT, (size, missed)

@@ -138,11 +138,77 @@ def test_cohort_z_rejects_a_face_about_as_near_to_everybody() -> None:
     # while without the cohort check the loose rule takes it for somebody.
     generic = people.mean(axis=0)
     assert gallery.identify(generic).person_id is None
-    assert Gallery.from_arrays(people, range(20), RecognitionSettings(max_distance=2.0, max_ratio=1.0)
+    assert Gallery.from_arrays(people, range(20), RecognitionSettings(max_distance=2.0, max_ratio=1.0,
+                                                                      max_normalised_distance=None)
                                ).identify(generic).known
     # Fewer than 4 people: no cohort to compare with; the check is skipped.
     small = Gallery.from_arrays(people[:3], range(3), settings)
     assert small.identify(people[1]).person_id == 1
+
+
+def _spread_gallery(n: int, settings: RecognitionSettings, seed: int = 3) -> tuple[Gallery, np.ndarray]:
+    """n face-like people, ids 0..n-1: unit vectors about 1.0 apart in the comparison space (cosine
+    0.75, as different people's dlib embeddings; random 128-d directions would be 2.0 apart)."""
+    rng = np.random.default_rng(seed)
+    centre = _unit(rng, 1)[0]
+    people = centre + np.sqrt(1 / 3) * _unit(rng, n)
+    people = (people / np.linalg.norm(people, axis=1, keepdims=True)).astype(np.float32)
+    return Gallery.from_arrays(people, range(n), settings), people
+
+
+def _towards(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    """The unit vector a fraction t of the way from a to b (along the great circle)."""
+    v = (1 - t) * a + t * b
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+def test_normalised_distance_refuses_a_face_between_two_people_that_the_distance_alone_accepts() -> None:
+    # Accept only when the distance is at most half the second-best person's (cohort of one).
+    settings = RecognitionSettings(comparison="length", max_distance=2.0, cohort_size=1, cohort_weight=0.5,
+                                   isolation_weight=0.0, max_normalised_distance=0.0, gallery_size_slope=0.0)
+    gallery, people = _spread_gallery(40, settings)
+    loose = Gallery.from_arrays(people, range(40), settings.model_copy(update={"max_normalised_distance": None}))
+    # Nearest person 0, but almost as near person 1 (and the rest of the cohort far away).
+    between = _towards(people[0], people[1], 0.45)
+    assert loose.identify(between).person_id == 0
+    match = gallery.identify(between)
+    assert match.person_id is None and match.candidate == 0
+    # A face close to person 0 alone is accepted.
+    assert gallery.identify(_towards(people[0], people[1], 0.05)).person_id == 0
+
+
+def test_normalised_threshold_is_stricter_for_a_small_gallery() -> None:
+    settings = RecognitionSettings(comparison="length")
+    big, _ = _spread_gallery(295, settings)
+    small, _ = _spread_gallery(3, settings)
+    huge, _ = _spread_gallery(2_000, settings)
+    assert big.normalised_threshold() == pytest.approx(settings.max_normalised_distance)
+    assert small.normalised_threshold() == pytest.approx(settings.max_normalised_distance + 0.01 * np.log(3 / 295))
+    assert huge.normalised_threshold() == pytest.approx(settings.max_normalised_distance)  # never looser than tuned
+    off = Gallery(settings.model_copy(update={"max_normalised_distance": None}))
+    assert off.normalised_threshold() == float("inf")
+
+
+def test_isolation_gives_leeway_to_a_person_whose_nearest_colleague_is_far() -> None:
+    settings = RecognitionSettings(comparison="length", max_distance=2.0, cohort_weight=0.0, isolation_weight=0.5,
+                                   max_normalised_distance=0.0, gallery_size_slope=0.0)
+    _, people = _spread_gallery(3, settings, seed=5)
+    twin = _towards(people[0], people[1], 0.3)  # person 3 stands near person 0
+    gallery = Gallery.from_arrays(np.vstack([people, twin]), range(4), settings)
+    probe_far = _towards(people[2], -people[0], 0.2)  # as far from person 2 as ...
+    probe_near = _towards(people[0], -people[2], 0.2)  # ... this one from person 0
+    d2 = float(gallery.distances(probe_far)[0, 2])
+    d0 = float(gallery.distances(probe_near)[0, 0])
+    assert d2 == pytest.approx(d0, abs=1e-3)
+    assert gallery.identify(probe_far).person_id == 2  # person 2's nearest colleague is far away
+    assert gallery.identify(probe_near).person_id is None  # person 0 has a look-alike colleague
+
+
+def test_one_person_enrolled_is_judged_by_max_distance_alone() -> None:
+    settings = RecognitionSettings(comparison="length")
+    gallery, people = _spread_gallery(1, settings)
+    assert gallery.identify(_towards(people[0], -people[0] + 1e-3, 0.1)).person_id == 0
+    assert np.isnan(gallery.normalised_distance(np.array([0.3], np.float32), 0))
 
 
 def test_one_match_score_and_one_embedding_check() -> None:

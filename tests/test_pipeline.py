@@ -173,6 +173,22 @@ def test_small_faces_far_away_are_never_analysed(analyzer: FakeFaceAnalyzer, gal
     assert "embed" not in pipeline.last_frame_ms
 
 
+def test_a_face_just_under_the_size_limit_is_not_described(analyzer: FakeFaceAnalyzer, gallery: Gallery) -> None:
+    """A face walking up at 90-99% of min_face_px costs only the presence check (its landmarks would
+    be thrown away by the size rule), and the person is told to come closer."""
+    q = door_settings().recognition.quality
+    frame = draw_face(blank_frame(), FakeFace(FAKE_PEOPLE[0]), q.min_face_px - 4, (320, 240))
+    pipeline = Pipeline(analyzer, gallery, None, door_settings())
+    calls: list[object] = []
+    describe = analyzer.describe
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(analyzer, "describe", lambda *a, **k: calls.append(a) or describe(*a, **k))
+        assert all(pipeline.process(frame, i * 0.2) is None for i in range(6))
+    assert calls == []
+    assert "embed" not in pipeline.last_frame_ms
+    assert pipeline.hint == "come closer"
+
+
 def test_reset_and_new_gallery_start_a_new_visit(analyzer: FakeFaceAnalyzer, gallery: Gallery) -> None:
     frame = draw_face(blank_frame(), FakeFace(FAKE_PEOPLE[0]), 300, (320, 240))
     pipeline = Pipeline(analyzer, Gallery(), None, door_settings(steady_frames=1))
