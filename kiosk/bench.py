@@ -275,7 +275,7 @@ def run_bench(
     fps: float = 5.0,
     search_sizes: tuple[int, ...] = SEARCH_SIZES,
     analyzer: FaceAnalyzer | None = None,
-    repeats: int = 3,
+    repeats: int = 5,
     stages: bool = True,
     expected: list[str] | None = None,
     names: dict[int, str] | None = None,

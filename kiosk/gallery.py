@@ -12,6 +12,11 @@ each embedding to length 1, multiplies it by the WCCN matrix (models/face_wccn.n
 the result to length sqrt(2); "length" does the same without the matrix; "raw" compares dlib's
 embeddings as they are. sqrt(2) is about dlib's own length (median 1.40 on ../shared/data), so
 distances keep roughly face_recognition's scale and every threshold stays a distance.
+
+The rule (identify) also normalises the best distance against the site's own gallery: it subtracts
+the weighted mean distance to the next few people and the candidate's distance to their nearest
+colleague, and compares that with a threshold that is stricter for galleries under 295 people
+(RecognitionSettings.max_normalised_distance and the README's tables).
 """
 
 from __future__ import annotations

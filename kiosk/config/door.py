@@ -52,12 +52,12 @@ class AttendanceSettings(Section):
     # check-ins; false analyses every frame, and a late disagreeing frame forces a retry.
     early_decision: bool = True
     # A single analysed frame this close to one person (distance to their mean template in
-    # recognition.comparison's space, and passing the ratio test) decides at once: one
+    # recognition.comparison's space, and accepted by recognition's rule) decides at once: one
     # embedding instead of two, about half the check-in time. Lower sends more check-ins
     # through the two-frame vote; 0 disables the fast path. Well inside
     # recognition.max_distance by design. On half A of ../shared/data/faces (one plain frame,
-    # comparison wccn) 0.40 decides 83% of probes alone, none wrongly, and accepts 0.24% of
-    # strangers (the raw distances before: 77% and 0.32%).
+    # comparison wccn, the ratio rule of the time) 0.40 decides 83% of probes alone, none wrongly,
+    # and accepts 0.24% of strangers (the raw distances before: 77% and 0.32%).
     single_frame_distance: float = Field(0.40, ge=0.0, le=2.0)
     # A first frame at least this far from everyone (one embedding, before the mirror pass)
     # decides "unknown" at once: strangers get their answer in one embedding. Lower answers
