@@ -39,6 +39,7 @@ from kiosk.door_status import (
 from kiosk.door_sync import DoorSync
 from kiosk.errors import StoreError
 from kiosk.gallery import Gallery
+from kiosk.gc_tuning import freeze_startup_objects
 from kiosk.journal import JournalEntry
 from kiosk.maintenance import DailyPurge
 from kiosk.outbox import EventOutbox
@@ -187,11 +188,13 @@ class KioskService:
         if self.sync is not None:
             self.sync.start()
         self.rss_start_mb = rss_mb()
+        frozen = freeze_startup_objects()  # no full garbage collection of start-up objects inside a check-in
         self._state = DoorState.RUNNING
         self.save_status()
         sdnotify.ready(self._status_line())
-        logger.info("kiosk running: %d people, camera %s, expression %s, rss %.0f MB",
-                    len(self.people), s.camera.type, "on" if self.classifier else "off", self.rss_start_mb)
+        logger.info("kiosk running: %d people, camera %s, expression %s, rss %.0f MB, %d start-up objects "
+                    "frozen", len(self.people), s.camera.type, "on" if self.classifier else "off",
+                    self.rss_start_mb, frozen)
 
     def request_stop(self, reason: str = "requested") -> None:
         """Ask the loop to end after the frame in hand (signal-safe: only sets a flag)."""

@@ -88,6 +88,7 @@ class _FrameResult:
     quality: float
     embedding: Embedding
     scores: Float32Array | None
+    score: float = 0.0  # the frame's match score (0..1; 0 when nobody was accepted)
 
 
 @dataclass
@@ -312,8 +313,7 @@ class Pipeline:
             start = time.perf_counter()
             scores = self.classifier.scores_for_face(image, self.analyzer.face_landmarks(image, face_box))
             timings["expression"] = timings.get("expression", 0.0) + (time.perf_counter() - start) * 1000.0
-        return _FrameResult(person, match.distance, obs.quality,
-                            obs.embedding, scores)
+        return _FrameResult(person, match.distance, obs.quality, obs.embedding, scores, match.score)
 
     def _fast_path_on(self) -> bool:
         a = self.settings.attendance
@@ -368,7 +368,9 @@ class Pipeline:
         timings = {k: round(track.timings.get(k, 0.0), 3) for k in STAGES[1:]}
         start = time.perf_counter()
         distance, score = float("inf"), 0.0
-        if person is not None:
+        if person is not None and len(agreeing) == 1:  # that frame's own match: no second search
+            distance, score = agreeing[0].distance, agreeing[0].score
+        elif person is not None:
             match = self.gallery.identify(np.stack([r.embedding for r in agreeing]))
             if match.person_id == person:
                 distance, score = match.distance, match.score

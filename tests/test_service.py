@@ -124,6 +124,9 @@ def test_replayed_morning_end_to_end(morning: DoorScene, analyzer: DlibFaceAnaly
     watcher.join(5)
     output = log.read_text()
     assert rc == 0, output[-3000:]
+    # Start-up objects are frozen out of the garbage collector before READY (kiosk.gc_tuning).
+    frozen = re.search(r"(\d+) start-up objects frozen", output)
+    assert frozen is not None and int(frozen.group(1)) > 10_000, output[-3000:]
 
     a, b = (ids[name] for name in PEOPLE)
     events = _events(db_path)
