@@ -303,7 +303,9 @@ class Gallery:
         """The rule's normalised distance of person i1 (index into d) given every person's distance d (P,)
         (see RecognitionSettings.max_normalised_distance); nan with only one person enrolled."""
         s = self.settings
-        others = np.sort(np.delete(d, i1))[: s.cohort_size]
+        rest = np.delete(d, i1)
+        k = min(s.cohort_size, rest.size)
+        others = np.partition(rest, k - 1)[:k] if k else rest  # the k nearest, unsorted
         if others.size == 0 or not np.all(np.isfinite(others)):
             return float("nan")
         _, _, labels = self._search_rows()
