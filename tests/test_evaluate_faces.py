@@ -38,9 +38,9 @@ SHARED_EXTRA = ROOT / ".." / "shared" / "data" / "faces-extra-strangers"
 # somebody else, enrolled people not recognised (a photo without a usable face counts).
 # Measured with YuNet, comparison wccn with the matrix learned from half A's people only and the
 # normalised rule tuned on half A (max_distance 0.44, max_normalised_distance 0.1175, cohort 5 x
-# 0.4, isolation 0.2, slope 0.01): with half B's 156 people enrolled, strangers 0.33% (4 of
-# 1,224), wrong person 0% (of 693), missed 8.5% (59); with all 295 enrolled 0.82% (10), 0%,
-# 8.8% (61). These are the targets themselves.
+# 0.4, isolation 0.2, slope 0.01, max_ratio 0.95): with half B's 156 people enrolled, strangers
+# 0.33% (4 of 1,224), wrong person 0% (of 693), missed 8.5% (59); with all 295 enrolled 0.74%
+# (9), 0%, 8.8% (61). These are the targets themselves.
 STRANGER_TARGET, WRONG_TARGET, MISSED_LIMIT = 0.01, 0.002, 0.09
 
 
@@ -276,7 +276,7 @@ def test_rates_at_the_held_out_gallery_size(tmp_path: Path) -> None:
 
     learn_from_folder(SHARED_FACES, tmp_path / "wccn_A.npy", half="A", cache=EMBEDDING_CACHE)
     settings = RecognitionSettings(comparison_model=tmp_path / "wccn_A.npy")
-    table = {"A": (7, 0, 49), "B": (10, 0, 61)}  # strangers accepted, wrong person, missed
+    table = {"A": (6, 0, 49), "B": (9, 0, 61)}  # strangers accepted, wrong person, missed
     for half, (strangers, wrong, missed) in table.items():
         result = evaluate_faces(SHARED_FACES, 3, settings, cache=EMBEDDING_CACHE, half=half, enrol_all=True,
                                 extra_strangers=stranger_photos([SHARED_EXTRA], half))

@@ -204,6 +204,24 @@ def test_isolation_gives_leeway_to_a_person_whose_nearest_colleague_is_far() -> 
     assert gallery.identify(probe_near).person_id is None  # person 0 has a look-alike colleague
 
 
+def test_a_face_equally_near_two_people_is_refused_by_default() -> None:
+    # Two enrolled people with almost the same templates (twins, or one person enrolled twice with
+    # --force): the normalised distance alone could accept the face and pick either; the default
+    # max_ratio (0.95) refuses such a near-tie.
+    settings = RecognitionSettings(comparison="length")
+    gallery, people = _spread_gallery(30, settings)
+    twin = _towards(people[0], people[1], 0.002)
+    gallery.add("twin", twin)
+    probe = _towards(people[0], people[2], 0.05)
+    match = gallery.identify(probe)
+    assert match.person_id is None and match.candidate in (0, "twin")
+    loose = Gallery.from_arrays(np.vstack([people, twin]), [*range(30), "twin"],
+                                settings.model_copy(update={"max_ratio": 1.0}))
+    assert loose.identify(probe).known
+    # Without the twin the same face is accepted.
+    assert Gallery.from_arrays(people, range(30), settings).identify(probe).person_id == 0
+
+
 def test_one_person_enrolled_is_judged_by_max_distance_alone() -> None:
     settings = RecognitionSettings(comparison="length")
     gallery, people = _spread_gallery(1, settings)
