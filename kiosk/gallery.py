@@ -299,25 +299,25 @@ class Gallery:
             self._isolations[label] = float(d.min())
         return self._isolations[label]
 
-    def normalised_distance(self, d: Embedding, i1: int) -> float:
-        """The rule's normalised distance of person i1 (index into d) given every person's distance d (P,)
-        (see RecognitionSettings.max_normalised_distance); nan with only one person enrolled."""
+    def normalised_distance(self, best: float, label: int, others: Embedding) -> float:
+        """The rule's normalised distance of the best person (label, at distance best) given the
+        distances to every other enrolled person (P-1,) (see RecognitionSettings.max_normalised_distance);
+        nan with only one person enrolled."""
         s = self.settings
-        rest = np.delete(d, i1)
-        k = min(s.cohort_size, rest.size)
-        others = np.partition(rest, k - 1)[:k] if k else rest  # the k nearest, unsorted
-        if others.size == 0 or not np.all(np.isfinite(others)):
+        k = min(s.cohort_size, others.size)
+        cohort = np.partition(others, k - 1)[:k] if k else others  # the k nearest, unsorted
+        if cohort.size == 0 or not np.all(np.isfinite(cohort)):
             return float("nan")
-        _, _, labels = self._search_rows()
-        isolation = self._isolation(int(labels[i1])) if s.isolation_weight > 0 else 0.0
-        return float(d[i1] - s.cohort_weight * others.mean() - s.isolation_weight * isolation)
+        isolation = self._isolation(label) if s.isolation_weight > 0 else 0.0
+        return float(best - s.cohort_weight * cohort.mean() - s.isolation_weight * isolation)
 
     def normalised_threshold(self) -> float:
         """max_normalised_distance at this gallery's size (gallery_size_slope; inf when the rule is off)."""
         s = self.settings
         if s.max_normalised_distance is None:
             return float("inf")
-        people = len(np.unique(self._labels))
+        _, _, labels = self._search_rows()  # one row per person with "mean"; counted without a sort then
+        people = labels.size if s.template_aggregation == "mean" else np.unique(labels).size
         return s.max_normalised_distance + s.gallery_size_slope * float(
             np.log(min(max(people, 1), NORMALISATION_GALLERY) / NORMALISATION_GALLERY))
 
@@ -346,7 +346,7 @@ class Gallery:
         s = self.settings
         accepted = best <= s.max_distance and ratio <= s.max_ratio and margin >= s.min_margin
         if accepted and s.max_normalised_distance is not None:
-            normalised = self.normalised_distance(d, i1)
+            normalised = self.normalised_distance(best, label, others)
             accepted = np.isnan(normalised) or normalised <= self.normalised_threshold()
         if accepted and s.max_cohort_z is not None and others.size >= 3:
             spread = float(others.std())

@@ -226,7 +226,7 @@ def test_one_person_enrolled_is_judged_by_max_distance_alone() -> None:
     settings = RecognitionSettings(comparison="length")
     gallery, people = _spread_gallery(1, settings)
     assert gallery.identify(_towards(people[0], -people[0] + 1e-3, 0.1)).person_id == 0
-    assert np.isnan(gallery.normalised_distance(np.array([0.3], np.float32), 0))
+    assert np.isnan(gallery.normalised_distance(0.3, 0, np.zeros(0, np.float32)))
 
 
 def test_one_match_score_and_one_embedding_check() -> None:
